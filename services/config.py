@@ -1,0 +1,46 @@
+"""Settings from the environment (prefix ``SPECTRA_``), with safe defaults for embedded use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "change-me-dev-only"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPECTRA_", env_file=None, extra="ignore")
+
+    mode: Literal["embedded", "development", "production"] = "embedded"
+    database_url: str = "sqlite:///spectra.db"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = DEFAULT_SECRET
+    device: str = "cpu"
+
+    # Limits on what one request may ask for; all configurable.
+    max_latents_per_job: int = Field(default=10_000, ge=1)
+    max_latent_dim: int = Field(default=8192, ge=1)
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
+    # Pipeline tuning.
+    chunk_time_limit_s: int = Field(default=3600, ge=10)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    stale_after_s: float = Field(default=120.0, gt=0)
+    max_chunk_attempts: int = Field(default=3, ge=1)
+
+    def check_production_ready(self) -> None:
+        """Refuse to serve in production mode with the built-in development secret."""
+        if self.mode == "production" and self.secret_key == DEFAULT_SECRET:
+            raise RuntimeError(
+                "SPECTRA_SECRET_KEY still has its development default; set it to a long random "
+                "value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
+                "before starting the API with SPECTRA_MODE=production."
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
