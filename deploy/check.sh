@@ -5,9 +5,13 @@ venv="${VENV:-.venv}"
 bin="$venv/bin"
 echo "== ruff"; "$bin/ruff" check services worker api tests bench
 echo "== mypy (services)"; "$bin/mypy" services
+# The compose file is validated wherever a docker client is present (no engine needed).
 if docker compose version >/dev/null 2>&1; then
     echo "== docker compose config"
     docker compose -f docker-compose.yml --env-file deploy/example.env config --quiet
+elif command -v docker-compose >/dev/null 2>&1; then
+    echo "== docker-compose config"
+    docker-compose -f docker-compose.yml --env-file deploy/example.env config --quiet
 fi
 echo "== pytest"
 "$bin/python" -m pytest "$@"
