@@ -1,0 +1,79 @@
+"""Pictures: valid PNGs whose content is what was asked for."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from services.plots import (
+    axis_steps,
+    axis_walk_images,
+    eigen_axis_montage,
+    homogeneity_histogram,
+    spectrum_plot,
+    to_uint8,
+)
+
+
+def _open(png: bytes) -> Image.Image:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(png))
+
+
+def test_montage_places_every_tile_pixel_exact() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, size=(3, 4, 3, 8, 6))
+    picture = np.asarray(_open(eigen_axis_montage(images, gap=2, label_width=10)).convert("RGB"))
+    assert picture.shape == (3 * 10 - 2, 10 + 4 * 8 - 2, 3)
+    expected = to_uint8(images)
+    for r in range(3):
+        for c in range(4):
+            tile = picture[r * 10 : r * 10 + 8, 10 + c * 8 : 10 + c * 8 + 6]
+            np.testing.assert_array_equal(tile, expected[r, c])
+
+
+def test_to_uint8_maps_the_output_range_end_points() -> None:
+    values = to_uint8(np.array([-1.0, 0.0, 1.0, 7.0]).reshape(1, 1, 1, 4))
+    np.testing.assert_array_equal(values.ravel(), [0, 128, 255, 255])
+
+
+def test_montage_rejects_a_flat_array() -> None:
+    with pytest.raises(ValueError, match="rows, cols, C, H, W"):
+        eigen_axis_montage(np.zeros((4, 3, 8, 8)))
+
+
+def test_axis_steps_equalise_image_change_and_respect_the_cap() -> None:
+    eigenvalues = np.array([4.0, 1.0, 1e-9])
+    steps = axis_steps(eigenvalues, 5, max_step=8.0)
+    np.testing.assert_allclose(steps[:, 2], 0.0)  # the middle column is the code itself
+    np.testing.assert_allclose(steps[0, -1], 2.0)
+    np.testing.assert_allclose(steps[1, -1], 4.0)  # λ·t² equal to the top axis's: 1·16 = 4·4
+    np.testing.assert_allclose(steps[2, -1], 8.0)  # capped
+
+
+def test_axis_walk_moves_the_code_along_each_axis() -> None:
+    # Identity "generator" on 3-d codes shaped as 1×1×3 images: output = code exactly.
+    module = torch.nn.Sequential(torch.nn.Unflatten(1, (3, 1, 1))).double()
+    module.register_parameter("anchor", torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)))
+    code = np.array([0.1, -0.2, 0.3])
+    axes = np.eye(3)[:, [2, 0]]  # first axis e3, second e1
+    steps = np.array([[-1.0, 0.0, 1.0], [-0.5, 0.0, 0.5]])
+    images = axis_walk_images(module, code, axes, steps)
+    assert images.shape == (2, 3, 3, 1, 1)
+    np.testing.assert_allclose(images[0, 2, :, 0, 0], code + [0, 0, 1.0])
+    np.testing.assert_allclose(images[1, 0, :, 0, 0], code + [-0.5, 0, 0])
+
+
+def test_spectrum_plot_and_histogram_render() -> None:
+    rng = np.random.default_rng(1)
+    spectra = np.sort(rng.exponential(size=(10, 20)), axis=1)[:, ::-1]
+    spectra[:, -1] = 0.0  # zeros must not break the log axis
+    image = _open(spectrum_plot([("a", spectra), ("b", spectra * 2)]))
+    assert image.width > 300 and image.height > 200
+    assert _open(homogeneity_histogram({"a": rng.uniform(-1, 1, 50)})).width > 300
+    with pytest.raises(ValueError):
+        spectrum_plot([])
