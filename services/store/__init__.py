@@ -1,0 +1,39 @@
+"""The result store: the only SQL in the service. See docs/architecture.md ("Store")."""
+
+from .errors import ConflictError, InvalidDataError, NotFoundError, StoreError
+from .records import (
+    CHUNK_STATUSES,
+    JOB_STATUSES,
+    ApiKeyRecord,
+    ChunkPlan,
+    ChunkRecord,
+    GeneratorRecord,
+    JobProgress,
+    JobRecord,
+    LatentFailureRecord,
+    LatentSetRecord,
+    SpectrumRecord,
+)
+from .store import SPECTRUM_ORDERS, SUMMARY_KEYS, Store, alembic_config
+
+__all__ = [
+    "CHUNK_STATUSES",
+    "JOB_STATUSES",
+    "SPECTRUM_ORDERS",
+    "SUMMARY_KEYS",
+    "ApiKeyRecord",
+    "ChunkPlan",
+    "ChunkRecord",
+    "ConflictError",
+    "GeneratorRecord",
+    "InvalidDataError",
+    "JobProgress",
+    "JobRecord",
+    "LatentFailureRecord",
+    "LatentSetRecord",
+    "NotFoundError",
+    "SpectrumRecord",
+    "Store",
+    "StoreError",
+    "alembic_config",
+]

@@ -1,0 +1,69 @@
+"""Engines for PostgreSQL (deployment) and SQLite (embedded), configured in one place.
+
+Used by the Store and by the Alembic environment, so migrations see the same connection
+settings as the code that uses the schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+SQLITE_BEGIN_OPTION = "sqlite_begin"  # execution option: "DEFERRED" (reads) or "IMMEDIATE"
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3, the driver this project ships."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        # pre_ping: a worker's connection may be killed (pg_terminate_backend, a restart)
+        # mid-job; the next checkout then replaces it instead of failing the next call.
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    if backend == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        _configure_sqlite(engine)
+        return engine
+    raise ValueError(
+        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
+        "postgresql+psycopg://user@host:5432/dbname (SPECTRA_DATABASE_URL)"
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout, foreign keys, and transactions that SQLite actually honours.
+
+    pysqlite's own transaction handling starts transactions late and never for reads; we turn
+    it off and emit BEGIN ourselves. Write transactions use BEGIN IMMEDIATE (execution option
+    ``sqlite_begin``) so two writers queue on the busy timeout instead of one failing with
+    "database is locked" when it upgrades a read lock.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
