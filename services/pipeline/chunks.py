@@ -1,0 +1,329 @@
+"""The chunk function: what a worker (Celery or in-process) does with one chunk.
+
+    claim (compare-and-set) -> load the models (cached) -> for each latent not yet stored:
+        stop if the job was cancelled or the lease was lost; compute; save at once
+    -> finish (compare-and-set) -> let the store settle the job's status.
+
+Every write is idempotent, so running a chunk twice (a redelivered message, a reaper that
+re-dispatched a slow chunk) stores nothing twice. A heartbeat thread keeps the lease alive
+during long computations; a latent whose generator raises or gives NaN is recorded as failed
+with its reason and the chunk goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from services.config import get_settings
+from services.geometry import (
+    NonFiniteOutputError,
+    SpectrumResult,
+    compute_spectrum,
+    metric_columns,
+    sefa,
+    spectrum_from_metric,
+    summary_of,
+)
+from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.spec import json_safe
+from services.store import ChunkRecord, JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+# A connection killed under us (pg_terminate_backend, a database restart, a network blip):
+# the pool replaces it on the next checkout, so the same call is simply tried again.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+DB_RETRIES = 5
+DB_RETRY_BASE_S = 0.2
+SEFA_DISTANCE = "none"  # sefa results have no image distance
+
+T = TypeVar("T")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def with_db_retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one store call, retrying a few times with backoff on a lost connection. Store
+    calls are single transactions and idempotent, so a retry never half-writes."""
+    for attempt in range(DB_RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except TRANSIENT_DB_ERRORS:
+            if attempt == DB_RETRIES - 1:
+                raise
+            log.warning("database connection lost in %s; retrying", getattr(call, "__name__", call))
+            time.sleep(DB_RETRY_BASE_S * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class Heartbeat(AbstractContextManager["Heartbeat"]):
+    """Beats for a claimed chunk from a background thread while the chunk computes (a single
+    code can take minutes on a large model). `lost` turns true when the store says the lease
+    is no longer ours (the reaper gave the chunk to someone else): stop, write nothing more."""
+
+    def __init__(self, store: Store, chunk_id: str, worker_id: str, interval_s: float) -> None:
+        self._store, self._chunk_id, self._worker_id = store, chunk_id, worker_id
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chunk-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                if not self._store.heartbeat(self._chunk_id, self._worker_id):
+                    self.lost.set()
+                    return
+            except Exception:  # database briefly unreachable: beat again next interval
+                log.warning(
+                    "heartbeat for chunk %s failed; retrying", self._chunk_id, exc_info=True
+                )
+
+
+class _Stop(Exception):
+    """Internal: leave the latent loop (cancelled, or lease lost)."""
+
+    def __init__(self, status: str | None) -> None:
+        self.status = status
+
+
+def run_chunk(
+    store: Store,
+    chunk_id: str,
+    worker_id: str,
+    *,
+    device: str = "cpu",
+    on_latent: Callable[[int], None] | None = None,
+    abort_on: tuple[type[BaseException], ...] = (),
+) -> str:
+    """Run one chunk; returns its status afterwards ("succeeded", "failed", "cancelled", or,
+    when it was not ours to run, whatever state it is in).
+
+    `on_latent(latent_index)` is called after each latent is stored or recorded as failed.
+    Exceptions in `abort_on` (e.g. Celery's soft time limit) propagate with the chunk left
+    running: its heartbeat stops and the reaper gives it back, to resume where it stopped.
+    Transient database errors propagate after a few retries, for the executor to retry.
+    """
+    settings = get_settings()
+    chunk = _claim(store, chunk_id, worker_id)
+    if chunk is None:
+        return with_db_retry(store.get_chunk, chunk_id).status
+    job = with_db_retry(store.get_job, chunk.job_id)
+    status, error = "succeeded", None
+    with Heartbeat(store, chunk_id, worker_id, settings.heartbeat_interval_s) as beat:
+        try:
+            _work(
+                store, job, chunk, beat, job.resolved.get("device") or device, on_latent, abort_on
+            )
+        except _Stop as stop:
+            if stop.status is None:  # the lease is someone else's now: touch nothing
+                return "running"
+            status = stop.status
+        except abort_on:
+            raise
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:  # the chunk as a whole cannot run (model will not load, ...)
+            status, error = "failed", _reason(exc)
+            log.exception("chunk %s failed", chunk_id)
+    finished = with_db_retry(store.finish_chunk, chunk_id, worker_id, status, error)
+    with_db_retry(store.refresh_job_status, job.id)
+    if not finished:
+        return with_db_retry(store.get_chunk, chunk_id).status
+    return status
+
+
+def _claim(store: Store, chunk_id: str, worker_id: str) -> ChunkRecord | None:
+    settings = get_settings()
+    chunk = with_db_retry(store.claim_chunk, chunk_id, worker_id, settings.max_chunk_attempts)
+    if chunk is not None:
+        return chunk
+    # Running under our own lease: an earlier run of ours died (a killed pool child, a lost
+    # connection) and the message came back to us. Take it over once its heartbeat has
+    # stopped for two intervals, which a live run (even in a second pool process) never lets
+    # happen; waiting for the reaper's longer staleness would only lose time.
+    silent_for = 2 * settings.heartbeat_interval_s
+    deadline = time.monotonic() + 2 * silent_for
+    while time.monotonic() < deadline:
+        current = with_db_retry(store.get_chunk, chunk_id)
+        if current.status != "running" or current.lease_owner != worker_id:
+            return None
+        if with_db_retry(store.requeue_chunk, chunk_id, older_than_s=silent_for):
+            return with_db_retry(
+                store.claim_chunk, chunk_id, worker_id, settings.max_chunk_attempts
+            )
+        time.sleep(settings.heartbeat_interval_s / 2)
+    return None
+
+
+def _work(
+    store: Store,
+    job: JobRecord,
+    chunk: ChunkRecord,
+    beat: Heartbeat,
+    device: str,
+    on_latent: Callable[[int], None] | None,
+    abort_on: tuple[type[BaseException], ...],
+) -> None:
+    resolved = job.resolved
+    _check_continue(store, job.id, beat)
+    generator = cached_generator(resolved["model"], device)
+    if resolved["method"] == "sefa":
+        _run_sefa(store, job, generator, device)
+        if on_latent:
+            on_latent(0)
+        return
+    distance = cached_distance(resolved["distance"], device, **resolved["distance_options"])
+    codes = with_db_retry(store.latent_codes, job.latent_set_id)
+    finished = with_db_retry(store.stored_latent_indices, job.id)
+    for index in chunk.latent_indices:
+        _check_continue(store, job.id, beat)
+        if index in finished:
+            continue
+        if chunk.column_block is not None:
+            _run_block(
+                store, job, generator, distance, codes[index], index, chunk.column_block, abort_on
+            )
+        else:
+            _run_latent(store, job, generator, distance, codes[index], index, abort_on)
+        if on_latent:
+            on_latent(index)
+
+
+def _check_continue(store: Store, job_id: str, beat: Heartbeat) -> None:
+    if beat.lost.is_set():
+        raise _Stop(None)
+    if with_db_retry(store.is_cancelled, job_id):
+        raise _Stop("cancelled")
+
+
+def _run_latent(
+    store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
+    abort_on: tuple[type[BaseException], ...],
+) -> None:  # fmt: skip
+    resolved = job.resolved
+    try:
+        result = compute_spectrum(
+            generator, distance, code, method=resolved["method"], top_k=resolved["top_k"],
+            dtype=resolved["dtype"], **resolved["method_options"],
+        )  # fmt: skip
+        _require_finite(result)
+    except abort_on:
+        raise
+    except Exception as exc:  # NonFiniteOutputError, or anything the generator raised on it
+        with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
+        log.warning("latent %d of job %s failed: %s", index, job.id, _reason(exc))
+        return
+    _save(store, job, index, code, result, resolved["distance"])
+
+
+def _run_block(
+    store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
+    block: tuple[int, int], abort_on: tuple[type[BaseException], ...],
+) -> None:  # fmt: skip
+    """One column block of one latent's Hessian; whoever completes the set decomposes it.
+    Each chunk saves its block and then looks: of two chunks finishing together, at least
+    the later one sees every block, and saving the spectrum twice is a no-op."""
+    resolved = job.resolved
+    start, stop = block
+    have = {(s, e) for s, e, _ in with_db_retry(store.column_blocks, job.id, index)}
+    try:
+        if (start, stop) not in have:
+            columns = metric_columns(
+                generator, distance, code, start, stop, dtype=resolved["dtype"]
+            )
+            if not np.isfinite(columns).all():
+                raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
+            with_db_retry(store.save_column_block, job.id, index, start, stop, columns)
+        blocks = with_db_retry(store.column_blocks, job.id, index)
+        d = int(code.shape[0])
+        if not _tiles(blocks, d):
+            return  # other blocks still to come; the chunk that completes them decomposes
+        metric = np.zeros((d, d), dtype=np.float64)
+        for s, e, values in blocks:
+            metric[:, s:e] = values
+        started = time.perf_counter()
+        result = spectrum_from_metric(metric, top_k=resolved["top_k"])
+        result.diagnostics.setdefault("decompose_time_s", time.perf_counter() - started)
+        _require_finite(result)
+    except abort_on:
+        raise
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except Exception as exc:
+        with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
+        return
+    _save(store, job, index, code, result, resolved["distance"])
+
+
+def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:
+    """True when the stored blocks cover columns 0..d exactly once, in order."""
+    end = 0
+    for start, stop, _ in sorted(blocks, key=lambda block: block[0]):
+        if start != end:
+            return False
+        end = stop
+    return end == d
+
+
+def _run_sefa(store: Store, job: JobRecord, generator: Any, device: str) -> None:
+    resolved = job.resolved
+    result = sefa(generator, top_k=resolved["top_k"], **resolved["method_options"])
+    _require_finite(result)
+    _save(store, job, 0, None, result, SEFA_DISTANCE)
+
+
+def _require_finite(result: SpectrumResult) -> None:
+    if not (np.isfinite(result.eigenvalues).all() and np.isfinite(result.eigenvectors).all()):
+        raise NonFiniteOutputError(
+            "the spectrum contains NaN or inf: the generator or the distance produced "
+            "non-finite values at this code"
+        )
+
+
+def _save(
+    store: Store, job: JobRecord, index: int, code: np.ndarray | None, result: SpectrumResult,
+    distance: str,
+) -> None:  # fmt: skip
+    resolved = job.resolved
+    eigenvalues = np.asarray(result.eigenvalues, dtype=np.float64)
+    with_db_retry(
+        store.save_spectrum, job.id, index, code, eigenvalues, result.eigenvectors,
+        summary=summary_of(eigenvalues), diagnostics=json_safe(dict(result.diagnostics)),
+        model=resolved["model"], distance=distance, method=resolved["method"],
+        dtype=resolved["dtype"],
+    )  # fmt: skip
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure reason worth storing: the error's type and message, and where it came from."""
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    origin = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{origin}"[:2000]

@@ -1,0 +1,71 @@
+"""Submitting and cancelling jobs: the glue between a spec, the store and an executor.
+
+`dispatch` and `revoke` are callables so that this module knows nothing of Celery: the API
+passes the Celery ones (worker.tasks), the embedded CLI passes none and runs the job itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from services.config import Settings
+from services.pipeline.spec import JobSpec, resolve_spec
+from services.store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+Dispatch = Callable[[list[str]], None]
+
+
+def submit_job(
+    store: Store, spec: JobSpec, owner: str, dispatch: Dispatch | None,
+    *, settings: Settings | None = None,
+) -> tuple[JobRecord, bool]:  # fmt: skip
+    """Validate and resolve `spec`, write the job and its chunks in one transaction, and only
+    then hand the chunk ids to `dispatch`. Returns (job, created): the same spec from the same
+    owner again gives the existing job, and finished work is not dispatched again.
+
+    Raises SpecError (or the store's NotFoundError for an unknown latent set) with nothing
+    written but possibly a deduplicated latent set. If dispatch fails after the commit, the
+    job is kept and the reaper dispatches its chunks once the broker answers.
+    """
+    plan = resolve_spec(store, spec, owner, settings=settings)
+    facts = plan.generator_facts
+    store.upsert_generator(
+        spec.model, plan.generator_family, plan.latent_dim,
+        facts.get("weights_sha256"), facts,
+    )  # fmt: skip
+    job, created = store.create_job(
+        owner, spec.model_dump(mode="json", exclude_none=True), plan.resolved, plan.spec_hash,
+        plan.latent_set_id, plan.n_latents, plan.chunks,
+    )  # fmt: skip
+    if dispatch is None:
+        return job, created
+    # A job seen before is dispatched again only for its still-queued chunks (heals a lost
+    # message); its claimed and finished chunks are never sent again.
+    queued = [chunk.id for chunk in store.list_chunks(job.id) if chunk.status == "queued"]
+    if queued and (created or not job.cancel_requested):
+        try:
+            dispatch(queued)
+        except Exception:
+            log.exception(
+                "job %s is stored but its chunks could not be enqueued; the reaper of a "
+                "running worker enqueues them once the broker answers", job.id,
+            )  # fmt: skip
+    return job, created
+
+
+def cancel_job(
+    store: Store, job_id: str, revoke: Callable[[list[str]], None] | None = None
+) -> JobRecord:
+    """Cancel cooperatively: the flag is set (running chunks stop at their next latent and
+    keep what they stored), then the still-queued chunks are revoked at the broker."""
+    store.request_cancel(job_id)
+    queued = [chunk.id for chunk in store.list_chunks(job_id) if chunk.status == "queued"]
+    if revoke is not None and queued:
+        try:
+            revoke(queued)
+        except Exception:  # a queued chunk that still runs sees the flag and stops at once
+            log.exception("could not revoke the queued chunks of job %s", job_id)
+    return store.get_job(job_id)

@@ -1,0 +1,388 @@
+"""The job spec: the ONE definition of a job, used by HTTP and the command line.
+
+A spec is what a person asks for. Resolving it against the generator and the store turns it
+into the *resolved* spec: every default filled in, the latent codes pinned to a stored latent
+set (by id and sha256), the generator's own facts (weights sha256, ...) recorded. The spec
+hash is the sha256 of the resolved spec's canonical JSON, so two requests that would compute
+the same numbers are the same job, however the latents were written down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag, model_validator
+
+from services.config import Settings, get_settings
+from services.geometry import Generator, GeometryError
+from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.planning import (
+    choose_chunk_size,
+    plan_column_blocks,
+    plan_latent_chunks,
+    plan_sefa,
+)
+from services.store import ChunkPlan, LatentSetRecord, Store
+
+SPECTRUM_METHODS = ("jacobian", "hvp", "lanczos", "fd", "bp")
+ALL_METHODS = (*SPECTRUM_METHODS, "sefa")
+LPIPS_DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+DISTANCES = ("mse", *LPIPS_DISTANCES)
+
+# Which method takes which option. An option given to a method that does not take it is
+# refused rather than silently ignored: a user who sets `step` expects it to matter.
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "jacobian": ("batch", "block_columns"),
+    "hvp": ("batch", "block_columns"),
+    "lanczos": ("tol", "max_iter"),
+    "fd": ("step",),
+    "bp": ("block_columns",),
+    "sefa": ("layers",),
+}
+DISTANCE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mse": (),
+    **{name: ("resize", "random_backbone") for name in LPIPS_DISTANCES},
+}
+_ALL_METHOD_OPTIONS = sorted({o for opts in METHOD_OPTIONS.values() for o in opts})
+_ALL_DISTANCE_OPTIONS = sorted({o for opts in DISTANCE_OPTIONS.values() for o in opts})
+
+
+class SampledLatents(BaseModel):
+    """N codes drawn from the generator's own latent distribution with a seed."""
+
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(ge=1, description="number of codes to sample")
+    seed: int = Field(default=0, ge=0, description="seed of the sampler")
+
+
+class ExplicitLatents(BaseModel):
+    """Codes given one per row; every value must be finite."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: list[list[FiniteFloat]] = Field(min_length=1, description="codes, one row per code")
+
+    @model_validator(mode="after")
+    def _rows_have_one_length(self) -> ExplicitLatents:
+        lengths = {len(row) for row in self.values}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(
+                f"every code must have the same, non-zero length; got lengths {sorted(lengths)}"
+            )
+        return self
+
+
+class LatentSetRef(BaseModel):
+    """A latent set already stored (uploaded or sampled), by id."""
+
+    model_config = ConfigDict(extra="forbid")
+    set: str = Field(min_length=1, description="id of a stored latent set")
+
+
+def _latents_kind(value: Any) -> str | None:
+    """Pick the latents variant from the one key that names it, for a clear error."""
+    if isinstance(value, BaseModel):
+        return {SampledLatents: "count", ExplicitLatents: "values", LatentSetRef: "set"}.get(
+            type(value)
+        )
+    if isinstance(value, dict):
+        kinds = [key for key in ("count", "values", "set") if key in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return None
+
+
+LatentsSpec = Annotated[
+    Annotated[SampledLatents, Tag("count")]
+    | Annotated[ExplicitLatents, Tag("values")]
+    | Annotated[LatentSetRef, Tag("set")],
+    Discriminator(
+        _latents_kind,
+        custom_error_type="latents_kind",
+        custom_error_message=(
+            'latents must be exactly one of {"count": N, "seed": S}, {"values": [[...], ...]} '
+            'or {"set": "<latent set id>"}'
+        ),
+    ),
+]
+
+
+class JobSpec(BaseModel):
+    """What to compute: a generator, a distance, a method with its options, and the codes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="dcgan-faces", min_length=1, description="generator name")
+    distance: str = Field(
+        default="mse", description=f"image distance: one of {', '.join(DISTANCES)}"
+    )
+    method: Literal["jacobian", "hvp", "lanczos", "fd", "bp", "sefa"] = "jacobian"
+    latents: LatentsSpec | None = Field(default=None, description="codes; sefa takes none")
+    top_k: int | None = Field(default=None, ge=1, description="eigenpairs kept; null = all")
+    dtype: Literal["float32", "float64"] = "float32"
+    chunk_size: int | None = Field(default=None, ge=1, le=10_000, description="codes per chunk")
+    device: str | None = Field(default=None, description="torch device; null = the worker's")
+    # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
+    step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
+    tol: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="lanczos: tol")
+    max_iter: int | None = Field(default=None, ge=1, description="lanczos: iteration cap")
+    batch: int | None = Field(default=None, ge=1, description="jacobian/hvp: products per batch")
+    block_columns: int | None = Field(
+        default=None,
+        ge=1,
+        description="split each Hessian into blocks of this many columns, one chunk per block",
+    )
+    resize: int | None = Field(default=None, ge=16, le=1024, description="lpips: resize images")
+    random_backbone: bool | None = Field(
+        default=None, description="lpips: random backbone weights (testing only)"
+    )
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, min_length=1, description="sefa: layers whose weights are factorized"
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_method_and_distance(self) -> JobSpec:
+        if self.distance not in DISTANCES:
+            raise ValueError(
+                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}"
+            )
+        allowed = METHOD_OPTIONS[self.method]
+        for option in _ALL_METHOD_OPTIONS:
+            if getattr(self, option) is not None and option not in allowed:
+                takers = [m for m, opts in METHOD_OPTIONS.items() if option in opts]
+                raise ValueError(
+                    f"option {option!r} does not apply to method {self.method!r}; "
+                    f"it is an option of {', '.join(takers)}"
+                )
+        if self.method != "sefa":
+            allowed = DISTANCE_OPTIONS[self.distance]
+            for option in _ALL_DISTANCE_OPTIONS:
+                if getattr(self, option) is not None and option not in allowed:
+                    raise ValueError(
+                        f"option {option!r} does not apply to distance {self.distance!r}; "
+                        f"it is an option of the lpips distances ({', '.join(LPIPS_DISTANCES)})"
+                    )
+        if self.method == "sefa":
+            if self.latents is not None:
+                raise ValueError("method 'sefa' works from the weights alone: leave out 'latents'")
+            for option in (*_ALL_DISTANCE_OPTIONS, "chunk_size"):
+                if getattr(self, option) is not None:
+                    raise ValueError(f"option {option!r} does not apply to method 'sefa'")
+        elif self.latents is None:
+            raise ValueError(
+                f"method {self.method!r} needs latent codes: give latents as "
+                '{"count": N, "seed": S}, {"values": [[...]]} or {"set": "<id>"}'
+            )
+        return self
+
+    def method_options(self) -> dict[str, Any]:
+        """The options passed through to the geometry core for this method."""
+        names = [o for o in METHOD_OPTIONS[self.method] if o != "block_columns"]
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def distance_options(self) -> dict[str, Any]:
+        """The options that shape the distance (part of the model cache key)."""
+        if self.method == "sefa":
+            return {}
+        names = DISTANCE_OPTIONS[self.distance]
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+class SpecError(ValueError):
+    """A spec that cannot run: names the field at fault and says what to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, no NaN: the same data always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def spec_hash(resolved: dict[str, Any]) -> str:
+    """sha256 of the resolved spec's canonical JSON."""
+    return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
+
+
+def _json_safe(value: Any) -> Any:
+    """Generator/distance facts as plain JSON (drops what JSON cannot hold exactly)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """Public alias used when recording facts and diagnostics."""
+    return _json_safe(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution: the spec checked against the generator and pinned to stored codes.
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """Everything needed to create the job's rows."""
+
+    resolved: dict[str, Any]
+    spec_hash: str
+    latent_set_id: str | None
+    n_latents: int
+    latent_dim: int
+    chunks: list[ChunkPlan]
+    generator_family: str
+    generator_facts: dict[str, Any]
+
+
+def resolve_spec(
+    store: Store, spec: JobSpec, owner: str, *, settings: Settings | None = None
+) -> ResolvedSpec:
+    """Check `spec` against its generator and the limits, store its codes as a latent set
+    (deduplicated, so identical specs share codes), plan its chunks and hash it.
+
+    Every check runs before anything is written: a spec refused here leaves no row behind.
+    Raises SpecError (naming the field), or the store's NotFoundError for an unknown set.
+    """
+    settings = settings or get_settings()
+    device = spec.device or settings.device
+    generator = _load_or_refuse(spec, device)
+    d = generator.latent_dim
+    if d > settings.max_latent_dim:
+        raise SpecError(
+            "model", f"latent dimension {d} exceeds the limit {settings.max_latent_dim} "
+            "(SPECTRA_MAX_LATENT_DIM)",
+        )  # fmt: skip
+    _check_top_k(spec, d)
+
+    codes: np.ndarray | None = None
+    stored_set: LatentSetRecord | None = None
+    if isinstance(spec.latents, SampledLatents):
+        _check_count(spec.latents.count, settings)
+        codes = np.asarray(
+            generator.sample(spec.latents.count, spec.latents.seed), dtype=np.float64
+        )
+    elif isinstance(spec.latents, ExplicitLatents):
+        codes = np.asarray(spec.latents.values, dtype=np.float64)
+        _check_count(codes.shape[0], settings)
+        _check_dimension(codes.shape[1], d, spec.model)
+    elif isinstance(spec.latents, LatentSetRef):
+        stored_set = store.get_latent_set(spec.latents.set, owner)
+        _check_count(stored_set.n, settings)
+        _check_dimension(stored_set.d, d, spec.model)
+    if codes is not None and not np.isfinite(codes).all():
+        raise SpecError("latents", "codes contain NaN or infinite values; give finite numbers")
+
+    n_latents = 1 if spec.method == "sefa" else _count(codes, stored_set)
+    chunk_size: int | None = None
+    if spec.method == "sefa":
+        chunks = plan_sefa()
+    elif spec.block_columns is not None:
+        if spec.block_columns >= d:
+            raise SpecError(
+                "block_columns", f"must be smaller than the latent dimension {d}; leave it "
+                "out to compute each Hessian in one piece",
+            )  # fmt: skip
+        chunks = plan_column_blocks(n_latents, d, spec.block_columns)
+    else:
+        chunk_size = spec.chunk_size or choose_chunk_size(n_latents, spec.method, d, device)
+        chunks = plan_latent_chunks(n_latents, chunk_size)
+
+    # All checks passed: from here on we write.
+    if codes is not None:
+        assert isinstance(spec.latents, SampledLatents | ExplicitLatents)
+        sampled = isinstance(spec.latents, SampledLatents)
+        stored_set = store.create_latent_set(
+            owner, codes, source="sampled" if sampled else "uploaded",
+            model=spec.model if sampled else None,
+            seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
+        )  # fmt: skip
+    facts = json_safe(dict(generator.facts))
+    resolved: dict[str, Any] = {
+        "model": spec.model,
+        "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
+        "distance": None if spec.method == "sefa" else spec.distance,
+        "distance_options": spec.distance_options(),
+        "method": spec.method,
+        "method_options": spec.method_options(),
+        "top_k": spec.top_k,
+        "dtype": spec.dtype,
+        "device": spec.device,
+        "latent_set": None
+        if stored_set is None
+        else {"id": stored_set.id, "sha256": stored_set.sha256, "n": stored_set.n},
+        "n_latents": n_latents,
+        "chunk_size": chunk_size,
+        "block_columns": spec.block_columns,
+    }
+    return ResolvedSpec(
+        resolved=resolved,
+        spec_hash=spec_hash(resolved),
+        latent_set_id=None if stored_set is None else stored_set.id,
+        n_latents=n_latents,
+        latent_dim=d,
+        chunks=chunks,
+        generator_family=generator.family,
+        generator_facts=facts,
+    )
+
+
+def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
+    try:
+        generator = cached_generator(spec.model, device)
+    except GeometryError as error:  # unknown model, missing weights (names the file), ...
+        raise SpecError("model", str(error)) from error
+    if spec.method != "sefa":
+        # Loads the distance here so that a missing LPIPS backbone is refused at submit
+        # time, naming the file to place, rather than failing every chunk later.
+        try:
+            cached_distance(spec.distance, device, **spec.distance_options())
+        except GeometryError as error:
+            raise SpecError("distance", str(error)) from error
+    return generator
+
+
+def _check_top_k(spec: JobSpec, d: int) -> None:
+    if spec.top_k is None:
+        if spec.method == "lanczos":
+            raise SpecError("top_k", f"method 'lanczos' needs top_k (1 to {d - 1})")
+        return
+    if spec.method == "lanczos" and spec.top_k >= d:
+        raise SpecError(
+            "top_k", f"lanczos needs top_k < d = {d}; for all {d} eigenpairs use method 'jacobian'"
+        )
+    if spec.top_k > d:
+        raise SpecError("top_k", f"top_k={spec.top_k} exceeds the latent dimension {d}")
+
+
+def _check_count(count: int, settings: Settings) -> None:
+    if count > settings.max_latents_per_job:
+        raise SpecError(
+            "latents", f"{count} codes exceed the limit of {settings.max_latents_per_job} per "
+            "job (SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
+        )  # fmt: skip
+
+
+def _check_dimension(given: int, expected: int, model: str) -> None:
+    if given != expected:
+        raise SpecError(
+            "latents", f"codes have dimension {given} but model {model!r} takes {expected}"
+        )
+
+
+def _count(codes: np.ndarray | None, stored_set: LatentSetRecord | None) -> int:
+    if codes is not None:
+        return int(codes.shape[0])
+    assert stored_set is not None
+    return stored_set.n

@@ -1,0 +1,119 @@
+"""One Celery worker per device: `spectra worker --gpus 0,1` or `spectra worker --cpu`.
+
+Each device gets its own `celery worker` process (prefork pool, concurrency 1) that sees only
+its GPU through CUDA_VISIBLE_DEVICES, so inside it the device is always `cuda:0`. This module
+never imports torch: CUDA is first touched by the pool child when it loads a model, never in a
+parent that forks (a CUDA context does not survive fork).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from worker.celery_app import CHUNK_QUEUE
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker process to start: its Celery node name and the environment it needs."""
+
+    node_name: str
+    device: str
+    env: dict[str, str]
+
+
+def plan_workers(
+    gpus: Sequence[str] | None, cpu: bool, *, host: str | None = None
+) -> list[WorkerPlan]:
+    """The worker processes for the given GPUs (or one CPU worker). Pure: starts nothing."""
+    host = host or socket.gethostname()
+    if cpu == bool(gpus):
+        raise ValueError("give either GPUs (e.g. --gpus 0,1) or --cpu, not both and not neither")
+    if cpu:
+        return [
+            WorkerPlan(f"cpu@{host}", "cpu", {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"})
+        ]
+    assert gpus is not None
+    names = [g.strip() for g in gpus]
+    if any(not g for g in names) or len(set(names)) != len(names):
+        raise ValueError(f"GPU list must name each device once, e.g. 0,1; got {list(gpus)}")
+    return [
+        WorkerPlan(
+            f"gpu{g}@{host}",
+            "cuda",
+            # The one visible GPU is cuda:0 inside the worker.
+            {"CUDA_VISIBLE_DEVICES": g, "SPECTRA_DEVICE": "cuda:0"},
+        )
+        for g in names
+    ]
+
+
+def worker_command(node_name: str, *, loglevel: str = "INFO") -> list[str]:
+    """The `celery worker` command line for one device."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "--pool", "prefork", "--concurrency", "1",
+        "--queues", CHUNK_QUEUE,
+        "--hostname", node_name,
+        "--loglevel", loglevel,
+        # Mingle and gossip only slow the start; correctness never depends on them.
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+
+
+def start_worker(
+    plan: WorkerPlan,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    loglevel: str = "INFO",
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start one worker in its own process group (so it and its pool child stop together)."""
+    env = {**os.environ, **plan.env, **(extra_env or {})}
+    return subprocess.Popen(
+        worker_command(plan.node_name, loglevel=loglevel),
+        env=env, start_new_session=True, stdout=stdout, stderr=stderr,
+    )  # fmt: skip
+
+
+def stop_workers(processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 30.0) -> None:
+    """Warm shutdown (SIGTERM: finish the current chunk), then kill what is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def launch(gpus: list[str] | None, cpu: bool, *, loglevel: str = "INFO") -> int:
+    """Start the workers and wait for them. SIGINT/SIGTERM stop them all (warm shutdown).
+    Returns 0 when every worker exited cleanly, else the first non-zero exit code. A worker
+    that dies is not restarted here: run this under a supervisor (systemd, compose) for that."""
+    plans = plan_workers(gpus, cpu)
+    processes = [start_worker(plan, loglevel=loglevel) for plan in plans]
+    for plan, process in zip(plans, processes, strict=True):
+        print(f"worker {plan.node_name} (pid {process.pid}) on {plan.device}", file=sys.stderr)
+
+    def forward(signum: int, _frame: object) -> None:
+        stop_workers(processes)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [process.wait() for process in processes]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return next((code for code in codes if code != 0), 0)

@@ -1,0 +1,109 @@
+"""Celery tasks: thin wrappers over the chunk function, plus dispatch, revoke and the reaper.
+
+The task id of a chunk's message is the chunk id, so revoking a chunk is revoking its id, and
+a chunk dispatched twice is visibly the same task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import redis
+from celery import Task, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from services.config import get_settings
+from services.pipeline.chunks import TRANSIENT_DB_ERRORS, run_chunk
+from services.store import Store
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, app
+from worker.reaper import ReaperThread, broker_task_ids, reap
+
+log = logging.getLogger(__name__)
+
+_stores: dict[int, Store] = {}  # one Store (engine, pool) per process id
+_reaper: ReaperThread | None = None
+
+
+def get_store() -> Store:
+    """This process's Store. Keyed by pid: a forked pool child never uses its parent's pool."""
+    store = _stores.get(os.getpid())
+    if store is None:
+        store = _stores[os.getpid()] = Store(get_settings().database_url)
+    return store
+
+
+@signals.worker_process_init.connect
+def _forget_parent_connections(**_: Any) -> None:
+    # The child inherited the parent's pooled sockets; drop them without closing (closing
+    # would end the parent's sessions on the server).
+    for pid, store in list(_stores.items()):
+        if pid != os.getpid():
+            store.engine.dispose(close=False)
+            del _stores[pid]
+
+
+@app.task(
+    bind=True,
+    name=CHUNK_TASK,
+    autoretry_for=TRANSIENT_DB_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def run_chunk_task(self: Task, chunk_id: str) -> str:
+    """Run one chunk on this worker's device. The lease holder is the worker node and its
+    main process id: stable while the pool replaces a dead child, so a redelivered chunk is
+    recognised as ours and taken over at once."""
+    worker_id = f"{self.request.hostname}:{os.getppid()}"
+    return run_chunk(
+        get_store(), chunk_id, worker_id, device=get_settings().device,
+        abort_on=(SoftTimeLimitExceeded,),
+    )  # fmt: skip
+
+
+def dispatch(chunk_ids: list[str]) -> None:
+    """Enqueue chunks on the `gpu` queue (call only after the job's rows are committed)."""
+    for chunk_id in chunk_ids:
+        run_chunk_task.apply_async(args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
+
+
+def revoke(chunk_ids: list[str]) -> None:
+    """Tell every worker to drop these chunks' messages if they have not started."""
+    app.control.revoke(chunk_ids)
+
+
+def reaper_interval_s() -> float:
+    return max(0.5, min(get_settings().stale_after_s / 2, 30.0))
+
+
+def sweep_once() -> Any:
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.broker_url)
+    try:
+        return reap(
+            get_store(), dispatch, stale_after_s=settings.stale_after_s,
+            in_flight=lambda: broker_task_ids(client, CHUNK_QUEUE),
+        )  # fmt: skip
+    finally:
+        client.close()
+
+
+@signals.worker_ready.connect
+def _start_reaper(sender: Any = None, **_: Any) -> None:
+    global _reaper
+    settings = get_settings()
+    holder = f"{getattr(sender, 'hostname', 'worker')}:{os.getpid()}"
+    _reaper = ReaperThread(
+        sweep_once, redis.Redis.from_url(settings.broker_url),
+        interval_s=reaper_interval_s(), holder=holder,
+    )  # fmt: skip
+    _reaper.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    if _reaper is not None:
+        _reaper.stop()
