@@ -1,0 +1,227 @@
+"""Real services for the pipeline tests: a private redis-server on a free port (so a restart
+hurts nobody else, and no other test's worker steals our messages), a PostgreSQL database
+per module, and real `celery worker` subprocesses (prefork, concurrency 1) started through
+worker.launcher exactly as `spectra worker --cpu` starts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from services.store import Store
+from tests.conftest import PG_ADMIN_DSN, sqlalchemy_pg_url
+from worker.launcher import WorkerPlan, start_worker
+
+REPO = Path(__file__).resolve().parents[2]
+# Short enough that the reaper acts within seconds, long enough not to fire on a loaded CI box.
+HEARTBEAT_S = 0.5
+STALE_AFTER_S = 4.0
+MAX_ATTEMPTS = 3
+
+
+def wait_for(
+    condition: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.05
+) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of our own, without persistence: a restart loses every message."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is required for the pipeline tests and is not installed")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: _pings(client), 10, "the private redis-server to answer")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def pool_children(self) -> list[int]:
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except OSError:
+            return []
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Cluster:
+    """Workers of one test module, all on the private Redis and the module's database."""
+
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def start(self, name: str = "cpu") -> Worker:
+        log = self.log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        plan = WorkerPlan(f"{name}-{uuid.uuid4().hex[:6]}@test", "cpu",
+                          {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"})  # fmt: skip
+        with log.open("wb") as out:
+            process = start_worker(plan, extra_env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        worker = Worker(process, log)
+        self.workers.append(worker)
+        try:
+            wait_for(lambda: "ready." in worker.log_text() or not worker.alive(), 90, "a worker")
+        except AssertionError:
+            raise AssertionError(f"worker did not start:\n{worker.log_text()[-3000:]}") from None
+        assert worker.alive(), f"worker exited at start:\n{worker.log_text()[-3000:]}"
+        wait_for(worker.pool_children, 30, "the worker's pool child")
+        return worker
+
+    def running(self) -> Worker:
+        """A live worker, starting one if an earlier test killed them all."""
+        live = [w for w in self.workers if w.alive()]
+        return live[0] if live else self.start()
+
+    def kill(self, worker: Worker) -> None:
+        """SIGKILL the worker and its pool child at once (no warm shutdown, no goodbye)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.process.wait()
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.alive():
+                self.kill(worker)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """One PostgreSQL database for a module whose tests share workers (jobs keep them apart)."""
+    name = f"spectra_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL is required and is not reachable at {PG_ADMIN_DSN}: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield sqlalchemy_pg_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def module_store(module_pg_url: str) -> Iterator[Store]:
+    store = Store(module_pg_url)
+    store.migrate()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def worker_env(database_url: str, broker_url: str) -> dict[str, str]:
+    return {
+        "SPECTRA_DATABASE_URL": database_url,
+        "SPECTRA_BROKER_URL": broker_url,
+        "SPECTRA_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
+        "SPECTRA_STALE_AFTER_S": str(STALE_AFTER_S),
+        "SPECTRA_MAX_CHUNK_ATTEMPTS": str(MAX_ATTEMPTS),
+        "SPECTRA_DEVICE": "cpu",
+        # Two cores shared with other test runs: one thread per worker keeps timings sane.
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    module_pg_url: str, module_store: Store, private_redis: PrivateRedis,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:  # fmt: skip
+    group = Cluster(
+        worker_env(module_pg_url, private_redis.url), tmp_path_factory.mktemp("workers")
+    )
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def python_executable() -> str:
+    return sys.executable
