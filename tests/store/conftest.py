@@ -1,0 +1,24 @@
+"""Store fixtures: a migrated Store on a fresh database (PostgreSQL and SQLite), plus helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.store import Store
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated store on its own fresh database, once per backend."""
+    with Store(db_url) as migrated:
+        migrated.migrate()
+        yield migrated
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    with Store(pg_url) as migrated:
+        migrated.migrate()
+        yield migrated
