@@ -1,0 +1,63 @@
+"""The FastAPI application: ``create_app`` wires settings, store, dispatcher, errors and routes.
+
+Tests inject a Store on a fresh database and an in-process dispatcher; a deployment passes
+nothing and gets the store at ``SPECTRA_DATABASE_URL`` and Celery on ``SPECTRA_BROKER_URL``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.auth import VerifiedKeyCache
+from api.dispatch import CeleryDispatcher, Dispatcher
+from api.errors import install_error_handlers
+from api.jobs_service import IdempotencyKeys
+from api.limits import BodySizeLimitMiddleware
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
+from services.config import Settings, get_settings
+
+API_VERSION = "1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: Any = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    # Refuse to come up at all in production with the development secret.
+    settings.check_production_ready()
+    if store is None:
+        from services.store import Store
+
+        store = Store(settings.database_url)
+    if dispatcher is None:
+        dispatcher = CeleryDispatcher(settings)
+
+    app = FastAPI(
+        title="latent-spectra",
+        version=API_VERSION,
+        description="Compute, store and compare spectra of generative models' latent spaces.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.dispatcher = dispatcher
+    app.state.metrics = ApiMetrics()
+    app.state.key_cache = VerifiedKeyCache()
+    app.state.idempotency = IdempotencyKeys()
+
+    install_error_handlers(app)
+    # Added last = outermost: metrics see every request, the size limit runs before the body
+    # is read by anything.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    app.include_router(health.router)
+    for module in (jobs, models, latent_sets, spectra, compare, plots):
+        app.include_router(module.router, prefix="/v1")
+    return app

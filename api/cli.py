@@ -1,0 +1,526 @@
+"""The ``spectra`` command.
+
+Embedded commands (run, export, import, compare, keys, models, migrate, demo) open the store
+named by ``--database`` directly and act as owner "local"; client commands (submit, status,
+cancel) talk to a server over HTTP with an API key; ``serve`` and ``worker`` start services.
+
+The job-spec options are generated from ``JobSpec`` itself, so they mirror the HTTP spec one
+to one: ``--top-k`` is ``top_k``, ``--chunk-size`` is ``chunk_size``, and so on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from services.config import get_settings
+from services.pipeline import JobSpec
+
+LOCAL_OWNER = "local"
+TERMINAL = ("succeeded", "failed", "cancelled")
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+class CliError(Exception):
+    """A user error: printed as one line on stderr, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- the job spec, mirrored from JobSpec ---------------------------------------------------
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` -> ``X``; anything else unchanged."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def add_spec_options(parser: argparse.ArgumentParser) -> None:
+    """One option per JobSpec field; ``latents`` becomes --latents N|FILE.npy, --seed,
+    --latent-set (the three ways a spec names its codes)."""
+    group = parser.add_argument_group("job spec (the fields of the HTTP spec, one to one)")
+    for name, info in JobSpec.model_fields.items():
+        if name == "latents":
+            group.add_argument(
+                "--latents", metavar="N|FILE.npy",
+                help='codes: a number to sample (latents {"count": N}) or a .npy file of codes '
+                '(latents {"values": ...})',
+            )  # fmt: skip
+            group.add_argument("--seed", type=int, help="seed of the sampled codes (latents.seed)")
+            group.add_argument("--latent-set", metavar="ID", help='a stored latent set (latents {"set": ID})')
+            continue
+        annotation = _unwrap_optional(info.annotation)
+        kwargs: dict[str, Any] = {"default": None, "help": info.description or name, "dest": name}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(annotation))
+        elif typing.get_origin(annotation) is list:
+            kwargs["type"] = _int_list
+            kwargs["metavar"] = "I,J,..."
+        # Everything else is passed as text; JobSpec parses and checks it, with its messages.
+        group.add_argument(_flag(name), **kwargs)
+
+
+def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The spec as a dict (without codes read from a file) and the codes from --latents FILE."""
+    fields: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in JobSpec.model_fields
+        if name != "latents" and getattr(args, name, None) is not None
+    }
+    codes = None
+    chosen = [flag for flag, value in (("--latents", args.latents), ("--latent-set", args.latent_set)) if value]
+    if len(chosen) > 1:
+        raise CliError("give either --latents or --latent-set, not both")
+    if args.latent_set:
+        fields["latents"] = {"set": args.latent_set}
+    elif args.latents:
+        text = str(args.latents)
+        if text.isdigit():
+            fields["latents"] = {"count": int(text), "seed": 0 if args.seed is None else args.seed}
+        else:
+            path = Path(text)
+            if not path.is_file():
+                raise CliError(f"--latents {text!r} is neither a number of codes nor a .npy file")
+            try:
+                codes = np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as error:
+                raise CliError(f"cannot read codes from {path}: {error}") from None
+            codes = np.atleast_2d(np.asarray(codes, dtype=np.float64))
+    if args.seed is not None and "latents" in fields and "count" not in fields["latents"]:
+        raise CliError("--seed applies only to sampled codes (--latents N)")
+    return fields, codes
+
+
+def build_spec(fields: dict[str, Any], codes: np.ndarray | None) -> JobSpec:
+    if codes is not None:
+        fields = {**fields, "latents": {"values": codes.tolist()}}
+    try:
+        return JobSpec.model_validate(fields)
+    except ValidationError as error:
+        reasons = "; ".join(
+            f"{_flag('.'.join(str(p) for p in e['loc'][:1])) if e['loc'] else 'spec'}"
+            f"{'.' + '.'.join(str(p) for p in e['loc'][1:]) if len(e['loc']) > 1 else ''}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise CliError(f"invalid job spec: {reasons}") from None
+
+
+# -- embedded commands ---------------------------------------------------------------------
+
+
+def _open_store(url: str | None, *, migrate: bool = True) -> Any:
+    from services.store import Store
+
+    store = Store(url or get_settings().database_url)
+    if migrate:
+        store.migrate()
+    return store
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from services.pipeline import run_job_inprocess, submit_job
+
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)
+    store = _open_store(args.database)
+    job, created = submit_job(store, spec, LOCAL_OWNER, None)
+    print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} codes)")
+    bar = tqdm(total=job.n_latents, file=sys.stderr, unit="code", desc=f"{spec.model} {spec.method}",
+               disable=args.quiet)  # fmt: skip
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    job = run_job_inprocess(store, job.id, progress)
+    bar.close()
+    print(f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
+          + (f" ({job.error})" if job.error else ""))  # fmt: skip
+    print(job.id)
+    return 0 if job.status == "succeeded" else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from services import export
+
+    store = _open_store(args.database)
+    published = export.export_job(store, args.job, k=args.k)
+    data = export.to_npz_bytes(published)
+    Path(args.output).write_bytes(data)
+    n, d, k = published.eigenvectors.shape
+    print(f"wrote {args.output}: {n} spectra, d={d}, k={k} (eva ascending, evc, feat, meta)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from services import export
+
+    data = Path(args.file).read_bytes()
+    published = export.from_npz_bytes(data)
+    store = _open_store(args.database)
+    overrides = {k: v for k, v in (("model", args.model), ("distance", args.distance),
+                                   ("method", args.method)) if v}  # fmt: skip
+    job, created = export.import_job(
+        store, LOCAL_OWNER, published, source_sha256=export.content_sha256(data), **overrides
+    )
+    print(f"{'imported' if created else 'already imported'}: {job.n_done} spectra, status {job.status}")
+    print(job.id)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _open_store(args.database)
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from api.auth import SCOPES
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if not scopes or unknown:
+        raise CliError(f"scopes must be among {', '.join(SCOPES)}; got {args.scopes!r}")
+    store = _open_store(args.database)
+    record, token = store.create_api_key(args.owner, scopes)
+    print(f"key {record.id} for owner {record.owner!r} with scopes {','.join(record.scopes)}")
+    print("the token is shown once; send it as 'Authorization: Bearer <token>'", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from services.geometry import list_models
+
+    facts: dict[str, Any] = {}
+    if args.database:
+        facts = {g.name: g for g in _open_store(args.database).list_generators()}
+    rows = [("name", "family", "latent_dim", "weights_sha256", "description")]
+    for info in list_models():
+        known = facts.get(info.name)
+        sha = (known.weights_sha256 or "")[:12] if known else ""
+        rows.append((info.name, info.family, str(info.latent_dim), sha, info.description))
+    print(_table(rows))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from api import comparison
+
+    store = _open_store(args.database)
+    selections = [comparison.parse_selection(text) for text in args.selections]
+    result = comparison.compare(store, selections, owner=None, k=args.k)
+    print(comparison.format_report(result))
+    if args.plots:
+        out = Path(args.plots)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in comparison.render_plots(store, result).items():
+            (out / name).write_bytes(data)
+            print(f"wrote {out / name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    run_demo(Path(args.out), args.database or get_settings().database_url)
+    return 0
+
+
+# -- services ------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    if args.database:
+        settings = settings.model_copy(update={"database_url": args.database})
+    store = None
+    if settings.database_url.startswith("sqlite"):
+        store = _open_store(settings.database_url)  # embedded: make the schema on first start
+    app = create_app(settings=settings, store=store)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.launcher import launch
+
+    gpus = [g for g in args.gpus.split(",")] if args.gpus else None
+    return launch(gpus, args.cpu)
+
+
+# -- client commands (HTTP) ----------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, server: str, token: str | None, timeout_s: float = 30.0) -> None:
+        import httpx
+
+        if not token:
+            raise CliError("give an API key with --token or SPECTRA_TOKEN (spectra keys create)")
+        self.http = httpx.Client(
+            base_url=server.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise CliError(f"cannot reach the server at {self.http.base_url}: {error}", 1) from None
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                message = f"{problem.get('title', 'error')}: {problem.get('detail', '')}"
+            except ValueError:
+                message = response.text[:500]
+            raise CliError(f"HTTP {response.status_code} {message}", 1)
+        return response.json()
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.server, args.token)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    fields, codes = spec_fields_from_args(args)
+    client = _client(args)
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    if codes is None:
+        spec = build_spec(fields, None)
+        body = client.call("POST", "/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True),
+                           headers=headers)  # fmt: skip
+    else:
+        build_spec(fields, codes)  # refuse a bad spec here, before uploading
+        with open(args.latents, "rb") as handle:
+            body = client.call(
+                "POST", "/v1/jobs/upload", files={"file": ("codes.npy", handle)},
+                data={"spec": json.dumps(fields)}, headers=headers,
+            )  # fmt: skip
+    print(f"job {body['id']} {'submitted' if body['created'] else 'already exists'} "
+          f"({body['n_latents']} codes, status {body['status']})")  # fmt: skip
+    status = 0
+    if args.follow:
+        status = _follow(client, body["id"], args.interval)
+    print(body["id"])
+    return status
+
+
+def _follow(client: Client, job_id: str, interval_s: float) -> int:
+    from tqdm import tqdm
+
+    job = client.call("GET", f"/v1/jobs/{job_id}")
+    bar = tqdm(total=job["progress"]["planned"], file=sys.stderr, unit="code", desc=job_id[:8])
+    while True:
+        progress = job["progress"]
+        bar.n = progress["done"] + progress["failed"]
+        bar.set_postfix_str(job["status"])
+        bar.refresh()
+        if job["status"] in TERMINAL:
+            break
+        time.sleep(interval_s)
+        job = client.call("GET", f"/v1/jobs/{job_id}")
+    bar.close()
+    print(_job_line(job))
+    return 0 if job["status"] == "succeeded" else 1
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    progress = job["progress"]
+    eta = progress.get("eta_s")
+    parts = [
+        f"job {job['id']} {job['status']}",
+        f"{progress['done']}/{progress['planned']} done",
+        f"{progress['failed']} failed",
+    ]
+    if progress.get("rate_per_s"):
+        parts.append(f"{progress['rate_per_s']:.2f} codes/s")
+    if eta:
+        parts.append(f"eta {eta:.0f} s")
+    if job.get("error"):
+        parts.append(f"error: {job['error']}")
+    return ", ".join(parts)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.follow:
+        return _follow(client, args.job, args.interval)
+    job = client.call("GET", f"/v1/jobs/{args.job}")
+    print(_job_line(job))
+    for failure in job["failures"][:20]:
+        print(f"  latent {failure['latent_index']}: {failure['reason']}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = _client(args).call("POST", f"/v1/jobs/{args.job}/cancel")
+    print(f"job {job['id']} {job['status']}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)  # fmt: skip
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database", metavar="URL", default=None,
+        help="store URL (default SPECTRA_DATABASE_URL, else sqlite:///spectra.db)",
+    )  # fmt: skip
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=os.environ.get("SPECTRA_SERVER_URL", DEFAULT_SERVER),
+                        help="API base URL (default SPECTRA_SERVER_URL or %(default)s)")  # fmt: skip
+    parser.add_argument("--token", default=os.environ.get("SPECTRA_TOKEN"),
+                        help="API key (default SPECTRA_TOKEN)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spectra", description="Compute, store and compare spectra of latent spaces."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", cmd_run, "compute a job here (embedded store, no services); "
+                  "prints the job id as the last line")  # fmt: skip
+    add_spec_options(run)
+    _database_option(run)
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = command("export", cmd_export, "write a job's spectra as .npz (published layout)")
+    export.add_argument("job")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
+    export.add_argument("--k", type=int, default=None, help="eigenpairs per spectrum (default all)")
+    _database_option(export)
+
+    imp = command("import", cmd_import, "store a published-layout .npz as a finished job")
+    imp.add_argument("file", metavar="FILE.npz")
+    for name in ("model", "distance", "method"):
+        imp.add_argument(f"--{name}", help=f"overrides meta.{name} of the file")
+    _database_option(imp)
+
+    migrate = command("migrate", cmd_migrate, "create or upgrade the database schema")
+    _database_option(migrate)
+
+    serve = command("serve", cmd_serve, "run the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info")
+    _database_option(serve)
+
+    worker = command("worker", cmd_worker, "run one Celery worker per GPU, or one on the CPU")
+    which = worker.add_mutually_exclusive_group(required=True)
+    which.add_argument("--gpus", metavar="0,1", help="GPU indices, one worker each")
+    which.add_argument("--cpu", action="store_true", help="one worker on the CPU")
+
+    submit = command("submit", cmd_submit, "submit a job to a server; prints the job id last")
+    add_spec_options(submit)
+    _server_options(submit)
+    submit.add_argument("--idempotency-key", default=None)
+    submit.add_argument("--follow", action="store_true", help="follow it to the end")
+    submit.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+
+    status = command("status", cmd_status, "a job's status, progress and failures")
+    status.add_argument("job")
+    status.add_argument("--follow", action="store_true", help="progress bar until it ends")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    _server_options(status)
+
+    cancel = command("cancel", cmd_cancel, "cancel a job")
+    cancel.add_argument("job")
+    _server_options(cancel)
+
+    compare = command("compare", cmd_compare, "compare selections: anisotropy, homogeneity, "
+                      "alignment of top-k subspaces")  # fmt: skip
+    compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD")
+    compare.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
+    compare.add_argument("--plots", metavar="DIR", help="also write PNG pictures into DIR")
+    compare.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    _database_option(compare)
+
+    keys = command("keys", lambda _a: 2, "API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key; prints the token last")
+    create.set_defaults(handler=cmd_keys_create)
+    create.add_argument("--owner", required=True)
+    create.add_argument("--scopes", default="read,submit", help="comma-separated: read,submit,admin")
+    _database_option(create)
+
+    models = command("models", cmd_models, "list the built-in generators")
+    _database_option(models)
+
+    demo = command("demo", cmd_demo, "the main job end to end, writing results into DIR")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    _database_option(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CliError as error:
+        print(f"spectra {args.command}: {error}", file=sys.stderr)
+        return error.code
+    except ValueError as error:
+        # Spec, geometry, store and file-format errors are ValueErrors whose message says
+        # what to do; a traceback would only hide it.
+        print(f"spectra {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""How the API hands committed chunks to something that runs them.
+
+The pipeline calls ``dispatch(chunk_ids)`` only after the job's rows are committed. By default
+that is a Celery enqueue (one task per chunk, named by the chunk id so that a cancel can revoke
+what is still queued); tests and the embedded mode run chunks in-process instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from services.config import Settings
+
+log = logging.getLogger("api")
+
+INPROCESS_WORKER_ID = "api-inprocess"
+PUBLISH_TIMEOUT_S = 3.0
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, chunk_ids: list[str]) -> None: ...
+
+    def revoke(self, chunk_ids: list[str]) -> None: ...
+
+    def ping(self, timeout_s: float) -> None:
+        """Raise if whatever runs chunks cannot be reached within ``timeout_s``."""
+        ...
+
+
+class CeleryDispatcher:
+    """Enqueue on the broker of the given settings, in the worker's message format.
+
+    Its own Celery instance (configured by the worker's ``configure``) rather than the
+    module-level worker app: the API's broker is the one in ITS settings, and importing the
+    task module (and the chunk function behind it) is not needed to send a message.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from celery import Celery
+
+        from worker.celery_app import configure
+
+        self.app = Celery("latent_spectra_api")
+        configure(self.app, settings)
+        # A worker retries the broker forever; a request must not. Publishing gives up after
+        # a few seconds, and the pipeline keeps the job for the reaper to enqueue later.
+        self.app.conf.update(
+            broker_connection_timeout=PUBLISH_TIMEOUT_S,
+            task_publish_retry_policy={
+                "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
+            },
+        )  # fmt: skip
+
+    def dispatch(self, chunk_ids: list[str]) -> None:
+        from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
+
+        for chunk_id in chunk_ids:
+            # The task id is the chunk id, as the worker expects (revoke by chunk id).
+            self.app.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
+
+    def revoke(self, chunk_ids: list[str]) -> None:
+        if chunk_ids:
+            # Revoking only skips tasks not yet started; running chunks stop on the cancel flag.
+            self.app.control.revoke(chunk_ids)
+
+    def ping(self, timeout_s: float) -> None:
+        with self.app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout_s)
+
+
+class InProcessDispatcher:
+    """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
+
+    def __init__(self, store: Any, device: str = "cpu") -> None:
+        self.store = store
+        self.device = device
+
+    def dispatch(self, chunk_ids: list[str]) -> None:
+        from services.pipeline import run_chunk
+
+        for chunk_id in chunk_ids:
+            run_chunk(self.store, chunk_id, INPROCESS_WORKER_ID, device=self.device)
+
+    def revoke(self, chunk_ids: list[str]) -> None:
+        # Nothing is queued: cancellation works through the store's cancel flag.
+        return None
+
+    def ping(self, timeout_s: float) -> None:
+        return None

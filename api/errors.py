@@ -1,0 +1,252 @@
+"""Every error the API returns is an RFC 9457 problem document (``application/problem+json``).
+
+Each body has ``type``, ``title``, ``status`` and ``detail``; when one input is to blame it also
+names it in ``field``, and validation failures list every offending field under ``errors``.
+Domain errors (geometry, store) are mapped here, in one table, so handlers never build
+error responses themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.export import ExportFormatError
+from services.geometry import (
+    GeometryError,
+    InvalidLatentError,
+    InvalidOptionError,
+    MissingWeightsError,
+    NonFiniteOutputError,
+    UnknownDistanceError,
+    UnknownMethodError,
+    UnknownModelError,
+)
+from services.pipeline.spec import SpecError
+from services.store import ConflictError, InvalidDataError, NotFoundError, StoreError
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://latent-spectra.dev/problems/"
+
+log = logging.getLogger("api")
+
+
+class ApiProblem(Exception):
+    """Raised by handlers and dependencies to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        slug: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.slug = slug or title.lower().replace(" ", "-")
+        self.headers = headers
+        self.extra = extra or {}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    field: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    if instance is not None:
+        body["instance"] = instance
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    status: int
+    title: str
+    slug: str
+    field: str | None = None
+
+
+# Most specific first: the first isinstance match wins.
+_DOMAIN_ERRORS: list[tuple[type[Exception], _Mapping]] = [
+    (UnknownModelError, _Mapping(422, "Unknown model", "unknown-model", "model")),
+    (UnknownDistanceError, _Mapping(422, "Unknown distance", "unknown-distance", "distance")),
+    (UnknownMethodError, _Mapping(422, "Unknown method", "unknown-method", "method")),
+    (InvalidLatentError, _Mapping(422, "Invalid latent codes", "invalid-latents", "latents")),
+    (InvalidOptionError, _Mapping(422, "Invalid option", "invalid-option")),
+    (NonFiniteOutputError, _Mapping(422, "Non-finite output", "non-finite-output")),
+    (MissingWeightsError, _Mapping(422, "Model weights missing", "missing-weights", "model")),
+    (GeometryError, _Mapping(422, "Invalid request", "invalid-request")),
+    (SpecError, _Mapping(422, "Invalid job spec", "invalid-spec")),
+    (ExportFormatError, _Mapping(422, "Invalid .npz file", "invalid-npz", "file")),
+    (NotFoundError, _Mapping(404, "Not found", "not-found")),
+    (ConflictError, _Mapping(409, "Conflict", "conflict")),
+    (InvalidDataError, _Mapping(422, "Invalid data", "invalid-data")),
+    (StoreError, _Mapping(400, "Bad request", "bad-request")),
+]
+
+
+def _domain_mapping(error: Exception) -> _Mapping | None:
+    for kind, mapping in _DOMAIN_ERRORS:
+        if isinstance(error, kind):
+            return mapping
+    return None
+
+
+def _field_of(error: Exception, default: str | None) -> str | None:
+    # Domain errors may carry the name of the offending input; prefer it to the default.
+    field = getattr(error, "field", None)
+    return field if isinstance(field, str) and field else default
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    # ("body", "latents", "count") -> "latents.count"; the transport part is not a field name.
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def _field_named_in(error: dict[str, Any]) -> str | None:
+    """For an error raised by a whole-model validator (its location is just the body), the
+    field its message talks about: a quoted field name first ('latents'), else the first
+    field name mentioned. Candidates are the keys the client sent."""
+    given = error.get("input")
+    if not isinstance(given, dict):
+        return None
+    message = str(error.get("msg", ""))
+    names = [str(name) for name in given]
+    quoted = [(message.find(f"'{n}'"), n) for n in names if f"'{n}'" in message]
+    if quoted:
+        return min(quoted)[1]
+    plain = [(m.start(), n) for n in names if (m := re.search(rf"\b{re.escape(n)}\b", message))]
+    return min(plain)[1] if plain else None
+
+
+def validation_details(
+    errors: list[dict[str, Any]], prefix: str | None = None
+) -> tuple[str | None, str, list[dict[str, str]]]:
+    """(first field, one-line detail, every field with its reason) from pydantic errors."""
+    listed = []
+    for error in errors:
+        field = _location(error.get("loc", ()))
+        if field in ("", "body"):
+            field = _field_named_in(error) or field
+        if prefix:
+            field = f"{prefix}.{field}" if field else prefix
+        listed.append({"field": field, "reason": str(error.get("msg", "invalid value"))})
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in listed) or "invalid request"
+    return (listed[0]["field"] if listed else None), detail, listed
+
+
+def validation_problem(errors: list[dict[str, Any]], instance: str | None = None) -> JSONResponse:
+    field, detail, listed = validation_details(errors)
+    return problem_response(
+        422,
+        "Invalid request",
+        detail,
+        slug="validation-error",
+        field=field,
+        instance=instance,
+        extra={"errors": listed},
+    )
+
+
+def validation_error(error: ValidationError, prefix: str | None = None) -> ApiProblem:
+    """A pydantic ValidationError raised inside a handler, as a 422 problem."""
+    field, detail, listed = validation_details(list(error.errors()), prefix)
+    return ApiProblem(
+        422, "Invalid request", detail, field=field, slug="validation-error", extra={"errors": listed}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, error: ApiProblem) -> JSONResponse:
+        return problem_response(
+            error.status,
+            error.title,
+            error.detail,
+            slug=error.slug,
+            field=error.field,
+            instance=request.url.path,
+            headers=error.headers,
+            extra=error.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return validation_problem(list(error.errors()), instance=request.url.path)
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic(request: Request, error: ValidationError) -> JSONResponse:
+        return validation_problem(list(error.errors()), instance=request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
+            error.status_code, "HTTP error"
+        )
+        return problem_response(
+            error.status_code,
+            title,
+            str(error.detail),
+            slug=title.lower().replace(" ", "-"),
+            instance=request.url.path,
+            headers=getattr(error, "headers", None),
+        )
+
+    async def _domain(request: Request, error: Exception) -> JSONResponse:
+        mapping = _domain_mapping(error)
+        assert mapping is not None  # registered only for the mapped classes
+        return problem_response(
+            mapping.status,
+            mapping.title,
+            str(error),
+            slug=mapping.slug,
+            field=_field_of(error, mapping.field),
+            instance=request.url.path,
+        )
+
+    # One handler per class: Starlette picks the most specific by MRO, and these are handled
+    # in the exception middleware (answered, not re-raised as server errors).
+    for kind, _ in _DOMAIN_ERRORS:
+        app.add_exception_handler(kind, _domain)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            500,
+            "Internal server error",
+            "The server failed to handle this request; the error is logged.",
+            slug="internal-error",
+            instance=request.url.path,
+        )

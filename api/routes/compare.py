@@ -1,0 +1,35 @@
+"""Compare selections: anisotropy table, homogeneity statistics, alignment of top-k subspaces
+(SeFa against a Hessian method for a model is one such alignment)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from api.auth import Principal, require
+from api.comparison import CompareRequest, compare
+from api.deps import get_store
+from api.routes.jobs import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["compare"])
+
+
+@router.post(
+    "/compare",
+    responses=PROBLEM_RESPONSES,
+    summary="Anisotropy, homogeneity and subspace alignment of two or more selections",
+)
+def compare_selections(
+    request: Request,
+    body: CompareRequest,
+    principal: Annotated[Principal, Depends(require("read"))],
+) -> dict[str, Any]:
+    result = compare(
+        get_store(request),
+        body.selections,
+        owner=principal.visible_owner,
+        k=body.k,
+        max_positions=body.max_positions,
+    )
+    return result.to_json()

@@ -1,0 +1,245 @@
+"""Jobs: submit (JSON spec or ``.npy`` upload), list, get, cancel; export and import ``.npz``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from api import jobs_service
+from api.auth import Principal, require
+from api.codes import check_codes, parse_npy_codes, read_upload
+from api.deps import get_dispatcher, get_metrics, get_settings, get_store
+from api.dispatch import Dispatcher
+from api.errors import ApiProblem
+from api.metrics import ApiMetrics
+from api.schemas import (
+    JobDetail,
+    JobList,
+    JobSubmitted,
+    JobView,
+    job_detail,
+    job_view_fields,
+    page_of,
+)
+from services.config import Settings
+from services.pipeline import JobSpec
+from services.store import JOB_STATUSES
+
+router = APIRouter(tags=["jobs"])
+
+JobId = Annotated[str, Query(min_length=1, max_length=64)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Repeat a submission safely: the same key and body return the same job.",
+    ),
+]
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or invalid API key"},
+    403: {"description": "The key lacks the scope"},
+    404: {"description": "No such job visible to this key"},
+    413: {"description": "Upload over the size limit"},
+    422: {"description": "Invalid input (problem document names the field)"},
+}
+
+
+def _submitted_response(job: Any, created: bool) -> JSONResponse:
+    body = JobSubmitted(**job_view_fields(job), created=created)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=202 if created else 200,
+        headers={"Location": body.links["self"]},
+    )
+
+
+def _submit(
+    request: Request,
+    spec: JobSpec,
+    principal: Principal,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    store = get_store(request)
+    dispatcher: Dispatcher = get_dispatcher(request)
+    settings: Settings = get_settings(request)
+    metrics: ApiMetrics = get_metrics(request)
+    job, created = jobs_service.submit(
+        request.app.state.idempotency,
+        store,
+        settings,
+        dispatcher,
+        spec,
+        principal.owner,
+        idempotency_key,
+    )
+    if created:
+        metrics.jobs_submitted.labels(spec.model, spec.method).inc()
+    return _submitted_response(job, created)
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobSubmitted,
+    responses={200: {"model": JobSubmitted, "description": "An identical job already exists"}, **PROBLEM_RESPONSES},
+    summary="Submit a job from a JSON spec",
+)
+def submit_job(
+    request: Request,
+    spec: JobSpec,
+    principal: Annotated[Principal, Depends(require("submit"))],
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return _submit(request, spec, principal, idempotency_key)
+
+
+@router.post(
+    "/jobs/upload",
+    status_code=202,
+    response_model=JobSubmitted,
+    responses={200: {"model": JobSubmitted}, **PROBLEM_RESPONSES},
+    summary="Submit a job whose codes come as a .npy upload",
+)
+def submit_job_upload(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("submit"))],
+    file: Annotated[UploadFile, File(description=".npy array of codes, shape (n, d)")],
+    spec: Annotated[
+        str,
+        Form(description='the job spec as JSON, without "latents" (they come from the file)'),
+    ] = "{}",
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    settings: Settings = get_settings(request)
+    try:
+        fields = json.loads(spec)
+    except json.JSONDecodeError as error:
+        raise ApiProblem(422, "Invalid request", f"spec is not JSON: {error}", field="spec") from None
+    if not isinstance(fields, dict):
+        raise ApiProblem(422, "Invalid request", "spec must be a JSON object", field="spec")
+    if "latents" in fields:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            "latents come from the uploaded file; leave them out of spec",
+            field="spec.latents",
+        )
+    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes)), settings, "file")
+    try:
+        job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
+    except ValidationError as error:
+        raise jobs_service.spec_problem(error, prefix="spec") from None
+    return _submit(request, job_spec, principal, idempotency_key)
+
+
+@router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs")
+def list_jobs(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("read"))],
+    status: Annotated[str | None, Query(description=f"one of {', '.join(JOB_STATUSES)}")] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JobList:
+    if status is not None and status not in JOB_STATUSES:
+        raise ApiProblem(
+            422, "Invalid request", f"status must be one of {', '.join(JOB_STATUSES)}", field="status"
+        )
+    jobs = get_store(request).list_jobs(
+        owner=principal.visible_owner, status=status, model=model, limit=limit, offset=offset
+    )
+    return JobList(
+        items=[JobView(**job_view_fields(job)) for job in jobs], page=page_of(jobs, limit, offset)
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobDetail,
+    responses=PROBLEM_RESPONSES,
+    summary="A job's status, progress, rate, ETA, timings and per-latent failures",
+)
+def get_job(
+    request: Request,
+    job_id: str,
+    principal: Annotated[Principal, Depends(require("read"))],
+) -> JobDetail:
+    store = get_store(request)
+    job = store.get_job(job_id, owner=principal.visible_owner)
+    return job_detail(job, store.job_progress(job.id), store.latent_failures(job.id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobView,
+    responses=PROBLEM_RESPONSES,
+    summary="Cancel a job (queued chunks are revoked, running ones stop at the next code)",
+)
+def cancel_job(
+    request: Request,
+    job_id: str,
+    principal: Annotated[Principal, Depends(require("submit"))],
+) -> JobView:
+    job = jobs_service.cancel(
+        get_store(request), get_dispatcher(request), job_id, principal.visible_owner
+    )
+    return JobView(**job_view_fields(job))
+
+
+@router.get(
+    "/jobs/{job_id}/export.npz",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, **PROBLEM_RESPONSES},
+    summary="The job's spectra in the published .npz layout (eva ascending, evc, feat, meta)",
+)
+def export_job(
+    request: Request,
+    job_id: str,
+    principal: Annotated[Principal, Depends(require("read"))],
+    k: Annotated[int | None, Query(ge=1, le=100_000, description="eigenpairs per spectrum")] = None,
+) -> Response:
+    data = jobs_service.export_npz(get_store(request), job_id, principal.visible_owner, k)
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.npz"'},
+    )
+
+
+@router.post(
+    "/jobs/import",
+    status_code=201,
+    response_model=JobSubmitted,
+    responses={200: {"model": JobSubmitted}, **PROBLEM_RESPONSES},
+    summary="Import a published-layout .npz as a finished job",
+)
+def import_job(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("submit"))],
+    file: Annotated[UploadFile, File(description=".npz with eva, evc, feat and meta")],
+    model: Annotated[str | None, Form(max_length=200, description="overrides meta.model")] = None,
+    distance: Annotated[str | None, Form(max_length=100)] = None,
+    method: Annotated[str | None, Form(max_length=50)] = None,
+) -> JSONResponse:
+    settings: Settings = get_settings(request)
+    data = read_upload(file, settings.max_upload_bytes)
+    overrides = {
+        key: value
+        for key, value in {"model": model, "distance": distance, "method": method}.items()
+        if value
+    }
+    job, created = jobs_service.import_npz(
+        get_store(request), settings, principal.owner, data, overrides
+    )
+    body = JobSubmitted(**job_view_fields(job), created=created)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=201 if created else 200,
+        headers={"Location": body.links["self"]},
+    )

@@ -1,0 +1,43 @@
+"""The generator registry, with what workers recorded about each model (weights hash, ...)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from api.auth import Principal, require
+from api.deps import get_store
+from api.routes.jobs import PROBLEM_RESPONSES
+from api.schemas import ModelView
+from services.geometry import list_models
+
+router = APIRouter(tags=["models"])
+
+
+@router.get(
+    "/models",
+    response_model=list[ModelView],
+    responses=PROBLEM_RESPONSES,
+    summary="Built-in generators and every model jobs have used, with recorded facts",
+)
+def models(
+    request: Request, principal: Annotated[Principal, Depends(require("read"))]
+) -> list[ModelView]:
+    recorded = {g.name: g for g in get_store(request).list_generators()}
+    views = []
+    for info in list_models():
+        known = recorded.pop(info.name, None)
+        facts = dict(known.options) if known else {}
+        if known and known.weights_sha256:
+            facts["weights_sha256"] = known.weights_sha256
+        views.append(ModelView(name=info.name, family=info.family, latent_dim=info.latent_dim,
+                               description=info.description, facts=facts))  # fmt: skip
+    # Models loaded from files (torchscript:, python:, biggan-deep:) appear once used.
+    for name, known in sorted(recorded.items()):
+        facts = dict(known.options)
+        if known.weights_sha256:
+            facts["weights_sha256"] = known.weights_sha256
+        views.append(ModelView(name=name, family=known.family, latent_dim=known.latent_dim,
+                               description="recorded from a job", facts=facts))  # fmt: skip
+    return views

@@ -1,0 +1,121 @@
+"""Stored spectra: query by job or by (model, distance, method); one spectrum; its eigenvectors."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from api.auth import Principal, require
+from api.deps import get_store
+from api.routes.jobs import PROBLEM_RESPONSES
+from api.schemas import (
+    Eigenvectors,
+    SpectrumDetail,
+    SpectrumList,
+    page_of,
+    spectrum_detail,
+    spectrum_summary,
+)
+from services.store import NotFoundError
+
+router = APIRouter(tags=["spectra"])
+
+OrderBy = Literal["latent_index", "top_eigenvalue", "dims_99", "participation_ratio", "created_at"]
+
+
+def visible_spectrum(store: object, spectrum_id: str, principal: Principal) -> object:
+    """The spectrum, if the key may see its job; otherwise 404 (never 403: ids do not leak)."""
+    record = store.get_spectrum(spectrum_id)  # type: ignore[attr-defined]
+    try:
+        store.get_job(record.job_id, owner=principal.visible_owner)  # type: ignore[attr-defined]
+    except NotFoundError:
+        raise NotFoundError(f"no spectrum {spectrum_id!r} visible to this API key") from None
+    return record
+
+
+@router.get(
+    "/spectra",
+    response_model=SpectrumList,
+    responses=PROBLEM_RESPONSES,
+    summary="Query stored spectra by job or by (model, distance, method), paginated",
+)
+def list_spectra(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("read"))],
+    job_id: Annotated[str | None, Query(max_length=64)] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    distance: Annotated[str | None, Query(max_length=100)] = None,
+    method: Annotated[str | None, Query(max_length=50)] = None,
+    order_by: OrderBy = "latent_index",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> SpectrumList:
+    records = get_store(request).list_spectra(
+        job_id=job_id,
+        model=model,
+        distance=distance,
+        method=method,
+        owner=principal.visible_owner,
+        order_by=order_by,
+        limit=limit,
+        offset=offset,
+    )
+    return SpectrumList(
+        items=[spectrum_summary(r) for r in records], page=page_of(records, limit, offset)
+    )
+
+
+@router.get(
+    "/spectra/{spectrum_id}",
+    response_model=SpectrumDetail,
+    responses=PROBLEM_RESPONSES,
+    summary="One spectrum: eigenvalues (descending), summary, code and diagnostics",
+)
+def get_spectrum(
+    request: Request,
+    spectrum_id: str,
+    principal: Annotated[Principal, Depends(require("read"))],
+) -> SpectrumDetail:
+    return spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))  # type: ignore[arg-type]
+
+
+@router.get(
+    "/spectra/{spectrum_id}/eigenvectors",
+    response_model=Eigenvectors,
+    responses={
+        200: {"content": {"application/json": {}, "application/octet-stream": {}}},
+        **PROBLEM_RESPONSES,
+    },
+    summary="Top-k eigenvectors as JSON rows or as a .npy (d, k) array of columns",
+)
+def get_eigenvectors(
+    request: Request,
+    spectrum_id: str,
+    principal: Annotated[Principal, Depends(require("read"))],
+    k: Annotated[int | None, Query(ge=1, le=100_000, description="how many; default all")] = None,
+    format: Annotated[Literal["json", "npy"], Query()] = "json",
+) -> Eigenvectors | Response:
+    store = get_store(request)
+    record = visible_spectrum(store, spectrum_id, principal)
+    k = min(k or record.k, record.k)  # type: ignore[attr-defined]
+    vectors = np.asarray(store.eigenvectors(spectrum_id, k=k))  # (d, k) columns
+    if format == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, vectors, allow_pickle=False)
+        return Response(
+            buffer.getvalue(),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{spectrum_id}-top{k}.npy"'},
+        )
+    return Eigenvectors(
+        spectrum_id=spectrum_id,
+        d=int(vectors.shape[0]),
+        k=int(vectors.shape[1]),
+        dtype=str(vectors.dtype),
+        eigenvalues=[float(v) for v in record.eigenvalues[:k]],  # type: ignore[attr-defined]
+        vectors=vectors.T.tolist(),
+    )

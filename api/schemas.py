@@ -1,0 +1,263 @@
+"""Response bodies of the HTTP API, and the conversions from store records.
+
+Request bodies reuse the service's own definitions (``JobSpec``); only what the API answers
+is defined here, so the OpenAPI document says exactly what comes back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from services.store import (
+    JobProgress,
+    JobRecord,
+    LatentFailureRecord,
+    LatentSetRecord,
+    SpectrumRecord,
+)
+
+
+class Page(BaseModel):
+    limit: int
+    offset: int
+    count: int = Field(description="items in this page")
+    next_offset: int | None = Field(description="offset of the next page; null on the last page")
+
+
+def page_of(items: list[Any], limit: int, offset: int) -> Page:
+    return Page(
+        limit=limit,
+        offset=offset,
+        count=len(items),
+        next_offset=offset + limit if len(items) == limit else None,
+    )
+
+
+class JobProgressView(BaseModel):
+    planned: int
+    done: int
+    failed: int
+    fraction: float = Field(description="(done + failed) / planned")
+    rate_per_s: float | None = Field(description="latents finished per second since the start")
+    eta_s: float | None = Field(description="seconds to go at the current rate; null if unknown")
+
+
+class JobTimings(BaseModel):
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    elapsed_s: float | None
+
+
+class LatentFailureView(BaseModel):
+    latent_index: int
+    reason: str
+
+
+class JobView(BaseModel):
+    id: str
+    owner: str
+    status: str
+    model: str | None
+    n_latents: int
+    n_done: int
+    n_failed: int
+    cancel_requested: bool
+    error: str | None
+    spec: dict[str, Any]
+    created_at: datetime
+    links: dict[str, str]
+
+
+class JobDetail(JobView):
+    resolved: dict[str, Any]
+    progress: JobProgressView
+    timings: JobTimings
+    failures: list[LatentFailureView]
+
+
+class JobSubmitted(JobView):
+    created: bool = Field(description="false when an identical job already existed")
+
+
+class JobList(BaseModel):
+    items: list[JobView]
+    page: Page
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    base = f"/v1/jobs/{job_id}"
+    return {
+        "self": base,
+        "cancel": f"{base}/cancel",
+        "spectra": f"/v1/spectra?job_id={job_id}",
+        "export": f"{base}/export.npz",
+    }
+
+
+def job_view_fields(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "status": job.status,
+        "model": job.model,
+        "n_latents": job.n_latents,
+        "n_done": job.n_done,
+        "n_failed": job.n_failed,
+        "cancel_requested": job.cancel_requested,
+        "error": job.error,
+        "spec": job.spec,
+        "created_at": job.created_at,
+        "links": job_links(job.id),
+    }
+
+
+def job_detail(
+    job: JobRecord, progress: JobProgress, failures: list[LatentFailureRecord]
+) -> JobDetail:
+    finished = progress.done + progress.failed
+    return JobDetail(
+        **job_view_fields(job),
+        resolved=job.resolved,
+        progress=JobProgressView(
+            planned=progress.planned,
+            done=progress.done,
+            failed=progress.failed,
+            fraction=finished / progress.planned if progress.planned else 0.0,
+            rate_per_s=progress.rate,
+            eta_s=progress.eta_s,
+        ),
+        timings=JobTimings(
+            created_at=job.created_at,
+            started_at=progress.started_at,
+            finished_at=progress.finished_at,
+            elapsed_s=progress.elapsed_s,
+        ),
+        failures=[LatentFailureView(latent_index=f.latent_index, reason=f.reason) for f in failures],
+    )
+
+
+class LatentSetView(BaseModel):
+    id: str
+    name: str | None
+    source: str
+    model: str | None
+    seed: int | None
+    n: int
+    d: int
+    sha256: str
+    created_at: datetime
+    links: dict[str, str]
+
+
+class LatentSetList(BaseModel):
+    items: list[LatentSetView]
+    page: Page
+
+
+def latent_set_view(record: LatentSetRecord) -> LatentSetView:
+    return LatentSetView(
+        id=record.id,
+        name=record.name,
+        source=record.source,
+        model=record.model,
+        seed=record.seed,
+        n=record.n,
+        d=record.d,
+        sha256=record.sha256,
+        created_at=record.created_at,
+        links={
+            "self": f"/v1/latent-sets/{record.id}",
+            "download": f"/v1/latent-sets/{record.id}/codes.npy",
+        },
+    )
+
+
+class SpectrumSummary(BaseModel):
+    id: str
+    job_id: str
+    latent_index: int
+    model: str
+    distance: str
+    method: str
+    dtype: str
+    k: int
+    d: int
+    top_eigenvalue: float | None
+    trace: float | None
+    dims_99: int | None
+    dims_999: int | None
+    participation_ratio: float | None
+    wall_time_s: float | None
+    created_at: datetime
+    links: dict[str, str]
+
+
+class SpectrumDetail(SpectrumSummary):
+    eigenvalues: list[float] = Field(description="descending")
+    code: list[float] | None
+    diagnostics: dict[str, Any]
+
+
+class SpectrumList(BaseModel):
+    items: list[SpectrumSummary]
+    page: Page
+
+
+class Eigenvectors(BaseModel):
+    spectrum_id: str
+    d: int
+    k: int
+    dtype: str
+    eigenvalues: list[float] = Field(description="descending, matching the columns")
+    vectors: list[list[float]] = Field(description="k rows, one eigenvector (length d) each")
+
+
+def _spectrum_fields(record: SpectrumRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "job_id": record.job_id,
+        "latent_index": record.latent_index,
+        "model": record.model,
+        "distance": record.distance,
+        "method": record.method,
+        "dtype": record.dtype,
+        "k": record.k,
+        "d": record.d,
+        "top_eigenvalue": record.top_eigenvalue,
+        "trace": record.trace,
+        "dims_99": record.dims_99,
+        "dims_999": record.dims_999,
+        "participation_ratio": record.participation_ratio,
+        "wall_time_s": record.wall_time_s,
+        "created_at": record.created_at,
+        "links": {
+            "self": f"/v1/spectra/{record.id}",
+            "eigenvectors": f"/v1/spectra/{record.id}/eigenvectors",
+            "job": f"/v1/jobs/{record.job_id}",
+        },
+    }
+
+
+def spectrum_summary(record: SpectrumRecord) -> SpectrumSummary:
+    return SpectrumSummary(**_spectrum_fields(record))
+
+
+def spectrum_detail(record: SpectrumRecord) -> SpectrumDetail:
+    return SpectrumDetail(
+        **_spectrum_fields(record),
+        eigenvalues=[float(v) for v in record.eigenvalues],
+        code=None if record.code is None else [float(v) for v in record.code],
+        diagnostics=record.diagnostics,
+    )
+
+
+class ModelView(BaseModel):
+    name: str
+    family: str
+    latent_dim: int
+    description: str
+    facts: dict[str, Any] = Field(default_factory=dict, description="recorded by workers")

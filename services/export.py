@@ -1,0 +1,277 @@
+"""The published ``.npz`` layout, in one place: conversion both ways, and job export/import.
+
+The layout is what the published analysis tools read:
+
+- ``eva``  (N, k) eigenvalues, ASCENDING along k (the service keeps them descending),
+- ``evc``  (N, d, k) eigenvectors as columns, in the same ascending order as ``eva``,
+- ``feat`` (N, d) the latent codes,
+- ``meta`` a 0-d string array holding one JSON object (model, distance, method, dtype, seed,
+  spec, versions) — the record the published files lack.
+
+Importing such a file creates a finished job whose spectra join comparisons like computed ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from services.store import ConflictError, InvalidDataError, JobRecord, SpectrumRecord, Store
+
+REQUIRED_KEYS = ("eva", "evc")
+IMPORTED_METHOD_NOTE = "imported"
+
+
+class ExportFormatError(ValueError):
+    """A file that is not in the published layout; says which array is wrong and how."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass
+class PublishedSpectra:
+    """N spectra in the service's own convention: eigenvalues DESCENDING, vectors as columns."""
+
+    eigenvalues: np.ndarray  # (N, k) descending
+    eigenvectors: np.ndarray  # (N, d, k) columns, same order
+    codes: np.ndarray | None  # (N, d) or None (sefa)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def software_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for package in ("latent-spectra", "numpy", "torch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def to_npz_bytes(spectra: PublishedSpectra) -> bytes:
+    """Write the published layout (ascending) from descending arrays."""
+    eva = np.ascontiguousarray(spectra.eigenvalues[:, ::-1])
+    evc = np.ascontiguousarray(spectra.eigenvectors[:, :, ::-1])
+    arrays: dict[str, np.ndarray] = {"eva": eva, "evc": evc}
+    if spectra.codes is not None:
+        arrays["feat"] = np.asarray(spectra.codes)
+    arrays["meta"] = np.array(json.dumps(spectra.meta, sort_keys=True, allow_nan=False))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _finite(name: str, array: np.ndarray) -> None:
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+        raise ExportFormatError(name, f"must hold numbers, not {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ExportFormatError(name, "holds NaN or infinite values")
+
+
+def from_npz_bytes(data: bytes) -> PublishedSpectra:
+    """Read the published layout back into descending order; every shape is checked.
+
+    A single position saved without the leading N axis (eva (k,), evc (d, k), feat (d,)) is
+    accepted too. Files are read without pickle: an object array is refused, never executed.
+    """
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ExportFormatError("file", f"not a readable .npz archive ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ExportFormatError("file", "is a single .npy array; an .npz archive is expected")
+    with archive:
+        missing = [key for key in REQUIRED_KEYS if key not in archive.files]
+        if missing:
+            raise ExportFormatError(
+                "file",
+                f"lacks {', '.join(missing)}; the layout is eva (N, k) ascending, evc (N, d, k), "
+                f"feat (N, d) and an optional meta record (found: {', '.join(archive.files)})",
+            )
+        try:
+            eva = np.asarray(archive["eva"], dtype=np.float64)
+            evc_raw = archive["evc"]
+            feat = np.asarray(archive["feat"], dtype=np.float64) if "feat" in archive.files else None
+            meta_raw = archive["meta"] if "meta" in archive.files else None
+        except ValueError as error:  # object arrays, truncated members
+            raise ExportFormatError("file", f"an array cannot be read ({error})") from None
+    evc = np.asarray(evc_raw)
+    if evc.dtype not in (np.float32, np.float64):
+        evc = evc.astype(np.float64)
+    if eva.ndim == 1:
+        eva, evc = eva[None], evc[None]
+        feat = None if feat is None else feat.reshape(1, -1)
+    if eva.ndim != 2:
+        raise ExportFormatError("eva", f"must be (N, k); got shape {eva.shape}")
+    n, k = eva.shape
+    if n == 0 or k == 0:
+        raise ExportFormatError("eva", "is empty")
+    if evc.ndim != 3 or evc.shape[0] != n or evc.shape[2] != k:
+        raise ExportFormatError("evc", f"must be (N, d, k) = ({n}, d, {k}); got {evc.shape}")
+    d = evc.shape[1]
+    if k > d:
+        raise ExportFormatError("evc", f"has more eigenvectors ({k}) than dimensions ({d})")
+    if feat is not None and feat.shape != (n, d):
+        raise ExportFormatError("feat", f"must be (N, d) = ({n}, {d}); got {feat.shape}")
+    _finite("eva", eva)
+    _finite("evc", evc)
+    if feat is not None:
+        _finite("feat", feat)
+    if np.any(np.diff(eva, axis=1) < -1e-12 * np.abs(eva).max(initial=1.0)):
+        raise ExportFormatError("eva", "must be ascending along k, as the published layout is")
+    return PublishedSpectra(
+        eigenvalues=np.ascontiguousarray(eva[:, ::-1]),
+        eigenvectors=np.ascontiguousarray(evc[:, :, ::-1]),
+        codes=feat,
+        meta=_read_meta(meta_raw),
+    )
+
+
+def _read_meta(raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    text = str(raw.item() if raw.ndim == 0 else raw.ravel()[0])
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ExportFormatError("meta", f"is not a JSON object ({error})") from None
+    if not isinstance(meta, dict):
+        raise ExportFormatError("meta", "must be one JSON object")
+    return meta
+
+
+def content_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- jobs <-> the published layout ---------------------------------------------------------
+
+EXPORT_PAGE = 1000
+
+
+def _all_spectra(store: Store, job_id: str) -> list[SpectrumRecord]:
+    records: list[SpectrumRecord] = []
+    while True:
+        page = store.list_spectra(
+            job_id=job_id, order_by="latent_index", limit=EXPORT_PAGE, offset=len(records)
+        )
+        records.extend(page)
+        if len(page) < EXPORT_PAGE:
+            return records
+
+
+def export_job(
+    store: Store, job_id: str, *, owner: str | None = None, k: int | None = None
+) -> PublishedSpectra:
+    """A job's stored spectra (by latent index) with the record of how they were made.
+
+    ``k`` defaults to the smallest number of eigenpairs any of its spectra keeps. Latents that
+    failed are absent; ``meta["latent_indices"]`` says which latent each row is.
+    """
+    job = store.get_job(job_id, owner=owner)
+    records = _all_spectra(store, job.id)
+    if not records:
+        raise ConflictError(
+            f"job {job.id} has no stored spectra yet (status {job.status}); export it once it "
+            "has results"
+        )
+    smallest = min(r.k for r in records)
+    if k is None:
+        k = smallest
+    elif k > smallest:
+        raise InvalidDataError(f"k={k} but some spectra of this job keep only {smallest}")
+    eigenvalues = np.stack([np.asarray(r.eigenvalues[:k], dtype=np.float64) for r in records])
+    eigenvectors = store.top_k_eigenvectors([r.id for r in records], k)
+    codes_list = [r.code for r in records]
+    codes = None if any(c is None for c in codes_list) else np.stack(codes_list)  # type: ignore[arg-type]
+    first = records[0]
+    latents = job.spec.get("latents") if isinstance(job.spec.get("latents"), dict) else None
+    meta = {
+        "model": first.model,
+        "distance": first.distance,
+        "method": first.method,
+        "dtype": first.dtype,
+        "seed": latents.get("seed") if latents else None,
+        "spec": job.spec,
+        "job_id": job.id,
+        "latent_indices": [r.latent_index for r in records],
+        "k": k,
+        "versions": software_versions(),
+        "layout": "eva (N, k) ascending; evc (N, d, k) columns, same order; feat (N, d)",
+    }
+    return PublishedSpectra(eigenvalues, eigenvectors, codes, meta)
+
+
+def import_job(
+    store: Store,
+    owner: str,
+    published: PublishedSpectra,
+    *,
+    source_sha256: str,
+    model: str | None = None,
+    distance: str | None = None,
+    method: str | None = None,
+) -> tuple[JobRecord, bool]:
+    """Store published spectra as a finished job of ``owner``; the same file imported twice
+    is the same job. The file's ``meta`` names model, distance and method unless given here."""
+    from services.geometry import summary_of  # the one definition of the summary columns
+
+    meta = published.meta
+    names = {
+        "model": model or meta.get("model"),
+        "distance": distance or meta.get("distance"),
+        "method": method or meta.get("method"),
+    }
+    for name, value in names.items():
+        if not isinstance(value, str) or not value:
+            raise ExportFormatError(
+                name, f"the file's meta does not say the {name}; give it with the import"
+            )
+    n, d, k = published.eigenvectors.shape
+    indices = meta.get("latent_indices")
+    if not (isinstance(indices, list) and len(indices) == n and len(set(indices)) == n
+            and all(isinstance(i, int) and i >= 0 for i in indices)):
+        indices = list(range(n))
+    dtype = meta.get("dtype")
+    if dtype not in ("float32", "float64"):
+        dtype = "float32" if published.eigenvectors.dtype == np.float32 else "float64"
+    spec = {**names, "imported": {"sha256": source_sha256, "meta": meta}}
+    resolved = {**names, "imported": True, "source_sha256": source_sha256, "n": n, "d": d, "k": k}
+    job_hash = hashlib.sha256(json.dumps(["import", source_sha256, names], sort_keys=True).encode())
+    latent_set_id = None
+    if published.codes is not None:
+        latent_set_id = store.create_latent_set(
+            owner, published.codes, name=f"imported {source_sha256[:12]}", source="uploaded"
+        ).id
+    job, created = store.create_job(
+        owner, spec, resolved, job_hash.hexdigest(), latent_set_id, n, []
+    )
+    if not created:
+        return job, False
+    store.transition_job(job.id, ["queued"], "running")
+    try:
+        for row, latent_index in enumerate(indices):
+            store.save_spectrum(
+                job.id,
+                latent_index,
+                None if published.codes is None else published.codes[row],
+                published.eigenvalues[row],
+                published.eigenvectors[row],
+                summary=summary_of(published.eigenvalues[row]),
+                diagnostics={"imported": True, "source_sha256": source_sha256},
+                dtype=dtype,
+                **names,
+            )
+    except Exception as error:
+        store.transition_job(job.id, ["running"], "failed", error=f"import failed: {error}")
+        raise
+    return store.refresh_job_status(job.id), True

@@ -1,0 +1,114 @@
+"""The real app on a real PostgreSQL database per test, with API keys and small limits.
+
+Chunks run in-process by default (the same chunk function the Celery workers run); the one
+end-to-end test in test_e2e_celery.py runs them in a real worker subprocess instead.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.dispatch import InProcessDispatcher
+from services.config import Settings
+from services.store import Store
+
+# Small limits so the over-the-limit inputs stay cheap to build.
+MAX_LATENTS = 16
+MAX_UPLOAD_BYTES = 64 * 1024
+MAX_LATENT_DIM = 512
+MODEL = "dcgan-faces"
+LATENT_DIM = 100
+
+
+class RecordingDispatcher:
+    """Keeps chunks queued (nothing runs) and remembers what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.dispatched: list[str] = []
+        self.revoked: list[str] = []
+
+    def dispatch(self, chunk_ids: list[str]) -> None:
+        self.dispatched.extend(chunk_ids)
+
+    def revoke(self, chunk_ids: list[str]) -> None:
+        self.revoked.extend(chunk_ids)
+
+    def ping(self, timeout_s: float) -> None:
+        return None
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "mode": "development",
+        "database_url": database_url,
+        "max_latents_per_job": MAX_LATENTS,
+        "max_upload_bytes": MAX_UPLOAD_BYTES,
+        "max_latent_dim": MAX_LATENT_DIM,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[Store]:
+    store = Store(pg_url)
+    store.migrate()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def settings(pg_url: str) -> Settings:
+    return make_settings(pg_url)
+
+
+@pytest.fixture
+def app(settings: Settings, store: Store) -> FastAPI:
+    return create_app(settings=settings, store=store, dispatcher=InProcessDispatcher(store))
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def token(store: Store) -> Callable[..., str]:
+    """token(owner="alice", scopes="read,submit") -> a fresh API key's bearer token."""
+
+    def make(owner: str = "alice", scopes: str = "read,submit") -> str:
+        return store.create_api_key(owner, scopes.split(","))[1]
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def assert_problem(response, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """The response is an RFC 9457 problem document with this status (and field)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"] and body["type"].startswith("https://")
+    if field is not None:
+        assert body.get("field") == field, body
+    return body
