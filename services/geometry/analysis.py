@@ -1,0 +1,285 @@
+"""Analyses of sets of spectra, vectorised over positions (no Python loops over pairs).
+
+Inputs are stacked arrays: eigenvalues (N, k), descending per row; eigenvectors (N, d, k), the
+k columns matching the eigenvalues. Results hold numpy arrays for per-rank / per-position /
+pairwise quantities and plain floats / ints for scalars (call ``.tolist()`` for JSON);
+`summary_of` returns plain numbers only.
+
+Homogeneity follows the published definition (Wang & Ponce 2021) so figures stay comparable:
+for positions i, j, a_ij[k] = u_ikᵀ H_j u_ik with H_j = U_j Λ_j U_jᵀ (from the eigenpairs
+given, i.e. Σ_m λ_jm (u_ik·u_jm)²), and the matrix entry is the Pearson correlation over ranks
+k of log10|a_ij[k]| with log10|λ_jk| (log scale) or of a_ij[k] with λ_jk (linear scale). The
+absolute value only matters for round-off-level negative eigenvalues; exact zeros are floored
+at the dtype's smallest normal number. Rows with constant values give NaN (undefined
+correlation), which the off-diagonal statistics skip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InvalidOptionError
+from .methods import _fixed_signs
+
+TRACE_LEVELS = {"dims_99": 0.99, "dims_999": 0.999, "dims_9999": 0.9999}
+_BLOCK_ELEMENTS = 64 * 1024 * 1024  # bounds the homogeneity work arrays to ~256 MB (float32)
+
+
+def _spectra(eigenvalues: Any) -> np.ndarray:
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[None, :]
+    if values.ndim != 2 or values.shape[1] == 0 or values.shape[0] == 0:
+        raise InvalidOptionError(
+            f"eigenvalues must be (k,) or (N, k) with k >= 1, got shape {values.shape}"
+        )
+    if not np.isfinite(values).all():
+        raise InvalidOptionError("eigenvalues hold NaN/inf")
+    return values
+
+
+def _vectors(eigenvectors: Any, values: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(eigenvectors)
+    if vectors.ndim == 2:
+        vectors = vectors[None]
+    n, k = values.shape
+    if vectors.ndim != 3 or vectors.shape[0] != n or vectors.shape[2] != k:
+        raise InvalidOptionError(
+            f"eigenvectors must be (N, d, k) = ({n}, d, {k}), got shape {vectors.shape}"
+        )
+    if not np.isfinite(vectors).all():
+        raise InvalidOptionError("eigenvectors hold NaN/inf")
+    return vectors
+
+
+def _dims_to_reach(values: np.ndarray, level: float) -> np.ndarray:
+    """Per row: the first rank (1-based) at which the cumulative share of the trace reaches
+    `level`; 0 for a spectrum with no positive trace."""
+    totals = values.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.cumsum(values, axis=1) / totals
+    reached = shares >= level
+    dims = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, values.shape[1])
+    return np.where(totals[:, 0] > 0, dims, 0).astype(np.int64)
+
+
+def _participation_ratio(values: np.ndarray) -> np.ndarray:
+    squares = (values**2).sum(axis=1)
+    return np.where(squares > 0, values.sum(axis=1) ** 2 / np.where(squares > 0, squares, 1), 0.0)
+
+
+def summary_of(eigenvalues: np.ndarray) -> dict[str, Any]:
+    """One spectrum's filterable columns, as plain Python numbers."""
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    if values.ndim != 1:
+        raise InvalidOptionError(f"summary_of takes one spectrum (k,), got shape {values.shape}")
+    values = _spectra(values)
+    return {
+        "top_eigenvalue": float(values[0, 0]),
+        "trace": float(values.sum()),
+        "dims_99": int(_dims_to_reach(values, 0.99)[0]),
+        "dims_999": int(_dims_to_reach(values, 0.999)[0]),
+        "participation_ratio": float(_participation_ratio(values)[0]),
+    }
+
+
+def anisotropy(eigenvalues: np.ndarray) -> dict[str, Any]:
+    """Per-rank mean / median / 5th / 95th percentile over positions, dimensions to reach
+    99 / 99.9 / 99.99 % of the trace and participation ratio (per position and mean)."""
+    values = _spectra(eigenvalues)
+    result: dict[str, Any] = {
+        "n_positions": int(values.shape[0]),
+        "rank": int(values.shape[1]),
+        "mean": values.mean(axis=0),
+        "median": np.median(values, axis=0),
+        "p5": np.percentile(values, 5, axis=0),
+        "p95": np.percentile(values, 95, axis=0),
+    }
+    for key, level in TRACE_LEVELS.items():
+        dims = _dims_to_reach(values, level)
+        result[key] = dims
+        result[f"{key}_mean"] = float(dims.mean())
+    ratio = _participation_ratio(values)
+    result["participation_ratio"] = ratio
+    result["participation_ratio_mean"] = float(ratio.mean())
+    return result
+
+
+def homogeneity(
+    eigenvalues: np.ndarray, eigenvectors: np.ndarray, *, dtype: str = "float64"
+) -> dict[str, Any]:
+    """The published log- and linear-scale homogeneity matrices (N, N) and their off-diagonal
+    mean / median. dtype 'float32' halves memory and time for large sets (N = 1000, d = 256)."""
+    if dtype not in ("float32", "float64"):
+        raise InvalidOptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    values = _spectra(eigenvalues)
+    vectors = _vectors(eigenvectors, values)
+    lam = torch.as_tensor(values, dtype=torch_dtype)
+    u = torch.as_tensor(vectors, dtype=torch_dtype)
+    n, d, k = u.shape
+    floor = torch.finfo(torch_dtype).tiny
+
+    lam_log = lam.abs().clamp_min(floor).log10()
+    lam_log_c, lam_lin_c = _centred(lam_log), _centred(lam)
+    log_matrix = torch.empty((n, n), dtype=torch_dtype)
+    lin_matrix = torch.empty((n, n), dtype=torch_dtype)
+    for start, stop, quotients in _cross_rayleigh_blocks(lam, u):  # quotients: (b, N, k)
+        log_matrix[start:stop] = _pearson(
+            _centred(quotients.abs().clamp_min(floor).log10()), lam_log_c
+        )
+        lin_matrix[start:stop] = _pearson(_centred(quotients), lam_lin_c)
+    log_np, lin_np = log_matrix.double().numpy(), lin_matrix.double().numpy()
+    off_diagonal = ~np.eye(n, dtype=bool)
+    return {
+        "log": log_np,
+        "linear": lin_np,
+        **_offdiagonal_stats("log", log_np[off_diagonal]),
+        **_offdiagonal_stats("linear", lin_np[off_diagonal]),
+        "n_positions": int(n),
+        "rank": int(k),
+        "dtype": dtype,
+    }
+
+
+def _offdiagonal_stats(prefix: str, entries: np.ndarray) -> dict[str, float]:
+    finite = entries[np.isfinite(entries)]
+    if finite.size == 0:
+        return {f"{prefix}_offdiag_mean": float("nan"), f"{prefix}_offdiag_median": float("nan")}
+    return {
+        f"{prefix}_offdiag_mean": float(finite.mean()),
+        f"{prefix}_offdiag_median": float(np.median(finite)),
+    }
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(dim=-1, keepdim=True)
+
+
+def _pearson(x_centred: torch.Tensor, y_centred: torch.Tensor) -> torch.Tensor:
+    """Correlation over the last axis of (b, N, k) with (N, k), both already centred."""
+    numerator = (x_centred * y_centred).sum(-1)
+    denominator = x_centred.norm(dim=-1) * y_centred.norm(dim=-1)
+    return numerator / denominator  # 0/0 -> NaN: an undefined correlation stays visible
+
+
+def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
+    """Yield (start, stop, a) with a[b, j, k] = u_{start+b,k}ᵀ H_j u_{start+b,k}, in blocks of
+    positions sized to bound memory. Two exact routes, the cheaper one for the shape:
+    inner products C = U_iᵀ U_j then Σ_m λ_jm C_km² (≈ 2k²d per pair), or the symmetric
+    vec trick ⟨u⊗u, vec H_j⟩ over the d(d+1)/2 packed entries (≈ k·d² per pair)."""
+    n, d, k = u.shape
+    packed_size = d * (d + 1) // 2
+    if packed_size < k * d:
+        rows, cols = torch.triu_indices(d, d)
+        scale = torch.where(rows == cols, 1.0, 2.0).to(u.dtype)
+        metrics = torch.einsum("ndk,nk,nek->nde", u, lam, u)  # H_j, (N, d, d)
+        packed = metrics[:, rows, cols] * scale  # (N, T)
+        block = max(1, _BLOCK_ELEMENTS // (k * packed_size))
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            columns = u[start:stop].transpose(1, 2)  # (b, k, d)
+            outer = columns[..., rows] * columns[..., cols]  # (b, k, T)
+            quotients = outer.reshape(-1, packed_size) @ packed.T  # (b*k, N)
+            yield start, stop, quotients.reshape(stop - start, k, n).transpose(1, 2)
+    else:
+        everyone = u.permute(1, 0, 2).reshape(d, n * k)  # (d, N*k)
+        block = max(1, _BLOCK_ELEMENTS // (k * n * k))
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            columns = u[start:stop].transpose(1, 2).reshape(-1, d)  # (b*k, d)
+            inner = (columns @ everyone).reshape(stop - start, k, n, k)  # [b, k, j, m]
+            quotients = (inner.square() * lam[None, None]).sum(-1)  # (b, k, N)
+            yield start, stop, quotients.transpose(1, 2)
+
+
+def average_metric(
+    eigenvalues: np.ndarray, eigenvectors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """H̄ = mean_i U_i Λ_i U_iᵀ (d, d), its eigenvalues (descending) and eigenvectors (d, d),
+    the global axes; float64, deterministic signs."""
+    values = _spectra(eigenvalues)
+    vectors = _vectors(eigenvectors, values).astype(np.float64)
+    mean = np.einsum("ndk,nk,nek->de", vectors, values, vectors) / values.shape[0]
+    mean = (mean + mean.T) / 2
+    eigvals, eigvecs = np.linalg.eigh(mean)
+    return (
+        mean,
+        np.ascontiguousarray(eigvals[::-1]),
+        np.ascontiguousarray(_fixed_signs(eigvecs[:, ::-1])),
+    )
+
+
+def alignment(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    metric: np.ndarray | None = None,
+    k: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare two direction sets (d, ka) and (d, kb), columns in rank order:
+    |cosine| matrix, matched-pair |cosine|, principal angles (degrees, ascending) between the
+    top-k subspaces, and — given `metric` (d, d), the other side's H — Rayleigh quotients
+    vᵀHv of unit directions from a, from b, and from seeded random directions (baseline)."""
+    from scipy.linalg import subspace_angles
+
+    first, second = _directions(a, "a"), _directions(b, "b")
+    d = first.shape[0]
+    if second.shape[0] != d:
+        raise InvalidOptionError(
+            f"direction sets live in different spaces: d = {d} and {second.shape[0]}"
+        )
+    limit = min(first.shape[1], second.shape[1])
+    if k is None:
+        k = limit
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
+        raise InvalidOptionError(f"k must be an integer in [1, {limit}], got {k!r}")
+    cosines = np.abs(first.T @ second)
+    result: dict[str, Any] = {
+        "abs_cosine": cosines,
+        "matched_abs_cosine": np.diagonal(cosines)[:limit].copy(),
+        "k": int(k),
+        "principal_angles_deg": np.sort(np.degrees(subspace_angles(first[:, :k], second[:, :k]))),
+    }
+    if metric is not None:
+        matrix = np.asarray(metric, dtype=np.float64)
+        if matrix.shape != (d, d) or not np.isfinite(matrix).all():
+            raise InvalidOptionError(
+                f"metric must be a finite ({d}, {d}) matrix, got shape {matrix.shape}"
+            )
+        random = np.random.default_rng(seed).standard_normal(
+            (d, max(first.shape[1], second.shape[1], 100))
+        )
+        random /= np.linalg.norm(random, axis=0)
+        rayleigh = {
+            name: np.einsum("dk,de,ek->k", v, matrix, v)
+            for name, v in (("a", first), ("b", second), ("random", random))
+        }
+        result.update(
+            rayleigh_a=rayleigh["a"],
+            rayleigh_b=rayleigh["b"],
+            rayleigh_random=rayleigh["random"],
+            rayleigh_random_mean=float(rayleigh["random"].mean()),
+            rayleigh_a_topk_over_random=float(rayleigh["a"][:k].mean() / rayleigh["random"].mean())
+            if rayleigh["random"].mean() != 0
+            else float("nan"),
+        )
+    return result
+
+
+def _directions(vectors: np.ndarray, label: str) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] == 0 or not np.isfinite(array).all():
+        raise InvalidOptionError(
+            f"{label} must be a finite (d, k) array of directions, got shape {array.shape}"
+        )
+    norms = np.linalg.norm(array, axis=0)
+    if (norms == 0).any():
+        raise InvalidOptionError(f"{label} holds a zero direction")
+    return array / norms

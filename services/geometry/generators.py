@@ -1,0 +1,678 @@
+"""Generators: a small registry of built-in models plus three loader schemes.
+
+Every loader returns a `Generator`: a frozen, eval-mode `torch.nn.Module` mapping latent codes
+(B, d) to images (B, C, H, W) in [-1, 1], with its latent dimension, how to sample codes from a
+seed, and the facts to record with every result (weights sha256, options).
+
+Names `load_generator` accepts:
+
+``dcgan-faces``
+    The pretrained DCGAN (d = 100, 64x64 RGB faces) whose weights ship in the PyPI package
+    ``gan-face-generate`` (``gan_face_generate/weights.tar``, key ``netG_state_dict``). The
+    architecture is defined here (the package's own module is never imported). Each
+    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time:
+    the same function (to float32 rounding, recorded as ``batchnorm_folded``), one op fewer per
+    layer, and no BatchNorm that could ever run in train mode. Codes ~ N(0, I).
+
+``torchscript:PATH``
+    Contract: ``torch.jit.load(PATH)`` gives a module whose ``forward`` maps a float tensor of
+    codes (B, d) to images (B, C, H, W) in [-1, 1], deterministically, differentiably (every
+    method differentiates through it). d is read from an integer attribute ``latent_dim`` of
+    the scripted module, or else from an extra file ``latent_dim`` saved with
+    ``torch.jit.save(m, PATH, _extra_files={"latent_dim": "100"})``. Codes ~ N(0, I).
+    The module is loaded with ``map_location`` onto the chosen device and put in eval mode.
+
+``python:FILE_OR_MODULE:FACTORY``
+    Contract: ``FACTORY`` is a callable in a Python file (path ending in ``.py``) or an
+    importable module; called with no arguments it returns ``(module, latent_dim)`` or
+    ``(module, latent_dim, extras)``. ``module`` is a ``torch.nn.Module`` mapping (B, d) codes
+    to (B, C, H, W) images in [-1, 1]. ``extras`` is an optional dict with keys
+    ``"sample"`` (a callable ``(n, rng: numpy.random.Generator) -> array (n, d)``; without it
+    codes ~ N(0, I)), ``"facts"`` (a JSON-able dict recorded with every result) and
+    ``"family"`` (a short string). The loader puts the module in eval mode, freezes its
+    parameters and records the sha256 of its state dict. See docs/custom-generators.md.
+
+``biggan-deep:DIR``
+    BigGAN-deep through ``pytorch-pretrained-biggan``; DIR holds ``config.json`` and
+    ``pytorch_model.bin`` (the layout ``BigGAN.from_pretrained(DIR)`` reads). The latent is
+    the generator's conditioning vector, d = 2 * z_dim (256 for the released models):
+    ``code = noise (z_dim, truncated normal * truncation) ⊕ class embedding (z_dim)`` — the
+    convention of the published Hessian analysis, so directions may mix noise and class.
+    Sampling draws the noise from the truncated normal on [-2, 2] scaled by the truncation,
+    and a uniformly random class whose embedding column is appended. The truncation (default
+    0.7, keyword ``truncation``) selects the generator's stored batch-norm statistics and is
+    recorded. Spectral normalisation is baked into plain weights at load time (eval mode
+    never updates it), so the module is a fixed function.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import importlib.resources
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import (
+    InvalidGeneratorError,
+    InvalidLatentError,
+    InvalidOptionError,
+    MissingWeightsError,
+    NonFiniteOutputError,
+    UnknownModelError,
+)
+
+Sampler = Callable[[int, np.random.Generator], np.ndarray]
+
+DCGAN_FACES = "dcgan-faces"
+DEFAULT_BIGGAN_TRUNCATION = 0.7
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    latent_dim: int
+    description: str
+
+
+_BUILT_IN = (
+    ModelInfo(
+        name=DCGAN_FACES,
+        family="dcgan",
+        latent_dim=100,
+        description="Pretrained DCGAN, 64x64 RGB faces (weights from the gan-face-generate package).",
+    ),
+)
+
+# Loader schemes: not registry entries (they need a path), listed for help texts and errors.
+MODEL_SCHEMES = {
+    "torchscript:PATH": "a TorchScript module mapping codes (B, d) to images (B, 3, H, W) in [-1, 1]",
+    "python:FILE_OR_MODULE:FACTORY": "a factory returning (module, latent_dim[, extras])",
+    "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin",
+}
+
+
+def list_models() -> list[ModelInfo]:
+    """The built-in registry entries."""
+    return list(_BUILT_IN)
+
+
+def _standard_normal(n: int, rng: np.random.Generator, d: int) -> np.ndarray:
+    return rng.standard_normal((n, d))
+
+
+class Generator:
+    """A loaded, frozen, eval-mode generator. `module` maps (B, d) -> (B, C, H, W) in [-1, 1]."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        family: str,
+        latent_dim: int,
+        module: nn.Module,
+        facts: dict[str, Any],
+        sampler: Sampler | None = None,
+    ) -> None:
+        self.name = name
+        self.family = family
+        self.latent_dim = int(latent_dim)
+        self.module = module
+        self.facts = facts
+        self._sampler = sampler
+
+    def __repr__(self) -> str:
+        return f"Generator({self.name!r}, family={self.family!r}, latent_dim={self.latent_dim})"
+
+    @property
+    def device(self) -> torch.device:
+        return _module_device(self.module)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _module_dtype(self.module)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """(n, d) float64 codes from the latent distribution; the same (n, seed) gives the same
+        codes in every process (numpy's PCG64 seeded with `seed`)."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise InvalidOptionError(
+                f"number of codes to sample must be an integer >= 0, got {n!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise InvalidOptionError(f"seed must be an integer >= 0, got {seed!r}")
+        rng = np.random.default_rng(int(seed))
+        if self._sampler is None:
+            codes = _standard_normal(int(n), rng, self.latent_dim)
+        else:
+            codes = np.asarray(self._sampler(int(n), rng), dtype=np.float64)
+        if codes.shape != (n, self.latent_dim):
+            raise InvalidGeneratorError(
+                f"the sampler of {self.name} returned shape {codes.shape}, expected ({n}, {self.latent_dim})"
+            )
+        return codes
+
+    def validate_codes(self, codes: Any) -> np.ndarray:
+        """Check a batch of codes (n, d) or one code (d,) against this generator; returns a
+        float64 array of the same shape. Raises InvalidLatentError naming the problem."""
+        return validate_codes(codes, self.latent_dim, self.name)
+
+    def to(self, device: str | torch.device, dtype: torch.dtype) -> Generator:
+        """This generator on `device` in `dtype`: itself when already there, else a converted
+        copy (the original is left untouched, so callers never see each other's dtype)."""
+        device = torch.device(device)
+        if _same_device(self.device, device) and self.dtype == dtype:
+            return self
+        module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        return Generator(
+            name=self.name,
+            family=self.family,
+            latent_dim=self.latent_dim,
+            module=module,
+            facts=self.facts,
+            sampler=self._sampler,
+        )
+
+    @torch.no_grad()
+    def images(self, codes: np.ndarray) -> torch.Tensor:
+        """Render validated codes (n, d) as images; raises NonFiniteOutputError on NaN/inf."""
+        codes = self.validate_codes(codes)
+        batch = torch.as_tensor(np.atleast_2d(codes), dtype=self.dtype, device=self.device)
+        out = self.module(batch)
+        if not torch.isfinite(out).all():
+            raise NonFiniteOutputError(f"{self.name} produced NaN/inf images for these codes")
+        return out
+
+
+def validate_codes(codes: Any, latent_dim: int, model: str) -> np.ndarray:
+    try:
+        array = np.asarray(codes, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidLatentError(
+            f"latent codes must be numbers, got {type(codes).__name__}: {error}"
+        ) from None
+    if array.ndim not in (1, 2) or array.shape[-1] != latent_dim or array.size == 0:
+        shape = "x".join(map(str, array.shape)) or "scalar"
+        got = array.shape[-1] if array.ndim in (1, 2) else shape
+        raise InvalidLatentError(
+            f"latent code has dimension {got} (array shape {shape}) but {model} expects "
+            f"{latent_dim}: pass one code of shape ({latent_dim},) or a batch of shape (n, {latent_dim})"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = np.argwhere(bad)[0].tolist()
+        raise InvalidLatentError(
+            f"latent code holds NaN or inf (first at index {where}); every entry must be finite"
+        )
+    return array
+
+
+def load_generator(name: str, *, device: str = "cpu", truncation: float | None = None) -> Generator:
+    """Load a generator by name (see the module docstring for the accepted names)."""
+    if not isinstance(name, str) or not name:
+        raise UnknownModelError(f"model name must be a non-empty string, got {name!r}")
+    if truncation is not None and not name.startswith("biggan-deep:"):
+        raise InvalidOptionError("truncation applies only to biggan-deep:DIR models")
+    torch_device = _checked_device(device)
+    if name == DCGAN_FACES:
+        generator = _load_dcgan_faces()
+    elif name.startswith("torchscript:"):
+        generator = _load_torchscript(name, name.removeprefix("torchscript:"), torch_device)
+    elif name.startswith("python:"):
+        generator = _load_python(name, name.removeprefix("python:"))
+    elif name.startswith("biggan-deep:"):
+        generator = _load_biggan(
+            name,
+            name.removeprefix("biggan-deep:"),
+            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
+        )
+    else:
+        known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
+        raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
+    generator = generator.to(torch_device, generator.dtype)
+    _probe(generator)
+    return generator
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InvalidOptionError(f"unknown device {device!r}: {error}") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOptionError(
+            f"device {device!r} requested but CUDA is not available here; use 'cpu'"
+        )
+    return torch_device
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for tensor in _tensors(module):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _module_dtype(module: nn.Module) -> torch.dtype:
+    for tensor in _tensors(module):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def _tensors(module: nn.Module) -> Any:
+    yield from module.parameters()
+    yield from module.buffers()
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    index_a = (
+        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
+    )
+    index_b = (
+        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
+    )
+    return bool(index_a == index_b)
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def _probe(generator: Generator) -> None:
+    """Run two sampled codes through the module: catch contract violations at load time,
+    where the message can still say which file is wrong, and record the output shape."""
+    codes = torch.as_tensor(
+        generator.sample(2, seed=0), dtype=generator.dtype, device=generator.device
+    )
+    try:
+        out = generator.module(codes)
+    except Exception as error:  # the user's module may raise anything
+        raise InvalidGeneratorError(
+            f"{generator.name} failed on a batch of codes of shape (2, {generator.latent_dim}): "
+            f"{type(error).__name__}: {error}. The module must map (B, d) codes to (B, C, H, W) images."
+        ) from error
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InvalidGeneratorError(
+            f"{generator.name} returned {shape} for 2 codes; it must return images of shape (2, C, H, W)"
+        )
+    if not torch.isfinite(out).all():
+        raise NonFiniteOutputError(f"{generator.name} produced NaN/inf images for sampled codes")
+    generator.facts.setdefault("output_shape", list(out.shape[1:]))
+
+
+# --------------------------------------------------------------------------- DCGAN
+
+
+class DCGAN(nn.Module):
+    """PyTorch-tutorial DCGAN generator (64x64), taking codes (B, nz) instead of (B, nz, 1, 1).
+
+    Built from a checkpoint of the tutorial layout (`main.0.weight`, ... ), with each
+    ConvTranspose2d + BatchNorm2d pair folded into one ConvTranspose2d. The first layer's
+    original weight is kept as `first_layer_weight` for SeFa (folding rescales it per channel).
+    """
+
+    def __init__(
+        self, state_dict: dict[str, torch.Tensor], *, nz: int = 100, ngf: int = 64, nc: int = 3
+    ) -> None:
+        super().__init__()
+        self.nz = nz
+        reference = _tutorial_dcgan(nz, ngf, nc)
+        try:
+            reference.load_state_dict({k.removeprefix("main."): v for k, v in state_dict.items()})
+        except RuntimeError as error:
+            raise InvalidGeneratorError(
+                f"DCGAN checkpoint does not match nz={nz}, ngf={ngf}, nc={nc}: {error}"
+            ) from None
+        _freeze(reference)
+        first: Any = reference[0]
+        self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
+        self.net = _fold_batchnorm(reference)
+        _freeze(self)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.net(codes.reshape(codes.shape[0], self.nz, 1, 1))
+
+    def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
+        """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
+        (C*4*4, nz) matrix that maps the code to that layer's output."""
+        if layers not in (None, [0]):
+            raise InvalidOptionError(
+                "a DCGAN has one latent-consuming layer: use layers=None or [0]"
+            )
+        weight: torch.Tensor = self.first_layer_weight  # type: ignore[assignment]
+        return [weight.reshape(self.nz, -1).T]
+
+
+def _tutorial_dcgan(nz: int, ngf: int, nc: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 8),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 4),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+        nn.Tanh(),
+    )
+
+
+def _fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    layers = list(net)
+    folded: list[nn.Module] = []
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        following = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, nn.ConvTranspose2d) and isinstance(following, nn.BatchNorm2d):
+            folded.append(fuse_conv_bn_eval(layer, following, transpose=True))
+            i += 2
+        else:
+            folded.append(layer)
+            i += 1
+    return nn.Sequential(*folded)
+
+
+def dcgan_faces_weights_path() -> Path:
+    try:
+        package = importlib.resources.files("gan_face_generate")
+    except ModuleNotFoundError:
+        raise MissingWeightsError(
+            "dcgan-faces needs the package gan-face-generate (its weights.tar): install it with "
+            "`pip install --no-deps gan-face-generate==1.1.1`"
+        ) from None
+    return Path(str(package / "weights.tar"))
+
+
+def _load_dcgan_faces() -> Generator:
+    path = dcgan_faces_weights_path()
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"dcgan-faces weights not found at {path}; reinstall with "
+            "`pip install --no-deps --force-reinstall gan-face-generate==1.1.1`"
+        )
+    checkpoint = torch.load(path, map_location="cpu")
+    module = DCGAN(checkpoint["netG_state_dict"], nz=100, ngf=64, nc=3)
+    facts = {
+        "model": DCGAN_FACES,
+        "weights_file": "gan_face_generate/weights.tar",
+        "weights_sha256": file_sha256(path),
+        "architecture": "pytorch-tutorial DCGAN nz=100 ngf=64 nc=3, 64x64",
+        "batchnorm_folded": True,
+        "latent_distribution": "N(0, I)",
+    }
+    return Generator(name=DCGAN_FACES, family="dcgan", latent_dim=100, module=module, facts=facts)
+
+
+# --------------------------------------------------------------------------- TorchScript
+
+
+def _load_torchscript(name: str, location: str, device: torch.device) -> Generator:
+    path = Path(location).expanduser()
+    if not location or not path.is_file():
+        raise UnknownModelError(
+            f"{name}: no TorchScript file at {str(path)!r}; give the path of a saved module"
+        )
+    extra = {"latent_dim": ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as error:  # a corrupt or non-TorchScript file
+        raise InvalidGeneratorError(
+            f"{name}: {path} is not a loadable TorchScript module: {error}"
+        ) from None
+    latent_dim = getattr(module, "latent_dim", None)
+    if latent_dim is None and extra["latent_dim"]:
+        latent_dim = _int_or_none(extra["latent_dim"])
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise InvalidGeneratorError(
+            f"{name}: the module does not say its latent dimension; give the scripted module an int "
+            "attribute `latent_dim`, or save it with "
+            "torch.jit.save(m, path, _extra_files={'latent_dim': '100'})"
+        )
+    facts = {
+        "model": name,
+        "weights_file": str(path.resolve()),
+        "weights_sha256": file_sha256(path),
+        "latent_distribution": "N(0, I)",
+    }
+    return Generator(
+        name=name, family="torchscript", latent_dim=latent_dim, module=_freeze(module), facts=facts
+    )
+
+
+def _int_or_none(text: str | bytes) -> int | None:
+    try:
+        return int(text.decode() if isinstance(text, bytes) else text)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- Python factory
+
+
+def _load_python(name: str, spec: str) -> Generator:
+    source, _, factory_name = spec.rpartition(":")
+    if not source or not factory_name:
+        raise UnknownModelError(
+            f"{name}: use python:FILE_OR_MODULE:FACTORY, e.g. python:my_gan.py:build"
+        )
+    namespace = _import_source(name, source)
+    factory = getattr(namespace, factory_name, None)
+    if not callable(factory):
+        raise UnknownModelError(f"{name}: {source} has no callable named {factory_name!r}")
+    made = factory()
+    if not isinstance(made, tuple) or len(made) not in (2, 3):
+        raise InvalidGeneratorError(
+            f"{name}: the factory must return (module, latent_dim) or (module, latent_dim, extras), "
+            f"got {type(made).__name__}"
+        )
+    module, latent_dim = made[0], made[1]
+    extras = made[2] if len(made) == 3 else {}
+    if not isinstance(module, nn.Module):
+        raise InvalidGeneratorError(
+            f"{name}: the factory's module must be a torch.nn.Module, got {type(module).__name__}"
+        )
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise InvalidGeneratorError(
+            f"{name}: latent_dim must be a positive int, got {latent_dim!r}"
+        )
+    if not isinstance(extras, dict) or set(extras) - {"sample", "facts", "family"}:
+        raise InvalidGeneratorError(
+            f"{name}: extras must be a dict with keys among sample, facts, family"
+        )
+    sampler = extras.get("sample")
+    if sampler is not None and not callable(sampler):
+        raise InvalidGeneratorError(
+            f"{name}: extras['sample'] must be callable (n, rng) -> (n, d) array"
+        )
+    user_facts = extras.get("facts", {})
+    try:
+        json.dumps(user_facts)
+    except (TypeError, ValueError):
+        raise InvalidGeneratorError(f"{name}: extras['facts'] must be JSON-serialisable") from None
+    _freeze(module)
+    facts = {
+        "model": name,
+        "weights_sha256": state_dict_sha256(module),
+        "latent_distribution": "custom sampler" if sampler else "N(0, I)",
+        **user_facts,
+    }
+    family = str(extras.get("family", "python"))
+    return Generator(
+        name=name, family=family, latent_dim=latent_dim, module=module, facts=facts, sampler=sampler
+    )
+
+
+def _import_source(name: str, source: str) -> Any:
+    if source.endswith(".py"):
+        path = Path(source).expanduser().resolve()
+        if not path.is_file():
+            raise UnknownModelError(f"{name}: no Python file at {str(path)!r}")
+        # One stable module name per file, so loading the same file twice replaces, not piles up.
+        module_name = "_spectra_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise UnknownModelError(f"{name}: cannot import {path}")
+        namespace = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = namespace
+        spec.loader.exec_module(namespace)
+        return namespace
+    try:
+        return importlib.import_module(source)
+    except ImportError as error:
+        raise UnknownModelError(f"{name}: cannot import module {source!r}: {error}") from None
+
+
+# --------------------------------------------------------------------------- BigGAN-deep
+
+
+class BigGANLatent(nn.Module):
+    """BigGAN-deep's generator as a map from the conditioning vector (noise ⊕ class
+    embedding, (B, 2*z_dim)) to images, at a fixed truncation."""
+
+    def __init__(self, biggan: Any, truncation: float) -> None:
+        super().__init__()
+        self.generator: Any = biggan.generator
+        self.truncation = float(truncation)
+        self.z_dim = int(biggan.config.z_dim)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.generator(codes, self.truncation)
+
+    def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
+        """SeFa's A for BigGAN: the noise columns of the first linear layer (`gen_z`); the
+        class-embedding columns are zeroed, so SeFa's directions live in the noise subspace."""
+        if layers not in (None, [0]):
+            raise InvalidOptionError(
+                "BigGAN SeFa uses the first linear layer only: layers=None or [0]"
+            )
+        weight = self.generator.gen_z.weight.detach().clone()
+        weight[:, self.z_dim :] = 0
+        return [weight]
+
+
+def _load_biggan(name: str, location: str, truncation: float) -> Generator:
+    if (
+        isinstance(truncation, bool)
+        or not isinstance(truncation, int | float)
+        or not 0 < truncation <= 1
+    ):
+        raise InvalidOptionError(f"BigGAN truncation must be in (0, 1], got {truncation!r}")
+    try:
+        from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+    except ImportError:
+        raise MissingWeightsError(
+            "biggan-deep models need the package pytorch-pretrained-biggan: "
+            "`pip install 'latent-spectra[biggan]'`"
+        ) from None
+    directory = Path(location).expanduser()
+    config_path, weights_path = directory / "config.json", directory / "pytorch_model.bin"
+    missing = [str(p) for p in (config_path, weights_path) if not p.is_file()]
+    if not location or missing:
+        raise MissingWeightsError(
+            f"{name}: missing {', '.join(missing) or 'a directory'}; put BigGAN-deep's config.json and "
+            f"pytorch_model.bin (e.g. biggan-deep-256) in {str(directory)!r}"
+        )
+    config = BigGANConfig.from_json_file(str(config_path))
+    model = BigGAN(config)
+    state_dict = torch.load(weights_path, map_location="cpu")
+    # Not the package's from_pretrained: that loads with strict=False and would silently keep
+    # random weights for any key the file lacks.
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.missing_keys:
+        raise InvalidGeneratorError(
+            f"{name}: {weights_path} lacks {len(result.missing_keys)} weights the config needs "
+            f"(first: {result.missing_keys[:3]}); is config.json the one that belongs to it?"
+        )
+    _remove_spectral_norm(model)
+    _freeze(model)
+    module = BigGANLatent(model, truncation)
+    embeddings = model.embeddings.weight.detach().double().cpu().numpy()  # (z_dim, classes)
+    z_dim, num_classes = int(config.z_dim), int(config.num_classes)
+
+    def sample(n: int, rng: np.random.Generator) -> np.ndarray:
+        from scipy.stats import truncnorm
+
+        noise = truncation * truncnorm.rvs(-2, 2, size=(n, z_dim), random_state=rng)
+        classes = rng.integers(num_classes, size=n)
+        return np.concatenate([noise, embeddings[:, classes].T], axis=1)
+
+    facts = {
+        "model": name,
+        "weights_file": str(weights_path.resolve()),
+        "weights_sha256": file_sha256(weights_path),
+        "truncation": float(truncation),
+        "latent_layout": f"noise[0:{z_dim}] + class_embedding[{z_dim}:{2 * z_dim}]",
+        "latent_distribution": "truncnorm(-2, 2) * truncation ⊕ embedding of a uniform random class",
+        "output_dim": int(config.output_dim),
+        "ignored_checkpoint_keys": len(result.unexpected_keys),
+    }
+    return Generator(
+        name=name,
+        family="biggan-deep",
+        latent_dim=2 * z_dim,
+        module=module,
+        facts=facts,
+        sampler=sample,
+    )
+
+
+def _remove_spectral_norm(model: nn.Module) -> None:
+    from torch.nn.utils import remove_spectral_norm
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    for submodule in model.modules():
+        for hook in list(submodule._forward_pre_hooks.values()):
+            if isinstance(hook, SpectralNorm):
+                remove_spectral_norm(submodule, hook.name)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
