@@ -194,13 +194,14 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
-    generator = cached_generator(resolved["model"], device)
+    dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
+    generator = cached_generator(resolved["model"], device, dtype)
     if resolved["method"] == "sefa":
         _run_sefa(store, job, generator, device)
         if on_latent:
             on_latent(0)
         return
-    distance = cached_distance(resolved["distance"], device, **resolved["distance_options"])
+    distance = cached_distance(resolved["distance"], device, dtype, **resolved["distance_options"])
     codes = with_db_retry(store.latent_codes, job.latent_set_id)
     finished = with_db_retry(store.stored_latent_indices, job.id)
     for index in chunk.latent_indices:
@@ -315,7 +316,9 @@ def _save(
     resolved = job.resolved
     eigenvalues = np.asarray(result.eigenvalues, dtype=np.float64)
     with_db_retry(
-        store.save_spectrum, job.id, index, code, eigenvalues, result.eigenvectors,
+        store.save_spectrum, job.id, index, code, eigenvalues,
+        # Stored in the job's dtype (float32 unless asked), whatever the route computed in.
+        np.asarray(result.eigenvectors, dtype=resolved["dtype"]),
         summary=summary_of(eigenvalues), diagnostics=json_safe(dict(result.diagnostics)),
         model=resolved["model"], distance=distance, method=resolved["method"],
         dtype=resolved["dtype"],

@@ -5,6 +5,7 @@ The same chunk function as the Celery workers, so both give the same numbers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from services.config import get_settings
@@ -38,10 +39,26 @@ def run_job_inprocess(
     for chunk in store.list_chunks(job_id):
         if chunk.status in ("succeeded", "failed", "cancelled"):
             continue
-        if chunk.status == "running":
-            store.requeue_chunk(chunk.id, older_than_s=get_settings().stale_after_s)
+        if chunk.status == "running" and not _take_back(store, chunk.id):
+            continue  # a live runner elsewhere holds it; its result will be there
         status = run_chunk(store, chunk.id, worker_id, device=device, on_latent=advance)
         if status == "cancelled":
             break
     store.refresh_job_status(job_id)
     return store.get_job(job_id)
+
+
+def _take_back(store: Store, chunk_id: str) -> bool:
+    """Requeue a chunk left running by a runner that is gone (an interrupted `spectra run`):
+    once its heartbeat has been silent for two intervals, which a live runner never allows.
+    False if it finished meanwhile or is still beating after the reaper's staleness limit."""
+    settings = get_settings()
+    silent_for = 2 * settings.heartbeat_interval_s
+    deadline = time.monotonic() + max(settings.stale_after_s, 2 * silent_for)
+    while time.monotonic() < deadline:
+        if store.requeue_chunk(chunk_id, older_than_s=silent_for):
+            return True
+        if store.get_chunk(chunk_id).status != "running":
+            return False
+        time.sleep(min(1.0, settings.heartbeat_interval_s / 2))
+    return False

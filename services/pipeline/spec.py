@@ -40,7 +40,7 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "jacobian": ("batch", "block_columns"),
     "hvp": ("batch", "block_columns"),
     "lanczos": ("tol", "max_iter"),
-    "fd": ("step",),
+    "fd": ("step", "batch"),
     "bp": ("block_columns",),
     "sefa": ("layers",),
 }
@@ -127,9 +127,9 @@ class JobSpec(BaseModel):
     device: str | None = Field(default=None, description="torch device; null = the worker's")
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
-    tol: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="lanczos: tol")
+    tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
     max_iter: int | None = Field(default=None, ge=1, description="lanczos: iteration cap")
-    batch: int | None = Field(default=None, ge=1, description="jacobian/hvp: products per batch")
+    batch: int | None = Field(default=None, ge=1, description="jacobian/hvp/fd: products per batch")
     block_columns: int | None = Field(
         default=None,
         ge=1,
@@ -340,30 +340,25 @@ def resolve_spec(
 
 def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device)
+        generator = cached_generator(spec.model, device, spec.dtype)
     except GeometryError as error:  # unknown model, missing weights (names the file), ...
         raise SpecError("model", str(error)) from error
     if spec.method != "sefa":
         # Loads the distance here so that a missing LPIPS backbone is refused at submit
         # time, naming the file to place, rather than failing every chunk later.
         try:
-            cached_distance(spec.distance, device, **spec.distance_options())
+            cached_distance(spec.distance, device, spec.dtype, **spec.distance_options())
         except GeometryError as error:
             raise SpecError("distance", str(error)) from error
     return generator
 
 
 def _check_top_k(spec: JobSpec, d: int) -> None:
-    if spec.top_k is None:
-        if spec.method == "lanczos":
-            raise SpecError("top_k", f"method 'lanczos' needs top_k (1 to {d - 1})")
-        return
-    if spec.method == "lanczos" and spec.top_k >= d:
+    if spec.top_k is not None and spec.top_k >= d:
         raise SpecError(
-            "top_k", f"lanczos needs top_k < d = {d}; for all {d} eigenpairs use method 'jacobian'"
-        )
-    if spec.top_k > d:
-        raise SpecError("top_k", f"top_k={spec.top_k} exceeds the latent dimension {d}")
+            "top_k", f"top_k={spec.top_k} must be smaller than the latent dimension {d}; "
+            f"leave it out (null) to keep all {d} eigenpairs",
+        )  # fmt: skip
 
 
 def _check_count(count: int, settings: Settings) -> None:

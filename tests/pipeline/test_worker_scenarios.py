@@ -1,0 +1,252 @@
+"""The seven failure scenarios of issue 5, with real Celery worker subprocesses (prefork,
+concurrency 1, started like `spectra worker --cpu`), a private Redis and real PostgreSQL.
+
+Workers are shared by the tests of this module (each test uses its own jobs); a test that
+kills the whole worker leaves the next test to start a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from celery import Celery
+
+from services.config import Settings
+from services.pipeline import JobSpec, cancel_job, run_job_inprocess, submit_job
+from services.store import JobRecord, Store
+from tests.conftest import PG_ADMIN_DSN
+from tests.pipeline import toy_generators
+from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster, PrivateRedis, wait_for
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
+
+TOY_FILE = Path(toy_generators.__file__).resolve()
+SLOW_MODEL = f"python:{TOY_FILE}:slow"
+NAN_MODEL = f"python:{TOY_FILE}:nan_at_trigger"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
+    """The API side: enqueues and revokes on the private Redis, with the workers' settings."""
+    app = Celery("test-sender")
+    configure(app, Settings(broker_url=private_redis.url))
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _submit(store: Store, sender: Celery, owner: str, **spec: Any) -> JobRecord:
+    def dispatch(chunk_ids: list[str]) -> None:
+        for chunk_id in chunk_ids:
+            sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
+
+    job, created = submit_job(store, JobSpec(**spec), owner, dispatch)
+    assert created
+    return job
+
+
+def _finished(store: Store, job_id: str, timeout_s: float = 90) -> JobRecord:
+    def done() -> JobRecord | None:
+        job = store.get_job(job_id)
+        settled = all(c.status in TERMINAL for c in store.list_chunks(job_id))
+        return job if job.status in TERMINAL and settled else None
+
+    result = wait_for(done, timeout_s, f"job {job_id} to finish", poll_s=0.1)
+    assert isinstance(result, JobRecord)
+    return result
+
+
+def _mid_chunk(store: Store, job_id: str, timeout_s: float = 60, at_least: int = 1) -> None:
+    """Wait until a chunk is running with part of its latents stored and part still to do."""
+
+    def partway() -> bool:
+        stored = store.stored_latent_indices(job_id)
+        return len(stored) >= at_least and any(
+            chunk.status == "running"
+            and 0 < len(stored & set(chunk.latent_indices)) < len(chunk.latent_indices)
+            for chunk in store.list_chunks(job_id)
+        )
+
+    wait_for(partway, timeout_s, "a chunk to be part-way through", poll_s=0.02)
+
+
+def _assert_each_latent_once(store: Store, job_id: str, n: int) -> None:
+    spectra = store.list_spectra(job_id=job_id, limit=1000)
+    assert sorted(s.latent_index for s in spectra) == list(range(n))
+    job = store.get_job(job_id)
+    assert job.n_done == n and job.n_failed == 0
+    for spectrum in spectra:  # every row complete: vectors readable, right shape
+        vectors = store.eigenvectors(spectrum.id)
+        assert vectors.shape == (spectrum.d, spectrum.k)
+        assert np.isfinite(vectors).all() and np.isfinite(spectrum.eigenvalues).all()
+
+
+def test_1_three_chunk_job_matches_the_inprocess_runner(
+    cluster: Cluster, module_store: Store, sender: Celery, sqlite_url: str
+) -> None:
+    cluster.running()
+    spec = dict(
+        model="dcgan-faces", distance="mse", method="jacobian", dtype="float64",
+        latents={"count": 6, "seed": 11}, chunk_size=2,
+    )  # fmt: skip
+    job = _submit(module_store, sender, "scenario-1", **spec)
+    assert len(module_store.list_chunks(job.id)) == 3
+    assert _finished(module_store, job.id, timeout_s=180).status == "succeeded"
+    _assert_each_latent_once(module_store, job.id, 6)
+    assert all(c.attempts == 1 for c in module_store.list_chunks(job.id))
+
+    embedded = Store(sqlite_url)
+    embedded.migrate()
+    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None)
+    assert run_job_inprocess(embedded, local.id).status == "succeeded"
+    assert local.resolved["latent_set"]["sha256"] == job.resolved["latent_set"]["sha256"]
+    remote = {s.latent_index: s for s in module_store.list_spectra(job_id=job.id, limit=100)}
+    for mine in embedded.list_spectra(job_id=local.id, limit=100):
+        theirs = remote[mine.latent_index]
+        np.testing.assert_array_equal(mine.code, theirs.code)
+        np.testing.assert_allclose(mine.eigenvalues, theirs.eigenvalues, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(
+            embedded.eigenvectors(mine.id)[:, :10], module_store.eigenvectors(theirs.id)[:, :10],
+            atol=1e-8,
+        )  # fmt: skip
+
+
+def test_2_pool_child_killed_mid_chunk(
+    cluster: Cluster, module_store: Store, sender: Celery
+) -> None:
+    worker = cluster.running()
+    job = _submit(
+        module_store, sender, "scenario-2", model=SLOW_MODEL, latents={"count": 8, "seed": 2},
+        chunk_size=4,
+    )  # fmt: skip
+    _mid_chunk(module_store, job.id)
+    (child,) = worker.pool_children()
+    os.kill(child, signal.SIGKILL)
+
+    assert _finished(module_store, job.id).status == "succeeded"
+    _assert_each_latent_once(module_store, job.id, 8)
+    attempts = sorted(c.attempts for c in module_store.list_chunks(job.id))
+    assert attempts == [1, 2]  # the killed chunk ran again, once; the other was untouched
+    assert worker.alive() and child not in worker.pool_children()
+
+
+def test_3_whole_worker_killed_and_replaced(
+    cluster: Cluster, module_store: Store, sender: Celery
+) -> None:
+    worker = cluster.running()
+    job = _submit(
+        module_store, sender, "scenario-3", model=SLOW_MODEL, latents={"count": 8, "seed": 3},
+        chunk_size=4,
+    )  # fmt: skip
+    _mid_chunk(module_store, job.id)
+    cluster.kill(worker)
+    stored_before = module_store.stored_latent_indices(job.id)
+
+    replacement = cluster.start()
+    assert _finished(module_store, job.id).status == "succeeded"
+    _assert_each_latent_once(module_store, job.id, 8)
+    chunks = module_store.list_chunks(job.id)
+    assert max(c.attempts for c in chunks) == 2 and all(c.attempts <= MAX_ATTEMPTS for c in chunks)
+    # What the dead worker stored was kept, not recomputed.
+    kept = {s.latent_index: s.created_at for s in module_store.list_spectra(job_id=job.id)}
+    assert stored_before <= set(kept)
+    assert replacement.alive()
+
+
+def test_4_redis_restarted_mid_job(
+    cluster: Cluster, module_store: Store, sender: Celery, private_redis: PrivateRedis
+) -> None:
+    worker = cluster.running()
+    job = _submit(
+        module_store, sender, "scenario-4", model=SLOW_MODEL, latents={"count": 12, "seed": 4},
+        chunk_size=4,
+    )  # fmt: skip
+    _mid_chunk(module_store, job.id)
+    private_redis.restart()  # no persistence: every queued and unacknowledged message is gone
+
+    assert _finished(module_store, job.id, timeout_s=120).status == "succeeded"
+    _assert_each_latent_once(module_store, job.id, 12)
+    assert worker.alive()
+
+
+def test_5_cancel_stops_at_the_next_latent_and_keeps_results(
+    cluster: Cluster, module_store: Store, sender: Celery
+) -> None:
+    cluster.running()
+    job = _submit(
+        module_store, sender, "scenario-5", model=SLOW_MODEL, latents={"count": 12, "seed": 5},
+        chunk_size=4,
+    )  # fmt: skip
+    _mid_chunk(module_store, job.id)
+    at_cancel = len(module_store.stored_latent_indices(job.id))
+    cancel_job(module_store, job.id, revoke=lambda ids: sender.control.revoke(ids))
+
+    final = _finished(module_store, job.id, timeout_s=30)
+    assert final.status == "cancelled"
+    stored = len(module_store.stored_latent_indices(job.id))
+    # At most the latent in progress at the cancel is finished, and nothing after it.
+    assert at_cancel <= stored <= at_cancel + 1 < 12
+    assert {c.status for c in module_store.list_chunks(job.id)} <= {"succeeded", "cancelled"}
+    time.sleep(1.0)
+    assert len(module_store.stored_latent_indices(job.id)) == stored
+    assert len(module_store.list_spectra(job_id=job.id, limit=100)) == stored
+
+
+def test_6_generator_nan_on_one_code_fails_that_latent_only(
+    cluster: Cluster, module_store: Store, sender: Celery
+) -> None:
+    worker = cluster.running()
+    codes = np.random.default_rng(6).standard_normal((4, toy_generators.LATENT_DIM))
+    codes[2, 0] = toy_generators.TRIGGER
+    job = _submit(
+        module_store, sender, "scenario-6", model=NAN_MODEL,
+        latents={"values": codes.tolist()}, chunk_size=2,
+    )  # fmt: skip
+    final = _finished(module_store, job.id)
+    assert final.status == "succeeded" and final.n_done == 3 and final.n_failed == 1
+    (failure,) = module_store.latent_failures(job.id)
+    assert failure.latent_index == 2 and "NonFiniteOutputError" in failure.reason
+    assert sorted(s.latent_index for s in module_store.list_spectra(job_id=job.id)) == [0, 1, 3]
+    assert [c.attempts for c in module_store.list_chunks(job.id)] == [1, 1]
+
+    # The same worker process is alive and takes the next job.
+    next_job = _submit(
+        module_store, sender, "scenario-6", model="dcgan-faces", latents={"count": 2, "seed": 6}
+    )
+    assert _finished(module_store, next_job.id).status == "succeeded"
+    assert worker.alive() and cluster.running() is worker
+
+
+def test_7_database_connections_terminated_mid_job(
+    cluster: Cluster, module_store: Store, sender: Celery, module_pg_url: str
+) -> None:
+    worker = cluster.running()
+    database = module_pg_url.rsplit("/", 1)[1]
+    job = _submit(
+        module_store, sender, "scenario-7", model=SLOW_MODEL, latents={"count": 12, "seed": 7},
+        chunk_size=4,
+    )  # fmt: skip
+    terminated = 0
+    for at_least in (1, 6):
+        _mid_chunk(module_store, job.id, at_least=at_least)
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
+        terminated += sum(1 for (ok,) in rows if ok)
+    assert terminated >= 2  # the worker's connections (and ours) were really cut
+
+    assert _finished(module_store, job.id).status == "succeeded"
+    _assert_each_latent_once(module_store, job.id, 12)
+    assert worker.alive()

@@ -1,0 +1,48 @@
+"""Small generators for the pipeline tests, loaded by workers as python:FILE:FACTORY.
+
+`slow` sleeps in every forward pass, so a chunk takes long enough to be killed, cancelled or
+cut off from its database half-way, deterministically. `nan_at_trigger` gives NaN images for
+exactly one code (first coordinate equal to TRIGGER) and is an ordinary smooth map elsewhere.
+Both are plain arithmetic, so they behave the same under vmap / jvp.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+LATENT_DIM = 6
+TRIGGER = 0.125  # a code whose first coordinate is exactly this makes nan_at_trigger fail
+SLOW_SECONDS = float(os.environ.get("SPECTRA_TEST_SLOW_S", "0.15"))
+
+
+class _Toy(nn.Module):
+    def __init__(self, sleep_s: float = 0.0, nan_trigger: float | None = None) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            self.linear = nn.Linear(LATENT_DIM, 3 * 4 * 4)
+        self.sleep_s = sleep_s
+        self.nan_trigger = nan_trigger
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        images = torch.tanh(self.linear(codes))
+        if self.nan_trigger is not None:
+            # 0 * log|z0 - trigger|: zero (with zero derivative) everywhere except at the
+            # trigger, where it is 0 * -inf = NaN.
+            poison = 0.0 * torch.log(torch.abs(codes[:, :1] - self.nan_trigger))
+            images = images + poison
+        return images.reshape(codes.shape[0], 3, 4, 4)
+
+
+def slow() -> tuple[nn.Module, int]:
+    return _Toy(sleep_s=SLOW_SECONDS), LATENT_DIM
+
+
+def nan_at_trigger() -> tuple[nn.Module, int]:
+    return _Toy(nan_trigger=TRIGGER), LATENT_DIM
