@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.params import TEXT_PATTERN, UUID_PATTERN
 from services import geometry, plots
 from services.store import InvalidDataError, NotFoundError
 
@@ -31,11 +32,11 @@ class Selection(BaseModel):
     """A job id, or a (model, distance, method) triple (distance may be left out for sefa)."""
 
     model_config = ConfigDict(extra="forbid")
-    job_id: str | None = Field(default=None, min_length=1, max_length=64)
-    model: str | None = Field(default=None, min_length=1, max_length=200)
-    distance: str | None = Field(default=None, min_length=1, max_length=100)
-    method: str | None = Field(default=None, min_length=1, max_length=50)
-    label: str | None = Field(default=None, max_length=100)
+    job_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    model: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    distance: str | None = Field(default=None, min_length=1, max_length=100, pattern=TEXT_PATTERN)
+    method: str | None = Field(default=None, min_length=1, max_length=50, pattern=TEXT_PATTERN)
+    label: str | None = Field(default=None, max_length=100, pattern=TEXT_PATTERN)
 
     @model_validator(mode="after")
     def _job_or_triple(self) -> Selection:
@@ -241,23 +242,12 @@ def homogeneity_png(comparison: Comparison) -> bytes:
     for s, h in zip(comparison.selections, comparison.homogeneity, strict=True):
         if h is None:
             continue
-        matrix = _log_matrix(h)
+        matrix = np.asarray(h["log"])
         off_diagonal = ~np.eye(matrix.shape[0], dtype=bool)
         values[s.label] = matrix[off_diagonal]
     if not values:
         raise InvalidDataError("homogeneity needs a selection with at least two spectra")
     return plots.homogeneity_histogram(values)
-
-
-def _log_matrix(result: dict[str, Any]) -> np.ndarray:
-    for key in ("log_matrix", "corr_log", "log"):
-        value = result.get(key)
-        if isinstance(value, np.ndarray) and value.ndim == 2:
-            return value
-    matrices = [v for v in result.values() if isinstance(v, np.ndarray) and v.ndim == 2]
-    if not matrices:
-        raise InvalidDataError("the homogeneity analysis returned no matrix")
-    return matrices[0]
 
 
 def montage_png(
@@ -304,44 +294,30 @@ def _number(value: Any, digits: int = 4) -> str:
 def format_report(comparison: Comparison) -> str:
     """The comparison as aligned text tables (what ``spectra compare`` prints)."""
     data = comparison.to_json()
-    rows = [("selection", "N", "d", "k", "dims_99", "dims_99.9", "PR", "homog. log", "homog. lin")]
+    rows = [("selection", "N", "d", "k", "dims_99", "dims_99.9", "dims_99.99", "PR",
+             "homog. log", "homog. lin")]  # fmt: skip
     for s in data["selections"]:
         a, h = s["anisotropy"], s["homogeneity"] or {}
-        rows.append(
-            (
-                s["label"], str(s["n_spectra"]), str(s["d"]), str(s["k"]),
-                _number(_first(a, "dims_99_mean", "mean_dims_99", "dims_99")),
-                _number(_first(a, "dims_999_mean", "mean_dims_999", "dims_999")),
-                _number(_first(a, "participation_ratio_mean", "mean_participation_ratio",
-                               "participation_ratio")),
-                _number(_first(h, "log_offdiag_mean", "offdiag_mean_log", "mean_log")),
-                _number(_first(h, "linear_offdiag_mean", "offdiag_mean_linear", "mean_linear")),
-            )
-        )  # fmt: skip
-    lines = [_table(rows)]
+        rows.append((
+            s["label"], str(s["n_spectra"]), str(s["d"]), str(s["k"]),
+            _number(a["dims_99_mean"]), _number(a["dims_999_mean"]), _number(a["dims_9999_mean"]),
+            _number(a["participation_ratio_mean"]),
+            _number(h.get("log_offdiag_mean")), _number(h.get("linear_offdiag_mean")),
+        ))  # fmt: skip
+    lines = ["anisotropy (means over positions) and homogeneity (off-diagonal means)", _table(rows)]
     if data["alignments"]:
-        rows = [("a", "b", "kind", "k", "mean |cos| diag", "principal angles (deg)")]
+        rows = [("a", "b", "kind", "k", "matched |cos| (top 5)", "principal angles deg (top 5)",
+                 "Rayleigh a/random")]  # fmt: skip
         for a in data["alignments"]:
-            angles = _first(a, "principal_angles_deg", "principal_angles")
-            cosines = _first(a, "cosine", "abs_cosine", "cos")
-            diagonal = (
-                np.mean(np.abs(np.diag(np.asarray(cosines, dtype=float))))
-                if isinstance(cosines, list) and cosines and isinstance(cosines[0], list)
-                else None
-            )
-            rows.append((a["a"], a["b"], a["kind"], str(a["k"]), _number(diagonal),
-                         ", ".join(_number(x, 3) for x in (angles or [])[:5])))  # fmt: skip
-        lines += ["", _table(rows)]
+            rows.append((
+                a["a"], a["b"], a["kind"], str(a["k"]),
+                " ".join(_number(x, 2) for x in a["matched_abs_cosine"][:5]),
+                " ".join(_number(x, 3) for x in a["principal_angles_deg"][:5]),
+                _number(a.get("rayleigh_a_topk_over_random")),
+            ))  # fmt: skip
+        lines += ["", "alignment of top-k average-metric eigenvectors", _table(rows)]
     lines += [f"note: {note}" for note in data["notes"]]
     return "\n".join(lines)
-
-
-def _first(mapping: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = mapping.get(key)
-        if value is not None and not isinstance(value, dict):
-            return value
-    return None
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -66,7 +66,8 @@ def to_npz_bytes(spectra: PublishedSpectra) -> bytes:
         arrays["feat"] = np.asarray(spectra.codes)
     arrays["meta"] = np.array(json.dumps(spectra.meta, sort_keys=True, allow_nan=False))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    savez: Any = np.savez_compressed  # (numpy's stubs reject a **dict of arrays)
+    savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -226,16 +227,15 @@ def import_job(
     from services.geometry import summary_of  # the one definition of the summary columns
 
     meta = published.meta
-    names = {
-        "model": model or meta.get("model"),
-        "distance": distance or meta.get("distance"),
-        "method": method or meta.get("method"),
-    }
-    for name, value in names.items():
+    given = {"model": model, "distance": distance, "method": method}
+    names: dict[str, str] = {}
+    for name, value in given.items():
+        value = value or meta.get(name)
         if not isinstance(value, str) or not value:
             raise ExportFormatError(
                 name, f"the file's meta does not say the {name}; give it with the import"
             )
+        names[name] = value
     n, d, k = published.eigenvectors.shape
     indices = meta.get("latent_indices")
     if not (isinstance(indices, list) and len(indices) == n and len(set(indices)) == n
@@ -268,8 +268,10 @@ def import_job(
                 published.eigenvectors[row],
                 summary=summary_of(published.eigenvalues[row]),
                 diagnostics={"imported": True, "source_sha256": source_sha256},
+                model=names["model"],
+                distance=names["distance"],
+                method=names["method"],
                 dtype=dtype,
-                **names,
             )
     except Exception as error:
         store.transition_job(job.id, ["running"], "failed", error=f"import failed: {error}")

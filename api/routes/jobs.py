@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +16,7 @@ from api.deps import get_dispatcher, get_metrics, get_settings, get_store
 from api.dispatch import Dispatcher
 from api.errors import ApiProblem
 from api.metrics import ApiMetrics
+from api.params import TEXT_PATTERN, JobIdPath, text_query
 from api.schemas import (
     JobDetail,
     JobList,
@@ -27,11 +28,11 @@ from api.schemas import (
 )
 from services.config import Settings
 from services.pipeline import JobSpec
-from services.store import JOB_STATUSES
 
 router = APIRouter(tags=["jobs"])
 
-JobId = Annotated[str, Query(min_length=1, max_length=64)]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JOB_STATUSES
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -142,15 +143,11 @@ def submit_job_upload(
 def list_jobs(
     request: Request,
     principal: Annotated[Principal, Depends(require("read"))],
-    status: Annotated[str | None, Query(description=f"one of {', '.join(JOB_STATUSES)}")] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+    model: Annotated[str | None, text_query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JobList:
-    if status is not None and status not in JOB_STATUSES:
-        raise ApiProblem(
-            422, "Invalid request", f"status must be one of {', '.join(JOB_STATUSES)}", field="status"
-        )
     jobs = get_store(request).list_jobs(
         owner=principal.visible_owner, status=status, model=model, limit=limit, offset=offset
     )
@@ -167,7 +164,7 @@ def list_jobs(
 )
 def get_job(
     request: Request,
-    job_id: str,
+    job_id: JobIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> JobDetail:
     store = get_store(request)
@@ -183,7 +180,7 @@ def get_job(
 )
 def cancel_job(
     request: Request,
-    job_id: str,
+    job_id: JobIdPath,
     principal: Annotated[Principal, Depends(require("submit"))],
 ) -> JobView:
     job = jobs_service.cancel(
@@ -200,7 +197,7 @@ def cancel_job(
 )
 def export_job(
     request: Request,
-    job_id: str,
+    job_id: JobIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
     k: Annotated[int | None, Query(ge=1, le=100_000, description="eigenpairs per spectrum")] = None,
 ) -> Response:
@@ -223,9 +220,11 @@ def import_job(
     request: Request,
     principal: Annotated[Principal, Depends(require("submit"))],
     file: Annotated[UploadFile, File(description=".npz with eva, evc, feat and meta")],
-    model: Annotated[str | None, Form(max_length=200, description="overrides meta.model")] = None,
-    distance: Annotated[str | None, Form(max_length=100)] = None,
-    method: Annotated[str | None, Form(max_length=50)] = None,
+    model: Annotated[
+        str | None, Form(max_length=200, pattern=TEXT_PATTERN, description="overrides meta.model")
+    ] = None,
+    distance: Annotated[str | None, Form(max_length=100, pattern=TEXT_PATTERN)] = None,
+    method: Annotated[str | None, Form(max_length=50, pattern=TEXT_PATTERN)] = None,
 ) -> JSONResponse:
     settings: Settings = get_settings(request)
     data = read_upload(file, settings.max_upload_bytes)

@@ -15,6 +15,7 @@ from api.auth import Principal, require
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import get_settings, get_store
 from api.errors import ApiProblem
+from api.params import TEXT_PATTERN, LatentSetIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import LatentSetList, LatentSetView, latent_set_view, page_of
 from services.pipeline.cache import cached_generator
@@ -26,8 +27,8 @@ class LatentSetCreate(BaseModel):
     """Either ``model`` + ``count`` (+ ``seed``) to sample, or ``values`` to store as given."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, max_length=200)
-    model: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, max_length=200, pattern=TEXT_PATTERN)
+    model: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     count: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     values: list[list[FiniteFloat]] | None = Field(default=None, min_length=1)
@@ -97,7 +98,7 @@ def upload_latent_set(
     request: Request,
     principal: Annotated[Principal, Depends(require("submit"))],
     file: Annotated[UploadFile, File(description=".npy array of codes, shape (n, d)")],
-    name: Annotated[str | None, Form(max_length=200)] = None,
+    name: Annotated[str | None, Form(max_length=200, pattern=TEXT_PATTERN)] = None,
 ) -> JSONResponse:
     settings = get_settings(request)
     codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes)), settings, "file")
@@ -121,7 +122,7 @@ def list_latent_sets(
 @router.get("/latent-sets/{set_id}", response_model=LatentSetView, responses=PROBLEM_RESPONSES)
 def get_latent_set(
     request: Request,
-    set_id: str,
+    set_id: LatentSetIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> LatentSetView:
     return latent_set_view(get_store(request).get_latent_set(set_id, owner=principal.visible_owner))
@@ -135,7 +136,7 @@ def get_latent_set(
 )
 def download_latent_set(
     request: Request,
-    set_id: str,
+    set_id: LatentSetIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
     store = get_store(request)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import StringConstraints
 
 from api.auth import Principal, require
 from api.comparison import (
@@ -22,14 +23,16 @@ from api.comparison import (
 )
 from api.deps import get_store
 from api.errors import ApiProblem
+from api.params import TEXT_PATTERN, id_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.routes.spectra import visible_spectrum
 
 router = APIRouter(tags=["plots"])
 
 PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "a PNG picture"}}
+SelectionText = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=TEXT_PATTERN)]
 Selections = Annotated[
-    list[str],
+    list[SelectionText],
     Query(
         min_length=1,
         max_length=MAX_SELECTIONS,
@@ -90,7 +93,7 @@ def homogeneity_plot(
 )
 def montage_plot(
     request: Request,
-    spectrum_id: Annotated[str, Query(min_length=1, max_length=64)],
+    spectrum_id: Annotated[str, id_query("the spectrum whose code and axes are drawn")],
     principal: Annotated[Principal, Depends(require("read"))],
     axes: Annotated[int, Query(ge=1, le=16, description="eigenvectors, one row each")] = 6,
     steps: Annotated[int, Query(ge=2, le=15, description="images per row")] = 7,

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from api.auth import Principal, require
 from api.deps import get_store
+from api.params import SpectrumIdPath, id_query, text_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import (
     Eigenvectors,
@@ -24,7 +25,12 @@ from services.store import NotFoundError
 
 router = APIRouter(tags=["spectra"])
 
-OrderBy = Literal["latent_index", "top_eigenvalue", "dims_99", "participation_ratio", "created_at"]
+# store.SPECTRUM_ORDERS, and each descending with a leading "-".
+OrderBy = Literal[
+    "latent_index", "created_at", "top_eigenvalue", "trace", "dims_99", "dims_999",
+    "participation_ratio", "-latent_index", "-created_at", "-top_eigenvalue", "-trace",
+    "-dims_99", "-dims_999", "-participation_ratio",
+]
 
 
 def visible_spectrum(store: object, spectrum_id: str, principal: Principal) -> object:
@@ -46,10 +52,10 @@ def visible_spectrum(store: object, spectrum_id: str, principal: Principal) -> o
 def list_spectra(
     request: Request,
     principal: Annotated[Principal, Depends(require("read"))],
-    job_id: Annotated[str | None, Query(max_length=64)] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
-    distance: Annotated[str | None, Query(max_length=100)] = None,
-    method: Annotated[str | None, Query(max_length=50)] = None,
+    job_id: Annotated[str | None, id_query("only this job's spectra")] = None,
+    model: Annotated[str | None, text_query()] = None,
+    distance: Annotated[str | None, text_query(100)] = None,
+    method: Annotated[str | None, text_query(50)] = None,
     order_by: OrderBy = "latent_index",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -77,7 +83,7 @@ def list_spectra(
 )
 def get_spectrum(
     request: Request,
-    spectrum_id: str,
+    spectrum_id: SpectrumIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> SpectrumDetail:
     return spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))  # type: ignore[arg-type]
@@ -94,7 +100,7 @@ def get_spectrum(
 )
 def get_eigenvectors(
     request: Request,
-    spectrum_id: str,
+    spectrum_id: SpectrumIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
     k: Annotated[int | None, Query(ge=1, le=100_000, description="how many; default all")] = None,
     format: Annotated[Literal["json", "npy"], Query()] = "json",

@@ -156,6 +156,9 @@ def test_bad_latent_sets_and_queries(alice: tuple[TestClient, dict[str, str]], s
     assert_problem(client.get("/v1/jobs?status=done", headers=headers), 422, field="status")
     assert_problem(client.get("/v1/jobs?limit=0", headers=headers), 422, field="limit")
     assert_problem(client.get("/v1/spectra?order_by=colour", headers=headers), 422, "order_by")
-    assert_problem(client.get("/v1/jobs/not-a-job", headers=headers), 404)
+    assert_problem(client.get("/v1/jobs/not-a-job", headers=headers), 422, field="job_id")
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert_problem(client.get(f"/v1/jobs/{unknown}", headers=headers), 404)
+    assert_problem(client.get("/v1/jobs", params={"model": "a\x00b"}, headers=headers), 422, "model")
     assert_problem(client.get("/v1/no-such-route", headers=headers), 404)
     assert_nothing_created(store)

@@ -1,0 +1,27 @@
+"""Shared parameter types: ids are UUIDs, free text has no control characters.
+
+Checked at the edge so that nothing malformed reaches the store (PostgreSQL text cannot even
+hold a NUL byte): a bad id is a 422 naming the parameter, never a database error.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# Printable text only: names of models, distances and methods, labels.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+JobIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="job id (UUID)")]
+SpectrumIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="spectrum id (UUID)")]
+LatentSetIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="latent set id (UUID)")]
+
+
+def id_query(description: str) -> object:
+    return Query(pattern=UUID_PATTERN, description=description)
+
+
+def text_query(max_length: int = 200, description: str | None = None) -> object:
+    return Query(min_length=1, max_length=max_length, pattern=TEXT_PATTERN, description=description)

@@ -1,0 +1,151 @@
+"""Jobs through the real app and a real PostgreSQL store, chunks run in-process:
+submit (JSON and .npy), follow, query spectra and eigenvectors, export/import .npz, cancel,
+Idempotency-Key, pagination."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from services.store import Store
+from tests.api.conftest import (
+    LATENT_DIM,
+    MODEL,
+    RecordingDispatcher,
+    assert_problem,
+    bearer,
+    npy_bytes,
+)
+
+TOP_K = 6
+
+
+@pytest.fixture
+def headers(token: Callable[..., str]) -> dict[str, str]:
+    return bearer(token("alice", "read,submit"))
+
+
+def test_submit_follow_query_export_import(
+    client: TestClient, store: Store, headers: dict[str, str]
+) -> None:
+    spec = {"model": MODEL, "distance": "mse", "method": "jacobian",
+            "latents": {"count": 3, "seed": 5}, "top_k": TOP_K, "dtype": "float64"}  # fmt: skip
+    response = client.post("/v1/jobs", json=spec, headers=headers)
+    assert response.status_code == 202, response.text
+    submitted = response.json()
+    job_id = submitted["id"]
+    assert submitted["created"] is True
+    assert response.headers["location"] == f"/v1/jobs/{job_id}"
+
+    job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == {**job["progress"], "planned": 3, "done": 3, "failed": 0}
+    assert job["progress"]["fraction"] == 1.0 and job["progress"]["eta_s"] == 0.0
+    assert job["failures"] == [] and job["timings"]["finished_at"] is not None
+
+    listed = client.get("/v1/spectra", params={"job_id": job_id}, headers=headers).json()
+    assert [s["latent_index"] for s in listed["items"]] == [0, 1, 2]
+    first = listed["items"][0]
+    detail = client.get(f"/v1/spectra/{first['id']}", headers=headers).json()
+    eigenvalues = np.array(detail["eigenvalues"])
+    assert eigenvalues.shape == (TOP_K,) and np.all(np.diff(eigenvalues) <= 0)
+    assert detail["top_eigenvalue"] == pytest.approx(eigenvalues[0])
+
+    vectors = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": 4},
+                         headers=headers).json()  # fmt: skip
+    rows = np.array(vectors["vectors"])
+    assert rows.shape == (4, LATENT_DIM)
+    np.testing.assert_allclose(rows @ rows.T, np.eye(4), atol=1e-8)  # orthonormal
+    raw = client.get(f"/v1/spectra/{first['id']}/eigenvectors",
+                     params={"k": 4, "format": "npy"}, headers=headers)  # fmt: skip
+    columns = np.load(io.BytesIO(raw.content), allow_pickle=False)
+    np.testing.assert_array_equal(columns, rows.T)
+
+    # Ordering and pagination: two pages of the same query cover it once.
+    by_top = client.get("/v1/spectra", params={"job_id": job_id, "order_by": "-top_eigenvalue",
+                                               "limit": 2}, headers=headers).json()  # fmt: skip
+    assert by_top["page"]["next_offset"] == 2
+    rest = client.get("/v1/spectra", params={"job_id": job_id, "order_by": "-top_eigenvalue",
+                                             "limit": 2, "offset": 2}, headers=headers).json()  # fmt: skip
+    tops = [s["top_eigenvalue"] for s in by_top["items"] + rest["items"]]
+    assert tops == sorted(tops, reverse=True) and len(tops) == 3
+
+    # Export: the published layout, ascending, eigenvectors as columns in the same order.
+    exported = client.get(f"/v1/jobs/{job_id}/export.npz", headers=headers)
+    assert exported.status_code == 200
+    archive = np.load(io.BytesIO(exported.content), allow_pickle=False)
+    eva, evc, feat = archive["eva"], archive["evc"], archive["feat"]
+    assert eva.shape == (3, TOP_K) and evc.shape == (3, LATENT_DIM, TOP_K) and feat.shape == (3, LATENT_DIM)
+    np.testing.assert_array_equal(eva[0], eigenvalues[::-1])
+    np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], rows.T)
+    codes = store.latent_codes(store.get_job(job_id).latent_set_id)
+    np.testing.assert_array_equal(feat, codes)
+    import json
+
+    meta = json.loads(str(archive["meta"]))
+    assert (meta["model"], meta["distance"], meta["method"], meta["seed"]) == (MODEL, "mse", "jacobian", 5)
+    assert meta["spec"]["latents"] == {"count": 3, "seed": 5} and "numpy" in meta["versions"]
+
+    # Import: a finished job with the same numbers, joining the (model, distance, method) pool.
+    files = {"file": ("job.npz", exported.content, "application/octet-stream")}
+    imported = client.post("/v1/jobs/import", files=files, headers=headers)
+    assert imported.status_code == 201, imported.text
+    new_id = imported.json()["id"]
+    assert new_id != job_id and imported.json()["status"] == "succeeded"
+    again = client.post("/v1/jobs/import", files=files, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == new_id  # same file, same job
+    copy = client.get("/v1/spectra", params={"job_id": new_id}, headers=headers).json()["items"]
+    copied = client.get(f"/v1/spectra/{copy[0]['id']}", headers=headers).json()
+    np.testing.assert_array_equal(copied["eigenvalues"], eigenvalues)
+    pool = client.get("/v1/spectra", params={"model": MODEL, "distance": "mse",
+                                             "method": "jacobian"}, headers=headers).json()  # fmt: skip
+    assert len(pool["items"]) == 6
+
+
+def test_upload_idempotency_and_listing(
+    client: TestClient, store: Store, headers: dict[str, str]
+) -> None:
+    codes = np.random.default_rng(0).standard_normal((2, LATENT_DIM))
+    files = {"file": ("codes.npy", npy_bytes(codes), "application/octet-stream")}
+    spec = '{"model": "dcgan-faces", "top_k": 3, "method": "jacobian"}'
+    response = client.post("/v1/jobs/upload", files=files, data={"spec": spec}, headers=headers)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    stored = store.latent_codes(store.get_job(job["id"]).latent_set_id)
+    np.testing.assert_array_equal(stored, codes)  # bit for bit
+
+    # The same request with the same key (a client retry) is the same job, not a new one.
+    body = {"model": MODEL, "latents": {"count": 1, "seed": 9}, "top_k": 3}
+    keyed = {**headers, "Idempotency-Key": "retry-1"}
+    first = client.post("/v1/jobs", json=body, headers=keyed)
+    second = client.post("/v1/jobs", json=body, headers=keyed)
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.json()["id"] == second.json()["id"] and second.json()["created"] is False
+    other = client.post("/v1/jobs", json={**body, "top_k": 4}, headers=keyed)
+    assert_problem(other, 422, field="Idempotency-Key")
+    assert len(store.list_jobs()) == 2
+
+    page = client.get("/v1/jobs", params={"limit": 1}, headers=headers).json()
+    assert len(page["items"]) == 1 and page["page"]["next_offset"] == 1
+    done = client.get("/v1/jobs", params={"status": "succeeded", "model": MODEL},
+                      headers=headers).json()  # fmt: skip
+    assert {j["id"] for j in done["items"]} == {job["id"], first.json()["id"]}
+    assert client.get("/v1/jobs", params={"model": "other"}, headers=headers).json()["items"] == []
+
+
+def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    dispatcher = RecordingDispatcher()
+    app.state.dispatcher = dispatcher
+    with TestClient(app) as client:
+        body = {"model": MODEL, "latents": {"count": 4}, "top_k": 3, "chunk_size": 2}
+        job = client.post("/v1/jobs", json=body, headers=headers).json()
+        assert job["status"] == "queued" and len(dispatcher.dispatched) == 2
+        cancelled = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert {c.status for c in store.list_chunks(job["id"])} == {"cancelled"}
+        # Nothing to export from a job that never ran.
+        assert_problem(client.get(f"/v1/jobs/{job['id']}/export.npz", headers=headers), 409)
