@@ -61,8 +61,8 @@ def cancel_job(
 ) -> JobRecord:
     """Cancel cooperatively: the flag is set (running chunks stop at their next latent and
     keep what they stored), then the still-queued chunks are revoked at the broker."""
-    store.request_cancel(job_id)
     queued = [chunk.id for chunk in store.list_chunks(job_id) if chunk.status == "queued"]
+    store.request_cancel(job_id)  # also closes the queued chunks, so no claim can start them
     if revoke is not None and queued:
         try:
             revoke(queued)
