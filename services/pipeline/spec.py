@@ -38,10 +38,10 @@ DISTANCES = ("mse", *LPIPS_DISTANCES)
 # refused rather than silently ignored: a user who sets `step` expects it to matter.
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "jacobian": ("batch", "block_columns"),
-    "hvp": ("batch", "block_columns"),
+    "hvp": ("batch",),
     "lanczos": ("tol", "max_iter"),
     "fd": ("step", "batch"),
-    "bp": ("block_columns",),
+    "bp": (),
     "sefa": ("layers",),
 }
 DISTANCE_OPTIONS: dict[str, tuple[str, ...]] = {
