@@ -240,20 +240,29 @@ def test_job_progress(store: Store) -> None:
 
 
 def test_postgres_connections_killed_mid_job_are_replaced(pg_store: Store) -> None:
-    job = make_job(pg_store)
-    pg_store.ping()
-    with pg_store.engine.connect() as conn:
-        database = conn.execute(text("SELECT current_database()")).scalar_one()
+    """Reads retry once on a fresh pool, writes pre-ping: no call fails after a kill."""
     import psycopg
 
     from tests.conftest import PG_ADMIN_DSN
 
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database,),
-        ).fetchone()
-    assert killed is not None and killed[0] >= 1  # the pooled connection was really killed
-    assert pg_store.get_job(job.id).id == job.id  # next call reconnects transparently
-    assert save(pg_store, job.id, 0) is True
+    job = make_job(pg_store)
+    save(pg_store, job.id, 0)
+    [record] = pg_store.list_spectra(job_id=job.id)
+    with pg_store.engine.connect() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+
+    def kill_all() -> int:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    assert kill_all() >= 2  # the read pool's and the write pool's connections
+    assert pg_store.eigenvectors(record.id, k=2).shape == (16, 2)  # raw binary read path
+    assert kill_all() >= 1
+    assert pg_store.get_job(job.id).id == job.id  # SQLAlchemy read path
+    assert save(pg_store, job.id, 1) is True  # write path (pre-ping)
+    assert pg_store.get_job(job.id).n_done == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,30 @@ def test_migrate_from_empty_creates_every_table_and_is_idempotent(db_url: str) -
         assert _tables(store) == set()
         store.migrate()
         assert _tables(store) == set(Base.metadata.tables)
+
+
+def test_concurrent_migrations_from_empty_both_succeed(db_url: str) -> None:
+    """The API and a worker starting at once both migrate; neither may fail."""
+    stores = [Store(db_url), Store(db_url)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def migrate(store: Store) -> None:
+        try:
+            barrier.wait(timeout=30)
+            store.migrate()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=migrate, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert _tables(stores[0]) == set(Base.metadata.tables)
+    for store in stores:
+        store.close()
 
 
 def test_alembic_check_is_clean_and_would_catch_drift(db_url: str) -> None:

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
 from services.store import InvalidDataError, NotFoundError, Store
+from services.store.store import _VECTOR_SQL_POSTGRES
 
 from .helpers import count_rows, make_job, save, spectrum_arrays
 
@@ -85,20 +86,23 @@ def test_postgres_top_k_reads_only_the_needed_toast_chunks(pg_store: Store) -> N
     save(pg_store, job.id, 0, d=512, k=512)
     [record] = pg_store.list_spectra(job_id=job.id)
 
-    def toast_blocks(length: int) -> int:
-        with pg_store.engine.connect() as conn:
-            plan = conn.execute(
-                text(
-                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT length(substr(data, 1, :n)) "
-                    "FROM eigenvectors WHERE spectrum_id = :id"
-                ),
-                {"n": length, "id": record.id},
-            ).scalar_one()
+    def toast_blocks(k: int) -> int:
+        """Buffers touched by the store's own PostgreSQL eigenvector query."""
+        driver = pg_store.engine.raw_connection()
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _VECTOR_SQL_POSTGRES,
+                    {"k": k, "ids": [record.id]},
+                )
+                plan = cursor.fetchone()[0]
+        finally:
+            driver.close()
         node = plan[0]["Plan"]
         return int(node["Shared Hit Blocks"] + node["Shared Read Blocks"])
 
-    top_10 = toast_blocks(10 * 512 * 4)
-    whole = toast_blocks(512 * 512 * 4)
+    top_10 = toast_blocks(10)
+    whole = toast_blocks(512)
     assert whole > 100  # ~1 MiB in 2 kB TOAST chunks, 4 per page
     assert top_10 < 12, (top_10, whole)
 
@@ -111,13 +115,13 @@ def test_metadata_queries_never_touch_eigenvectors(store: Store) -> None:
     def remember(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    event.listen(store.engine, "before_cursor_execute", remember)
+    event.listen(Engine, "before_cursor_execute", remember)  # the read and write engines
     try:
         [record] = store.list_spectra(job_id=job.id)
         store.get_spectrum(record.id)
         store.eigenvalue_matrix(job_id=job.id)
     finally:
-        event.remove(store.engine, "before_cursor_execute", remember)
+        event.remove(Engine, "before_cursor_execute", remember)
     assert statements and not any("eigenvectors" in s for s in statements)
 
 

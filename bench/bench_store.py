@@ -1,0 +1,276 @@
+"""Store benchmark: one 512×512 float32 spectrum on PostgreSQL over loopback.
+
+Measures, as medians over repeats in one run: write time (save_spectrum: validation, sha256,
+one transaction), full eigenvector read, top-10 eigenvector read (a substr slice), metadata
+read, and the size on disk per spectrum (pg_total_relation_size deltas of every store table,
+TOAST and indexes included) against the raw bytes of its arrays.
+
+    .venv/bin/python bench/bench_store.py [--repeats 50] [--d 512]
+
+Targets (issue 3): write <= 10 ms, full read <= 5 ms, top-10 read <= 1 ms, size within 5 %.
+Uses a throw-away database on SPECTRA_BENCH_PG_ADMIN (default postgres@127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from sqlalchemy import text
+
+from services.store import ChunkPlan, Store
+
+ADMIN_DSN = os.environ.get(
+    "SPECTRA_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
+TABLES = ("spectra", "eigenvectors")
+TARGETS = {"write_ms": 10.0, "full_read_ms": 5.0, "top10_read_ms": 1.0, "size_overhead_pct": 5.0}
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def _disk_bytes(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return sum(
+            int(conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
+            for t in TABLES
+        )
+
+
+def _arrays(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((d, d)).astype(np.float32)  # stands in for an orthonormal U
+    eigenvalues = np.sort(rng.exponential(size=d))[::-1].copy()
+    return rng.standard_normal(d), eigenvalues, vectors
+
+
+def _baseline(url: str, inputs: list[Any], repeats: int, d: int) -> dict[str, float]:
+    """The floor on this machine, same run: plain psycopg on one bytea column with the same
+    storage (EXTERNAL), one committed INSERT per spectrum, binary-format SELECTs; and the
+    sha256 the store computes per write."""
+    samples: dict[str, list[float]] = {"insert": [], "select": [], "substr": [], "sha256": []}
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        conn.execute("CREATE TABLE raw_blobs (id int PRIMARY KEY, data bytea NOT NULL)")
+        conn.execute("ALTER TABLE raw_blobs ALTER COLUMN data SET STORAGE EXTERNAL")
+        conn.commit()
+        for index in range(repeats):
+            data = np.ascontiguousarray(inputs[index][2].T).tobytes()
+            samples["sha256"].append(_timed(lambda b=data: hashlib.sha256(b).hexdigest())[0])
+            started = time.perf_counter()
+            conn.execute("INSERT INTO raw_blobs VALUES (%s, %s)", (index, data))
+            conn.commit()
+            samples["insert"].append(time.perf_counter() - started)
+        conn.autocommit = True
+        cursor = conn.cursor(binary=True)
+        for index in range(repeats):
+            samples["select"].append(
+                _timed(
+                    lambda i=index: cursor.execute(
+                        "SELECT data FROM raw_blobs WHERE id = %s", (i,)
+                    ).fetchone()
+                )[0]
+            )
+        for index in range(repeats):
+            samples["substr"].append(
+                _timed(
+                    lambda i=index: cursor.execute(
+                        "SELECT substr(data, 1, %s) FROM raw_blobs WHERE id = %s", (10 * d * 4, i)
+                    ).fetchone()
+                )[0]
+            )
+    return {f"raw_{name}_ms": _median_ms(values) for name, values in samples.items()}
+
+
+def run(repeats: int, d: int) -> dict[str, Any]:
+    database = f"spectra_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    url = ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
+    try:
+        with Store(url) as store:
+            store.migrate()
+            warmup = 5
+            n = warmup + repeats
+            job, _ = store.create_job(
+                "bench", {"bench": d}, {"model": "bench"}, "bench", None, n, [ChunkPlan(0, [0])]
+            )
+            inputs = [_arrays(d, seed) for seed in range(n)]
+            summary = {
+                "top_eigenvalue": 1.0,
+                "trace": 2.0,
+                "dims_99": 3,
+                "dims_999": 4,
+                "participation_ratio": 1.5,
+            }
+
+            def write(index: int) -> bool:
+                code, eigenvalues, vectors = inputs[index]
+                return store.save_spectrum(
+                    job.id,
+                    index,
+                    code,
+                    eigenvalues,
+                    vectors,
+                    summary=summary,
+                    diagnostics={"wall_time_s": 1.0},
+                    model="bench",
+                    distance="mse",
+                    method="jacobian",
+                    dtype="float32",
+                )
+
+            for index in range(warmup):
+                write(index)
+            before = _disk_bytes(store)
+            write_s = [_timed(lambda i=i: write(i))[0] for i in range(warmup, n)]
+            after = _disk_bytes(store)
+
+            ids = {r.latent_index: r.id for r in store.list_spectra(job_id=job.id, limit=n)}
+            # One pass per kind of read (random order each), so that no measure pays for the
+            # previous one's 1 MiB transfer: on a busy machine a small query right after a
+            # full read is several times slower, for plain psycopg as much as for the store.
+            rng = np.random.default_rng(0)
+            full_s, top10_s, meta_s = [], [], []
+            for index in rng.permutation(np.arange(warmup, n)):
+                seconds, full = _timed(lambda s=ids[int(index)]: store.eigenvectors(s))
+                full_s.append(seconds)
+                assert full.tobytes() == inputs[index][2].tobytes(), "full read is not bit-exact"
+            for index in rng.permutation(np.arange(warmup, n)):
+                seconds, top = _timed(lambda s=ids[int(index)]: store.eigenvectors(s, k=10))
+                top10_s.append(seconds)
+                assert np.array_equal(top, inputs[index][2][:, :10]), "top-10 read is wrong"
+            for index in rng.permutation(np.arange(warmup, n)):
+                meta_s.append(_timed(lambda s=ids[int(index)]: store.get_spectrum(s))[0])
+            batch_ids = [ids[i] for i in range(warmup, n)]
+            batch_s = [_timed(lambda: store.top_k_eigenvectors(batch_ids, 10))[0] for _ in range(5)]
+
+            baseline = _baseline(url, inputs[warmup:], repeats, d)
+            raw_vectors = d * d * 4
+            raw_total = raw_vectors + d * 8 + d * 8  # + eigenvalues and code, float64
+            disk_per_spectrum = (after - before) / repeats
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with psycopg.connect(ADMIN_DSN) as admin:
+        server = admin.execute("SHOW server_version").fetchone()
+    return {
+        "d": d,
+        "k": d,
+        "dtype": "float32",
+        "repeats": repeats,
+        **baseline,
+        "load_average_1min": os.getloadavg()[0],
+        "write_ms": _median_ms(write_s),
+        "full_read_ms": _median_ms(full_s),
+        "top10_read_ms": _median_ms(top10_s),
+        "metadata_read_ms": _median_ms(meta_s),
+        "top10_batch_per_spectrum_ms": _median_ms(batch_s) / repeats,
+        "write_ms_p90": float(np.percentile(write_s, 90) * 1000),
+        "full_read_ms_p90": float(np.percentile(full_s, 90) * 1000),
+        "top10_read_ms_p90": float(np.percentile(top10_s, 90) * 1000),
+        "raw_bytes_per_spectrum": raw_total,
+        "raw_eigenvector_bytes": raw_vectors,
+        "disk_bytes_per_spectrum": disk_per_spectrum,
+        "size_overhead_pct": 100 * (disk_per_spectrum / raw_total - 1),
+        "full_read_vs_top10": statistics.median(full_s) / statistics.median(top10_s),
+        "targets": TARGETS,
+        "postgresql": server[0] if server else None,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    rows = [
+        (
+            "write (save_spectrum)",
+            f"{results['write_ms']:.2f} ms",
+            f"{results['write_ms_p90']:.2f}",
+            f"<= {TARGETS['write_ms']:g} ms",
+        ),
+        (
+            "full read (512 vectors)",
+            f"{results['full_read_ms']:.2f} ms",
+            f"{results['full_read_ms_p90']:.2f}",
+            f"<= {TARGETS['full_read_ms']:g} ms",
+        ),
+        (
+            "top-10 read (substr)",
+            f"{results['top10_read_ms']:.3f} ms",
+            f"{results['top10_read_ms_p90']:.3f}",
+            f"<= {TARGETS['top10_read_ms']:g} ms",
+        ),
+        ("metadata read (get_spectrum)", f"{results['metadata_read_ms']:.3f} ms", "", ""),
+        (
+            "top-10, batch of all, per spectrum",
+            f"{results['top10_batch_per_spectrum_ms']:.3f} ms",
+            "",
+            "",
+        ),
+        (
+            "disk per spectrum",
+            f"{results['disk_bytes_per_spectrum'] / 1024:.1f} KiB",
+            "",
+            f"raw {results['raw_bytes_per_spectrum'] / 1024:.1f} KiB",
+        ),
+        ("baseline: psycopg INSERT+COMMIT 1 MiB", f"{results['raw_insert_ms']:.2f} ms", "", ""),
+        ("baseline: sha256 of 1 MiB", f"{results['raw_sha256_ms']:.2f} ms", "", ""),
+        ("baseline: psycopg binary SELECT", f"{results['raw_select_ms']:.2f} ms", "", ""),
+        ("baseline: psycopg substr top-10", f"{results['raw_substr_ms']:.3f} ms", "", ""),
+        (
+            "size overhead vs raw",
+            f"{results['size_overhead_pct']:+.2f} %",
+            "",
+            f"<= {TARGETS['size_overhead_pct']:g} %",
+        ),
+    ]
+    print(
+        f"store benchmark: {results['d']}x{results['k']} float32 spectra, PostgreSQL "
+        f"{results['postgresql']} over loopback, median of {results['repeats']} "
+        f"({results['machine']})"
+    )
+    print(f"{'measure':36} {'median':>12} {'p90 ms':>8}  target")
+    for name, median, p90, target in rows:
+        print(f"{name:36} {median:>12} {p90:>8}  {target}")
+    print(
+        f"full read / top-10 read (same run): {results['full_read_vs_top10']:.1f}x; store / "
+        f"plain psycopg: write {results['write_ms'] / results['raw_insert_ms']:.2f}x, full "
+        f"read {results['full_read_ms'] / results['raw_select_ms']:.2f}x, top-10 "
+        f"{results['top10_read_ms'] / results['raw_substr_ms']:.2f}x; "
+        f"load average {results['load_average_1min']:.1f} on {os.cpu_count()} cores"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--d", type=int, default=512)
+    arguments = parser.parse_args()
+    results = run(arguments.repeats, arguments.d)
+    report(results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
