@@ -269,14 +269,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    settings = get_settings()
     if args.database:
-        settings = settings.model_copy(update={"database_url": args.database})
-    store = None
+        os.environ["SPECTRA_DATABASE_URL"] = args.database  # also for worker processes
+        get_settings.cache_clear()
+    settings = get_settings()
+    settings.check_production_ready()  # before anything starts
     if settings.database_url.startswith("sqlite"):
-        store = _open_store(settings.database_url)  # embedded: make the schema on first start
-    app = create_app(settings=settings, store=store)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+        _open_store(settings.database_url)  # embedded: make the schema on first start
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
+                               "access_log": False}  # fmt: skip
+    if args.workers > 1:
+        # Several processes need the app by name; each builds it from the environment.
+        uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(create_app(settings=settings), **options)
     return 0
 
 
@@ -459,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     _database_option(serve)
 
     worker = command("worker", cmd_worker, "run one Celery worker per GPU, or one on the CPU")

@@ -1,0 +1,285 @@
+"""API latency: job status and spectra queries at 50 concurrent clients on loopback.
+
+A `spectra serve` (uvicorn) subprocess on a fresh PostgreSQL database seeded with one finished
+job of N spectra (d = 100, k = 100, written through the Store). 50 asyncio clients, each on its
+own keep-alive connection, issue requests back to back ("closed loop": latency includes the
+queueing behind the other 49) and, second, with a pause between requests ("paced": clients
+that poll, as `spectra status --follow` does). Each workload is repeated; the table gives the
+median over repeats of p50 / p99 and of the throughput. Target: p99 under 50 ms.
+
+    .venv/bin/python bench/bench_api.py [--clients 50] [--requests 1500] [--repeats 3]
+
+Writes bench/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from services.geometry import summary_of  # noqa: E402
+from services.store import ChunkPlan, Store  # noqa: E402
+
+PG_ADMIN_DSN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+TARGET_P99_MS = 50.0
+LATENT_DIM = 100
+N_SPECTRA = 64
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_database() -> tuple[str, str]:
+    name = f"spectra_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return name, f"{base}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(store: Store) -> tuple[str, list[str], str]:
+    """One finished job of N_SPECTRA synthetic spectra; returns (job id, spectrum ids, token)."""
+    rng = np.random.default_rng(0)
+    spec = {"model": "dcgan-faces", "distance": "mse", "method": "jacobian",
+            "latents": {"count": N_SPECTRA, "seed": 0}}  # fmt: skip
+    job, _ = store.create_job(
+        "bench", spec, {**spec, "bench": True}, uuid.uuid4().hex, None, N_SPECTRA,
+        [ChunkPlan(index=0, latent_indices=list(range(N_SPECTRA)))],
+    )  # fmt: skip
+    store.transition_job(job.id, ["queued"], "running")
+    for index in range(N_SPECTRA):
+        vectors, _ = np.linalg.qr(rng.standard_normal((LATENT_DIM, LATENT_DIM)))
+        values = np.sort(rng.lognormal(0, 2, LATENT_DIM))[::-1]
+        store.save_spectrum(
+            job.id, index, rng.standard_normal(LATENT_DIM), values, vectors.astype(np.float32),
+            summary=summary_of(values), diagnostics={"wall_time_s": 0.1}, model="dcgan-faces",
+            distance="mse", method="jacobian", dtype="float32",
+        )  # fmt: skip
+    store.record_latent_failure(job.id, N_SPECTRA - 1, "synthetic failure, for the status view")
+    store.refresh_job_status(job.id)
+    ids = [s.id for s in store.list_spectra(job_id=job.id, limit=N_SPECTRA)]
+    _, token = store.create_api_key("bench", ["read"])
+    return job.id, ids, token
+
+
+class KeepAliveConnection:
+    """The least a load generator can do per request: one HTTP/1.1 GET on a kept-alive
+    socket. (A full client costs about a millisecond of CPU per request, which on a small
+    machine is taken from the server being measured.)"""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.headers = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\n{self.headers}".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return int(head[9:12])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+async def run_clients(
+    port: int, token: str, paths: list[str], clients: int, total: int, pause_s: float
+) -> tuple[list[float], float, int]:
+    """(latencies in seconds, wall seconds, errors) for `total` requests over `clients`."""
+    latencies: list[float] = []
+    errors = 0
+    remaining = total
+
+    async def client(offset: int) -> None:
+        nonlocal remaining, errors
+        connection = KeepAliveConnection("127.0.0.1", port, token)
+        i = offset
+        try:
+            while remaining > 0:
+                remaining -= 1
+                path = paths[i % len(paths)]
+                i += 1
+                started = time.perf_counter()
+                status = await connection.get(path)
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    errors += 1
+                if pause_s:
+                    await asyncio.sleep(pause_s)
+        finally:
+            await connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return latencies, time.perf_counter() - started, errors
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+        self.process, self.port = process, port
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_server(url: str, processes: int) -> Server:
+    port = free_port()
+    env = {**os.environ, "SPECTRA_DATABASE_URL": url, "SPECTRA_MODE": "development",
+           "PYTHONPATH": str(REPO)}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--workers", str(processes)],
+        env=env, cwd=REPO, start_new_session=True,
+    )  # fmt: skip
+    server = Server(process, port)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            server.stop()
+            raise RuntimeError("the API server did not come up")
+        time.sleep(0.2)
+
+
+def measure(
+    args: argparse.Namespace, port: int, token: str, job_id: str, spectrum_ids: list[str],
+    processes: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    workloads = {
+        "job status  GET /v1/jobs/{id}": [f"/v1/jobs/{job_id}"],
+        "spectra     GET /v1/spectra?job_id&limit=20": [
+            f"/v1/spectra?job_id={job_id}&limit=20&offset={o}" for o in (0, 20, 40)
+        ],
+        "spectrum    GET /v1/spectra/{id}": [f"/v1/spectra/{s}" for s in spectrum_ids],
+    }
+    modes = {"closed loop": 0.0, f"paced {args.pause_ms:.0f} ms": args.pause_ms / 1000}
+    results: list[dict[str, Any]] = []
+    for workload, paths in workloads.items():
+        asyncio.run(run_clients(port, token, paths, args.clients, 300, 0.0))  # warm up
+        for mode, pause in modes.items():
+            runs = []
+            for _ in range(args.repeats):
+                latencies, wall, errors = asyncio.run(
+                    run_clients(port, token, paths, args.clients, args.requests, pause)
+                )
+                runs.append({
+                    "p50_ms": percentile_ms(latencies, 50),
+                    "p99_ms": percentile_ms(latencies, 99),
+                    "throughput_rps": len(latencies) / wall,
+                    "errors": errors,
+                })  # fmt: skip
+            summary = {
+                key: statistics.median(r[key] for r in runs)
+                for key in ("p50_ms", "p99_ms", "throughput_rps")
+            }
+            results.append({
+                "workload": workload, "server_processes": processes, "mode": mode, **summary,
+                "errors": sum(r["errors"] for r in runs), "runs": runs,
+                "meets_target": summary["p99_ms"] < TARGET_P99_MS,
+            })  # fmt: skip
+    return results
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=1500, help="per workload and repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pause-ms", type=float, default=200.0, help="pause of paced clients")
+    parser.add_argument("--server-workers", type=lambda t: [int(x) for x in t.split(",")],
+                        default=[1, 2], help="uvicorn process counts to measure, e.g. 1,2")
+    args = parser.parse_args()
+
+    name, url = create_database()
+    try:
+        store = Store(url)
+        store.migrate()
+        job_id, spectrum_ids, token = seed(store)
+        store.close()
+        results: list[dict[str, Any]] = []
+        for processes in args.server_workers:
+            server = start_server(url, processes)
+            try:
+                results += measure(args, server.port, token, job_id, spectrum_ids, processes)
+            finally:
+                server.stop()
+
+        header = (f"{'workload':<46} {'server':<8} {'mode':<14} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'req/s':>8}  p99<50ms")  # fmt: skip
+        print(header)
+        print("-" * len(header))
+        for r in results:
+            print(f"{r['workload']:<46} {str(r['server_processes']) + ' proc':<8} {r['mode']:<14} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                  f"{r['throughput_rps']:>8.0f}  {'yes' if r['meets_target'] else 'NO'}"
+                  + (f"  ({r['errors']} errors)" if r["errors"] else ""))  # fmt: skip
+        print(f"{args.clients} clients, {args.requests} requests per run, median of "
+              f"{args.repeats} runs; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+        out = REPO / "bench" / "results" / "api.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "clients": args.clients, "requests_per_run": args.requests, "repeats": args.repeats,
+            "target_p99_ms": TARGET_P99_MS, "n_spectra": N_SPECTRA, "latent_dim": LATENT_DIM,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average_1m": os.getloadavg()[0]},
+            "results": results,
+        }, indent=1))  # fmt: skip
+        print(f"wrote {out}")
+        return 0
+    finally:
+        drop_database(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
