@@ -175,7 +175,10 @@ def _summary_columns(summary: Mapping[str, Any]) -> dict[str, float | int | None
         if value is None:
             columns[key] = None
             continue
-        number = float(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as error:
+            raise InvalidDataError(f"summary {key} must be a number, got {value!r}") from error
         if not np.isfinite(number):
             raise InvalidDataError(f"summary {key} is {number}; it must be finite")
         if key.startswith("dims_"):
@@ -306,17 +309,20 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    @_retry_read
     def ping(self) -> None:
         """Raise StoreError if the database cannot be reached or answer."""
         try:
-            with self._read() as conn:
-                conn.execute(select(1)).scalar_one()
+            self._select_one()
         except sa_exc.DBAPIError as error:
             raise StoreError(
                 f"database at {self._engine.url.render_as_string(hide_password=True)} is not "
                 f"reachable: {error.orig}. Check SPECTRA_DATABASE_URL and that the server runs."
             ) from error
+
+    @_retry_read
+    def _select_one(self) -> None:
+        with self._read() as conn:
+            conn.execute(select(1)).scalar_one()
 
     # -- generators ------------------------------------------------------------------------
 
@@ -712,7 +718,8 @@ class Store:
             cancelled = [chunk for chunk in chunks if chunk.status == "cancelled"]
             error: str | None = None
             if failed:
-                to_status, error = "failed", f"chunk {failed[0].index} failed: {failed[0].error}"
+                reason = failed[0].error or "no reason recorded"
+                to_status, error = "failed", f"chunk {failed[0].index} failed: {reason}"
             elif cancelled:
                 to_status, error = "cancelled", f"chunk {cancelled[0].index} was cancelled"
             elif job.n_latents > 0 and job.n_done == 0 and job.n_failed >= job.n_latents:
@@ -929,6 +936,11 @@ class Store:
                 f"eigenvectors must be float32 or float64, got {vectors.dtype}; convert them first"
             )
         d, k = vectors.shape
+        if np.any(np.diff(values.astype(np.float64)) > 0):
+            raise InvalidDataError(
+                "eigenvalues must be in descending order, with the eigenvector columns in the "
+                "same order (top-k reads take the first k); sort both first"
+            )
         if values.shape[0] != k:
             raise InvalidDataError(
                 f"eigenvectors must be (d, k) with k = len(eigenvalues) = {values.shape[0]}, "

@@ -208,6 +208,7 @@ BAD_INPUTS = [
     ("k mismatch", {"eigenvalues": np.ones(5)}, "k = len(eigenvalues) = 5"),
     ("vectors 1-D", {"eigenvectors": np.ones(16, np.float32)}, "eigenvectors must be 2-D"),
     ("code dimension", {"code": np.ones(15)}, "latent code has dimension 15"),
+    ("ascending", {"eigenvalues": np.arange(8.0)}, "descending order"),
     ("NaN eigenvalue", {"eigenvalues": np.array([1.0, np.nan, 0.5, 0.1, 0, 0, 0, 0])}, "NaN"),
     ("inf vector", {"eigenvectors": np.full((16, 8), np.inf, np.float32)}, "NaN or infinite"),
     ("NaN code", {"code": np.full(16, np.nan)}, "NaN"),
