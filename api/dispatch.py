@@ -66,7 +66,9 @@ class CeleryDispatcher:
 
     def ping(self, timeout_s: float) -> None:
         with self.app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=timeout_s)
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s
+            )
 
 
 class InProcessDispatcher:
