@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -188,6 +189,23 @@ def _summary_columns(summary: Mapping[str, Any]) -> dict[str, float | int | None
         else:
             columns[key] = number
     return columns
+
+
+class _Digest(threading.Thread):
+    """sha256 of a buffer computed in the background; ``result()`` waits for it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(daemon=True)
+        self._data = data
+        self._hexdigest = ""
+        self.start()
+
+    def run(self) -> None:
+        self._hexdigest = hashlib.sha256(self._data).hexdigest()
+
+    def result(self) -> str:
+        self.join()
+        return self._hexdigest
 
 
 _P = ParamSpec("_P")
@@ -986,10 +1004,13 @@ class Store:
             .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
             .returning(SPECTRA.c.id)
         )
-        digest = _sha256(data)  # before the transaction: no locks held while hashing
+        # sha256 of 1 MiB costs milliseconds; it runs in a thread (hashlib releases the GIL)
+        # while the server stores the data, and is filled in before the commit.
+        digest = _Digest(data)
         with self._write() as conn:
             job_failures = self._require_job(conn, job_id)
             if conn.execute(statement).scalar_one_or_none() is None:
+                digest.result()
                 return False
             conn.execute(
                 EIGENVECTORS.insert().values(
@@ -997,24 +1018,35 @@ class Store:
                     dtype=vector_dtype,
                     rows=k,
                     cols=d,
-                    sha256=digest,
+                    sha256="",
                     data=data,
                 )
             )
-            cleared = 0
-            if job_failures:  # a retry of a latent that failed before replaces its failure
-                cleared = conn.execute(
-                    delete(LATENT_FAILURES).where(
-                        LATENT_FAILURES.c.job_id == job_id,
-                        LATENT_FAILURES.c.latent_index == latent_index,
-                    )
-                ).rowcount
             conn.execute(
-                update(JOBS)
-                .where(JOBS.c.id == job_id)
-                .values(n_done=JOBS.c.n_done + 1, n_failed=JOBS.c.n_failed - cleared)
+                update(EIGENVECTORS)
+                .where(EIGENVECTORS.c.spectrum_id == spectrum_id)
+                .values(sha256=digest.result())
             )
-            return True
+            return self._count_done(conn, job_id, latent_index, job_failures)
+
+    @staticmethod
+    def _count_done(conn: Connection, job_id: str, latent_index: int, job_failures: int) -> bool:
+        """Count a newly stored spectrum on its job; a failure recorded earlier for the same
+        latent (the retry succeeded) is removed and uncounted."""
+        cleared = 0
+        if job_failures:  # a retry of a latent that failed before replaces its failure
+            cleared = conn.execute(
+                delete(LATENT_FAILURES).where(
+                    LATENT_FAILURES.c.job_id == job_id,
+                    LATENT_FAILURES.c.latent_index == latent_index,
+                )
+            ).rowcount
+        conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id)
+            .values(n_done=JOBS.c.n_done + 1, n_failed=JOBS.c.n_failed - cleared)
+        )
+        return True
 
     def record_latent_failure(self, job_id: str, latent_index: int, reason: str) -> bool:
         """Record once that a latent could not be computed (e.g. the generator produced NaN).

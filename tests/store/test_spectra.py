@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from typing import Any
@@ -60,6 +61,13 @@ def test_round_trip_is_bit_for_bit(store: Store, dtype: type) -> None:
     assert read.dtype == dtype and read.shape == (24, 10)
     assert _bits(read) == _bits(vectors)
     read[0, 0] = 1.0  # callers get their own writable array
+    with store.engine.connect() as conn:
+        stored_sha, dtype_name, rows, cols = conn.execute(
+            text("SELECT sha256, dtype, rows, cols FROM eigenvectors")
+        ).one()
+    rows_le = np.ascontiguousarray(vectors.T, dtype=np.dtype(dtype).newbyteorder("<"))
+    assert stored_sha == hashlib.sha256(rows_le.tobytes()).hexdigest()
+    assert (dtype_name, rows, cols) == (np.dtype(dtype).name, 10, 24)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
