@@ -5,10 +5,12 @@ Methods (all evaluate derivatives at exactly z0; D(G(z0), G(z0)) = 0 with zero g
 - ``jacobian`` (default): H = 2 Jᵀ W J, J the Jacobian of z ↦ φ(G(z)) from forward-mode
   products (`torch.func.jvp` under `vmap` over basis vectors, in chunks of ``batch``). The
   primal pass runs once per chunk, the d tangents as one batch: about one batched forward.
-- ``hvp``: H from batched double-backward products (reverse-over-reverse: `vjp` of `grad`
-  under `vmap`), for distances that are not squared feature differences.
+- ``hvp``: H from batched second-order products of D itself (forward-over-reverse: `jvp` of
+  `grad` under `vmap`, in chunks of ``batch``), for distances that are not squared feature
+  differences. Exact, like ``jacobian``; slower.
 - ``lanczos``: top-k by ARPACK (`scipy.sparse.linalg.eigsh`, implicitly restarted Lanczos)
-  over the HVP, always in float64, seeded start vector (option ``seed``), ``tol`` and
+  over a double-backward HVP (the gradient's graph built once at z0, then `vjp` per
+  product), always in float64, seeded start vector (option ``seed``), ``tol`` and
   ``max_iter`` passed through; non-convergence and residuals above √eps·λmax raise
   NotConvergedError, never assumed away.
 - ``fd``: H e_i ≈ (∇D(z0 + h e_i) − ∇D(z0 − h e_i)) / (2h) with an absolute step h (option
@@ -393,14 +395,18 @@ def _hvp_function(problem: _Problem) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _hvp_metric(problem: _Problem, *, batch: int) -> tuple[np.ndarray, dict[str, Any]]:
-    apply = _hvp_function(problem)
+    # Batched, forward-over-reverse (jvp of the gradient): measured about 2x faster here than
+    # vmap over the reverse-over-reverse product that Lanczos uses one vector at a time.
+    def product(tangent: torch.Tensor) -> torch.Tensor:
+        return jvp(grad(problem.loss), (problem.z0,), (tangent,))[1]
+
     rows = [
-        apply(problem.basis(s, min(problem.d, s + batch)).squeeze(1))
+        vmap(product)(problem.basis(s, min(problem.d, s + batch))).squeeze(1)
         for s in range(0, problem.d, batch)
     ]
     result = torch.cat(rows).detach().double().cpu().numpy()
     _require_finite(result, problem)
-    return result, {"products": problem.d, "product": "hvp (double backward)", "batch": batch}
+    return result, {"products": problem.d, "product": "hvp (forward-over-reverse)", "batch": batch}
 
 
 def _fd_metric(problem: _Problem, *, step: float, batch: int) -> tuple[np.ndarray, dict[str, Any]]:
