@@ -1251,6 +1251,8 @@ class Store:
         """(N, k) float64 eigenvalues (descending) of the selected spectra, ordered by job and
         latent index, with their ids. ``k`` defaults to the smallest k in the selection (each
         row truncated to its top k); asking for more than a spectrum stores is an error."""
+        if k is not None and _non_negative_int(k, "k") == 0:
+            raise InvalidDataError("k must be a positive integer (or None for the smallest k)")
         query = self._selection(
             select(SPECTRA.c.id, SPECTRA.c.k, SPECTRA.c.eigenvalues),
             job_id,
@@ -1263,8 +1265,8 @@ class Store:
             rows = conn.execute(query).all()
         if not rows:
             return np.zeros((0, k or 0)), []
-        width = min(row.k for row in rows) if k is None else _non_negative_int(k, "k")
-        if width == 0 or any(row.k < width for row in rows):
+        width = min(row.k for row in rows) if k is None else int(k)
+        if any(row.k < width for row in rows):
             raise InvalidDataError(
                 f"k={width} but the selection holds spectra with only {min(r.k for r in rows)} "
                 "eigenvalues; ask for fewer"

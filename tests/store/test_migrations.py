@@ -113,3 +113,11 @@ def test_constraints_are_enforced_by_the_database(store: Store) -> None:
     with pytest.raises(IntegrityError), store.engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET status = 'paused' WHERE id = :id"), {"id": job.id})
     assert store.get_job(job.id).status == "queued"
+    # Foreign keys hold on SQLite too (PRAGMA foreign_keys=ON on every connection).
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO latent_failures (job_id, latent_index, reason, created_at) "
+                "VALUES ('no-such-job', 0, 'x', '2026-01-01')"
+            )
+        )
