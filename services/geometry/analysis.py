@@ -118,8 +118,8 @@ def homogeneity(
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     values = _spectra(eigenvalues)
     vectors = _vectors(eigenvectors, values)
-    lam = torch.as_tensor(values, dtype=torch_dtype)
-    u = torch.as_tensor(vectors, dtype=torch_dtype)
+    lam = torch.as_tensor(np.ascontiguousarray(values), dtype=torch_dtype)
+    u = torch.as_tensor(np.ascontiguousarray(vectors), dtype=torch_dtype)
     n, d, k = u.shape
     floor = torch.finfo(torch_dtype).tiny
 

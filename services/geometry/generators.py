@@ -204,11 +204,11 @@ def validate_codes(codes: Any, latent_dim: int, model: str) -> np.ndarray:
             f"latent codes must be numbers, got {type(codes).__name__}: {error}"
         ) from None
     if array.ndim not in (1, 2) or array.shape[-1] != latent_dim or array.size == 0:
-        shape = "x".join(map(str, array.shape)) or "scalar"
-        got = array.shape[-1] if array.ndim in (1, 2) else shape
+        got = array.shape[-1] if array.ndim in (1, 2) else None
+        what = f"dimension {got}" if got is not None else f"shape {array.shape}"
         raise InvalidLatentError(
-            f"latent code has dimension {got} (array shape {shape}) but {model} expects "
-            f"{latent_dim}: pass one code of shape ({latent_dim},) or a batch of shape (n, {latent_dim})"
+            f"latent code has {what} but {model} expects {latent_dim} (array shape "
+            f"{array.shape}): pass one code of shape ({latent_dim},) or a batch (n, {latent_dim})"
         )
     bad = ~np.isfinite(array)
     if bad.any():

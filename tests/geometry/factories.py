@@ -73,7 +73,9 @@ def nan_far_from_origin() -> tuple[nn.Module, int]:
 
 
 def always_nan() -> tuple[nn.Module, int]:
-    return nn.Sequential(nn.Linear(4, 12), nn.Unflatten(1, (3, 2, 2)), nn.Softplus(beta=float("nan"))), 4
+    return nn.Sequential(
+        nn.Linear(4, 12), nn.Unflatten(1, (3, 2, 2)), nn.Softplus(beta=float("nan"))
+    ), 4
 
 
 def wrong_output() -> tuple[nn.Module, int]:
@@ -110,7 +112,11 @@ def style_like() -> tuple[nn.Module, int, dict]:
     def uniform(n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-1, 1, size=(n, 5))
 
-    return StyleLike(), 5, {"sample": uniform, "facts": {"toy": "style-like"}, "family": "stylegan-like"}
+    return (
+        StyleLike(),
+        5,
+        {"sample": uniform, "facts": {"toy": "style-like"}, "family": "stylegan-like"},
+    )
 
 
 def mlp64() -> tuple[nn.Module, int]:

@@ -69,8 +69,12 @@ def test_fd_matches_bp_within_1e_5(dcgan, mse, code, bp_mse) -> None:
 
 def test_fd_is_not_halved(linear) -> None:
     # The published finite-difference variant returns Hv / 2; ours must equal the exact H.
-    exact = compute_metric(linear, _mse(), np.zeros(linear.latent_dim), method="jacobian", dtype="float64")
-    fd = compute_metric(linear, _mse(), np.zeros(linear.latent_dim), method="fd", dtype="float64", step=0.5)
+    exact = compute_metric(
+        linear, _mse(), np.zeros(linear.latent_dim), method="jacobian", dtype="float64"
+    )
+    fd = compute_metric(
+        linear, _mse(), np.zeros(linear.latent_dim), method="fd", dtype="float64", step=0.5
+    )
     assert relative_error(fd, exact) < 1e-12
 
 
@@ -97,7 +101,10 @@ def test_lanczos_non_convergence_raises() -> None:
 
 
 def test_metric_columns_assemble_the_exact_metric(dcgan, lpips_random, code, bp_lpips) -> None:
-    blocks = [metric_columns(dcgan, lpips_random, code, start, stop) for start, stop in ((0, 37), (37, 100))]
+    blocks = [
+        metric_columns(dcgan, lpips_random, code, start, stop)
+        for start, stop in ((0, 37), (37, 100))
+    ]
     assembled = np.concatenate(blocks, axis=1)
     assert assembled.shape == (100, 100)
     assert relative_error(assembled, bp_lpips) <= 1e-6
@@ -149,7 +156,9 @@ def test_linear_generator_spectrum_and_lanczos(linear) -> None:
     weight, _ = linear_weights()
     expected = np.linalg.eigvalsh(2 * weight.T @ weight / weight.shape[0])[::-1]
     for method in ("jacobian", "lanczos"):
-        result = compute_spectrum(linear, _mse(), np.zeros(6), method=method, top_k=4, dtype="float64")
+        result = compute_spectrum(
+            linear, _mse(), np.zeros(6), method=method, top_k=4, dtype="float64"
+        )
         assert np.allclose(result.eigenvalues, expected[:4], rtol=1e-12, atol=0)
 
 
