@@ -48,6 +48,9 @@ def configure(app: Celery, settings: Settings) -> None:
         # Same value for results, should a result backend ever be configured.
         result_backend_transport_options={"visibility_timeout": visibility},
         worker_max_tasks_per_child=MAX_TASKS_PER_CHILD,
+        # When Redis goes away, a running chunk keeps computing and writing to PostgreSQL;
+        # its lost acknowledgement only means a duplicate delivery, which does nothing.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_routes={CHUNK_TASK: {"queue": CHUNK_QUEUE}},
         task_default_queue=CHUNK_QUEUE,
         task_serializer="json",

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from worker.celery_app import CHUNK_QUEUE
 
+STOP_TIMEOUT_S = 30.0
+
 
 @dataclass(frozen=True)
 class WorkerPlan:
@@ -84,7 +86,9 @@ def start_worker(
     )  # fmt: skip
 
 
-def stop_workers(processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 30.0) -> None:
+def stop_workers(
+    processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = STOP_TIMEOUT_S
+) -> None:
     """Warm shutdown (SIGTERM: finish the current chunk), then kill what is left."""
     for process in processes:
         if process.poll() is None:
@@ -99,21 +103,36 @@ def stop_workers(processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: flo
 
 
 def launch(gpus: list[str] | None, cpu: bool, *, loglevel: str = "INFO") -> int:
-    """Start the workers and wait for them. SIGINT/SIGTERM stop them all (warm shutdown).
-    Returns 0 when every worker exited cleanly, else the first non-zero exit code. A worker
-    that dies is not restarted here: run this under a supervisor (systemd, compose) for that."""
+    """Start the workers and wait for them. SIGINT/SIGTERM stop them all: a warm shutdown,
+    in which a worker finishes its current chunk, killed after 30 s (the reaper then gives
+    the unfinished chunk to another worker, which resumes it). Returns 0 when
+    every worker exited cleanly, else the first non-zero exit code. A worker that dies is not
+    restarted here: run this under a supervisor (systemd, compose) for that."""
     plans = plan_workers(gpus, cpu)
     processes = [start_worker(plan, loglevel=loglevel) for plan in plans]
     for plan, process in zip(plans, processes, strict=True):
         print(f"worker {plan.node_name} (pid {process.pid}) on {plan.device}", file=sys.stderr)
+    stop_requested: list[float] = []
 
     def forward(signum: int, _frame: object) -> None:
-        stop_workers(processes)
+        # Only signal here: waiting inside a handler would deadlock on Popen's wait lock,
+        # which the interrupted wait below holds.
+        if not stop_requested:
+            stop_requested.append(time.monotonic())
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        codes = [process.wait() for process in processes]
+        while any(process.poll() is None for process in processes):
+            if stop_requested and time.monotonic() - stop_requested[0] > STOP_TIMEOUT_S:
+                for process in processes:
+                    if process.poll() is None:
+                        os.killpg(process.pid, signal.SIGKILL)
+            time.sleep(0.2)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    codes = [process.wait() for process in processes]
     return next((code for code in codes if code != 0), 0)

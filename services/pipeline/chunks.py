@@ -134,7 +134,11 @@ def run_chunk(
     settings = get_settings()
     chunk = _claim(store, chunk_id, worker_id)
     if chunk is None:
-        return with_db_retry(store.get_chunk, chunk_id).status
+        current = with_db_retry(store.get_chunk, chunk_id)
+        if current.status in ("succeeded", "failed", "cancelled"):
+            # The claim itself may have just closed it (attempts exhausted): settle the job.
+            with_db_retry(store.refresh_job_status, current.job_id)
+        return current.status
     job = with_db_retry(store.get_job, chunk.job_id)
     status, error = "succeeded", None
     with Heartbeat(store, chunk_id, worker_id, settings.heartbeat_interval_s) as beat:

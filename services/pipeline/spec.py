@@ -256,8 +256,9 @@ def resolve_spec(
     Raises SpecError (naming the field), or the store's NotFoundError for an unknown set.
     """
     settings = settings or get_settings()
+    # Checked here on this process's device: the API may have no GPU while its workers do.
+    generator = _load_or_refuse(spec, settings.device)
     device = spec.device or settings.device
-    generator = _load_or_refuse(spec, device)
     d = generator.latent_dim
     if d > settings.max_latent_dim:
         raise SpecError(

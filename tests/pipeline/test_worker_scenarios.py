@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +257,49 @@ def test_7_database_connections_terminated_mid_job(
     assert _finished(module_store, job.id).status == "succeeded"
     _assert_each_latent_once(module_store, job.id, 12)
     assert worker.alive()
+
+
+def test_launcher_starts_a_cpu_worker_and_stops_it_on_sigterm(
+    module_pg_url: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """`spectra worker --cpu` is `launch(None, cpu=True)`: one prefork worker, concurrency 1;
+    SIGTERM is passed on for a warm shutdown and the launcher exits 0."""
+    from tests.pipeline.conftest import worker_env
+
+    log = tmp_path / "launcher.log"
+    with log.open("wb") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from worker.launcher import launch; "
+             "sys.exit(launch(None, cpu=True))"],
+            env={**os.environ, **worker_env(module_pg_url, private_redis.url)},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "ready." in log.read_text(errors="replace"), 90, "the launched worker")
+        text = log.read_text(errors="replace")
+        assert "concurrency: 1 (prefork)" in text and "cpu@" in text
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=60) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+
+def test_6b_poison_chunk_fails_with_its_reason_after_the_attempt_cap(
+    cluster: Cluster, module_store: Store, sender: Celery
+) -> None:
+    worker = cluster.running()
+    children_before = set(worker.pool_children())
+    job = _submit(
+        module_store, sender, "scenario-6b", model=f"python:{TOY_FILE}:crash",
+        latents={"count": 2, "seed": 8}, chunk_size=2,
+    )  # fmt: skip
+    final = _finished(module_store, job.id, timeout_s=120)
+    (chunk,) = module_store.list_chunks(job.id)
+    assert chunk.status == "failed" and chunk.attempts == MAX_ATTEMPTS
+    assert f"attempts exhausted ({MAX_ATTEMPTS} of {MAX_ATTEMPTS})" in (chunk.error or "")
+    assert final.status == "failed" and "attempts exhausted" in (final.error or "")
+    assert module_store.list_spectra(job_id=job.id) == []
+    # Each attempt cost a pool child; the worker itself lived through all of them.
+    assert worker.alive() and not children_before & set(worker.pool_children())

@@ -1,5 +1,6 @@
 """Small generators for the pipeline tests, loaded by workers as python:FILE:FACTORY.
 
+`crash` kills the process that computes with it.
 `slow` sleeps in every forward pass, so a chunk takes long enough to be killed, cancelled or
 cut off from its database half-way, deterministically. `nan_at_trigger` gives NaN images for
 exactly one code (first coordinate equal to TRIGGER) and is an ordinary smooth map elsewhere.
@@ -17,6 +18,22 @@ from torch import nn
 LATENT_DIM = 6
 TRIGGER = 0.125  # a code whose first coordinate is exactly this makes nan_at_trigger fail
 SLOW_SECONDS = float(os.environ.get("SPECTRA_TEST_SLOW_S", "0.15"))
+
+
+class _Crash(nn.Module):
+    """Passes the loader's probe (its first forward), then kills its process on every later
+    forward: a poison chunk that takes down each worker child that runs it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _Toy()
+        self.calls = 0
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            os._exit(13)
+        return self.inner(codes)
 
 
 class _Toy(nn.Module):
@@ -46,3 +63,7 @@ def slow() -> tuple[nn.Module, int]:
 
 def nan_at_trigger() -> tuple[nn.Module, int]:
     return _Toy(nan_trigger=TRIGGER), LATENT_DIM
+
+
+def crash() -> tuple[nn.Module, int]:
+    return _Crash(), LATENT_DIM
