@@ -1,11 +1,13 @@
 """API latency: job status and spectra queries at 50 concurrent clients on loopback.
 
 A `spectra serve` (uvicorn) subprocess on a fresh PostgreSQL database seeded with one finished
-job of N spectra (d = 100, k = 100, written through the Store). 50 asyncio clients, each on its
-own keep-alive connection, issue requests back to back ("closed loop": latency includes the
-queueing behind the other 49) and, second, with a pause between requests ("paced": clients
-that poll, as `spectra status --follow` does). Each workload is repeated; the table gives the
-median over repeats of p50 / p99 and of the throughput. Target: p99 under 50 ms.
+job of N spectra (d = 100, k = 100, written through the Store). One client alone (the service
+time, no queueing); then 50 asyncio clients, each on its own keep-alive connection, back to
+back ("closed loop": latency includes the queueing behind the other 49) and with a pause
+between requests ("paced": clients that poll, as `spectra status --follow` does). The server's
+CPU per request (its process group's user + system time over the run) is the figure that does
+not depend on what else the machine runs. Each workload is repeated; the table gives medians
+over repeats. Target: p99 under 50 ms at 50 clients.
 
     .venv/bin/python bench/bench_api.py [--clients 50] [--requests 1500] [--repeats 3]
 
@@ -165,6 +167,19 @@ class Server:
                 self.process.wait()
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in the server's process group (Linux)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(url: str, processes: int) -> Server:
     port = free_port()
     env = {**os.environ, "SPECTRA_DATABASE_URL": url, "SPECTRA_MODE": "development",
@@ -189,8 +204,8 @@ def start_server(url: str, processes: int) -> Server:
 
 
 def measure(
-    args: argparse.Namespace, port: int, token: str, job_id: str, spectrum_ids: list[str],
-    processes: int,
+    args: argparse.Namespace, port: int, pgid: int, token: str, job_id: str,
+    spectrum_ids: list[str], processes: int,
 ) -> list[dict[str, Any]]:  # fmt: skip
     workloads = {
         "job status  GET /v1/jobs/{id}": [f"/v1/jobs/{job_id}"],
@@ -199,28 +214,38 @@ def measure(
         ],
         "spectrum    GET /v1/spectra/{id}": [f"/v1/spectra/{s}" for s in spectrum_ids],
     }
-    modes = {"closed loop": 0.0, f"paced {args.pause_ms:.0f} ms": args.pause_ms / 1000}
+    # (clients, pause): one client alone shows the service time without queueing.
+    modes = {
+        "1 client": (1, 0.0),
+        "closed loop": (args.clients, 0.0),
+        f"paced {args.pause_ms:.0f} ms": (args.clients, args.pause_ms / 1000),
+    }
     results: list[dict[str, Any]] = []
     for workload, paths in workloads.items():
         asyncio.run(run_clients(port, token, paths, args.clients, 300, 0.0))  # warm up
-        for mode, pause in modes.items():
+        for mode, (clients, pause) in modes.items():
             runs = []
             for _ in range(args.repeats):
+                requests = args.requests if clients > 1 else args.requests // 5
+                cpu_before = group_cpu_seconds(pgid)
                 latencies, wall, errors = asyncio.run(
-                    run_clients(port, token, paths, args.clients, args.requests, pause)
+                    run_clients(port, token, paths, clients, requests, pause)
                 )
+                cpu = group_cpu_seconds(pgid) - cpu_before
                 runs.append({
                     "p50_ms": percentile_ms(latencies, 50),
                     "p99_ms": percentile_ms(latencies, 99),
                     "throughput_rps": len(latencies) / wall,
+                    "server_cpu_ms_per_request": 1000 * cpu / len(latencies),
                     "errors": errors,
                 })  # fmt: skip
             summary = {
                 key: statistics.median(r[key] for r in runs)
-                for key in ("p50_ms", "p99_ms", "throughput_rps")
+                for key in ("p50_ms", "p99_ms", "throughput_rps", "server_cpu_ms_per_request")
             }
             results.append({
-                "workload": workload, "server_processes": processes, "mode": mode, **summary,
+                "workload": workload, "server_processes": processes, "mode": mode,
+                "clients": clients, **summary,
                 "errors": sum(r["errors"] for r in runs), "runs": runs,
                 "meets_target": summary["p99_ms"] < TARGET_P99_MS,
             })  # fmt: skip
@@ -251,17 +276,20 @@ def main() -> int:
         for processes in args.server_workers:
             server = start_server(url, processes)
             try:
-                results += measure(args, server.port, token, job_id, spectrum_ids, processes)
+                results += measure(
+                    args, server.port, server.process.pid, token, job_id, spectrum_ids, processes
+                )
             finally:
                 server.stop()
 
         header = (f"{'workload':<46} {'server':<8} {'mode':<14} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'req/s':>8}  p99<50ms")  # fmt: skip
+                  f"{'req/s':>8} {'CPU ms/req':>10}  p99<50ms")  # fmt: skip
         print(header)
         print("-" * len(header))
         for r in results:
             print(f"{r['workload']:<46} {str(r['server_processes']) + ' proc':<8} {r['mode']:<14} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{r['throughput_rps']:>8.0f}  {'yes' if r['meets_target'] else 'NO'}"
+                  f"{r['throughput_rps']:>8.0f} {r['server_cpu_ms_per_request']:>10.2f}  "
+                  f"{'yes' if r['meets_target'] else 'NO'}"
                   + (f"  ({r['errors']} errors)" if r["errors"] else ""))  # fmt: skip
         print(f"{args.clients} clients, {args.requests} requests per run, median of "
               f"{args.repeats} runs; load average "

@@ -19,6 +19,7 @@ from api.params import TEXT_PATTERN, LatentSetIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import LatentSetList, LatentSetView, latent_set_view, page_of
 from services.pipeline.cache import cached_generator
+from services.store import LatentSetRecord
 
 router = APIRouter(tags=["latent sets"])
 
@@ -44,8 +45,8 @@ class LatentSetCreate(BaseModel):
         return self
 
 
-def _created(record: object, status: int = 201) -> JSONResponse:
-    view = latent_set_view(record)  # type: ignore[arg-type]
+def _created(record: LatentSetRecord, status: int = 201) -> JSONResponse:
+    view = latent_set_view(record)
     return JSONResponse(
         view.model_dump(mode="json"), status_code=status, headers={"Location": view.links["self"]}
     )

@@ -15,6 +15,7 @@ from pydantic import StringConstraints
 from api.auth import Principal, require
 from api.comparison import (
     MAX_SELECTIONS,
+    Comparison,
     compare,
     homogeneity_png,
     montage_png,
@@ -45,7 +46,9 @@ def _png(data: bytes) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def _comparison(request: Request, selection: list[str], principal: Principal, positions: int):  # type: ignore[no-untyped-def]
+def _comparison(
+    request: Request, selection: list[str], principal: Principal, positions: int
+) -> Comparison:
     parsed = []
     for index, text in enumerate(selection):
         try:

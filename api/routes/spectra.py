@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,7 +21,7 @@ from api.schemas import (
     spectrum_detail,
     spectrum_summary,
 )
-from services.store import NotFoundError
+from services.store import NotFoundError, SpectrumRecord
 
 router = APIRouter(tags=["spectra"])
 
@@ -33,11 +33,11 @@ OrderBy = Literal[
 ]
 
 
-def visible_spectrum(store: object, spectrum_id: str, principal: Principal) -> object:
+def visible_spectrum(store: Any, spectrum_id: str, principal: Principal) -> SpectrumRecord:
     """The spectrum, if the key may see its job; otherwise 404 (never 403: ids do not leak)."""
-    record = store.get_spectrum(spectrum_id)  # type: ignore[attr-defined]
+    record: SpectrumRecord = store.get_spectrum(spectrum_id)
     try:
-        store.get_job(record.job_id, owner=principal.visible_owner)  # type: ignore[attr-defined]
+        store.get_job(record.job_id, owner=principal.visible_owner)
     except NotFoundError:
         raise NotFoundError(f"no spectrum {spectrum_id!r} visible to this API key") from None
     return record
@@ -86,7 +86,7 @@ def get_spectrum(
     spectrum_id: SpectrumIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> SpectrumDetail:
-    return spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))  # type: ignore[arg-type]
+    return spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))
 
 
 @router.get(
@@ -107,7 +107,7 @@ def get_eigenvectors(
 ) -> Eigenvectors | Response:
     store = get_store(request)
     record = visible_spectrum(store, spectrum_id, principal)
-    k = min(k or record.k, record.k)  # type: ignore[attr-defined]
+    k = min(k or record.k, record.k)
     vectors = np.asarray(store.eigenvectors(spectrum_id, k=k))  # (d, k) columns
     if format == "npy":
         buffer = io.BytesIO()
@@ -122,6 +122,6 @@ def get_eigenvectors(
         d=int(vectors.shape[0]),
         k=int(vectors.shape[1]),
         dtype=str(vectors.dtype),
-        eigenvalues=[float(v) for v in record.eigenvalues[:k]],  # type: ignore[attr-defined]
+        eigenvalues=[float(v) for v in record.eigenvalues[:k]],
         vectors=vectors.T.tolist(),
     )
