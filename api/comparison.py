@@ -294,8 +294,8 @@ def _number(value: Any, digits: int = 4) -> str:
 def format_report(comparison: Comparison) -> str:
     """The comparison as aligned text tables (what ``spectra compare`` prints)."""
     data = comparison.to_json()
-    rows = [("selection", "N", "d", "k", "dims_99", "dims_99.9", "dims_99.99", "PR",
-             "homog. log", "homog. lin")]  # fmt: skip
+    rows: list[tuple[str, ...]] = [("selection", "N", "d", "k", "dims_99", "dims_99.9",
+                                    "dims_99.99", "PR", "homog. log", "homog. lin")]  # fmt: skip
     for s in data["selections"]:
         a, h = s["anisotropy"], s["homogeneity"] or {}
         rows.append((

@@ -181,7 +181,7 @@ def validation_problem(errors: list[dict[str, Any]], instance: str | None = None
 
 def validation_error(error: ValidationError, prefix: str | None = None) -> ApiProblem:
     """A pydantic ValidationError raised inside a handler, as a 422 problem."""
-    field, detail, listed = validation_details(list(error.errors()), prefix)
+    field, detail, listed = validation_details([dict(e) for e in error.errors()], prefix)
     return ApiProblem(
         422, "Invalid request", detail, field=field, slug="validation-error", extra={"errors": listed}
     )
@@ -203,11 +203,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        return validation_problem(list(error.errors()), instance=request.url.path)
+        return validation_problem([dict(e) for e in error.errors()], instance=request.url.path)
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, error: ValidationError) -> JSONResponse:
-        return validation_problem(list(error.errors()), instance=request.url.path)
+        return validation_problem([dict(e) for e in error.errors()], instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -6,7 +6,7 @@ Selections are given in the query as ``selection=JOB_ID`` or ``selection=MODEL:D
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -30,7 +30,9 @@ from api.routes.spectra import visible_spectrum
 
 router = APIRouter(tags=["plots"])
 
-PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "a PNG picture"}}
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "a PNG picture"}
+}
 SelectionText = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=TEXT_PATTERN)]
 Selections = Annotated[
     list[SelectionText],
