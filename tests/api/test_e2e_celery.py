@@ -141,6 +141,19 @@ def test_submit_follow_query_compare_export_reimport(
         assert main(["status", job_id, "--server", base, "--token", token]) == 0
         assert "3/3 done" in capsys.readouterr().out
 
+        # Codes from a .npy file go up as a multipart upload; then follow with `status`.
+        codes = np.random.default_rng(7).standard_normal((2, LATENT_DIM))
+        np.save(tmp_path / "codes.npy", codes)
+        assert main(["submit", "--server", base, "--token", token, "--model", MODEL,
+                     "--latents", str(tmp_path / "codes.npy"), "--top-k", "4"]) == 0  # fmt: skip
+        uploaded_id = capsys.readouterr().out.strip().splitlines()[-1]
+        assert main(["status", uploaded_id, "--follow", "--interval", "0.3",
+                     "--server", base, "--token", token]) == 0  # fmt: skip
+        capsys.readouterr()
+        uploaded = store.get_job(uploaded_id)
+        assert uploaded.status == "succeeded"
+        np.testing.assert_array_equal(store.latent_codes(uploaded.latent_set_id), codes)
+
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
             spectra = http.get("/v1/spectra", params={"job_id": job_id}).json()["items"]
@@ -160,7 +173,7 @@ def test_submit_follow_query_compare_export_reimport(
             copy = http.get("/v1/spectra", params={"job_id": copy_id}).json()["items"][0]
             assert http.get(f"/v1/spectra/{copy['id']}").json()["eigenvalues"] == first["eigenvalues"]
             metrics = http.get("/metrics").text
-            assert 'spectra_jobs_submitted_total{method="jacobian",model="dcgan-faces"} 1.0' in metrics
+            assert 'spectra_jobs_submitted_total{method="jacobian",model="dcgan-faces"} 2.0' in metrics
 
         # Cancelling a finished job changes nothing.
         assert main(["cancel", job_id, "--server", base, "--token", token]) == 0
