@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from services.config import get_settings
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,17 @@ def reap(
     store: Store,
     dispatch: Callable[[list[str]], None],
     *,
-    stale_after_s: float,
+    stale_after_s: float | None = None,
     in_flight: Callable[[], set[str]] | None = None,
     queued_grace_s: float | None = None,
     now: datetime | None = None,
 ) -> ReapReport:
-    """One sweep. `in_flight` returns the chunk ids the broker still holds (queued or
+    """One sweep. `stale_after_s` defaults to settings.stale_after_s. `in_flight` returns the chunk ids the broker still holds (queued or
     delivered); without it, queued chunks are left alone (only stale ones are repaired).
     `queued_grace_s` (default `stale_after_s`) spares chunks just created, whose message
     may be on its way."""
+    if stale_after_s is None:
+        stale_after_s = get_settings().stale_after_s
     report = ReapReport()
     for chunk in store.stale_chunks(stale_after_s):
         if store.requeue_chunk(chunk.id, older_than_s=stale_after_s):

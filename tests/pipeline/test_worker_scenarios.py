@@ -194,13 +194,13 @@ def test_5_cancel_stops_at_the_next_latent_and_keeps_results(
         chunk_size=4,
     )  # fmt: skip
     _mid_chunk(module_store, job.id)
-    at_cancel = len(module_store.stored_latent_indices(job.id))
     cancel_job(module_store, job.id, revoke=lambda ids: sender.control.revoke(ids))
+    at_cancel = len(module_store.stored_latent_indices(job.id))
 
     final = _finished(module_store, job.id, timeout_s=30)
     assert final.status == "cancelled"
     stored = len(module_store.stored_latent_indices(job.id))
-    # At most the latent in progress at the cancel is finished, and nothing after it.
+    # The latent in progress when the flag was set may still be stored; nothing after it.
     assert at_cancel <= stored <= at_cancel + 1 < 12
     assert {c.status for c in module_store.list_chunks(job.id)} <= {"succeeded", "cancelled"}
     time.sleep(1.0)
