@@ -29,8 +29,6 @@ from services.pipeline.planning import (
 )
 from services.store import ChunkPlan, LatentSetRecord, Store
 
-SPECTRUM_METHODS = ("jacobian", "hvp", "lanczos", "fd", "bp")
-ALL_METHODS = (*SPECTRUM_METHODS, "sefa")
 LPIPS_DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
 DISTANCES = ("mse", *LPIPS_DISTANCES)
 
@@ -210,22 +208,22 @@ def spec_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
 
 
-def _json_safe(value: Any) -> Any:
-    """Generator/distance facts as plain JSON (drops what JSON cannot hold exactly)."""
+def json_safe(value: Any) -> Any:
+    """Facts and diagnostics as plain JSON: non-finite floats become null, unknown objects
+    their string form (torch devices, dtypes, paths)."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
     return str(value)
-
-
-def json_safe(value: Any) -> Any:
-    """Public alias used when recording facts and diagnostics."""
-    return _json_safe(value)
 
 
 # --------------------------------------------------------------------------------------------
