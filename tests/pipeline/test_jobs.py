@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,3 +282,33 @@ def test_cancelled_job_runs_nothing_more(store: Store) -> None:
     assert sorted(revoked) == sorted(c.id for c in store.list_chunks(job.id))
     assert run_job_inprocess(store, job.id).status == "cancelled"
     assert store.list_spectra(job_id=job.id) == []
+
+
+def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(
+    store: Store, fast_heartbeats: None
+) -> None:
+    """The reaper judged a slow runner dead and gave its chunk to another: the first one sees
+    its heartbeat refused, stops at the next latent and leaves the chunk to the new holder."""
+    slow = f"python:{Path(toy_generators.__file__).resolve()}:slow"
+    job, _ = submit_job(
+        store, JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6), "a", None
+    )
+    (chunk,) = store.list_chunks(job.id)
+    first_result: list[str] = []
+    runner = threading.Thread(target=lambda: first_result.append(run_chunk(store, chunk.id, "A")))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not store.stored_latent_indices(job.id) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.requeue_chunk(chunk.id, older_than_s=0)  # as the reaper would
+    assert store.claim_chunk(chunk.id, "B", 5) is not None
+    runner.join(timeout=60)
+
+    assert first_result == ["running"]  # A gave up without finishing B's chunk
+    held = store.get_chunk(chunk.id)
+    assert held.status == "running" and held.lease_owner == "B"
+    stopped_at = len(store.stored_latent_indices(job.id))
+    assert stopped_at < 6
+    # B (a redelivery to B's worker) takes over its own silent lease and completes the rest.
+    assert run_chunk(store, chunk.id, "B") == "succeeded"
+    assert sorted(s.latent_index for s in store.list_spectra(job_id=job.id)) == list(range(6))
