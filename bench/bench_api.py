@@ -9,6 +9,10 @@ CPU per request (its process group's user + system time over the run) is the fig
 not depend on what else the machine runs. Each workload is repeated; the table gives medians
 over repeats. Target: p99 under 50 ms at 50 clients.
 
+Measured on the shared 2-core box: `serve --workers 2` answers a lone client in ~48 ms (vs
+~3 ms with one process), the signature of Nagle + delayed ACK on the sockets uvicorn's
+multi-process mode accepts; one process is the better setting here.
+
     .venv/bin/python bench/bench_api.py [--clients 50] [--requests 1500] [--repeats 3]
 
 Writes bench/results/api.json.
