@@ -181,10 +181,8 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
         block = max(1, _BLOCK_ELEMENTS // (k * packed_size))
         for start in range(0, n, block):
             stop = min(n, start + block)
-            columns = u[start:stop].transpose(1, 2)  # (b, k, d)
-            outer = columns[..., rows] * columns[..., cols]  # (b, k, T)
-            quotients = outer.reshape(-1, packed_size) @ packed.T  # (b*k, N)
-            yield start, stop, quotients.reshape(stop - start, k, n).transpose(1, 2)
+            quotients = packed @ _packed_outer_products(u[start:stop], packed_size)  # (N, b*k)
+            yield start, stop, quotients.reshape(n, stop - start, k).transpose(0, 1)
     else:
         everyone = u.permute(1, 0, 2).reshape(d, n * k)  # (d, N*k)
         block = max(1, _BLOCK_ELEMENTS // (k * n * k))
@@ -194,6 +192,20 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
             inner = (columns @ everyone).reshape(stop - start, k, n, k)  # [b, k, j, m]
             quotients = (inner.square() * lam[None, None]).sum(-1)  # (b, k, N)
             yield start, stop, quotients.transpose(1, 2)
+
+
+def _packed_outer_products(vectors: torch.Tensor, packed_size: int) -> torch.Tensor:
+    """(b, d, k) -> (T, b*k): column r holds u_r[p] u_r[q] for p <= q in row-major triangle
+    order (torch.triu_indices). One contiguous block of rows per p: far cheaper than gathering
+    the triangle with index arrays."""
+    b, d, k = vectors.shape
+    columns = vectors.permute(1, 0, 2).reshape(d, b * k)
+    out = torch.empty((packed_size, b * k), dtype=vectors.dtype)
+    offset = 0
+    for p in range(d):
+        torch.mul(columns[p:], columns[p], out=out[offset : offset + d - p])
+        offset += d - p
+    return out
 
 
 def average_metric(

@@ -53,7 +53,6 @@ import importlib
 import importlib.resources
 import importlib.util
 import json
-import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -672,7 +671,3 @@ def _remove_spectral_norm(model: nn.Module) -> None:
         for hook in list(submodule._forward_pre_hooks.values()):
             if isinstance(hook, SpectralNorm):
                 remove_spectral_norm(submodule, hook.name)
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

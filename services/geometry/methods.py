@@ -117,6 +117,8 @@ def compute_spectrum(
     top_k = _check_top_k(top_k, generator.latent_dim)
     started = time.perf_counter()
     if method == "lanczos":
+        if generator.latent_dim < 3:
+            raise InvalidOptionError("lanczos needs d >= 3; use method='jacobian' for tiny latents")
         problem = _prepare(generator, distance, code, "float64")
         result = _lanczos(problem, top_k or min(DEFAULT_LANCZOS_K, problem.d - 1), **options)
     else:
