@@ -176,8 +176,9 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
     if packed_size < k * d:
         rows, cols = torch.triu_indices(d, d)
         scale = torch.where(rows == cols, 1.0, 2.0).to(u.dtype)
-        metrics = torch.einsum("ndk,nk,nek->nde", u, lam, u)  # H_j, (N, d, d)
-        packed = metrics[:, rows, cols] * scale  # (N, T)
+        packed = torch.empty((n, packed_size), dtype=u.dtype)
+        for j in range(n):  # H_j = U_j Λ_j U_jᵀ one at a time: N·d² memory, not N·d²·k
+            packed[j] = ((u[j] * lam[j]) @ u[j].T)[rows, cols] * scale
         block = max(1, _BLOCK_ELEMENTS // (k * packed_size))
         for start in range(0, n, block):
             stop = min(n, start + block)
@@ -215,7 +216,8 @@ def average_metric(
     the global axes; float64, deterministic signs."""
     values = _spectra(eigenvalues)
     vectors = _vectors(eigenvectors, values).astype(np.float64)
-    mean = np.einsum("ndk,nk,nek->de", vectors, values, vectors) / values.shape[0]
+    scaled = vectors * values[:, None, :]
+    mean = np.einsum("ndk,nek->de", scaled, vectors, optimize=True) / values.shape[0]
     mean = (mean + mean.T) / 2
     eigvals, eigvecs = np.linalg.eigh(mean)
     return (
@@ -268,7 +270,7 @@ def alignment(
         )
         random /= np.linalg.norm(random, axis=0)
         rayleigh = {
-            name: np.einsum("dk,de,ek->k", v, matrix, v)
+            name: np.einsum("dk,de,ek->k", v, matrix, v, optimize=True)
             for name, v in (("a", first), ("b", second), ("random", random))
         }
         result.update(
