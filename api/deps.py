@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import Request
 
 from api.dispatch import Dispatcher
+from api.errors import ApiProblem
 from api.metrics import ApiMetrics
 from services.config import Settings
+from services.geometry import list_models
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,3 +27,19 @@ def get_dispatcher(request: Request) -> Dispatcher:
 
 def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
+
+
+def ensure_model_served(name: str, settings: Settings, field: str = "model") -> None:
+    """Refuse a model the server does not serve. File-based names (python:, torchscript:,
+    biggan-deep:) execute or unpickle the named file, so over HTTP only the built-in registry
+    and the operator's SPECTRA_EXTRA_MODELS are accepted."""
+    if name in settings.extra_model_names or name in {m.name for m in list_models()}:
+        return
+    raise ApiProblem(
+        422,
+        "Model not served",
+        f"model {name!r} is not served here; GET /v1/models lists the models this server "
+        "serves, and an operator can add a file-based model to SPECTRA_EXTRA_MODELS",
+        field=field,
+        slug="model-not-served",
+    )

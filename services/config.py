@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     secret_key: str = DEFAULT_SECRET
     device: str = "cpu"
+    # Models the HTTP API serves besides the built-in registry, comma-separated, e.g.
+    # "python:/opt/models/mine.py:build,biggan-deep:/opt/models/biggan-deep-256". File-based
+    # loaders run code from the named file, so the API never accepts one that an operator has
+    # not listed here (the local command line, run by the file's owner, accepts any).
+    extra_models: str = ""
 
     # Limits on what one request may ask for; all configurable.
     max_latents_per_job: int = Field(default=10_000, ge=1)
@@ -30,6 +35,10 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     stale_after_s: float = Field(default=120.0, gt=0)
     max_chunk_attempts: int = Field(default=3, ge=1)
+
+    @property
+    def extra_model_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.extra_models.split(",") if name.strip())
 
     def check_production_ready(self) -> None:
         """Refuse to serve in production mode with the built-in development secret."""

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from api import jobs_service
 from api.auth import Principal, require
 from api.codes import check_codes, parse_npy_codes, read_upload
-from api.deps import get_dispatcher, get_metrics, get_settings, get_store
+from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
 from api.dispatch import Dispatcher
 from api.errors import ApiProblem
 from api.metrics import ApiMetrics
@@ -70,6 +70,7 @@ def _submit(
     dispatcher: Dispatcher = get_dispatcher(request)
     settings: Settings = get_settings(request)
     metrics: ApiMetrics = get_metrics(request)
+    ensure_model_served(spec.model, settings)
     job, created = jobs_service.submit(
         request.app.state.idempotency,
         store,

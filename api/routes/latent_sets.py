@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from api.auth import Principal, require
 from api.codes import check_codes, parse_npy_codes, read_upload
-from api.deps import get_settings, get_store
+from api.deps import ensure_model_served, get_settings, get_store
 from api.errors import ApiProblem
 from api.params import TEXT_PATTERN, LatentSetIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
@@ -80,6 +80,7 @@ def create_latent_set(
             field="count",
             slug="too-many-latents",
         )
+    ensure_model_served(body.model, settings)
     generator = cached_generator(body.model, "cpu")  # UnknownModelError -> 422 on "model"
     codes = check_codes(np.asarray(generator.sample(body.count, body.seed)), settings, "count")
     record = store.create_latent_set(

@@ -22,7 +22,7 @@ from api.comparison import (
     parse_selection,
     spectrum_png,
 )
-from api.deps import get_store
+from api.deps import ensure_model_served, get_settings, get_store
 from api.errors import ApiProblem
 from api.params import TEXT_PATTERN, id_query
 from api.routes.jobs import PROBLEM_RESPONSES
@@ -104,5 +104,7 @@ def montage_plot(
     steps: Annotated[int, Query(ge=2, le=15, description="images per row")] = 7,
 ) -> Response:
     store = get_store(request)
-    visible_spectrum(store, spectrum_id, principal)
+    record = visible_spectrum(store, spectrum_id, principal)
+    # Imported results may name any model; only a served one is ever loaded to draw.
+    ensure_model_served(record.model, get_settings(request))
     return _png(montage_png(store, spectrum_id, axes=axes, steps=steps))
