@@ -78,14 +78,21 @@ def test_fd_is_not_halved(linear) -> None:
     assert relative_error(fd, exact) < 1e-12
 
 
-def test_lanczos_top20_matches_exact_eigenvalues(dcgan, mse, code, bp_mse) -> None:
-    exact = spectrum_from_metric(bp_mse)
-    result = compute_spectrum(dcgan, mse, code, method="lanczos", top_k=20, seed=3)
+def test_lanczos_top20_matches_exact_eigenvalues() -> None:
+    # A 64-d nonlinear generator: single-vector float64 products are cheap here; on
+    # dcgan-faces the same check passes (bench/bench_geometry.py reports it) but costs minutes
+    # on a loaded 2-core machine.
+    generator = python_generator("mlp64")
+    code = generator.sample(1, seed=4)[0]
+    exact = spectrum_from_metric(
+        compute_metric(generator, _mse(), code, method="bp", dtype="float64")
+    )
+    result = compute_spectrum(generator, _mse(), code, method="lanczos", top_k=20, seed=3)
     relative = np.abs(result.eigenvalues - exact.eigenvalues[:20]) / exact.eigenvalues[:20]
     assert relative.max() <= 1e-6
     assert result.diagnostics["converged"] is True
     assert result.diagnostics["residual_max_relative"] <= 1e-8
-    assert result.eigenvectors.shape == (100, 20)
+    assert result.eigenvectors.shape == (64, 20)
     cosines = np.abs(np.sum(result.eigenvectors[:, :5] * exact.eigenvectors[:, :5], axis=0))
     assert cosines.min() > 1 - 1e-8
 
