@@ -63,11 +63,19 @@ _OPTIONS: dict[str, set[str]] = {
 }
 
 
+# Summary figures that need every eigenvalue (the trace); unknown for a top-k-only method.
+TRACE_FIGURES = ("trace", "dims_99", "dims_999", "participation_ratio")
+
+
 @dataclass
 class SpectrumResult:
     eigenvalues: np.ndarray  # (k,) float64, descending
     eigenvectors: np.ndarray  # (d, k) columns, deterministic sign, dtype of the computation
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    # The filterable figures (analysis.summary_of keys) of the WHOLE spectrum, even when only
+    # top_k pairs are kept: a trace of the top 20 is not the trace. None where a figure is
+    # unknown (Lanczos sees only the top k, so the trace-based figures are None).
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +219,8 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
         raise NonFiniteOutputError(
             "the metric holds NaN/inf; the generator or distance is not finite here"
         )
+    from .analysis import summary_of  # analysis builds on this module; imported late
+
     d = matrix.shape[0]
     top_k = _check_top_k(top_k, d)
     norm = float(np.linalg.norm(matrix))
@@ -219,6 +229,8 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
     started = time.perf_counter()
     values, vectors = np.linalg.eigh(symmetric)
     values, vectors = values[::-1], vectors[:, ::-1]
+    summary = summary_of(values)
+    smallest = float(values[-1])
     if top_k is not None:
         values, vectors = values[:top_k], vectors[:, :top_k]
     vectors = _fixed_signs(vectors)
@@ -232,10 +244,11 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
             "asymmetry": asymmetry,
             "residual_max": float(residuals.max()),
             "residual_max_relative": float(residuals.max() / scale),
-            "min_eigenvalue_relative": float(np.linalg.eigvalsh(symmetric)[0] / scale),
+            "min_eigenvalue_relative": smallest / scale,
             "converged": True,
             "dtype": "float64",
         },
+        summary=summary,
     )
 
 
@@ -513,4 +526,5 @@ def _lanczos(
             "seed": seed,
             "top_k": top_k,
         },
+        summary={**dict.fromkeys(TRACE_FIGURES), "top_eigenvalue": float(values[0])},
     )

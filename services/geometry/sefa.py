@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .analysis import summary_of
 from .errors import InvalidOptionError
 from .generators import Generator
 from .methods import SpectrumResult, _check_top_k, _fixed_signs
@@ -56,6 +57,7 @@ def sefa(
     gram = a[:, used].T @ a[:, used]
     values, vectors = np.linalg.eigh((gram + gram.T) / 2)
     values, vectors = values[::-1], vectors[:, ::-1]
+    summary = summary_of(values)
     if top_k is not None:
         if top_k > len(used):
             raise InvalidOptionError(
@@ -78,6 +80,7 @@ def sefa(
             "products": 0,
             "wall_time_s": time.perf_counter() - started,
         },
+        summary=summary,
     )
 
 

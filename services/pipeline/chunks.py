@@ -323,7 +323,7 @@ def _save(
         store.save_spectrum, job.id, index, code, eigenvalues,
         # Stored in the job's dtype (float32 unless asked), whatever the route computed in.
         np.asarray(result.eigenvectors, dtype=resolved["dtype"]),
-        summary=summary_of(eigenvalues), diagnostics=json_safe(dict(result.diagnostics)),
+        summary=result.summary or summary_of(eigenvalues), diagnostics=json_safe(dict(result.diagnostics)),
         model=resolved["model"], distance=distance, method=resolved["method"],
         dtype=resolved["dtype"],
     )  # fmt: skip

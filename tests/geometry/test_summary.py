@@ -1,0 +1,38 @@
+"""The filterable summary describes the whole spectrum, even when only top-k pairs are kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.geometry import Distance, Generator, compute_spectrum, sefa, summary_of
+from tests.geometry.conftest import python_generator
+
+
+@pytest.fixture(scope="module")
+def mlp64() -> Generator:
+    return python_generator("mlp64")
+
+
+def test_top_k_keeps_the_summary_of_every_eigenvalue(mlp64: Generator, mse: Distance) -> None:
+    code = mlp64.sample(1, seed=3)[0]
+    full = compute_spectrum(mlp64, mse, code, method="jacobian", dtype="float64")
+    top = compute_spectrum(mlp64, mse, code, method="jacobian", dtype="float64", top_k=5)
+    assert top.eigenvalues.shape == (5,)
+    assert top.summary == full.summary == summary_of(full.eigenvalues)
+    # The trace is that of all 64 eigenvalues, not of the five kept.
+    assert top.summary["trace"] > top.eigenvalues.sum() * (1 + 1e-9)
+
+
+def test_lanczos_reports_only_what_it_knows(mlp64: Generator, mse: Distance) -> None:
+    code = mlp64.sample(1, seed=3)[0]
+    result = compute_spectrum(mlp64, mse, code, method="lanczos", top_k=4)
+    assert result.summary["top_eigenvalue"] == float(result.eigenvalues[0])
+    for unknown in ("trace", "dims_99", "dims_999", "participation_ratio"):
+        assert result.summary[unknown] is None
+
+
+def test_sefa_summary_covers_the_whole_factorization(linear: Generator) -> None:
+    full, top = sefa(linear), sefa(linear, top_k=2)
+    assert top.summary == full.summary
+    np.testing.assert_allclose(top.summary["trace"], full.eigenvalues.sum(), rtol=1e-12)
