@@ -170,25 +170,17 @@ def _load(store: Any, selection: Selection, owner: str | None, max_positions: in
     )
 
 
-# Anisotropy figures defined as shares of the trace: they need every eigenvalue.
-TRACE_FIGURES = ("dims_99", "dims_999", "dims_9999", "participation_ratio")
-
-
 def _anisotropy(selection: LoadedSelection, notes: list[str]) -> dict[str, Any]:
-    """The anisotropy table of the stored eigenvalues. Where the spectra were stored as top k
-    of d, the trace-based figures would describe the top k only, so they are left out (each
-    spectrum's own stored summary has them for the whole spectrum)."""
-    table = geometry.anisotropy(selection.eigenvalues)
+    """The anisotropy table of the stored eigenvalues, with a note where they are top k of d
+    (geometry.anisotropy then leaves out the trace-based figures)."""
     k, d = selection.eigenvalues.shape[1], selection.eigenvectors.shape[1]
     if k < d:
-        for key in TRACE_FIGURES:
-            table[key] = table[f"{key}_mean"] = None
         notes.append(
             f"{selection.label}: spectra keep the top {k} of {d} eigenvalues, so the trace-based "
             "figures (dims for 99/99.9/99.99 %, participation ratio) are left out; each "
             "spectrum's stored summary has them for the whole spectrum"
         )
-    return table
+    return geometry.anisotropy(selection.eigenvalues, latent_dim=d)
 
 
 def _pair_kind(a: LoadedSelection, b: LoadedSelection) -> str:

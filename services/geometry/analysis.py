@@ -86,9 +86,12 @@ def summary_of(eigenvalues: np.ndarray) -> dict[str, Any]:
     }
 
 
-def anisotropy(eigenvalues: np.ndarray) -> dict[str, Any]:
+def anisotropy(eigenvalues: np.ndarray, *, latent_dim: int | None = None) -> dict[str, Any]:
     """Per-rank mean / median / 5th / 95th percentile over positions, dimensions to reach
-    99 / 99.9 / 99.99 % of the trace and participation ratio (per position and mean)."""
+    99 / 99.9 / 99.99 % of the trace and participation ratio (per position and mean).
+
+    With `latent_dim` larger than the number of eigenvalues given (spectra kept as top k of
+    d), the trace-based figures would describe the top k only: they are None instead."""
     values = _spectra(eigenvalues)
     result: dict[str, Any] = {
         "n_positions": int(values.shape[0]),
@@ -105,6 +108,9 @@ def anisotropy(eigenvalues: np.ndarray) -> dict[str, Any]:
     ratio = _participation_ratio(values)
     result["participation_ratio"] = ratio
     result["participation_ratio_mean"] = float(ratio.mean())
+    if latent_dim is not None and values.shape[1] < latent_dim:
+        for key in (*TRACE_LEVELS, "participation_ratio"):
+            result[key] = result[f"{key}_mean"] = None
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.geometry import Distance, Generator, compute_spectrum, sefa, summary_of
+from services.geometry import Distance, Generator, anisotropy, compute_spectrum, sefa, summary_of
 from tests.geometry.conftest import python_generator
 
 
@@ -36,3 +36,13 @@ def test_sefa_summary_covers_the_whole_factorization(linear: Generator) -> None:
     full, top = sefa(linear), sefa(linear, top_k=2)
     assert top.summary == full.summary
     np.testing.assert_allclose(top.summary["trace"], full.eigenvalues.sum(), rtol=1e-12)
+
+
+def test_anisotropy_of_truncated_spectra_leaves_out_trace_figures() -> None:
+    values = np.array([[4.0, 2.0, 1.0], [3.0, 2.0, 0.5]])
+    full = anisotropy(values, latent_dim=3)
+    assert full["dims_99"].tolist() == [3, 3] and full["participation_ratio_mean"] > 1
+    top2 = anisotropy(values[:, :2], latent_dim=3)
+    np.testing.assert_allclose(top2["mean"], [3.5, 2.0])
+    for key in ("dims_99", "dims_999", "dims_9999", "participation_ratio"):
+        assert top2[key] is None and top2[f"{key}_mean"] is None
