@@ -274,10 +274,7 @@ def montage_png(
     generator = cached_generator(record.model, device)
     code = record.code if record.code is not None else np.zeros(record.d)
     vectors = store.eigenvectors(spectrum_id, k=axes)
-    walk = plots.axis_steps(np.asarray(record.eigenvalues[:axes]), steps)
-    images = plots.axis_walk_images(generator.module, code, vectors, walk)
-    labels = [f"{i + 1}" for i in range(axes)]
-    return plots.eigen_axis_montage(images, row_labels=labels, label_width=16)
+    return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
 
 
 def render_plots(store: Any, comparison: Comparison) -> dict[str, bytes]:

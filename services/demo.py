@@ -15,13 +15,7 @@ import torch
 
 from services.geometry import anisotropy, homogeneity, load_generator
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
-from services.plots import (
-    axis_steps,
-    axis_walk_images,
-    eigen_axis_montage,
-    homogeneity_histogram,
-    spectrum_plot,
-)
+from services.plots import axis_walk_montage, homogeneity_histogram, spectrum_plot
 from services.store import Store
 
 DEMO_OWNER = "local"
@@ -64,13 +58,11 @@ def _figures(eigenvalues: np.ndarray, homogeneity_stats: dict) -> dict[str, floa
 
 
 def _montage(store: Store, spectrum_id: str, code: np.ndarray, eigenvalues: np.ndarray) -> bytes:
-    axes, steps = 6, 7
     generator = load_generator("dcgan-faces").to("cpu", torch.float64)
-    vectors = store.eigenvectors(spectrum_id, k=axes)
-    walk = axis_steps(eigenvalues[:axes], steps)
-    images = axis_walk_images(generator.module, code, vectors, walk)
-    labels = [f"axis {k + 1}" for k in range(axes)]
-    return eigen_axis_montage(images, row_labels=labels, label_width=44)
+    vectors = store.eigenvectors(spectrum_id, k=6)
+    return axis_walk_montage(
+        generator.module, code, eigenvalues, vectors, steps=7, label="axis ", label_width=44
+    )
 
 
 def run_demo(

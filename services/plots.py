@@ -109,6 +109,25 @@ def axis_walk_images(
     return images.reshape(n_axes, n_steps, *images.shape[1:])
 
 
+def axis_walk_montage(
+    module: torch.nn.Module,
+    code: np.ndarray,
+    eigenvalues: np.ndarray,
+    eigenvectors: np.ndarray,
+    *,
+    steps: int = 7,
+    label: str = "",
+    label_width: int = 16,
+) -> bytes:
+    """The eigen-axis montage: one row per column of `eigenvectors` (top first), `steps`
+    images each, rows labelled f"{label}{rank}" in a left margin of `label_width` pixels."""
+    axes = eigenvectors.shape[1]
+    walk = axis_steps(np.asarray(eigenvalues[:axes]), steps)
+    images = axis_walk_images(module, code, eigenvectors, walk)
+    labels = [f"{label}{rank + 1}" for rank in range(axes)]
+    return eigen_axis_montage(images, row_labels=labels, label_width=label_width)
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[-1, 1] channel-first images to uint8 channel-last (the montage's pixel values)."""
     scaled = np.clip((np.asarray(images, dtype=np.float64) + 1.0) * 127.5, 0.0, 255.0)
