@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -91,8 +92,9 @@ def _new_id() -> str:
 
 
 def _le_bytes(array: np.ndarray, dtype: str) -> bytes:
-    """C-order little-endian bytes of ``array`` in ``dtype``."""
-    return np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    """C-order little-endian bytes of ``array`` in ``dtype``. One copy even for a transposed
+    view (tobytes reorders as it copies; ascontiguousarray first would copy twice)."""
+    return np.asarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes(order="C")
 
 
 def _from_le(buffer: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -263,6 +265,55 @@ SELECT spectrum_id, dtype, rows, cols,
        END AS payload
 FROM eigenvectors WHERE spectrum_id = ANY(%(ids)s)
 """
+
+
+# save_spectrum on PostgreSQL in two statements of one transaction instead of five. The first
+# checks the job, inserts the spectrum row (first write wins) and, only if it was new, its
+# eigenvector bytes; the second, sent once the thread hashing those bytes is done (it ran while
+# the server stored them), records the sha256 and counts the spectrum on its job, clearing a
+# failure recorded earlier for the same latent. Casts type the NULL-able parameters, which an
+# INSERT ... SELECT cannot infer from the target columns.
+_INSERT_SPECTRUM_POSTGRES = text(
+    """
+WITH job AS (SELECT id FROM jobs WHERE id = :job_id),
+spectrum AS (
+    INSERT INTO spectra (id, job_id, latent_index, model, distance, method, dtype, k, d,
+                         eigenvalues, code, top_eigenvalue, trace, dims_99, dims_999,
+                         participation_ratio, wall_time_s, diagnostics, created_at)
+    SELECT :id, job.id, :latent_index, :model, :distance, :method, :dtype, :k, :d,
+           :eigenvalues, CAST(:code AS bytea), CAST(:top_eigenvalue AS double precision),
+           CAST(:trace AS double precision), CAST(:dims_99 AS integer),
+           CAST(:dims_999 AS integer), CAST(:participation_ratio AS double precision),
+           CAST(:wall_time_s AS double precision), CAST(:diagnostics AS json), :created_at
+    FROM job
+    ON CONFLICT (job_id, latent_index) DO NOTHING
+    RETURNING id
+),
+vectors AS (
+    INSERT INTO eigenvectors (spectrum_id, dtype, rows, cols, sha256, data)
+    SELECT id, :vector_dtype, :k, :d, '', :data FROM spectrum
+    RETURNING spectrum_id
+)
+SELECT EXISTS (SELECT FROM job) AS job_found, EXISTS (SELECT FROM vectors) AS stored
+"""
+)
+_COUNT_SPECTRUM_POSTGRES = text(
+    """
+WITH digest AS (
+    UPDATE eigenvectors SET sha256 = :sha256 WHERE spectrum_id = :spectrum_id
+),
+cleared AS (
+    DELETE FROM latent_failures WHERE job_id = :job_id AND latent_index = :latent_index
+    RETURNING 1
+)
+UPDATE jobs SET n_done = n_done + 1, n_failed = n_failed - (SELECT count(*) FROM cleared)
+WHERE id = :job_id
+"""
+)
+
+
+def _job_not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(f"job {job_id!r} not found; create the job before saving results")
 
 
 class Store:
@@ -919,7 +970,7 @@ class Store:
         """NotFoundError unless the job exists; returns its count of failed latents."""
         n_failed = conn.execute(select(JOBS.c.n_failed).where(JOBS.c.id == job_id)).scalar()
         if n_failed is None:
-            raise NotFoundError(f"job {job_id!r} not found; create the job before saving results")
+            raise _job_not_found(job_id)
         return int(n_failed)
 
     def save_spectrum(
@@ -979,55 +1030,97 @@ class Store:
         columns = _summary_columns(summary)
         diagnostics_doc = _json_document(diagnostics, "diagnostics")
         wall_time = diagnostics_doc.get("wall_time_s")
-        vector_dtype = vectors.dtype.name
-        data = _le_bytes(vectors.T, vector_dtype)
-        spectrum_id = _new_id()
+        spectrum = {
+            "id": _new_id(),
+            "job_id": job_id,
+            "latent_index": latent_index,
+            "model": model,
+            "distance": distance,
+            "method": method,
+            "dtype": dtype,
+            "k": k,
+            "d": d,
+            "eigenvalues": _le_bytes(values, "float64"),
+            "code": code_bytes,
+            "wall_time_s": float(wall_time) if isinstance(wall_time, int | float) else None,
+            "diagnostics": diagnostics_doc,
+            "created_at": utcnow(),
+            **dict.fromkeys(SUMMARY_KEYS),
+            **columns,
+        }
+        data = _le_bytes(vectors.T, vectors.dtype.name)
+        # sha256 of 1 MiB costs 1-5 ms (CPUs with and without SHA instructions); it runs in a
+        # thread (hashlib releases the GIL) while the server stores the data.
+        digest = _Digest(data)
+        try:
+            with self._write() as conn:
+                save = self._save_postgres if self._postgres else self._save_portable
+                return save(conn, spectrum, vectors.dtype.name, data, digest)
+        finally:
+            digest.result()
+
+    def _save_portable(
+        self,
+        conn: Connection,
+        spectrum: dict[str, Any],
+        vector_dtype: str,
+        data: bytes,
+        digest: _Digest,
+    ) -> bool:
+        """save_spectrum on SQLite: statement by statement, through the models."""
+        job_failures = self._require_job(conn, spectrum["job_id"])
         statement = (
             self._insert(SPECTRA)
-            .values(
-                id=spectrum_id,
-                job_id=job_id,
-                latent_index=latent_index,
-                model=model,
-                distance=distance,
-                method=method,
-                dtype=dtype,
-                k=k,
-                d=d,
-                eigenvalues=_le_bytes(values, "float64"),
-                code=code_bytes,
-                wall_time_s=float(wall_time) if isinstance(wall_time, int | float) else None,
-                diagnostics=diagnostics_doc,
-                created_at=utcnow(),
-                **columns,
-            )
+            .values(**spectrum)
             .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
             .returning(SPECTRA.c.id)
         )
-        # sha256 of 1 MiB costs milliseconds; it runs in a thread (hashlib releases the GIL)
-        # while the server stores the data, and is filled in before the commit.
-        digest = _Digest(data)
-        with self._write() as conn:
-            job_failures = self._require_job(conn, job_id)
-            if conn.execute(statement).scalar_one_or_none() is None:
-                digest.result()
-                return False
-            conn.execute(
-                EIGENVECTORS.insert().values(
-                    spectrum_id=spectrum_id,
-                    dtype=vector_dtype,
-                    rows=k,
-                    cols=d,
-                    sha256="",
-                    data=data,
-                )
+        if conn.execute(statement).scalar_one_or_none() is None:
+            return False
+        conn.execute(
+            EIGENVECTORS.insert().values(
+                spectrum_id=spectrum["id"],
+                dtype=vector_dtype,
+                rows=spectrum["k"],
+                cols=spectrum["d"],
+                sha256=digest.result(),
+                data=data,
             )
-            conn.execute(
-                update(EIGENVECTORS)
-                .where(EIGENVECTORS.c.spectrum_id == spectrum_id)
-                .values(sha256=digest.result())
-            )
-            return self._count_done(conn, job_id, latent_index, job_failures)
+        )
+        return self._count_done(conn, spectrum["job_id"], spectrum["latent_index"], job_failures)
+
+    @staticmethod
+    def _save_postgres(
+        conn: Connection,
+        spectrum: dict[str, Any],
+        vector_dtype: str,
+        data: bytes,
+        digest: _Digest,
+    ) -> bool:
+        """save_spectrum on PostgreSQL: two statements (see _INSERT_SPECTRUM_POSTGRES)."""
+        found, stored = conn.execute(
+            _INSERT_SPECTRUM_POSTGRES,
+            {
+                **spectrum,
+                "diagnostics": json.dumps(spectrum["diagnostics"]),
+                "vector_dtype": vector_dtype,
+                "data": data,
+            },
+        ).one()
+        if not found:
+            raise _job_not_found(spectrum["job_id"])
+        if not stored:
+            return False
+        conn.execute(
+            _COUNT_SPECTRUM_POSTGRES,
+            {
+                "spectrum_id": spectrum["id"],
+                "sha256": digest.result(),
+                "job_id": spectrum["job_id"],
+                "latent_index": spectrum["latent_index"],
+            },
+        )
+        return True
 
     @staticmethod
     def _count_done(conn: Connection, job_id: str, latent_index: int, job_failures: int) -> bool:
