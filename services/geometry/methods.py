@@ -44,6 +44,7 @@ from .errors import (
     NotConvergedError,
     UnknownMethodError,
 )
+from .forward_mode import skip_constant_weight_tangents
 from .generators import Generator
 
 METHODS = ("jacobian", "hvp", "lanczos", "fd", "bp")
@@ -374,7 +375,8 @@ def _jacobian_rows(problem: _Problem, start: int, stop: int) -> torch.Tensor:
     def push_forward(tangent: torch.Tensor) -> torch.Tensor:
         return jvp(problem.features, (problem.z0,), (tangent,))[1]
 
-    return vmap(push_forward)(problem.basis(start, stop)).squeeze(1)  # (b, F)
+    with skip_constant_weight_tangents():
+        return vmap(push_forward)(problem.basis(start, stop)).squeeze(1)  # (b, F)
 
 
 def _jacobian_metric(problem: _Problem, *, batch: int) -> tuple[np.ndarray, dict[str, Any]]:
