@@ -12,7 +12,8 @@ Names `load_generator` accepts:
     architecture is defined here (the package's own module is never imported). Each
     ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time:
     the same function (to float32 rounding, recorded as ``batchnorm_folded``), one op fewer per
-    layer, and no BatchNorm that could ever run in train mode. Codes ~ N(0, I).
+    layer, and no BatchNorm that could ever run in train mode. The first layer (a transposed
+    convolution of the code as a 1x1 image) runs as the linear map it is. Codes ~ N(0, I).
 
 ``torchscript:PATH``
     Contract: ``torch.jit.load(PATH)`` gives a module whose ``forward`` maps a float tensor of
@@ -61,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import (
@@ -174,7 +176,7 @@ class Generator:
         device = torch.device(device)
         if _same_device(self.device, device) and self.dtype == dtype:
             return self
-        module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        module = _preferred_layout(copy.deepcopy(self.module).to(device=device, dtype=dtype))
         return Generator(
             name=self.name,
             family=self.family,
@@ -241,6 +243,7 @@ def load_generator(name: str, *, device: str = "cpu", truncation: float | None =
         known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
         raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
     generator = generator.to(torch_device, generator.dtype)
+    _preferred_layout(generator.module)
     _probe(generator)
     return generator
 
@@ -288,6 +291,16 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
         b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
     )
     return bool(index_a == index_b)
+
+
+def _preferred_layout(module: nn.Module) -> nn.Module:
+    """On the CPU, 4-D weights (2-D convolutions) in channels_last, in place: oneDNN's
+    convolutions then keep activations channels_last instead of converting every output back
+    to NCHW (dcgan-faces, 100 codes: forward 0.21 -> 0.16 s, and `jacobian` alike; float64
+    no slower). Elsewhere the layout is left as it is (not measured there)."""
+    if _module_device(module).type == "cpu" and any(t.dim() == 4 for t in _tensors(module)):
+        module.to(memory_format=torch.channels_last)
+    return module
 
 
 def _freeze(module: nn.Module) -> nn.Module:
@@ -346,8 +359,9 @@ class DCGAN(nn.Module):
     """PyTorch-tutorial DCGAN generator (64x64), taking codes (B, nz) instead of (B, nz, 1, 1).
 
     Built from a checkpoint of the tutorial layout (`main.0.weight`, ... ), with each
-    ConvTranspose2d + BatchNorm2d pair folded into one ConvTranspose2d. The first layer's
-    original weight is kept as `first_layer_weight` for SeFa (folding rescales it per channel).
+    ConvTranspose2d + BatchNorm2d pair folded into one ConvTranspose2d, the first of them as a
+    linear map. The first layer's original weight is kept as `first_layer_weight` for SeFa
+    (folding rescales it per channel).
     """
 
     def __init__(
@@ -365,11 +379,12 @@ class DCGAN(nn.Module):
         _freeze(reference)
         first: Any = reference[0]
         self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
-        self.net = _fold_batchnorm(reference)
+        folded = _fold_batchnorm(reference)
+        self.net = nn.Sequential(_CodeToFeatureMap(folded[0]), *list(folded)[1:])
         _freeze(self)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.net(codes.reshape(codes.shape[0], self.nz, 1, 1))
+        return self.net(codes)
 
     def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
         """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
@@ -380,6 +395,26 @@ class DCGAN(nn.Module):
             )
         weight: torch.Tensor = self.first_layer_weight  # type: ignore[assignment]
         return [weight.reshape(self.nz, -1).T]
+
+
+class _CodeToFeatureMap(nn.Module):
+    """The DCGAN's first layer, a ConvTranspose2d(nz, C, k, stride 1, padding 0) applied to the
+    code as a 1x1 image, written as what it is: one linear map (B, nz) -> (B, C, k, k). oneDNN's
+    transposed convolution took 9-37 ms for this shape at 100 codes here, the matmul 1.3 ms."""
+
+    def __init__(self, conv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if conv.stride != (1, 1) or conv.padding != (0, 0) or conv.groups != 1:
+            raise InvalidGeneratorError(f"not a DCGAN first layer: {conv}")
+        nz, channels, height, width = conv.weight.shape
+        self.shape = (channels, height, width)
+        weight = conv.weight.detach().reshape(nz, channels * height * width).T.contiguous()
+        bias = torch.zeros(channels) if conv.bias is None else conv.bias.detach()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias.repeat_interleave(height * width))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return F.linear(codes, self.weight, self.bias).reshape(-1, *self.shape)
 
 
 def _tutorial_dcgan(nz: int, ngf: int, nc: int) -> nn.Sequential:

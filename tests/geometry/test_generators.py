@@ -90,6 +90,21 @@ def test_to_returns_a_converted_copy(dcgan) -> None:
     assert dcgan.to("cpu", torch.float32) is dcgan
 
 
+def _convolution_weights(module: nn.Module) -> list[torch.Tensor]:
+    return [p for p in module.parameters() if p.dim() == 4]
+
+
+def test_convolutional_generators_run_channels_last_on_the_cpu(dcgan, linear) -> None:
+    for generator in (dcgan, dcgan.to("cpu", torch.float64)):
+        weights = _convolution_weights(generator.module)
+        assert len(weights) == 4  # the first layer is a linear map
+        assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+        assert not all(w.is_contiguous() for w in weights)  # a real layout change
+        images = generator.images(generator.sample(2, seed=0))
+        assert images.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.is_contiguous() for p in linear.module.parameters())  # no 4-D weights
+
+
 # --------------------------------------------------------------------------- torchscript
 
 
