@@ -299,7 +299,8 @@ def _preferred_layout(module: nn.Module) -> nn.Module:
     to NCHW (dcgan-faces, 100 codes: forward 0.21 -> 0.16 s, and `jacobian` alike; float64
     no slower). Elsewhere the layout is left as it is (not measured there)."""
     if _module_device(module).type == "cpu" and any(t.dim() == 4 for t in _tensors(module)):
-        module.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format (4-D tensors only); torch's type stubs leave it out.
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return module
 
 
@@ -379,8 +380,9 @@ class DCGAN(nn.Module):
         _freeze(reference)
         first: Any = reference[0]
         self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
-        folded = _fold_batchnorm(reference)
-        self.net = nn.Sequential(_CodeToFeatureMap(folded[0]), *list(folded)[1:])
+        first_folded, *rest = _fold_batchnorm(reference)
+        assert isinstance(first_folded, nn.ConvTranspose2d)
+        self.net = nn.Sequential(_CodeToFeatureMap(first_folded), *rest)
         _freeze(self)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
