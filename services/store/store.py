@@ -22,7 +22,6 @@ from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
-import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     ColumnElement,
@@ -33,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection
 from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
 from .errors import InvalidDataError, NotFoundError, StoreError
 from .models import Base, utcnow
+from .prepared import Disconnected, PreparedRead, fetch, prepare, run_on_driver
 from .records import (
     JOB_STATUSES,
     LATENT_SOURCES,
@@ -85,6 +86,42 @@ ALEMBIC_LOCK_KEY = 0x5350_4543  # pg advisory lock held while migrating ("SPEC")
 
 _LATENT_SET_META = [c for c in LATENT_SETS.c if c.name != "codes"]
 _SPECTRUM_META = list(SPECTRA.c)  # eigenvalues and code are small (k and d float64)
+
+# The reads behind the API's most frequent requests (job status, spectra pages, one spectrum).
+_JOB_BY_ID = prepare(select(JOBS).where(JOBS.c.id == bindparam("id")))
+_JOB_OF_OWNER = prepare(
+    select(JOBS).where(JOBS.c.id == bindparam("id"), JOBS.c.owner == bindparam("owner"))
+)
+_LATENT_FAILURES_OF_JOB = prepare(
+    select(
+        LATENT_FAILURES.c.job_id,
+        LATENT_FAILURES.c.latent_index,
+        LATENT_FAILURES.c.reason,
+        LATENT_FAILURES.c.created_at,
+    )
+    .where(LATENT_FAILURES.c.job_id == bindparam("job_id"))
+    .order_by(LATENT_FAILURES.c.latent_index)
+)
+_SPECTRUM_BY_ID = prepare(select(*_SPECTRUM_META).where(SPECTRA.c.id == bindparam("id")))
+
+
+@functools.lru_cache(maxsize=512)  # at most 2**4 filter sets x owner or not x 14 orders
+def _spectra_page_read(filters: tuple[str, ...], by_owner: bool, order_by: str) -> PreparedRead:
+    """One page of spectra metadata: each named filter (job_id, model, distance, method) and
+    the owner of their job bound by name, as are limit and offset. ``order_by``: as in
+    list_spectra."""
+    query = select(*_SPECTRUM_META).where(*(SPECTRA.c[f] == bindparam(f) for f in filters))
+    if by_owner:
+        query = query.join(JOBS, JOBS.c.id == SPECTRA.c.job_id).where(
+            JOBS.c.owner == bindparam("owner")
+        )
+    column = SPECTRA.c[order_by.removeprefix("-")]
+    ordering = (column.desc() if order_by.startswith("-") else column.asc()).nulls_last()
+    return prepare(
+        query.order_by(ordering, SPECTRA.c.job_id, SPECTRA.c.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 def _new_id() -> str:
@@ -214,10 +251,6 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-class _Disconnected(Exception):
-    """A raw driver call found its connection dead (wrapped so reads can retry it)."""
-
-
 def _retry_read(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run a read again, once, on a fresh pool if its connection turned out to be dead
     (server restart, pg_terminate_backend): reads skip the pre-ping round trip instead."""
@@ -226,7 +259,7 @@ def _retry_read(method: Callable[_P, _R]) -> Callable[_P, _R]:
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(*args, **kwargs)
-        except (sa_exc.DBAPIError, _Disconnected) as error:
+        except (sa_exc.DBAPIError, Disconnected) as error:
             if isinstance(error, sa_exc.DBAPIError) and not error.connection_invalidated:
                 raise
             store = args[0]
@@ -629,11 +662,15 @@ class Store:
     @_retry_read
     def get_job(self, job_id: str, owner: str | None = None) -> JobRecord:
         """The job; NotFoundError if it does not exist or ``owner`` does not own it."""
-        query = select(JOBS).where(JOBS.c.id == job_id)
-        if owner is not None:
-            query = query.where(JOBS.c.owner == owner)
+        if owner is None:
+            read, params = _JOB_BY_ID, {"id": job_id}
+        else:
+            read, params = _JOB_OF_OWNER, {"id": job_id, "owner": owner}
         with self._read() as conn:
-            return self._job(conn, query)
+            rows = fetch(conn, read, params)
+        if not rows:
+            raise NotFoundError("job not found; check the job id (and that it is yours)")
+        return JobRecord(**rows[0])
 
     @staticmethod
     def _job(conn: Connection, query: Select[Any]) -> JobRecord:
@@ -738,7 +775,12 @@ class Store:
     def job_progress(self, job_id: str) -> JobProgress:
         """Counts and speed. ``rate`` = (done + failed) / elapsed; ``eta_s`` = remaining / rate
         while the job is queued or running and rate > 0, 0 once succeeded, otherwise None."""
-        job = self.get_job(job_id)
+        return self.progress_of(self.get_job(job_id))
+
+    @staticmethod
+    def progress_of(job: JobRecord) -> JobProgress:
+        """job_progress of a job record already read (no query: a status view reads the job
+        once)."""
         finished = job.n_done + job.n_failed
         elapsed = rate = eta = None
         if job.started_at is not None:
@@ -1169,18 +1211,9 @@ class Store:
 
     @_retry_read
     def latent_failures(self, job_id: str) -> list[LatentFailureRecord]:
-        query = (
-            select(
-                LATENT_FAILURES.c.job_id,
-                LATENT_FAILURES.c.latent_index,
-                LATENT_FAILURES.c.reason,
-                LATENT_FAILURES.c.created_at,
-            )
-            .where(LATENT_FAILURES.c.job_id == job_id)
-            .order_by(LATENT_FAILURES.c.latent_index)
-        )
         with self._read() as conn:
-            return [LatentFailureRecord(**row) for row in conn.execute(query).mappings()]
+            rows = fetch(conn, _LATENT_FAILURES_OF_JOB, {"job_id": job_id})
+        return [LatentFailureRecord(**row) for row in rows]
 
     @_retry_read
     def stored_latent_indices(self, job_id: str) -> set[int]:
@@ -1191,7 +1224,7 @@ class Store:
             return set(conn.execute(done.union(failed)).scalars())
 
     @staticmethod
-    def _spectrum(row: RowMapping) -> SpectrumRecord:
+    def _spectrum(row: Mapping[str, Any]) -> SpectrumRecord:
         values = dict(row)
         values["eigenvalues"] = _readonly(_from_le(values["eigenvalues"], "float64", (row["k"],)))
         if values["code"] is not None:
@@ -1238,31 +1271,27 @@ class Store:
         SPECTRUM_ORDERS, prefixed with "-" for descending (e.g. "-top_eigenvalue"); ties are
         broken by job and id so pages are stable."""
         _check_page(limit, offset)
-        descending = order_by.startswith("-")
-        key = order_by.removeprefix("-")
-        if key not in SPECTRUM_ORDERS:
+        if order_by.removeprefix("-") not in SPECTRUM_ORDERS:
             raise InvalidDataError(
                 f"cannot order spectra by {order_by!r}; use one of {', '.join(SPECTRUM_ORDERS)} "
                 "(prefix '-' for descending)"
             )
-        column = SPECTRA.c[key]
-        ordering = (column.desc() if descending else column.asc()).nulls_last()
-        query = self._selection(select(*_SPECTRUM_META), job_id, model, distance, method, owner)
-        query = query.order_by(ordering, SPECTRA.c.job_id, SPECTRA.c.id).limit(limit).offset(offset)
+        filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
+        params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        read = _spectra_page_read(tuple(params), owner is not None, order_by)
+        if owner is not None:
+            params["owner"] = owner
+        params.update(limit=limit, offset=offset)
         with self._read() as conn:
-            return [self._spectrum(row) for row in conn.execute(query).mappings()]
+            return [self._spectrum(row) for row in fetch(conn, read, params)]
 
     @_retry_read
     def get_spectrum(self, spectrum_id: str) -> SpectrumRecord:
         with self._read() as conn:
-            row = (
-                conn.execute(select(*_SPECTRUM_META).where(SPECTRA.c.id == spectrum_id))
-                .mappings()
-                .one_or_none()
-            )
-        if row is None:
+            rows = fetch(conn, _SPECTRUM_BY_ID, {"id": spectrum_id})
+        if not rows:
             raise NotFoundError(f"spectrum {spectrum_id!r} not found")
-        return self._spectrum(row)
+        return self._spectrum(rows[0])
 
     def eigenvectors(self, spectrum_id: str, k: int | None = None) -> np.ndarray:
         """(d, k) eigenvectors as columns in their stored dtype, the top ``k`` (all when None).
@@ -1318,17 +1347,13 @@ class Store:
     def _vector_rows_postgres(
         conn: Connection, spectrum_ids: list[str], k: int | None
     ) -> list[Any]:
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        try:
-            with driver.cursor(binary=True, row_factory=namedtuple_row) as cursor:
-                cursor.execute(_VECTOR_SQL_POSTGRES, {"k": k, "ids": spectrum_ids})
-                return cursor.fetchall()
-        except psycopg.OperationalError as error:
-            if driver.broken or driver.closed:
-                conn.invalidate(error)
-                raise _Disconnected(str(error)) from error
-            raise
+        return run_on_driver(
+            conn,
+            _VECTOR_SQL_POSTGRES,
+            {"k": k, "ids": spectrum_ids},
+            row_factory=namedtuple_row,
+            binary=True,
+        )
 
     @_retry_read
     def eigenvalue_matrix(

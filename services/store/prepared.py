@@ -1,0 +1,85 @@
+"""Reads built once and, on PostgreSQL, run straight on the driver: the API's hot reads.
+
+Through SQLAlchemy a small SELECT costs 0.4-0.7 ms of CPU (building the statement, its cache
+key, the execution context and the result wrapper) where psycopg alone needs about 0.1 ms; at
+the API's request rates that was most of a request. A ``PreparedRead`` keeps the statement as
+SQLAlchemy Core, so the SQL is written once and SQLite runs it through SQLAlchemy as before,
+and compiles it once for PostgreSQL, whose rows come back from psycopg as plain dicts. Values
+are always bound by name (``bindparam``), never embedded, so the compiled text is reusable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import psycopg
+from psycopg.rows import RowFactory, dict_row
+from sqlalchemy import Select
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
+from sqlalchemy.engine import Connection
+
+from .models import UTCDateTime
+
+_POSTGRESQL = postgresql_psycopg.dialect()
+
+
+class Disconnected(Exception):
+    """A raw driver call found its connection dead (wrapped so that reads can retry it)."""
+
+
+@dataclass(frozen=True)
+class PreparedRead:
+    statement: Select[Any]
+    postgres_sql: str
+    # Timestamp columns: psycopg answers in the session's time zone, the store in UTC.
+    utc_columns: tuple[str, ...]
+
+
+def prepare(statement: Select[Any]) -> PreparedRead:
+    return PreparedRead(
+        statement=statement,
+        postgres_sql=str(statement.compile(dialect=_POSTGRESQL)),
+        utc_columns=tuple(
+            str(column.key)
+            for column in statement.selected_columns
+            if isinstance(column.type, UTCDateTime)
+        ),
+    )
+
+
+def fetch(conn: Connection, read: PreparedRead, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``read`` as dicts keyed by column name, timestamps aware and in UTC."""
+    if conn.dialect.name != "postgresql":
+        return [dict(row) for row in conn.execute(read.statement, dict(params)).mappings()]
+    rows: list[dict[str, Any]] = run_on_driver(conn, read.postgres_sql, params, row_factory=dict_row)
+    for row in rows:
+        for name in read.utc_columns:
+            if row[name] is not None:
+                row[name] = row[name].astimezone(UTC)
+    return rows
+
+
+def run_on_driver(
+    conn: Connection,
+    sql: str,
+    params: Mapping[str, Any],
+    *,
+    row_factory: RowFactory[Any],
+    binary: bool = False,
+) -> list[Any]:
+    """Every row of one PostgreSQL query, run on ``conn``'s psycopg connection. A dead
+    connection is invalidated and reported as Disconnected (the Store retries reads once)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor(binary=binary, row_factory=row_factory) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except psycopg.OperationalError as error:
+        if driver.broken or driver.closed:
+            conn.invalidate(error)
+            raise Disconnected(str(error)) from error
+        raise
