@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from services.store import (
@@ -17,7 +18,16 @@ from services.store import (
     LatentFailureRecord,
     LatentSetRecord,
     SpectrumRecord,
+    SpectrumSummaryRecord,
 )
+
+
+def json_response(body: BaseModel) -> Response:
+    """``body`` as JSON, encoded once by pydantic. A route that returns its model instead has
+    FastAPI validate it against the response_model again (in a worker thread, for a sync
+    route) before encoding it: a second pass over a body that was built from its own model.
+    The route keeps declaring ``response_model`` for the OpenAPI document."""
+    return Response(body.model_dump_json().encode(), media_type="application/json")
 
 
 class Page(BaseModel):
@@ -216,7 +226,7 @@ class Eigenvectors(BaseModel):
     vectors: list[list[float]] = Field(description="k rows, one eigenvector (length d) each")
 
 
-def _spectrum_fields(record: SpectrumRecord) -> dict[str, Any]:
+def _spectrum_fields(record: SpectrumRecord | SpectrumSummaryRecord) -> dict[str, Any]:
     return {
         "id": record.id,
         "job_id": record.job_id,
@@ -242,7 +252,7 @@ def _spectrum_fields(record: SpectrumRecord) -> dict[str, Any]:
     }
 
 
-def spectrum_summary(record: SpectrumRecord) -> SpectrumSummary:
+def spectrum_summary(record: SpectrumRecord | SpectrumSummaryRecord) -> SpectrumSummary:
     return SpectrumSummary(**_spectrum_fields(record))
 
 

@@ -17,6 +17,7 @@ from api.schemas import (
     Eigenvectors,
     SpectrumDetail,
     SpectrumList,
+    json_response,
     page_of,
     spectrum_detail,
     spectrum_summary,
@@ -35,9 +36,8 @@ OrderBy = Literal[
 
 def visible_spectrum(store: Any, spectrum_id: str, principal: Principal) -> SpectrumRecord:
     """The spectrum, if the key may see its job; otherwise 404 (never 403: ids do not leak)."""
-    record: SpectrumRecord = store.get_spectrum(spectrum_id)
     try:
-        store.get_job(record.job_id, owner=principal.visible_owner)
+        record: SpectrumRecord = store.get_spectrum(spectrum_id, owner=principal.visible_owner)
     except NotFoundError:
         raise NotFoundError(f"no spectrum {spectrum_id!r} visible to this API key") from None
     return record
@@ -59,8 +59,8 @@ def list_spectra(
     order_by: OrderBy = "latent_index",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> SpectrumList:
-    records = get_store(request).list_spectra(
+) -> Response:
+    records = get_store(request).list_spectrum_summaries(
         job_id=job_id,
         model=model,
         distance=distance,
@@ -70,8 +70,10 @@ def list_spectra(
         limit=limit,
         offset=offset,
     )
-    return SpectrumList(
-        items=[spectrum_summary(r) for r in records], page=page_of(records, limit, offset)
+    return json_response(
+        SpectrumList(
+            items=[spectrum_summary(r) for r in records], page=page_of(records, limit, offset)
+        )
     )
 
 
@@ -85,8 +87,10 @@ def get_spectrum(
     request: Request,
     spectrum_id: SpectrumIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
-) -> SpectrumDetail:
-    return spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))
+) -> Response:
+    return json_response(
+        spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))
+    )
 
 
 @router.get(

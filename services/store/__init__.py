@@ -13,6 +13,7 @@ from .records import (
     LatentFailureRecord,
     LatentSetRecord,
     SpectrumRecord,
+    SpectrumSummaryRecord,
 )
 from .store import SPECTRUM_ORDERS, SUMMARY_KEYS, Store, alembic_config
 
@@ -33,6 +34,7 @@ __all__ = [
     "LatentSetRecord",
     "NotFoundError",
     "SpectrumRecord",
+    "SpectrumSummaryRecord",
     "Store",
     "StoreError",
     "alembic_config",

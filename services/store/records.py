@@ -132,6 +132,29 @@ class SpectrumRecord:
 
 
 @dataclass(frozen=True)
+class SpectrumSummaryRecord:
+    """What a listing of spectra shows: a SpectrumRecord without its arrays and diagnostics
+    (a page of summaries is a third of the bytes to send and decode)."""
+
+    id: str
+    job_id: str
+    latent_index: int
+    model: str
+    distance: str
+    method: str
+    dtype: str
+    k: int
+    d: int
+    top_eigenvalue: float | None
+    trace: float | None
+    dims_99: int | None
+    dims_999: int | None
+    participation_ratio: float | None
+    wall_time_s: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class LatentFailureRecord:
     job_id: str
     latent_index: int

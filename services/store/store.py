@@ -9,6 +9,7 @@ message delivered twice does nothing the second time. Writes of results are idem
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -65,6 +66,7 @@ from .records import (
     LatentFailureRecord,
     LatentSetRecord,
     SpectrumRecord,
+    SpectrumSummaryRecord,
 )
 
 _T = Base.metadata.tables
@@ -103,14 +105,23 @@ _LATENT_FAILURES_OF_JOB = prepare(
     .order_by(LATENT_FAILURES.c.latent_index)
 )
 _SPECTRUM_BY_ID = prepare(select(*_SPECTRUM_META).where(SPECTRA.c.id == bindparam("id")))
+_SPECTRUM_OF_OWNER = prepare(
+    select(*_SPECTRUM_META)
+    .join(JOBS, JOBS.c.id == SPECTRA.c.job_id)
+    .where(SPECTRA.c.id == bindparam("id"), JOBS.c.owner == bindparam("owner"))
+)
+_SPECTRUM_SUMMARY = [SPECTRA.c[field.name] for field in dataclasses.fields(SpectrumSummaryRecord)]
 
 
-@functools.lru_cache(maxsize=512)  # at most 2**4 filter sets x owner or not x 14 orders
-def _spectra_page_read(filters: tuple[str, ...], by_owner: bool, order_by: str) -> PreparedRead:
-    """One page of spectra metadata: each named filter (job_id, model, distance, method) and
-    the owner of their job bound by name, as are limit and offset. ``order_by``: as in
-    list_spectra."""
-    query = select(*_SPECTRUM_META).where(*(SPECTRA.c[f] == bindparam(f) for f in filters))
+@functools.lru_cache(maxsize=1024)  # 2**4 filter sets x owner or not x 14 orders x 2
+def _spectra_page_read(
+    filters: tuple[str, ...], by_owner: bool, order_by: str, summaries: bool
+) -> PreparedRead:
+    """One page of spectra (whole rows, or the summary columns): each named filter (job_id,
+    model, distance, method) and the owner of their job bound by name, as are limit and
+    offset. ``order_by``: as in list_spectra."""
+    columns = _SPECTRUM_SUMMARY if summaries else _SPECTRUM_META
+    query = select(*columns).where(*(SPECTRA.c[f] == bindparam(f) for f in filters))
     if by_owner:
         query = query.join(JOBS, JOBS.c.id == SPECTRA.c.job_id).where(
             JOBS.c.owner == bindparam("owner")
@@ -1254,7 +1265,6 @@ class Store:
             conditions.append(JOBS.c.owner == owner)
         return query.where(*conditions)
 
-    @_retry_read
     def list_spectra(
         self,
         *,
@@ -1270,25 +1280,60 @@ class Store:
         """Metadata and eigenvalues, never eigenvectors. ``order_by`` is one of
         SPECTRUM_ORDERS, prefixed with "-" for descending (e.g. "-top_eigenvalue"); ties are
         broken by job and id so pages are stable."""
+        filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
+        rows = self._spectra_page(False, filters, owner, order_by, limit, offset)
+        return [self._spectrum(row) for row in rows]
+
+    def list_spectrum_summaries(
+        self,
+        *,
+        job_id: str | None = None,
+        model: str | None = None,
+        distance: str | None = None,
+        method: str | None = None,
+        owner: str | None = None,
+        order_by: str = "latent_index",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[SpectrumSummaryRecord]:
+        """list_spectra without the arrays and diagnostics: what a listing shows."""
+        filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
+        rows = self._spectra_page(True, filters, owner, order_by, limit, offset)
+        return [SpectrumSummaryRecord(**row) for row in rows]
+
+    @_retry_read
+    def _spectra_page(
+        self,
+        summaries: bool,
+        filters: dict[str, str | None],
+        owner: str | None,
+        order_by: str,
+        limit: int,
+        offset: int,
+    ) -> list[dict[str, Any]]:
         _check_page(limit, offset)
         if order_by.removeprefix("-") not in SPECTRUM_ORDERS:
             raise InvalidDataError(
                 f"cannot order spectra by {order_by!r}; use one of {', '.join(SPECTRUM_ORDERS)} "
                 "(prefix '-' for descending)"
             )
-        filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
-        read = _spectra_page_read(tuple(params), owner is not None, order_by)
+        read = _spectra_page_read(tuple(params), owner is not None, order_by, summaries)
         if owner is not None:
             params["owner"] = owner
         params.update(limit=limit, offset=offset)
         with self._read() as conn:
-            return [self._spectrum(row) for row in fetch(conn, read, params)]
+            return fetch(conn, read, params)
 
     @_retry_read
-    def get_spectrum(self, spectrum_id: str) -> SpectrumRecord:
+    def get_spectrum(self, spectrum_id: str, owner: str | None = None) -> SpectrumRecord:
+        """The spectrum; NotFoundError if it does not exist or ``owner`` does not own its job."""
+        if owner is None:
+            read, params = _SPECTRUM_BY_ID, {"id": spectrum_id}
+        else:
+            read, params = _SPECTRUM_OF_OWNER, {"id": spectrum_id, "owner": owner}
         with self._read() as conn:
-            rows = fetch(conn, _SPECTRUM_BY_ID, {"id": spectrum_id})
+            rows = fetch(conn, read, params)
         if not rows:
             raise NotFoundError(f"spectrum {spectrum_id!r} not found")
         return self._spectrum(rows[0])

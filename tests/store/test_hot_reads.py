@@ -92,6 +92,14 @@ def test_every_spectra_filter_combination_selects_what_it_names(store: Store) ->
                 ]
                 got = store.list_spectra(**filters, owner=owner, limit=100)  # type: ignore[arg-type]
                 assert [r.id for r in got] == expected, (filters, owner)
+                summaries = store.list_spectrum_summaries(**filters, owner=owner, limit=100)  # type: ignore[arg-type]
+                assert [s.id for s in summaries] == expected, (filters, owner)
+    # A summary is its spectrum's metadata, field for field.
+    [summary] = store.list_spectrum_summaries(job_id=bob.id, method="jacobian")
+    spectrum = store.get_spectrum(summary.id, owner="bob")
+    assert all(getattr(summary, f) == getattr(spectrum, f) for f in summary.__dataclass_fields__)
+    with pytest.raises(NotFoundError):
+        store.get_spectrum(summary.id, owner="alice")
     second_page_by_top = store.list_spectra(order_by="-top_eigenvalue", limit=2, offset=1)
     tops = sorted((r.top_eigenvalue for r in every), reverse=True)
     assert [r.top_eigenvalue for r in second_page_by_top] == tops[1:3]
