@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiProblem
 
@@ -83,10 +84,12 @@ def _unauthorized(detail: str) -> ApiProblem:
     )
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Principal:
+    # async, so that a remembered key costs no trip through the thread pool; only a key not
+    # seen in the last VERIFIED_TTL_S goes to the database, in a worker thread.
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise _unauthorized(
             "Send an API key as 'Authorization: Bearer <token>'; create one with "
@@ -96,7 +99,7 @@ def authenticate(
     cache: VerifiedKeyCache = request.app.state.key_cache
     principal = cache.get(token)
     if principal is None:
-        record = request.app.state.store.verify_api_key(token)
+        record = await run_in_threadpool(request.app.state.store.verify_api_key, token)
         if record is None:
             raise _unauthorized("This API key is not valid; create a new one with `spectra keys create`.")
         principal = Principal(owner=record.owner, scopes=frozenset(record.scopes))
@@ -104,12 +107,12 @@ def authenticate(
     return principal
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates and insists on one scope (admin passes everywhere)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; scopes are {', '.join(SCOPES)}")
 
-    def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
         if not principal.allows(scope):
             raise ApiProblem(
                 403,

@@ -24,6 +24,7 @@ from api.schemas import (
     JobView,
     job_detail,
     job_view_fields,
+    json_response,
     page_of,
 )
 from services.config import Settings
@@ -167,12 +168,12 @@ def get_job(
     request: Request,
     job_id: JobIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
-) -> JobDetail:
+) -> Response:
     store = get_store(request)
     job = store.get_job(job_id, owner=principal.visible_owner)
     # Most jobs have no failed latent: skip that query for them (status is polled often).
     failures = store.latent_failures(job.id) if job.n_failed else []
-    return job_detail(job, store.job_progress(job.id), failures)
+    return json_response(job_detail(job, store.progress_of(job), failures))
 
 
 @router.post(
