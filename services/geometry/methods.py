@@ -86,7 +86,9 @@ class _Problem:
     generator: Generator
     distance: Distance
     z0: torch.Tensor  # (1, d)
-    reference: torch.Tensor  # G(z0), (1, C, H, W), detached
+    # G(z0), (1, C, H, W), detached and checked finite. None for `jacobian`, which gets it from
+    # its own primal pass instead of rendering it once more.
+    reference: torch.Tensor | None
 
     @property
     def d(self) -> int:
@@ -96,6 +98,7 @@ class _Problem:
         return self.distance.features(self.generator.module(z))
 
     def loss(self, z: torch.Tensor) -> torch.Tensor:
+        assert self.reference is not None, "methods that differentiate D are prepared with G(z0)"
         return self.distance(self.reference, self.generator.module(z)).sum()
 
     def basis(self, start: int, stop: int) -> torch.Tensor:
@@ -131,7 +134,7 @@ def compute_spectrum(
         problem = _prepare(generator, distance, code, "float64")
         result = _lanczos(problem, top_k or min(DEFAULT_LANCZOS_K, problem.d - 1), **options)
     else:
-        problem = _prepare(generator, distance, code, dtype)
+        problem = _prepare(generator, distance, code, dtype, render=method != "jacobian")
         metric, diagnostics = _METRIC_BUILDERS[method](problem, **options)
         result = spectrum_from_metric(metric, top_k=top_k)
         result.diagnostics.update(diagnostics)
@@ -166,7 +169,7 @@ def compute_metric(
             "lanczos gives top-k eigenpairs, not a full metric; use jacobian, hvp, fd or bp"
         )
     options = _check_options(method, options, generator.latent_dim, dtype)
-    problem = _prepare(generator, distance, code, dtype)
+    problem = _prepare(generator, distance, code, dtype, render=method != "jacobian")
     metric, _ = _METRIC_BUILDERS[method](problem, **options)
     return _symmetrised(metric)
 
@@ -192,14 +195,15 @@ def metric_columns(
         raise InvalidOptionError(
             f"column block [{start}, {stop}) must satisfy 0 <= start < stop <= d = {d}"
         )
-    problem = _prepare(generator, distance, code, dtype)
-    weights = problem.distance.feature_weights(tuple(problem.reference.shape))
+    problem = _prepare(generator, distance, code, dtype, render=False)
     with torch.no_grad():
         pull_back = vjp(problem.features, problem.z0)[1]
         columns = []
         for chunk_start in range(start, stop, DEFAULT_BATCH):
             chunk_stop = min(stop, chunk_start + DEFAULT_BATCH)
-            pushed = _jacobian_rows(problem, chunk_start, chunk_stop)  # (b, F)
+            image, pushed = _jacobian_rows(problem, chunk_start, chunk_stop)  # (b, F)
+            _check_reference(problem.generator, image)
+            weights = problem.distance.feature_weights(tuple(image.shape))
             (block,) = vmap(pull_back)((2 * weights * pushed).unsqueeze(1))  # (b, 1, d)
             columns.append(block.squeeze(1))
     result = torch.cat(columns).T.double().cpu().numpy()
@@ -228,14 +232,13 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
     asymmetry = float(np.linalg.norm(matrix - matrix.T) / norm) if norm > 0 else 0.0
     symmetric = _symmetrised(matrix)
     started = time.perf_counter()
-    values, vectors = np.linalg.eigh(symmetric)
-    values, vectors = values[::-1], vectors[:, ::-1]
+    values, vectors = _eigh_descending(symmetric)
     summary = summary_of(values)
     smallest = float(values[-1])
     if top_k is not None:
         values, vectors = values[:top_k], vectors[:, :top_k]
     vectors = _fixed_signs(vectors)
-    residuals = np.linalg.norm(symmetric @ vectors - vectors * values, axis=0)
+    residuals = _residual_norms(symmetric, values, vectors)
     scale = max(abs(float(values[0])), np.finfo(np.float64).tiny)
     return SpectrumResult(
         eigenvalues=np.ascontiguousarray(values),
@@ -251,6 +254,24 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
         },
         summary=summary,
     )
+
+
+# The small float64 linear algebra after a metric (eigh, residuals) goes through torch, not
+# numpy: numpy's OpenBLAS runs a second thread pool, and on a 2-core machine, right after
+# torch's parallel work, its threads and torch's still-spinning OpenMP workers fight. A 100x100
+# eigh measured 10-150 ms there (median 12) instead of 2 ms.
+
+
+def _eigh_descending(symmetric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values, vectors = torch.linalg.eigh(torch.from_numpy(symmetric))
+    return values.flip(0).numpy(), vectors.flip(1).numpy()
+
+
+def _residual_norms(symmetric: np.ndarray, values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """‖H v − λ v‖ per column."""
+    matrix, columns = torch.from_numpy(symmetric), torch.from_numpy(np.ascontiguousarray(vectors))
+    residuals = matrix @ columns - columns * torch.from_numpy(np.ascontiguousarray(values))
+    return torch.linalg.vector_norm(residuals, dim=0).numpy()
 
 
 # --------------------------------------------------------------------------- validation
@@ -324,7 +345,10 @@ def _check_options(method: str, options: dict[str, Any], d: int, dtype: str) -> 
     return checked
 
 
-def _prepare(generator: Generator, distance: Distance, code: np.ndarray, dtype: str) -> _Problem:
+def _prepare(
+    generator: Generator, distance: Distance, code: np.ndarray, dtype: str, *, render: bool = True
+) -> _Problem:
+    """The problem at `code` in `dtype`; with `render`, G(z0) too (checked finite)."""
     code = generator.validate_codes(code)
     if code.ndim != 1:
         raise InvalidLatentError(
@@ -335,13 +359,19 @@ def _prepare(generator: Generator, distance: Distance, code: np.ndarray, dtype: 
     generator = generator.to(device, torch_dtype)
     distance = distance.to(device, torch_dtype)
     z0 = torch.as_tensor(code, dtype=torch_dtype, device=device).reshape(1, -1)
-    with torch.no_grad():
-        reference = generator.module(z0).detach()
-    if not torch.isfinite(reference).all():
+    reference = None
+    if render:
+        with torch.no_grad():
+            reference = generator.module(z0).detach()
+        _check_reference(generator, reference)
+    return _Problem(generator=generator, distance=distance, z0=z0, reference=reference)
+
+
+def _check_reference(generator: Generator, image: torch.Tensor) -> None:
+    if not torch.isfinite(image).all():
         raise NonFiniteOutputError(
             f"{generator.name} produced NaN/inf at this latent code; no metric can be computed there"
         )
-    return _Problem(generator=generator, distance=distance, z0=z0, reference=reference)
 
 
 def _require_finite(array: np.ndarray, problem: _Problem) -> None:
@@ -369,26 +399,31 @@ def _fixed_signs(vectors: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- full-metric methods
 
 
-def _jacobian_rows(problem: _Problem, start: int, stop: int) -> torch.Tensor:
-    """Rows e_iᵀ Jᵀ for i in [start, stop): forward-mode products, primal computed once."""
+def _jacobian_rows(problem: _Problem, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """G(z0) (1, C, H, W) and the rows e_iᵀ Jᵀ (b, F) for i in [start, stop): forward-mode
+    products through the generator, then the features; the primal pass runs once, unbatched."""
 
-    def push_forward(tangent: torch.Tensor) -> torch.Tensor:
-        return jvp(problem.features, (problem.z0,), (tangent,))[1]
+    def push_forward(tangent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, image_tangent = jvp(problem.generator.module, (problem.z0,), (tangent,))[:2]
+        return image, jvp(problem.distance.features, (image,), (image_tangent,))[1]
 
     with skip_constant_weight_tangents():
-        return vmap(push_forward)(problem.basis(start, stop)).squeeze(1)  # (b, F)
+        # out_dims None: the image does not depend on the tangent (torch's stub omits this form)
+        unbatched_image: Any = (None, 0)
+        image, rows = vmap(push_forward, out_dims=unbatched_image)(problem.basis(start, stop))
+    return image, rows.squeeze(1)
 
 
 def _jacobian_metric(problem: _Problem, *, batch: int) -> tuple[np.ndarray, dict[str, Any]]:
-    weights = problem.distance.feature_weights(tuple(problem.reference.shape))
     with torch.no_grad():
-        rows = torch.cat(
-            [
-                _jacobian_rows(problem, s, min(problem.d, s + batch))
-                for s in range(0, problem.d, batch)
-            ]
-        )
-        metric = 2 * (rows * weights) @ rows.T
+        chunks = []
+        for start in range(0, problem.d, batch):
+            image, rows = _jacobian_rows(problem, start, min(problem.d, start + batch))
+            _check_reference(problem.generator, image)
+            chunks.append(rows)
+        weights = problem.distance.feature_weights(tuple(image.shape))
+        rows = chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # cat would copy one chunk
+        metric = _weighted_gram(rows, weights)
     result = metric.double().cpu().numpy()
     _require_finite(result, problem)
     return result, {
@@ -397,6 +432,14 @@ def _jacobian_metric(problem: _Problem, *, batch: int) -> tuple[np.ndarray, dict
         "batch": batch,
         "features": int(weights.numel()),
     }
+
+
+def _weighted_gram(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """2 R diag(w) Rᵀ for Jacobian rows R (d, F). Uniform weights (mse) scale the (d, d)
+    result instead of R: one pass over the d x F rows fewer."""
+    if bool((weights == weights[0]).all()):
+        return (rows @ rows.T) * (2 * weights[0])
+    return (rows * (2 * weights)) @ rows.T
 
 
 def _hvp_function(problem: _Problem) -> Callable[[torch.Tensor], torch.Tensor]:

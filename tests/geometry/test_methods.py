@@ -228,13 +228,18 @@ def test_diagnostics_are_complete(tiny_dcgan) -> None:
         assert result.eigenvalues.shape == (3,) and result.eigenvectors.shape == (8, 3)
 
 
-def test_nan_generator_mid_job_raises_typed_error() -> None:
+@pytest.mark.parametrize("method", ["jacobian", "hvp", "bp"])
+def test_nan_generator_mid_job_raises_typed_error(method) -> None:
+    """jacobian checks G(z0) from its own primal pass, the others before differentiating:
+    either way the error names the image, not the derivatives."""
     from services.geometry import NonFiniteOutputError
 
     generator = python_generator("nan_far_from_origin")
-    compute_spectrum(generator, _mse(), np.ones(4))  # finite here
-    with pytest.raises(NonFiniteOutputError, match="NaN/inf"):
-        compute_spectrum(generator, _mse(), np.full(4, 20.0))
+    compute_spectrum(generator, _mse(), np.ones(4), method=method)  # finite here
+    with pytest.raises(NonFiniteOutputError, match="produced NaN/inf at this latent code"):
+        compute_spectrum(generator, _mse(), np.full(4, 20.0), method=method)
+    with pytest.raises(NonFiniteOutputError, match="produced NaN/inf at this latent code"):
+        metric_columns(generator, _mse(), np.full(4, 20.0), 0, 2)
 
 
 def _mse() -> Distance:
