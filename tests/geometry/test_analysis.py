@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from services.geometry import (
     InvalidOptionError,
@@ -86,6 +87,20 @@ def test_homogeneity_matches_the_published_double_loop(k) -> None:
     assert result["linear_offdiag_median"] == pytest.approx(np.median(lin[off]))
     single = homogeneity(values, vectors, dtype="float32")
     assert np.allclose(single["log"], log, atol=1e-4)
+    on_cpu = homogeneity(values, vectors, device="cpu")
+    assert np.array_equal(on_cpu["log"], result["log"]) and isinstance(on_cpu["log"], np.ndarray)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("k", [3, 10])
+def test_homogeneity_on_cuda_matches_the_double_loop(k) -> None:
+    values, vectors = _random_spectra(6, 10, k, seed=1)
+    result = homogeneity(values, vectors, device="cuda")
+    log, lin = _homogeneity_loop(values, vectors)
+    assert isinstance(result["log"], np.ndarray)
+    assert np.allclose(result["log"], log, atol=1e-10) and np.allclose(
+        result["linear"], lin, atol=1e-10
+    )
 
 
 def test_homogeneity_of_identical_hessians_is_one() -> None:
@@ -132,6 +147,12 @@ def test_analysis_bad_input() -> None:
         anisotropy(np.array([[1.0, np.nan]]))
     with pytest.raises(InvalidOptionError):
         homogeneity(np.ones((2, 3)), np.ones((2, 4, 2)))
+    values, vectors = _random_spectra(2, 4, 4, seed=0)
+    with pytest.raises(InvalidOptionError, match="unknown device"):
+        homogeneity(values, vectors, device="abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidOptionError, match="CUDA is not available"):
+            homogeneity(values, vectors, device="cuda")
     with pytest.raises(InvalidOptionError, match="different spaces"):
         alignment(np.eye(3), np.eye(4))
     with pytest.raises(InvalidOptionError):
