@@ -1,13 +1,14 @@
 """API latency: job status and spectra queries at 50 concurrent clients on loopback.
 
-A `spectra serve` (uvicorn) subprocess on a fresh PostgreSQL database seeded with one finished
-job of N spectra (d = 100, k = 100, written through the Store). One client alone (the service
-time, no queueing); then 50 asyncio clients, each on its own keep-alive connection, back to
-back ("closed loop": latency includes the queueing behind the other 49) and with a pause
-between requests ("paced": clients that poll, as `spectra status --follow` does). The server's
-CPU per request (its process group's user + system time over the run) is the figure that does
-not depend on what else the machine runs. Each workload is repeated; the table gives medians
-over repeats. Target: p99 under 50 ms at 50 clients.
+A `spectra serve` (uvicorn) subprocess on a fresh PostgreSQL database seeded with one running
+job of N stored spectra (d = 100, k = 100, written through the Store) and one failed latent, so
+a status read includes its failures and nothing about it could be cached. One client alone
+(the service time, no queueing); then 50 asyncio clients, each on its own keep-alive
+connection, back to back ("closed loop": latency includes the queueing behind the other 49)
+and with a pause between requests ("paced": clients that poll, as `spectra status --follow`
+does). The server's CPU per request (its process group's user + system time over the run)
+is the figure that does not depend on what else the machine runs. Each workload is repeated;
+the table gives medians over repeats. Target: p99 under 50 ms at 50 clients.
 
 Measured on the shared 2-core box: `serve --workers 2` answers a lone client in ~48 ms (vs
 ~3 ms with one process), the signature of Nagle + delayed ACK on the sockets uvicorn's
@@ -71,13 +72,16 @@ def drop_database(name: str) -> None:
 
 
 def seed(store: Store) -> tuple[str, list[str], str]:
-    """One finished job of N_SPECTRA synthetic spectra; returns (job id, spectrum ids, token)."""
+    """A running job of N_SPECTRA stored synthetic spectra and one failed latent, as a status
+    poll sees it near the end (so its status is read with its failures, and nothing about it
+    may be cached); returns (job id, spectrum ids, token)."""
     rng = np.random.default_rng(0)
+    n_latents = N_SPECTRA + 1
     spec = {"model": "dcgan-faces", "distance": "mse", "method": "jacobian",
-            "latents": {"count": N_SPECTRA, "seed": 0}}  # fmt: skip
+            "latents": {"count": n_latents, "seed": 0}}  # fmt: skip
     job, _ = store.create_job(
-        "bench", spec, {**spec, "bench": True}, uuid.uuid4().hex, None, N_SPECTRA,
-        [ChunkPlan(index=0, latent_indices=list(range(N_SPECTRA)))],
+        "bench", spec, {**spec, "bench": True}, uuid.uuid4().hex, None, n_latents,
+        [ChunkPlan(index=0, latent_indices=list(range(n_latents)))],
     )  # fmt: skip
     store.transition_job(job.id, ["queued"], "running")
     for index in range(N_SPECTRA):
@@ -88,8 +92,7 @@ def seed(store: Store) -> tuple[str, list[str], str]:
             summary=summary_of(values), diagnostics={"wall_time_s": 0.1}, model="dcgan-faces",
             distance="mse", method="jacobian", dtype="float32",
         )  # fmt: skip
-    store.record_latent_failure(job.id, N_SPECTRA - 1, "synthetic failure, for the status view")
-    store.refresh_job_status(job.id)
+    store.record_latent_failure(job.id, N_SPECTRA, "synthetic failure, for the status view")
     ids = [s.id for s in store.list_spectra(job_id=job.id, limit=N_SPECTRA)]
     _, token = store.create_api_key("bench", ["read"])
     return job.id, ids, token
