@@ -73,6 +73,8 @@ def worker_timing(args: argparse.Namespace) -> dict[str, Any]:
     from services.geometry import compute_metric, compute_spectrum
 
     generator, distance = _load(args.distance, args.device)
+    # The methods run float32 convolutions in IEEE precision (no TF32) on CUDA; so does the floor.
+    torch.backends.cudnn.allow_tf32 = False
     methods = args.methods.split(",")
     codes = generator.sample(args.codes, seed=2024)
     torch_dtype = torch.float32 if args.dtype == "float32" else torch.float64

@@ -246,3 +246,20 @@ def _mse() -> Distance:
     from services.geometry import load_distance
 
     return load_distance("mse")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_float32_on_cuda_is_ieee_not_tf32() -> None:
+    """cuDNN would use TF32 for float32 convolutions (1e-4 relative error here); the entry
+    points switch it off for their duration and restore the setting."""
+    from services.geometry import load_distance, load_generator
+
+    generator = load_generator("dcgan-faces", device="cuda")
+    code = generator.sample(1, seed=3)[0]
+    reference = compute_metric(generator, load_distance("mse"), code, method="bp", dtype="float64")
+    assert torch.backends.cudnn.allow_tf32  # torch's default, which the test relies on
+    for method in ("jacobian", "bp"):
+        metric = compute_metric(generator, load_distance("mse", device="cuda"), code, method=method)
+        error = np.linalg.norm(metric - reference) / np.linalg.norm(reference)
+        assert error < 1e-5, (method, error)
+    assert torch.backends.cudnn.allow_tf32
