@@ -42,7 +42,24 @@ class _InputLinearOp(torch.autograd.Function):
     """op(x, weight, bias, *rest) with a jvp that leaves out the weight and bias terms when
     they have no tangent (undefined tangents arrive as None: grads are not materialised)."""
 
-    generate_vmap_rule = True
+    @staticmethod
+    def vmap(  # type: ignore[override]
+        info: Any,
+        in_dims: tuple[Any, ...],
+        op: Callable[..., torch.Tensor],
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        rest: tuple[Any, ...],
+    ) -> tuple[torch.Tensor, int | None]:
+        """The forward under vmap. Here the primal is unbatched (vmap runs over tangents
+        only), and torch's own rules are cheaper than a generated one (about 1.5 ms per call)."""
+        _, x_dim, weight_dim, bias_dim, _ = in_dims
+        if x_dim is None and weight_dim is None and bias_dim is None:
+            return op(x, weight, bias, *rest), None
+        return torch.vmap(lambda *a: op(*a, *rest), in_dims=(x_dim, weight_dim, bias_dim))(
+            x, weight, bias
+        ), 0
 
     @staticmethod
     def forward(  # type: ignore[override]

@@ -94,3 +94,13 @@ def test_only_primal_and_tangent_convolutions_run() -> None:
     module, z0 = _module(), torch.randn(1, 5, dtype=torch.float64)
     assert _convolutions_in_jacobian(module, z0, skip=False) == 3 * 4
     assert _convolutions_in_jacobian(module, z0, skip=True) == 2 * 4
+
+
+def test_batched_primals_are_unchanged() -> None:
+    """Jacobians of several codes at once (vmap over the primal too): the forward's vmap rule
+    takes its general path."""
+    module, codes = _module(), torch.randn(3, 1, 5, dtype=torch.float64)
+    expected = vmap(lambda z: _jacobian_rows(module, z))(codes)
+    with skip_constant_weight_tangents():
+        got = vmap(lambda z: _jacobian_rows(module, z))(codes)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
