@@ -4,7 +4,9 @@ Methods (all evaluate derivatives at exactly z0; D(G(z0), G(z0)) = 0 with zero g
 
 - ``jacobian`` (default): H = 2 Jᵀ W J, J the Jacobian of z ↦ φ(G(z)) from forward-mode
   products (`torch.func.jvp` under `vmap` over basis vectors, in chunks of ``batch``). The
-  primal pass runs once per chunk, the d tangents as one batch: about one batched forward.
+  primal pass runs once per chunk (it also gives G(z0)), the d tangents as one batch: about
+  one batched forward. Convolutions and linear layers skip torch's zero weight-tangent term
+  (`forward_mode.skip_constant_weight_tangents`).
 - ``hvp``: H from batched second-order products of D itself (forward-over-reverse: `jvp` of
   `grad` under `vmap`, in chunks of ``batch``), for distances that are not squared feature
   differences. Exact, like ``jacobian``; slower.
