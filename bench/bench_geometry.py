@@ -16,7 +16,8 @@ load from other processes on a shared machine hits them alike; at 8 codes there 
 bp / floor timings are repeated with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=16 GiB (glibc
 keeps large blocks instead of returning them and faulting them in again). The homogeneity
 matrix of 1000 positions at d = 256 (float32) is timed once. Prints the tables and writes
-bench/results/bench_geometry.json.
+bench/results/bench_geometry.json (bench_geometry_cuda.json with --device cuda, where the
+tuned-malloc table, a CPU matter, is left out).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "bench_geometry.json"
+RESULTS_DIR = REPO / "bench" / "results"
 METHODS = ("jacobian", "hvp", "fd", "lanczos", "bp")
 DISTANCES = ("mse", "lpips-alex")
 ERROR_CODES = 2  # codes per measurement whose H is compared with bp's
@@ -216,7 +217,10 @@ def run_worker(kind: str, env_extra: dict[str, str], **fields: Any) -> dict[str,
     command = [sys.executable, __file__, "--worker", kind]
     for key, value in fields.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, **env_extra, "PYTHONPATH": str(REPO)}
+    # The repository first, then whatever the caller's path holds (packages installed with
+    # pip --target on a machine without the project's virtual environment).
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **env_extra, "PYTHONPATH": python_path}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker {kind} {fields} failed:\n{done.stderr[-3000:]}")
@@ -374,13 +378,19 @@ def main() -> None:
 
     started = time.perf_counter()
     rows = method_table(args, {}, "default")
-    if not args.quick:
+    if not args.quick and args.device == "cpu":  # glibc's malloc settings matter on the CPU only
         rows += method_table(args, TUNED_MALLOC, "tuned malloc")
     verdicts = summarise(rows)
     print(f"  homogeneity of {args.positions} positions ...", flush=True)
     homogeneity_row = run_worker("homogeneity", {}, positions=args.positions, device=args.device)
     print_tables(rows, verdicts, homogeneity_row)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    # One file per device, so a GPU run does not overwrite the CPU figures.
+    results = RESULTS_DIR / (
+        "bench_geometry.json"
+        if args.device == "cpu"
+        else f"bench_geometry_{args.device.split(':')[0]}.json"
+    )
+    results.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "geometry",
         "model": "dcgan-faces",
@@ -399,9 +409,9 @@ def main() -> None:
         "homogeneity": homogeneity_row,
         "total_time_s": time.perf_counter() - started,
     }
-    RESULTS.write_text(json.dumps(report, indent=2))
+    results.write_text(json.dumps(report, indent=2))
     print(
-        f"\nwrote {RESULTS} in {report['total_time_s']:.0f} s (load average {os.getloadavg()[0]:.1f})"
+        f"\nwrote {results} in {report['total_time_s']:.0f} s (load average {os.getloadavg()[0]:.1f})"
     )
 
 
