@@ -53,6 +53,26 @@ def tiny_dcgan() -> tuple[nn.Module, int]:
     return DCGAN(state, nz=8, ngf=4, nc=3), 8
 
 
+class ViewAfterConvolution(nn.Module):
+    """Flattens a convolution's output with `.view`, which needs NCHW-contiguous activations:
+    a module that cannot run channels_last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(5)
+            self.seed = nn.Linear(4, 2 * 4 * 4)
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        features = self.conv(self.seed(codes).view(-1, 2, 4, 4))
+        return torch.tanh(features.view(features.shape[0], -1)).view(-1, 3, 4, 4)
+
+
+def view_after_convolution() -> tuple[nn.Module, int]:
+    return ViewAfterConvolution(), 4
+
+
 class NaNFarFromOrigin(nn.Module):
     """Finite near the origin, NaN once |z| > 10: a generator that fails mid-job."""
 

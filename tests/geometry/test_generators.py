@@ -105,6 +105,18 @@ def test_convolutional_generators_run_channels_last_on_the_cpu(dcgan, linear) ->
     assert all(p.is_contiguous() for p in linear.module.parameters())  # no 4-D weights
 
 
+def test_a_generator_that_cannot_run_channels_last_keeps_its_own_layout() -> None:
+    generator = python_generator("view_after_convolution")
+    assert not generator.channels_last
+    for copy in (generator, generator.to("cpu", torch.float64)):
+        assert all(p.is_contiguous() for p in copy.module.parameters())
+        assert copy.images(copy.sample(2, seed=0)).shape == (2, 3, 4, 4)
+    with pytest.raises(RuntimeError, match="view"):  # what channels_last would have done
+        generator.module.to(memory_format=torch.channels_last)(
+            torch.as_tensor(generator.sample(2, seed=0), dtype=torch.float32)
+        )
+
+
 # --------------------------------------------------------------------------- torchscript
 
 
