@@ -127,15 +127,22 @@ class LPIPSDistance(Distance):
 
     def __call__(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # The lpips package's own forward: the reference for the feature decomposition below.
-        x0, x = self._resized(x0), self._resized(x)
+        x0, x = self._backbone_input(x0), self._backbone_input(x)
         if x0.shape[0] != x.shape[0]:
             x0 = x0.expand_as(x)
         return self.model(x, x0, normalize=False).reshape(x.shape[0])
 
+    def _backbone_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Resized and NCHW-contiguous. A CPU generator's images come channels_last, and
+        double-backward through the backbone's convolutions under vmap (lanczos, hvp) then
+        fails in torch ("NYI: querying is_contiguous inside of vmap for memory_format other
+        than torch.contiguous_format"); the copy costs one small image batch."""
+        return self._resized(images).contiguous()
+
     def _layer_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         import lpips  # imported by load_distance through the torchvision workaround
 
-        outputs = self.model.net(self.model.scaling_layer(self._resized(images)))
+        outputs = self.model.net(self.model.scaling_layer(self._backbone_input(images)))
         return [lpips.normalize_tensor(outputs[layer]) for layer in range(self.model.L)]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

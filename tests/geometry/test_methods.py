@@ -119,6 +119,17 @@ def test_metric_columns_assemble_the_exact_metric(dcgan, lpips_random, code, bp_
     assert np.allclose(whole.eigenvalues, spectrum_from_metric(bp_lpips).eigenvalues, rtol=1e-6)
 
 
+def test_lanczos_with_lpips_through_a_channels_last_generator(
+    dcgan, lpips_random, code, bp_lpips
+) -> None:
+    """Double backward through LPIPS under vmap, fed a channels_last generator's images (the
+    CPU layout of dcgan-faces): torch refused this until the backbone got NCHW input."""
+    assert dcgan.channels_last
+    result = compute_spectrum(dcgan, lpips_random, code, method="lanczos", top_k=10)
+    exact = np.linalg.eigvalsh(bp_lpips)[::-1][:10]
+    assert np.max(np.abs(result.eigenvalues - exact) / exact) <= 1e-6
+
+
 def test_spectra_are_psd_descending_with_small_residuals(dcgan, mse, lpips_random, code) -> None:
     for distance in (mse, lpips_random):
         result = compute_spectrum(dcgan, distance, code, dtype="float64")
