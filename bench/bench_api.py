@@ -6,13 +6,13 @@ a status read includes its failures and nothing about it could be cached. One cl
 (the service time, no queueing); then 50 asyncio clients, each on its own keep-alive
 connection, back to back ("closed loop": latency includes the queueing behind the other 49)
 and with a pause between requests ("paced": clients that poll, as `spectra status --follow`
-does). The server's CPU per request (its process group's user + system time over the run)
+does, each at its own phase: a random start within one pause and a pause drawn uniformly
+from 0.5-1.5 times the given one, seeded; pollers in lock step would instead arrive as one
+burst of 50 every pause, and the last of each burst waits for the other 49). The server's CPU per request (its process group's user + system time over the run)
 is the figure that does not depend on what else the machine runs. Each workload is repeated;
 the table gives medians over repeats. Target: p99 under 50 ms at 50 clients.
 
-Measured on the shared 2-core box: `serve --workers 2` answers a lone client in ~48 ms (vs
-~3 ms with one process), the signature of Nagle + delayed ACK on the sockets uvicorn's
-multi-process mode accepts; one process is the better setting here.
+`--server-workers 1,2` (the default) measures one and two uvicorn processes.
 
     .venv/bin/python bench/bench_api.py [--clients 50] [--requests 1500] [--repeats 3]
 
@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import statistics
@@ -139,7 +140,10 @@ async def run_clients(
     async def client(offset: int) -> None:
         nonlocal remaining, errors
         connection = KeepAliveConnection("127.0.0.1", port, token)
+        jitter = random.Random(offset)
         i = offset
+        if pause_s:
+            await asyncio.sleep(jitter.uniform(0, pause_s))
         try:
             while remaining > 0:
                 remaining -= 1
@@ -151,7 +155,7 @@ async def run_clients(
                 if status != 200:
                     errors += 1
                 if pause_s:
-                    await asyncio.sleep(pause_s)
+                    await asyncio.sleep(jitter.uniform(0.5, 1.5) * pause_s)
         finally:
             await connection.close()
 
@@ -268,7 +272,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1500, help="per workload and repeat")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pause-ms", type=float, default=200.0, help="pause of paced clients")
+    parser.add_argument("--pause-ms", type=float, default=200.0, help="mean pause of paced clients")
     parser.add_argument("--server-workers", type=lambda t: [int(x) for x in t.split(",")],
                         default=[1, 2], help="uvicorn process counts to measure, e.g. 1,2")
     args = parser.parse_args()
