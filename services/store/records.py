@@ -107,33 +107,8 @@ class JobProgress:
 
 
 @dataclass(frozen=True)
-class SpectrumRecord:
-    """A stored spectrum's metadata and eigenvalues (float64, descending); never its vectors."""
-
-    id: str
-    job_id: str
-    latent_index: int
-    model: str
-    distance: str
-    method: str
-    dtype: str
-    k: int
-    d: int
-    eigenvalues: np.ndarray = field(compare=False, repr=False)
-    code: np.ndarray | None = field(compare=False, repr=False)
-    top_eigenvalue: float | None
-    trace: float | None
-    dims_99: int | None
-    dims_999: int | None
-    participation_ratio: float | None
-    wall_time_s: float | None
-    diagnostics: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class SpectrumSummaryRecord:
-    """What a listing of spectra shows: a SpectrumRecord without its arrays and diagnostics
+    """What a listing of spectra shows: a stored spectrum without its arrays and diagnostics
     (a page of summaries is a third of the bytes to send and decode)."""
 
     id: str
@@ -152,6 +127,15 @@ class SpectrumSummaryRecord:
     participation_ratio: float | None
     wall_time_s: float | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class SpectrumRecord(SpectrumSummaryRecord):
+    """A stored spectrum's metadata and eigenvalues (float64, descending); never its vectors."""
+
+    eigenvalues: np.ndarray = field(compare=False, repr=False)
+    code: np.ndarray | None = field(compare=False, repr=False)
+    diagnostics: dict[str, Any]
 
 
 @dataclass(frozen=True)
