@@ -7,6 +7,7 @@ settings as the code that uses the schema.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -56,6 +57,22 @@ def make_read_engine(url: str, engine: Engine) -> Engine:
     )
 
 
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """PRAGMA journal_mode=WAL, retried until the busy timeout: on a new database file the
+    switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    waiting on the busy handler, when another connection is starting a transaction there (two
+    processes migrating a fresh embedded store at once)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL, a busy timeout, foreign keys, and transactions that SQLite actually honours.
 
@@ -69,8 +86,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

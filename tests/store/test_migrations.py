@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -61,6 +62,22 @@ def test_concurrent_migrations_from_empty_both_succeed(db_url: str) -> None:
     assert _tables(stores[0]) == set(Base.metadata.tables)
     for store in stores:
         store.close()
+
+
+def test_a_new_sqlite_store_waits_for_a_writer_instead_of_failing(tmp_path) -> None:
+    """Switching a fresh file to WAL while another connection holds a write transaction gets
+    "database is locked" from SQLite at once, with no busy wait; the store waits it out."""
+    path = tmp_path / "fresh.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE held (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO held VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what SQLite does
+        sqlite3.connect(path, timeout=5).execute("PRAGMA journal_mode=WAL")
+    threading.Timer(0.3, writer.commit).start()
+    with Store(f"sqlite:///{path}") as store, store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    writer.close()
 
 
 def test_alembic_check_is_clean_and_would_catch_drift(db_url: str) -> None:
