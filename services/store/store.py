@@ -25,7 +25,6 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 from psycopg.rows import namedtuple_row
 from sqlalchemy import (
-    ColumnElement,
     Engine,
     LargeBinary,
     RowMapping,
@@ -113,6 +112,26 @@ _SPECTRUM_OF_OWNER = prepare(
 _SPECTRUM_SUMMARY = [SPECTRA.c[field.name] for field in dataclasses.fields(SpectrumSummaryRecord)]
 
 
+def _selected(query: Select[Any], filters: Sequence[str], by_owner: bool) -> Select[Any]:
+    """``query`` over spectra narrowed by each named filter (job_id, model, distance, method)
+    and, with ``by_owner``, by the owner of their job, all bound by name (see
+    _selection_params)."""
+    query = query.where(*(SPECTRA.c[f] == bindparam(f) for f in filters))
+    if by_owner:
+        query = query.join(JOBS, JOBS.c.id == SPECTRA.c.job_id).where(
+            JOBS.c.owner == bindparam("owner")
+        )
+    return query
+
+
+def _selection_params(
+    job_id: str | None, model: str | None, distance: str | None, method: str | None
+) -> dict[str, str]:
+    """The filters a selection of spectra names (the ones not None), by name."""
+    filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
+    return {name: value for name, value in filters.items() if value is not None}
+
+
 @functools.lru_cache(maxsize=1024)  # 2**4 filter sets x owner or not x 14 orders x 2
 def _spectra_page_read(
     filters: tuple[str, ...], by_owner: bool, order_by: str, summaries: bool
@@ -121,11 +140,7 @@ def _spectra_page_read(
     model, distance, method) and the owner of their job bound by name, as are limit and
     offset. ``order_by``: as in list_spectra."""
     columns = _SPECTRUM_SUMMARY if summaries else _SPECTRUM_META
-    query = select(*columns).where(*(SPECTRA.c[f] == bindparam(f) for f in filters))
-    if by_owner:
-        query = query.join(JOBS, JOBS.c.id == SPECTRA.c.job_id).where(
-            JOBS.c.owner == bindparam("owner")
-        )
+    query = _selected(select(*columns), filters, by_owner)
     column = SPECTRA.c[order_by.removeprefix("-")]
     ordering = (column.desc() if order_by.startswith("-") else column.asc()).nulls_last()
     return prepare(
@@ -1242,29 +1257,6 @@ class Store:
             values["code"] = _readonly(_from_le(values["code"], "float64", (row["d"],)))
         return SpectrumRecord(**values)
 
-    @staticmethod
-    def _selection(
-        query: Select[Any],
-        job_id: str | None,
-        model: str | None,
-        distance: str | None,
-        method: str | None,
-        owner: str | None,
-    ) -> Select[Any]:
-        conditions: list[ColumnElement[bool]] = []
-        for column, value in (
-            ("job_id", job_id),
-            ("model", model),
-            ("distance", distance),
-            ("method", method),
-        ):
-            if value is not None:
-                conditions.append(SPECTRA.c[column] == value)
-        if owner is not None:
-            query = query.join(JOBS, JOBS.c.id == SPECTRA.c.job_id)
-            conditions.append(JOBS.c.owner == owner)
-        return query.where(*conditions)
-
     def list_spectra(
         self,
         *,
@@ -1280,7 +1272,7 @@ class Store:
         """Metadata and eigenvalues, never eigenvectors. ``order_by`` is one of
         SPECTRUM_ORDERS, prefixed with "-" for descending (e.g. "-top_eigenvalue"); ties are
         broken by job and id so pages are stable."""
-        filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
+        filters = _selection_params(job_id, model, distance, method)
         rows = self._spectra_page(False, filters, owner, order_by, limit, offset)
         return [self._spectrum(row) for row in rows]
 
@@ -1297,7 +1289,7 @@ class Store:
         offset: int = 0,
     ) -> list[SpectrumSummaryRecord]:
         """list_spectra without the arrays and diagnostics: what a listing shows."""
-        filters = {"job_id": job_id, "model": model, "distance": distance, "method": method}
+        filters = _selection_params(job_id, model, distance, method)
         rows = self._spectra_page(True, filters, owner, order_by, limit, offset)
         return [SpectrumSummaryRecord(**row) for row in rows]
 
@@ -1305,7 +1297,7 @@ class Store:
     def _spectra_page(
         self,
         summaries: bool,
-        filters: dict[str, str | None],
+        filters: dict[str, str],
         owner: str | None,
         order_by: str,
         limit: int,
@@ -1317,8 +1309,8 @@ class Store:
                 f"cannot order spectra by {order_by!r}; use one of {', '.join(SPECTRUM_ORDERS)} "
                 "(prefix '-' for descending)"
             )
-        params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
-        read = _spectra_page_read(tuple(params), owner is not None, order_by, summaries)
+        params: dict[str, Any] = dict(filters)
+        read = _spectra_page_read(tuple(filters), owner is not None, order_by, summaries)
         if owner is not None:
             params["owner"] = owner
         params.update(limit=limit, offset=offset)
@@ -1416,16 +1408,14 @@ class Store:
         row truncated to its top k); asking for more than a spectrum stores is an error."""
         if k is not None and _non_negative_int(k, "k") == 0:
             raise InvalidDataError("k must be a positive integer (or None for the smallest k)")
-        query = self._selection(
-            select(SPECTRA.c.id, SPECTRA.c.k, SPECTRA.c.eigenvalues),
-            job_id,
-            model,
-            distance,
-            method,
-            owner,
+        params: dict[str, Any] = _selection_params(job_id, model, distance, method)
+        query = _selected(
+            select(SPECTRA.c.id, SPECTRA.c.k, SPECTRA.c.eigenvalues), list(params), owner is not None
         ).order_by(SPECTRA.c.job_id, SPECTRA.c.latent_index)
+        if owner is not None:
+            params["owner"] = owner
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, params).all()
         if not rows:
             return np.zeros((0, k or 0)), []
         width = min(row.k for row in rows) if k is None else int(k)
