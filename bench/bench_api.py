@@ -8,9 +8,10 @@ connection, back to back ("closed loop": latency includes the queueing behind th
 and with a pause between requests ("paced": clients that poll, as `spectra status --follow`
 does, each at its own phase: a random start within one pause and a pause drawn uniformly
 from 0.5-1.5 times the given one, seeded; pollers in lock step would instead arrive as one
-burst of 50 every pause, and the last of each burst waits for the other 49). The server's CPU per request (its process group's user + system time over the run)
-is the figure that does not depend on what else the machine runs. Each workload is repeated;
-the table gives medians over repeats. Target: p99 under 50 ms at 50 clients.
+burst of 50 every pause, and the last of each burst waits for the other 49). The server's
+CPU per request (its process group's user + system time over the run) is the figure that
+does not depend on what else the machine runs. Each workload is repeated; the table gives
+medians over repeats. Target: p99 under 50 ms at 50 clients.
 
 `--server-workers 1,2` (the default) measures one and two uvicorn processes.
 
