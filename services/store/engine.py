@@ -49,11 +49,15 @@ def make_read_engine(url: str, engine: Engine) -> Engine:
     """The engine for reads. On PostgreSQL a second pool in autocommit and without pre-ping:
     a read is one statement, and BEGIN, ROLLBACK and the ping would triple its round trips
     (the top-10 eigenvector read is one round trip). A read that meets a dead connection is
-    retried once by the Store on a fresh pool instead. On SQLite: the same engine."""
+    retried once by the Store on a fresh pool instead. On SQLite: the same engine.
+
+    Ten connections and no overflow: overflow connections are closed when returned, and under
+    a burst of threaded reads the API spent more time opening PostgreSQL connections (a
+    backend started per connect) than reading; readers beyond ten wait for one instead."""
     if engine.dialect.name != "postgresql":
         return engine
     return create_engine(
-        normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=5, max_overflow=10
+        normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=0
     )
 
 

@@ -10,10 +10,10 @@ are always bound by name (``bindparam``), never embedded, so the compiled text i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg.rows import RowFactory, dict_row
@@ -24,6 +24,8 @@ from sqlalchemy.engine import Connection
 from .models import UTCDateTime
 
 _POSTGRESQL = postgresql_psycopg.dialect()
+
+_T = TypeVar("_T")
 
 
 class Disconnected(Exception):
@@ -50,11 +52,26 @@ def prepare(statement: Select[Any]) -> PreparedRead:
     )
 
 
+@dataclass(frozen=True)
+class ReadPlan(Generic[_T]):
+    """One read, ready to run on either path (a thread's connection, or the event loop's; see
+    async_reads): the statement, its parameters, and what turns its rows into the answer."""
+
+    read: PreparedRead
+    params: Mapping[str, Any]
+    finish: Callable[[list[dict[str, Any]]], _T]
+
+
 def fetch(conn: Connection, read: PreparedRead, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of ``read`` as dicts keyed by column name, timestamps aware and in UTC."""
     if conn.dialect.name != "postgresql":
         return [dict(row) for row in conn.execute(read.statement, dict(params)).mappings()]
     rows: list[dict[str, Any]] = run_on_driver(conn, read.postgres_sql, params, row_factory=dict_row)
+    return in_utc(rows, read)
+
+
+def in_utc(rows: list[dict[str, Any]], read: PreparedRead) -> list[dict[str, Any]]:
+    """psycopg's rows with ``read``'s timestamp columns moved to UTC, in place."""
     for row in rows:
         for name in read.utc_columns:
             if row[name] is not None:

@@ -47,10 +47,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from .async_reads import AsyncReads
 from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
 from .errors import InvalidDataError, NotFoundError, StoreError
 from .models import Base, utcnow
-from .prepared import Disconnected, PreparedRead, fetch, prepare, run_on_driver
+from .prepared import Disconnected, PreparedRead, ReadPlan, fetch, prepare, run_on_driver
 from .records import (
     JOB_STATUSES,
     LATENT_SOURCES,
@@ -386,6 +387,7 @@ class Store:
         self._engine: Engine = make_engine(self.url)
         self._reader: Engine = make_read_engine(self.url, self._engine)
         self._postgres = self._engine.dialect.name == "postgresql"
+        self._async_reads = AsyncReads(self.url if self._postgres else None, self._run_read)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -411,6 +413,21 @@ class Store:
         using it are decorated with _retry_read."""
         with self._reader.connect() as conn:
             yield conn
+
+    @_retry_read
+    def _run_read(self, plan: ReadPlan[_R]) -> _R:
+        with self._read() as conn:
+            rows = fetch(conn, plan.read, plan.params)
+        return plan.finish(rows)
+
+    async def open_async_reads(self) -> None:
+        """Let the ``*_async`` reads run on the calling event loop without threads (PostgreSQL;
+        see async_reads). Until then, and on other loops, they run in a thread. The API's
+        lifespan opens and closes it."""
+        await self._async_reads.open()
+
+    async def close_async_reads(self) -> None:
+        await self._async_reads.close()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -685,18 +702,24 @@ class Store:
             )
         return rows
 
-    @_retry_read
     def get_job(self, job_id: str, owner: str | None = None) -> JobRecord:
         """The job; NotFoundError if it does not exist or ``owner`` does not own it."""
+        return self._run_read(self._job_read(job_id, owner))
+
+    async def get_job_async(self, job_id: str, owner: str | None = None) -> JobRecord:
+        """get_job, awaitable (see open_async_reads)."""
+        return await self._async_reads.run(self._job_read(job_id, owner))
+
+    @staticmethod
+    def _job_read(job_id: str, owner: str | None) -> ReadPlan[JobRecord]:
+        def finish(rows: list[dict[str, Any]]) -> JobRecord:
+            if not rows:
+                raise NotFoundError("job not found; check the job id (and that it is yours)")
+            return JobRecord(**rows[0])
+
         if owner is None:
-            read, params = _JOB_BY_ID, {"id": job_id}
-        else:
-            read, params = _JOB_OF_OWNER, {"id": job_id, "owner": owner}
-        with self._read() as conn:
-            rows = fetch(conn, read, params)
-        if not rows:
-            raise NotFoundError("job not found; check the job id (and that it is yours)")
-        return JobRecord(**rows[0])
+            return ReadPlan(_JOB_BY_ID, {"id": job_id}, finish)
+        return ReadPlan(_JOB_OF_OWNER, {"id": job_id, "owner": owner}, finish)
 
     @staticmethod
     def _job(conn: Connection, query: Select[Any]) -> JobRecord:
@@ -1235,11 +1258,19 @@ class Store:
             )
             return True
 
-    @_retry_read
     def latent_failures(self, job_id: str) -> list[LatentFailureRecord]:
-        with self._read() as conn:
-            rows = fetch(conn, _LATENT_FAILURES_OF_JOB, {"job_id": job_id})
-        return [LatentFailureRecord(**row) for row in rows]
+        return self._run_read(self._latent_failures_read(job_id))
+
+    async def latent_failures_async(self, job_id: str) -> list[LatentFailureRecord]:
+        """latent_failures, awaitable (see open_async_reads)."""
+        return await self._async_reads.run(self._latent_failures_read(job_id))
+
+    @staticmethod
+    def _latent_failures_read(job_id: str) -> ReadPlan[list[LatentFailureRecord]]:
+        def finish(rows: list[dict[str, Any]]) -> list[LatentFailureRecord]:
+            return [LatentFailureRecord(**row) for row in rows]
+
+        return ReadPlan(_LATENT_FAILURES_OF_JOB, {"job_id": job_id}, finish)
 
     @_retry_read
     def stored_latent_indices(self, job_id: str) -> set[int]:
@@ -1272,9 +1303,12 @@ class Store:
         """Metadata and eigenvalues, never eigenvectors. ``order_by`` is one of
         SPECTRUM_ORDERS, prefixed with "-" for descending (e.g. "-top_eigenvalue"); ties are
         broken by job and id so pages are stable."""
-        filters = _selection_params(job_id, model, distance, method)
-        rows = self._spectra_page(False, filters, owner, order_by, limit, offset)
-        return [self._spectrum(row) for row in rows]
+        return self._run_read(
+            self._spectra_page(
+                False, job_id=job_id, model=model, distance=distance, method=method,
+                owner=owner, order_by=order_by, limit=limit, offset=offset,
+            )
+        )  # fmt: skip
 
     def list_spectrum_summaries(
         self,
@@ -1289,46 +1323,72 @@ class Store:
         offset: int = 0,
     ) -> list[SpectrumSummaryRecord]:
         """list_spectra without the arrays and diagnostics: what a listing shows."""
-        filters = _selection_params(job_id, model, distance, method)
-        rows = self._spectra_page(True, filters, owner, order_by, limit, offset)
-        return [SpectrumSummaryRecord(**row) for row in rows]
+        return self._run_read(
+            self._spectra_page(
+                True, job_id=job_id, model=model, distance=distance, method=method,
+                owner=owner, order_by=order_by, limit=limit, offset=offset,
+            )
+        )  # fmt: skip
 
-    @_retry_read
+    async def list_spectrum_summaries_async(self, **selection: Any) -> list[SpectrumSummaryRecord]:
+        """list_spectrum_summaries, awaitable, with the same keyword arguments (see
+        open_async_reads)."""
+        return await self._async_reads.run(self._spectra_page(True, **selection))
+
+    @classmethod
     def _spectra_page(
-        self,
+        cls,
         summaries: bool,
-        filters: dict[str, str],
-        owner: str | None,
-        order_by: str,
-        limit: int,
-        offset: int,
-    ) -> list[dict[str, Any]]:
+        *,
+        job_id: str | None = None,
+        model: str | None = None,
+        distance: str | None = None,
+        method: str | None = None,
+        owner: str | None = None,
+        order_by: str = "latent_index",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ReadPlan[Any]:
+        """One page of spectra: SpectrumSummaryRecords, or with ``summaries`` False whole
+        SpectrumRecords (arrays, diagnostics)."""
         _check_page(limit, offset)
         if order_by.removeprefix("-") not in SPECTRUM_ORDERS:
             raise InvalidDataError(
                 f"cannot order spectra by {order_by!r}; use one of {', '.join(SPECTRUM_ORDERS)} "
                 "(prefix '-' for descending)"
             )
+        filters = _selection_params(job_id, model, distance, method)
         params: dict[str, Any] = dict(filters)
         read = _spectra_page_read(tuple(filters), owner is not None, order_by, summaries)
         if owner is not None:
             params["owner"] = owner
         params.update(limit=limit, offset=offset)
-        with self._read() as conn:
-            return fetch(conn, read, params)
 
-    @_retry_read
+        def finish(rows: list[dict[str, Any]]) -> list[Any]:
+            if summaries:
+                return [SpectrumSummaryRecord(**row) for row in rows]
+            return [cls._spectrum(row) for row in rows]
+
+        return ReadPlan(read, params, finish)
+
     def get_spectrum(self, spectrum_id: str, owner: str | None = None) -> SpectrumRecord:
         """The spectrum; NotFoundError if it does not exist or ``owner`` does not own its job."""
+        return self._run_read(self._spectrum_read(spectrum_id, owner))
+
+    async def get_spectrum_async(self, spectrum_id: str, owner: str | None = None) -> SpectrumRecord:
+        """get_spectrum, awaitable (see open_async_reads)."""
+        return await self._async_reads.run(self._spectrum_read(spectrum_id, owner))
+
+    @classmethod
+    def _spectrum_read(cls, spectrum_id: str, owner: str | None) -> ReadPlan[SpectrumRecord]:
+        def finish(rows: list[dict[str, Any]]) -> SpectrumRecord:
+            if not rows:
+                raise NotFoundError(f"spectrum {spectrum_id!r} not found")
+            return cls._spectrum(rows[0])
+
         if owner is None:
-            read, params = _SPECTRUM_BY_ID, {"id": spectrum_id}
-        else:
-            read, params = _SPECTRUM_OF_OWNER, {"id": spectrum_id, "owner": owner}
-        with self._read() as conn:
-            rows = fetch(conn, read, params)
-        if not rows:
-            raise NotFoundError(f"spectrum {spectrum_id!r} not found")
-        return self._spectrum(rows[0])
+            return ReadPlan(_SPECTRUM_BY_ID, {"id": spectrum_id}, finish)
+        return ReadPlan(_SPECTRUM_OF_OWNER, {"id": spectrum_id, "owner": owner}, finish)
 
     def eigenvectors(self, spectrum_id: str, k: int | None = None) -> np.ndarray:
         """(d, k) eigenvectors as columns in their stored dtype, the top ``k`` (all when None).

@@ -1,17 +1,20 @@
 """The API's hot reads (get_job, latent_failures, get_spectrum, list_spectra) are statements
-built once and, on PostgreSQL, run straight on psycopg: they must answer exactly what the
-SQLAlchemy reads answer."""
+built once and, on PostgreSQL, run straight on psycopg, in a thread or (the ``*_async`` forms)
+on an asyncio pool: they must answer exactly what the SQLAlchemy reads answer."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime
 
+import numpy as np
 import psycopg
 import pytest
 from sqlalchemy import text
 
-from services.store import NotFoundError, Store
+from services.store import InvalidDataError, NotFoundError, Store
+from tests.conftest import PG_ADMIN_DSN
 
 from .helpers import make_job, save
 
@@ -103,3 +106,141 @@ def test_every_spectra_filter_combination_selects_what_it_names(store: Store) ->
     second_page_by_top = store.list_spectra(order_by="-top_eigenvalue", limit=2, offset=1)
     tops = sorted((r.top_eigenvalue for r in every), reverse=True)
     assert [r.top_eigenvalue for r in second_page_by_top] == tops[1:3]
+
+
+# -- the same reads from an event loop (the API's async routes) ------------------------------
+
+
+def _same_spectrum(a: object, b: object) -> bool:
+    fields = a.__dataclass_fields__  # type: ignore[attr-defined]
+    return type(a) is type(b) and all(
+        np.array_equal(getattr(a, f), getattr(b, f))
+        if isinstance(getattr(a, f), np.ndarray)
+        else getattr(a, f) == getattr(b, f)
+        for f in fields
+    )
+
+
+def _threaded_fallbacks(store: Store) -> list[object]:
+    """Record each read the async path hands to a thread instead of running on the loop."""
+    calls: list[object] = []
+    reads = store._async_reads
+    run_sync = reads._run_sync
+
+    def counted(plan: object) -> object:
+        calls.append(plan)
+        return run_sync(plan)  # type: ignore[arg-type]
+
+    reads._run_sync = counted
+    return calls
+
+
+def test_async_reads_answer_exactly_what_the_threaded_reads_answer(store: Store) -> None:
+    """On PostgreSQL from the pool, without a thread once opened; on SQLite (and before
+    opening) through the threaded read. Same records, same NotFoundError either way."""
+    job = make_job(store, n_latents=3)
+    other = make_job(store, owner="bob", spec_hash="b", n_latents=1)
+    for index in range(2):
+        save(store, job.id, index, seed=index)
+    save(store, other.id, 0, seed=5)
+    assert store.record_latent_failure(job.id, 2, "NaN in the generator's output")
+    [spectrum, *_] = store.list_spectra(job_id=job.id)
+    postgres = store.engine.dialect.name == "postgresql"
+    fallbacks = _threaded_fallbacks(store)
+
+    async def reads() -> list[object]:
+        return [
+            await store.get_job_async(job.id),
+            await store.get_job_async(job.id, owner="alice"),
+            await store.latent_failures_async(job.id),
+            await store.get_spectrum_async(spectrum.id),
+            await store.get_spectrum_async(spectrum.id, owner="alice"),
+            await store.list_spectrum_summaries_async(owner="alice", limit=2, offset=1),
+            await store.list_spectrum_summaries_async(order_by="-top_eigenvalue", limit=10),
+        ]
+
+    def expected() -> list[object]:
+        return [
+            store.get_job(job.id),
+            store.get_job(job.id, owner="alice"),
+            store.latent_failures(job.id),
+            store.get_spectrum(spectrum.id),
+            store.get_spectrum(spectrum.id, owner="alice"),
+            store.list_spectrum_summaries(owner="alice", limit=2, offset=1),
+            store.list_spectrum_summaries(order_by="-top_eigenvalue", limit=10),
+        ]
+
+    async def opened() -> list[object]:
+        await store.open_async_reads()
+        try:
+            answers = await reads()
+            with pytest.raises(NotFoundError):
+                await store.get_job_async(job.id, owner="bob")
+            with pytest.raises(NotFoundError):
+                await store.get_spectrum_async(spectrum.id, owner="bob")
+            with pytest.raises(InvalidDataError):
+                await store.list_spectrum_summaries_async(order_by="colour")
+            return answers
+        finally:
+            await store.close_async_reads()
+
+    threaded = asyncio.run(reads())  # not opened: every read in a thread
+    assert len(fallbacks) == 7
+    fallbacks.clear()
+    pooled = asyncio.run(opened())
+    assert len(fallbacks) == (0 if postgres else 9)  # with the two NotFound reads
+    want = expected()
+    for got in (threaded, pooled):
+        assert got[0] == want[0] and got[1] == want[1] and got[2] == want[2]
+        assert got[2] and got[0].n_failed == 1  # type: ignore[attr-defined]
+        assert _same_spectrum(got[3], want[3]) and _same_spectrum(got[4], want[4])
+        assert got[5] == want[5] and got[6] == want[6]
+        assert len(got[5]) == 1 and len(got[6]) == 3  # type: ignore[arg-type]
+
+
+def test_async_reads_from_another_event_loop_run_in_a_thread(pg_store: Store) -> None:
+    """An asyncio pool belongs to the loop that opened it; any other loop gets the same
+    answer through the threaded read."""
+    job = make_job(pg_store)
+    fallbacks = _threaded_fallbacks(pg_store)
+
+    def from_another_loop() -> object:
+        return asyncio.run(pg_store.get_job_async(job.id))
+
+    async def main() -> tuple[object, object]:
+        await pg_store.open_async_reads()
+        try:
+            here = await pg_store.get_job_async(job.id)
+            there = await asyncio.to_thread(from_another_loop)
+            return here, there
+        finally:
+            await pg_store.close_async_reads()
+
+    here, there = asyncio.run(main())
+    assert here == there == pg_store.get_job(job.id)
+    assert len(fallbacks) == 1
+
+
+def test_async_reads_survive_killed_connections(pg_store: Store) -> None:
+    """A read that meets a connection the server killed runs once more on another."""
+    job = make_job(pg_store)
+    with pg_store.engine.connect() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+
+    async def main() -> list[int]:
+        await pg_store.open_async_reads()
+        try:
+            answers = [(await pg_store.get_job_async(job.id)).n_latents]
+            for _ in range(2):
+                with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (database,),
+                    )
+                answers.append((await pg_store.get_job_async(job.id)).n_latents)
+            return answers
+        finally:
+            await pg_store.close_async_reads()
+
+    assert asyncio.run(main()) == [4, 4, 4]
