@@ -267,7 +267,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from api.app import serving_app
 
     if args.database:
         os.environ["SPECTRA_DATABASE_URL"] = args.database  # also for worker processes
@@ -280,9 +280,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                "access_log": False}  # fmt: skip
     if args.workers > 1:
         # Several processes need the app by name; each builds it from the environment.
-        uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
+        uvicorn.run("api.app:serving_app", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(create_app(settings=settings), **options)
+        uvicorn.run(serving_app(), **options)
     return 0
 
 

@@ -164,15 +164,16 @@ def list_jobs(
     responses=PROBLEM_RESPONSES,
     summary="A job's status, progress, rate, ETA, timings and per-latent failures",
 )
-def get_job(
+async def get_job(
     request: Request,
     job_id: JobIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
+    # async: the most polled route waits on the database without a worker thread.
     store = get_store(request)
-    job = store.get_job(job_id, owner=principal.visible_owner)
+    job = await store.get_job_async(job_id, owner=principal.visible_owner)
     # Most jobs have no failed latent: skip that query for them (status is polled often).
-    failures = store.latent_failures(job.id) if job.n_failed else []
+    failures = await store.latent_failures_async(job.id) if job.n_failed else []
     return json_response(job_detail(job, store.progress_of(job), failures))
 
 

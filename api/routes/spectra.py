@@ -39,8 +39,12 @@ def visible_spectrum(store: Any, spectrum_id: str, principal: Principal) -> Spec
     try:
         record: SpectrumRecord = store.get_spectrum(spectrum_id, owner=principal.visible_owner)
     except NotFoundError:
-        raise NotFoundError(f"no spectrum {spectrum_id!r} visible to this API key") from None
+        raise _not_visible(spectrum_id) from None
     return record
+
+
+def _not_visible(spectrum_id: str) -> NotFoundError:
+    return NotFoundError(f"no spectrum {spectrum_id!r} visible to this API key")
 
 
 @router.get(
@@ -49,7 +53,7 @@ def visible_spectrum(store: Any, spectrum_id: str, principal: Principal) -> Spec
     responses=PROBLEM_RESPONSES,
     summary="Query stored spectra by job or by (model, distance, method), paginated",
 )
-def list_spectra(
+async def list_spectra(
     request: Request,
     principal: Annotated[Principal, Depends(require("read"))],
     job_id: Annotated[str | None, id_query("only this job's spectra")] = None,
@@ -60,7 +64,8 @@ def list_spectra(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
-    records = get_store(request).list_spectrum_summaries(
+    # async, like the other hot reads: no worker thread per page.
+    records = await get_store(request).list_spectrum_summaries_async(
         job_id=job_id,
         model=model,
         distance=distance,
@@ -83,14 +88,18 @@ def list_spectra(
     responses=PROBLEM_RESPONSES,
     summary="One spectrum: eigenvalues (descending), summary, code and diagnostics",
 )
-def get_spectrum(
+async def get_spectrum(
     request: Request,
     spectrum_id: SpectrumIdPath,
     principal: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
-    return json_response(
-        spectrum_detail(visible_spectrum(get_store(request), spectrum_id, principal))
-    )
+    try:
+        record = await get_store(request).get_spectrum_async(
+            spectrum_id, owner=principal.visible_owner
+        )
+    except NotFoundError:
+        raise _not_visible(spectrum_id) from None
+    return json_response(spectrum_detail(record))
 
 
 @router.get(
