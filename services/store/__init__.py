@@ -1,6 +1,12 @@
 """The result store: the only SQL in the service. See docs/architecture.md ("Store")."""
 
-from .errors import ConflictError, InvalidDataError, NotFoundError, StoreError
+from .errors import (
+    ConflictError,
+    IdempotencyConflictError,
+    InvalidDataError,
+    NotFoundError,
+    StoreError,
+)
 from .records import (
     CHUNK_STATUSES,
     JOB_STATUSES,
@@ -27,6 +33,7 @@ __all__ = [
     "ChunkRecord",
     "ConflictError",
     "GeneratorRecord",
+    "IdempotencyConflictError",
     "InvalidDataError",
     "JobProgress",
     "JobRecord",

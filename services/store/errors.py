@@ -17,3 +17,7 @@ class ConflictError(StoreError):
 
 class InvalidDataError(StoreError):
     """Arrays of the wrong shape or dtype, NaN/inf values, unknown statuses or options."""
+
+
+class IdempotencyConflictError(ConflictError):
+    """An Idempotency-Key used again with a different request."""

@@ -277,3 +277,17 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean)
+
+
+class IdempotencyKeyRow(Base):
+    """The job an owner's ``Idempotency-Key`` submitted, and a hash of the request it came
+    with: the same key again, on any API process, returns that job; with a different request
+    it is refused. Kept 24 hours (an older record of a key is replaced by its next use)."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -49,7 +49,7 @@ from sqlalchemy.engine import Connection
 
 from .async_reads import AsyncReads
 from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
-from .errors import InvalidDataError, NotFoundError, StoreError
+from .errors import IdempotencyConflictError, InvalidDataError, NotFoundError, StoreError
 from .models import Base, utcnow
 from .prepared import Disconnected, PreparedRead, ReadPlan, fetch, prepare, run_on_driver
 from .records import (
@@ -79,6 +79,10 @@ EIGENVECTORS: Table = _T["eigenvectors"]
 LATENT_FAILURES: Table = _T["latent_failures"]
 COLUMN_BLOCKS: Table = _T["column_blocks"]
 API_KEYS: Table = _T["api_keys"]
+IDEMPOTENCY_KEYS: Table = _T["idempotency_keys"]
+
+# How long an Idempotency-Key holds its job; an older record is replaced by the key's next use.
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 SUMMARY_KEYS = ("top_eigenvalue", "trace", "dims_99", "dims_999", "participation_ratio")
 SPECTRUM_ORDERS = ("latent_index", "created_at", *SUMMARY_KEYS)
@@ -1603,6 +1607,62 @@ class Store:
                 .values(revoked=True)
             )
             return result.rowcount == 1
+
+    # -- idempotency keys ------------------------------------------------------------------
+
+    @_retry_read
+    def job_for_idempotency_key(
+        self, owner: str, key: str, request_sha256: str
+    ) -> JobRecord | None:
+        """The job this owner's Idempotency-Key submitted in the last 24 hours, or None.
+        IdempotencyConflictError if the key came then with a different request."""
+        cutoff = utcnow() - IDEMPOTENCY_TTL
+        query = select(IDEMPOTENCY_KEYS.c.request_sha256, IDEMPOTENCY_KEYS.c.job_id).where(
+            IDEMPOTENCY_KEYS.c.owner == owner,
+            IDEMPOTENCY_KEYS.c.key == key,
+            IDEMPOTENCY_KEYS.c.created_at >= cutoff,
+        )
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            return None
+        _check_same_request(row.request_sha256, request_sha256)
+        return self.get_job(row.job_id, owner=owner)
+
+    def remember_idempotency_key(
+        self, owner: str, key: str, request_sha256: str, job_id: str
+    ) -> None:
+        """Record that the key submitted ``job_id`` (replacing a record older than 24 hours).
+        IdempotencyConflictError if the key is meanwhile recorded with a different request
+        (two concurrent submissions under one key with different bodies: the later one)."""
+        if not key or not request_sha256:
+            raise InvalidDataError("an idempotency record needs a key and a request hash")
+        now = utcnow()
+        values = {"request_sha256": request_sha256, "job_id": job_id, "created_at": now}
+        statement = (
+            self._insert(IDEMPOTENCY_KEYS)
+            .values(owner=owner, key=key, **values)
+            .on_conflict_do_update(
+                index_elements=["owner", "key"],
+                set_=values,
+                where=IDEMPOTENCY_KEYS.c.created_at < now - IDEMPOTENCY_TTL,
+            )
+        )
+        recorded = select(IDEMPOTENCY_KEYS.c.request_sha256).where(
+            IDEMPOTENCY_KEYS.c.owner == owner, IDEMPOTENCY_KEYS.c.key == key
+        )
+        with self._write() as conn:
+            self._require_job(conn, job_id)
+            conn.execute(statement)
+            _check_same_request(conn.execute(recorded).scalar_one(), request_sha256)
+
+
+def _check_same_request(recorded_sha256: str, request_sha256: str) -> None:
+    if recorded_sha256 != request_sha256:
+        raise IdempotencyConflictError(
+            "this Idempotency-Key was already used with a different request body; use a new "
+            "key for a different job"
+        )
 
 
 def alembic_config(url: str) -> Any:

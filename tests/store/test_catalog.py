@@ -1,16 +1,19 @@
-"""Latent sets, generators and API keys."""
+"""Latent sets, generators, API keys and idempotency keys."""
 
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
-from services.store import InvalidDataError, NotFoundError, Store
+from services.store import IdempotencyConflictError, InvalidDataError, NotFoundError, Store
+from services.store.models import utcnow
+from services.store.store import IDEMPOTENCY_KEYS
 
-from .helpers import count_rows
+from .helpers import count_rows, make_job
 
 
 def test_latent_sets_round_trip_and_dedupe_per_owner(store: Store) -> None:
@@ -95,3 +98,31 @@ def test_ping_says_what_to_check_when_the_server_is_unreachable(tmp_path: object
         pytest.raises(StoreError, match="SPECTRA_DATABASE_URL"),
     ):
         store.ping()
+
+
+def test_idempotency_keys_hold_a_day_per_owner_and_refuse_another_request(store: Store) -> None:
+    job = make_job(store)
+    other = make_job(store, spec_hash="spec-2")
+    assert store.job_for_idempotency_key("alice", "k", "a" * 64) is None
+    store.remember_idempotency_key("alice", "k", "a" * 64, job.id)
+    store.remember_idempotency_key("alice", "k", "a" * 64, job.id)  # a retry: no change
+    assert store.job_for_idempotency_key("alice", "k", "a" * 64) == store.get_job(job.id)
+    assert store.job_for_idempotency_key("bob", "k", "a" * 64) is None  # keys are per owner
+    with pytest.raises(IdempotencyConflictError, match="different request"):
+        store.job_for_idempotency_key("alice", "k", "b" * 64)
+    with pytest.raises(IdempotencyConflictError):  # and the record is left as it was
+        store.remember_idempotency_key("alice", "k", "b" * 64, other.id)
+    assert store.job_for_idempotency_key("alice", "k", "a" * 64) == store.get_job(job.id)
+    with pytest.raises(NotFoundError):
+        store.remember_idempotency_key("alice", "k2", "a" * 64, "no-such-job")
+    assert count_rows(store, "idempotency_keys") == 1
+
+    # A day later the key is free again: forgotten by lookups, replaced by its next use.
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(IDEMPOTENCY_KEYS).values(created_at=utcnow() - timedelta(hours=24, seconds=1))
+        )
+    assert store.job_for_idempotency_key("alice", "k", "b" * 64) is None
+    store.remember_idempotency_key("alice", "k", "b" * 64, other.id)
+    assert store.job_for_idempotency_key("alice", "k", "b" * 64) == store.get_job(other.id)
+    assert count_rows(store, "idempotency_keys") == 1

@@ -17,6 +17,8 @@ from sqlalchemy import inspect, text
 from services.store import Store, alembic_config
 from services.store.models import Base
 
+from .helpers import make_job
+
 STORE_DIR = Path(__file__).resolve().parents[2] / "services" / "store"
 
 
@@ -32,12 +34,25 @@ def test_migrate_from_empty_creates_every_table_and_is_idempotent(db_url: str) -
         store.migrate()  # a second run (another process starting) changes nothing
         with store.engine.connect() as conn:
             assert (
-                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
             )
         command.downgrade(alembic_config(db_url), "base")
         assert _tables(store) == set()
         store.migrate()
         assert _tables(store) == set(Base.metadata.tables)
+
+
+def test_a_store_at_the_first_revision_upgrades_with_its_jobs(db_url: str) -> None:
+    """0001 -> 0002 (idempotency keys) on a database in use: nothing stored is lost."""
+    with Store(db_url) as store:
+        command.upgrade(alembic_config(db_url), "0001")
+        assert "idempotency_keys" not in _tables(store)
+        job = make_job(store)
+        store.migrate()
+        assert _tables(store) == set(Base.metadata.tables)
+        assert store.get_job(job.id) == job
+        store.remember_idempotency_key("alice", "k", "a" * 64, job.id)
+        assert store.job_for_idempotency_key("alice", "k", "a" * 64) == job
 
 
 def test_concurrent_migrations_from_empty_both_succeed(db_url: str) -> None:
