@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from api.auth import VerifiedKeyCache
 from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import install_error_handlers
-from api.jobs_service import IdempotencyKeys
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
@@ -71,7 +70,6 @@ def create_app(
     app.state.dispatcher = dispatcher
     app.state.metrics = ApiMetrics()
     app.state.key_cache = VerifiedKeyCache()
-    app.state.idempotency = IdempotencyKeys()
 
     install_error_handlers(app)
     # Added last = outermost: metrics see every request, the size limit runs before the body

@@ -31,7 +31,13 @@ from services.geometry import (
     UnknownModelError,
 )
 from services.pipeline.spec import SpecError
-from services.store import ConflictError, InvalidDataError, NotFoundError, StoreError
+from services.store import (
+    ConflictError,
+    IdempotencyConflictError,
+    InvalidDataError,
+    NotFoundError,
+    StoreError,
+)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://latent-spectra.dev/problems/"
@@ -109,6 +115,10 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], _Mapping]] = [
     (SpecError, _Mapping(422, "Invalid job spec", "invalid-spec")),
     (ExportFormatError, _Mapping(422, "Invalid .npz file", "invalid-npz", "file")),
     (NotFoundError, _Mapping(404, "Not found", "not-found")),
+    (
+        IdempotencyConflictError,
+        _Mapping(422, "Idempotency-Key reused", "idempotency-key-reused", "Idempotency-Key"),
+    ),
     (ConflictError, _Mapping(409, "Conflict", "conflict")),
     (InvalidDataError, _Mapping(422, "Invalid data", "invalid-data")),
     (StoreError, _Mapping(400, "Bad request", "bad-request")),

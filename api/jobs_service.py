@@ -6,9 +6,7 @@ Shared by the HTTP routes and the embedded command line, so both behave the same
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
+import hashlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,54 +18,12 @@ from services.config import Settings
 from services.pipeline import JobSpec, cancel_job, submit_job
 from services.pipeline.spec import canonical_json
 
-IDEMPOTENCY_TTL_S = 24 * 3600.0
-IDEMPOTENCY_MAX_KEYS = 100_000
-
 
 def spec_problem(error: ValidationError, prefix: str | None = None) -> ApiProblem:
     return validation_error(error, prefix)
 
 
-class IdempotencyKeys:
-    """Remembers which job each (owner, Idempotency-Key) created, with the request it came with.
-
-    Identical specs already map to one job in the store (same owner and spec hash); the key
-    adds the other half of the contract: reusing a key with a DIFFERENT body is refused. Kept
-    per API process (bounded, 24 h); across processes the store's spec-hash dedup still holds.
-    """
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[str, str], tuple[float, str, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def lookup(self, owner: str, key: str, fingerprint: str) -> str | None:
-        now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get((owner, key))
-            if entry is None or entry[0] < now:
-                return None
-            _, seen_fingerprint, job_id = entry
-        if seen_fingerprint != fingerprint:
-            raise ApiProblem(
-                422,
-                "Idempotency-Key reused",
-                "This Idempotency-Key was already used with a different request body; use a new "
-                "key for a different job.",
-                field="Idempotency-Key",
-                slug="idempotency-key-reused",
-            )
-        return job_id
-
-    def remember(self, owner: str, key: str, fingerprint: str, job_id: str) -> None:
-        with self._lock:
-            self._entries[(owner, key)] = (time.monotonic() + IDEMPOTENCY_TTL_S, fingerprint, job_id)
-            self._entries.move_to_end((owner, key))
-            while len(self._entries) > IDEMPOTENCY_MAX_KEYS:
-                self._entries.popitem(last=False)
-
-
 def submit(
-    keys: IdempotencyKeys,
     store: Any,
     settings: Settings,
     dispatcher: Dispatcher,
@@ -76,15 +32,20 @@ def submit(
     idempotency_key: str | None,
 ) -> tuple[Any, bool]:
     """Honour the Idempotency-Key and submit through the pipeline (which checks the spec
-    against the generator and the limits before writing anything)."""
-    fingerprint = canonical_json(spec.model_dump(mode="json", exclude_none=True))
+    against the generator and the limits before writing anything).
+
+    The same spec from the same owner is one job in the store whatever the key; the key adds
+    the other half of the contract, kept in the store so every API process agrees: reused
+    with a different body it is refused (422)."""
+    request = canonical_json(spec.model_dump(mode="json", exclude_none=True))
+    request_sha256 = hashlib.sha256(request.encode()).hexdigest()
     if idempotency_key:
-        job_id = keys.lookup(owner, idempotency_key, fingerprint)
-        if job_id is not None:
-            return store.get_job(job_id, owner=owner), False
+        job = store.job_for_idempotency_key(owner, idempotency_key, request_sha256)
+        if job is not None:
+            return job, False
     job, created = submit_job(store, spec, owner, dispatcher.dispatch, settings=settings)
     if idempotency_key:
-        keys.remember(owner, idempotency_key, fingerprint, job.id)
+        store.remember_idempotency_key(owner, idempotency_key, request_sha256, job.id)
     return job, created
 
 

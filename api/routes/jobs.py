@@ -73,7 +73,6 @@ def _submit(
     metrics: ApiMetrics = get_metrics(request)
     ensure_model_served(spec.model, settings)
     job, created = jobs_service.submit(
-        request.app.state.idempotency,
         store,
         settings,
         dispatcher,

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
+from services.config import Settings
 from services.store import Store
 from tests.api.conftest import (
     LATENT_DIM,
@@ -135,6 +137,31 @@ def test_upload_idempotency_and_listing(
                       headers=headers).json()  # fmt: skip
     assert {j["id"] for j in done["items"]} == {job["id"], first.json()["id"]}
     assert client.get("/v1/jobs", params={"model": "other"}, headers=headers).json()["items"] == []
+
+
+def test_an_idempotency_key_holds_across_api_processes(
+    settings: Settings, pg_url: str, headers: dict[str, str]
+) -> None:
+    """Two apps, each with its own Store on the database (as two `spectra serve` processes):
+    a retry that lands on the other one gets the same job, and the key with another body is
+    refused there too. Different owners' equal keys are independent."""
+    body = {"model": MODEL, "latents": {"count": 1, "seed": 11}, "top_k": 3}
+    keyed = {**headers, "Idempotency-Key": "across-1"}
+    with Store(pg_url) as first_store, Store(pg_url) as second_store:
+        first_app = create_app(settings=settings, store=first_store, dispatcher=RecordingDispatcher())
+        second_app = create_app(settings=settings, store=second_store, dispatcher=RecordingDispatcher())
+        with TestClient(first_app) as first, TestClient(second_app) as second:
+            created = first.post("/v1/jobs", json=body, headers=keyed)
+            retried = second.post("/v1/jobs", json=body, headers=keyed)
+            changed = second.post("/v1/jobs", json={**body, "top_k": 4}, headers=keyed)
+            bob = {**bearer(second_store.create_api_key("bob", ["read", "submit"])[1]),
+                   "Idempotency-Key": "across-1"}  # fmt: skip
+            bobs = second.post("/v1/jobs", json={**body, "top_k": 4}, headers=bob)
+        assert created.status_code == 202 and retried.status_code == 200
+        assert retried.json()["id"] == created.json()["id"]
+        assert_problem(changed, 422, field="Idempotency-Key")
+        assert bobs.status_code == 202 and bobs.json()["id"] != created.json()["id"]
+        assert len(first_store.list_jobs()) == 2  # nothing created by the refused request
 
 
 def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
