@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 import numpy as np
 from psycopg.rows import namedtuple_row
@@ -374,6 +374,22 @@ UPDATE jobs SET n_done = n_done + 1, n_failed = n_failed - (SELECT count(*) FROM
 WHERE id = :job_id
 """
 )
+
+
+class SpectraQuery(TypedDict, total=False):
+    """A page of stored spectra: each filter given narrows the selection (``owner``: only that
+    owner's jobs); ``order_by`` is one of SPECTRUM_ORDERS (default latent_index), prefixed
+    with "-" for descending (e.g. "-top_eigenvalue"), ties broken by job and id so pages are
+    stable; ``limit`` (default 50) and ``offset`` (default 0) page through it."""
+
+    job_id: str | None
+    model: str | None
+    distance: str | None
+    method: str | None
+    owner: str | None
+    order_by: str
+    limit: int
+    offset: int
 
 
 def _job_not_found(job_id: str) -> NotFoundError:
@@ -1292,76 +1308,40 @@ class Store:
             values["code"] = _readonly(_from_le(values["code"], "float64", (row["d"],)))
         return SpectrumRecord(**values)
 
-    def list_spectra(
-        self,
-        *,
-        job_id: str | None = None,
-        model: str | None = None,
-        distance: str | None = None,
-        method: str | None = None,
-        owner: str | None = None,
-        order_by: str = "latent_index",
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[SpectrumRecord]:
-        """Metadata and eigenvalues, never eigenvectors. ``order_by`` is one of
-        SPECTRUM_ORDERS, prefixed with "-" for descending (e.g. "-top_eigenvalue"); ties are
-        broken by job and id so pages are stable."""
-        return self._run_read(
-            self._spectra_page(
-                False, job_id=job_id, model=model, distance=distance, method=method,
-                owner=owner, order_by=order_by, limit=limit, offset=offset,
-            )
-        )  # fmt: skip
+    def list_spectra(self, **query: Unpack[SpectraQuery]) -> list[SpectrumRecord]:
+        """Metadata and eigenvalues, never eigenvectors (see SpectraQuery for the filters,
+        the order and the page)."""
+        return self._run_read(self._spectra_page(False, query))
 
-    def list_spectrum_summaries(
-        self,
-        *,
-        job_id: str | None = None,
-        model: str | None = None,
-        distance: str | None = None,
-        method: str | None = None,
-        owner: str | None = None,
-        order_by: str = "latent_index",
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[SpectrumSummaryRecord]:
+    def list_spectrum_summaries(self, **query: Unpack[SpectraQuery]) -> list[SpectrumSummaryRecord]:
         """list_spectra without the arrays and diagnostics: what a listing shows."""
-        return self._run_read(
-            self._spectra_page(
-                True, job_id=job_id, model=model, distance=distance, method=method,
-                owner=owner, order_by=order_by, limit=limit, offset=offset,
-            )
-        )  # fmt: skip
+        return self._run_read(self._spectra_page(True, query))
 
-    async def list_spectrum_summaries_async(self, **selection: Any) -> list[SpectrumSummaryRecord]:
-        """list_spectrum_summaries, awaitable, with the same keyword arguments (see
-        open_async_reads)."""
-        return await self._async_reads.run(self._spectra_page(True, **selection))
+    async def list_spectrum_summaries_async(
+        self, **query: Unpack[SpectraQuery]
+    ) -> list[SpectrumSummaryRecord]:
+        """list_spectrum_summaries, awaitable (see open_async_reads)."""
+        return await self._async_reads.run(self._spectra_page(True, query))
 
     @classmethod
-    def _spectra_page(
-        cls,
-        summaries: bool,
-        *,
-        job_id: str | None = None,
-        model: str | None = None,
-        distance: str | None = None,
-        method: str | None = None,
-        owner: str | None = None,
-        order_by: str = "latent_index",
-        limit: int = 50,
-        offset: int = 0,
-    ) -> ReadPlan[Any]:
+    def _spectra_page(cls, summaries: bool, query: SpectraQuery) -> ReadPlan[Any]:
         """One page of spectra: SpectrumSummaryRecords, or with ``summaries`` False whole
         SpectrumRecords (arrays, diagnostics)."""
+        unknown = set(query) - set(SpectraQuery.__annotations__)
+        if unknown:  # a misspelt filter must not widen the selection silently
+            raise TypeError(f"unknown spectra query arguments: {', '.join(sorted(unknown))}")
+        owner = query.get("owner")
+        order_by = query.get("order_by", "latent_index")
+        limit, offset = query.get("limit", 50), query.get("offset", 0)
         _check_page(limit, offset)
         if order_by.removeprefix("-") not in SPECTRUM_ORDERS:
             raise InvalidDataError(
                 f"cannot order spectra by {order_by!r}; use one of {', '.join(SPECTRUM_ORDERS)} "
                 "(prefix '-' for descending)"
             )
-        filters = _selection_params(job_id, model, distance, method)
+        filters = _selection_params(
+            query.get("job_id"), query.get("model"), query.get("distance"), query.get("method")
+        )
         params: dict[str, Any] = dict(filters)
         read = _spectra_page_read(tuple(filters), owner is not None, order_by, summaries)
         if owner is not None:

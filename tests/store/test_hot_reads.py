@@ -103,6 +103,8 @@ def test_every_spectra_filter_combination_selects_what_it_names(store: Store) ->
     assert all(getattr(summary, f) == getattr(spectrum, f) for f in summary.__dataclass_fields__)
     with pytest.raises(NotFoundError):
         store.get_spectrum(summary.id, owner="alice")
+    with pytest.raises(TypeError, match="jobid"):  # a misspelt filter selects nothing wider
+        store.list_spectra(jobid=bob.id)  # type: ignore[call-arg]
     second_page_by_top = store.list_spectra(order_by="-top_eigenvalue", limit=2, offset=1)
     tops = sorted((r.top_eigenvalue for r in every), reverse=True)
     assert [r.top_eigenvalue for r in second_page_by_top] == tops[1:3]
