@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
-from .prepared import ReadPlan, in_utc
+from .prepared import Disconnected, ReadPlan, in_utc
 
 _T = TypeVar("_T")
 
@@ -86,17 +86,22 @@ class AsyncReads:
             return result
         try:
             return plan.finish(await self._rows(pool, plan))
-        except PoolTimeout:
-            raise  # no connection to be had: another wait would only double the delay
-        except psycopg.OperationalError:
+        except Disconnected:
             # A dead connection (server restart, pg_terminate_backend) is dropped by the pool
             # when returned, and every idle one may be dead too: the pool checks them (one
-            # round trip each) and the read runs once more, as the threaded reads do.
+            # round trip each) and the read runs once more, as the threaded reads do. Other
+            # errors (a pool timeout, a cancelled query) are not retried, as there.
             await pool.check()
             return plan.finish(await self._rows(pool, plan))
 
     @staticmethod
     async def _rows(pool: AsyncConnectionPool, plan: ReadPlan[Any]) -> list[dict[str, Any]]:
-        async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(plan.read.postgres_sql, plan.params)
-            return in_utc(await cursor.fetchall(), plan.read)
+        async with pool.connection() as conn:
+            try:
+                async with conn.cursor(row_factory=dict_row) as cursor:
+                    await cursor.execute(plan.read.postgres_sql, plan.params)
+                    return in_utc(await cursor.fetchall(), plan.read)
+            except psycopg.OperationalError as error:
+                if conn.broken or conn.closed:
+                    raise Disconnected(str(error)) from error
+                raise
