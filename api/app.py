@@ -74,7 +74,11 @@ def create_app(
     install_error_handlers(app)
     # Added last = outermost: metrics see every request, the size limit runs before the body
     # is read by anything.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_bytes,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     app.include_router(health.router)

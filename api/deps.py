@@ -11,6 +11,7 @@ from api.errors import ApiProblem
 from api.metrics import ApiMetrics
 from services.config import Settings
 from services.geometry import list_models
+from services.worker_devices import device_is_served
 
 
 def get_settings(request: Request) -> Settings:
@@ -42,4 +43,25 @@ def ensure_model_served(name: str, settings: Settings, field: str = "model") -> 
         "serves, and an operator can add a file-based model to SPECTRA_EXTRA_MODELS",
         field=field,
         slug="model-not-served",
+    )
+
+
+def ensure_device_served(device: str | None, dispatcher: Dispatcher, field: str = "device") -> None:
+    """Refuse a job for a device no running worker has (e.g. cuda:3 on a two-GPU host), so
+    it is not left queued forever. Unchecked (accepted) when the workers' devices cannot be
+    read: the job then waits for a worker as any other does."""
+    if device is None:
+        return
+    lookup = getattr(dispatcher, "devices", None)
+    available = lookup() if lookup is not None else None
+    if available is None or device_is_served(device, available):
+        return
+    have = ", ".join(sorted(available)) or "none"
+    raise ApiProblem(
+        422,
+        "Device not served",
+        f"no running worker has device {device!r} (the workers have: {have}); leave device "
+        "out to use the worker's own, or start a worker on that device",
+        field=field,
+        slug="device-not-served",
     )

@@ -38,8 +38,11 @@ from services.store import (
     NotFoundError,
     StoreError,
 )
+from services.store.availability import DATABASE_UNAVAILABLE_ERRORS
 
 PROBLEM_JSON = "application/problem+json"
+# Seconds a client is told to wait when the database is unreachable (503).
+RETRY_AFTER_S = 5
 PROBLEM_BASE = "https://latent-spectra.dev/problems/"
 
 log = logging.getLogger("api")
@@ -197,6 +200,19 @@ def validation_error(error: ValidationError, prefix: str | None = None) -> ApiPr
     )
 
 
+def database_unavailable(instance: str | None = None) -> JSONResponse:
+    """503 for a database that cannot be reached now: the request was fine, send it again."""
+    return problem_response(
+        503,
+        "Service unavailable",
+        "The database cannot be reached right now; nothing was changed. Retry after "
+        f"{RETRY_AFTER_S} s.",
+        slug="service-unavailable",
+        instance=instance,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, error: ApiProblem) -> JSONResponse:
@@ -249,6 +265,13 @@ def install_error_handlers(app: FastAPI) -> None:
     # in the exception middleware (answered, not re-raised as server errors).
     for kind, _ in _DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain)
+
+    async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+        return database_unavailable(request.url.path)
+
+    for kind in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, error: Exception) -> JSONResponse:

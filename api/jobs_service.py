@@ -61,7 +61,8 @@ def export_npz(store: Any, job_id: str, owner: str | None, k: int | None) -> byt
 def import_npz(
     store: Any, settings: Settings, owner: str, data: bytes, overrides: dict[str, str]
 ) -> tuple[Any, bool]:
-    published = export.from_npz_bytes(data)  # ExportFormatError -> 422 naming the array
+    # ExportFormatError -> 422 naming the array
+    published = export.from_npz_bytes(data, max_array_bytes=settings.max_array_bytes)
     n, d, _ = published.eigenvectors.shape
     if n > settings.max_latents_per_job or d > settings.max_latent_dim:
         raise ApiProblem(

@@ -12,7 +12,14 @@ from pydantic import ValidationError
 from api import jobs_service
 from api.auth import Principal, require
 from api.codes import check_codes, parse_npy_codes, read_upload
-from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
+from api.deps import (
+    ensure_device_served,
+    ensure_model_served,
+    get_dispatcher,
+    get_metrics,
+    get_settings,
+    get_store,
+)
 from api.dispatch import Dispatcher
 from api.errors import ApiProblem
 from api.metrics import ApiMetrics
@@ -72,6 +79,7 @@ def _submit(
     settings: Settings = get_settings(request)
     metrics: ApiMetrics = get_metrics(request)
     ensure_model_served(spec.model, settings)
+    ensure_device_served(spec.device, dispatcher)
     job, created = jobs_service.submit(
         store,
         settings,
@@ -132,7 +140,7 @@ def submit_job_upload(
             "latents come from the uploaded file; leave them out of spec",
             field="spec.latents",
         )
-    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes)), settings, "file")
+    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file")
     try:
         job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
     except ValidationError as error:
