@@ -65,3 +65,30 @@ def ensure_device_served(device: str | None, dispatcher: Dispatcher, field: str 
         field=field,
         slug="device-not-served",
     )
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is refused (422 naming it), not ignored: a
+    misspelt filter (``?staus=failed``) would otherwise silently widen the selection."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _all_query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            f"unknown query parameter {unknown[0]!r}; this route takes "
+            f"{', '.join(sorted(known)) or 'no query parameters'}",
+            field=unknown[0],
+            slug="validation-error",
+        )
+
+
+def _all_query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params.extend(_all_query_params(sub))
+    return params

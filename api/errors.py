@@ -16,8 +16,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from services.export import ExportFormatError
 from services.geometry import (
@@ -70,6 +72,43 @@ class ApiProblem(Exception):
         self.slug = slug or title.lower().replace(" ", "-")
         self.headers = headers
         self.extra = extra or {}
+
+
+# What each documented problem status means, for the OpenAPI document.
+PROBLEM_STATUSES: dict[int, str] = {
+    400: "Malformed request (e.g. a body that is not valid JSON)",
+    401: "No or invalid API key",
+    403: "The key lacks the scope",
+    404: "No such resource visible to this key",
+    409: "The request conflicts with what is stored (e.g. a job without results yet)",
+    413: "Body or upload over the size limit",
+    422: "Invalid input (the problem document names the field)",
+    503: "The database is unreachable for now; retry after the Retry-After seconds",
+}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem documents (all of them by default)."""
+    return {
+        status: {
+            "description": PROBLEM_STATUSES[status],
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses or PROBLEM_STATUSES
+    }
 
 
 def problem_response(
@@ -213,6 +252,34 @@ def database_unavailable(instance: str | None = None) -> JSONResponse:
     )
 
 
+def allowed_methods(request: Request, *, literal_only: bool = False) -> list[str]:
+    """The methods the routes for this path take, all of them (several routes share a path,
+    one per method), as the OpenAPI document lists them (HEAD, implied by GET, is left out).
+    ``literal_only``: only routes whose path has no parameters."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if not isinstance(route, Route | APIRoute) or not route.methods:
+            continue
+        if literal_only and route.param_convertors:
+            continue
+        match, _ = route.matches({**request.scope, "type": "http"})
+        if match is not Match.NONE:
+            methods |= set(route.methods)
+    methods.discard("HEAD")
+    return sorted(methods - {request.method}) if literal_only else sorted(methods)
+
+
+def method_not_allowed(request: Request, allowed: list[str]) -> JSONResponse:
+    return problem_response(
+        405,
+        "Method not allowed",
+        f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}.",
+        slug="method-not-allowed",
+        instance=request.url.path,
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, error: ApiProblem) -> JSONResponse:
@@ -229,7 +296,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        return validation_problem([dict(e) for e in error.errors()], instance=request.url.path)
+        errors = [dict(e) for e in error.errors()]
+        if errors and all(tuple(e.get("loc", ()))[:1] == ("path",) for e in errors):
+            # "GET /v1/latent-sets/upload" met the {set_id} route only because no GET route
+            # has that literal path: the path names the upload route, the method is wrong.
+            allowed = allowed_methods(request, literal_only=True)
+            if allowed:
+                return method_not_allowed(request, allowed)
+        return validation_problem(errors, instance=request.url.path)
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, error: ValidationError) -> JSONResponse:
@@ -237,6 +311,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 405:
+            return method_not_allowed(request, allowed_methods(request))
         title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
             error.status_code, "HTTP error"
         )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.errors import RETRY_AFTER_S, problem_response
+from api.errors import RETRY_AFTER_S, problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +34,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
 @router.get(
     "/readyz",
     summary="The database and the broker are reachable",
-    responses={503: {"description": "A dependency is unreachable"}},
+    responses=problem_responses(503),
 )
 async def readyz(request: Request) -> JSONResponse:
     store = request.app.state.store

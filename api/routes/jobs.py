@@ -21,7 +21,7 @@ from api.deps import (
     get_store,
 )
 from api.dispatch import Dispatcher
-from api.errors import ApiProblem
+from api.errors import ApiProblem, problem_responses
 from api.metrics import ApiMetrics
 from api.params import TEXT_PATTERN, JobIdPath, text_query
 from api.schemas import (
@@ -50,13 +50,9 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or invalid API key"},
-    403: {"description": "The key lacks the scope"},
-    404: {"description": "No such job visible to this key"},
-    413: {"description": "Upload over the size limit"},
-    422: {"description": "Invalid input (problem document names the field)"},
-}
+# Every problem status a route here may answer with (each route can meet a bad key, a down
+# database, a malformed body...), documented once.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses()
 
 
 def _submitted_response(job: Any, created: bool) -> JSONResponse:
