@@ -106,6 +106,19 @@ class Heartbeat(AbstractContextManager["Heartbeat"]):
             return False
         return True
 
+    def starting(self, latent_index: int) -> bool:
+        """Record (with the lease renewed) that this latent is being computed now: if the run
+        dies on it, the next run of the chunk knows which latent it died on, and a latent
+        that kills every run is recorded as that latent's failure (see claim_chunk)."""
+        if self.lost.is_set():
+            return False
+        if not with_db_retry(
+            self._store.start_latent, self._chunk_id, self._worker_id, latent_index
+        ):
+            self.lost.set()
+            return False
+        return True
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
@@ -223,6 +236,8 @@ def _work(
         _check_continue(store, job.id, beat)
         if index in finished:
             continue
+        if not beat.starting(index):
+            raise _Stop(None)
         if chunk.column_block is not None:
             _run_block(
                 store, job, generator, distance, codes[index], index, chunk.column_block,

@@ -423,7 +423,7 @@ def lab() -> Iterator[Lab]:
 def _lab_env(db: Host, **extra: str) -> dict[str, str]:
     return {
         # Slow enough that a fault finds a chunk half done, and two faults one job each.
-        "SPECTRA_TEST_SLOW_S": "0.3",
+        "SPECTRA_TEST_SLOW_S": "0.4",
         **os.environ,
         "SPECTRA_DATABASE_URL": f"postgresql+psycopg://postgres@{db.address}:5432/spectra",
         "SPECTRA_BROKER_URL": f"redis://{db.address}:6379/0",
@@ -511,7 +511,7 @@ def part_way(job_id, host):
     for c in chunks(job_id):
         n = len(done & set(c['indices']))
         if c['status'] == 'running' and (c['owner'] or '').startswith(host + ':') \\
-                and 0 < n < len(c['indices']) - 1:
+                and 0 < n < len(c['indices']):
             return c
     return None
 def result(job_id):
@@ -551,7 +551,7 @@ def result(job_id):
             assert recover < RECOVERY_LIMIT_S, f"{fault_name}: {recover:.1f} s to recover"
 
         # 1. w1's link is cut mid-chunk: w2 takes the chunk over once its lease is stale.
-        first = slow_spec(31, count=24, chunk_size=4)
+        first = slow_spec(31, count=24, chunk_size=6)
         job_a = probe.exec(f"submit({first!r})")
         recover = fault(job_a, "cpu@w1", lambda: lab.cut(w1), "w2 to resume the cut chunk")
         lab.restore(w1)
@@ -559,7 +559,7 @@ def result(job_id):
 
         # 2. w1 rejoins (it takes chunks of a new job), then w2's host crashes mid-chunk: the
         # rejoined w1 takes w2's chunk over and finishes the job.
-        second = slow_spec(32, count=32, chunk_size=4)
+        second = slow_spec(32, count=36, chunk_size=6)
         job_b = probe.exec(f"submit({second!r})")
         wait_for(lambda: any((c["owner"] or "").startswith("cpu@w1:")
                              for c in probe.exec(f"chunks({job_b!r})")),
