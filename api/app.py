@@ -14,12 +14,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.auth import VerifiedKeyCache
-from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
 from services.config import Settings, get_settings
+from services.dispatch import CeleryDispatcher, Dispatcher
 
 API_VERSION = "1"
 

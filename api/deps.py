@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import Request
 
-from api.dispatch import Dispatcher
 from api.errors import ApiProblem
 from api.metrics import ApiMetrics
 from services.config import Settings
+from services.dispatch import Dispatcher
 from services.geometry import list_models
 
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from api.auth import Principal, require
-from api.comparison import CompareRequest, compare
 from api.deps import get_store
 from api.routes.jobs import PROBLEM_RESPONSES
+from services.comparison import CompareRequest, compare
 
 router = APIRouter(tags=["compare"])
 

@@ -9,12 +9,10 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api import jobs_service
 from api.auth import Principal, require
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
-from api.dispatch import Dispatcher
-from api.errors import ApiProblem
+from api.errors import ApiProblem, validation_error
 from api.metrics import ApiMetrics
 from api.params import TEXT_PATTERN, JobIdPath, text_query
 from api.schemas import (
@@ -27,7 +25,9 @@ from api.schemas import (
     json_response,
     page_of,
 )
+from services import submission
 from services.config import Settings
+from services.dispatch import Dispatcher
 from services.pipeline import JobSpec
 
 router = APIRouter(tags=["jobs"])
@@ -72,7 +72,7 @@ def _submit(
     settings: Settings = get_settings(request)
     metrics: ApiMetrics = get_metrics(request)
     ensure_model_served(spec.model, settings)
-    job, created = jobs_service.submit(
+    job, created = submission.submit(
         store,
         settings,
         dispatcher,
@@ -136,7 +136,7 @@ def submit_job_upload(
     try:
         job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
     except ValidationError as error:
-        raise jobs_service.spec_problem(error, prefix="spec") from None
+        raise validation_error(error, prefix="spec") from None
     return _submit(request, job_spec, principal, idempotency_key)
 
 
@@ -187,7 +187,7 @@ def cancel_job(
     job_id: JobIdPath,
     principal: Annotated[Principal, Depends(require("submit"))],
 ) -> JobView:
-    job = jobs_service.cancel(
+    job = submission.cancel(
         get_store(request), get_dispatcher(request), job_id, principal.visible_owner
     )
     return JobView(**job_view_fields(job))
@@ -205,7 +205,7 @@ def export_job(
     principal: Annotated[Principal, Depends(require("read"))],
     k: Annotated[int | None, Query(ge=1, le=100_000, description="eigenpairs per spectrum")] = None,
 ) -> Response:
-    data = jobs_service.export_npz(get_store(request), job_id, principal.visible_owner, k)
+    data = submission.export_npz(get_store(request), job_id, principal.visible_owner, k)
     return Response(
         data,
         media_type="application/octet-stream",
@@ -237,7 +237,7 @@ def import_job(
         for key, value in {"model": model, "distance": distance, "method": method}.items()
         if value
     }
-    job, created = jobs_service.import_npz(
+    job, created = submission.import_npz(
         get_store(request), settings, principal.owner, data, overrides
     )
     body = JobSubmitted(**job_view_fields(job), created=created)

@@ -13,7 +13,12 @@ from fastapi.responses import Response
 from pydantic import StringConstraints
 
 from api.auth import Principal, require
-from api.comparison import (
+from api.deps import ensure_model_served, get_settings, get_store
+from api.errors import ApiProblem
+from api.params import TEXT_PATTERN, id_query
+from api.routes.jobs import PROBLEM_RESPONSES
+from api.routes.spectra import visible_spectrum
+from services.comparison import (
     MAX_SELECTIONS,
     Comparison,
     compare,
@@ -22,11 +27,6 @@ from api.comparison import (
     parse_selection,
     spectrum_png,
 )
-from api.deps import ensure_model_served, get_settings, get_store
-from api.errors import ApiProblem
-from api.params import TEXT_PATTERN, id_query
-from api.routes.jobs import PROBLEM_RESPONSES
-from api.routes.spectra import visible_spectrum
 
 router = APIRouter(tags=["plots"])
 

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.dispatch import InProcessDispatcher
 from services.config import Settings
+from services.dispatch import InProcessDispatcher
 from services.store import Store
 
 # Small limits so the over-the-limit inputs stay cheap to build.
