@@ -46,9 +46,9 @@ def create_app(
         # Status polls and spectra queries then wait on PostgreSQL without a thread each.
         await store.open_async_reads()
         if freeze_gc:
-            # What is loaded by now (torch, the app: some 300,000 objects) lives as long as
-            # the process; a full collection walking it took 130 ms here, a stall that every
-            # in-flight request waited out (p99 180 ms at 50 clients). Collected once, then
+            # What is loaded by now (torch, the app: hundreds of thousands of objects) lives
+            # as long as the process; a full collection walking it stalls every in-flight
+            # request (bench/bench_api.py shows it in the p99). Collected once, then
             # left out of later collections. Process-wide, so only for a serving process.
             gc.collect()
             gc.freeze()

@@ -9,7 +9,6 @@ services.geometry; this module only selects, loads and labels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services import geometry, plots
+from services.jsonable import jsonable
 from services.patterns import TEXT_PATTERN, UUID_PATTERN
 from services.store import InvalidDataError, NotFoundError, Store
 
@@ -114,21 +114,6 @@ class Comparison:
             "alignments": [jsonable(a) for a in self.alignments],
             "notes": self.notes,
         }
-
-
-def jsonable(value: Any) -> Any:
-    """numpy scalars and arrays to plain JSON; NaN and inf to null (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _drop_matrices(result: dict[str, Any]) -> dict[str, Any]:

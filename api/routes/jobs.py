@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api.auth import Principal, require
+from api.auth import Principal, ReadPrincipal, SubmitPrincipal
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
 from api.errors import ApiProblem, validation_error
@@ -29,10 +29,11 @@ from services import submission
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.pipeline import JobSpec
+from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JOB_STATUSES
+JobStatus = StatusName
 
 IdempotencyKey = Annotated[
     str | None,
@@ -95,7 +96,7 @@ def _submit(
 def submit_job(
     request: Request,
     spec: JobSpec,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     return _submit(request, spec, principal, idempotency_key)
@@ -110,7 +111,7 @@ def submit_job(
 )
 def submit_job_upload(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npy array of codes, shape (n, d)")],
     spec: Annotated[
         str,
@@ -143,7 +144,7 @@ def submit_job_upload(
 @router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs")
 def list_jobs(
     request: Request,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     status: JobStatus | None = None,
     model: Annotated[str | None, text_query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -153,7 +154,7 @@ def list_jobs(
         owner=principal.visible_owner, status=status, model=model, limit=limit, offset=offset
     )
     return JobList(
-        items=[JobView(**job_view_fields(job)) for job in jobs], page=page_of(jobs, limit, offset)
+        items=[JobView.model_validate(job) for job in jobs], page=page_of(jobs, limit, offset)
     )
 
 
@@ -166,7 +167,7 @@ def list_jobs(
 async def get_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> Response:
     # async: the most polled route waits on the database without a worker thread.
     store = get_store(request)
@@ -185,12 +186,12 @@ async def get_job(
 def cancel_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
 ) -> JobView:
     job = submission.cancel(
         get_store(request), get_dispatcher(request), job_id, principal.visible_owner
     )
-    return JobView(**job_view_fields(job))
+    return JobView.model_validate(job)
 
 
 @router.get(
@@ -202,7 +203,7 @@ def cancel_job(
 def export_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     k: Annotated[int | None, Query(ge=1, le=100_000, description="eigenpairs per spectrum")] = None,
 ) -> Response:
     data = submission.export_npz(get_store(request), job_id, principal.visible_owner, k)
@@ -222,7 +223,7 @@ def export_job(
 )
 def import_job(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npz with eva, evc, feat and meta")],
     model: Annotated[
         str | None, Form(max_length=200, pattern=TEXT_PATTERN, description="overrides meta.model")
