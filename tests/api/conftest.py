@@ -112,3 +112,10 @@ def assert_problem(response, status: int, field: str | None = None) -> dict:  # 
     if field is not None:
         assert body.get("field") == field, body
     return body
+
+
+@pytest.fixture
+def pg_url(migrated_pg_url: str) -> str:
+    """These tests' databases start migrated: a clone of the session's template (the
+    migrations themselves are tested in tests/store/test_migrations.py)."""
+    return migrated_pg_url
