@@ -41,6 +41,7 @@ from services.store import (
     StoreError,
 )
 from services.store.availability import DATABASE_UNAVAILABLE_ERRORS
+from services.submission import ImportTooLargeError
 
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client is told to wait when the database is unreachable (503).
@@ -156,6 +157,7 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], _Mapping]] = [
     (GeometryError, _Mapping(422, "Invalid request", "invalid-request")),
     (SpecError, _Mapping(422, "Invalid job spec", "invalid-spec")),
     (ExportFormatError, _Mapping(422, "Invalid .npz file", "invalid-npz", "file")),
+    (ImportTooLargeError, _Mapping(422, "Invalid .npz file", "invalid-npz", "file")),
     (NotFoundError, _Mapping(404, "Not found", "not-found")),
     (
         IdempotencyConflictError,

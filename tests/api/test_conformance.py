@@ -57,7 +57,7 @@ def test_every_operation_conforms_to_the_schema_under_every_check(
                 for failure in group.exceptions:
                     title = getattr(failure, "title", type(failure).__name__)
                     failures.setdefault(
-                        (operation.label, title), f"{group}"[:1500] + f"\n{case.as_curl_command()}"
+                        (case.operation.label, title), f"{group}"[:1500] + f"\n{case.as_curl_command()}"
                     )
 
         try:

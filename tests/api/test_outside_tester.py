@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.dispatch import InProcessDispatcher
 from services.config import Settings
+from services.dispatch import InProcessDispatcher
 from services.store import Store
 from tests.api.conftest import (
     LATENT_DIM,
