@@ -44,10 +44,12 @@ def submit(
         job = store.job_for_idempotency_key(owner, idempotency_key, digest)
         if job is not None:
             return job, False
-    job, created = submit_job(store, spec, owner, dispatcher.dispatch, settings=settings)
-    if idempotency_key:
-        store.remember_idempotency_key(owner, idempotency_key, digest, job.id)
-    return job, created
+    # The key is claimed in the transaction that creates the job: of concurrent requests
+    # under one key with different bodies, one creates its job and the rest create nothing.
+    return submit_job(
+        store, spec, owner, dispatcher.dispatch, settings=settings,
+        idempotency_key=idempotency_key or None, request_sha256=digest,
+    )  # fmt: skip
 
 
 def cancel(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None) -> JobRecord:

@@ -35,6 +35,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
+from .idempotency import record_idempotency_key
 from .models import utcnow
 from .prepared import ReadPlan, prepare
 from .records import (
@@ -97,11 +98,16 @@ class JobStore(StoreConnection):
         latent_set_id: str | None,
         n_latents: int,
         chunks: list[ChunkPlan],
+        *,
+        idempotency_key: str | None = None,
+        request_sha256: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Create a job and its chunks in one transaction.
 
         The same (owner, spec_hash) submitted again (even concurrently) is the same job:
-        returns ``(existing_job, False)`` and creates nothing.
+        returns ``(existing_job, False)`` and creates nothing. An ``idempotency_key`` is
+        claimed in the same transaction: if the key is bound to another request (even one
+        committing at this moment) IdempotencyConflictError is raised and nothing is created.
         """
         n_latents = non_negative_int(n_latents, "n_latents")
         chunk_rows = self._chunk_rows(chunks, n_latents)
@@ -153,6 +159,10 @@ class JobStore(StoreConnection):
             else:
                 where = and_(JOBS.c.owner == owner, JOBS.c.spec_hash == spec_hash)
             job = conn.execute(select(JOBS).where(where)).mappings().one()
+            if idempotency_key:
+                record_idempotency_key(
+                    conn, self._insert, owner, idempotency_key, request_sha256 or "", job["id"]
+                )
             return JobRecord(**job), created
 
     @staticmethod

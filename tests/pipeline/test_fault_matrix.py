@@ -260,6 +260,7 @@ def clean_eigenvalues(spec: dict[str, Any], tmp: Path) -> dict[int, np.ndarray]:
     embedded.migrate()
     previous = os.environ.get("SPECTRA_TEST_SLOW_S")
     os.environ["SPECTRA_TEST_SLOW_S"] = "0"
+    os.environ["SPECTRA_TEST_CRASH_RAISES"] = "1"  # a poison latent fails here, not the test
     generator_cache.clear()  # the toy reads its sleep when loaded
     try:
         job, _ = submit_job(embedded, JobSpec(**spec), "clean", None)
@@ -267,6 +268,7 @@ def clean_eigenvalues(spec: dict[str, Any], tmp: Path) -> dict[int, np.ndarray]:
         return {s.latent_index: np.asarray(s.eigenvalues) for s in embedded.list_spectra(
             job_id=job.id, limit=1000)}  # fmt: skip
     finally:
+        os.environ.pop("SPECTRA_TEST_CRASH_RAISES", None)
         if previous is None:
             os.environ.pop("SPECTRA_TEST_SLOW_S", None)
         else:
@@ -388,6 +390,30 @@ def test_postgresql_restarted(rig: Rig, tmp_path: Path) -> None:
     final = finished(rig.store, job.id)
     assert final.status == "succeeded"
     record("PostgreSQL restarted", rig, final, spec, recover, tmp_path)
+
+
+def test_poison_latent_fails_alone_and_the_chunk_goes_on(rig: Rig, tmp_path: Path) -> None:
+    """One latent kills its worker's pool child every time it is computed: after
+    max_attempts runs ended on it, it is recorded as that latent's failure with the reason,
+    and the rest of its chunk is computed and stored."""
+    worker = rig.cluster.running()
+    codes = np.random.default_rng(29).standard_normal((6, toy_generators.LATENT_DIM))
+    codes[2, 0] = toy_generators.TRIGGER
+    spec = dict(model=f"python:{TOY_FILE}:crash_at_trigger", latents={"values": codes.tolist()},
+                chunk_size=6)  # fmt: skip
+    job = rig.submit("matrix", **spec)
+    final = finished(rig.store, job.id, timeout_s=150)
+    assert final.status == "succeeded" and final.n_done == 5 and final.n_failed == 1
+    (failure,) = rig.store.latent_failures(job.id)
+    assert failure.latent_index == 2
+    assert f"{DEFAULTS.max_chunk_attempts} of {DEFAULTS.max_chunk_attempts} attempts" in (
+        failure.reason
+    )
+    (chunk,) = rig.store.list_chunks(job.id)
+    assert chunk.status == "succeeded"
+    assert worker.alive()  # only pool children died
+    record("poison latent (kills its worker)", rig, final, spec, None, tmp_path,
+           expect_failed=1, expected=5)  # fmt: skip
 
 
 def test_cancel(rig: Rig, tmp_path: Path) -> None:
