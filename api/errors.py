@@ -16,10 +16,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 
 from services.export import ExportFormatError
 from services.geometry import (
@@ -255,20 +253,26 @@ def database_unavailable(instance: str | None = None) -> JSONResponse:
 
 
 def allowed_methods(request: Request, *, literal_only: bool = False) -> list[str]:
-    """The methods the routes for this path take, all of them (several routes share a path,
-    one per method), as the OpenAPI document lists them (HEAD, implied by GET, is left out).
-    ``literal_only``: only routes whose path has no parameters."""
+    """The methods the OpenAPI document lists for this path (several routes share a path,
+    one per method). ``literal_only``: only paths without parameters, less the method used."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if not isinstance(route, Route | APIRoute) or not route.methods:
+    for template, pattern, path_methods in _documented_paths(request.app):
+        if literal_only and "{" in template:
             continue
-        if literal_only and route.param_convertors:
-            continue
-        match, _ = route.matches({**request.scope, "type": "http"})
-        if match is not Match.NONE:
-            methods |= set(route.methods)
-    methods.discard("HEAD")
+        if pattern.fullmatch(request.url.path):
+            methods |= path_methods
     return sorted(methods - {request.method}) if literal_only else sorted(methods)
+
+
+def _documented_paths(app: FastAPI) -> list[tuple[str, re.Pattern[str], set[str]]]:
+    cached = getattr(app.state, "documented_paths", None)
+    if cached is None:
+        cached = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            cached.append((template, re.compile(regex), {m.upper() for m in operations}))
+        app.state.documented_paths = cached
+    return cached
 
 
 def method_not_allowed(request: Request, allowed: list[str]) -> JSONResponse:

@@ -263,3 +263,33 @@ def test_a_database_that_is_down_is_503_with_retry_after_on_every_route(pg_url: 
             assert elapsed < 8.0, f"{path} took {elapsed:.1f} s"
             if path == "/readyz":
                 assert "unreachable" in problem["checks"]["database"]
+
+
+def test_wrong_methods_are_405_with_every_allowed_method(
+    alice: tuple[TestClient, dict[str, str]], store: Store
+) -> None:
+    """7: GET on the upload route is a 405 (it met the {set_id} route only by its shape),
+    and a 405's Allow lists every method of the path, which several routes share."""
+    client, headers = alice
+    job = "00000000-0000-4000-8000-000000000000"
+    cases = [
+        ("GET", "/v1/latent-sets/upload", "POST"),
+        ("GET", "/v1/jobs/upload", "POST"),
+        ("OPTIONS", "/v1/jobs", "GET, POST"),
+        ("DELETE", f"/v1/jobs/{job}", "GET"),
+        ("PUT", "/v1/latent-sets", "GET, POST"),
+    ]
+    for method, path, allowed in cases:
+        response = client.request(method, path, headers=headers)
+        assert_problem(response, 405)
+        assert response.headers["Allow"] == allowed, (method, path, response.headers)
+    assert_nothing_created(store)
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(
+    alice: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, headers = alice
+    problem = assert_problem(client.get("/v1/jobs?staus=failed", headers=headers), 422)
+    assert problem["field"] == "staus" and "status" in problem["detail"]
+    assert client.get("/v1/jobs?status=failed", headers=headers).status_code == 200
