@@ -18,7 +18,6 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    exists,
     func,
     literal,
     select,
@@ -36,6 +35,7 @@ from .codecs import (
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
 from .idempotency import record_idempotency_key
+from .latent_deaths import count_run_ended_on_latent
 from .models import utcnow
 from .prepared import ReadPlan, prepare
 from .records import (
@@ -52,7 +52,6 @@ from .tables import (
     JOBS,
     LATENT_FAILURES,
     LATENT_SETS,
-    SPECTRA,
 )
 
 _JOB_BY_ID = prepare(select(JOBS).where(JOBS.c.id == bindparam("id")))
@@ -435,7 +434,9 @@ class JobStore(StoreConnection):
             raise InvalidDataError("max_attempts must be at least 1")
         now = utcnow()
         with self._write() as conn:
-            self._count_run_ended_on_latent(conn, chunk_id, max_attempts, now)
+            count_run_ended_on_latent(
+                conn, self._insert, self._postgres, chunk_id, max_attempts, now
+            )
             claimed = (
                 conn.execute(
                     update(CHUNKS)
@@ -482,59 +483,6 @@ class JobStore(StoreConnection):
                 if known is None:
                     raise NotFoundError(f"chunk {chunk_id!r} not found")
             return None
-
-    def _count_run_ended_on_latent(
-        self, conn: Connection, chunk_id: str, max_attempts: int, now: Any
-    ) -> None:
-        unfinished = ~exists().where(
-            SPECTRA.c.job_id == CHUNKS.c.job_id, SPECTRA.c.latent_index == CHUNKS.c.current_latent
-        ) & ~exists().where(
-            LATENT_FAILURES.c.job_id == CHUNKS.c.job_id,
-            LATENT_FAILURES.c.latent_index == CHUNKS.c.current_latent,
-        )
-        counted = (
-            conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "queued",
-                    CHUNKS.c.current_latent.is_not(None),
-                    unfinished,
-                )
-                .values(current_latent_deaths=CHUNKS.c.current_latent_deaths + 1)
-                .returning(CHUNKS.c.job_id, CHUNKS.c.current_latent, CHUNKS.c.current_latent_deaths)
-            )
-            .mappings()
-            .one_or_none()
-        )
-        if counted is None or counted["current_latent_deaths"] < max_attempts:
-            return
-        latent, deaths = counted["current_latent"], counted["current_latent_deaths"]
-        reason = (
-            f"every run that computed latent {latent} ended before it finished ({deaths} of "
-            f"{max_attempts} attempts): its worker process died on it (a crash in the "
-            "generator or the distance, or out of memory) or lost its lease; the rest of the "
-            "chunk went on without it"
-        )
-        conn.execute(
-            self._insert(LATENT_FAILURES)
-            .values(job_id=counted["job_id"], latent_index=latent, reason=reason, created_at=now)
-            .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
-        )
-        conn.execute(
-            update(JOBS).where(JOBS.c.id == counted["job_id"]).values(n_failed=JOBS.c.n_failed + 1)
-        )
-        conn.execute(
-            update(CHUNKS)
-            .where(CHUNKS.c.id == chunk_id)
-            .values(
-                attempts=func.greatest(CHUNKS.c.attempts - deaths, 0)
-                if self._postgres
-                else func.max(CHUNKS.c.attempts - deaths, 0),
-                current_latent=None,
-                current_latent_deaths=0,
-            )
-        )
 
     def start_latent(self, chunk_id: str, worker_id: str, latent_index: int) -> bool:
         """Record that this run is computing ``latent_index`` now (renewing the lease). False
