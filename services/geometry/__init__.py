@@ -28,6 +28,15 @@ from .methods import (
     spectrum_from_metric,
 )
 from .sefa import sefa
+from .statistics import (
+    bootstrap_mean_interval,
+    bootstrap_offdiagonal_interval,
+    expected_abs_cosine,
+    position_statistics,
+    random_abs_cosine_baseline,
+    random_subspace_baseline,
+    top_share,
+)
 
 __all__ = [
     "DISTANCES",
@@ -48,6 +57,13 @@ __all__ = [
     "UnknownMethodError",
     "UnknownModelError",
     "alignment",
+    "bootstrap_mean_interval",
+    "bootstrap_offdiagonal_interval",
+    "expected_abs_cosine",
+    "position_statistics",
+    "random_abs_cosine_baseline",
+    "random_subspace_baseline",
+    "top_share",
     "anisotropy",
     "average_metric",
     "compute_metric",
