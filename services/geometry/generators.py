@@ -10,9 +10,11 @@ Names `load_generator` accepts:
     The pretrained DCGAN (d = 100, 64x64 RGB faces) whose weights ship in the PyPI package
     ``gan-face-generate`` (``gan_face_generate/weights.tar``, key ``netG_state_dict``). The
     architecture is defined here (the package's own module is never imported). Each
-    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time:
-    the same function (to float32 rounding, recorded as ``batchnorm_folded``), one op fewer per
-    layer, and no BatchNorm that could ever run in train mode. The first layer (a transposed
+    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time,
+    in the dtype the generator runs in (``to(..., float64)`` refolds from the checkpoint, so
+    float64 is float64 end to end; recorded as ``batchnorm_folded_in``): the same function to
+    that dtype's rounding, one op fewer per layer, and no BatchNorm that could ever run in
+    train mode. The first layer (a transposed
     convolution of the code as a 1x1 image) runs as the linear map it is. Codes ~ N(0, I).
 
 ``torchscript:PATH``
@@ -179,7 +181,14 @@ class Generator:
         device = torch.device(device)
         if _same_device(self.device, device) and self.dtype == dtype:
             return self
-        module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        facts = self.facts
+        if isinstance(self.module, DCGAN) and self.dtype != dtype:
+            # Casting folded float32 weights would keep their float32 rounding (4e-8 to 2e-7
+            # off a float64 reference): fold again from the checkpoint, in the new dtype.
+            module: nn.Module = self.module.folded_in(dtype).to(device=device)
+            facts = {**self.facts, "batchnorm_folded_in": str(dtype).removeprefix("torch.")}
+        else:
+            module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
         if self.channels_last and device.type == "cpu":
             _to_channels_last(module)
         return Generator(
@@ -187,7 +196,7 @@ class Generator:
             family=self.family,
             latent_dim=self.latent_dim,
             module=module,
-            facts=self.facts,
+            facts=facts,
             sampler=self._sampler,
             channels_last=self.channels_last,
         )
@@ -387,10 +396,18 @@ class DCGAN(nn.Module):
     """
 
     def __init__(
-        self, state_dict: dict[str, torch.Tensor], *, nz: int = 100, ngf: int = 64, nc: int = 3
+        self,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        nz: int = 100,
+        ngf: int = 64,
+        nc: int = 3,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.nz = nz
+        self._shape = (nz, ngf, nc)
+        self._checkpoint = state_dict  # unfolded, as loaded: folded_in() starts from it again
         reference = _tutorial_dcgan(nz, ngf, nc)
         try:
             reference.load_state_dict({k.removeprefix("main."): v for k, v in state_dict.items()})
@@ -398,6 +415,7 @@ class DCGAN(nn.Module):
             raise InvalidGeneratorError(
                 f"DCGAN checkpoint does not match nz={nz}, ngf={ngf}, nc={nc}: {error}"
             ) from None
+        reference.to(dtype)
         _freeze(reference)
         first: Any = reference[0]
         self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
@@ -408,6 +426,11 @@ class DCGAN(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.net(codes)
+
+    def folded_in(self, dtype: torch.dtype) -> DCGAN:
+        """The same generator with BatchNorm folded in `dtype` (on the CPU)."""
+        nz, ngf, nc = self._shape
+        return DCGAN(self._checkpoint, nz=nz, ngf=ngf, nc=nc, dtype=dtype)
 
     def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
         """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
@@ -503,6 +526,7 @@ def _load_dcgan_faces() -> Generator:
         "weights_sha256": file_sha256(path),
         "architecture": "pytorch-tutorial DCGAN nz=100 ngf=64 nc=3, 64x64",
         "batchnorm_folded": True,
+        "batchnorm_folded_in": "float32",
         "latent_distribution": "N(0, I)",
     }
     return Generator(name=DCGAN_FACES, family="dcgan", latent_dim=100, module=module, facts=facts)
