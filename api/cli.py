@@ -177,9 +177,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = _open_store(args.database)
     published = export.export_job(store, args.job, k=args.k)
-    data = export.to_npz_bytes(published)
-    Path(args.output).write_bytes(data)
     n, d, k = published.eigenvectors.shape
+    if args.layout == "gan-geometry":
+        Path(args.output).write_bytes(export.to_gan_geometry_zip(published))
+        print(f"wrote {args.output}: {n} files Hess_BP_<i>.npz, d={d}, k={k} (eva_BP, evc_BP, feat)")
+        return 0
+    Path(args.output).write_bytes(export.to_npz_bytes(published))
     print(f"wrote {args.output}: {n} spectra, d={d}, k={k} (eva ascending, evc, feat, meta)")
     return 0
 
@@ -187,13 +190,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from services import export
 
-    data = Path(args.file).read_bytes()
-    published = export.from_npz_bytes(data)
+    paths: list[Path] = []
+    for name in args.file:  # files, or directories of .npz files (sorted by name)
+        path = Path(name)
+        paths.extend(sorted(path.glob("*.npz")) if path.is_dir() else [path])
+    if not paths:
+        raise CliError(f"no .npz files in {' '.join(args.file)}")
+    published, sha256 = export.combine([(p.name, p.read_bytes()) for p in paths])
     store = _open_store(args.database)
     overrides = {k: v for k, v in (("model", args.model), ("distance", args.distance),
                                    ("method", args.method)) if v}  # fmt: skip
     job, created = export.import_job(
-        store, LOCAL_OWNER, published, source_sha256=export.content_sha256(data), **overrides
+        store, LOCAL_OWNER, published, source_sha256=sha256, **overrides
     )
     print(f"{'imported' if created else 'already imported'}: {job.n_done} spectra, status {job.status}")
     print(job.id)
@@ -450,10 +458,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("job")
     export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
     export.add_argument("--k", type=int, default=None, help="eigenpairs per spectrum (default all)")
+    export.add_argument(
+        "--layout", choices=("stacked", "gan-geometry"), default="stacked",
+        help="stacked: one .npz (eva, evc, feat, meta); gan-geometry: a .zip of Hess_BP_<i>.npz "
+        "files as the published analysis code reads them (docs/npz-layouts.md)",
+    )  # fmt: skip
     _database_option(export)
 
-    imp = command("import", cmd_import, "store a published-layout .npz as a finished job")
-    imp.add_argument("file", metavar="FILE.npz")
+    imp = command("import", cmd_import, "store .npz spectra (ours or GAN-Geometry's, "
+                  "docs/npz-layouts.md) as one finished job")  # fmt: skip
+    imp.add_argument("file", nargs="+", metavar="FILE.npz|DIR",
+                     help="one stacked file, or per-position files (Hess_BP_<i>.npz) or their directory")  # fmt: skip
     for name in ("model", "distance", "method"):
         imp.add_argument(f"--{name}", help=f"overrides meta.{name} of the file")
     _database_option(imp)
