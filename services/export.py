@@ -336,6 +336,7 @@ def export_job(
         "dtype": first.dtype,
         "seed": latents.get("seed") if latents else None,
         "spec": job.spec,
+        "resolved": job.resolved,  # an import of this file keeps the comparability key
         "job_id": job.id,
         "latent_indices": [r.latent_index for r in records],
         "k": k,
@@ -378,7 +379,11 @@ def import_job(
     if dtype not in ("float32", "float64"):
         dtype = "float32" if published.eigenvectors.dtype == np.float32 else "float64"
     spec = {**names, "imported": {"sha256": source_sha256, "meta": meta}}
-    resolved = {**names, "imported": True, "source_sha256": source_sha256, "n": n, "d": d, "k": k}
+    resolved: dict[str, Any] = {
+        **names, "imported": True, "source_sha256": source_sha256, "n": n, "d": d, "k": k
+    }  # fmt: skip
+    if isinstance(meta.get("resolved"), dict):  # exported by this service: the source's key
+        resolved["source_resolved"] = meta["resolved"]
     job_hash = hashlib.sha256(json.dumps(["import", source_sha256, names], sort_keys=True).encode())
     latent_set_id = None
     if published.codes is not None:
