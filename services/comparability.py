@@ -47,7 +47,7 @@ class ComparabilityKey:
 
     def label(self) -> str:
         """model[space, ψ]/distance/method[options] — never a file path."""
-        model = self.model
+        model = display_model(self.model)
         extras = [f"space={self.space}"] if self.space and self.space != "z" else []
         if self.psi is not None and self.psi != 1:
             extras.append(f"psi={self.psi:g}")
@@ -77,6 +77,29 @@ class ComparabilityKey:
             "kept": self.kept,
             "label": self.label(),
         }
+
+
+_PATH_SCHEMES = ("python:", "torchscript:", "biggan-deep:", "stylegan2:", "stylegan2-ada:")
+
+
+def display_model(model: str) -> str:
+    """A model name as labels show it: file-based names keep their scheme and the file's
+    name, not its directories (``python:/a/b/gen.py:build`` -> ``python:gen.py:build``);
+    control prefixes (``shuffled:0:``) are kept."""
+    prefix = ""
+    for control in ("shuffled:", "random-init:"):
+        if model.startswith(control):
+            seed, _, base = model.removeprefix(control).partition(":")
+            prefix, model = f"{control}{seed}:", base
+            break
+    for scheme in _PATH_SCHEMES:
+        if model.startswith(scheme):
+            rest = model.removeprefix(scheme)
+            if scheme == "python:" and ":" in rest:
+                location, _, factory = rest.rpartition(":")
+                return f"{prefix}{scheme}{location.rsplit('/', 1)[-1]}:{factory}"
+            return f"{prefix}{scheme}{rest.rstrip('/').rsplit('/', 1)[-1]}"
+    return prefix + model
 
 
 def _options(value: Any) -> tuple[tuple[str, Any], ...]:

@@ -76,3 +76,13 @@ def test_unlike_rows_form_separate_groups() -> None:
     assert len(grouping.groups) == 2
     directions = group_rows([_row("s", 0, None, method="sefa"), _row("t", 0, None, method="sefa")])
     assert len(directions.groups[0].rows) == 1 and directions.groups[0].duplicates == 1
+
+
+def test_labels_never_show_a_directory() -> None:
+    from services.comparability import display_model
+
+    assert display_model("python:/home/a/gen.py:build") == "python:gen.py:build"
+    assert display_model("torchscript:/x/y/model.pt") == "torchscript:model.pt"
+    assert display_model("shuffled:0:stylegan2:/p/g.pt") == "shuffled:0:stylegan2:g.pt"
+    assert display_model("shuffled:3:dcgan-faces") == "shuffled:3:dcgan-faces"
+    assert display_model("dcgan-faces") == "dcgan-faces"

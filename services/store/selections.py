@@ -1,5 +1,6 @@
 """The rows a comparison's selection is made of: each stored spectrum with its job's status
-and resolved spec and its code's bytes (for the position's identity), never its arrays.
+and resolved spec, its eigenvalues and its code's bytes (for the position's identity), never
+its eigenvectors.
 
 Ordered by job creation, then job id and latent index, so the first job that computed a
 position is the one a de-duplicated selection keeps.
@@ -33,6 +34,7 @@ class SelectionRow:
     k: int
     d: int
     code: bytes | None
+    eigenvalues: bytes  # (k,) float64 little-endian, descending
 
 
 def selection_rows(
@@ -51,7 +53,7 @@ def selection_rows(
         select(
             SPECTRA.c.id, SPECTRA.c.job_id, JOBS.c.status, JOBS.c.resolved,
             SPECTRA.c.latent_index, SPECTRA.c.model, SPECTRA.c.distance, SPECTRA.c.method,
-            SPECTRA.c.dtype, SPECTRA.c.k, SPECTRA.c.d, SPECTRA.c.code,
+            SPECTRA.c.dtype, SPECTRA.c.k, SPECTRA.c.d, SPECTRA.c.code, SPECTRA.c.eigenvalues,
         )  # fmt: skip
         .join(JOBS, JOBS.c.id == SPECTRA.c.job_id)
         .order_by(JOBS.c.created_at, SPECTRA.c.job_id, SPECTRA.c.latent_index)
@@ -72,6 +74,7 @@ def selection_rows(
             job_resolved=dict(row.resolved or {}), latent_index=row.latent_index,
             model=row.model, distance=row.distance, method=row.method, dtype=row.dtype,
             k=row.k, d=row.d, code=None if row.code is None else bytes(row.code),
+            eigenvalues=bytes(row.eigenvalues),
         )  # fmt: skip
         for row in rows
     ]
