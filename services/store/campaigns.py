@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from .errors import ConflictError, NotFoundError
-from .models import CampaignMemberRow, CampaignRow, utcnow
+from .models import Base, utcnow
 
-CAMPAIGNS = CampaignRow.__table__
-MEMBERS = CampaignMemberRow.__table__
+CAMPAIGNS: Table = Base.metadata.tables["campaigns"]
+MEMBERS: Table = Base.metadata.tables["campaign_members"]
 
 
 @dataclass(frozen=True)

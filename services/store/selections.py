@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Engine
 
-from .models import JobRow, SpectrumRow
+from .models import Base
 
-SPECTRA = SpectrumRow.__table__
-JOBS = JobRow.__table__
+SPECTRA: Table = Base.metadata.tables["spectra"]
+JOBS: Table = Base.metadata.tables["jobs"]
 
 
 @dataclass(frozen=True)
