@@ -85,7 +85,8 @@ def plan_members(spec: CampaignSpec) -> list[PlannedMember]:
     """Every member's job spec, checked (pydantic) before anything is submitted."""
     planned: list[PlannedMember] = []
     for model in spec.models:
-        for space in spec.spaces or [None]:
+        spaces: list[str | None] = list(spec.spaces) if spec.spaces else [None]
+        for space in spaces:
             extra: dict[str, Any] = {} if space is None else {"space": space}
             for distance in spec.distances:
                 for method in spec.methods:
