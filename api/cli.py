@@ -248,18 +248,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from services import comparison
 
     store = _open_store(args.database)
-    selections = [comparison.parse_selection(text) for text in args.selections]
+    try:
+        selections = [comparison.parse_selection(text) for text in args.selections]
+    except ValueError as error:
+        raise CliError(str(error)) from None
     result = comparison.compare(store, selections, owner=None, k=args.k)
     print(comparison.format_report(result))
+    write_comparison_outputs(store, result, args)
+    return 0
+
+
+def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
+    """--plots DIR (in every --format) and --json FILE (the full result, matrices too)."""
+    from services import comparison
+
     if args.plots:
         out = Path(args.plots)
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in comparison.render_plots(store, result).items():
+        formats = tuple(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
+        pictures = comparison.render_plots(
+            store, result, formats=formats, normalisation=args.normalise
+        )
+        for name, data in pictures.items():
             (out / name).write_bytes(data)
             print(f"wrote {out / name}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    return 0
+        Path(args.json).write_text(json.dumps(result.to_json(matrices=True), indent=1))
+        print(f"wrote {args.json}")
+
+
+def _comparison_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plots", metavar="DIR", help="also write the figures into DIR")
+    parser.add_argument("--formats", default="png", metavar="png,svg,pdf",
+                        help="figure formats, comma-separated (default png)")  # fmt: skip
+    parser.add_argument("--normalise", choices=("none", "top", "trace"), default=None,
+                        help="spectra as λ, λ/λ1 or λ/trace (default: λ/λ1 when Hessians and "
+                        "directions are drawn together, else λ)")  # fmt: skip
+    parser.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -507,10 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = command("compare", cmd_compare, "compare selections: anisotropy, homogeneity, "
                       "alignment of top-k subspaces")  # fmt: skip
-    compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD")
+    compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD|MODEL::sefa")
     compare.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
-    compare.add_argument("--plots", metavar="DIR", help="also write PNG pictures into DIR")
-    compare.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    _comparison_output_options(compare)
     _database_option(compare)
 
     keys = command("keys", lambda _a: 2, "API keys")

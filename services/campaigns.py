@@ -19,13 +19,7 @@ from services.config import Settings
 from services.patterns import TEXT_PATTERN
 from services.pipeline import JobSpec, SpecError, cancel_job, submit_job
 from services.store import Store
-from services.store.campaigns import (
-    CampaignMember,
-    CampaignRecord,
-    create_campaign,
-    get_campaign,
-    list_campaigns,
-)
+from services.store.campaigns import CampaignMember, CampaignRecord
 
 MAX_MEMBERS = 32
 Dispatch = Callable[[list[str]], None]
@@ -141,17 +135,15 @@ def submit_campaign(
         except SpecError as error:
             raise CampaignSpecError(member.name, error.field, error.reason) from None
         members.append(CampaignMember(member.name, job.id))
-    return create_campaign(
-        store.engine, owner, spec.name, spec.tags, spec.model_dump(mode="json"), members
-    )
+    return store.create_campaign(owner, spec.name, spec.tags, spec.model_dump(mode="json"), members)
 
 
 def campaign(store: Store, campaign_id: str, owner: str | None) -> CampaignRecord:
-    return get_campaign(store.engine, campaign_id, owner)
+    return store.get_campaign(campaign_id, owner)
 
 
 def campaigns(store: Store, owner: str | None, *, tag: str | None = None) -> list[CampaignRecord]:
-    return list_campaigns(store.engine, owner, tag=tag)
+    return store.list_campaigns(owner, tag=tag)
 
 
 @dataclass(frozen=True)
@@ -204,7 +196,7 @@ class CampaignStatus:
 
 
 def campaign_status(store: Store, campaign_id: str, owner: str | None) -> CampaignStatus:
-    record = get_campaign(store.engine, campaign_id, owner)
+    record = store.get_campaign(campaign_id, owner)
     members = []
     for member in record.members:
         job = store.get_job(member.job_id)
@@ -218,7 +210,7 @@ def cancel_campaign(
     store: Store, campaign_id: str, owner: str | None, revoke: Dispatch | None
 ) -> CampaignStatus:
     """Cancel every member still queued or running (finished members keep their results)."""
-    record = get_campaign(store.engine, campaign_id, owner)
+    record = store.get_campaign(campaign_id, owner)
     for member in record.members:
         if store.get_job(member.job_id).status in ("queued", "running"):
             cancel_job(store, member.job_id, revoke)

@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, insert, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from .connection import StoreConnection, retry_read
 from .errors import ConflictError, NotFoundError
 from .models import Base, utcnow
 
@@ -39,63 +40,67 @@ class CampaignRecord:
     members: tuple[CampaignMember, ...]
 
 
-def create_campaign(
-    engine: Engine,
-    owner: str,
-    name: str,
-    tags: list[str],
-    spec: dict[str, Any],
-    members: list[CampaignMember],
-) -> tuple[CampaignRecord, bool]:
-    """Store a campaign over existing jobs; (record, created). The same (owner, name) again
-    returns the stored one if its spec is the same, else ConflictError."""
-    with engine.begin() as conn:
-        existing = _find(conn, owner=owner, name=name)
-        if existing is not None:
-            if existing.spec != spec:
-                raise ConflictError(
-                    f"campaign {name!r} already exists with another spec; choose another name"
-                )
-            return existing, False
-        campaign_id = str(uuid.uuid4())
-        conn.execute(
-            insert(CAMPAIGNS).values(
-                id=campaign_id, owner=owner, name=name, tags=list(tags), spec=spec,
-                created_at=utcnow(),
-            )  # fmt: skip
-        )
-        if members:
+class CampaignStore(StoreConnection):
+    def create_campaign(
+        self,
+        owner: str,
+        name: str,
+        tags: list[str],
+        spec: dict[str, Any],
+        members: list[CampaignMember],
+    ) -> tuple[CampaignRecord, bool]:
+        """Store a campaign over existing jobs; (record, created). The same (owner, name) again
+        returns the stored one if its spec is the same, else ConflictError."""
+        with self._write() as conn:
+            existing = _find(conn, owner=owner, name=name)
+            if existing is not None:
+                if existing.spec != spec:
+                    raise ConflictError(
+                        f"campaign {name!r} already exists with another spec; choose another name"
+                    )
+                return existing, False
+            campaign_id = str(uuid.uuid4())
             conn.execute(
-                insert(MEMBERS),
-                [
-                    {"campaign_id": campaign_id, "member": m.member, "position": i, "job_id": m.job_id}
-                    for i, m in enumerate(members)
-                ],
+                insert(CAMPAIGNS).values(
+                    id=campaign_id, owner=owner, name=name, tags=list(tags), spec=spec,
+                    created_at=utcnow(),
+                )  # fmt: skip
             )
-        record = _find(conn, campaign_id=campaign_id)
-    assert record is not None
-    return record, True
+            if members:
+                conn.execute(
+                    insert(MEMBERS),
+                    [
+                        {"campaign_id": campaign_id, "member": m.member, "position": i, "job_id": m.job_id}
+                        for i, m in enumerate(members)
+                    ],
+                )
+            record = _find(conn, campaign_id=campaign_id)
+        assert record is not None
+        return record, True
 
 
-def get_campaign(engine: Engine, campaign_id: str, owner: str | None = None) -> CampaignRecord:
-    """A campaign by id; NotFoundError when absent or another owner's (``owner`` given)."""
-    with engine.connect() as conn:
-        record = _find(conn, campaign_id=campaign_id)
-    if record is None or (owner is not None and record.owner != owner):
-        raise NotFoundError(f"campaign {campaign_id} not found")
-    return record
+    @retry_read
+    def get_campaign(self, campaign_id: str, owner: str | None = None) -> CampaignRecord:
+        """A campaign by id; NotFoundError when absent or another owner's (``owner`` given)."""
+        with self._read() as conn:
+            record = _find(conn, campaign_id=campaign_id)
+        if record is None or (owner is not None and record.owner != owner):
+            raise NotFoundError(f"campaign {campaign_id} not found")
+        return record
 
 
-def list_campaigns(
-    engine: Engine, owner: str | None = None, *, tag: str | None = None, limit: int = 50
-) -> list[CampaignRecord]:
-    query = select(CAMPAIGNS.c.id).order_by(CAMPAIGNS.c.created_at.desc()).limit(limit)
-    if owner is not None:
-        query = query.where(CAMPAIGNS.c.owner == owner)
-    with engine.connect() as conn:
-        ids = [row.id for row in conn.execute(query)]
-        records = [r for r in (_find(conn, campaign_id=i) for i in ids) if r is not None]
-    return [r for r in records if tag is None or tag in r.tags]
+    @retry_read
+    def list_campaigns(
+        self, owner: str | None = None, *, tag: str | None = None, limit: int = 50
+    ) -> list[CampaignRecord]:
+        query = select(CAMPAIGNS.c.id).order_by(CAMPAIGNS.c.created_at.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(CAMPAIGNS.c.owner == owner)
+        with self._read() as conn:
+            ids = [row.id for row in conn.execute(query)]
+            records = [r for r in (_find(conn, campaign_id=i) for i in ids) if r is not None]
+        return [r for r in records if tag is None or tag in r.tags]
+
 
 
 def _find(
