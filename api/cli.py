@@ -287,6 +287,73 @@ def _comparison_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
 
 
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def cmd_campaign_submit(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from services import campaigns
+    from services.pipeline import run_job_inprocess
+
+    fields = {
+        "name": args.name, "tags": _names(args.tags) or [], "models": _names(args.models),
+        "spaces": _names(args.spaces), "distances": _names(args.distances),
+        "methods": _names(args.methods), "directions": _names(args.directions),
+        "latents": {"count": args.latents, "seed": args.seed}, "top_k": args.top_k,
+        "dtype": args.dtype, "chunk_size": args.chunk_size,
+    }  # fmt: skip
+    try:
+        spec = campaigns.CampaignSpec(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        raise CliError(f"campaign: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") from None
+    store = _open_store(args.database)
+    try:
+        record, created = campaigns.submit_campaign(store, spec, LOCAL_OWNER, None)
+    except campaigns.CampaignSpecError as error:
+        raise CliError(str(error)) from None
+    print(f"campaign {record.name} {'created' if created else 'already exists'}: "
+          f"{len(record.members)} members")  # fmt: skip
+    if not args.no_run:
+        for member in record.members:
+            job = run_job_inprocess(store, member.job_id)
+            print(f"  {member.member}: {job.status} ({job.n_done}/{job.n_latents})")
+    print(record.id)
+    return 0
+
+
+def cmd_campaign_status(args: argparse.Namespace) -> int:
+    from services import campaigns
+
+    status = campaigns.campaign_status(_open_store(args.database), args.campaign, None)
+    rows = [("member", "job", "status", "done", "failed", "planned")]
+    rows += [(m.member, m.job_id, m.status, str(m.done), str(m.failed), str(m.planned))
+             for m in status.members]  # fmt: skip
+    print(f"campaign {status.campaign.name}: {status.status}")
+    print(_table(rows))
+    return 0
+
+
+def cmd_campaign_cancel(args: argparse.Namespace) -> int:
+    from services import campaigns
+
+    status = campaigns.cancel_campaign(_open_store(args.database), args.campaign, None, None)
+    print(f"campaign {status.campaign.name}: {status.status}")
+    return 0
+
+
+def cmd_campaign_compare(args: argparse.Namespace) -> int:
+    from services import campaigns, comparison
+
+    store = _open_store(args.database)
+    result = campaigns.compare_campaign(store, args.campaign, None, k=args.k,
+                                        include_partial=args.include_partial)  # fmt: skip
+    print(comparison.format_report(result))
+    write_comparison_outputs(store, result, args)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
@@ -497,6 +564,42 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("model", "distance", "method"):
         imp.add_argument(f"--{name}", help=f"overrides meta.{name} of the file")
     _database_option(imp)
+
+    campaign = commands.add_parser("campaign", help="submit, follow, cancel and compare campaigns "
+                                   "(embedded store)")  # fmt: skip
+    campaign_commands = campaign.add_subparsers(dest="campaign_command", required=True)
+
+    def campaign_command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = campaign_commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        _database_option(sub)
+        return sub
+
+    submit_c = campaign_command("submit", cmd_campaign_submit, "submit a campaign and run its "
+                                "members here; prints the campaign id last")  # fmt: skip
+    submit_c.add_argument("--name", required=True)
+    submit_c.add_argument("--models", required=True, help="comma-separated model names")
+    submit_c.add_argument("--spaces", help="comma-separated latent spaces (z, w, w+)")
+    submit_c.add_argument("--distances", help="comma-separated (default mse)")
+    submit_c.add_argument("--methods", help="comma-separated Hessian methods (default jacobian)")
+    submit_c.add_argument("--directions", help="comma-separated direction methods (default sefa; "
+                          "'' for none)")  # fmt: skip
+    submit_c.add_argument("--latents", type=int, required=True, help="codes per model")
+    submit_c.add_argument("--seed", type=int, default=0)
+    submit_c.add_argument("--top-k", type=int, default=None)
+    submit_c.add_argument("--dtype", default=None, choices=("float32", "float64"))
+    submit_c.add_argument("--chunk-size", type=int, default=None)
+    submit_c.add_argument("--tags", help="comma-separated tags")
+    submit_c.add_argument("--no-run", action="store_true", help="only submit (a worker runs them)")
+    for name, handler, text in (("status", cmd_campaign_status, "each member's job status"),
+                                ("cancel", cmd_campaign_cancel, "cancel unfinished members")):  # fmt: skip
+        campaign_command(name, handler, text).add_argument("campaign")
+    compare_c = campaign_command("compare", cmd_campaign_compare, "the comparison matrix over "
+                                 "the campaign's members")  # fmt: skip
+    compare_c.add_argument("campaign")
+    compare_c.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
+    compare_c.add_argument("--include-partial", action="store_true")
+    _comparison_output_options(compare_c)
 
     migrate = command("migrate", cmd_migrate, "create or upgrade the database schema")
     _database_option(migrate)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.config import Settings
 from services.patterns import TEXT_PATTERN
 from services.pipeline import JobSpec, SpecError, cancel_job, submit_job
-from services.store import Store
+from services.store import InvalidDataError, NotFoundError, Store
 from services.store.campaigns import CampaignMember, CampaignRecord
+
+if TYPE_CHECKING:
+    from services.comparison import Comparison
 
 MAX_MEMBERS = 32
 Dispatch = Callable[[list[str]], None]
@@ -215,3 +218,36 @@ def cancel_campaign(
         if store.get_job(member.job_id).status in ("queued", "running"):
             cancel_job(store, member.job_id, revoke)
     return campaign_status(store, campaign_id, owner)
+
+
+def compare_campaign(
+    store: Store,
+    campaign_id: str,
+    owner: str | None,
+    *,
+    k: int = 10,
+    max_positions: int = 100,
+    include_partial: bool = False,
+) -> Comparison:
+    """The comparison matrix over a campaign's members, each labelled by its member name:
+    anisotropy and homogeneity per member; Hessian <-> SeFa <-> GANSpace, model <-> model
+    (where dimensions match) and method <-> method alignments for every pair. Members with
+    nothing comparable yet (still queued, or only partial results) are named in the notes."""
+    from services.comparison import Selection, compare_loaded, load_selection
+
+    record = store.get_campaign(campaign_id, owner)
+    loaded, skipped = [], []
+    for index, member in enumerate(record.members):
+        selection = Selection(job_id=member.job_id, label=member.member, include_partial=include_partial)
+        try:
+            loaded.append(load_selection(store, selection, owner, max_positions, index))
+        except (NotFoundError, InvalidDataError) as error:
+            skipped.append(f"{member.member}: not compared ({error})")
+    if not loaded:
+        raise InvalidDataError(
+            f"campaign {record.name!r} has no member with results yet; follow it with "
+            f"GET /v1/campaigns/{record.id}"
+        )
+    result = compare_loaded(loaded, k=k)
+    result.notes.extend(skipped)
+    return result

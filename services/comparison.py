@@ -236,7 +236,7 @@ def _matches(key: ComparabilityKey, selection: Selection) -> bool:
     )
 
 
-def _load(
+def load_selection(
     store: Store, selection: Selection, owner: str | None, max_positions: int, index: int
 ) -> LoadedSelection:
     if selection.job_id is not None:
@@ -311,7 +311,7 @@ def compare(
     k: int = 10,
     max_positions: int = DEFAULT_MAX_POSITIONS,
 ) -> Comparison:
-    loaded = [_load(store, s, owner, max_positions, i) for i, s in enumerate(selections)]
+    loaded = [load_selection(store, s, owner, max_positions, i) for i, s in enumerate(selections)]
     return compare_loaded(loaded, k=k)
 
 
