@@ -283,6 +283,11 @@ def load_generator(
 def _load_by_name(
     name: str, device: torch.device, truncation: float | None, space: str, psi: float | None
 ) -> Generator:
+    from .controls import parse_control
+
+    control = parse_control(name)
+    if control is not None:
+        return _load_control(name, control, device, truncation, space, psi)
     if name.startswith(STYLEGAN2_SCHEMES):
         from .stylegan2 import load_stylegan2
 
@@ -303,6 +308,63 @@ def _load_by_name(
         )
     known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
     raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
+
+
+def _load_control(
+    name: str,
+    control: Any,
+    device: torch.device,
+    truncation: float | None,
+    space: str,
+    psi: float | None,
+) -> Generator:
+    """A shuffled or random-initialised twin of the base model (see controls.py)."""
+    from . import controls
+
+    shuffled = control.kind == "shuffled"
+    if control.base == DCGAN_FACES:
+        if space != "z" or psi is not None:
+            _refuse_space(name, space, psi)
+        if shuffled:
+            transform = lambda state: controls.shuffle_state(  # noqa: E731
+                state, control.seed, controls.dcgan_is_learned
+            )
+        else:
+            transform = lambda state: controls.dcgan_random_init(state, control.seed)  # noqa: E731
+        kept = (
+            "BatchNorm running statistics" if shuffled else "nothing (fresh BatchNorm statistics)"
+        )
+        generator = _load_dcgan_faces(transform)
+        generator.name = name
+        generator.facts = {
+            **generator.facts, "model": name, "base_weights_sha256": generator.facts["weights_sha256"],
+            "weights_sha256": state_dict_sha256(generator.module), **control.facts(kept),
+        }  # fmt: skip
+        return generator
+    if control.base.startswith(STYLEGAN2_SCHEMES):
+        from .stylegan2 import load_stylegan2, stylegan2_control
+
+        transform, kept = stylegan2_control(control.kind, control.seed)
+        generator = load_stylegan2(
+            name, control.base.partition(":")[2], space=space, psi=psi, transform=transform,
+            transform_facts=control.facts(kept),
+        )  # fmt: skip
+        generator.facts["base_weights_sha256"] = generator.facts["weights_sha256"]
+        generator.facts["weights_sha256"] = state_dict_sha256(generator.module)
+        return generator
+    generator = _load_by_name(control.base, device, truncation, space, psi)
+    if shuffled:
+        controls.shuffle_module(generator.module, control.seed)
+        kept = "buffers"
+    else:
+        count = controls.reinit_module(generator.module, control.seed, name)
+        kept = f"buffers; {count} submodules reset with reset_parameters()"
+    generator.name = name
+    generator.facts = {
+        **generator.facts, "model": name, "base_weights_sha256": generator.facts.get("weights_sha256"),
+        "weights_sha256": state_dict_sha256(generator.module), **control.facts(kept),
+    }  # fmt: skip
+    return generator
 
 
 def _refuse_space(name: str, space: str, psi: float | None) -> None:
@@ -552,7 +614,10 @@ def dcgan_faces_weights_path() -> Path:
     return Path(str(package / "weights.tar"))
 
 
-def _load_dcgan_faces() -> Generator:
+def _load_dcgan_faces(
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> Generator:
+    """dcgan-faces; `transform` (a control) rewrites the checkpoint's state dict first."""
     path = dcgan_faces_weights_path()
     if not path.is_file():
         raise MissingWeightsError(
@@ -560,7 +625,8 @@ def _load_dcgan_faces() -> Generator:
             "`pip install --no-deps --force-reinstall gan-face-generate==1.1.1`"
         )
     checkpoint = torch.load(path, map_location="cpu")
-    module = DCGAN(checkpoint["netG_state_dict"], nz=100, ngf=64, nc=3)
+    state = checkpoint["netG_state_dict"]
+    module = DCGAN(state if transform is None else transform(state), nz=100, ngf=64, nc=3)
     facts = {
         "model": DCGAN_FACES,
         "weights_file": "gan_face_generate/weights.tar",

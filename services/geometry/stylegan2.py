@@ -627,6 +627,26 @@ def _mean_mapped(mapping: nn.Module, style_dim: int) -> torch.Tensor:
     return mapping(torch.from_numpy(z)).mean(0).float()
 
 
+def stylegan2_control(kind: str, seed: int) -> tuple[StateTransform, str]:
+    """The state-dict rewrite of a control (see controls.py) and what it keeps."""
+    from .controls import shuffle_state
+
+    def fixed(key: str) -> bool:  # inputs and filters, not learned weights
+        return key.startswith("noises.") or key.endswith("kernel")
+
+    if kind == "shuffled":
+        return (
+            lambda state: shuffle_state(state, seed, lambda key: not fixed(key)),
+            "noise maps and FIR kernels",
+        )
+
+    def reinitialise(state: StateDict) -> StateDict:
+        fresh = init_state_dict(StyleGAN2Architecture.from_state_dict(state), seed=seed)
+        return {key: state[key] if fixed(key) else fresh[key] for key in state}
+
+    return reinitialise, "noise maps and FIR kernels (rosinality's initialisation otherwise)"
+
+
 # --------------------------------------------------------------------------- random checkpoints
 
 
