@@ -18,6 +18,7 @@ from .errors import (
     UnknownMethodError,
     UnknownModelError,
 )
+from .ganspace import ganspace
 from .generators import MODEL_SCHEMES, Generator, ModelInfo, list_models, load_generator
 from .methods import (
     METHODS,
@@ -52,6 +53,7 @@ __all__ = [
     "average_metric",
     "compute_metric",
     "compute_spectrum",
+    "ganspace",
     "homogeneity",
     "list_models",
     "load_distance",
