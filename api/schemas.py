@@ -146,7 +146,9 @@ def job_detail(
             finished_at=progress.finished_at,
             elapsed_s=progress.elapsed_s,
         ),
-        failures=[LatentFailureView(latent_index=f.latent_index, reason=f.reason) for f in failures],
+        failures=[
+            LatentFailureView(latent_index=f.latent_index, reason=f.reason) for f in failures
+        ],
     )
 
 
@@ -268,6 +270,13 @@ def spectrum_detail(record: SpectrumRecord) -> SpectrumDetail:
 class ModelView(BaseModel):
     name: str
     family: str
-    latent_dim: int
+    latent_dim: int | None = Field(description="null for a scheme: it depends on the file")
     description: str
+    spaces: list[str] = Field(
+        default_factory=lambda: ["z"], description="latent spaces (job option `space`)"
+    )
+    layers: list[str] = Field(
+        default_factory=list, description="layer names for layer:NAME distances and ganspace"
+    )
+    scheme: bool = Field(default=False, description="a loader scheme: the name is a pattern")
     facts: dict[str, Any] = Field(default_factory=dict, description="recorded by workers")

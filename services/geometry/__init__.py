@@ -19,7 +19,14 @@ from .errors import (
     UnknownModelError,
 )
 from .ganspace import ganspace
-from .generators import MODEL_SCHEMES, Generator, ModelInfo, list_models, load_generator
+from .generators import (
+    MODEL_SCHEMES,
+    Generator,
+    ModelInfo,
+    list_models,
+    list_schemes,
+    load_generator,
+)
 from .methods import (
     METHODS,
     SpectrumResult,
@@ -56,6 +63,7 @@ __all__ = [
     "ganspace",
     "homogeneity",
     "list_models",
+    "list_schemes",
     "load_distance",
     "load_generator",
     "metric_columns",

@@ -82,11 +82,24 @@ DEFAULT_BIGGAN_TRUNCATION = 0.7
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A built-in model, or a loader scheme (`scheme=True`: the name is a pattern, its latent
+    dimension depends on the file). `layers` are the names `layer:NAME` distances and
+    GANSpace accept; in a scheme's list `{i}` stands for an index."""
+
     name: str
     family: str
-    latent_dim: int
+    latent_dim: int | None
     description: str
+    spaces: tuple[str, ...] = ("z",)
+    layers: tuple[str, ...] = ()
+    scheme: bool = False
 
+
+# The folded DCGAN's Sequential: code-to-feature map, then (ReLU, transposed conv) x 4, Tanh.
+DCGAN_LAYERS = tuple(f"net.{i}" for i in range(10))
+STYLEGAN2_LAYERS = (
+    "w", "synthesis.conv1", "synthesis.to_rgb1", "synthesis.convs.{i}", "synthesis.to_rgbs.{i}",
+)  # fmt: skip
 
 _BUILT_IN = (
     ModelInfo(
@@ -94,6 +107,7 @@ _BUILT_IN = (
         family="dcgan",
         latent_dim=100,
         description="Pretrained DCGAN, 64x64 RGB faces (weights from the gan-face-generate package).",
+        layers=DCGAN_LAYERS,
     ),
 )
 
@@ -111,6 +125,28 @@ LATENT_SPACES = ("z", "w", "w+")
 def list_models() -> list[ModelInfo]:
     """The built-in registry entries."""
     return list(_BUILT_IN)
+
+
+def list_schemes() -> list[ModelInfo]:
+    """The loader schemes and control prefixes, with their spaces and layer names."""
+    every_submodule = ("every named submodule of the module (named_modules order)",)
+    return [
+        ModelInfo("stylegan2:PATH", "stylegan2", None, MODEL_SCHEMES["stylegan2:PATH"],
+                  spaces=LATENT_SPACES, layers=STYLEGAN2_LAYERS, scheme=True),
+        ModelInfo("torchscript:PATH", "torchscript", None, MODEL_SCHEMES["torchscript:PATH"],
+                  scheme=True),
+        ModelInfo("python:FILE_OR_MODULE:FACTORY", "python", None,
+                  MODEL_SCHEMES["python:FILE_OR_MODULE:FACTORY"], layers=every_submodule,
+                  scheme=True),
+        ModelInfo("biggan-deep:DIR", "biggan-deep", None, MODEL_SCHEMES["biggan-deep:DIR"],
+                  layers=every_submodule, scheme=True),
+        ModelInfo("shuffled:SEED:BASE", "as BASE", None,
+                  "BASE with every learned tensor's entries permuted (the paper's control)",
+                  spaces=("as BASE",), layers=("as BASE",), scheme=True),
+        ModelInfo("random-init:SEED:BASE", "as BASE", None,
+                  "BASE's architecture, freshly initialised (its family's own init)",
+                  spaces=("as BASE",), layers=("as BASE",), scheme=True),
+    ]  # fmt: skip
 
 
 def _standard_normal(n: int, rng: np.random.Generator, d: int) -> np.ndarray:
