@@ -117,8 +117,11 @@ MODEL_SCHEMES = {
     "python:FILE_OR_MODULE:FACTORY": "a factory returning (module, latent_dim[, extras])",
     "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin",
     "stylegan2:PATH": "a rosinality/stylegan2-pytorch checkpoint (g_ema state dict); spaces z, w, w+",
+    "stylegan2-ada:PKL": "an NVIDIA stylegan2-ada-pytorch / stylegan3 network pickle (runs its "
+    "code: needs SPECTRA_NVIDIA_CODE_DIR); spaces z, w, w+",
 }
 STYLEGAN2_SCHEMES = ("stylegan2:",)
+NVIDIA_SCHEME = "stylegan2-ada:"
 LATENT_SPACES = ("z", "w", "w+")
 
 
@@ -133,6 +136,9 @@ def list_schemes() -> list[ModelInfo]:
     return [
         ModelInfo("stylegan2:PATH", "stylegan2", None, MODEL_SCHEMES["stylegan2:PATH"],
                   spaces=LATENT_SPACES, layers=STYLEGAN2_LAYERS, scheme=True),
+        ModelInfo("stylegan2-ada:PKL", "stylegan2-ada", None, MODEL_SCHEMES["stylegan2-ada:PKL"],
+                  spaces=LATENT_SPACES, layers=("w", "synthesis.<every named submodule>"),
+                  scheme=True),
         ModelInfo("torchscript:PATH", "torchscript", None, MODEL_SCHEMES["torchscript:PATH"],
                   scheme=True),
         ModelInfo("python:FILE_OR_MODULE:FACTORY", "python", None,
@@ -328,6 +334,15 @@ def _load_by_name(
         from .stylegan2 import load_stylegan2
 
         return load_stylegan2(name, name.partition(":")[2], space=space, psi=psi)
+    if name.startswith(NVIDIA_SCHEME):
+        from services.config import get_settings
+
+        from .nvidia import load_nvidia
+
+        code_dir = get_settings().nvidia_code_dir or None
+        return load_nvidia(
+            name, name.removeprefix(NVIDIA_SCHEME), space=space, psi=psi, code_dir=code_dir
+        )
     if space != "z" or psi is not None:
         _refuse_space(name, space, psi)
     if name == DCGAN_FACES:
@@ -409,7 +424,7 @@ def _refuse_space(name: str, space: str, psi: float | None) -> None:
     if space != "z":
         raise InvalidOptionError(
             f"{name} has one latent space, z; space {space!r} exists only for StyleGAN2 "
-            "(stylegan2:PATH)"
+            "(stylegan2:PATH, stylegan2-ada:PKL)"
         )
     raise InvalidOptionError(
         f"psi (truncation toward w_avg) applies only to StyleGAN2 models, not {name}"
