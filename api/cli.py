@@ -230,17 +230,27 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from services.geometry import list_models
+    from services.geometry import list_models, list_schemes
 
     facts: dict[str, Any] = {}
     if args.database:
         facts = {g.name: g for g in _open_store(args.database).list_generators()}
-    rows = [("name", "family", "latent_dim", "weights_sha256", "description")]
+    rows = [("name", "family", "latent_dim", "spaces", "weights_sha256", "description")]
     for info in list_models():
         known = facts.get(info.name)
         sha = (known.weights_sha256 or "")[:12] if known else ""
-        rows.append((info.name, info.family, str(info.latent_dim), sha, info.description))
+        rows.append((info.name, info.family, str(info.latent_dim), ",".join(info.spaces), sha,
+                     info.description))  # fmt: skip
     print(_table(rows))
+    print("\nschemes (a file named after the prefix):")
+    schemes = [("name", "family", "spaces", "description")]
+    for info in list_schemes():
+        schemes.append((info.name, info.family, ",".join(info.spaces), info.description))
+    print(_table(schemes))
+    print("\nlayers (for --distance layer:NAME and ganspace --layer):")
+    for info in [*list_models(), *list_schemes()]:
+        if info.layers:
+            print(f"  {info.name}: {', '.join(info.layers)}")
     return 0
 
 

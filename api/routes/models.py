@@ -8,7 +8,7 @@ from api.auth import ReadPrincipal
 from api.deps import get_store
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import ModelView
-from services.geometry import list_models
+from services.geometry import list_models, list_schemes
 
 router = APIRouter(tags=["models"])
 
@@ -30,8 +30,14 @@ def models(
         if known and known.weights_sha256:
             facts["weights_sha256"] = known.weights_sha256
         views.append(ModelView(name=info.name, family=info.family, latent_dim=info.latent_dim,
-                               description=info.description, facts=facts))  # fmt: skip
-    # Models loaded from files (torchscript:, python:, biggan-deep:) appear once used.
+                               description=info.description, spaces=list(info.spaces),
+                               layers=list(info.layers), facts=facts))  # fmt: skip
+    # The schemes: how to name a model file (served only when the operator lists the file).
+    for info in list_schemes():
+        views.append(ModelView(name=info.name, family=info.family, latent_dim=None,
+                               description=info.description, spaces=list(info.spaces),
+                               layers=list(info.layers), scheme=True))  # fmt: skip
+    # Models loaded from files (torchscript:, python:, biggan-deep:, ...) appear once used.
     for name, known in sorted(recorded.items()):
         facts = dict(known.options)
         if known.weights_sha256:

@@ -18,7 +18,15 @@ from .errors import (
     UnknownMethodError,
     UnknownModelError,
 )
-from .generators import MODEL_SCHEMES, Generator, ModelInfo, list_models, load_generator
+from .ganspace import ganspace
+from .generators import (
+    MODEL_SCHEMES,
+    Generator,
+    ModelInfo,
+    list_models,
+    list_schemes,
+    load_generator,
+)
 from .linalg import SpectrumResult, spectrum_from_metric, summary_of
 from .methods import METHODS, compute_metric, compute_spectrum, metric_columns
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
@@ -66,8 +74,10 @@ __all__ = [
     "average_metric",
     "compute_metric",
     "compute_spectrum",
+    "ganspace",
     "homogeneity",
     "list_models",
+    "list_schemes",
     "load_distance",
     "load_generator",
     "metric_columns",
