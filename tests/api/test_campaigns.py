@@ -1,0 +1,68 @@
+"""Campaigns over HTTP: submitted, followed, compared and cancelled as one; members are jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from services.store import Store
+from tests.api.conftest import MODEL, assert_problem, bearer
+
+SPEC = {
+    "name": "faces-small",
+    "tags": ["test"],
+    "models": [MODEL],
+    "distances": ["mse"],
+    "methods": ["jacobian"],
+    "directions": ["sefa"],
+    "latents": {"count": 2, "seed": 1},
+    "top_k": 6,
+}
+
+
+def test_a_campaign_is_submitted_followed_and_compared_as_one(
+    client: TestClient, store: Store, token: Callable[..., str]
+) -> None:
+    headers = bearer(token("alice", "read,submit"))
+    response = client.post("/v1/campaigns", json=SPEC, headers=headers)
+    assert response.status_code == 202, response.text
+    campaign = response.json()
+    assert [m["member"] for m in campaign["members"]] == [f"{MODEL}/mse/jacobian", f"{MODEL}/sefa"]
+    assert campaign["status"] == "succeeded" and campaign["progress"]["done"] == 3
+    for member in campaign["members"]:  # every member an ordinary job
+        assert store.get_job(member["job_id"]).status == "succeeded"
+    again = client.post("/v1/campaigns", json=SPEC, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == campaign["id"]
+    assert_problem(client.post("/v1/campaigns", json={**SPEC, "top_k": 5}, headers=headers), 409)
+
+    assert client.get(f"/v1/campaigns/{campaign['id']}", headers=headers).json()["status"] == "succeeded"
+    listed = client.get("/v1/campaigns", params={"tag": "test"}, headers=headers).json()["items"]
+    assert [c["id"] for c in listed] == [campaign["id"]]
+
+    result = client.post(f"/v1/campaigns/{campaign['id']}/compare", json={"k": 4}, headers=headers)
+    assert result.status_code == 200, result.text
+    body = result.json()
+    assert [s["label"] for s in body["selections"]] == [f"{MODEL}/mse/jacobian", f"{MODEL}/sefa"]
+    (pair,) = body["alignments"]
+    assert pair["kind"] == "sefa-vs-hessian" and pair["a"] == f"{MODEL}/sefa"
+    assert pair["baseline"]["abs_cosine"]["method"] == "exact"
+
+    cancelled = client.post(f"/v1/campaigns/{campaign['id']}/cancel", headers=headers).json()
+    assert cancelled["status"] == "succeeded"  # finished members keep their results
+
+    other = bearer(token("bob", "read,submit"))
+    assert_problem(client.get(f"/v1/campaigns/{campaign['id']}", headers=other), 404)
+
+
+def test_a_bad_member_is_refused_naming_it_and_nothing_is_submitted(
+    client: TestClient, store: Store, token: Callable[..., str]
+) -> None:
+    headers = bearer(token("alice", "read,submit"))
+    bad = {**SPEC, "name": "bad", "distances": ["mse", "nope"]}
+    problem = assert_problem(client.post("/v1/campaigns", json=bad, headers=headers), 422)
+    assert problem["member"] == f"{MODEL}/nope/jacobian"
+    assert store.list_jobs(owner="alice") == []
+    assert client.get("/v1/campaigns", headers=headers).json()["items"] == []
+    unserved = {**SPEC, "name": "unserved", "models": ["python:/tmp/x.py:build"]}
+    assert_problem(client.post("/v1/campaigns", json=unserved, headers=headers), 422)
