@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from api.auth import Principal, ReadPrincipal
 from api.deps import get_store
+from api.errors import ApiProblem
 from api.params import SpectrumIdPath, id_query, text_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import (
@@ -120,7 +121,15 @@ def get_eigenvectors(
 ) -> Eigenvectors | Response:
     store = get_store(request)
     record = visible_spectrum(store, spectrum_id, principal)
-    k = min(k or record.k, record.k)
+    if k is not None and k > record.k:
+        raise ApiProblem(
+            422, "Too many eigenvectors asked for",
+            f"k={k}, but this spectrum stores only its top {record.k} eigenvectors (the job "
+            f"kept top_k={record.k} of d={record.d}); ask for k <= {record.k}, or compute a job "
+            "without top_k for all of them",
+            field="k", slug="k-over-stored",
+        )  # fmt: skip
+    k = k or record.k
     vectors = np.asarray(store.eigenvectors(spectrum_id, k=k))  # (d, k) columns
     if format == "npy":
         buffer = io.BytesIO()
