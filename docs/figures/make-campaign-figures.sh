@@ -10,5 +10,5 @@ ID=$(spectra campaign submit --name readme-demo --models dcgan-faces,shuffled:0:
     --distances mse --methods jacobian --directions sefa --latents 16 --seed 0 \
     --database "$DB" | tail -n 1)
 spectra campaign status "$ID" --database "$DB"
-spectra campaign compare "$ID" --plots "$OUT" --formats png,svg --json "$OUT/campaign.json" \
+spectra campaign compare "$ID" --plots "$OUT" --formats png \
     --database "$DB" | tee "$OUT/campaign.txt"

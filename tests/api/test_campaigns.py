@@ -48,6 +48,21 @@ def test_a_campaign_is_submitted_followed_and_compared_as_one(
     assert pair["kind"] == "sefa-vs-hessian" and pair["a"] == f"{MODEL}/sefa"
     assert pair["baseline"]["abs_cosine"]["method"] == "exact"
 
+    # Figures of the members, in the formats a paper takes.
+    hessian_job, sefa_job = (m["job_id"] for m in campaign["members"])
+    for path, params, magic in (
+        ("/v1/plots/spectrum", {"selection": [hessian_job, f"{MODEL}::sefa"], "format": "svg"}, b"<?xml"),
+        ("/v1/plots/heatmap", {"selection": hessian_job, "format": "pdf"}, b"%PDF"),
+        ("/v1/plots/homogeneity", {"selection": [hessian_job], "scale": "linear"}, b"\x89PNG"),
+    ):
+        figure = client.get(path, params=params, headers=headers)
+        assert figure.status_code == 200, figure.text
+        assert figure.content.startswith(magic)
+    sefa_spectrum = client.get("/v1/spectra", params={"job_id": sefa_job}, headers=headers).json()
+    montage = client.get("/v1/plots/montage", headers=headers, params={
+        "spectrum_id": sefa_spectrum["items"][0]["id"], "format": "svg", "axes": 2, "steps": 3})  # fmt: skip
+    assert montage.status_code == 200 and b"code sampled from dcgan-faces with seed 0" in montage.content
+
     cancelled = client.post(f"/v1/campaigns/{campaign['id']}/cancel", headers=headers).json()
     assert cancelled["status"] == "succeeded"  # finished members keep their results
 
