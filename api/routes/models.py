@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.auth import ReadPrincipal
-from api.deps import get_store
+from api.deps import get_settings, get_store
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import ModelView
 from services.geometry import list_models, list_schemes
@@ -37,6 +37,18 @@ def models(
         views.append(ModelView(name=info.name, family=info.family, latent_dim=None,
                                description=info.description, spaces=list(info.spaces),
                                layers=list(info.layers), scheme=True))  # fmt: skip
+    # The operator's file-based models (SPECTRA_EXTRA_MODELS): served, whether used yet or not.
+    for name in sorted(get_settings(request).extra_model_names):
+        known = recorded.pop(name, None)
+        facts = dict(known.options) if known else {}
+        if known and known.weights_sha256:
+            facts["weights_sha256"] = known.weights_sha256
+        views.append(ModelView(
+            name=name, family=known.family if known else "file",
+            latent_dim=known.latent_dim if known else None,
+            description="served (SPECTRA_EXTRA_MODELS)" + ("" if known else "; not loaded yet"),
+            facts=facts,
+        ))  # fmt: skip
     # Models loaded from files (torchscript:, python:, biggan-deep:, ...) appear once used.
     for name, known in sorted(recorded.items()):
         facts = dict(known.options)

@@ -81,3 +81,21 @@ def test_a_bad_member_is_refused_naming_it_and_nothing_is_submitted(
     assert client.get("/v1/campaigns", headers=headers).json()["items"] == []
     unserved = {**SPEC, "name": "unserved", "models": ["python:/tmp/x.py:build"]}
     assert_problem(client.post("/v1/campaigns", json=unserved, headers=headers), 422)
+
+
+def test_models_lists_the_operators_extra_models(
+    pg_url: str, store: Store, token: Callable[..., str]
+) -> None:
+    from pathlib import Path
+
+    from api.app import create_app
+    from services.dispatch import InProcessDispatcher
+    from tests.api.conftest import make_settings
+
+    extra = f"python:{Path(__file__).parents[1] / 'geometry' / 'factories.py'}:linear"
+    settings = make_settings(pg_url, extra_models=extra)
+    app = create_app(settings=settings, store=store, dispatcher=InProcessDispatcher(store))
+    with TestClient(app) as client:
+        listed = client.get("/v1/models", headers=bearer(token("alice", "read"))).json()
+    (entry,) = [m for m in listed if m["name"] == extra]
+    assert "SPECTRA_EXTRA_MODELS" in entry["description"] and entry["latent_dim"] is None
