@@ -99,3 +99,14 @@ def test_models_lists_the_operators_extra_models(
         listed = client.get("/v1/models", headers=bearer(token("alice", "read"))).json()
     (entry,) = [m for m in listed if m["name"] == extra]
     assert "SPECTRA_EXTRA_MODELS" in entry["description"] and entry["latent_dim"] is None
+
+
+def test_a_misspelt_filter_is_a_422_not_a_wider_selection(
+    client: TestClient, token: Callable[..., str]
+) -> None:
+    headers = bearer(token("alice", "read"))
+    problem = assert_problem(client.get("/v1/spectra", params={"modle": MODEL}, headers=headers), 422,
+                             field="modle")  # fmt: skip
+    assert "job_id, model, distance" in problem["detail"]
+    assert_problem(client.get("/v1/jobs", params={"stauts": "running"}, headers=headers), 422)
+    assert client.get("/v1/spectra", params={"model": MODEL}, headers=headers).status_code == 200
