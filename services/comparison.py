@@ -270,7 +270,9 @@ def load_selection(
     ]).astype(np.float64)  # fmt: skip
     vector_k = min(k, MAX_VECTORS)
     eigenvectors = store.top_k_eigenvectors(ids[:max_positions], vector_k)  # (n, d, kv)
-    label = selection.label or group.key.label()
+    label = selection.label or (
+        group.key.label() + (f" (job {selection.job_id[:8]})" if selection.job_id else "")
+    )
     return LoadedSelection(
         label=label, selection=selection, key=group.key, spectrum_ids=ids,
         job_ids=group.job_ids, eigenvalues=eigenvalues, eigenvectors=eigenvectors,
@@ -500,8 +502,9 @@ def render_plots(
                 pictures[f"homogeneity-{scale}.{fmt}"] = homogeneity_figure(
                     comparison, scale=scale, fmt=fmt
                 )
+        stems = _unique_stems([file_stem(s.label) for s in comparison.selections])
         for index, s in enumerate(comparison.selections):
-            stem = file_stem(s.label)
+            stem = stems[index]
             if comparison.homogeneity[index] is not None:
                 pictures[f"heatmap-{stem}.{fmt}"] = heatmap_figure(comparison, index, fmt=fmt)
             code_from = _code_source(comparison, s)
@@ -513,6 +516,16 @@ def render_plots(
             except ValueError as error:  # a model this machine cannot load (imported results)
                 comparison.notes.append(f"{s.label}: no montage ({error})")
     return pictures
+
+
+def _unique_stems(stems: list[str]) -> list[str]:
+    """File-name stems, a repeated one numbered (two selections may share a label)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return unique
 
 
 def _code_source(comparison: Comparison, selection: LoadedSelection) -> str | None:
