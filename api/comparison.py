@@ -183,9 +183,12 @@ def _anisotropy(selection: LoadedSelection, notes: list[str]) -> dict[str, Any]:
     return geometry.anisotropy(selection.eigenvalues, latent_dim=d)
 
 
+_DIRECTIONS = {"sefa", "ganspace"}  # one set of directions per model, no latent codes
+
+
 def _pair_kind(a: LoadedSelection, b: LoadedSelection) -> str:
-    if a.model == b.model and ("sefa" in (a.method, b.method)) and a.method != b.method:
-        return "sefa-vs-hessian"
+    if a.model == b.model and a.method != b.method and _DIRECTIONS & {a.method, b.method}:
+        return "sefa-vs-hessian"  # SeFa or GANSpace directions against the Hessian
     if a.model != b.model:
         return "between-models"
     return "between-methods"
@@ -230,7 +233,7 @@ def compare(
                 )
                 continue
             kind = _pair_kind(a, b)
-            if kind == "sefa-vs-hessian" and a.method != "sefa":
+            if kind == "sefa-vs-hessian" and a.method not in _DIRECTIONS:
                 a, b = b, a  # SeFa directions first, measured under the Hessian's metric
                 ia, ib = j, i
             else:
@@ -271,8 +274,14 @@ def montage_png(
 
     record = store.get_spectrum(spectrum_id)
     axes = min(axes, record.k)
-    generator = cached_generator(record.model, device)
-    code = record.code if record.code is not None else np.zeros(record.d)
+    # The codes live in the job's latent space (z, or a StyleGAN2's w / w+).
+    resolved = store.get_job(record.job_id).resolved
+    space, psi = resolved.get("space", "z"), resolved.get("psi")
+    generator = cached_generator(record.model, device, "float32", space, psi)
+    if record.code is not None:
+        code = record.code
+    else:  # sefa / ganspace: walk from the origin of z, or a sampled w
+        code = np.zeros(record.d) if space == "z" else generator.sample(1, seed=0)[0]
     vectors = store.eigenvectors(spectrum_id, k=axes)
     return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
 
