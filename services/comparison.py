@@ -434,11 +434,9 @@ def montage_figure(
     step per row, the code in the title). The code is the spectrum's own, or that of spectrum
     ``code_from``; directions (no code of their own) start from a code sampled from the model
     with ``code_seed``, never from zero."""
-    from services.pipeline.cache import cached_generator
-
     record = store.get_spectrum(spectrum_id)
     axes = min(axes, record.k)
-    generator = cached_generator(record.model, device)
+    generator = _generator_of(store, record, device)
     if code_from is not None:
         source = store.get_spectrum(code_from)
         if source.code is None or source.d != record.d:
@@ -467,14 +465,23 @@ def montage_png(
 ) -> bytes:
     """The pixel-exact montage (64 px tiles, rank labels): the spectrum's code moved along
     its top ``axes`` eigenvectors; directions start from a sampled code, not zero."""
-    from services.pipeline.cache import cached_generator
-
     record = store.get_spectrum(spectrum_id)
     axes = min(axes, record.k)
-    generator = cached_generator(record.model, device)
+    generator = _generator_of(store, record, device)
     code = record.code if record.code is not None else generator.sample(1, seed=code_seed)[0]
     vectors = store.eigenvectors(spectrum_id, k=axes)
     return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
+
+
+def _generator_of(store: Store, record: Any, device: str) -> Any:
+    """The generator a spectrum was computed on, in its job's latent space (z, or a
+    StyleGAN2's w / w+, with its ψ): the codes and eigenvectors live there."""
+    from services.pipeline.cache import cached_generator
+
+    resolved = store.get_job(record.job_id).resolved
+    return cached_generator(
+        record.model, device, "float32", resolved.get("space") or "z", resolved.get("psi")
+    )
 
 
 def file_stem(label: str) -> str:

@@ -46,6 +46,23 @@ Names `load_generator` accepts:
     0.7, keyword ``truncation``) selects the generator's stored batch-norm statistics and is
     recorded. Spectral normalisation is baked into plain weights at load time (eval mode
     never updates it), so the module is a fixed function.
+
+``stylegan2:PATH``
+    A rosinality/stylegan2-pytorch checkpoint, in plain torch; the architecture is read from
+    the state dict. See stylegan2.py.
+
+``stylegan2-ada:PKL``
+    An NVIDIA network pickle (stylegan2-ada-pytorch, stylegan3), adapted by its documented
+    attributes; needs SPECTRA_NVIDIA_CODE_DIR. See nvidia.py.
+
+``shuffled:SEED:BASE`` / ``random-init:SEED:BASE``
+    Controls of any of the above: its weights shuffled, or a random-initialised twin. See
+    controls.py.
+
+Latent spaces: every generator has ``z``; StyleGAN2 families also ``w`` and ``w+``, with a
+truncation ``psi``. The space is a property of the loaded Generator (`space`, `latent_dim`,
+`sample`, the module's input), so the methods never need to know it. `layer_names()` lists the
+layers `layer:NAME` distances and GANSpace read.
 """
 
 from __future__ import annotations
