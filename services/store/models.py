@@ -294,3 +294,32 @@ class IdempotencyKeyRow(Base):
     request_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignRow(Base):
+    """A named, tagged set of jobs submitted in one request (models x spaces x distances x
+    methods, plus each model's directions). Every member is an ordinary job."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("owner", "name"), Index(None, "owner", "created_at"))
+
+
+class CampaignMemberRow(Base):
+    """One job of a campaign, under the member name comparisons and figures show."""
+
+    __tablename__ = "campaign_members"
+
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    member: Mapped[str] = mapped_column(String(300), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"), index=True)
