@@ -291,3 +291,8 @@ class IdempotencyKeyRow(Base):
     request_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Optimisation jobs' tables live beside their store code; imported here so that this
+# module's metadata is the whole schema (migrations, `alembic check`).
+from . import optimisations as _optimisations  # noqa: E402, F401

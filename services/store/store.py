@@ -51,6 +51,7 @@ from .async_reads import AsyncReads
 from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
 from .errors import IdempotencyConflictError, InvalidDataError, NotFoundError, StoreError
 from .models import Base, utcnow
+from .optimisations import OptimisationStore
 from .prepared import Disconnected, PreparedRead, ReadPlan, fetch, prepare, run_on_driver
 from .records import (
     JOB_STATUSES,
@@ -396,7 +397,7 @@ def _job_not_found(job_id: str) -> NotFoundError:
     return NotFoundError(f"job {job_id!r} not found; create the job before saving results")
 
 
-class Store:
+class Store(OptimisationStore):
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
     ``url``: ``sqlite:///path.db`` (embedded) or ``postgresql+psycopg://user@host/db``.

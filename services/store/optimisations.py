@@ -1,0 +1,354 @@
+"""Optimisation jobs in the store: target sets (images to invert, with the codes that made
+them when known) and one result per (job, target), written once, atomically.
+
+The job and its chunks are ordinary jobs and chunks (same state machine); a target is the
+job's "latent" for counting (``n_latents`` = targets, ``n_done`` counts stored results) and
+a target that fails is recorded in ``latent_failures`` like a failed latent.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .errors import InvalidDataError, NotFoundError
+from .models import ID_LENGTH, SHA256_LENGTH, Base, UTCDateTime, utcnow
+
+TARGET_SOURCES = ("uploaded", "generated")
+
+
+class TargetSetRow(Base):
+    """Images (n, C, H, W) float32 in [-1, 1], and for generated targets the codes (n, d)."""
+
+    __tablename__ = "target_sets"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str | None] = mapped_column(String(200))
+    n: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    d: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    images: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    codes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("owner", "sha256"),
+        CheckConstraint("source IN ('uploaded', 'generated')", name="source_known"),
+        CheckConstraint("n > 0 AND channels > 0 AND height > 0 AND width > 0", name="shape_positive"),
+    )
+
+
+class OptimisationResultRow(Base):
+    """One target's optimisation: losses (restarts, steps + 1) float64, evaluations
+    (steps + 1,) float64, final code (d,) float64, final image (C, H, W) float32."""
+
+    __tablename__ = "optimisation_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    target_index: Mapped[int] = mapped_column(Integer)
+    optimiser: Mapped[str] = mapped_column(String(50))
+    steps: Mapped[int] = mapped_column(Integer)
+    restarts: Mapped[int] = mapped_column(Integer)
+    d: Mapped[int] = mapped_column(Integer)
+    best_restart: Mapped[int] = mapped_column(Integer)
+    final_loss: Mapped[float] = mapped_column(Float(precision=53))
+    losses: Mapped[bytes] = mapped_column(LargeBinary)
+    evaluations: Mapped[bytes] = mapped_column(LargeBinary)
+    final_code: Mapped[bytes] = mapped_column(LargeBinary)
+    final_image: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    image_shape: Mapped[list[int]] = mapped_column(JSON)
+    diagnostics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "target_index"),
+        CheckConstraint("target_index >= 0", name="target_index_non_negative"),
+        CheckConstraint("steps > 0 AND restarts > 0 AND d > 0", name="shape_positive"),
+    )
+
+
+TARGET_SETS = TargetSetRow.__table__
+RESULTS = OptimisationResultRow.__table__
+
+
+@dataclass(frozen=True)
+class TargetSetRecord:
+    id: str
+    owner: str
+    source: str
+    model: str | None
+    n: int
+    channels: int
+    height: int
+    width: int
+    d: int | None
+    sha256: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OptimisationResultRecord:
+    job_id: str
+    target_index: int
+    optimiser: str
+    steps: int
+    restarts: int
+    d: int
+    best_restart: int
+    final_loss: float
+    diagnostics: dict[str, Any]
+    created_at: datetime
+    losses: np.ndarray = field(compare=False, repr=False)  # (restarts, steps + 1)
+    evaluations: np.ndarray = field(compare=False, repr=False)  # (steps + 1,)
+    final_code: np.ndarray = field(compare=False, repr=False)  # (d,)
+
+    @property
+    def curve(self) -> np.ndarray:
+        """Loss per step of the restarts run side by side (the best so far over restarts)."""
+        return np.asarray(self.losses.min(axis=0))
+
+
+_TARGET_META = [c for c in TARGET_SETS.c if c.name not in ("images", "codes")]
+_RESULT_META = [c for c in RESULTS.c if c.name not in ("id", "final_image", "image_shape")]
+
+
+class OptimisationStore:
+    """Mixed into ``Store``: the optimisation tables. Uses the facade's transactions."""
+
+    if TYPE_CHECKING:
+        _postgres: bool
+
+        def _write(self) -> AbstractContextManager[Connection]: ...
+        def _read(self) -> AbstractContextManager[Connection]: ...
+        def _insert(self, table: Any) -> Any: ...
+
+    # -- target sets ------------------------------------------------------------------------
+
+    def create_target_set(
+        self, owner: str, images: np.ndarray, *, codes: np.ndarray | None = None,
+        source: str = "uploaded", model: str | None = None,
+    ) -> TargetSetRecord:  # fmt: skip
+        """Store target images (n, C, H, W) as float32 once per owner (deduplicated by
+        content, codes included); generated targets keep their codes (n, d)."""
+        from .store import _float_array, _le_bytes, _new_id, _sha256
+
+        if source not in TARGET_SOURCES:
+            raise InvalidDataError(f"unknown target source {source!r}; expected {TARGET_SOURCES}")
+        array = _float_array(images, "target images", ndim=4)
+        n, channels, height, width = array.shape
+        data = _le_bytes(array, "float32")
+        code_data: bytes | None = None
+        d: int | None = None
+        if codes is not None:
+            code_array = _float_array(codes, "target codes", ndim=2)
+            if code_array.shape[0] != n:
+                raise InvalidDataError(f"{code_array.shape[0]} codes for {n} target images")
+            d = int(code_array.shape[1])
+            code_data = _le_bytes(code_array, "float64")
+        digest = _sha256(
+            f"{array.shape}:{d}:".encode() + data + (code_data or b"")
+        )
+        statement = (
+            self._insert(TARGET_SETS)
+            .values(
+                id=_new_id(), owner=owner, source=source, model=model, n=n, channels=channels,
+                height=height, width=width, d=d, sha256=digest, images=data, codes=code_data,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["owner", "sha256"])
+        )  # fmt: skip
+        with self._write() as conn:
+            conn.execute(statement)
+            row = conn.execute(
+                select(*_TARGET_META).where(
+                    TARGET_SETS.c.owner == owner, TARGET_SETS.c.sha256 == digest
+                )
+            ).mappings().one()  # fmt: skip
+            return TargetSetRecord(**row)
+
+    def get_target_set(self, set_id: str, owner: str | None = None) -> TargetSetRecord:
+        query = select(*_TARGET_META).where(TARGET_SETS.c.id == set_id)
+        if owner is not None:
+            query = query.where(TARGET_SETS.c.owner == owner)
+        with self._read() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        if row is None:
+            raise NotFoundError(f"target set {set_id!r} not found")
+        return TargetSetRecord(**row)
+
+    def target_images(self, set_id: str) -> np.ndarray:
+        """(n, C, H, W) float32, as stored."""
+        from .store import _from_le
+
+        meta = self.get_target_set(set_id)
+        with self._read() as conn:
+            data = conn.execute(
+                select(TARGET_SETS.c.images).where(TARGET_SETS.c.id == set_id)
+            ).scalar_one()
+        shape = (meta.n, meta.channels, meta.height, meta.width)
+        return np.array(_from_le(data, "float32", shape))
+
+    def target_codes(self, set_id: str) -> np.ndarray | None:
+        """(n, d) float64 codes that generated the targets, or None for uploaded images."""
+        from .store import _from_le
+
+        meta = self.get_target_set(set_id)
+        with self._read() as conn:
+            data = conn.execute(
+                select(TARGET_SETS.c.codes).where(TARGET_SETS.c.id == set_id)
+            ).scalar_one()
+        if data is None or meta.d is None:
+            return None
+        return np.array(_from_le(data, "float64", (meta.n, meta.d)))
+
+    # -- results ----------------------------------------------------------------------------
+
+    def save_optimisation_result(
+        self, job_id: str, target_index: int, *, optimiser: str, losses: np.ndarray,
+        evaluations: np.ndarray, final_code: np.ndarray, final_image: np.ndarray,
+        best_restart: int, diagnostics: dict[str, Any],
+    ) -> bool:  # fmt: skip
+        """Store one target's result and count it on its job, in one transaction. True if
+        stored; False if (job, target) was already there (the first write wins)."""
+        from .store import _float_array, _json_document, _le_bytes, _non_negative_int
+
+        target_index = _non_negative_int(target_index, "target_index")
+        loss_array = _float_array(losses, "losses", ndim=2)
+        restarts, columns = loss_array.shape
+        evaluation_array = _float_array(evaluations, "evaluations", ndim=1)
+        if evaluation_array.shape != (columns,):
+            raise InvalidDataError(f"evaluations must have shape ({columns},)")
+        code = _float_array(final_code, "final code", ndim=1)
+        image = _float_array(final_image, "final image", ndim=3)
+        best_restart = _non_negative_int(best_restart, "best_restart")
+        if best_restart >= restarts or columns < 2:
+            raise InvalidDataError("best_restart must index a restart; losses need 2+ steps")
+        values = {
+            "job_id": job_id, "target_index": target_index, "optimiser": optimiser,
+            "steps": columns - 1, "restarts": restarts, "d": int(code.shape[0]),
+            "best_restart": best_restart, "final_loss": float(loss_array[best_restart, -1]),
+            "losses": _le_bytes(loss_array, "float64"),
+            "evaluations": _le_bytes(evaluation_array, "float64"),
+            "final_code": _le_bytes(code, "float64"),
+            "final_image": _le_bytes(image, "float32"), "image_shape": list(image.shape),
+            "diagnostics": _json_document(diagnostics, "diagnostics"), "created_at": utcnow(),
+        }  # fmt: skip
+        statement = (
+            self._insert(RESULTS)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
+            .returning(RESULTS.c.id)
+        )
+        jobs, failures = Base.metadata.tables["jobs"], Base.metadata.tables["latent_failures"]
+        with self._write() as conn:
+            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
+                raise NotFoundError(f"job {job_id!r} not found")
+            if conn.execute(statement).scalar_one_or_none() is None:
+                return False
+            cleared = conn.execute(  # a target that failed before and now succeeded
+                delete(failures).where(
+                    failures.c.job_id == job_id, failures.c.latent_index == target_index
+                )
+            ).rowcount
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(n_done=jobs.c.n_done + 1, n_failed=jobs.c.n_failed - cleared)
+            )
+            return True
+
+    def record_target_failure(self, job_id: str, target_index: int, reason: str) -> bool:
+        """Record once that a target could not be optimised; False if a result or a failure
+        is already stored for it."""
+        from .store import _non_negative_int
+
+        target_index = _non_negative_int(target_index, "target_index")
+        if not reason:
+            raise InvalidDataError("a target failure needs a reason")
+        jobs, failures = Base.metadata.tables["jobs"], Base.metadata.tables["latent_failures"]
+        statement = (
+            self._insert(failures)
+            .values(job_id=job_id, latent_index=target_index, reason=reason, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
+            .returning(failures.c.id)
+        )
+        with self._write() as conn:
+            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
+                raise NotFoundError(f"job {job_id!r} not found")
+            done = conn.execute(
+                select(RESULTS.c.id).where(
+                    RESULTS.c.job_id == job_id, RESULTS.c.target_index == target_index
+                )
+            ).first()
+            if done is not None or conn.execute(statement).scalar_one_or_none() is None:
+                return False
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(n_failed=jobs.c.n_failed + 1))
+            return True
+
+    def stored_target_indices(self, job_id: str) -> set[int]:
+        """Targets with a result or a recorded failure (a re-run skips them)."""
+        failures = Base.metadata.tables["latent_failures"]
+        done = select(RESULTS.c.target_index).where(RESULTS.c.job_id == job_id)
+        failed = select(failures.c.latent_index).where(failures.c.job_id == job_id)
+        with self._read() as conn:
+            return set(conn.execute(done.union(failed)).scalars())
+
+    def optimisation_results(self, job_id: str) -> list[OptimisationResultRecord]:
+        """Every stored result of the job, by target index (arrays read-only)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(*_RESULT_META).where(RESULTS.c.job_id == job_id).order_by(RESULTS.c.target_index)
+            ).mappings().all()  # fmt: skip
+        return [_result(row) for row in rows]
+
+    def optimisation_images(self, job_id: str) -> dict[int, np.ndarray]:
+        """Final images (C, H, W) float32 by target index."""
+        from .store import _from_le
+
+        query = (
+            select(RESULTS.c.target_index, RESULTS.c.image_shape, RESULTS.c.final_image)
+            .where(RESULTS.c.job_id == job_id)
+            .order_by(RESULTS.c.target_index)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {
+            row.target_index: np.array(_from_le(row.final_image, "float32", tuple(row.image_shape)))
+            for row in rows
+        }
+
+
+def _result(row: Any) -> OptimisationResultRecord:
+    from .store import _from_le, _readonly
+
+    values = dict(row)
+    restarts, steps, d = values["restarts"], values["steps"], values["d"]
+    values["losses"] = _readonly(np.array(_from_le(values["losses"], "float64", (restarts, steps + 1))))
+    values["evaluations"] = _readonly(np.array(_from_le(values["evaluations"], "float64", (steps + 1,))))
+    values["final_code"] = _readonly(np.array(_from_le(values["final_code"], "float64", (d,))))
+    return OptimisationResultRecord(**values)
