@@ -198,6 +198,13 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
+    if resolved.get("kind") == "optimise":
+        # Deferred: that module builds on this one's helpers.
+        from services.pipeline.optimisation import run_optimisation_chunk
+
+        check = lambda: _check_continue(store, job.id, beat)  # noqa: E731
+        run_optimisation_chunk(store, job, chunk, check, device, on_latent, abort_on)
+        return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
     generator = cached_generator(resolved["model"], device, dtype)
     if resolved["method"] == "sefa":

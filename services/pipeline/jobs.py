@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from services.config import Settings
-from services.pipeline.spec import JobSpec, resolve_spec
+from services.pipeline.spec import JobSpec, ResolvedSpec, resolve_spec
 from services.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,24 @@ def submit_job(
     job is kept and the reaper dispatches its chunks once the broker answers.
     """
     plan = resolve_spec(store, spec, owner, settings=settings)
+    return store_and_dispatch(
+        store, owner, spec.model, spec.model_dump(mode="json", exclude_none=True), plan, dispatch
+    )
+
+
+def store_and_dispatch(
+    store: Store, owner: str, model: str, spec_doc: dict[str, Any], plan: ResolvedSpec,
+    dispatch: Dispatch | None,
+) -> tuple[JobRecord, bool]:  # fmt: skip
+    """Write a resolved job (of any kind) and its chunks in one transaction, then dispatch its
+    still-queued chunks. Returns (job, created)."""
     facts = plan.generator_facts
     store.upsert_generator(
-        spec.model, plan.generator_family, plan.latent_dim,
-        facts.get("weights_sha256"), facts,
-    )  # fmt: skip
+        model, plan.generator_family, plan.latent_dim, facts.get("weights_sha256"), facts
+    )
     job, created = store.create_job(
-        owner, spec.model_dump(mode="json", exclude_none=True), plan.resolved, plan.spec_hash,
-        plan.latent_set_id, plan.n_latents, plan.chunks,
+        owner, spec_doc, plan.resolved, plan.spec_hash, plan.latent_set_id, plan.n_latents,
+        plan.chunks,
     )  # fmt: skip
     if dispatch is None:
         return job, created
