@@ -18,7 +18,7 @@ from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
+from api.routes import compare, health, jobs, latent_sets, models, optimisations, plots, spectra
 from services.config import Settings, get_settings
 
 API_VERSION = "1"
@@ -78,7 +78,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     app.include_router(health.router)
-    for module in (jobs, models, latent_sets, spectra, compare, plots):
+    for module in (jobs, models, latent_sets, spectra, compare, plots, optimisations):
         app.include_router(module.router, prefix="/v1")
     return app
 

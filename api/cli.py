@@ -512,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo, "the main job end to end, writing results into DIR")
     demo.add_argument("--out", required=True, metavar="DIR")
     _database_option(demo)
+
+    from api.cli_optimise import add_commands as add_optimise_commands
+
+    add_optimise_commands(command, _database_option)
     return parser
 
 
