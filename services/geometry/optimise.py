@@ -240,11 +240,11 @@ class _Problem:
         self._to: dict[str, Any] = {"dtype": generator.dtype, "device": generator.device}
         self._origin_np, self._matrix_np = origin, matrix
         self.rows = torch.as_tensor(rows, device=generator.device)
-        self.origin = torch.as_tensor(origin, **self._to)
-        self.matrix = torch.as_tensor(matrix, **self._to)
+        self.origin = torch.as_tensor(np.ascontiguousarray(origin), **self._to)
+        self.matrix = torch.as_tensor(np.ascontiguousarray(matrix), **self._to)
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, **self._to)
+        return torch.as_tensor(np.ascontiguousarray(array), **self._to)
 
     def codes(self, y: np.ndarray) -> np.ndarray:
         """Codes (N, d) float64 of coordinates y (N, m), one per row."""
