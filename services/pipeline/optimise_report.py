@@ -99,7 +99,36 @@ def report(
         "interval": "median over targets, 95 % percentile bootstrap (2000 resamples, seed "
         f"{seed})",
         "jobs": [_job_stats(job, threshold, step_budget, evaluation_budget, seed) for job in jobs],
+        "paired": _paired(jobs, step_budget, evaluation_budget, seed),
     }
+
+
+def _paired(
+    jobs: list[JobCurves], step_budget: int, evaluation_budget: int, seed: int
+) -> list[dict[str, Any]]:
+    """Each job against the first on the targets both finished (same targets, same starts):
+    the median over targets of the ratio of their losses, with its bootstrap interval. A
+    ratio below 1 means the job got closer than the first one did."""
+    first = jobs[0]
+    paired = []
+    for job in jobs[1:]:
+        common, mine, theirs = np.intersect1d(job.target_indices, first.target_indices,
+                                              return_indices=True)  # fmt: skip
+        if common.size == 0:
+            continue
+        at_steps = job.curves[mine, step_budget] / first.curves[theirs, step_budget]
+        at_evaluations = (
+            loss_at_evaluations(job, evaluation_budget)[mine]
+            / loss_at_evaluations(first, evaluation_budget)[theirs]
+        )
+        paired.append({
+            "job_id": job.job.id, "label": job.label, "against": first.label,
+            "n_targets": int(common.size),
+            "loss_ratio_at_step_budget": bootstrap_median(at_steps, seed=seed),
+            "loss_ratio_at_evaluation_budget": bootstrap_median(at_evaluations, seed=seed),
+            "share_of_targets_better_at_step_budget": float(np.mean(at_steps < 1)),
+        })  # fmt: skip
+    return paired
 
 
 def loss_at_evaluations(job: JobCurves, budget: int) -> np.ndarray:
@@ -162,6 +191,13 @@ def format_report(result: dict[str, Any]) -> str:
             f"{job['label']:<24}{job['n_targets']:>8}  {cell(job.get('steps_to_threshold'), '.0f'):<24}"
             f"{'-' if reached is None else f'{reached:.0%}':>8}  {cell(job['loss_at_step_budget']):<30}"
             f"{cell(job['loss_at_evaluation_budget']):<30}{cell(job.get('code_rms_error')):<26}"
+        )
+    for pair in result.get("paired", []):
+        lines.append(
+            f"{pair['label']} / {pair['against']}: loss ratio @ step {result['step_budget']} "
+            f"{cell(pair['loss_ratio_at_step_budget'])}, @ {result['evaluation_budget']} evals "
+            f"{cell(pair['loss_ratio_at_evaluation_budget'])}; better on "
+            f"{pair['share_of_targets_better_at_step_budget']:.0%} of {pair['n_targets']} targets"
         )
     lines.append(f"({result['interval']})")
     return "\n".join(lines)
