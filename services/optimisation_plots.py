@@ -72,7 +72,7 @@ def inversion_montage(
     n = targets.shape[0]
     columns = 1 + len(reconstructions)
     figure, grid = plt.subplots(
-        n, columns, figsize=(1.6 * columns, 1.6 * n + 0.6), squeeze=False
+        n, columns, figsize=(1.6 * columns, 1.75 * n + 0.4), squeeze=False, layout="constrained"
     )
     for row in range(n):
         panels = [("target", targets[row], None)] + [
