@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints, ValidationError
 
-from api.auth import Principal, require
+from api.auth import ReadPrincipal, SubmitPrincipal
 from api.codes import read_upload
-from api.deps import ensure_model_served, get_dispatcher, get_settings, get_store
+from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served
 from api.errors import ApiProblem, validation_error
 from api.params import UUID_PATTERN, JobIdPath
 from api.routes.jobs import PROBLEM_RESPONSES, _submitted_response
@@ -58,15 +58,13 @@ def _reported(call: Callable[[], T]) -> T:
     summary="Submit an optimisation job (targets generated from codes or a stored target set)",
 )
 def submit_json(
-    request: Request,
-    spec: OptimiseSpec,
-    principal: Annotated[Principal, Depends(require("submit"))],
-) -> JSONResponse:
-    ensure_model_served(spec.model, get_settings(request))
+    spec: OptimiseSpec, principal: SubmitPrincipal, store: StoreDep, settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> JSONResponse:  # fmt: skip
+    ensure_model_served(spec.model, settings)
     job, created = submit_optimisation(
-        get_store(request), spec, principal.owner, get_dispatcher(request).dispatch,
-        settings=get_settings(request),
-    )  # fmt: skip
+        store, spec, principal.owner, dispatcher.dispatch, settings=settings
+    )
     return _submitted_response(job, created)
 
 
@@ -77,15 +75,16 @@ def submit_json(
     summary="Submit an optimisation job whose targets are uploaded images (PNG or .npy)",
 )
 def submit_upload(
-    request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
     files: Annotated[
         list[UploadFile],
         File(description="target images: PNGs, or .npy arrays (C, H, W) / (n, C, H, W) in [-1, 1]"),
     ],
     spec: Annotated[str, Form(description='the spec as JSON, without "targets"')] = "{}",
 ) -> JSONResponse:
-    settings = get_settings(request)
     try:
         fields = json.loads(spec)
     except json.JSONDecodeError as error:
@@ -110,7 +109,7 @@ def submit_upload(
     if len(shapes) != 1:
         raise SpecError("targets", f"the uploaded images differ in shape: {sorted(shapes)}")
     job, created = submit_optimisation(
-        get_store(request), job_spec, principal.owner, get_dispatcher(request).dispatch,
+        store, job_spec, principal.owner, dispatcher.dispatch,
         images=np.concatenate(arrays), settings=settings,
     )  # fmt: skip
     return _submitted_response(job, created)
@@ -122,16 +121,16 @@ def submit_upload(
     summary="Steps to a loss threshold and loss at equal budgets, medians with 95 % intervals",
 )
 def optimisation_report(
-    request: Request,
     job: JobIds,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
+    store: StoreDep,
     threshold: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
     step_budget: Annotated[int | None, Query(ge=0, le=100_000)] = None,
     evaluation_budget: Annotated[int | None, Query(ge=0, le=100_000_000)] = None,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
 ) -> JSONResponse:
     result = _reported(lambda: report(
-        get_store(request), job, principal.visible_owner, threshold=threshold,
+        store, job, principal.visible_owner, threshold=threshold,
         step_budget=step_budget, evaluation_budget=evaluation_budget, seed=seed,
     ))  # fmt: skip
     return JSONResponse(_finite(result))
@@ -143,11 +142,8 @@ def optimisation_report(
     summary="Per target: loss per step, final code, final distance",
 )
 def optimisation_results(
-    request: Request,
-    job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    job_id: JobIdPath, principal: ReadPrincipal, store: StoreDep
 ) -> JSONResponse:
-    store = get_store(request)
     job = store.get_job(job_id, principal.visible_owner)  # 404 for a job this key may not see
     if job.resolved.get("kind") != "optimise":
         raise ApiProblem(422, "Not an optimisation job", f"job {job_id} computes spectra", field="job_id")
@@ -180,15 +176,15 @@ def _figure(data: bytes, fmt: str) -> Response:
     summary="Loss against steps or evaluations: median and 25-75 % band, one line per job",
 )
 def convergence(
-    request: Request,
     fmt: Format,
     job: JobIds,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
+    store: StoreDep,
     x: Literal["steps", "evaluations"] = "steps",
     threshold: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
 ) -> Response:
     return _figure(_reported(lambda: convergence_figure(
-        get_store(request), job, principal.visible_owner, x_axis=x, threshold=threshold, fmt=fmt,
+        store, job, principal.visible_owner, x_axis=x, threshold=threshold, fmt=fmt,
     )), fmt)  # fmt: skip
 
 
@@ -199,14 +195,14 @@ def convergence(
     summary="Targets beside each job's reconstructions (jobs on the same targets)",
 )
 def inversions(
-    request: Request,
     fmt: Format,
     job: JobIds,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
+    store: StoreDep,
     max_targets: Annotated[int, Query(ge=1, le=32)] = 8,
 ) -> Response:
     return _figure(_reported(lambda: montage_figure(
-        get_store(request), job, principal.visible_owner, max_targets=max_targets, fmt=fmt,
+        store, job, principal.visible_owner, max_targets=max_targets, fmt=fmt,
     )), fmt)  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from services.geometry.optimise import (
     OptimiserSettings,
     check_settings,
 )
+from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.spec import (
     DISTANCE_OPTIONS,
@@ -34,7 +35,6 @@ from services.pipeline.spec import (
     ResolvedSpec,
     SampledLatents,
     SpecError,
-    json_safe,
     spec_hash,
 )
 from services.store import ChunkPlan, NotFoundError, Store
@@ -254,7 +254,7 @@ def resolve_optimisation(
         owner, target_images, codes=target_codes, source=source,
         model=spec.model if target_codes is not None else None,
     )  # fmt: skip
-    facts = json_safe(dict(generator.facts))
+    facts = jsonable(dict(generator.facts))
     resolved: dict[str, Any] = {
         "kind": OPTIMISE_KIND,
         "model": spec.model,

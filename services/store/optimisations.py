@@ -8,10 +8,9 @@ a target that fails is recorded in ``latent_failures`` like a failed latent.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -22,16 +21,29 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     UniqueConstraint,
     delete,
     select,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .codecs import (
+    float_array,
+    from_le,
+    json_document,
+    le_bytes,
+    new_id,
+    non_negative_int,
+    readonly,
+    sha256_hex,
+)
+from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
+from .jobs import require_job
 from .models import ID_LENGTH, SHA256_LENGTH, Base, UTCDateTime, utcnow
+from .tables import JOBS, LATENT_FAILURES
 
 TARGET_SOURCES = ("uploaded", "generated")
 
@@ -92,8 +104,8 @@ class OptimisationResultRow(Base):
     )
 
 
-TARGET_SETS = TargetSetRow.__table__
-RESULTS = OptimisationResultRow.__table__
+TARGET_SETS: Table = Base.metadata.tables["target_sets"]
+RESULTS: Table = Base.metadata.tables["optimisation_results"]
 
 
 @dataclass(frozen=True)
@@ -137,15 +149,8 @@ _TARGET_META = [c for c in TARGET_SETS.c if c.name not in ("images", "codes")]
 _RESULT_META = [c for c in RESULTS.c if c.name not in ("id", "final_image", "image_shape")]
 
 
-class OptimisationStore:
-    """Mixed into ``Store``: the optimisation tables. Uses the facade's transactions."""
-
-    if TYPE_CHECKING:
-        _postgres: bool
-
-        def _write(self) -> AbstractContextManager[Connection]: ...
-        def _read(self) -> AbstractContextManager[Connection]: ...
-        def _insert(self, table: Any) -> Any: ...
+class OptimisationStore(StoreConnection):
+    """Mixed into ``Store``: the optimisation tables, in the connection's transactions."""
 
     # -- target sets ------------------------------------------------------------------------
 
@@ -155,28 +160,27 @@ class OptimisationStore:
     ) -> TargetSetRecord:  # fmt: skip
         """Store target images (n, C, H, W) as float32 once per owner (deduplicated by
         content, codes included); generated targets keep their codes (n, d)."""
-        from .store import _float_array, _le_bytes, _new_id, _sha256
 
         if source not in TARGET_SOURCES:
             raise InvalidDataError(f"unknown target source {source!r}; expected {TARGET_SOURCES}")
-        array = _float_array(images, "target images", ndim=4)
+        array = float_array(images, "target images", ndim=4)
         n, channels, height, width = array.shape
-        data = _le_bytes(array, "float32")
+        data = le_bytes(array, "float32")
         code_data: bytes | None = None
         d: int | None = None
         if codes is not None:
-            code_array = _float_array(codes, "target codes", ndim=2)
+            code_array = float_array(codes, "target codes", ndim=2)
             if code_array.shape[0] != n:
                 raise InvalidDataError(f"{code_array.shape[0]} codes for {n} target images")
             d = int(code_array.shape[1])
-            code_data = _le_bytes(code_array, "float64")
-        digest = _sha256(
+            code_data = le_bytes(code_array, "float64")
+        digest = sha256_hex(
             f"{array.shape}:{d}:".encode() + data + (code_data or b"")
         )
         statement = (
             self._insert(TARGET_SETS)
             .values(
-                id=_new_id(), owner=owner, source=source, model=model, n=n, channels=channels,
+                id=new_id(), owner=owner, source=source, model=model, n=n, channels=channels,
                 height=height, width=width, d=d, sha256=digest, images=data, codes=code_data,
                 created_at=utcnow(),
             )
@@ -191,6 +195,7 @@ class OptimisationStore:
             ).mappings().one()  # fmt: skip
             return TargetSetRecord(**row)
 
+    @retry_read
     def get_target_set(self, set_id: str, owner: str | None = None) -> TargetSetRecord:
         query = select(*_TARGET_META).where(TARGET_SETS.c.id == set_id)
         if owner is not None:
@@ -201,9 +206,9 @@ class OptimisationStore:
             raise NotFoundError(f"target set {set_id!r} not found")
         return TargetSetRecord(**row)
 
+    @retry_read
     def target_images(self, set_id: str) -> np.ndarray:
         """(n, C, H, W) float32, as stored."""
-        from .store import _from_le
 
         meta = self.get_target_set(set_id)
         with self._read() as conn:
@@ -211,11 +216,11 @@ class OptimisationStore:
                 select(TARGET_SETS.c.images).where(TARGET_SETS.c.id == set_id)
             ).scalar_one()
         shape = (meta.n, meta.channels, meta.height, meta.width)
-        return np.array(_from_le(data, "float32", shape))
+        return np.array(from_le(data, "float32", shape))
 
+    @retry_read
     def target_codes(self, set_id: str) -> np.ndarray | None:
         """(n, d) float64 codes that generated the targets, or None for uploaded images."""
-        from .store import _from_le
 
         meta = self.get_target_set(set_id)
         with self._read() as conn:
@@ -224,7 +229,7 @@ class OptimisationStore:
             ).scalar_one()
         if data is None or meta.d is None:
             return None
-        return np.array(_from_le(data, "float64", (meta.n, meta.d)))
+        return np.array(from_le(data, "float64", (meta.n, meta.d)))
 
     # -- results ----------------------------------------------------------------------------
 
@@ -235,28 +240,27 @@ class OptimisationStore:
     ) -> bool:  # fmt: skip
         """Store one target's result and count it on its job, in one transaction. True if
         stored; False if (job, target) was already there (the first write wins)."""
-        from .store import _float_array, _json_document, _le_bytes, _non_negative_int
 
-        target_index = _non_negative_int(target_index, "target_index")
-        loss_array = _float_array(losses, "losses", ndim=2)
+        target_index = non_negative_int(target_index, "target_index")
+        loss_array = float_array(losses, "losses", ndim=2)
         restarts, columns = loss_array.shape
-        evaluation_array = _float_array(evaluations, "evaluations", ndim=1)
+        evaluation_array = float_array(evaluations, "evaluations", ndim=1)
         if evaluation_array.shape != (columns,):
             raise InvalidDataError(f"evaluations must have shape ({columns},)")
-        code = _float_array(final_code, "final code", ndim=1)
-        image = _float_array(final_image, "final image", ndim=3)
-        best_restart = _non_negative_int(best_restart, "best_restart")
+        code = float_array(final_code, "final code", ndim=1)
+        image = float_array(final_image, "final image", ndim=3)
+        best_restart = non_negative_int(best_restart, "best_restart")
         if best_restart >= restarts or columns < 2:
             raise InvalidDataError("best_restart must index a restart; losses need 2+ steps")
         values = {
             "job_id": job_id, "target_index": target_index, "optimiser": optimiser,
             "steps": columns - 1, "restarts": restarts, "d": int(code.shape[0]),
             "best_restart": best_restart, "final_loss": float(loss_array[best_restart, -1]),
-            "losses": _le_bytes(loss_array, "float64"),
-            "evaluations": _le_bytes(evaluation_array, "float64"),
-            "final_code": _le_bytes(code, "float64"),
-            "final_image": _le_bytes(image, "float32"), "image_shape": list(image.shape),
-            "diagnostics": _json_document(diagnostics, "diagnostics"), "created_at": utcnow(),
+            "losses": le_bytes(loss_array, "float64"),
+            "evaluations": le_bytes(evaluation_array, "float64"),
+            "final_code": le_bytes(code, "float64"),
+            "final_image": le_bytes(image, "float32"), "image_shape": list(image.shape),
+            "diagnostics": json_document(diagnostics, "diagnostics"), "created_at": utcnow(),
         }  # fmt: skip
         statement = (
             self._insert(RESULTS)
@@ -264,10 +268,9 @@ class OptimisationStore:
             .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
             .returning(RESULTS.c.id)
         )
-        jobs, failures = Base.metadata.tables["jobs"], Base.metadata.tables["latent_failures"]
+        jobs, failures = JOBS, LATENT_FAILURES
         with self._write() as conn:
-            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
-                raise NotFoundError(f"job {job_id!r} not found")
+            require_job(conn, job_id)
             if conn.execute(statement).scalar_one_or_none() is None:
                 return False
             cleared = conn.execute(  # a target that failed before and now succeeded
@@ -285,12 +288,11 @@ class OptimisationStore:
     def record_target_failure(self, job_id: str, target_index: int, reason: str) -> bool:
         """Record once that a target could not be optimised; False if a result or a failure
         is already stored for it."""
-        from .store import _non_negative_int
 
-        target_index = _non_negative_int(target_index, "target_index")
+        target_index = non_negative_int(target_index, "target_index")
         if not reason:
             raise InvalidDataError("a target failure needs a reason")
-        jobs, failures = Base.metadata.tables["jobs"], Base.metadata.tables["latent_failures"]
+        jobs, failures = JOBS, LATENT_FAILURES
         statement = (
             self._insert(failures)
             .values(job_id=job_id, latent_index=target_index, reason=reason, created_at=utcnow())
@@ -298,8 +300,7 @@ class OptimisationStore:
             .returning(failures.c.id)
         )
         with self._write() as conn:
-            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
-                raise NotFoundError(f"job {job_id!r} not found")
+            require_job(conn, job_id)
             done = conn.execute(
                 select(RESULTS.c.id).where(
                     RESULTS.c.job_id == job_id, RESULTS.c.target_index == target_index
@@ -310,14 +311,16 @@ class OptimisationStore:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(n_failed=jobs.c.n_failed + 1))
             return True
 
+    @retry_read
     def stored_target_indices(self, job_id: str) -> set[int]:
         """Targets with a result or a recorded failure (a re-run skips them)."""
-        failures = Base.metadata.tables["latent_failures"]
+        failures = LATENT_FAILURES
         done = select(RESULTS.c.target_index).where(RESULTS.c.job_id == job_id)
         failed = select(failures.c.latent_index).where(failures.c.job_id == job_id)
         with self._read() as conn:
             return set(conn.execute(done.union(failed)).scalars())
 
+    @retry_read
     def optimisation_results(self, job_id: str) -> list[OptimisationResultRecord]:
         """Every stored result of the job, by target index (arrays read-only)."""
         with self._read() as conn:
@@ -326,9 +329,9 @@ class OptimisationStore:
             ).mappings().all()  # fmt: skip
         return [_result(row) for row in rows]
 
+    @retry_read
     def optimisation_images(self, job_id: str) -> dict[int, np.ndarray]:
         """Final images (C, H, W) float32 by target index."""
-        from .store import _from_le
 
         query = (
             select(RESULTS.c.target_index, RESULTS.c.image_shape, RESULTS.c.final_image)
@@ -338,17 +341,16 @@ class OptimisationStore:
         with self._read() as conn:
             rows = conn.execute(query).all()
         return {
-            row.target_index: np.array(_from_le(row.final_image, "float32", tuple(row.image_shape)))
+            row.target_index: np.array(from_le(row.final_image, "float32", tuple(row.image_shape)))
             for row in rows
         }
 
 
 def _result(row: Any) -> OptimisationResultRecord:
-    from .store import _from_le, _readonly
 
     values = dict(row)
     restarts, steps, d = values["restarts"], values["steps"], values["d"]
-    values["losses"] = _readonly(np.array(_from_le(values["losses"], "float64", (restarts, steps + 1))))
-    values["evaluations"] = _readonly(np.array(_from_le(values["evaluations"], "float64", (steps + 1,))))
-    values["final_code"] = _readonly(np.array(_from_le(values["final_code"], "float64", (d,))))
+    values["losses"] = readonly(np.array(from_le(values["losses"], "float64", (restarts, steps + 1))))
+    values["evaluations"] = readonly(np.array(from_le(values["evaluations"], "float64", (steps + 1,))))
+    values["final_code"] = readonly(np.array(from_le(values["final_code"], "float64", (d,))))
     return OptimisationResultRecord(**values)

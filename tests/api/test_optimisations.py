@@ -19,8 +19,8 @@ from PIL import Image
 from sqlalchemy import text
 
 from api.app import create_app
-from api.dispatch import InProcessDispatcher
 from services.config import get_settings
+from services.dispatch import InProcessDispatcher
 from services.pipeline import run_chunk, run_job_inprocess
 from services.pipeline.chunks import default_worker_id
 from services.store import Store
