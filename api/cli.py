@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from api.cli_optimise import add_commands as add_optimise_commands
 from services.config import get_settings
 from services.pipeline import JobSpec
 
@@ -513,9 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, metavar="DIR")
     _database_option(demo)
 
-    from api.cli_optimise import add_commands as add_optimise_commands
-
-    add_optimise_commands(command, _database_option)
+    add_optimise_commands(command, _database_option, _open_store, LOCAL_OWNER)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -18,16 +19,32 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from api.cli import LOCAL_OWNER, CliError, _open_store, _unwrap_optional
 from services.pipeline.optimise_spec import OptimiseSpec
 
 Command = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+OpenStore = Callable[[str | None], Any]
 SPECIAL_FIELDS = ("kind", "targets", "basis")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
-def add_commands(command: Command, database_option: Callable[[argparse.ArgumentParser], None]) -> None:
-    run = command("optimise", cmd_optimise, "invert target images with an optimiser that may "
+class OptimiseCliError(ValueError):
+    """A user error on these commands: `spectra` prints it on one line and exits 2."""
+
+
+def add_commands(
+    command: Command, database_option: Callable[[argparse.ArgumentParser], None],
+    open_store: OpenStore, owner: str,
+) -> None:  # fmt: skip
+    """Add the two commands to the `spectra` parser; `open_store(url)` opens (and migrates)
+    the embedded store, `owner` is who embedded commands act as."""
+
+    def optimise(args: argparse.Namespace) -> int:
+        return cmd_optimise(args, open_store(args.database), owner)
+
+    def optimisation_report(args: argparse.Namespace) -> int:
+        return cmd_report(args, open_store)
+
+    run = command("optimise", optimise, "invert target images with an optimiser that may "
                   "use a stored eigenbasis (embedded); prints the job id last")  # fmt: skip
     group = run.add_argument_group("optimisation spec (the fields of the HTTP spec, one to one)")
     for name, info in OptimiseSpec.model_fields.items():
@@ -52,7 +69,7 @@ def add_commands(command: Command, database_option: Callable[[argparse.ArgumentP
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     database_option(run)
 
-    rep = command("optimise-report", cmd_report, "compare optimisation jobs: steps to a loss "
+    rep = command("optimise-report", optimisation_report, "compare optimisation jobs: steps to a loss "
                   "threshold and loss at equal budgets (medians, 95 % bootstrap intervals)")  # fmt: skip
     rep.add_argument("jobs", nargs="+", metavar="JOB_ID")
     rep.add_argument("--threshold", type=float, default=None, help="loss threshold")
@@ -67,6 +84,14 @@ def add_commands(command: Command, database_option: Callable[[argparse.ArgumentP
     database_option(rep)
 
 
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` -> ``X``; anything else unchanged."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
 def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray | None]:
     """The spec, and the images read from target files (or None)."""
     from services.pipeline.optimise_spec import decode_target_file
@@ -78,7 +103,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
     }
     given = [flag for flag in ("targets", "target_set", "latent_set") if getattr(args, flag)]
     if len(given) != 1:
-        raise CliError("give the targets exactly one way: --targets, --target-set or --latent-set")
+        raise OptimiseCliError("give the targets exactly one way: --targets, --target-set or --latent-set")
     images = None
     if args.target_set:
         fields["targets"] = {"target_set": args.target_set}
@@ -91,13 +116,13 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
         for name in args.targets:
             path = Path(name)
             if not path.is_file():
-                raise CliError(f"--targets {name!r} is neither a number nor an image file")
+                raise OptimiseCliError(f"--targets {name!r} is neither a number nor an image file")
             arrays.append(decode_target_file(path.read_bytes(), path.name))
         if len({a.shape[1:] for a in arrays}) != 1:
-            raise CliError("the target files differ in image shape")
+            raise OptimiseCliError("the target files differ in image shape")
         images = np.concatenate(arrays)
     if args.basis_job and args.basis_spectrum:
-        raise CliError("give either --basis-job or --basis-spectrum, not both")
+        raise OptimiseCliError("give either --basis-job or --basis-spectrum, not both")
     if args.basis_job:
         fields["basis"] = {"job": args.basis_job}
     elif args.basis_spectrum:
@@ -109,10 +134,10 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
             f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-') or 'spec'}: {e['msg']}"
             for e in error.errors()
         )
-        raise CliError(f"invalid optimisation spec: {reasons}") from None
+        raise OptimiseCliError(f"invalid optimisation spec: {reasons}") from None
 
 
-def cmd_optimise(args: argparse.Namespace) -> int:
+def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
     from tqdm import tqdm
 
     from services.pipeline import run_job_inprocess
@@ -120,8 +145,7 @@ def cmd_optimise(args: argparse.Namespace) -> int:
     from services.pipeline.optimise_report import format_report, report
 
     spec, images = spec_from_args(args)
-    store = _open_store(args.database)
-    job, created = submit_optimisation(store, spec, LOCAL_OWNER, None, images=images)
+    job, created = submit_optimisation(store, spec, owner, None, images=images)
     print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} targets, "
           f"{spec.optimiser})")  # fmt: skip
     bar = tqdm(total=job.n_latents, file=sys.stderr, unit="target", desc=spec.optimiser,
@@ -141,7 +165,7 @@ def cmd_optimise(args: argparse.Namespace) -> int:
     return 0 if job.status == "succeeded" else 1
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace, open_store: OpenStore) -> int:
     from services.pipeline.optimise_report import (
         convergence_figure,
         format_report,
@@ -152,8 +176,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FIGURE_FORMATS))
     if unknown:
-        raise CliError(f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}")
-    store = _open_store(args.database)
+        raise OptimiseCliError(f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}")
+    store = open_store(args.database)
     result = report(
         store, args.jobs, None, threshold=args.threshold, step_budget=args.step_budget,
         evaluation_budget=args.evaluation_budget, seed=args.seed,

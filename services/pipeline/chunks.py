@@ -210,11 +210,14 @@ def _work(
     resolved = job.resolved
     _check_continue(store, job.id, beat)
     if resolved.get("kind") == "optimise":
-        # Deferred: that module builds on this one's helpers.
-        from services.pipeline.optimisation import run_optimisation_chunk
+        from services.pipeline.optimisation import ChunkHooks, run_optimisation_chunk
 
-        check = lambda: _check_continue(store, job.id, beat)  # noqa: E731
-        run_optimisation_chunk(store, job, chunk, check, device, on_latent, abort_on)
+        hooks = ChunkHooks(
+            check_continue=lambda: _check_continue(store, job.id, beat), retry=with_db_retry,
+            reason=_reason, passthrough=(_Stop, *abort_on, *TRANSIENT_DB_ERRORS),
+            on_target=on_latent,
+        )  # fmt: skip
+        run_optimisation_chunk(store, job, chunk, device, hooks)
         return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
     generator = cached_generator(resolved["model"], device, dtype)

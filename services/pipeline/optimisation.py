@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,6 @@ import numpy as np
 from services.config import Settings
 from services.geometry.optimise import InversionResult, OptimiserSettings, invert, start_codes
 from services.pipeline.cache import cached_distance, cached_generator
-
-# The chunk loop's own stop signal and failure reasons, so both kinds of job behave alike.
-from services.pipeline.chunks import TRANSIENT_DB_ERRORS, with_db_retry
-from services.pipeline.chunks import _reason as reason_of
-from services.pipeline.chunks import _Stop as Stop
 from services.pipeline.jobs import Dispatch, store_and_dispatch
 from services.pipeline.optimise_spec import OptimiseSpec, load_basis, resolve_optimisation
 from services.store import ChunkRecord, JobRecord, Store
@@ -30,6 +26,20 @@ from services.store import ChunkRecord, JobRecord, Store
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_STEPS = 10  # cancellation / lease checks during a batch
+
+
+@dataclass(frozen=True)
+class ChunkHooks:
+    """What the chunk loop (services.pipeline.chunks) lends an optimisation chunk, so both
+    kinds of job stop, retry and record failures alike: `check_continue` raises when the job
+    was cancelled or the lease lost; exceptions in `passthrough` (that stop, the executor's
+    own, lost connections) leave the chunk to the loop; `retry` wraps one store call."""
+
+    check_continue: Callable[[], None]
+    retry: Callable[..., Any]
+    reason: Callable[[BaseException], str]
+    passthrough: tuple[type[BaseException], ...]
+    on_target: Callable[[int], None] | None = None
 
 
 def submit_optimisation(
@@ -54,20 +64,18 @@ def settings_of(resolved: dict[str, Any]) -> OptimiserSettings:
 
 
 def run_optimisation_chunk(
-    store: Store, job: JobRecord, chunk: ChunkRecord, check_continue: Callable[[], None],
-    device: str, on_target: Callable[[int], None] | None,
-    abort_on: tuple[type[BaseException], ...],
-) -> None:  # fmt: skip
+    store: Store, job: JobRecord, chunk: ChunkRecord, device: str, hooks: ChunkHooks
+) -> None:
     """Optimise the chunk's targets that have no stored result or failure yet."""
     resolved = job.resolved
     generator = cached_generator(resolved["model"], device, "float32")
     distance = cached_distance(resolved["distance"], device, "float32", **resolved["distance_options"])
-    finished = with_db_retry(store.stored_target_indices, job.id)
+    finished = hooks.retry(store.stored_target_indices, job.id)
     todo = [index for index in chunk.latent_indices if index not in finished]
     if not todo:
         return
-    check_continue()
-    images = with_db_retry(store.target_images, resolved["targets"]["id"])[todo]
+    hooks.check_continue()
+    images = hooks.retry(store.target_images, resolved["targets"]["id"])[todo]
     basis = None
     if resolved["basis"] is not None:
         basis, _ = load_basis(
@@ -81,7 +89,7 @@ def run_optimisation_chunk(
 
     def on_step(step: int) -> None:
         if step % CHECK_EVERY_STEPS == 0:
-            check_continue()
+            hooks.check_continue()
 
     def run(rows: list[int]) -> list[InversionResult]:
         return invert(
@@ -89,7 +97,7 @@ def run_optimisation_chunk(
             seed=resolved["seed"], on_step=on_step,
         )  # fmt: skip
 
-    passthrough: tuple[type[BaseException], ...] = (Stop, *abort_on, *TRANSIENT_DB_ERRORS)
+    passthrough = hooks.passthrough
     try:
         outcomes: list[InversionResult | BaseException] = list(run(list(range(len(todo)))))
     except passthrough:
@@ -106,15 +114,17 @@ def run_optimisation_chunk(
                 outcomes.append(exc)
     for index, outcome in zip(todo, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            with_db_retry(store.record_target_failure, job.id, index, reason_of(outcome))
+            hooks.retry(store.record_target_failure, job.id, index, hooks.reason(outcome))
         else:
-            _save(store, job, index, outcome)
-        if on_target:
-            on_target(index)
+            _save(store, job, index, outcome, hooks)
+        if hooks.on_target:
+            hooks.on_target(index)
 
 
-def _save(store: Store, job: JobRecord, index: int, result: InversionResult) -> None:
-    with_db_retry(
+def _save(
+    store: Store, job: JobRecord, index: int, result: InversionResult, hooks: ChunkHooks
+) -> None:
+    hooks.retry(
         store.save_optimisation_result, job.id, index, optimiser=job.resolved["optimiser"],
         losses=result.losses, evaluations=result.evaluations.astype(np.float64),
         final_code=result.final_code, final_image=result.final_image,

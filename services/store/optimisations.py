@@ -14,20 +14,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    JSON,
-    CheckConstraint,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    UniqueConstraint,
     delete,
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, mapped_column
 
 from .codecs import (
     float_array,
@@ -42,70 +32,8 @@ from .codecs import (
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
 from .jobs import require_job
-from .models import ID_LENGTH, SHA256_LENGTH, Base, UTCDateTime, utcnow
-from .tables import JOBS, LATENT_FAILURES
-
-TARGET_SOURCES = ("uploaded", "generated")
-
-
-class TargetSetRow(Base):
-    """Images (n, C, H, W) float32 in [-1, 1], and for generated targets the codes (n, d)."""
-
-    __tablename__ = "target_sets"
-
-    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(20))
-    model: Mapped[str | None] = mapped_column(String(200))
-    n: Mapped[int] = mapped_column(Integer)
-    channels: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    width: Mapped[int] = mapped_column(Integer)
-    d: Mapped[int | None] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
-    images: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    codes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (
-        UniqueConstraint("owner", "sha256"),
-        CheckConstraint("source IN ('uploaded', 'generated')", name="source_known"),
-        CheckConstraint("n > 0 AND channels > 0 AND height > 0 AND width > 0", name="shape_positive"),
-    )
-
-
-class OptimisationResultRow(Base):
-    """One target's optimisation: losses (restarts, steps + 1) float64, evaluations
-    (steps + 1,) float64, final code (d,) float64, final image (C, H, W) float32."""
-
-    __tablename__ = "optimisation_results"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    target_index: Mapped[int] = mapped_column(Integer)
-    optimiser: Mapped[str] = mapped_column(String(50))
-    steps: Mapped[int] = mapped_column(Integer)
-    restarts: Mapped[int] = mapped_column(Integer)
-    d: Mapped[int] = mapped_column(Integer)
-    best_restart: Mapped[int] = mapped_column(Integer)
-    final_loss: Mapped[float] = mapped_column(Float(precision=53))
-    losses: Mapped[bytes] = mapped_column(LargeBinary)
-    evaluations: Mapped[bytes] = mapped_column(LargeBinary)
-    final_code: Mapped[bytes] = mapped_column(LargeBinary)
-    final_image: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    image_shape: Mapped[list[int]] = mapped_column(JSON)
-    diagnostics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (
-        UniqueConstraint("job_id", "target_index"),
-        CheckConstraint("target_index >= 0", name="target_index_non_negative"),
-        CheckConstraint("steps > 0 AND restarts > 0 AND d > 0", name="shape_positive"),
-    )
-
-
-TARGET_SETS: Table = Base.metadata.tables["target_sets"]
-RESULTS: Table = Base.metadata.tables["optimisation_results"]
+from .models import TARGET_SOURCES, utcnow
+from .tables import JOBS, LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
 
 
 @dataclass(frozen=True)
@@ -146,7 +74,9 @@ class OptimisationResultRecord:
 
 
 _TARGET_META = [c for c in TARGET_SETS.c if c.name not in ("images", "codes")]
-_RESULT_META = [c for c in RESULTS.c if c.name not in ("id", "final_image", "image_shape")]
+_RESULT_META = [
+    c for c in OPTIMISATION_RESULTS.c if c.name not in ("id", "final_image", "image_shape")
+]
 
 
 class OptimisationStore(StoreConnection):
@@ -174,9 +104,7 @@ class OptimisationStore(StoreConnection):
                 raise InvalidDataError(f"{code_array.shape[0]} codes for {n} target images")
             d = int(code_array.shape[1])
             code_data = le_bytes(code_array, "float64")
-        digest = sha256_hex(
-            f"{array.shape}:{d}:".encode() + data + (code_data or b"")
-        )
+        digest = sha256_hex(f"{array.shape}:{d}:".encode() + data + (code_data or b""))
         statement = (
             self._insert(TARGET_SETS)
             .values(
@@ -263,10 +191,10 @@ class OptimisationStore(StoreConnection):
             "diagnostics": json_document(diagnostics, "diagnostics"), "created_at": utcnow(),
         }  # fmt: skip
         statement = (
-            self._insert(RESULTS)
+            self._insert(OPTIMISATION_RESULTS)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
-            .returning(RESULTS.c.id)
+            .returning(OPTIMISATION_RESULTS.c.id)
         )
         jobs, failures = JOBS, LATENT_FAILURES
         with self._write() as conn:
@@ -302,20 +230,25 @@ class OptimisationStore(StoreConnection):
         with self._write() as conn:
             require_job(conn, job_id)
             done = conn.execute(
-                select(RESULTS.c.id).where(
-                    RESULTS.c.job_id == job_id, RESULTS.c.target_index == target_index
+                select(OPTIMISATION_RESULTS.c.id).where(
+                    OPTIMISATION_RESULTS.c.job_id == job_id,
+                    OPTIMISATION_RESULTS.c.target_index == target_index,
                 )
             ).first()
             if done is not None or conn.execute(statement).scalar_one_or_none() is None:
                 return False
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(n_failed=jobs.c.n_failed + 1))
+            conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(n_failed=jobs.c.n_failed + 1)
+            )
             return True
 
     @retry_read
     def stored_target_indices(self, job_id: str) -> set[int]:
         """Targets with a result or a recorded failure (a re-run skips them)."""
         failures = LATENT_FAILURES
-        done = select(RESULTS.c.target_index).where(RESULTS.c.job_id == job_id)
+        done = select(OPTIMISATION_RESULTS.c.target_index).where(
+            OPTIMISATION_RESULTS.c.job_id == job_id
+        )
         failed = select(failures.c.latent_index).where(failures.c.job_id == job_id)
         with self._read() as conn:
             return set(conn.execute(done.union(failed)).scalars())
@@ -325,7 +258,7 @@ class OptimisationStore(StoreConnection):
         """Every stored result of the job, by target index (arrays read-only)."""
         with self._read() as conn:
             rows = conn.execute(
-                select(*_RESULT_META).where(RESULTS.c.job_id == job_id).order_by(RESULTS.c.target_index)
+                select(*_RESULT_META).where(OPTIMISATION_RESULTS.c.job_id == job_id).order_by(OPTIMISATION_RESULTS.c.target_index)
             ).mappings().all()  # fmt: skip
         return [_result(row) for row in rows]
 
@@ -334,9 +267,13 @@ class OptimisationStore(StoreConnection):
         """Final images (C, H, W) float32 by target index."""
 
         query = (
-            select(RESULTS.c.target_index, RESULTS.c.image_shape, RESULTS.c.final_image)
-            .where(RESULTS.c.job_id == job_id)
-            .order_by(RESULTS.c.target_index)
+            select(
+                OPTIMISATION_RESULTS.c.target_index,
+                OPTIMISATION_RESULTS.c.image_shape,
+                OPTIMISATION_RESULTS.c.final_image,
+            )
+            .where(OPTIMISATION_RESULTS.c.job_id == job_id)
+            .order_by(OPTIMISATION_RESULTS.c.target_index)
         )
         with self._read() as conn:
             rows = conn.execute(query).all()
@@ -350,7 +287,11 @@ def _result(row: Any) -> OptimisationResultRecord:
 
     values = dict(row)
     restarts, steps, d = values["restarts"], values["steps"], values["d"]
-    values["losses"] = readonly(np.array(from_le(values["losses"], "float64", (restarts, steps + 1))))
-    values["evaluations"] = readonly(np.array(from_le(values["evaluations"], "float64", (steps + 1,))))
+    values["losses"] = readonly(
+        np.array(from_le(values["losses"], "float64", (restarts, steps + 1)))
+    )
+    values["evaluations"] = readonly(
+        np.array(from_le(values["evaluations"], "float64", (steps + 1,)))
+    )
     values["final_code"] = readonly(np.array(from_le(values["final_code"], "float64", (d,))))
     return OptimisationResultRecord(**values)
