@@ -220,3 +220,15 @@ def test_steps_to_threshold_and_the_bootstrap_median() -> None:
     assert bootstrap_median(np.arange(101.0), seed=1) == spread  # seeded
     never = bootstrap_median(np.array([np.inf, np.inf, 3.0]), seed=0)
     assert never["median"] == np.inf
+
+
+def test_lpips_inversion_runs_through_the_same_code(tiny_dcgan: Generator, lpips_random: object) -> None:
+    """LPIPS (random backbone: no weights here) as the objective: a DCGAN target generated
+    from a known code, Adam from another start lowers the distance."""
+    truth = tiny_dcgan.sample(1, 5)
+    target = tiny_dcgan.images(truth).numpy()
+    starts = start_codes(tiny_dcgan, 1, 0, 0)[None]
+    result = invert(tiny_dcgan, lpips_random, target, starts, OptimiserSettings("adam", steps=8))[0]  # type: ignore[arg-type]
+    assert np.isfinite(result.losses).all()
+    assert result.final_loss < result.losses[0, 0]
+    assert result.final_image.shape == target.shape[1:]
