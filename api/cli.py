@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from api.cli_optimise import add_commands as add_optimise_commands
 from services.config import get_settings
 from services.pipeline import JobSpec
 
@@ -664,6 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo, "the main job end to end, writing results into DIR")
     demo.add_argument("--out", required=True, metavar="DIR")
     _database_option(demo)
+
+    add_optimise_commands(command, _database_option, _open_store, LOCAL_OWNER)
     return parser
 
 

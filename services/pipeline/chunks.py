@@ -234,6 +234,16 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
+    if resolved.get("kind") == "optimise":
+        from services.pipeline.optimisation import ChunkHooks, run_optimisation_chunk
+
+        hooks = ChunkHooks(
+            check_continue=lambda: _check_continue(store, job.id, beat), retry=with_db_retry,
+            reason=_reason, passthrough=(_Stop, *abort_on, *TRANSIENT_DB_ERRORS),
+            on_target=on_latent,
+        )  # fmt: skip
+        run_optimisation_chunk(store, job, chunk, device, hooks)
+        return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
     generator = cached_generator(
         resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")

@@ -19,6 +19,7 @@ from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
 from .connection import alembic_config
 from .jobs import JobStore
+from .optimisations import OptimisationStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
 from .selections import SelectionQueryStore
@@ -28,7 +29,7 @@ __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_
 
 class Store(
     CatalogueStore, JobStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
-    AccessStore,
+    AccessStore, OptimisationStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
