@@ -31,5 +31,6 @@ cp "$WORK/sg2-wplus/spectrum.png" "$OUT/stylegan2-w-vs-wplus.png"
 cp "$WORK/dcgan/spectrum.png" "$OUT/dcgan-trained-vs-shuffled.png"
 cp "$WORK/dcgan/homogeneity.png" "$OUT/dcgan-trained-vs-shuffled-homogeneity.png"
 cp "$WORK/dcgan/montage-1.png" "$OUT/dcgan-shuffled-montage.png"
-cp "$WORK"/*.txt "$OUT/"
+cp "$WORK/dcgan/montage-0.png" "$OUT/dcgan-trained-montage.png"
+cp "$WORK"/*.txt "$OUT/" 2>/dev/null || true
 echo "figures in $OUT; work files in $WORK"
