@@ -21,10 +21,9 @@ import time
 import numpy as np
 import torch
 
-from .analysis import summary_of
 from .errors import InvalidOptionError
 from .generators import Generator
-from .methods import SpectrumResult, _check_top_k, _fixed_signs
+from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
 
 DEFAULT_SAMPLES = 10_000
 MAX_FEATURE_VALUES = 50_000_000  # N x F float64 activations held at once (400 MB)
@@ -59,7 +58,7 @@ def ganspace(
     """GANSpace directions (d, k) with their activation-space variances, in float64."""
     started = time.perf_counter()
     d = generator.latent_dim
-    top_k = _check_top_k(top_k, d)
+    top_k = check_top_k(top_k, d)
     layer = layer if layer is not None else default_layer(generator)
     tap = generator.at_layer(layer).to(generator.device, torch.float64)
     n = DEFAULT_SAMPLES if samples is None else samples
@@ -93,7 +92,7 @@ def ganspace(
     total = float((centred**2).sum() / (n - 1))
     return SpectrumResult(
         eigenvalues=np.ascontiguousarray(values),
-        eigenvectors=np.ascontiguousarray(_fixed_signs(directions)),
+        eigenvectors=np.ascontiguousarray(fixed_signs(directions)),
         diagnostics={
             "method": "ganspace",
             "layer": layer,

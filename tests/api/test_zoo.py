@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.dispatch import InProcessDispatcher
+from services.dispatch import InProcessDispatcher
 from services.geometry.stylegan2 import random_state_dict, write_random_checkpoint
 from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
