@@ -143,9 +143,11 @@ class JobSpec(BaseModel):
         pattern=DEVICE_PATTERN,
         description="torch device (cpu, cuda, cuda:N, mps); null = the worker's",
     )
-    space: Literal["z", "w", "w+"] = Field(
+    space: Literal["z", "w", "w+", "both", "noise", "class"] = Field(
         default="z",
-        description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x style_dim)",
+        description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x "
+        "style_dim), or both / noise / class (BigGAN; both = noise ⊕ class embedding, and z is "
+        "its older name); each model's spaces: `spectra models`",
     )
     psi: float | None = Field(
         default=None, gt=0, le=1, allow_inf_nan=False,
@@ -334,7 +336,7 @@ def resolve_spec(
             owner, codes, source="sampled" if sampled else "uploaded",
             model=spec.model if sampled else None,
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
-            name=_origin_name(spec) if sampled else None,
+            name=_origin_name(spec, generator) if sampled else None,
         )  # fmt: skip
     facts = jsonable(dict(generator.facts))
     resolved: dict[str, Any] = {
@@ -347,7 +349,7 @@ def resolve_spec(
         "top_k": spec.top_k,
         "dtype": spec.dtype,
         "device": spec.device,
-        "space": spec.space,
+        "space": generator.space,  # the family's name for it (BigGAN: z is both)
         "psi": spec.psi,
         "latent_set": None
         if stored_set is None
@@ -403,15 +405,24 @@ def _check_layers(spec: JobSpec, generator: Generator) -> None:
             raise SpecError("layers" if spec.layers else "space", str(error)) from error
 
 
-def _origin_name(spec: JobSpec) -> str | None:
-    """Sampled codes of w / w+ record where they came from: z drawn from the seed, mapped."""
+def _origin_name(spec: JobSpec, generator: Generator) -> str | None:
+    """Sampled codes of w / w+ record where they came from: z drawn from the seed, mapped;
+    BigGAN noise / class codes the fixed other half they are joined with."""
     assert isinstance(spec.latents, SampledLatents)
-    if spec.space == "z":
+    seed = spec.latents.seed
+    if generator.space in ("noise", "class"):
+        other = (f"class {generator.facts['fixed_class']}'s embedding" if generator.space == "noise"
+                 else "the noise")  # fmt: skip
+        return (
+            f"BigGAN {generator.space} codes from numpy seed {seed}, joined with {other} of the "
+            f"seed-{generator.facts['fixed_half_seed']} code (facts fixed_*)"
+        )
+    if generator.space not in ("w", "w+"):
         return None
     psi = 1.0 if spec.psi is None else spec.psi
     return (
         f"{spec.space} codes: w = w_avg + {psi:g} (mapping(z) - w_avg), z ~ N(0, I) from "
-        f"numpy seed {spec.latents.seed}"
+        f"numpy seed {seed}"
     )
 
 
