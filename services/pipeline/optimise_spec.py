@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError, average_metric
+from services.geometry import Generator, GeometryError, InvalidOptionError, average_metric
 from services.geometry.optimise import (
     BASIS_OPTIMISERS,
     GRADIENT_FREE,
@@ -32,6 +32,7 @@ from services.pipeline.spec import (
     LPIPS_DISTANCES,
     ExplicitLatents,
     LatentSetRef,
+    LatentSpace,
     ResolvedSpec,
     SampledLatents,
     SpecError,
@@ -104,7 +105,13 @@ class OptimiseSpec(BaseModel):
 
     kind: Literal["optimise"] = "optimise"
     model: str = Field(default="dcgan-faces", min_length=1, description="generator name")
-    space: Literal["z"] = Field(default="z", description="latent space optimised")
+    space: LatentSpace = Field(
+        default="z", description="latent space optimised (the model's spaces: `spectra models`)"
+    )
+    psi: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False,
+        description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
+    )  # fmt: skip
     distance: str = Field(default="mse", description=f"one of {', '.join(DISTANCES)}")
     resize: int | None = Field(default=None, ge=16, le=1024, description="lpips: resize images")
     random_backbone: bool | None = Field(default=None, description="lpips: random backbone (tests)")
@@ -240,7 +247,7 @@ def resolve_optimisation(
     basis_facts = None
     if spec.basis is not None:
         basis, basis_facts = load_basis(store, spec.basis, owner, model=spec.model,
-                                        space=spec.space, latent_dim=d)  # fmt: skip
+                                        space=generator.space, latent_dim=d)  # fmt: skip
         _check_basis_rank(spec, basis, basis_facts)
     target_images, target_codes, source = _targets(store, spec, owner, images, generator, settings)
     n = int(target_images.shape[0])
@@ -258,7 +265,9 @@ def resolve_optimisation(
     resolved: dict[str, Any] = {
         "kind": OPTIMISE_KIND,
         "model": spec.model,
-        "space": spec.space,
+        "space": generator.space,
+        # Only when given, so that the hashes of the jobs from before psi existed stay.
+        **({"psi": spec.psi} if spec.psi is not None else {}),
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
         "distance": spec.distance,
         "distance_options": spec.distance_options(),
@@ -284,7 +293,9 @@ def resolve_optimisation(
 
 def _load(spec: OptimiseSpec, device: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, "float32")
+        generator = cached_generator(spec.model, device, "float32", spec.space, spec.psi)
+    except InvalidOptionError as error:  # a space or psi this model does not have
+        raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:
         raise SpecError("model", str(error)) from error
     try:
