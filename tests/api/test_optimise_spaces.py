@@ -35,9 +35,9 @@ def model(tmp_path: Path) -> str:
     path = write_random_checkpoint(tmp_path / "sg2.pt", **SIZE)
     checkpoint = torch.load(path)
     for key, value in checkpoint["g_ema"].items():
-        if key.startswith(("to_rgb1.", "to_rgbs.")) and key.endswith(("conv.weight", ".bias")):
-            if "modulation" not in key:
-                checkpoint["g_ema"][key] = value * RGB_SCALE
+        rgb = key.startswith(("to_rgb1.", "to_rgbs.")) and "modulation" not in key
+        if rgb and key.endswith(("conv.weight", ".bias")):
+            checkpoint["g_ema"][key] = value * RGB_SCALE
     torch.save(checkpoint, path)
     return f"stylegan2:{path}"
 
