@@ -159,6 +159,12 @@ BIGGAN_FIXED_HALF_SEED = 0  # noise / class spaces: the other half is that of th
 ALL_SPACES = (*LATENT_SPACES, *BIGGAN_SPACES)
 
 
+def canonical_space(family: str | None, space: str) -> str:
+    """A space by its current name: what BigGAN jobs recorded as `z` before BigGAN had spaces
+    is `both`. Lets a stored job's space be compared with a new job's."""
+    return "both" if family == "biggan-deep" and space == BIGGAN_LEGACY_SPACE else space
+
+
 def list_models() -> list[ModelInfo]:
     """The built-in registry entries."""
     return list(_BUILT_IN)

@@ -82,7 +82,7 @@ def run_optimisation_chunk(
     if resolved["basis"] is not None:
         basis, _ = load_basis(
             store, resolved["basis"], None, model=resolved["model"], space=resolved["space"],
-            latent_dim=generator.latent_dim,
+            latent_dim=generator.latent_dim, psi=resolved.get("psi"),
         )  # fmt: skip
     settings = settings_of(resolved)
     starts = np.stack(

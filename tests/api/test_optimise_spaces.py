@@ -106,6 +106,13 @@ def test_a_z_basis_is_refused_for_a_w_job_and_nothing_is_written(client, model, 
     refused = http.post("/v1/optimisations", json=_optimise_body(model, basis_job), headers=headers)
     problem = assert_problem(refused, 422, "basis")
     assert "space z" in problem["detail"] and "space w" in problem["detail"]
+    # In z the truncation changes the map: a z basis at psi 0.7 is not one for psi 1.
+    z_job = _optimise_body(model, basis_job, space="z", psi=None)
+    z_job = {key: value for key, value in z_job.items() if value is not None}
+    problem = assert_problem(
+        http.post("/v1/optimisations", json=z_job, headers=headers), 422, "basis"
+    )
+    assert "psi=0.7" in problem["detail"]
     lacking = {"model": "dcgan-faces", "space": "w", "targets": {"count": 1}}
     problem = assert_problem(
         http.post("/v1/optimisations", json=lacking, headers=headers), 422, "space"
