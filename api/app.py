@@ -19,6 +19,7 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
+from api.ui.app import UI_PREFIX, create_ui
 from services.config import Settings, get_settings
 
 API_VERSION = "1"
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(health.router)
     for module in (jobs, models, latent_sets, spectra, compare, plots):
         app.include_router(module.router, prefix="/v1")
+    app.mount(UI_PREFIX, create_ui(settings, store, dispatcher))
     return app
 
 
