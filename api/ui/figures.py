@@ -71,7 +71,7 @@ def spectrum_figure(series: Sequence[tuple[str, np.ndarray]], *, normalise: bool
             "yaxis": {"title": {"text": title}, "type": "log", "exponentformat": "power"},
             "legend": {"orientation": "h", "y": -0.2},
             "margin": {"t": 20, "r": 20},
-            "hovermode": "closest",
+            "hovermode": "x",
         },
     }
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api import comparison, jobs_service
 from api.params import TEXT_PATTERN
 from api.ui import figures
-from api.ui.session import CsrfChecked, UserDep, UiUser, sign_in, sign_out
+from api.ui.session import CsrfChecked, UiUser, UserDep, sign_in, sign_out
 from services.store import JOB_STATUSES, InvalidDataError, NotFoundError
 
 router = APIRouter(include_in_schema=False)
