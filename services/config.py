@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     stale_after_s: float = Field(default=120.0, gt=0)
     max_chunk_attempts: int = Field(default=3, ge=1)
+    # A worker's Prometheus /metrics port (0: none). `spectra worker` gives its N-th device
+    # worker this port + N.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @property
     def extra_model_names(self) -> frozenset[str]:
