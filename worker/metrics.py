@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 KOMBU_UNACKED_KEY = "unacked"
 # A chunk is a few codes to an hour of work.
+QUEUE_METRICS = frozenset({"spectra_queue_depth", "spectra_broker_up"})
 CHUNK_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 CODES = Counter(
