@@ -729,7 +729,7 @@ def _skip_unused_optional_imports() -> None:
     if "httpx" in sys.modules:  # too late to matter (e.g. called from a test process)
         return
     for name in _UNUSED_OPTIONAL_IMPORTS:
-        sys.modules.setdefault(name, None)  # type: ignore[assignment]
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
