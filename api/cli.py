@@ -686,7 +686,7 @@ def build_parser(*, spec_options: bool = True) -> argparse.ArgumentParser:
     spectra.add_argument("--method", default=None)
     spectra.add_argument("--order-by", default="latent_index",
                          help="latent_index, top_eigenvalue, trace, dims_99, ...; a leading - "
-                         "sorts descending")  # fmt: skip
+                         "sorts descending (write --order-by=-trace)")  # fmt: skip
     _list_options(spectra)
     _server_or_database(spectra)
 
