@@ -301,7 +301,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
 
 def _comparison() -> Any:
-    from api import comparison
+    from services import comparison
 
     return comparison
 
@@ -409,10 +409,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from worker.launcher import launch
-
-    gpus = [g for g in args.gpus.split(",")] if args.gpus else None
-    return launch(gpus, args.cpu)
+    # The launcher replaces this process (same pid, so signals reach it): the command line
+    # is an adapter and does not import the worker package.
+    which = ["--gpus", args.gpus] if args.gpus else ["--cpu"]
+    os.execv(sys.executable, [sys.executable, "-m", "worker", *which])
 
 
 # -- client commands (HTTP) ----------------------------------------------------------------

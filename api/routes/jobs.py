@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api import jobs_service
-from api.auth import Principal, require
+from api.auth import Principal, ReadPrincipal, SubmitPrincipal
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
-from api.dispatch import Dispatcher
-from api.errors import ApiProblem
+from api.errors import ApiProblem, validation_error
 from api.metrics import ApiMetrics
 from api.params import TEXT_PATTERN, JobIdPath, text_query
 from api.schemas import (
@@ -27,12 +25,15 @@ from api.schemas import (
     json_response,
     page_of,
 )
+from services import submission
 from services.config import Settings
+from services.dispatch import Dispatcher
 from services.pipeline import JobSpec
+from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JOB_STATUSES
+JobStatus = StatusName
 
 IdempotencyKey = Annotated[
     str | None,
@@ -72,7 +73,7 @@ def _submit(
     settings: Settings = get_settings(request)
     metrics: ApiMetrics = get_metrics(request)
     ensure_model_served(spec.model, settings)
-    job, created = jobs_service.submit(
+    job, created = submission.submit(
         store,
         settings,
         dispatcher,
@@ -95,7 +96,7 @@ def _submit(
 def submit_job(
     request: Request,
     spec: JobSpec,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     return _submit(request, spec, principal, idempotency_key)
@@ -110,7 +111,7 @@ def submit_job(
 )
 def submit_job_upload(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npy array of codes, shape (n, d)")],
     spec: Annotated[
         str,
@@ -136,14 +137,14 @@ def submit_job_upload(
     try:
         job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
     except ValidationError as error:
-        raise jobs_service.spec_problem(error, prefix="spec") from None
+        raise validation_error(error, prefix="spec") from None
     return _submit(request, job_spec, principal, idempotency_key)
 
 
 @router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs")
 def list_jobs(
     request: Request,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     status: JobStatus | None = None,
     model: Annotated[str | None, text_query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -153,7 +154,7 @@ def list_jobs(
         owner=principal.visible_owner, status=status, model=model, limit=limit, offset=offset
     )
     return JobList(
-        items=[JobView(**job_view_fields(job)) for job in jobs], page=page_of(jobs, limit, offset)
+        items=[JobView.model_validate(job) for job in jobs], page=page_of(jobs, limit, offset)
     )
 
 
@@ -166,7 +167,7 @@ def list_jobs(
 async def get_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> Response:
     # async: the most polled route waits on the database without a worker thread.
     store = get_store(request)
@@ -185,12 +186,12 @@ async def get_job(
 def cancel_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
 ) -> JobView:
-    job = jobs_service.cancel(
+    job = submission.cancel(
         get_store(request), get_dispatcher(request), job_id, principal.visible_owner
     )
-    return JobView(**job_view_fields(job))
+    return JobView.model_validate(job)
 
 
 @router.get(
@@ -202,10 +203,10 @@ def cancel_job(
 def export_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     k: Annotated[int | None, Query(ge=1, le=100_000, description="eigenpairs per spectrum")] = None,
 ) -> Response:
-    data = jobs_service.export_npz(get_store(request), job_id, principal.visible_owner, k)
+    data = submission.export_npz(get_store(request), job_id, principal.visible_owner, k)
     return Response(
         data,
         media_type="application/octet-stream",
@@ -222,7 +223,7 @@ def export_job(
 )
 def import_job(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npz with eva, evc, feat and meta")],
     model: Annotated[
         str | None, Form(max_length=200, pattern=TEXT_PATTERN, description="overrides meta.model")
@@ -237,7 +238,7 @@ def import_job(
         for key, value in {"model": model, "distance": distance, "method": method}.items()
         if value
     }
-    job, created = jobs_service.import_npz(
+    job, created = submission.import_npz(
         get_store(request), settings, principal.owner, data, overrides
     )
     body = JobSubmitted(**job_view_fields(job), created=created)

@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api import comparison, jobs_service
 from api.params import TEXT_PATTERN
 from api.ui import figures
 from api.ui.session import CsrfChecked, UiUser, UserDep, sign_in, sign_out
-from services.store import JOB_STATUSES, InvalidDataError, NotFoundError
+from services import comparison, submission
+from services.jsonable import jsonable
+from services.store import JOB_STATUSES, TERMINAL_STATUSES, InvalidDataError, NotFoundError
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,7 +30,6 @@ JOBS_PER_PAGE = 50
 # Positions drawn in a homogeneity heatmap (the matrix is N x N) and read for a band plot.
 MAX_HEATMAP_POSITIONS = 60
 MAX_PLOT_POSITIONS = 500
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 SelectionText = Annotated[str, Query(min_length=1, max_length=300, pattern=TEXT_PATTERN)]
 
 
@@ -171,7 +171,7 @@ def cancel(request: Request, user: UserDep, _csrf: CsrfChecked, job_id: str) -> 
     if not user.principal.allows("submit"):
         return _page(request, "error.html", 403, title="Not allowed",
                      message="This API key lacks the 'submit' scope needed to cancel a job.")  # fmt: skip
-    jobs_service.cancel(_store(request), request.app.state.dispatcher, job_id,
+    submission.cancel(_store(request), request.app.state.dispatcher, job_id,
                         user.principal.visible_owner)  # fmt: skip
     return _redirect(f"{PREFIX}/jobs/{job_id}")
 
@@ -219,7 +219,7 @@ def spectra_page(
         d=int(loaded.eigenvectors.shape[1]),
         spectrum_figures={"raw": figures.spectrum_figure(series, normalise=False),
                           "normalised": figures.spectrum_figure(series, normalise=True)},
-        heatmap=heatmap, homogeneity=homogeneity and comparison.jsonable(
+        heatmap=heatmap, homogeneity=homogeneity and jsonable(
             {k: v for k, v in homogeneity.items() if not isinstance(v, np.ndarray)}),
         spectra=listing, offset=offset, per_page=JOBS_PER_PAGE, notes=result.notes,
     )  # fmt: skip
@@ -235,7 +235,7 @@ def spectrum_page(request: Request, user: UserDep, spectrum_id: str) -> Response
     return _page(
         request, "spectrum.html", title=f"Spectrum {record.id[:8]}", spectrum=record,
         figure=figures.single_spectrum_figure(np.asarray(record.eigenvalues)),
-        diagnostics=json.dumps(comparison.jsonable(record.diagnostics), indent=2, sort_keys=True),
+        diagnostics=json.dumps(jsonable(record.diagnostics), indent=2, sort_keys=True),
     )  # fmt: skip
 
 
