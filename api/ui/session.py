@@ -2,8 +2,8 @@
 
 The cookie (Starlette's SessionMiddleware, signed with ``settings.secret_key``) is httpOnly
 and SameSite=Lax, and Secure in production. It holds the key's id, owner and scopes, never
-the token; a key is checked against the store once, at sign-in, and the session lasts
-``SESSION_MAX_AGE_S``. Every form carries the session's CSRF token, checked on each POST
+the token; the token is checked at sign-in, the key's id on every page (so revoking the key
+ends the session at once), and the session lasts at most ``SESSION_MAX_AGE_S``. Every form carries the session's CSRF token, checked on each POST
 (SameSite alone leaves older browsers and same-site attackers).
 """
 
@@ -87,7 +87,11 @@ def _user(session: dict[str, Any]) -> UiUser | None:
 
 
 def current_user(request: Request) -> UiUser:
+    """The signed-in key, checked live on every page: a revoked key ends its sessions."""
     user = _user(request.session)
+    if user is not None and not request.app.state.store.api_key_is_live(user.key_id):
+        request.session.clear()
+        user = None
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)

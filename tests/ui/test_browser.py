@@ -23,7 +23,7 @@ from api.client import SpectraClient
 from tests.ui.conftest import LiveServer
 
 MODEL = "dcgan-faces"
-N_CODES = 4
+N_CODES = 3
 TOP_K = 12
 WAIT_S = 60
 

@@ -130,3 +130,15 @@ def test_bad_selection_is_a_clear_page_not_a_500(client: TestClient, make_token:
     assert response.status_code == 422 and "MODEL:DISTANCE:METHOD" in response.text
     missing = client.get("/ui/spectra", params={"selection": "dcgan-faces:mse:jacobian"})
     assert missing.status_code == 404 and "matches no stored spectra" in missing.text
+
+
+def test_revoking_the_key_ends_its_sessions(
+    client: TestClient, store: Store, make_token: Callable[..., str]
+) -> None:
+    token = make_token()
+    sign_in(client, token)
+    assert client.get("/ui/jobs.json").status_code == 200
+    record = store.verify_api_key(token)
+    assert record is not None and store.revoke_api_key(record.id)
+    response = client.get("/ui/jobs.json", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/ui/login")
