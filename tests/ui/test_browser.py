@@ -166,6 +166,26 @@ def test_comparison_page(
     screenshot("07-comparison")
 
 
+def test_montage_page(
+    browser: Any, live_server: LiveServer, state: dict[str, Any], screenshot: Any
+) -> None:
+    browser.get(f"{live_server.url}/ui/montage?job_id={state['job']}")
+    codes = browser.find_elements(By.CSS_SELECTOR, "#spectrum_id option")
+    assert [c.text for c in codes] == [f"latent {i}" for i in range(N_CODES)]
+    codes[1].click()
+    for name, value in (("axes", "3"), ("steps", "5")):
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+    field.submit()
+    wait_for(browser, lambda b: b.execute_script(
+        "const i = document.getElementById('montage-img'); return i && i.complete && i.naturalWidth > 0"))  # fmt: skip
+    size = browser.execute_script(
+        "const i = document.getElementById('montage-img'); return [i.naturalWidth, i.naturalHeight]")
+    assert size[0] > size[1] > 0  # 5 steps wide, 3 axes high
+    screenshot("08-montage")
+
+
 def test_cancel(
     browser: Any, live_server: LiveServer, alice: str, state: dict[str, Any], screenshot: Any
 ) -> None:
@@ -178,11 +198,11 @@ def test_cancel(
     state["waiting"] = waiting.id
     browser.get(f"{live_server.url}/ui/jobs/{waiting.id}")
     assert browser.find_element(By.ID, "job-status").text == "queued"
-    screenshot("08-job-waiting")
+    screenshot("09-job-waiting")
     browser.find_element(By.ID, "cancel-button").click()
     wait_for(browser, ec.text_to_be_present_in_element((By.ID, "job-status"), "cancelled"))
     assert live_server.store.get_job(waiting.id).status == "cancelled"
-    screenshot("09-job-cancelled")
+    screenshot("10-job-cancelled")
 
 
 def test_another_owner_sees_nothing(
@@ -200,10 +220,10 @@ def test_another_owner_sees_nothing(
     assert browser.find_element(By.ID, "jobs-empty").is_displayed()
     time.sleep(2.5)  # one live refresh later, still nothing of alice's
     assert not browser.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr")
-    screenshot("10-other-owner-jobs")
+    screenshot("11-other-owner-jobs")
     for path in (f"/ui/jobs/{state['job']}", f"/ui/spectra?selection={state['job']}"):
         browser.get(f"{live_server.url}{path}")
         assert browser.find_element(By.TAG_NAME, "h1").text == "Not found", path
-    screenshot("11-other-owner-not-found")
+    screenshot("12-other-owner-not-found")
     browser.get(f"{live_server.url}/ui/compare")
     assert not browser.find_elements(By.CSS_SELECTOR, "input[name=selection][type=checkbox]")
