@@ -154,10 +154,21 @@ def job_page(request: Request, user: UserDep, job_id: str) -> Response:
     failures = store.latent_failures(job.id) if job.n_failed else []
     return _page(
         request, "job.html", title=f"Job {job.id[:8]}", job=job, row=job_row(store, job),
-        spec_json=json.dumps(job.spec, indent=2, sort_keys=True),
+        spec_json=json.dumps(displayed_spec(job.spec), indent=2, sort_keys=True),
         resolved=job.resolved, failures=failures,
         can_cancel=user.principal.allows("submit") and job.status not in TERMINAL_STATUSES,
     )  # fmt: skip
+
+
+def displayed_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as shown: explicit codes (up to 10,000 x 8,192 numbers) as their shape; the
+    latent set under the model facts names them exactly."""
+    latents = spec.get("latents")
+    if isinstance(latents, dict) and isinstance(latents.get("values"), list):
+        values = latents["values"]
+        width = len(values[0]) if values and isinstance(values[0], list) else 0
+        return {**spec, "latents": {**latents, "values": f"<{len(values)} codes of dimension {width}>"}}
+    return spec
 
 
 @router.get("/jobs/{job_id}.json")

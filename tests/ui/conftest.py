@@ -27,6 +27,9 @@ from services.pipeline import run_chunk
 from services.store import Store
 from tests.api.conftest import make_settings
 from tests.conftest import _pg_admin, sqlalchemy_pg_url
+from tests.pipeline import toy_generators
+
+NAN_MODEL = f"python:{Path(toy_generators.__file__).resolve()}:nan_at_trigger"
 
 SCREENSHOTS = Path(os.environ.get("SPECTRA_SCREENSHOT_DIR", ".artifacts/screenshots"))
 WORKER_ID = "ui-test-worker"
@@ -98,7 +101,9 @@ def live_server(module_pg_url: str) -> Iterator[LiveServer]:
     store = Store(module_pg_url)
     store.migrate()
     dispatcher = BackgroundDispatcher(store)
-    app = create_app(settings=make_settings(module_pg_url), store=store, dispatcher=dispatcher)
+    # The toy generator that fails on one code is served, so a job page can show a failure.
+    settings = make_settings(module_pg_url, extra_models=NAN_MODEL)
+    app = create_app(settings=settings, store=store, dispatcher=dispatcher)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="ui-test-server", daemon=True)
@@ -152,6 +157,7 @@ def screenshot(browser: Any) -> Any:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     def save(name: str) -> Path:
+        assert_accessible(browser, name)
         path = SCREENSHOTS / f"{name}.png"
         # The whole page, not only the window: set the window to the document's height.
         height = browser.execute_script("return document.documentElement.scrollHeight")
@@ -161,3 +167,36 @@ def screenshot(browser: Any) -> Any:
         return path
 
     return save
+
+
+ACCESSIBILITY_PROBE = """
+const problems = [];
+if (!document.documentElement.lang) problems.push('html has no lang');
+if (document.querySelectorAll('h1').length !== 1) problems.push('not exactly one h1');
+if (!document.querySelector('main')) problems.push('no main landmark');
+for (const input of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+  const named = input.labels && input.labels.length || input.getAttribute('aria-label');
+  if (!named) problems.push('unlabelled ' + input.outerHTML.slice(0, 80));
+}
+for (const img of document.querySelectorAll('img')) {
+  if (!img.getAttribute('alt')) problems.push('img without alt ' + img.src);
+}
+for (const button of document.querySelectorAll('button, a')) {
+  if (!button.textContent.trim() && !button.getAttribute('aria-label')) problems.push('unnamed ' + button.outerHTML.slice(0, 80));
+}
+for (const fig of document.querySelectorAll('.figure')) {
+  if (fig.getAttribute('role') !== 'img' || !fig.getAttribute('aria-label')) problems.push('chart without a text alternative');
+}
+for (const table of document.querySelectorAll('table')) {
+  if (!table.querySelector('th')) problems.push('table without headers');
+}
+return problems;
+"""
+
+
+def assert_accessible(browser: Any, page: str) -> None:
+    """The checks a screen reader depends on, on every page a test photographs: a language,
+    one h1 and a main landmark, labelled controls, alt text, named links and buttons, a text
+    alternative for each chart, header cells in tables."""
+    problems = browser.execute_script(ACCESSIBILITY_PROBE)
+    assert not problems, f"{page}: {problems}"

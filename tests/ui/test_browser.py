@@ -3,8 +3,9 @@
 One story, in order (the steps share the browser and the database): sign-in with a wrong and
 a right key; a job submitted through the Python client appearing in the list and finishing
 live; the band plot drawing exactly the stored spectra's median; the heatmap; a comparison
-with its table and figures; cancelling a waiting job; another owner seeing nothing; sign-out.
-Screenshots of each page are saved for a person to look at.
+with its table and figures; a montage; a failed code with its reason; cancelling a waiting
+job; another owner seeing nothing; sign-out. Screenshots of each page are saved for a person
+to look at, and each photographed page passes the accessibility checks in conftest.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from api.client import SpectraClient
-from tests.ui.conftest import LiveServer
+from tests.pipeline.toy_generators import LATENT_DIM, TRIGGER
+from tests.ui.conftest import NAN_MODEL, LiveServer
 
 MODEL = "dcgan-faces"
 N_CODES = 3
@@ -186,6 +188,23 @@ def test_montage_page(
     screenshot("08-montage")
 
 
+def test_failures_with_reasons(
+    browser: Any, live_server: LiveServer, alice: str, screenshot: Any
+) -> None:
+    codes = np.random.default_rng(1).standard_normal((3, LATENT_DIM))
+    codes[1, 0] = TRIGGER  # the toy generator's images are NaN for this code only
+    with SpectraClient(live_server.url, alice) as client:
+        job = client.submit_codes(codes, {"model": NAN_MODEL, "top_k": 3})
+        job = client.follow(job.id, progress=False, interval_s=0.2, timeout_s=WAIT_S)
+    assert (job.status, job.n_done, job.n_failed) == ("succeeded", 2, 1)
+    browser.get(f"{live_server.url}/ui/jobs/{job.id}")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#failures tbody td")
+    assert cells[0].text == "1" and "NonFiniteOutputError" in cells[1].text
+    assert "2/3, 1 failed" in browser.find_element(By.ID, "job-count").text
+    assert '"values": "<3 codes of dimension 6>"' in browser.find_element(By.ID, "job-spec").text
+    screenshot("09-job-with-a-failure")
+
+
 def test_cancel(
     browser: Any, live_server: LiveServer, alice: str, state: dict[str, Any], screenshot: Any
 ) -> None:
@@ -198,11 +217,11 @@ def test_cancel(
     state["waiting"] = waiting.id
     browser.get(f"{live_server.url}/ui/jobs/{waiting.id}")
     assert browser.find_element(By.ID, "job-status").text == "queued"
-    screenshot("09-job-waiting")
+    screenshot("10-job-waiting")
     browser.find_element(By.ID, "cancel-button").click()
     wait_for(browser, ec.text_to_be_present_in_element((By.ID, "job-status"), "cancelled"))
     assert live_server.store.get_job(waiting.id).status == "cancelled"
-    screenshot("10-job-cancelled")
+    screenshot("11-job-cancelled")
 
 
 def test_another_owner_sees_nothing(
@@ -220,10 +239,10 @@ def test_another_owner_sees_nothing(
     assert browser.find_element(By.ID, "jobs-empty").is_displayed()
     time.sleep(2.5)  # one live refresh later, still nothing of alice's
     assert not browser.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr")
-    screenshot("11-other-owner-jobs")
+    screenshot("12-other-owner-jobs")
     for path in (f"/ui/jobs/{state['job']}", f"/ui/spectra?selection={state['job']}"):
         browser.get(f"{live_server.url}{path}")
         assert browser.find_element(By.TAG_NAME, "h1").text == "Not found", path
-    screenshot("12-other-owner-not-found")
+    screenshot("13-other-owner-not-found")
     browser.get(f"{live_server.url}/ui/compare")
     assert not browser.find_elements(By.CSS_SELECTOR, "input[name=selection][type=checkbox]")
