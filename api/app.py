@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.auth import VerifiedKeyCache
+from api.deps import reject_unknown_query_parameters
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -75,12 +76,17 @@ def create_app(
     install_error_handlers(app)
     # Added last = outermost: metrics see every request, the size limit runs before the body
     # is read by anything.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_bytes,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
-    app.include_router(health.router)
+    strict_query = [Depends(reject_unknown_query_parameters)]
+    app.include_router(health.router, dependencies=strict_query)
     for module in (jobs, models, latent_sets, spectra, compare, plots):
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router, prefix="/v1", dependencies=strict_query)
     app.mount(UI_PREFIX, create_ui(settings, store, dispatcher))
     return app
 

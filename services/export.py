@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from services.config import get_settings
+from services.npz_safety import UnsafeArrayFileError, check_npz
 from services.store import ConflictError, InvalidDataError, JobRecord, SpectrumRecord, Store
 
 REQUIRED_KEYS = ("eva", "evc")
@@ -78,12 +80,15 @@ def _finite(name: str, array: np.ndarray) -> None:
         raise ExportFormatError(name, "holds NaN or infinite values")
 
 
-def from_npz_bytes(data: bytes) -> PublishedSpectra:
+def from_npz_bytes(data: bytes, *, max_array_bytes: int | None = None) -> PublishedSpectra:
     """Read the published layout back into descending order; every shape is checked.
 
     A single position saved without the leading N axis (eva (k,), evc (d, k), feat (d,)) is
     accepted too. Files are read without pickle: an object array is refused, never executed.
+    Every member's declared size and dtype are checked first (``max_array_bytes`` in all,
+    default SPECTRA_MAX_ARRAY_BYTES), so nothing is inflated past the limit.
     """
+    _check_members(data, max_array_bytes)
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
@@ -135,6 +140,15 @@ def from_npz_bytes(data: bytes) -> PublishedSpectra:
         codes=feat,
         meta=_read_meta(meta_raw),
     )
+
+
+def _check_members(data: bytes, max_array_bytes: int | None) -> None:
+    if max_array_bytes is None:
+        max_array_bytes = get_settings().max_array_bytes
+    try:
+        check_npz(data, max_total_bytes=max_array_bytes)
+    except UnsafeArrayFileError as error:
+        raise ExportFormatError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
 
 
 def _read_meta(raw: np.ndarray | None) -> dict[str, Any]:

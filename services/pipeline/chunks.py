@@ -106,6 +106,30 @@ class Heartbeat(AbstractContextManager["Heartbeat"]):
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def still_ours(self) -> bool:
+        """Renew the lease now and say whether it is still ours: asked before every write,
+        so a worker that was cut off or frozen past the staleness limit (its chunk given to
+        another) stops before writing anything, instead of at its next beat."""
+        if self.lost.is_set():
+            return False
+        if not with_db_retry(self._store.heartbeat, self._chunk_id, self._worker_id):
+            self.lost.set()
+            return False
+        return True
+
+    def starting(self, latent_index: int) -> bool:
+        """Record (with the lease renewed) that this latent is being computed now: if the run
+        dies on it, the next run of the chunk knows which latent it died on, and a latent
+        that kills every run is recorded as that latent's failure (see claim_chunk)."""
+        if self.lost.is_set():
+            return False
+        if not with_db_retry(
+            self._store.start_latent, self._chunk_id, self._worker_id, latent_index
+        ):
+            self.lost.set()
+            return False
+        return True
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
@@ -223,12 +247,15 @@ def _work(
         _check_continue(store, job.id, beat)
         if index in finished:
             continue
+        if not beat.starting(index):
+            raise _Stop(None)
         if chunk.column_block is not None:
             _run_block(
-                store, job, generator, distance, codes[index], index, chunk.column_block, abort_on
-            )
+                store, job, generator, distance, codes[index], index, chunk.column_block,
+                abort_on, beat,
+            )  # fmt: skip
         else:
-            _run_latent(store, job, generator, distance, codes[index], index, abort_on)
+            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat)
         if on_latent:
             on_latent(index)
 
@@ -242,7 +269,7 @@ def _check_continue(store: Store, job_id: str, beat: Heartbeat) -> None:
 
 def _run_latent(
     store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
-    abort_on: tuple[type[BaseException], ...],
+    abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
 ) -> None:  # fmt: skip
     resolved = job.resolved
     try:
@@ -254,15 +281,17 @@ def _run_latent(
     except abort_on:
         raise
     except Exception as exc:  # NonFiniteOutputError, or anything the generator raised on it
+        _require_lease(beat)
         with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
         log.warning("latent %d of job %s failed: %s", index, job.id, _reason(exc))
         return
+    _require_lease(beat)
     _save(store, job, index, code, result, resolved["distance"])
 
 
 def _run_block(
     store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
-    block: tuple[int, int], abort_on: tuple[type[BaseException], ...],
+    block: tuple[int, int], abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
 ) -> None:  # fmt: skip
     """One column block of one latent's Hessian; whoever completes the set decomposes it.
     Each chunk saves its block and then looks: of two chunks finishing together, at least
@@ -277,6 +306,7 @@ def _run_block(
             )
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
+            _require_lease(beat)
             with_db_retry(store.save_column_block, job.id, index, start, stop, columns)
         blocks = with_db_retry(store.column_blocks, job.id, index)
         d = int(code.shape[0])
@@ -293,10 +323,19 @@ def _run_block(
         raise
     except TRANSIENT_DB_ERRORS:
         raise
+    except _Stop:
+        raise
     except Exception as exc:
+        _require_lease(beat)
         with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
         return
+    _require_lease(beat)
     _save(store, job, index, code, result, resolved["distance"])
+
+
+def _require_lease(beat: Heartbeat) -> None:
+    if not beat.still_ours():
+        raise _Stop(None)
 
 
 def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:

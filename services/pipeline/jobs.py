@@ -20,7 +20,8 @@ Dispatch = Callable[[list[str]], None]
 
 def submit_job(
     store: Store, spec: JobSpec, owner: str, dispatch: Dispatch | None,
-    *, settings: Settings | None = None,
+    *, settings: Settings | None = None, idempotency_key: str | None = None,
+    request_sha256: str | None = None,
 ) -> tuple[JobRecord, bool]:  # fmt: skip
     """Validate and resolve `spec`, write the job and its chunks in one transaction, and only
     then hand the chunk ids to `dispatch`. Returns (job, created): the same spec from the same
@@ -29,6 +30,10 @@ def submit_job(
     Raises SpecError (or the store's NotFoundError for an unknown latent set) with nothing
     written but possibly a deduplicated latent set. If dispatch fails after the commit, the
     job is kept and the reaper dispatches its chunks once the broker answers.
+
+    ``idempotency_key`` (with the hash of the request it came with) is claimed in the
+    transaction that creates the job: IdempotencyConflictError, and no job, if the key is
+    bound to another request.
     """
     plan = resolve_spec(store, spec, owner, settings=settings)
     facts = plan.generator_facts
@@ -39,6 +44,7 @@ def submit_job(
     job, created = store.create_job(
         owner, spec.model_dump(mode="json", exclude_none=True), plan.resolved, plan.spec_hash,
         plan.latent_set_id, plan.n_latents, plan.chunks,
+        idempotency_key=idempotency_key, request_sha256=request_sha256,
     )  # fmt: skip
     if dispatch is None:
         return job, created

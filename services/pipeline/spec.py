@@ -31,6 +31,12 @@ from services.pipeline.planning import (
 from services.store import ChunkPlan, LatentSetRecord, Store
 
 LPIPS_DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+MAX_SEED = 2**63 - 1
+# Model names include file-based loaders ("python:/opt/models/mine.py:build").
+MAX_NAME_LENGTH = 500
+# What torch accepts as a device here; which of them some worker actually has is checked at
+# submission (services.worker_devices).
+DEVICE_PATTERN = r"^(cpu|mps|cuda(:[0-9]{1,3})?)$"
 DISTANCES = ("mse", *LPIPS_DISTANCES)
 
 # Which method takes which option: the registry's (services.geometry.registry).
@@ -47,8 +53,9 @@ class SampledLatents(BaseModel):
     """N codes drawn from the generator's own latent distribution with a seed."""
 
     model_config = ConfigDict(extra="forbid")
-    count: int = Field(ge=1, description="number of codes to sample")
-    seed: int = Field(default=0, ge=0, description="seed of the sampler")
+    count: int = Field(ge=1, le=10**9, description="number of codes to sample")
+    # The seed is stored as a signed 64-bit integer (PostgreSQL bigint).
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seed of the sampler")
 
 
 class ExplicitLatents(BaseModel):
@@ -71,7 +78,7 @@ class LatentSetRef(BaseModel):
     """A latent set already stored (uploaded or sampled), by id."""
 
     model_config = ConfigDict(extra="forbid")
-    set: str = Field(min_length=1, description="id of a stored latent set")
+    set: str = Field(min_length=1, max_length=64, description="id of a stored latent set")
 
 
 def _latents_kind(value: Any) -> str | None:
@@ -106,21 +113,29 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="dcgan-faces", min_length=1, description="generator name")
+    model: str = Field(
+        default="dcgan-faces", min_length=1, max_length=MAX_NAME_LENGTH, description="generator name"
+    )
     distance: str = Field(
-        default="mse", description=f"image distance: one of {', '.join(DISTANCES)}"
+        default="mse",
+        max_length=MAX_NAME_LENGTH,
+        description=f"image distance: one of {', '.join(DISTANCES)}",
     )
     method: JobMethod = "jacobian"
     latents: LatentsSpec | None = Field(default=None, description="codes; sefa takes none")
     top_k: int | None = Field(default=None, ge=1, description="eigenpairs kept; null = all")
     dtype: Literal["float32", "float64"] = "float32"
     chunk_size: int | None = Field(default=None, ge=1, le=10_000, description="codes per chunk")
-    device: str | None = Field(default=None, description="torch device; null = the worker's")
+    device: str | None = Field(
+        default=None,
+        pattern=DEVICE_PATTERN,
+        description="torch device (cpu, cuda, cuda:N, mps); null = the worker's",
+    )
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
-    max_iter: int | None = Field(default=None, ge=1, description="lanczos: iteration cap")
-    batch: int | None = Field(default=None, ge=1, description="jacobian/hvp/fd: products per batch")
+    max_iter: int | None = Field(default=None, ge=1, le=1_000_000, description="lanczos: iteration cap")
+    batch: int | None = Field(default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch")
     block_columns: int | None = Field(
         default=None,
         ge=1,
@@ -130,8 +145,8 @@ class JobSpec(BaseModel):
     random_backbone: bool | None = Field(
         default=None, description="lpips: random backbone weights (testing only)"
     )
-    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
-        default=None, min_length=1, description="sefa: layers whose weights are factorized"
+    layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
+        default=None, min_length=1, max_length=1000, description="sefa: layers whose weights are factorized"
     )
 
     @model_validator(mode="after")

@@ -171,6 +171,9 @@ class ChunkRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The latent being computed, and how many runs ended while computing it (see claim_chunk).
+    current_latent: Mapped[int | None] = mapped_column(Integer)
+    current_latent_deaths: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("job_id", "index"),

@@ -34,7 +34,7 @@ def test_migrate_from_empty_creates_every_table_and_is_idempotent(db_url: str) -
         store.migrate()  # a second run (another process starting) changes nothing
         with store.engine.connect() as conn:
             assert (
-                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
             )
         command.downgrade(alembic_config(db_url), "base")
         assert _tables(store) == set()
