@@ -18,7 +18,17 @@ from api.deps import reject_unknown_query_parameters
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
+from api.routes import (
+    campaigns,
+    compare,
+    health,
+    jobs,
+    latent_sets,
+    models,
+    optimisations,
+    plots,
+    spectra,
+)
 from api.ui.app import UI_PREFIX, create_ui
 from services.config import Settings, get_settings
 from services.dispatch import CeleryDispatcher, Dispatcher
@@ -85,7 +95,7 @@ def create_app(
 
     strict_query = [Depends(reject_unknown_query_parameters)]
     app.include_router(health.router, dependencies=strict_query)
-    for module in (jobs, models, latent_sets, spectra, compare, plots):
+    for module in (jobs, models, latent_sets, spectra, compare, plots, campaigns, optimisations):
         app.include_router(module.router, prefix="/v1", dependencies=strict_query)
     app.mount(UI_PREFIX, create_ui(settings, store, dispatcher))
     return app

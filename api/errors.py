@@ -30,6 +30,7 @@ from services.geometry import (
     UnknownMethodError,
     UnknownModelError,
 )
+from services.jsonable import jsonable
 from services.pipeline.spec import SpecError
 from services.store import (
     ConflictError,
@@ -178,6 +179,13 @@ def _field_of(error: Exception, default: str | None) -> str | None:
     # Domain errors may carry the name of the offending input; prefer it to the default.
     field = getattr(error, "field", None)
     return field if isinstance(field, str) and field else default
+
+
+def _extra_of(error: Exception) -> dict[str, Any] | None:
+    # Members a domain error adds to its problem document (e.g. the groups of a mixed
+    # selection, so a client can pick one); only a JSON object is taken.
+    extra = getattr(error, "extra", None)
+    return jsonable(extra) if isinstance(extra, dict) else None
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -341,6 +349,7 @@ def install_error_handlers(app: FastAPI) -> None:
             slug=mapping.slug,
             field=_field_of(error, mapping.field),
             instance=request.url.path,
+            extra=_extra_of(error),
         )
 
     # One handler per class: Starlette picks the most specific by MRO, and these are handled

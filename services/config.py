@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # loaders run code from the named file, so the API never accepts one that an operator has
     # not listed here (the local command line, run by the file's owner, accepts any).
     extra_models: str = ""
+    # Where NVIDIA's torch_utils and dnnlib live (a stylegan2-ada-pytorch or stylegan3 clone):
+    # put on sys.path while a stylegan2-ada:PKL network pickle is unpickled.
+    nvidia_code_dir: str = ""
 
     # Limits on what one request may ask for; all configurable.
     max_latents_per_job: int = Field(default=10_000, ge=1)

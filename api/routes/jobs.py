@@ -21,7 +21,7 @@ from api.deps import (
 )
 from api.errors import ApiProblem, problem_responses, validation_error
 from api.metrics import ApiMetrics
-from api.params import TEXT_PATTERN, JobIdPath, text_query
+from api.params import TEXT_PATTERN, JobIdPath, only_query, text_query
 from api.schemas import (
     JobDetail,
     JobList,
@@ -145,7 +145,8 @@ def submit_job_upload(
     return _submit(request, job_spec, principal, idempotency_key)
 
 
-@router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs")
+@router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs",
+            dependencies=[only_query("status", "model", "limit", "offset")])  # fmt: skip
 def list_jobs(
     request: Request,
     principal: ReadPrincipal,

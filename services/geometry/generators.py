@@ -10,9 +10,11 @@ Names `load_generator` accepts:
     The pretrained DCGAN (d = 100, 64x64 RGB faces) whose weights ship in the PyPI package
     ``gan-face-generate`` (``gan_face_generate/weights.tar``, key ``netG_state_dict``). The
     architecture is defined here (the package's own module is never imported). Each
-    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time:
-    the same function (to float32 rounding, recorded as ``batchnorm_folded``), one op fewer per
-    layer, and no BatchNorm that could ever run in train mode. The first layer (a transposed
+    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time,
+    in the dtype the generator runs in (``to(..., float64)`` refolds from the checkpoint, so
+    float64 is float64 end to end; recorded as ``batchnorm_folded_in``): the same function to
+    that dtype's rounding, one op fewer per layer, and no BatchNorm that could ever run in
+    train mode. The first layer (a transposed
     convolution of the code as a 1x1 image) runs as the linear map it is. Codes ~ N(0, I).
 
 ``torchscript:PATH``
@@ -44,6 +46,23 @@ Names `load_generator` accepts:
     0.7, keyword ``truncation``) selects the generator's stored batch-norm statistics and is
     recorded. Spectral normalisation is baked into plain weights at load time (eval mode
     never updates it), so the module is a fixed function.
+
+``stylegan2:PATH``
+    A rosinality/stylegan2-pytorch checkpoint, in plain torch; the architecture is read from
+    the state dict. See stylegan2.py.
+
+``stylegan2-ada:PKL``
+    An NVIDIA network pickle (stylegan2-ada-pytorch, stylegan3), adapted by its documented
+    attributes; needs SPECTRA_NVIDIA_CODE_DIR. See nvidia.py.
+
+``shuffled:SEED:BASE`` / ``random-init:SEED:BASE``
+    Controls of any of the above: its weights shuffled, or a random-initialised twin. See
+    controls.py.
+
+Latent spaces: every generator has ``z``; StyleGAN2 families also ``w`` and ``w+``, with a
+truncation ``psi``. The space is a property of the loaded Generator (`space`, `latent_dim`,
+`sample`, the module's input), so the methods never need to know it. `layer_names()` lists the
+layers `layer:NAME` distances and GANSpace read.
 """
 
 from __future__ import annotations
@@ -82,11 +101,24 @@ DEFAULT_BIGGAN_TRUNCATION = 0.7
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A built-in model, or a loader scheme (`scheme=True`: the name is a pattern, its latent
+    dimension depends on the file). `layers` are the names `layer:NAME` distances and
+    GANSpace accept; in a scheme's list `{i}` stands for an index."""
+
     name: str
     family: str
-    latent_dim: int
+    latent_dim: int | None
     description: str
+    spaces: tuple[str, ...] = ("z",)
+    layers: tuple[str, ...] = ()
+    scheme: bool = False
 
+
+# The folded DCGAN's Sequential: code-to-feature map, then (ReLU, transposed conv) x 4, Tanh.
+DCGAN_LAYERS = tuple(f"net.{i}" for i in range(10))
+STYLEGAN2_LAYERS = (
+    "w", "synthesis.conv1", "synthesis.to_rgb1", "synthesis.convs.{i}", "synthesis.to_rgbs.{i}",
+)  # fmt: skip
 
 _BUILT_IN = (
     ModelInfo(
@@ -94,6 +126,7 @@ _BUILT_IN = (
         family="dcgan",
         latent_dim=100,
         description="Pretrained DCGAN, 64x64 RGB faces (weights from the gan-face-generate package).",
+        layers=DCGAN_LAYERS,
     ),
 )
 
@@ -102,12 +135,43 @@ MODEL_SCHEMES = {
     "torchscript:PATH": "a TorchScript module mapping codes (B, d) to images (B, 3, H, W) in [-1, 1]",
     "python:FILE_OR_MODULE:FACTORY": "a factory returning (module, latent_dim[, extras])",
     "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin",
+    "stylegan2:PATH": "a rosinality/stylegan2-pytorch checkpoint (g_ema state dict); spaces z, w, w+",
+    "stylegan2-ada:PKL": "an NVIDIA stylegan2-ada-pytorch / stylegan3 network pickle (runs its "
+    "code: needs SPECTRA_NVIDIA_CODE_DIR); spaces z, w, w+",
 }
+STYLEGAN2_SCHEMES = ("stylegan2:",)
+NVIDIA_SCHEME = "stylegan2-ada:"
+LATENT_SPACES = ("z", "w", "w+")
 
 
 def list_models() -> list[ModelInfo]:
     """The built-in registry entries."""
     return list(_BUILT_IN)
+
+
+def list_schemes() -> list[ModelInfo]:
+    """The loader schemes and control prefixes, with their spaces and layer names."""
+    every_submodule = ("every named submodule of the module (named_modules order)",)
+    return [
+        ModelInfo("stylegan2:PATH", "stylegan2", None, MODEL_SCHEMES["stylegan2:PATH"],
+                  spaces=LATENT_SPACES, layers=STYLEGAN2_LAYERS, scheme=True),
+        ModelInfo("stylegan2-ada:PKL", "stylegan2-ada", None, MODEL_SCHEMES["stylegan2-ada:PKL"],
+                  spaces=LATENT_SPACES, layers=("w", "synthesis.<every named submodule>"),
+                  scheme=True),
+        ModelInfo("torchscript:PATH", "torchscript", None, MODEL_SCHEMES["torchscript:PATH"],
+                  scheme=True),
+        ModelInfo("python:FILE_OR_MODULE:FACTORY", "python", None,
+                  MODEL_SCHEMES["python:FILE_OR_MODULE:FACTORY"], layers=every_submodule,
+                  scheme=True),
+        ModelInfo("biggan-deep:DIR", "biggan-deep", None, MODEL_SCHEMES["biggan-deep:DIR"],
+                  layers=every_submodule, scheme=True),
+        ModelInfo("shuffled:SEED:BASE", "as BASE", None,
+                  "BASE with every learned tensor's entries permuted (the paper's control)",
+                  spaces=("as BASE",), layers=("as BASE",), scheme=True),
+        ModelInfo("random-init:SEED:BASE", "as BASE", None,
+                  "BASE's architecture, freshly initialised (its family's own init)",
+                  spaces=("as BASE",), layers=("as BASE",), scheme=True),
+    ]  # fmt: skip
 
 
 def _standard_normal(n: int, rng: np.random.Generator, d: int) -> np.ndarray:
@@ -127,6 +191,8 @@ class Generator:
         facts: dict[str, Any],
         sampler: Sampler | None = None,
         channels_last: bool = False,
+        space: str = "z",
+        spaces: tuple[str, ...] = ("z",),
     ) -> None:
         self.name = name
         self.family = family
@@ -136,6 +202,9 @@ class Generator:
         self._sampler = sampler
         # Whether CPU copies keep 4-D weights channels_last (decided once, at load time).
         self.channels_last = channels_last
+        # The latent space the module's codes live in, and the spaces this family offers.
+        self.space = space
+        self.spaces = spaces
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r}, family={self.family!r}, latent_dim={self.latent_dim})"
@@ -179,7 +248,14 @@ class Generator:
         device = torch.device(device)
         if _same_device(self.device, device) and self.dtype == dtype:
             return self
-        module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        facts = self.facts
+        if isinstance(self.module, DCGAN) and self.dtype != dtype:
+            # Casting folded float32 weights would keep their float32 rounding (4e-8 to 2e-7
+            # off a float64 reference): fold again from the checkpoint, in the new dtype.
+            module: nn.Module = self.module.folded_in(dtype).to(device=device)
+            facts = {**self.facts, "batchnorm_folded_in": str(dtype).removeprefix("torch.")}
+        else:
+            module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
         if self.channels_last and device.type == "cpu":
             _to_channels_last(module)
         return Generator(
@@ -187,9 +263,33 @@ class Generator:
             family=self.family,
             latent_dim=self.latent_dim,
             module=module,
+            facts=facts,
+            sampler=self._sampler,
+            channels_last=self.channels_last,
+            space=self.space,
+            spaces=self.spaces,
+        )
+
+    def layer_names(self) -> list[str]:
+        """The layers whose activations `layer:NAME` distances and GANSpace can read."""
+        from .layers import layer_names
+
+        return layer_names(self.module)
+
+    def at_layer(self, layer: str) -> Generator:
+        """This generator with its module cut at `layer`: codes -> that layer's activations."""
+        from .layers import LayerTap
+
+        return Generator(
+            name=f"{self.name}@{layer}",
+            family=self.family,
+            latent_dim=self.latent_dim,
+            module=LayerTap(self.module, layer),
             facts=self.facts,
             sampler=self._sampler,
             channels_last=self.channels_last,
+            space=self.space,
+            spaces=self.spaces,
         )
 
     @torch.no_grad()
@@ -226,32 +326,135 @@ def validate_codes(codes: Any, latent_dim: int, model: str) -> np.ndarray:
     return array
 
 
-def load_generator(name: str, *, device: str = "cpu", truncation: float | None = None) -> Generator:
-    """Load a generator by name (see the module docstring for the accepted names)."""
+def load_generator(
+    name: str,
+    *,
+    device: str = "cpu",
+    truncation: float | None = None,
+    space: str = "z",
+    psi: float | None = None,
+) -> Generator:
+    """Load a generator by name (see the module docstring for the accepted names), its codes
+    in `space` (z for every family; w and w+ for StyleGAN2) with truncation `psi` (StyleGAN2)."""
     if not isinstance(name, str) or not name:
         raise UnknownModelError(f"model name must be a non-empty string, got {name!r}")
     if truncation is not None and not name.startswith("biggan-deep:"):
         raise InvalidOptionError("truncation applies only to biggan-deep:DIR models")
     torch_device = _checked_device(device)
-    if name == DCGAN_FACES:
-        generator = _load_dcgan_faces()
-    elif name.startswith("torchscript:"):
-        generator = _load_torchscript(name, name.removeprefix("torchscript:"), torch_device)
-    elif name.startswith("python:"):
-        generator = _load_python(name, name.removeprefix("python:"))
-    elif name.startswith("biggan-deep:"):
-        generator = _load_biggan(
-            name,
-            name.removeprefix("biggan-deep:"),
-            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
-        )
-    else:
-        known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
-        raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
+    generator = _load_by_name(name, torch_device, truncation, space, psi)
     generator = generator.to(torch_device, generator.dtype)
     _probe(generator)  # the contract, in the module's own layout
     _adopt_channels_last(generator)
     return generator
+
+
+def _load_by_name(
+    name: str, device: torch.device, truncation: float | None, space: str, psi: float | None
+) -> Generator:
+    from .controls import parse_control
+
+    control = parse_control(name)
+    if control is not None:
+        return _load_control(name, control, device, truncation, space, psi)
+    if name.startswith(STYLEGAN2_SCHEMES):
+        from .stylegan2 import load_stylegan2
+
+        return load_stylegan2(name, name.partition(":")[2], space=space, psi=psi)
+    if name.startswith(NVIDIA_SCHEME):
+        from services.config import get_settings
+
+        from .nvidia import load_nvidia
+
+        code_dir = get_settings().nvidia_code_dir or None
+        return load_nvidia(
+            name, name.removeprefix(NVIDIA_SCHEME), space=space, psi=psi, code_dir=code_dir
+        )
+    if space != "z" or psi is not None:
+        _refuse_space(name, space, psi)
+    if name == DCGAN_FACES:
+        return _load_dcgan_faces()
+    if name.startswith("torchscript:"):
+        return _load_torchscript(name, name.removeprefix("torchscript:"), device)
+    if name.startswith("python:"):
+        return _load_python(name, name.removeprefix("python:"))
+    if name.startswith("biggan-deep:"):
+        return _load_biggan(
+            name,
+            name.removeprefix("biggan-deep:"),
+            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
+        )
+    known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
+    raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
+
+
+def _load_control(
+    name: str,
+    control: Any,
+    device: torch.device,
+    truncation: float | None,
+    space: str,
+    psi: float | None,
+) -> Generator:
+    """A shuffled or random-initialised twin of the base model (see controls.py)."""
+    from . import controls
+
+    shuffled = control.kind == "shuffled"
+    if control.base == DCGAN_FACES:
+        if space != "z" or psi is not None:
+            _refuse_space(name, space, psi)
+        if shuffled:
+            transform = lambda state: controls.shuffle_state(  # noqa: E731
+                state, control.seed, controls.dcgan_is_learned
+            )
+        else:
+            transform = lambda state: controls.dcgan_random_init(state, control.seed)  # noqa: E731
+        kept = (
+            "BatchNorm running statistics" if shuffled else "nothing (fresh BatchNorm statistics)"
+        )
+        generator = _load_dcgan_faces(transform)
+        generator.name = name
+        generator.facts = {
+            **generator.facts, "model": name, "base_weights_sha256": generator.facts["weights_sha256"],
+            "weights_sha256": state_dict_sha256(generator.module), **control.facts(kept),
+        }  # fmt: skip
+        return generator
+    if control.base.startswith(STYLEGAN2_SCHEMES):
+        from .stylegan2 import load_stylegan2, stylegan2_control
+
+        transform, kept = stylegan2_control(control.kind, control.seed)
+        generator = load_stylegan2(
+            name, control.base.partition(":")[2], space=space, psi=psi, transform=transform,
+            transform_facts=control.facts(kept),
+        )  # fmt: skip
+        generator.facts["base_weights_sha256"] = generator.facts["weights_sha256"]
+        generator.facts["weights_sha256"] = state_dict_sha256(generator.module)
+        return generator
+    generator = _load_by_name(control.base, device, truncation, space, psi)
+    if shuffled:
+        controls.shuffle_module(generator.module, control.seed)
+        kept = "buffers"
+    else:
+        count = controls.reinit_module(generator.module, control.seed, name)
+        kept = f"buffers; {count} submodules reset with reset_parameters()"
+    generator.name = name
+    generator.facts = {
+        **generator.facts, "model": name, "base_weights_sha256": generator.facts.get("weights_sha256"),
+        "weights_sha256": state_dict_sha256(generator.module), **control.facts(kept),
+    }  # fmt: skip
+    return generator
+
+
+def _refuse_space(name: str, space: str, psi: float | None) -> None:
+    if space not in LATENT_SPACES:
+        raise InvalidOptionError(f"unknown space {space!r}; use one of {', '.join(LATENT_SPACES)}")
+    if space != "z":
+        raise InvalidOptionError(
+            f"{name} has one latent space, z; space {space!r} exists only for StyleGAN2 "
+            "(stylegan2:PATH, stylegan2-ada:PKL)"
+        )
+    raise InvalidOptionError(
+        f"psi (truncation toward w_avg) applies only to StyleGAN2 models, not {name}"
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -387,10 +590,18 @@ class DCGAN(nn.Module):
     """
 
     def __init__(
-        self, state_dict: dict[str, torch.Tensor], *, nz: int = 100, ngf: int = 64, nc: int = 3
+        self,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        nz: int = 100,
+        ngf: int = 64,
+        nc: int = 3,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.nz = nz
+        self._shape = (nz, ngf, nc)
+        self._checkpoint = state_dict  # unfolded, as loaded: folded_in() starts from it again
         reference = _tutorial_dcgan(nz, ngf, nc)
         try:
             reference.load_state_dict({k.removeprefix("main."): v for k, v in state_dict.items()})
@@ -398,6 +609,7 @@ class DCGAN(nn.Module):
             raise InvalidGeneratorError(
                 f"DCGAN checkpoint does not match nz={nz}, ngf={ngf}, nc={nc}: {error}"
             ) from None
+        reference.to(dtype)
         _freeze(reference)
         first: Any = reference[0]
         self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
@@ -408,6 +620,11 @@ class DCGAN(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.net(codes)
+
+    def folded_in(self, dtype: torch.dtype) -> DCGAN:
+        """The same generator with BatchNorm folded in `dtype` (on the CPU)."""
+        nz, ngf, nc = self._shape
+        return DCGAN(self._checkpoint, nz=nz, ngf=ngf, nc=nc, dtype=dtype)
 
     def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
         """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
@@ -488,7 +705,10 @@ def dcgan_faces_weights_path() -> Path:
     return Path(str(package / "weights.tar"))
 
 
-def _load_dcgan_faces() -> Generator:
+def _load_dcgan_faces(
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> Generator:
+    """dcgan-faces; `transform` (a control) rewrites the checkpoint's state dict first."""
     path = dcgan_faces_weights_path()
     if not path.is_file():
         raise MissingWeightsError(
@@ -496,13 +716,15 @@ def _load_dcgan_faces() -> Generator:
             "`pip install --no-deps --force-reinstall gan-face-generate==1.1.1`"
         )
     checkpoint = torch.load(path, map_location="cpu")
-    module = DCGAN(checkpoint["netG_state_dict"], nz=100, ngf=64, nc=3)
+    state = checkpoint["netG_state_dict"]
+    module = DCGAN(state if transform is None else transform(state), nz=100, ngf=64, nc=3)
     facts = {
         "model": DCGAN_FACES,
         "weights_file": "gan_face_generate/weights.tar",
         "weights_sha256": file_sha256(path),
         "architecture": "pytorch-tutorial DCGAN nz=100 ngf=64 nc=3, 64x64",
         "batchnorm_folded": True,
+        "batchnorm_folded_in": "float32",
         "latent_distribution": "N(0, I)",
     }
     return Generator(name=DCGAN_FACES, family="dcgan", latent_dim=100, module=module, facts=facts)

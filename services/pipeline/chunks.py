@@ -38,6 +38,7 @@ from services.geometry import (
     NonFiniteOutputError,
     SpectrumResult,
     compute_spectrum,
+    ganspace,
     metric_columns,
     sefa,
     spectrum_from_metric,
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 DB_RETRIES = 5
 DB_RETRY_BASE_S = 0.2
-SEFA_DISTANCE = "none"  # sefa results have no image distance
+SEFA_DISTANCE = "none"  # sefa and ganspace results have no image distance
 
 T = TypeVar("T")
 
@@ -233,10 +234,22 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
+    if resolved.get("kind") == "optimise":
+        from services.pipeline.optimisation import ChunkHooks, run_optimisation_chunk
+
+        hooks = ChunkHooks(
+            check_continue=lambda: _check_continue(store, job.id, beat), retry=with_db_retry,
+            reason=_reason, passthrough=(_Stop, *abort_on, *TRANSIENT_DB_ERRORS),
+            on_target=on_latent,
+        )  # fmt: skip
+        run_optimisation_chunk(store, job, chunk, device, hooks)
+        return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
-    generator = cached_generator(resolved["model"], device, dtype)
-    if resolved["method"] == "sefa":
-        _run_sefa(store, job, generator, device)
+    generator = cached_generator(
+        resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")
+    )
+    if resolved["method"] in ("sefa", "ganspace"):
+        _run_directions(store, job, generator)
         if on_latent:
             on_latent(0)
         return
@@ -348,9 +361,11 @@ def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:
     return end == d
 
 
-def _run_sefa(store: Store, job: JobRecord, generator: Any, device: str) -> None:
+def _run_directions(store: Store, job: JobRecord, generator: Any) -> None:
+    """SeFa or GANSpace: one set of directions for the model, stored at latent index 0."""
     resolved = job.resolved
-    result = sefa(generator, top_k=resolved["top_k"], **resolved["method_options"])
+    method = sefa if resolved["method"] == "sefa" else ganspace
+    result = method(generator, top_k=resolved["top_k"], **resolved["method_options"])
     _require_finite(result)
     _save(store, job, 0, None, result, SEFA_DISTANCE)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from services.config import Settings
-from services.pipeline.spec import JobSpec, resolve_spec
+from services.pipeline.spec import JobSpec, ResolvedSpec, resolve_spec
 from services.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,26 @@ def submit_job(
     bound to another request.
     """
     plan = resolve_spec(store, spec, owner, settings=settings)
+    return store_and_dispatch(
+        store, owner, spec.model, spec.model_dump(mode="json", exclude_none=True), plan, dispatch,
+        idempotency_key=idempotency_key, request_sha256=request_sha256,
+    )  # fmt: skip
+
+
+def store_and_dispatch(
+    store: Store, owner: str, model: str, spec_doc: dict[str, Any], plan: ResolvedSpec,
+    dispatch: Dispatch | None, *, idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+) -> tuple[JobRecord, bool]:  # fmt: skip
+    """Write a resolved job (of any kind) and its chunks in one transaction, then dispatch its
+    still-queued chunks. Returns (job, created)."""
     facts = plan.generator_facts
     store.upsert_generator(
-        spec.model, plan.generator_family, plan.latent_dim,
-        facts.get("weights_sha256"), facts,
-    )  # fmt: skip
+        model, plan.generator_family, plan.latent_dim, facts.get("weights_sha256"), facts
+    )
     job, created = store.create_job(
-        owner, spec.model_dump(mode="json", exclude_none=True), plan.resolved, plan.spec_hash,
-        plan.latent_set_id, plan.n_latents, plan.chunks,
-        idempotency_key=idempotency_key, request_sha256=request_sha256,
+        owner, spec_doc, plan.resolved, plan.spec_hash, plan.latent_set_id, plan.n_latents,
+        plan.chunks, idempotency_key=idempotency_key, request_sha256=request_sha256,
     )  # fmt: skip
     if dispatch is None:
         return job, created

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag, model_validator
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError
+from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
 from services.geometry.registry import JOB_OPTIONS, JobMethod
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
@@ -41,10 +41,20 @@ DISTANCES = ("mse", *LPIPS_DISTANCES)
 
 # Which method takes which option: the registry's (services.geometry.registry).
 METHOD_OPTIONS = JOB_OPTIONS
+# Methods that give one set of directions per model: no latent codes, no image distance.
+DIRECTION_METHODS = ("sefa", "ganspace")
+LAYER_DISTANCE_PREFIX = "layer:"
 DISTANCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "mse": (),
     **{name: ("resize", "random_backbone") for name in LPIPS_DISTANCES},
 }
+
+
+def distance_options_of(distance: str) -> tuple[str, ...]:
+    """The options a distance takes (`layer:NAME` distances take none)."""
+    return () if distance.startswith(LAYER_DISTANCE_PREFIX) else DISTANCE_OPTIONS[distance]
+
+
 _ALL_METHOD_OPTIONS = sorted({o for opts in METHOD_OPTIONS.values() for o in opts})
 _ALL_DISTANCE_OPTIONS = sorted({o for opts in DISTANCE_OPTIONS.values() for o in opts})
 
@@ -119,10 +129,13 @@ class JobSpec(BaseModel):
     distance: str = Field(
         default="mse",
         max_length=MAX_NAME_LENGTH,
-        description=f"image distance: one of {', '.join(DISTANCES)}",
+        description=f"image distance: one of {', '.join(DISTANCES)}, or layer:NAME (squared "
+        "difference of a named generator layer's activations; `spectra models` lists them)",
     )
     method: JobMethod = "jacobian"
-    latents: LatentsSpec | None = Field(default=None, description="codes; sefa takes none")
+    latents: LatentsSpec | None = Field(
+        default=None, description="codes; sefa and ganspace take none"
+    )
     top_k: int | None = Field(default=None, ge=1, description="eigenpairs kept; null = all")
     dtype: Literal["float32", "float64"] = "float32"
     chunk_size: int | None = Field(default=None, ge=1, le=10_000, description="codes per chunk")
@@ -131,6 +144,14 @@ class JobSpec(BaseModel):
         pattern=DEVICE_PATTERN,
         description="torch device (cpu, cuda, cuda:N, mps); null = the worker's",
     )
+    space: Literal["z", "w", "w+"] = Field(
+        default="z",
+        description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x style_dim)",
+    )
+    psi: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False,
+        description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
+    )  # fmt: skip
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
@@ -148,12 +169,29 @@ class JobSpec(BaseModel):
     layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
         default=None, min_length=1, max_length=1000, description="sefa: layers whose weights are factorized"
     )
+    normalize_rows: bool | None = Field(
+        default=None,
+        description="sefa: unit-normalise each weight row (genforce/sefa) or not (rosinality); "
+        "null = the model's default (StyleGAN2: normalised)",
+    )
+    samples: int | None = Field(
+        default=None, ge=2, le=1_000_000, description="ganspace: number of sampled codes"
+    )
+    sample_seed: int | None = Field(default=None, ge=0, description="ganspace: sampling seed")
+    layer: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="ganspace: the layer whose activations are PCA'd (default: StyleGAN2 w)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _options_fit_method_and_distance(self) -> JobSpec:
-        if self.distance not in DISTANCES:
+        if self.distance not in DISTANCES and not (
+            self.distance.startswith(LAYER_DISTANCE_PREFIX)
+            and len(self.distance) > len(LAYER_DISTANCE_PREFIX)
+        ):
             raise ValueError(
-                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}"
+                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)} "
+                "or layer:NAME"
             )
         allowed = METHOD_OPTIONS[self.method]
         for option in _ALL_METHOD_OPTIONS:
@@ -163,20 +201,21 @@ class JobSpec(BaseModel):
                     f"option {option!r} does not apply to method {self.method!r}; "
                     f"it is an option of {', '.join(takers)}"
                 )
-        if self.method != "sefa":
-            allowed = DISTANCE_OPTIONS[self.distance]
+        if self.method not in DIRECTION_METHODS:
+            allowed = distance_options_of(self.distance)
             for option in _ALL_DISTANCE_OPTIONS:
                 if getattr(self, option) is not None and option not in allowed:
                     raise ValueError(
                         f"option {option!r} does not apply to distance {self.distance!r}; "
                         f"it is an option of the lpips distances ({', '.join(LPIPS_DISTANCES)})"
                     )
-        if self.method == "sefa":
+        if self.method in DIRECTION_METHODS:
             if self.latents is not None:
-                raise ValueError("method 'sefa' works from the weights alone: leave out 'latents'")
+                source = "the weights alone" if self.method == "sefa" else "its own seeded samples"
+                raise ValueError(f"method {self.method!r} works from {source}: leave out 'latents'")
             for option in (*_ALL_DISTANCE_OPTIONS, "chunk_size"):
                 if getattr(self, option) is not None:
-                    raise ValueError(f"option {option!r} does not apply to method 'sefa'")
+                    raise ValueError(f"option {option!r} does not apply to method {self.method!r}")
         elif self.latents is None:
             raise ValueError(
                 f"method {self.method!r} needs latent codes: give latents as "
@@ -191,9 +230,9 @@ class JobSpec(BaseModel):
 
     def distance_options(self) -> dict[str, Any]:
         """The options that shape the distance (part of the model cache key)."""
-        if self.method == "sefa":
+        if self.method in DIRECTION_METHODS:
             return {}
-        names = DISTANCE_OPTIONS[self.distance]
+        names = distance_options_of(self.distance)
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -273,9 +312,9 @@ def resolve_spec(
     if codes is not None and not np.isfinite(codes).all():
         raise SpecError("latents", "codes contain NaN or infinite values; give finite numbers")
 
-    n_latents = 1 if spec.method == "sefa" else _count(codes, stored_set)
+    n_latents = 1 if spec.method in DIRECTION_METHODS else _count(codes, stored_set)
     chunk_size: int | None = None
-    if spec.method == "sefa":
+    if spec.method in DIRECTION_METHODS:
         chunks = plan_sefa()
     elif spec.block_columns is not None:
         if spec.block_columns >= d:
@@ -296,18 +335,21 @@ def resolve_spec(
             owner, codes, source="sampled" if sampled else "uploaded",
             model=spec.model if sampled else None,
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
+            name=_origin_name(spec) if sampled else None,
         )  # fmt: skip
     facts = jsonable(dict(generator.facts))
     resolved: dict[str, Any] = {
         "model": spec.model,
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
-        "distance": None if spec.method == "sefa" else spec.distance,
+        "distance": None if spec.method in DIRECTION_METHODS else spec.distance,
         "distance_options": spec.distance_options(),
         "method": spec.method,
         "method_options": spec.method_options(),
         "top_k": spec.top_k,
         "dtype": spec.dtype,
         "device": spec.device,
+        "space": spec.space,
+        "psi": spec.psi,
         "latent_set": None
         if stored_set is None
         else {"id": stored_set.id, "sha256": stored_set.sha256, "n": stored_set.n},
@@ -329,10 +371,13 @@ def resolve_spec(
 
 def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, spec.dtype)
+        generator = cached_generator(spec.model, device, spec.dtype, spec.space, spec.psi)
+    except InvalidOptionError as error:  # a space or psi this model does not have
+        raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:  # unknown model, missing weights (names the file), ...
         raise SpecError("model", str(error)) from error
-    if spec.method != "sefa":
+    _check_layers(spec, generator)
+    if spec.method not in DIRECTION_METHODS:
         # Loads the distance here so that a missing LPIPS backbone is refused at submit
         # time, naming the file to place, rather than failing every chunk later.
         try:
@@ -340,6 +385,35 @@ def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
         except GeometryError as error:
             raise SpecError("distance", str(error)) from error
     return generator
+
+
+def _check_layers(spec: JobSpec, generator: Generator) -> None:
+    """Layer names and SeFa's layers checked against the model at submit time."""
+    names = generator.layer_names()
+    asked = [("layer", spec.layer)] if spec.layer is not None else []
+    if spec.method not in DIRECTION_METHODS and spec.distance.startswith(LAYER_DISTANCE_PREFIX):
+        asked.append(("distance", spec.distance.removeprefix(LAYER_DISTANCE_PREFIX)))
+    for field, layer in asked:
+        if layer not in names:
+            listed = ", ".join(names) if names else "none (not an nn.Module)"
+            raise SpecError(field, f"unknown layer {layer!r} of {spec.model}; its layers: {listed}")
+    if spec.method == "sefa":
+        try:  # weights only, and cheap: the same call the worker makes
+            sefa(generator, top_k=spec.top_k, **spec.method_options())
+        except GeometryError as error:
+            raise SpecError("layers" if spec.layers else "space", str(error)) from error
+
+
+def _origin_name(spec: JobSpec) -> str | None:
+    """Sampled codes of w / w+ record where they came from: z drawn from the seed, mapped."""
+    assert isinstance(spec.latents, SampledLatents)
+    if spec.space == "z":
+        return None
+    psi = 1.0 if spec.psi is None else spec.psi
+    return (
+        f"{spec.space} codes: w = w_avg + {psi:g} (mapping(z) - w_avg), z ~ N(0, I) from "
+        f"numpy seed {spec.latents.seed}"
+    )
 
 
 def _check_top_k(spec: JobSpec, d: int) -> None:
