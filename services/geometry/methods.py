@@ -50,7 +50,6 @@ from .errors import (
     UnknownMethodError,
 )
 from .forward_mode import skip_constant_weight_tangents
-from .generators import Generator
 from .linalg import (
     SpectrumResult,
     check_top_k,
@@ -58,6 +57,7 @@ from .linalg import (
     spectrum_from_metric,
     symmetrised,
 )
+from .loaded_generator import Generator
 from .registry import CORE_OPTIONS, HESSIAN_METHODS
 
 METHODS = HESSIAN_METHODS

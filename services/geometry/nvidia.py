@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidGeneratorError, InvalidOptionError, MissingWeightsError
-from .generators import Generator, file_sha256
+from .loaded_generator import Generator, file_sha256
 from .stylegan2 import SPACES, check_space
 
 CONTRACT = ("z_dim", "w_dim", "num_ws", "mapping", "synthesis")

@@ -1,6 +1,6 @@
 """The one table of methods and their options.
 
-Every method the service knows (the five Hessian methods of the geometry core and SeFa) with
+Every method the service knows (the five Hessian methods of the geometry core, SeFa and GANSpace) with
 the options the core takes and the options a job may set. The geometry core's option checks,
 the pipeline's ``JobSpec`` (its ``method`` literal and its per-method option checks) and the
 docs are all read from here, so a new option is added in one place.
@@ -21,7 +21,8 @@ class MethodInfo:
     # the pipeline's own (block_columns). An option given to a method that does not take it
     # is refused rather than silently ignored: a user who sets `step` expects it to matter.
     job_options: tuple[str, ...]
-    # A method computing (part of) the pull-back Hessian at a code; SeFa reads the weights.
+    # A method computing (part of) the pull-back Hessian at a code; SeFa reads the weights,
+    # GANSpace seeded samples.
     hessian: bool = True
 
 
@@ -36,13 +37,17 @@ METHOD_REGISTRY: dict[str, MethodInfo] = {
         MethodInfo("fd", core_options=("step", "batch"), job_options=("step", "batch")),
         MethodInfo("bp", core_options=(), job_options=()),
         MethodInfo(
-            "sefa", core_options=("layers", "normalize_rows"),
-            job_options=("layers", "normalize_rows"), hessian=False,
-        ),  # fmt: skip
+            "sefa",
+            core_options=("layers", "normalize_rows"),
+            job_options=("layers", "normalize_rows"),
+            hessian=False,
+        ),
         MethodInfo(
-            "ganspace", core_options=("samples", "sample_seed", "layer"),
-            job_options=("samples", "sample_seed", "layer"), hessian=False,
-        ),  # fmt: skip
+            "ganspace",
+            core_options=("samples", "sample_seed", "layer"),
+            job_options=("samples", "sample_seed", "layer"),
+            hessian=False,
+        ),
     )
 }
 
@@ -53,6 +58,11 @@ if get_args(JobMethod) != tuple(METHOD_REGISTRY):  # pragma: no cover - a progra
 
 JOB_METHODS: tuple[str, ...] = tuple(METHOD_REGISTRY)
 HESSIAN_METHODS: tuple[str, ...] = tuple(n for n, info in METHOD_REGISTRY.items() if info.hessian)
+# One set of directions per model (SeFa from the weights, GANSpace from seeded samples): a job
+# of these takes no latent codes and no image distance, and stores one spectrum.
+DIRECTION_METHODS: tuple[str, ...] = tuple(
+    n for n, info in METHOD_REGISTRY.items() if not info.hessian
+)
 CORE_OPTIONS: dict[str, set[str]] = {
     n: set(METHOD_REGISTRY[n].core_options) for n in HESSIAN_METHODS
 }

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from .errors import InvalidOptionError
-from .generators import Generator
 from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
+from .loaded_generator import Generator
 
 
 def sefa(

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvalidGeneratorError, InvalidOptionError, MissingWeightsError
-from .generators import Generator, file_sha256
+from .loaded_generator import Generator, file_sha256
 
 SPACES = ("z", "w", "w+")
 MAPPING_LR_MUL = 0.01  # rosinality's lr_mlp default; the state dict does not record it

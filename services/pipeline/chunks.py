@@ -44,6 +44,7 @@ from services.geometry import (
     spectrum_from_metric,
     summary_of,
 )
+from services.geometry.registry import DIRECTION_METHODS
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.store import TERMINAL_STATUSES, ChunkRecord, JobRecord, Store
@@ -248,7 +249,7 @@ def _work(
     generator = cached_generator(
         resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")
     )
-    if resolved["method"] in ("sefa", "ganspace"):
+    if resolved["method"] in DIRECTION_METHODS:
         _run_directions(store, job, generator)
         if on_latent:
             on_latent(0)

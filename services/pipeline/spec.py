@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, T
 
 from services.config import Settings, get_settings
 from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
-from services.geometry.registry import JOB_OPTIONS, JobMethod
+from services.geometry.registry import DIRECTION_METHODS, JOB_OPTIONS, JobMethod
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import (
@@ -41,8 +41,7 @@ DISTANCES = ("mse", *LPIPS_DISTANCES)
 
 # Which method takes which option: the registry's (services.geometry.registry).
 METHOD_OPTIONS = JOB_OPTIONS
-# Methods that give one set of directions per model: no latent codes, no image distance.
-DIRECTION_METHODS = ("sefa", "ganspace")
+# DIRECTION_METHODS (sefa, ganspace) give one set of directions per model: no codes, no distance.
 LAYER_DISTANCE_PREFIX = "layer:"
 DISTANCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "mse": (),

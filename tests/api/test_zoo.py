@@ -60,7 +60,10 @@ def test_wplus_job_stores_codes_of_its_space_and_records_it(client, files, store
 
 def test_ganspace_and_sefa_jobs_store_one_spectrum(client, files, store: Store) -> None:
     http, headers = client
-    for spec in ({"method": "ganspace", "samples": 200}, {"method": "sefa", "normalize_rows": False}):
+    for spec in (
+        {"method": "ganspace", "samples": 200},
+        {"method": "sefa", "normalize_rows": False},
+    ):
         response = submit(http, headers, model=files["good"], space="w", **spec)
         assert response.status_code in (200, 201, 202), response.text
         job = store.get_job(response.json()["id"])
@@ -71,7 +74,10 @@ def test_models_describe_schemes_spaces_and_layers(client) -> None:
     http, headers = client
     models = {m["name"]: m for m in http.get("/v1/models", headers=headers).json()}
     assert models["stylegan2:PATH"]["spaces"] == ["z", "w", "w+"]
-    assert models["stylegan2:PATH"]["scheme"] is True and models["stylegan2:PATH"]["latent_dim"] is None
+    assert (
+        models["stylegan2:PATH"]["scheme"] is True
+        and models["stylegan2:PATH"]["latent_dim"] is None
+    )
     assert "synthesis.conv1" in models["stylegan2:PATH"]["layers"]
     assert models["dcgan-faces"]["layers"][0] == "net.0"
     assert "shuffled:SEED:BASE" in models
@@ -107,7 +113,9 @@ def test_bad_zoo_input_is_a_4xx_and_stores_nothing(
 
 def test_a_control_is_served_iff_its_base_is(client, files) -> None:
     http, headers = client
-    refused = submit(http, headers, model="shuffled:0:stylegan2:/elsewhere.pt", latents={"count": 1})
+    refused = submit(
+        http, headers, model="shuffled:0:stylegan2:/elsewhere.pt", latents={"count": 1}
+    )
     assert_problem(refused, 422, "model")
     served = submit(http, headers, model=f"shuffled:1:{files['good']}", latents={"count": 1})
     assert served.status_code in (200, 201, 202), served.text

@@ -166,3 +166,10 @@ def test_dcgan_layers_are_listed_and_an_unknown_layer_is_refused(tiny_dcgan) -> 
     code = tiny_dcgan.sample(1, seed=0)[0]
     with pytest.raises(InvalidOptionError, match="unknown layer 'net.99'; this model's layers"):
         compute_metric(tiny_dcgan, load_distance("layer:net.99"), code)
+
+
+def test_the_listed_dcgan_faces_layers_are_the_loaded_ones(dcgan) -> None:
+    from services.geometry import list_models
+
+    (info,) = [m for m in list_models() if m.name == "dcgan-faces"]
+    assert list(info.layers) == dcgan.layer_names()
