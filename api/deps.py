@@ -11,6 +11,7 @@ from api.errors import ApiProblem
 from api.metrics import ApiMetrics
 from services.config import Settings
 from services.geometry import list_models
+from services.geometry.controls import base_model_name
 
 
 def get_settings(request: Request) -> Settings:
@@ -31,9 +32,11 @@ def get_metrics(request: Request) -> ApiMetrics:
 
 def ensure_model_served(name: str, settings: Settings, field: str = "model") -> None:
     """Refuse a model the server does not serve. File-based names (python:, torchscript:,
-    biggan-deep:) execute or unpickle the named file, so over HTTP only the built-in registry
-    and the operator's SPECTRA_EXTRA_MODELS are accepted."""
-    if name in settings.extra_model_names or name in {m.name for m in list_models()}:
+    biggan-deep:, stylegan2:) execute or unpickle the named file, so over HTTP only the
+    built-in registry and the operator's SPECTRA_EXTRA_MODELS are accepted; a control
+    (shuffled:SEED:BASE, random-init:SEED:BASE) is served when its base model is."""
+    base = base_model_name(name)
+    if base in settings.extra_model_names or base in {m.name for m in list_models()}:
         return
     raise ApiProblem(
         422,

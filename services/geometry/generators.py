@@ -102,7 +102,10 @@ MODEL_SCHEMES = {
     "torchscript:PATH": "a TorchScript module mapping codes (B, d) to images (B, 3, H, W) in [-1, 1]",
     "python:FILE_OR_MODULE:FACTORY": "a factory returning (module, latent_dim[, extras])",
     "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin",
+    "stylegan2:PATH": "a rosinality/stylegan2-pytorch checkpoint (g_ema state dict); spaces z, w, w+",
 }
+STYLEGAN2_SCHEMES = ("stylegan2:",)
+LATENT_SPACES = ("z", "w", "w+")
 
 
 def list_models() -> list[ModelInfo]:
@@ -127,6 +130,8 @@ class Generator:
         facts: dict[str, Any],
         sampler: Sampler | None = None,
         channels_last: bool = False,
+        space: str = "z",
+        spaces: tuple[str, ...] = ("z",),
     ) -> None:
         self.name = name
         self.family = family
@@ -136,6 +141,9 @@ class Generator:
         self._sampler = sampler
         # Whether CPU copies keep 4-D weights channels_last (decided once, at load time).
         self.channels_last = channels_last
+        # The latent space the module's codes live in, and the spaces this family offers.
+        self.space = space
+        self.spaces = spaces
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r}, family={self.family!r}, latent_dim={self.latent_dim})"
@@ -190,6 +198,30 @@ class Generator:
             facts=self.facts,
             sampler=self._sampler,
             channels_last=self.channels_last,
+            space=self.space,
+            spaces=self.spaces,
+        )
+
+    def layer_names(self) -> list[str]:
+        """The layers whose activations `layer:NAME` distances and GANSpace can read."""
+        from .layers import layer_names
+
+        return layer_names(self.module)
+
+    def at_layer(self, layer: str) -> Generator:
+        """This generator with its module cut at `layer`: codes -> that layer's activations."""
+        from .layers import LayerTap
+
+        return Generator(
+            name=f"{self.name}@{layer}",
+            family=self.family,
+            latent_dim=self.latent_dim,
+            module=LayerTap(self.module, layer),
+            facts=self.facts,
+            sampler=self._sampler,
+            channels_last=self.channels_last,
+            space=self.space,
+            spaces=self.spaces,
         )
 
     @torch.no_grad()
@@ -226,32 +258,126 @@ def validate_codes(codes: Any, latent_dim: int, model: str) -> np.ndarray:
     return array
 
 
-def load_generator(name: str, *, device: str = "cpu", truncation: float | None = None) -> Generator:
-    """Load a generator by name (see the module docstring for the accepted names)."""
+def load_generator(
+    name: str,
+    *,
+    device: str = "cpu",
+    truncation: float | None = None,
+    space: str = "z",
+    psi: float | None = None,
+) -> Generator:
+    """Load a generator by name (see the module docstring for the accepted names), its codes
+    in `space` (z for every family; w and w+ for StyleGAN2) with truncation `psi` (StyleGAN2)."""
     if not isinstance(name, str) or not name:
         raise UnknownModelError(f"model name must be a non-empty string, got {name!r}")
     if truncation is not None and not name.startswith("biggan-deep:"):
         raise InvalidOptionError("truncation applies only to biggan-deep:DIR models")
     torch_device = _checked_device(device)
-    if name == DCGAN_FACES:
-        generator = _load_dcgan_faces()
-    elif name.startswith("torchscript:"):
-        generator = _load_torchscript(name, name.removeprefix("torchscript:"), torch_device)
-    elif name.startswith("python:"):
-        generator = _load_python(name, name.removeprefix("python:"))
-    elif name.startswith("biggan-deep:"):
-        generator = _load_biggan(
-            name,
-            name.removeprefix("biggan-deep:"),
-            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
-        )
-    else:
-        known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
-        raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
+    generator = _load_by_name(name, torch_device, truncation, space, psi)
     generator = generator.to(torch_device, generator.dtype)
     _probe(generator)  # the contract, in the module's own layout
     _adopt_channels_last(generator)
     return generator
+
+
+def _load_by_name(
+    name: str, device: torch.device, truncation: float | None, space: str, psi: float | None
+) -> Generator:
+    from .controls import parse_control
+
+    control = parse_control(name)
+    if control is not None:
+        return _load_control(name, control, device, truncation, space, psi)
+    if name.startswith(STYLEGAN2_SCHEMES):
+        from .stylegan2 import load_stylegan2
+
+        return load_stylegan2(name, name.partition(":")[2], space=space, psi=psi)
+    if space != "z" or psi is not None:
+        _refuse_space(name, space, psi)
+    if name == DCGAN_FACES:
+        return _load_dcgan_faces()
+    if name.startswith("torchscript:"):
+        return _load_torchscript(name, name.removeprefix("torchscript:"), device)
+    if name.startswith("python:"):
+        return _load_python(name, name.removeprefix("python:"))
+    if name.startswith("biggan-deep:"):
+        return _load_biggan(
+            name,
+            name.removeprefix("biggan-deep:"),
+            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
+        )
+    known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
+    raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
+
+
+def _load_control(
+    name: str,
+    control: Any,
+    device: torch.device,
+    truncation: float | None,
+    space: str,
+    psi: float | None,
+) -> Generator:
+    """A shuffled or random-initialised twin of the base model (see controls.py)."""
+    from . import controls
+
+    shuffled = control.kind == "shuffled"
+    if control.base == DCGAN_FACES:
+        if space != "z" or psi is not None:
+            _refuse_space(name, space, psi)
+        if shuffled:
+            transform = lambda state: controls.shuffle_state(  # noqa: E731
+                state, control.seed, controls.dcgan_is_learned
+            )
+        else:
+            transform = lambda state: controls.dcgan_random_init(state, control.seed)  # noqa: E731
+        kept = (
+            "BatchNorm running statistics" if shuffled else "nothing (fresh BatchNorm statistics)"
+        )
+        generator = _load_dcgan_faces(transform)
+        generator.name = name
+        generator.facts = {
+            **generator.facts, "model": name, "base_weights_sha256": generator.facts["weights_sha256"],
+            "weights_sha256": state_dict_sha256(generator.module), **control.facts(kept),
+        }  # fmt: skip
+        return generator
+    if control.base.startswith(STYLEGAN2_SCHEMES):
+        from .stylegan2 import load_stylegan2, stylegan2_control
+
+        transform, kept = stylegan2_control(control.kind, control.seed)
+        generator = load_stylegan2(
+            name, control.base.partition(":")[2], space=space, psi=psi, transform=transform,
+            transform_facts=control.facts(kept),
+        )  # fmt: skip
+        generator.facts["base_weights_sha256"] = generator.facts["weights_sha256"]
+        generator.facts["weights_sha256"] = state_dict_sha256(generator.module)
+        return generator
+    generator = _load_by_name(control.base, device, truncation, space, psi)
+    if shuffled:
+        controls.shuffle_module(generator.module, control.seed)
+        kept = "buffers"
+    else:
+        count = controls.reinit_module(generator.module, control.seed, name)
+        kept = f"buffers; {count} submodules reset with reset_parameters()"
+    generator.name = name
+    generator.facts = {
+        **generator.facts, "model": name, "base_weights_sha256": generator.facts.get("weights_sha256"),
+        "weights_sha256": state_dict_sha256(generator.module), **control.facts(kept),
+    }  # fmt: skip
+    return generator
+
+
+def _refuse_space(name: str, space: str, psi: float | None) -> None:
+    if space not in LATENT_SPACES:
+        raise InvalidOptionError(f"unknown space {space!r}; use one of {', '.join(LATENT_SPACES)}")
+    if space != "z":
+        raise InvalidOptionError(
+            f"{name} has one latent space, z; space {space!r} exists only for StyleGAN2 "
+            "(stylegan2:PATH)"
+        )
+    raise InvalidOptionError(
+        f"psi (truncation toward w_avg) applies only to StyleGAN2 models, not {name}"
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -488,7 +614,10 @@ def dcgan_faces_weights_path() -> Path:
     return Path(str(package / "weights.tar"))
 
 
-def _load_dcgan_faces() -> Generator:
+def _load_dcgan_faces(
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> Generator:
+    """dcgan-faces; `transform` (a control) rewrites the checkpoint's state dict first."""
     path = dcgan_faces_weights_path()
     if not path.is_file():
         raise MissingWeightsError(
@@ -496,7 +625,8 @@ def _load_dcgan_faces() -> Generator:
             "`pip install --no-deps --force-reinstall gan-face-generate==1.1.1`"
         )
     checkpoint = torch.load(path, map_location="cpu")
-    module = DCGAN(checkpoint["netG_state_dict"], nz=100, ngf=64, nc=3)
+    state = checkpoint["netG_state_dict"]
+    module = DCGAN(state if transform is None else transform(state), nz=100, ngf=64, nc=3)
     facts = {
         "model": DCGAN_FACES,
         "weights_file": "gan_face_generate/weights.tar",

@@ -18,8 +18,10 @@ _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def cached_generator(model: str, device: str, dtype: str = "float32") -> Generator:
-    generator = load_generator(model, device=device)
+def cached_generator(
+    model: str, device: str, dtype: str = "float32", space: str = "z", psi: float | None = None
+) -> Generator:
+    generator = load_generator(model, device=device, space=space, psi=psi)
     return generator.to(generator.device, _TORCH_DTYPES[dtype])
 
 

@@ -200,7 +200,9 @@ def _work(
     resolved = job.resolved
     _check_continue(store, job.id, beat)
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
-    generator = cached_generator(resolved["model"], device, dtype)
+    generator = cached_generator(
+        resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")
+    )
     if resolved["method"] == "sefa":
         _run_sefa(store, job, generator, device)
         if on_latent:

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag, model_validator
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError
+from services.geometry import Generator, GeometryError, InvalidOptionError
 from services.pipeline import estimate as planner
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import (
@@ -125,6 +125,14 @@ class JobSpec(BaseModel):
     dtype: Literal["float32", "float64"] = "float32"
     chunk_size: int | None = Field(default=None, ge=1, le=10_000, description="codes per chunk")
     device: str | None = Field(default=None, description="torch device; null = the worker's")
+    space: Literal["z", "w", "w+"] = Field(
+        default="z",
+        description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x style_dim)",
+    )
+    psi: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False,
+        description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
+    )  # fmt: skip
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
@@ -325,6 +333,7 @@ def resolve_spec(
             owner, codes, source="sampled" if sampled else "uploaded",
             model=spec.model if sampled else None,
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
+            name=_origin_name(spec) if sampled else None,
         )  # fmt: skip
     facts = json_safe(dict(generator.facts))
     resolved: dict[str, Any] = {
@@ -337,6 +346,8 @@ def resolve_spec(
         "top_k": top_k,
         "dtype": spec.dtype,
         "device": spec.device,
+        "space": spec.space,
+        "psi": spec.psi,
         "latent_set": None
         if stored_set is None
         else {"id": stored_set.id, "sha256": stored_set.sha256, "n": stored_set.n},
@@ -394,7 +405,7 @@ def _plan_costs(
     )  # fmt: skip
     probe_dtype = "float64" if spec.method == "lanczos" else spec.dtype
     options = tuple(sorted(spec.distance_options().items()))
-    key = (spec.model, spec.distance, options, settings.device, probe_dtype)
+    key = (spec.model, spec.space, spec.psi, spec.distance, options, settings.device, probe_dtype)
 
     def probe() -> planner.Probe:
         distance = cached_distance(spec.distance, settings.device, spec.dtype, **dict(options))
@@ -417,7 +428,9 @@ def _plan_costs(
 
 def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, spec.dtype)
+        generator = cached_generator(spec.model, device, spec.dtype, spec.space, spec.psi)
+    except InvalidOptionError as error:  # a space or psi this model does not have
+        raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:  # unknown model, missing weights (names the file), ...
         raise SpecError("model", str(error)) from error
     if spec.method != "sefa":
@@ -428,6 +441,18 @@ def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
         except GeometryError as error:
             raise SpecError("distance", str(error)) from error
     return generator
+
+
+def _origin_name(spec: JobSpec) -> str | None:
+    """Sampled codes of w / w+ record where they came from: z drawn from the seed, mapped."""
+    assert isinstance(spec.latents, SampledLatents)
+    if spec.space == "z":
+        return None
+    psi = 1.0 if spec.psi is None else spec.psi
+    return (
+        f"{spec.space} codes: w = w_avg + {psi:g} (mapping(z) - w_avg), z ~ N(0, I) from "
+        f"numpy seed {spec.latents.seed}"
+    )
 
 
 def _check_top_k(spec: JobSpec, d: int) -> None:
