@@ -28,7 +28,8 @@ from api.schemas import (
     page_of,
 )
 from services.config import Settings
-from services.pipeline import JobSpec
+from services.pipeline import JobSpec, dry_run_job
+from services.pipeline.spec import json_safe
 
 router = APIRouter(tags=["jobs"])
 
@@ -97,7 +98,17 @@ def submit_job(
     spec: JobSpec,
     principal: Annotated[Principal, Depends(require("submit"))],
     idempotency_key: IdempotencyKey = None,
+    dry_run: Annotated[
+        bool,
+        Query(description="plan only: chunks, products, time, memory and stored bytes per "
+              "code; nothing is created"),
+    ] = False,
 ) -> JSONResponse:
+    if dry_run:
+        settings: Settings = get_settings(request)
+        ensure_model_served(spec.model, settings)
+        plan = dry_run_job(get_store(request), spec, principal.owner, settings=settings)
+        return JSONResponse(json_safe(plan), status_code=200)
     return _submit(request, spec, principal, idempotency_key)
 
 

@@ -454,7 +454,9 @@ def _replace(request: Request, **changes: Any) -> Request:
 
 
 def describe_bytes(value: float) -> str:
-    return f"{value / GIB:.2f} GiB" if value >= GIB / 10 else f"{value / 1024**2:.1f} MiB"
+    if value >= GIB / 10:
+        return f"{value / GIB:.2f} GiB"
+    return f"{value / 1024**2:.1f} MiB" if value >= 1024**2 / 10 else f"{value / 1024:.1f} KiB"
 
 
 def unprobed_estimate(request: Request, d: int, seconds: float) -> CodeEstimate:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from services.config import Settings
-from services.pipeline.spec import JobSpec, resolve_spec
+from services.pipeline.spec import JobSpec, ResolvedSpec, resolve_spec
 from services.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,24 @@ def submit_job(
                 "running worker enqueues them once the broker answers", job.id,
             )  # fmt: skip
     return job, created
+
+
+def dry_run_job(
+    store: Store, spec: JobSpec, owner: str, *, settings: Settings | None = None
+) -> dict[str, Any]:
+    """What `submit_job` would create, without creating anything: the resolved spec, its
+    chunks and the planner's estimate. Refuses (SpecError) exactly what submit refuses."""
+    plan: ResolvedSpec = resolve_spec(store, spec, owner, settings=settings, dry_run=True)
+    blocks = [chunk.column_block for chunk in plan.chunks if chunk.column_block is not None]
+    return {
+        "dry_run": True,
+        "n_latents": plan.n_latents,
+        "latent_dim": plan.latent_dim,
+        "chunks": len(plan.chunks),
+        "column_blocks_per_code": len(blocks) // max(1, plan.n_latents) if blocks else None,
+        "plan": plan.plan,
+        "resolved": {key: value for key, value in plan.resolved.items() if key != "plan"},
+    }
 
 
 def cancel_job(

@@ -321,7 +321,9 @@ def resolve_spec(
     else:
         chunk_size = spec.chunk_size or choose_chunk_size(n_latents, spec.method, d, device)
         chunks = plan_latent_chunks(n_latents, chunk_size)
-    estimate = _plan_costs(spec, generator, settings, device, top_k, n_latents, len(chunks))
+    estimate = _plan_costs(
+        spec, generator, settings, device, top_k, n_latents, len(chunks), probe_always=dry_run
+    )
     if dry_run:
         codes = None  # nothing is stored: the plan names no latent set
 
@@ -392,9 +394,11 @@ def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int |
 
 def _plan_costs(
     spec: JobSpec, generator: Generator, settings: Settings, device: str, top_k: int | None,
-    n_latents: int, n_chunks: int,
+    n_latents: int, n_chunks: int, *, probe_always: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """The planner's estimate for this spec; refuses (SpecError) a job that fits no worker."""
+    """The planner's estimate for this spec; refuses (SpecError) a job that fits no worker.
+    Latents below SPECTRA_PLAN_PROBE_MIN_DIM are planned from counts unless `probe_always`
+    (a dry run, which is asked for its figures)."""
     d = generator.latent_dim
     budget = planner.worker_budget_bytes(settings.worker_memory_gb, device)
     if spec.method == "sefa":
@@ -415,7 +419,7 @@ def _plan_costs(
             raise SpecError("model", f"the planner's probe failed: {error}") from error
 
     estimate, advice = planner.plan_job(
-        probe if d >= settings.plan_probe_min_dim else None, request,
+        probe if probe_always or d >= settings.plan_probe_min_dim else None, request,
         latent_dim=d, n_latents=n_latents, chunks=n_chunks, device=device, budget=budget,
         coarse_seconds=estimated_seconds_per_code(spec.method, d, device),
     )  # fmt: skip
