@@ -160,10 +160,12 @@ def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
 
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
             run()
+        # Self (not inclusive) allocations per event, frees as "[memory]" events: their
+        # running sum in time order is the live total.
         changes = sorted(
-            (event.time_range.start, event.cpu_memory_usage)
+            (event.time_range.start, event.self_cpu_memory_usage)
             for event in recorded.events()
-            if event.cpu_memory_usage
+            if event.self_cpu_memory_usage
         )
         live = peak = 0
         for _, change in changes:
