@@ -348,8 +348,10 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         # The worker that completes the set reads every block and decomposes H.
         assemble_peak = base + 2 * square + EIGH_SQUARE_COPIES * square
         per_block = math.ceil(width / batch)
-        seconds = math.ceil(d / width) * per_block * (
-            probe.tangent_seconds.at(batch) + probe.pullback_seconds.at(batch)
+        seconds = (
+            math.ceil(d / width)
+            * per_block
+            * (probe.tangent_seconds.at(batch) + probe.pullback_seconds.at(batch))
         )
         return CodeEstimate(
             "column blocks", 2 * d, batch, math.ceil(d / width) * per_block,

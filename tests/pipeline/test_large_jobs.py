@@ -102,7 +102,10 @@ def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
             module_store, sender, module_pg_url, method="lanczos", **common
         )  # fmt: skip
         finished = _finished(module_store, job.id)
-        assert finished.status == "succeeded", (finished.error, module_store.latent_failures(job.id))
+        assert finished.status == "succeeded", (
+            finished.error,
+            module_store.latent_failures(job.id),
+        )
         lanczos = job
     assert lanczos is not None
 

@@ -46,5 +46,7 @@ def linear_wide() -> tuple[nn.Module, int]:
     layer = nn.Linear(WIDE_DIM, left.shape[0]).double()
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy((left * singular) @ right.T))
-        layer.bias.copy_(torch.from_numpy(0.01 * np.random.default_rng(1).standard_normal(left.shape[0])))
+        layer.bias.copy_(
+            torch.from_numpy(0.01 * np.random.default_rng(1).standard_normal(left.shape[0]))
+        )
     return nn.Sequential(layer, nn.Unflatten(1, WIDE_SHAPE)), WIDE_DIM
