@@ -14,12 +14,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.auth import VerifiedKeyCache
-from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
 from services.config import Settings, get_settings
+from services.dispatch import CeleryDispatcher, Dispatcher
 
 API_VERSION = "1"
 
@@ -46,9 +46,9 @@ def create_app(
         # Status polls and spectra queries then wait on PostgreSQL without a thread each.
         await store.open_async_reads()
         if freeze_gc:
-            # What is loaded by now (torch, the app: some 300,000 objects) lives as long as
-            # the process; a full collection walking it took 130 ms here, a stall that every
-            # in-flight request waited out (p99 180 ms at 50 clients). Collected once, then
+            # What is loaded by now (torch, the app: hundreds of thousands of objects) lives
+            # as long as the process; a full collection walking it stalls every in-flight
+            # request (bench/bench_api.py shows it in the p99). Collected once, then
             # left out of later collections. Process-wide, so only for a serving process.
             gc.collect()
             gc.freeze()

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -124,3 +125,8 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+# The principal a route needs, as typed dependencies (``principal: ReadPrincipal``).
+ReadPrincipal = Annotated[Principal, Depends(require("read"))]
+SubmitPrincipal = Annotated[Principal, Depends(require("submit"))]

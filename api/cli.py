@@ -284,7 +284,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from api import comparison
+    from services import comparison
 
     store = _open_store(args.database)
     selections = [comparison.parse_selection(text) for text in args.selections]
@@ -334,10 +334,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from worker.launcher import launch
-
-    gpus = [g for g in args.gpus.split(",")] if args.gpus else None
-    return launch(gpus, args.cpu)
+    # The launcher replaces this process (same pid, so signals reach it): the command line
+    # is an adapter and does not import the worker package.
+    which = ["--gpus", args.gpus] if args.gpus else ["--cpu"]
+    os.execv(sys.executable, [sys.executable, "-m", "worker", *which])
 
 
 # -- client commands (HTTP) ----------------------------------------------------------------

@@ -38,6 +38,7 @@ from services.store import (
     NotFoundError,
     StoreError,
 )
+from services.submission import ImportTooLargeError
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://latent-spectra.dev/problems/"
@@ -114,6 +115,7 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], _Mapping]] = [
     (GeometryError, _Mapping(422, "Invalid request", "invalid-request")),
     (SpecError, _Mapping(422, "Invalid job spec", "invalid-spec")),
     (ExportFormatError, _Mapping(422, "Invalid .npz file", "invalid-npz", "file")),
+    (ImportTooLargeError, _Mapping(422, "Invalid .npz file", "invalid-npz", "file")),
     (NotFoundError, _Mapping(404, "Not found", "not-found")),
     (
         IdempotencyConflictError,

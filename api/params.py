@@ -10,9 +10,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-# Printable text only: names of models, distances and methods, labels.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+from services.patterns import TEXT_PATTERN, UUID_PATTERN
 
 JobIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="job id (UUID)")]
 SpectrumIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="spectrum id (UUID)")]

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from services.store import (
     JobProgress,
@@ -63,11 +63,17 @@ class JobTimings(BaseModel):
 
 
 class LatentFailureView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     latent_index: int
     reason: str
 
 
 class JobView(BaseModel):
+    """A job as listed; read from its JobRecord (``from_attributes``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     owner: str
     status: str
@@ -79,7 +85,11 @@ class JobView(BaseModel):
     error: str | None
     spec: dict[str, Any]
     created_at: datetime
-    links: dict[str, str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def links(self) -> dict[str, str]:
+        return job_links(self.id)
 
 
 class JobDetail(JobView):
@@ -109,20 +119,8 @@ def job_links(job_id: str) -> dict[str, str]:
 
 
 def job_view_fields(job: JobRecord) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "owner": job.owner,
-        "status": job.status,
-        "model": job.model,
-        "n_latents": job.n_latents,
-        "n_done": job.n_done,
-        "n_failed": job.n_failed,
-        "cancel_requested": job.cancel_requested,
-        "error": job.error,
-        "spec": job.spec,
-        "created_at": job.created_at,
-        "links": job_links(job.id),
-    }
+    """The JobView fields of a record, to build a view that adds its own (JobSubmitted)."""
+    return JobView.model_validate(job).model_dump(exclude={"links"})
 
 
 def job_detail(
@@ -146,11 +144,15 @@ def job_detail(
             finished_at=progress.finished_at,
             elapsed_s=progress.elapsed_s,
         ),
-        failures=[LatentFailureView(latent_index=f.latent_index, reason=f.reason) for f in failures],
+        failures=[LatentFailureView.model_validate(f) for f in failures],
     )
 
 
 class LatentSetView(BaseModel):
+    """A latent set's metadata; read from its LatentSetRecord (``from_attributes``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str | None
     source: str
@@ -160,7 +162,14 @@ class LatentSetView(BaseModel):
     d: int
     sha256: str
     created_at: datetime
-    links: dict[str, str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def links(self) -> dict[str, str]:
+        return {
+            "self": f"/v1/latent-sets/{self.id}",
+            "download": f"/v1/latent-sets/{self.id}/codes.npy",
+        }
 
 
 class LatentSetList(BaseModel):
@@ -169,24 +178,14 @@ class LatentSetList(BaseModel):
 
 
 def latent_set_view(record: LatentSetRecord) -> LatentSetView:
-    return LatentSetView(
-        id=record.id,
-        name=record.name,
-        source=record.source,
-        model=record.model,
-        seed=record.seed,
-        n=record.n,
-        d=record.d,
-        sha256=record.sha256,
-        created_at=record.created_at,
-        links={
-            "self": f"/v1/latent-sets/{record.id}",
-            "download": f"/v1/latent-sets/{record.id}/codes.npy",
-        },
-    )
+    return LatentSetView.model_validate(record)
 
 
 class SpectrumSummary(BaseModel):
+    """A spectrum as listed; read from its record (``from_attributes``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     job_id: str
     latent_index: int
@@ -203,7 +202,15 @@ class SpectrumSummary(BaseModel):
     participation_ratio: float | None
     wall_time_s: float | None
     created_at: datetime
-    links: dict[str, str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def links(self) -> dict[str, str]:
+        return {
+            "self": f"/v1/spectra/{self.id}",
+            "eigenvectors": f"/v1/spectra/{self.id}/eigenvectors",
+            "job": f"/v1/jobs/{self.job_id}",
+        }
 
 
 class SpectrumDetail(SpectrumSummary):
@@ -226,39 +233,13 @@ class Eigenvectors(BaseModel):
     vectors: list[list[float]] = Field(description="k rows, one eigenvector (length d) each")
 
 
-def _spectrum_fields(record: SpectrumRecord | SpectrumSummaryRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "job_id": record.job_id,
-        "latent_index": record.latent_index,
-        "model": record.model,
-        "distance": record.distance,
-        "method": record.method,
-        "dtype": record.dtype,
-        "k": record.k,
-        "d": record.d,
-        "top_eigenvalue": record.top_eigenvalue,
-        "trace": record.trace,
-        "dims_99": record.dims_99,
-        "dims_999": record.dims_999,
-        "participation_ratio": record.participation_ratio,
-        "wall_time_s": record.wall_time_s,
-        "created_at": record.created_at,
-        "links": {
-            "self": f"/v1/spectra/{record.id}",
-            "eigenvectors": f"/v1/spectra/{record.id}/eigenvectors",
-            "job": f"/v1/jobs/{record.job_id}",
-        },
-    }
-
-
 def spectrum_summary(record: SpectrumRecord | SpectrumSummaryRecord) -> SpectrumSummary:
-    return SpectrumSummary(**_spectrum_fields(record))
+    return SpectrumSummary.model_validate(record)
 
 
 def spectrum_detail(record: SpectrumRecord) -> SpectrumDetail:
     return SpectrumDetail(
-        **_spectrum_fields(record),
+        **spectrum_summary(record).model_dump(exclude={"links"}),
         eigenvalues=[float(v) for v in record.eigenvalues],
         code=None if record.code is None else [float(v) for v in record.code],
         diagnostics=record.diagnostics,

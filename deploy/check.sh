@@ -4,7 +4,7 @@ set -euo pipefail
 venv="${VENV:-.venv}"
 bin="$venv/bin"
 echo "== ruff"; "$bin/ruff" check services worker api tests bench
-echo "== mypy (services)"; "$bin/mypy" services
+echo "== mypy (services api worker)"; "$bin/mypy" services api worker
 # The compose file is validated wherever a docker client is present (no engine needed).
 if docker compose version >/dev/null 2>&1; then
     echo "== docker compose config"

@@ -1,7 +1,9 @@
 """Shared fixtures: real PostgreSQL and Redis on this machine, never mocks.
 
 A missing service is a failure, not a skip: CI must prove the real thing works.
-Each test that asks for a database gets its own, created here and dropped afterwards.
+Each test that asks for a database gets its own, created here and dropped afterwards: an
+empty one (``pg_url``, for the migration tests) or a clone of a database migrated once per
+session (``migrated_pg_url``), which is what the other tests' stores start from.
 """
 
 from __future__ import annotations
@@ -31,17 +33,57 @@ def sqlalchemy_pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
+def create_database(name: str, template: str | None = None) -> None:
+    """CREATE DATABASE, empty or as a copy of ``template`` (a file-level copy on the server:
+    much faster than running every migration again)."""
+    with _pg_admin() as admin:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        admin.execute(f'CREATE DATABASE "{name}"{clause}')
+
+
+def drop_database(name: str) -> None:
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_template() -> Iterator[str]:
+    """A database migrated to head once per test session, to clone (never used directly:
+    a template must have no connections while it is copied)."""
+    from services.store import Store
+
+    name = f"spectra_template_{uuid.uuid4().hex[:12]}"
+    create_database(name)
+    try:
+        with Store(sqlalchemy_pg_url(name)) as store:
+            store.migrate()
+        yield name
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (SQLAlchemy URL)."""
+    """A fresh, EMPTY PostgreSQL database for one test (SQLAlchemy URL): for the tests of the
+    migrations themselves."""
     name = f"spectra_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    create_database(name)
     try:
         yield sqlalchemy_pg_url(name)
     finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
+
+
+@pytest.fixture
+def migrated_pg_url(migrated_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database already at the head revision, cloned from the session's
+    migrated template (SQLAlchemy URL)."""
+    name = f"spectra_test_{uuid.uuid4().hex[:12]}"
+    create_database(name, template=migrated_template)
+    try:
+        yield sqlalchemy_pg_url(name)
+    finally:
+        drop_database(name)
 
 
 @pytest.fixture
@@ -52,8 +94,17 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request: pytest.FixtureRequest) -> str:
-    """Runs a test once against each store backend."""
+    """Runs a test once against each store backend (an empty database)."""
     return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def migrated_db_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test once against each store backend, its database already migrated on
+    PostgreSQL (a clone of the template; SQLite files are migrated by the test's store)."""
+    return request.getfixturevalue(
+        "migrated_pg_url" if request.param == "postgresql" else "sqlite_url"
+    )
 
 
 @pytest.fixture

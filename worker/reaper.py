@@ -25,14 +25,14 @@ from datetime import UTC, datetime
 import redis
 
 from services.config import get_settings
-from services.store import Store
+from services.store import ACTIVE_STATUSES, Store
 
 log = logging.getLogger(__name__)
 
 REAPER_LOCK_KEY = "latent-spectra:reaper-lock"
 # Kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash.
 KOMBU_UNACKED_KEY = "unacked"
-_ACTIVE_JOB_STATUSES = ("queued", "running")
+_ACTIVE_JOB_STATUSES = ACTIVE_STATUSES
 
 
 @dataclass

@@ -15,6 +15,7 @@ from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from services.config import get_settings
+from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import TRANSIENT_DB_ERRORS, run_chunk
 from services.store import Store
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, app
@@ -64,15 +65,17 @@ def run_chunk_task(self: Task, chunk_id: str) -> str:
     )  # fmt: skip
 
 
+_dispatcher = CeleryDispatcher(app=app)  # the one dispatcher, on this worker's own app
+
+
 def dispatch(chunk_ids: list[str]) -> None:
     """Enqueue chunks on the `gpu` queue (call only after the job's rows are committed)."""
-    for chunk_id in chunk_ids:
-        run_chunk_task.apply_async(args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
+    _dispatcher.dispatch(chunk_ids)
 
 
 def revoke(chunk_ids: list[str]) -> None:
     """Tell every worker to drop these chunks' messages if they have not started."""
-    app.control.revoke(chunk_ids)
+    _dispatcher.revoke(chunk_ids)
 
 
 def reaper_interval_s() -> float:

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from api.auth import Principal, require
-from api.comparison import CompareRequest, compare
+from api.auth import ReadPrincipal
 from api.deps import get_store
 from api.routes.jobs import PROBLEM_RESPONSES
+from services.comparison import CompareRequest, compare
 
 router = APIRouter(tags=["compare"])
 
@@ -23,7 +23,7 @@ router = APIRouter(tags=["compare"])
 def compare_selections(
     request: Request,
     body: CompareRequest,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> dict[str, Any]:
     result = compare(
         get_store(request),

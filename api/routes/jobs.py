@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api import jobs_service
-from api.auth import Principal, require
+from api.auth import Principal, ReadPrincipal, SubmitPrincipal
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
-from api.dispatch import Dispatcher
-from api.errors import ApiProblem
+from api.errors import ApiProblem, validation_error
 from api.metrics import ApiMetrics
 from api.params import TEXT_PATTERN, JobIdPath, text_query
 from api.schemas import (
@@ -27,13 +25,16 @@ from api.schemas import (
     json_response,
     page_of,
 )
+from services import submission
 from services.config import Settings
+from services.dispatch import Dispatcher
+from services.jsonable import jsonable
 from services.pipeline import JobSpec, dry_run_job
-from services.pipeline.spec import json_safe
+from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JOB_STATUSES
+JobStatus = StatusName
 
 IdempotencyKey = Annotated[
     str | None,
@@ -73,7 +74,7 @@ def _submit(
     settings: Settings = get_settings(request)
     metrics: ApiMetrics = get_metrics(request)
     ensure_model_served(spec.model, settings)
-    job, created = jobs_service.submit(
+    job, created = submission.submit(
         store,
         settings,
         dispatcher,
@@ -96,7 +97,7 @@ def _submit(
 def submit_job(
     request: Request,
     spec: JobSpec,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     idempotency_key: IdempotencyKey = None,
     dry_run: Annotated[
         bool,
@@ -108,7 +109,7 @@ def submit_job(
         settings: Settings = get_settings(request)
         ensure_model_served(spec.model, settings)
         plan = dry_run_job(get_store(request), spec, principal.owner, settings=settings)
-        return JSONResponse(json_safe(plan), status_code=200)
+        return JSONResponse(jsonable(plan), status_code=200)
     return _submit(request, spec, principal, idempotency_key)
 
 
@@ -121,7 +122,7 @@ def submit_job(
 )
 def submit_job_upload(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npy array of codes, shape (n, d)")],
     spec: Annotated[
         str,
@@ -147,14 +148,14 @@ def submit_job_upload(
     try:
         job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
     except ValidationError as error:
-        raise jobs_service.spec_problem(error, prefix="spec") from None
+        raise validation_error(error, prefix="spec") from None
     return _submit(request, job_spec, principal, idempotency_key)
 
 
 @router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs")
 def list_jobs(
     request: Request,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     status: JobStatus | None = None,
     model: Annotated[str | None, text_query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -164,7 +165,7 @@ def list_jobs(
         owner=principal.visible_owner, status=status, model=model, limit=limit, offset=offset
     )
     return JobList(
-        items=[JobView(**job_view_fields(job)) for job in jobs], page=page_of(jobs, limit, offset)
+        items=[JobView.model_validate(job) for job in jobs], page=page_of(jobs, limit, offset)
     )
 
 
@@ -177,7 +178,7 @@ def list_jobs(
 async def get_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> Response:
     # async: the most polled route waits on the database without a worker thread.
     store = get_store(request)
@@ -196,12 +197,12 @@ async def get_job(
 def cancel_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
 ) -> JobView:
-    job = jobs_service.cancel(
+    job = submission.cancel(
         get_store(request), get_dispatcher(request), job_id, principal.visible_owner
     )
-    return JobView(**job_view_fields(job))
+    return JobView.model_validate(job)
 
 
 @router.get(
@@ -213,10 +214,10 @@ def cancel_job(
 def export_job(
     request: Request,
     job_id: JobIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     k: Annotated[int | None, Query(ge=1, le=100_000, description="eigenpairs per spectrum")] = None,
 ) -> Response:
-    data = jobs_service.export_npz(get_store(request), job_id, principal.visible_owner, k)
+    data = submission.export_npz(get_store(request), job_id, principal.visible_owner, k)
     return Response(
         data,
         media_type="application/octet-stream",
@@ -233,7 +234,7 @@ def export_job(
 )
 def import_job(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npz with eva, evc, feat and meta")],
     model: Annotated[
         str | None, Form(max_length=200, pattern=TEXT_PATTERN, description="overrides meta.model")
@@ -248,7 +249,7 @@ def import_job(
         for key, value in {"model": model, "distance": distance, "method": method}.items()
         if value
     }
-    job, created = jobs_service.import_npz(
+    job, created = submission.import_npz(
         get_store(request), settings, principal.owner, data, overrides
     )
     body = JobSubmitted(**job_view_fields(job), created=created)

@@ -7,11 +7,11 @@ import io
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from api.auth import Principal, require
+from api.auth import ReadPrincipal, SubmitPrincipal
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import ensure_model_served, get_settings, get_store
 from api.errors import ApiProblem
@@ -62,7 +62,7 @@ def _created(record: LatentSetRecord, status: int = 201) -> JSONResponse:
 def create_latent_set(
     request: Request,
     body: LatentSetCreate,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
 ) -> JSONResponse:
     settings = get_settings(request)
     store = get_store(request)
@@ -98,7 +98,7 @@ def create_latent_set(
 )
 def upload_latent_set(
     request: Request,
-    principal: Annotated[Principal, Depends(require("submit"))],
+    principal: SubmitPrincipal,
     file: Annotated[UploadFile, File(description=".npy array of codes, shape (n, d)")],
     name: Annotated[str | None, Form(max_length=200, pattern=TEXT_PATTERN)] = None,
 ) -> JSONResponse:
@@ -111,7 +111,7 @@ def upload_latent_set(
 @router.get("/latent-sets", response_model=LatentSetList, responses=PROBLEM_RESPONSES)
 def list_latent_sets(
     request: Request,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> LatentSetList:
@@ -125,7 +125,7 @@ def list_latent_sets(
 def get_latent_set(
     request: Request,
     set_id: LatentSetIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> LatentSetView:
     return latent_set_view(get_store(request).get_latent_set(set_id, owner=principal.visible_owner))
 
@@ -139,7 +139,7 @@ def get_latent_set(
 def download_latent_set(
     request: Request,
     set_id: LatentSetIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> Response:
     store = get_store(request)
     record = store.get_latent_set(set_id, owner=principal.visible_owner)

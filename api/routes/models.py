@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Depends, Request
-
-from api.auth import Principal, require
+from api.auth import ReadPrincipal
 from api.deps import get_store
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import ModelView
@@ -22,7 +20,7 @@ router = APIRouter(tags=["models"])
     summary="Built-in generators and every model jobs have used, with recorded facts",
 )
 def models(
-    request: Request, principal: Annotated[Principal, Depends(require("read"))]
+    request: Request, principal: ReadPrincipal
 ) -> list[ModelView]:
     recorded = {g.name: g for g in get_store(request).list_generators()}
     views = []

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import StringConstraints
 
-from api.auth import Principal, require
-from api.comparison import (
+from api.auth import Principal, ReadPrincipal
+from api.deps import ensure_model_served, get_settings, get_store
+from api.errors import ApiProblem
+from api.params import TEXT_PATTERN, id_query
+from api.routes.jobs import PROBLEM_RESPONSES
+from api.routes.spectra import visible_spectrum
+from services.comparison import (
     MAX_SELECTIONS,
     Comparison,
     compare,
@@ -22,11 +27,6 @@ from api.comparison import (
     parse_selection,
     spectrum_png,
 )
-from api.deps import ensure_model_served, get_settings, get_store
-from api.errors import ApiProblem
-from api.params import TEXT_PATTERN, id_query
-from api.routes.jobs import PROBLEM_RESPONSES
-from api.routes.spectra import visible_spectrum
 
 router = APIRouter(tags=["plots"])
 
@@ -70,7 +70,7 @@ def _comparison(
 def spectrum_plot(
     request: Request,
     selection: Selections,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> Response:
     return _png(spectrum_png(_comparison(request, selection, principal, 2)))
 
@@ -84,7 +84,7 @@ def spectrum_plot(
 def homogeneity_plot(
     request: Request,
     selection: Selections,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     max_positions: Annotated[int, Query(ge=2, le=500)] = 100,
 ) -> Response:
     return _png(homogeneity_png(_comparison(request, selection, principal, max_positions)))
@@ -99,7 +99,7 @@ def homogeneity_plot(
 def montage_plot(
     request: Request,
     spectrum_id: Annotated[str, id_query("the spectrum whose code and axes are drawn")],
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     axes: Annotated[int, Query(ge=1, le=16, description="eigenvectors, one row each")] = 6,
     steps: Annotated[int, Query(ge=2, le=15, description="images per row")] = 7,
 ) -> Response:

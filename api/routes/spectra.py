@@ -6,10 +6,10 @@ import io
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.auth import Principal, require
+from api.auth import Principal, ReadPrincipal
 from api.deps import get_store
 from api.params import SpectrumIdPath, id_query, text_query
 from api.routes.jobs import PROBLEM_RESPONSES
@@ -55,7 +55,7 @@ def _not_visible(spectrum_id: str) -> NotFoundError:
 )
 async def list_spectra(
     request: Request,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     job_id: Annotated[str | None, id_query("only this job's spectra")] = None,
     model: Annotated[str | None, text_query()] = None,
     distance: Annotated[str | None, text_query(100)] = None,
@@ -91,7 +91,7 @@ async def list_spectra(
 async def get_spectrum(
     request: Request,
     spectrum_id: SpectrumIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
 ) -> Response:
     try:
         record = await get_store(request).get_spectrum_async(
@@ -114,7 +114,7 @@ async def get_spectrum(
 def get_eigenvectors(
     request: Request,
     spectrum_id: SpectrumIdPath,
-    principal: Annotated[Principal, Depends(require("read"))],
+    principal: ReadPrincipal,
     k: Annotated[int | None, Query(ge=1, le=100_000, description="how many; default all")] = None,
     format: Annotated[Literal["json", "npy"], Query()] = "json",
 ) -> Eigenvectors | Response:

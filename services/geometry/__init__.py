@@ -4,7 +4,7 @@ Pure computation (no SQL, no Celery, no HTTP); the only I/O is loading model wei
 Everything public is re-exported here; see docs/architecture.md ("Geometry core").
 """
 
-from .analysis import alignment, anisotropy, average_metric, homogeneity, summary_of
+from .analysis import alignment, anisotropy, average_metric, homogeneity
 from .distances import DISTANCES, Distance, load_distance
 from .errors import (
     GeometryError,
@@ -19,17 +19,15 @@ from .errors import (
     UnknownModelError,
 )
 from .generators import MODEL_SCHEMES, Generator, ModelInfo, list_models, load_generator
-from .methods import (
-    METHODS,
-    SpectrumResult,
-    compute_metric,
-    compute_spectrum,
-    metric_columns,
-    spectrum_from_metric,
-)
+from .linalg import SpectrumResult, spectrum_from_metric, summary_of
+from .methods import METHODS, compute_metric, compute_spectrum, metric_columns
+from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
 
 __all__ = [
+    "JOB_METHODS",
+    "METHOD_REGISTRY",
+    "MethodInfo",
     "DISTANCES",
     "METHODS",
     "MODEL_SCHEMES",

@@ -22,23 +22,10 @@ import numpy as np
 import torch
 
 from .errors import InvalidOptionError
-from .methods import _fixed_signs
+from .linalg import dims_to_reach, fixed_signs, participation_ratio, spectra
 
 TRACE_LEVELS = {"dims_99": 0.99, "dims_999": 0.999, "dims_9999": 0.9999}
 _BLOCK_ELEMENTS = 64 * 1024 * 1024  # bounds the homogeneity work arrays to ~256 MB (float32)
-
-
-def _spectra(eigenvalues: Any) -> np.ndarray:
-    values = np.asarray(eigenvalues, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[None, :]
-    if values.ndim != 2 or values.shape[1] == 0 or values.shape[0] == 0:
-        raise InvalidOptionError(
-            f"eigenvalues must be (k,) or (N, k) with k >= 1, got shape {values.shape}"
-        )
-    if not np.isfinite(values).all():
-        raise InvalidOptionError("eigenvalues hold NaN/inf")
-    return values
 
 
 def _vectors(eigenvectors: Any, values: np.ndarray) -> np.ndarray:
@@ -55,44 +42,13 @@ def _vectors(eigenvectors: Any, values: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def _dims_to_reach(values: np.ndarray, level: float) -> np.ndarray:
-    """Per row: the first rank (1-based) at which the cumulative share of the trace reaches
-    `level`; 0 for a spectrum with no positive trace."""
-    totals = values.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shares = np.cumsum(values, axis=1) / totals
-    reached = shares >= level
-    dims = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, values.shape[1])
-    return np.where(totals[:, 0] > 0, dims, 0).astype(np.int64)
-
-
-def _participation_ratio(values: np.ndarray) -> np.ndarray:
-    squares = (values**2).sum(axis=1)
-    return np.where(squares > 0, values.sum(axis=1) ** 2 / np.where(squares > 0, squares, 1), 0.0)
-
-
-def summary_of(eigenvalues: np.ndarray) -> dict[str, Any]:
-    """One spectrum's filterable columns, as plain Python numbers."""
-    values = np.asarray(eigenvalues, dtype=np.float64)
-    if values.ndim != 1:
-        raise InvalidOptionError(f"summary_of takes one spectrum (k,), got shape {values.shape}")
-    values = _spectra(values)
-    return {
-        "top_eigenvalue": float(values[0, 0]),
-        "trace": float(values.sum()),
-        "dims_99": int(_dims_to_reach(values, 0.99)[0]),
-        "dims_999": int(_dims_to_reach(values, 0.999)[0]),
-        "participation_ratio": float(_participation_ratio(values)[0]),
-    }
-
-
 def anisotropy(eigenvalues: np.ndarray, *, latent_dim: int | None = None) -> dict[str, Any]:
     """Per-rank mean / median / 5th / 95th percentile over positions, dimensions to reach
     99 / 99.9 / 99.99 % of the trace and participation ratio (per position and mean).
 
     With `latent_dim` larger than the number of eigenvalues given (spectra kept as top k of
     d), the trace-based figures would describe the top k only: they are None instead."""
-    values = _spectra(eigenvalues)
+    values = spectra(eigenvalues)
     result: dict[str, Any] = {
         "n_positions": int(values.shape[0]),
         "rank": int(values.shape[1]),
@@ -102,10 +58,10 @@ def anisotropy(eigenvalues: np.ndarray, *, latent_dim: int | None = None) -> dic
         "p95": np.percentile(values, 95, axis=0),
     }
     for key, level in TRACE_LEVELS.items():
-        dims = _dims_to_reach(values, level)
+        dims = dims_to_reach(values, level)
         result[key] = dims
         result[f"{key}_mean"] = float(dims.mean())
-    ratio = _participation_ratio(values)
+    ratio = participation_ratio(values)
     result["participation_ratio"] = ratio
     result["participation_ratio_mean"] = float(ratio.mean())
     if latent_dim is not None and values.shape[1] < latent_dim:
@@ -129,7 +85,7 @@ def homogeneity(
         raise InvalidOptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     torch_device = _checked_device(device)
-    values = _spectra(eigenvalues)
+    values = spectra(eigenvalues)
     vectors = _vectors(eigenvectors, values)
     lam = torch.as_tensor(np.ascontiguousarray(values), dtype=torch_dtype, device=torch_device)
     u = torch.as_tensor(np.ascontiguousarray(vectors), dtype=torch_dtype, device=torch_device)
@@ -252,7 +208,7 @@ def average_metric(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """H̄ = mean_i U_i Λ_i U_iᵀ (d, d), its eigenvalues (descending) and eigenvectors (d, d),
     the global axes; float64, deterministic signs."""
-    values = _spectra(eigenvalues)
+    values = spectra(eigenvalues)
     vectors = _vectors(eigenvectors, values).astype(np.float64)
     scaled = vectors * values[:, None, :]
     mean = np.einsum("ndk,nek->de", scaled, vectors, optimize=True) / values.shape[0]
@@ -261,7 +217,7 @@ def average_metric(
     return (
         mean,
         np.ascontiguousarray(eigvals[::-1]),
-        np.ascontiguousarray(_fixed_signs(eigvecs[:, ::-1])),
+        np.ascontiguousarray(fixed_signs(eigvecs[:, ::-1])),
     )
 
 

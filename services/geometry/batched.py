@@ -22,20 +22,12 @@ import numpy as np
 import torch
 from torch.func import jvp, vmap
 
-from .analysis import summary_of
 from .distances import Distance
 from .errors import GeometryError, NonFiniteOutputError
 from .forward_mode import skip_constant_weight_tangents
 from .generators import Generator
-from .methods import (
-    DEFAULT_BATCH,
-    DTYPES,
-    SpectrumResult,
-    _check_dtype,
-    _check_top_k,
-    _cudnn_without_tf32,
-    _positive_int,
-)
+from .linalg import SpectrumResult, check_top_k, spectrum_from_metric, summary_of
+from .methods import DEFAULT_BATCH, DTYPES, _check_dtype, _cudnn_without_tf32, _positive_int
 
 
 def jacobian_spectra(
@@ -53,7 +45,7 @@ def jacobian_spectra(
     _check_dtype(dtype)
     codes = generator.validate_codes(np.atleast_2d(codes))
     n, d = codes.shape
-    top_k = _check_top_k(top_k, d)
+    top_k = check_top_k(top_k, d)
     batch = _positive_int("batch", batch)
     started = time.perf_counter()
     torch_dtype = DTYPES[dtype]
@@ -173,8 +165,6 @@ def spectrum_on_device(
     """The spectrum of one assembled metric (d, d) with `eigh` in float64 on `device`: the
     decomposition of a column-block Hessian on a GPU worker. Same conventions as
     methods.spectrum_from_metric (which the CPU uses)."""
-    from .methods import spectrum_from_metric
-
     torch_device = torch.device(device)
     if torch_device.type == "cpu":
         return spectrum_from_metric(metric, top_k=top_k)
@@ -184,7 +174,7 @@ def spectrum_on_device(
             "the metric holds NaN/inf; the generator or distance is not finite here"
         )
     d = matrix.shape[0]
-    top_k = _check_top_k(top_k, d)
+    top_k = check_top_k(top_k, d)
     started = time.perf_counter()
     on_device = torch.as_tensor(matrix, device=torch_device)[None]
     values, vectors, residuals = _decompose(on_device, top_k)

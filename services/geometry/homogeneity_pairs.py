@@ -16,15 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .analysis import (
-    _centred,
-    _checked_device,
-    _offdiagonal_stats,
-    _spectra,
-    _vectors,
-    homogeneity,
-)
+from .analysis import _centred, _checked_device, _offdiagonal_stats, _vectors, homogeneity
 from .errors import InvalidOptionError
+from .linalg import spectra as _spectra
 
 # Bounds one batch's work arrays (two gathered (b, d, k) stacks and the (b, k, k) products).
 _BATCH_ELEMENTS = 32 * 1024 * 1024

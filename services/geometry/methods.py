@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -51,8 +51,16 @@ from .errors import (
 )
 from .forward_mode import skip_constant_weight_tangents
 from .generators import Generator
+from .linalg import (
+    SpectrumResult,
+    check_top_k,
+    fixed_signs,
+    spectrum_from_metric,
+    symmetrised,
+)
+from .registry import CORE_OPTIONS, HESSIAN_METHODS
 
-METHODS = ("jacobian", "hvp", "lanczos", "fd", "bp")
+METHODS = HESSIAN_METHODS
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_BATCH = 128
 DEFAULT_LANCZOS_K = 20
@@ -60,28 +68,11 @@ DEFAULT_LANCZOS_K = 20
 # smaller ones lose digits to rounding.
 DEFAULT_STEP = {"float64": 1e-5, "float32": 1e-3}
 
-_OPTIONS: dict[str, set[str]] = {
-    "jacobian": {"batch"},
-    "hvp": {"batch"},
-    "fd": {"step", "batch"},
-    "lanczos": {"tol", "max_iter", "seed"},
-    "bp": set(),
-}
+_OPTIONS = CORE_OPTIONS
 
 
 # Summary figures that need every eigenvalue (the trace); unknown for a top-k-only method.
 TRACE_FIGURES = ("trace", "dims_99", "dims_999", "participation_ratio")
-
-
-@dataclass
-class SpectrumResult:
-    eigenvalues: np.ndarray  # (k,) float64, descending
-    eigenvectors: np.ndarray  # (d, k) columns, deterministic sign, dtype of the computation
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    # The filterable figures (analysis.summary_of keys) of the WHOLE spectrum, even when only
-    # top_k pairs are kept: a trace of the top 20 is not the trace. None where a figure is
-    # unknown (Lanczos sees only the top k, so the trace-based figures are None).
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,7 +153,7 @@ def compute_spectrum(
     _check_method(method)
     _check_dtype(dtype)
     options = _check_options(method, options, generator.latent_dim, dtype)
-    top_k = _check_top_k(top_k, generator.latent_dim)
+    top_k = check_top_k(top_k, generator.latent_dim)
     started = time.perf_counter()
     if method == "lanczos":
         if generator.latent_dim < 3:
@@ -208,7 +199,7 @@ def compute_metric(
     options = _check_options(method, options, generator.latent_dim, dtype)
     problem = _prepare(generator, distance, code, dtype, render=method != "jacobian")
     metric, _ = _METRIC_BUILDERS[method](problem, **options)
-    return _symmetrised(metric)
+    return symmetrised(metric)
 
 
 @_ieee_float32
@@ -253,71 +244,6 @@ def metric_columns(
     return np.ascontiguousarray(result)
 
 
-def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> SpectrumResult:
-    """eigh in float64 of the symmetrised metric: eigenvalues descending, deterministic signs,
-    residuals ‖Hv − λv‖ of the reported pairs. The last step of every full method and of a
-    Hessian assembled from column blocks."""
-    matrix = np.asarray(metric, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
-        raise InvalidOptionError(
-            f"a metric must be a square (d, d) matrix, got shape {matrix.shape}"
-        )
-    if not np.isfinite(matrix).all():
-        raise NonFiniteOutputError(
-            "the metric holds NaN/inf; the generator or distance is not finite here"
-        )
-    from .analysis import summary_of  # analysis builds on this module; imported late
-
-    d = matrix.shape[0]
-    top_k = _check_top_k(top_k, d)
-    norm = float(np.linalg.norm(matrix))
-    asymmetry = float(np.linalg.norm(matrix - matrix.T) / norm) if norm > 0 else 0.0
-    symmetric = _symmetrised(matrix)
-    started = time.perf_counter()
-    values, vectors = _eigh_descending(symmetric)
-    summary = summary_of(values)
-    smallest = float(values[-1])
-    every_value = values
-    if top_k is not None:
-        values, vectors = values[:top_k], vectors[:, :top_k]
-    vectors = _fixed_signs(vectors)
-    residuals = _residual_norms(symmetric, values, vectors)
-    scale = max(abs(float(values[0])), np.finfo(np.float64).tiny)
-    return SpectrumResult(
-        eigenvalues=np.ascontiguousarray(values),
-        eigenvectors=np.ascontiguousarray(vectors),
-        diagnostics={
-            "eigh_time_s": time.perf_counter() - started,
-            "asymmetry": asymmetry,
-            "residual_max": float(residuals.max()),
-            "residual_max_relative": float(residuals.max() / scale),
-            "min_eigenvalue_relative": smallest / scale,
-            "converged": True,
-            "dtype": "float64",
-            # Kept with a top-k spectrum so that anisotropy figures stay exact.
-            **({"eigenvalues_all": every_value.tolist()} if top_k is not None else {}),
-        },
-        summary=summary,
-    )
-
-
-# The small float64 linear algebra after a metric (eigh, residuals) goes through torch, not
-# numpy: numpy's OpenBLAS runs a second thread pool, and on a 2-core machine, right after
-# torch's parallel work, its threads and torch's still-spinning OpenMP workers fight. A 100x100
-# eigh measured 10-150 ms there (median 12) instead of 2 ms.
-
-
-def _eigh_descending(symmetric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    values, vectors = torch.linalg.eigh(torch.from_numpy(symmetric))
-    return values.flip(0).numpy(), vectors.flip(1).numpy()
-
-
-def _residual_norms(symmetric: np.ndarray, values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """‖H v − λ v‖ per column."""
-    matrix, columns = torch.from_numpy(symmetric), torch.from_numpy(np.ascontiguousarray(vectors))
-    residuals = matrix @ columns - columns * torch.from_numpy(np.ascontiguousarray(values))
-    return torch.linalg.vector_norm(residuals, dim=0).numpy()
-
 
 # --------------------------------------------------------------------------- validation
 
@@ -330,16 +256,6 @@ def _check_method(method: str) -> None:
 def _check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
         raise InvalidOptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-
-
-def _check_top_k(top_k: int | None, d: int) -> int | None:
-    if top_k is None:
-        return None
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k < d:
-        raise InvalidOptionError(
-            f"top_k must be an integer with 1 <= top_k < d = {d}, got {top_k!r}; use top_k=None for all {d}"
-        )
-    return int(top_k)
 
 
 def _positive_int(name: str, value: Any, upper: int | None = None) -> int:
@@ -426,21 +342,6 @@ def _require_finite(array: np.ndarray, problem: _Problem) -> None:
         )
 
 
-def _symmetrised(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return (matrix + matrix.T) / 2
-
-
-def _fixed_signs(vectors: np.ndarray) -> np.ndarray:
-    """Flip each column so that its largest-magnitude component is positive."""
-    if vectors.shape[1] == 0:
-        return vectors
-    rows = np.argmax(np.abs(vectors), axis=0)
-    signs = np.sign(vectors[rows, np.arange(vectors.shape[1])])
-    signs[signs == 0] = 1
-    return vectors * signs
-
-
 # --------------------------------------------------------------------------- full-metric methods
 
 
@@ -501,8 +402,8 @@ def _hvp_function(problem: _Problem) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _hvp_metric(problem: _Problem, *, batch: int) -> tuple[np.ndarray, dict[str, Any]]:
-    # Batched, forward-over-reverse (jvp of the gradient): measured about 2x faster here than
-    # vmap over the reverse-over-reverse product that Lanczos uses one vector at a time.
+    # Batched, forward-over-reverse (jvp of the gradient): faster (bench/bench_geometry.py)
+    # than vmap over the reverse-over-reverse product that Lanczos uses one vector at a time.
     def product(tangent: torch.Tensor) -> torch.Tensor:
         return jvp(grad(problem.loss), (problem.z0,), (tangent,))[1]
 
@@ -582,7 +483,7 @@ def _lanczos(
             f"({counter['products']} products); raise max_iter, loosen tol, or use method='jacobian'"
         ) from None
     order = np.argsort(values)[::-1]
-    values, vectors = values[order], _fixed_signs(vectors[:, order])
+    values, vectors = values[order], fixed_signs(vectors[:, order])
     # Residuals against the operator itself: a check of the answer, not ARPACK's word for it.
     applied = (
         apply(torch.as_tensor(vectors.T.copy(), device=problem.z0.device))

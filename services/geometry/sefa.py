@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import summary_of
 from .errors import InvalidOptionError
 from .generators import Generator
-from .methods import SpectrumResult, _check_top_k, _fixed_signs
+from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
 
 
 def sefa(
@@ -37,7 +36,7 @@ def sefa(
     """SeFa eigenpairs of AᵀA in float64: eigenvalues descending, eigenvectors (d, k)."""
     started = time.perf_counter()
     d = generator.latent_dim
-    top_k = _check_top_k(top_k, d)
+    top_k = check_top_k(top_k, d)
     if layers is not None and (
         not isinstance(layers, list)
         or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers)
@@ -66,7 +65,7 @@ def sefa(
         values, vectors = values[:top_k], vectors[:, :top_k]
     full = np.zeros((d, vectors.shape[1]))
     full[used] = vectors
-    full = _fixed_signs(full)
+    full = fixed_signs(full)
     return SpectrumResult(
         eigenvalues=np.ascontiguousarray(values),
         eigenvectors=np.ascontiguousarray(full),

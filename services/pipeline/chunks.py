@@ -25,6 +25,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.exc import InterfaceError, OperationalError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from services.config import get_settings
 from services.geometry import (
@@ -36,10 +43,10 @@ from services.geometry import (
     summary_of,
 )
 from services.geometry.batched import jacobian_spectra, spectrum_on_device
+from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.resources import measure_peak
-from services.pipeline.spec import json_safe
-from services.store import ChunkRecord, JobRecord, Store
+from services.store import TERMINAL_STATUSES, ChunkRecord, JobRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +65,21 @@ def default_worker_id() -> str:
 
 
 def with_db_retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one store call, retrying a few times with backoff on a lost connection. Store
-    calls are single transactions and idempotent, so a retry never half-writes."""
-    for attempt in range(DB_RETRIES):
-        try:
-            return call(*args, **kwargs)
-        except TRANSIENT_DB_ERRORS:
-            if attempt == DB_RETRIES - 1:
-                raise
-            log.warning("database connection lost in %s; retrying", getattr(call, "__name__", call))
-            time.sleep(DB_RETRY_BASE_S * 2**attempt)
-    raise AssertionError("unreachable")
+    """Run one store call, retrying a few times with backoff (0.2 s, 0.4 s, ...) on a lost
+    connection, then raising the last error. Store calls are single transactions and
+    idempotent, so a retry never half-writes."""
+
+    def warn(_state: RetryCallState) -> None:
+        log.warning("database connection lost in %s; retrying", getattr(call, "__name__", call))
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+        stop=stop_after_attempt(DB_RETRIES),
+        wait=wait_exponential(multiplier=DB_RETRY_BASE_S),
+        before_sleep=warn,
+        reraise=True,
+    )
+    return retrying(call, *args, **kwargs)
 
 
 class Heartbeat(AbstractContextManager["Heartbeat"]):
@@ -136,7 +147,7 @@ def run_chunk(
     chunk = _claim(store, chunk_id, worker_id)
     if chunk is None:
         current = with_db_retry(store.get_chunk, chunk_id)
-        if current.status in ("succeeded", "failed", "cancelled"):
+        if current.status in TERMINAL_STATUSES:
             # The claim itself may have just closed it (attempts exhausted): settle the job.
             with_db_retry(store.refresh_job_status, current.job_id)
         return current.status
@@ -390,7 +401,7 @@ def _save(
         store.save_spectrum, job.id, index, code, eigenvalues,
         # Stored in the job's dtype (float32 unless asked), whatever the route computed in.
         np.asarray(result.eigenvectors, dtype=resolved["dtype"]),
-        summary=result.summary or summary_of(eigenvalues), diagnostics=json_safe(dict(result.diagnostics)),
+        summary=result.summary or summary_of(eigenvalues), diagnostics=jsonable(dict(result.diagnostics)),
         model=resolved["model"], distance=distance, method=resolved["method"],
         dtype=resolved["dtype"],
     )  # fmt: skip

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from services.config import get_settings
 from services.pipeline.chunks import default_worker_id, run_chunk
-from services.store import JobRecord, Store
+from services.store import TERMINAL_STATUSES, JobRecord, Store
 
 # progress(done, total): latents finished (stored or failed) out of the job's total.
 Progress = Callable[[int, int], None]
@@ -37,7 +37,7 @@ def run_job_inprocess(
             progress(min(done, total), total)
 
     for chunk in store.list_chunks(job_id):
-        if chunk.status in ("succeeded", "failed", "cancelled"):
+        if chunk.status in TERMINAL_STATUSES:
             continue
         if chunk.status == "running" and not _take_back(store, chunk.id):
             continue  # a live runner elsewhere holds it; its result will be there

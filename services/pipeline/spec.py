@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, T
 
 from services.config import Settings, get_settings
 from services.geometry import Generator, GeometryError, InvalidOptionError
+from services.geometry.registry import JOB_OPTIONS, JobMethod
+from services.jsonable import jsonable
 from services.pipeline import estimate as planner
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import (
@@ -34,16 +35,8 @@ from services.store import ChunkPlan, LatentSetRecord, Store
 LPIPS_DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
 DISTANCES = ("mse", *LPIPS_DISTANCES)
 
-# Which method takes which option. An option given to a method that does not take it is
-# refused rather than silently ignored: a user who sets `step` expects it to matter.
-METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
-    "jacobian": ("batch", "block_columns"),
-    "hvp": ("batch",),
-    "lanczos": ("tol", "max_iter"),
-    "fd": ("step", "batch"),
-    "bp": (),
-    "sefa": ("layers",),
-}
+# Which method takes which option: the registry's (services.geometry.registry).
+METHOD_OPTIONS = JOB_OPTIONS
 DISTANCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "mse": (),
     **{name: ("resize", "random_backbone") for name in LPIPS_DISTANCES},
@@ -119,7 +112,7 @@ class JobSpec(BaseModel):
     distance: str = Field(
         default="mse", description=f"image distance: one of {', '.join(DISTANCES)}"
     )
-    method: Literal["jacobian", "hvp", "lanczos", "fd", "bp", "sefa"] = "jacobian"
+    method: JobMethod = "jacobian"
     latents: LatentsSpec | None = Field(default=None, description="codes; sefa takes none")
     top_k: int | None = Field(default=None, ge=1, description="eigenpairs kept; null = all")
     dtype: Literal["float32", "float64"] = "float32"
@@ -224,24 +217,6 @@ def spec_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()
 
 
-def json_safe(value: Any) -> Any:
-    """Facts and diagnostics as plain JSON: non-finite floats become null, unknown objects
-    their string form (torch devices, dtypes, paths)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    return str(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Resolution: the spec checked against the generator and pinned to stored codes.
 
@@ -337,7 +312,7 @@ def resolve_spec(
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec) if sampled else None,
         )  # fmt: skip
-    facts = json_safe(dict(generator.facts))
+    facts = jsonable(dict(generator.facts))
     resolved: dict[str, Any] = {
         "model": spec.model,
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
@@ -359,7 +334,7 @@ def resolve_spec(
     }
     if top_k_rule:
         resolved["top_k_rule"] = top_k_rule
-    resolved["plan"] = json_safe(estimate)
+    resolved["plan"] = jsonable(estimate)
     return ResolvedSpec(
         resolved=resolved,
         spec_hash=spec_hash(resolved),

@@ -21,9 +21,14 @@ from .records import (
     SpectrumRecord,
     SpectrumSummaryRecord,
 )
+from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, StatusName
 from .store import SPECTRUM_ORDERS, SUMMARY_KEYS, Store, alembic_config
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "Status",
+    "StatusName",
     "CHUNK_STATUSES",
     "JOB_STATUSES",
     "SPECTRUM_ORDERS",

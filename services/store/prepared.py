@@ -1,8 +1,8 @@
 """Reads built once and, on PostgreSQL, run straight on the driver: the API's hot reads.
 
-Through SQLAlchemy a small SELECT costs 0.4-0.7 ms of CPU (building the statement, its cache
-key, the execution context and the result wrapper) where psycopg alone needs about 0.1 ms; at
-the API's request rates that was most of a request. A ``PreparedRead`` keeps the statement as
+Through SQLAlchemy a small SELECT costs several times the CPU that psycopg alone needs
+(building the statement, its cache key, the execution context and the result wrapper); at
+the API's request rates that was most of a request (figures: README, bench/bench_store.py). A ``PreparedRead`` keeps the statement as
 SQLAlchemy Core, so the SQL is written once and SQLite runs it through SQLAlchemy as before,
 and compiles it once for PostgreSQL, whose rows come back from psycopg as plain dicts. Values
 are always bound by name (``bindparam``), never embedded, so the compiled text is reusable.

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-CHUNK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from .status import ACTIVE_STATUSES, CHUNK_STATUSES, JOB_STATUSES, TERMINAL_STATUSES
+
+__all__ = ["ACTIVE_STATUSES", "CHUNK_STATUSES", "JOB_STATUSES", "TERMINAL_STATUSES"]  # re-exported
 LATENT_SOURCES = ("uploaded", "sampled")
 VECTOR_DTYPES = ("float32", "float64")
 

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.dispatch import InProcessDispatcher
 from services.config import Settings
+from services.dispatch import InProcessDispatcher
 from services.store import Store
 
 # Small limits so the over-the-limit inputs stay cheap to build.
@@ -112,3 +112,10 @@ def assert_problem(response, status: int, field: str | None = None) -> dict:  # 
     if field is not None:
         assert body.get("field") == field, body
     return body
+
+
+@pytest.fixture
+def pg_url(migrated_pg_url: str) -> str:
+    """These tests' databases start migrated: a clone of the session's template (the
+    migrations themselves are tested in tests/store/test_migrations.py)."""
+    return migrated_pg_url

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.dispatch import CeleryDispatcher
 from services.config import DEFAULT_SECRET, Settings
+from services.dispatch import CeleryDispatcher
 from services.store import Store
 from tests.api.conftest import make_settings
 

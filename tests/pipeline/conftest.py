@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
 from services.store import Store
-from tests.conftest import PG_ADMIN_DSN, sqlalchemy_pg_url
+from tests.conftest import create_database, drop_database, sqlalchemy_pg_url
 from worker.launcher import WorkerPlan, start_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,20 +167,15 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
 
 
 @pytest.fixture(scope="module")
-def module_pg_url() -> Iterator[str]:
-    """One PostgreSQL database for a module whose tests share workers (jobs keep them apart)."""
+def module_pg_url(migrated_template: str) -> Iterator[str]:
+    """One PostgreSQL database for a module whose tests share workers (jobs keep them apart),
+    cloned from the session's migrated template."""
     name = f"spectra_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL is required and is not reachable at {PG_ADMIN_DSN}: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    create_database(name, template=migrated_template)
     try:
         yield sqlalchemy_pg_url(name)
     finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +219,10 @@ def cluster(
 
 def python_executable() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def pg_url(migrated_pg_url: str) -> str:
+    """These tests' databases start migrated: a clone of the session's template (the
+    migrations themselves are tested in tests/store/test_migrations.py)."""
+    return migrated_pg_url

@@ -10,15 +10,15 @@ from services.store import Store
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
+def store(migrated_db_url: str) -> Iterator[Store]:
     """A migrated store on its own fresh database, once per backend."""
-    with Store(db_url) as migrated:
+    with Store(migrated_db_url) as migrated:
         migrated.migrate()
         yield migrated
 
 
 @pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    with Store(pg_url) as migrated:
+def pg_store(migrated_pg_url: str) -> Iterator[Store]:
+    with Store(migrated_pg_url) as migrated:
         migrated.migrate()
         yield migrated

@@ -11,7 +11,7 @@ from sqlalchemy import text, update
 
 from services.store import IdempotencyConflictError, InvalidDataError, NotFoundError, Store
 from services.store.models import utcnow
-from services.store.store import IDEMPOTENCY_KEYS
+from services.store.tables import IDEMPOTENCY_KEYS
 
 from .helpers import count_rows, make_job
 

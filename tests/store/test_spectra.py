@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
 from services.store import InvalidDataError, NotFoundError, Store
-from services.store.store import _VECTOR_SQL_POSTGRES
+from services.store.queries import _VECTOR_SQL_POSTGRES
 
 from .helpers import count_rows, make_job, save, spectrum_arrays
 

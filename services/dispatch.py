@@ -1,4 +1,4 @@
-"""How the API hands committed chunks to something that runs them.
+"""How committed chunks are handed to something that runs them (the API, the CLI, the reaper).
 
 The pipeline calls ``dispatch(chunk_ids)`` only after the job's rows are committed. By default
 that is a Celery enqueue (one task per chunk, named by the chunk id so that a cancel can revoke
@@ -8,9 +8,15 @@ what is still queued); tests and the embedded mode run chunks in-process instead
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from services.celery_config import CHUNK_QUEUE, CHUNK_TASK, configure
 from services.config import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from services.store import Store
 
 log = logging.getLogger("api")
 
@@ -29,32 +35,37 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    """Enqueue on the broker of the given settings, in the worker's message format.
+    """Enqueue chunk tasks in the worker's message format (``services.celery_config``).
 
-    Its own Celery instance (configured by the worker's ``configure``) rather than the
-    module-level worker app: the API's broker is the one in ITS settings, and importing the
-    task module (and the chunk function behind it) is not needed to send a message.
+    Given settings, it builds its own Celery instance on the broker of THOSE settings and
+    gives up publishing after a few seconds (a request must not wait for the broker; the
+    pipeline keeps the job for the reaper). Given an app (the worker's own), it sends with
+    that app's policy.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        if app is None:
+            if settings is None:
+                raise TypeError("CeleryDispatcher needs settings or a Celery app")
+            app = self._publishing_app(settings)
+        self.app = app
+
+    @staticmethod
+    def _publishing_app(settings: Settings) -> Celery:
         from celery import Celery
 
-        from worker.celery_app import configure
-
-        self.app = Celery("latent_spectra_api")
-        configure(self.app, settings)
-        # A worker retries the broker forever; a request must not. Publishing gives up after
-        # a few seconds, and the pipeline keeps the job for the reaper to enqueue later.
-        self.app.conf.update(
+        app = Celery("latent_spectra_api")
+        configure(app, settings)
+        # A worker retries the broker forever; a request must not.
+        app.conf.update(
             broker_connection_timeout=PUBLISH_TIMEOUT_S,
             task_publish_retry_policy={
                 "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
             },
         )  # fmt: skip
+        return app
 
     def dispatch(self, chunk_ids: list[str]) -> None:
-        from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
-
         for chunk_id in chunk_ids:
             # The task id is the chunk id, as the worker expects (revoke by chunk id).
             self.app.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
@@ -74,7 +85,7 @@ class CeleryDispatcher:
 class InProcessDispatcher:
     """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
 
-    def __init__(self, store: Any, device: str = "cpu") -> None:
+    def __init__(self, store: Store, device: str = "cpu") -> None:
         self.store = store
         self.device = device
 

@@ -9,16 +9,16 @@ services.geometry; this module only selects, loads and labels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.params import TEXT_PATTERN, UUID_PATTERN
 from services import geometry, plots
-from services.store import InvalidDataError, NotFoundError
+from services.jsonable import jsonable
+from services.patterns import TEXT_PATTERN, UUID_PATTERN
+from services.store import InvalidDataError, NotFoundError, Store
 
 # Homogeneity is O(N^2 k d): beyond this many positions a selection uses its first ones.
 DEFAULT_MAX_POSITIONS = 100
@@ -116,21 +116,6 @@ class Comparison:
         }
 
 
-def jsonable(value: Any) -> Any:
-    """numpy scalars and arrays to plain JSON; NaN and inf to null (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _drop_matrices(result: dict[str, Any]) -> dict[str, Any]:
     # The N x N matrices are for pictures; the JSON keeps the statistics.
     return {
@@ -140,7 +125,7 @@ def _drop_matrices(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load(store: Any, selection: Selection, owner: str | None, max_positions: int) -> LoadedSelection:
+def _load(store: Store, selection: Selection, owner: str | None, max_positions: int) -> LoadedSelection:
     if selection.job_id is not None:
         job = store.get_job(selection.job_id, owner=owner)  # 404 if not visible
         eigenvalues, ids = store.eigenvalue_matrix(job_id=job.id, owner=owner)
@@ -192,7 +177,7 @@ def _pair_kind(a: LoadedSelection, b: LoadedSelection) -> str:
 
 
 def compare(
-    store: Any,
+    store: Store,
     selections: list[Selection],
     *,
     owner: str | None,
@@ -264,7 +249,7 @@ def homogeneity_png(comparison: Comparison) -> bytes:
 
 
 def montage_png(
-    store: Any, spectrum_id: str, *, axes: int = 6, steps: int = 7, device: str = "cpu"
+    store: Store, spectrum_id: str, *, axes: int = 6, steps: int = 7, device: str = "cpu"
 ) -> bytes:
     """Images of the spectrum's code moved along its top ``axes`` eigenvectors."""
     from services.pipeline.cache import cached_generator
@@ -277,7 +262,7 @@ def montage_png(
     return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
 
 
-def render_plots(store: Any, comparison: Comparison) -> dict[str, bytes]:
+def render_plots(store: Store, comparison: Comparison) -> dict[str, bytes]:
     """Every picture a comparison has, by file name (for ``spectra compare --plots DIR``)."""
     pictures = {"spectrum.png": spectrum_png(comparison)}
     if any(h is not None for h in comparison.homogeneity):

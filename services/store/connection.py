@@ -1,0 +1,153 @@
+"""Connections of the store: the write engine (one transaction per call), the read engine
+(autocommit, retried once on a fresh pool when its connection was dead), the awaitable
+reads, migrations and the ping."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, ParamSpec, Self, TypeVar
+
+from sqlalchemy import (
+    Engine,
+    Table,
+    func,
+    select,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from .async_reads import AsyncReads
+from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
+from .errors import StoreError
+from .prepared import Disconnected, ReadPlan, fetch
+
+ALEMBIC_LOCK_KEY = 0x5350_4543  # pg advisory lock held while migrating ("SPEC")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def retry_read(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a read again, once, on a fresh pool if its connection turned out to be dead
+    (server restart, pg_terminate_backend): reads skip the pre-ping round trip instead."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except (sa_exc.DBAPIError, Disconnected) as error:
+            if isinstance(error, sa_exc.DBAPIError) and not error.connection_invalidated:
+                raise
+            store = args[0]
+            assert isinstance(store, StoreConnection)
+            store._reader.dispose(close=False)  # every pooled connection may be dead
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class StoreConnection:
+    """What every part of the Store shares: the engines and the transaction helpers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self._engine: Engine = make_engine(self.url)
+        self._reader: Engine = make_read_engine(self.url, self._engine)
+        self._postgres = self._engine.dialect.name == "postgresql"
+        self._async_reads = AsyncReads(self.url if self._postgres else None, self._run_read)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for migrations, tests and benchmarks; not for queries)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._reader.dispose()
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads (autocommit on PostgreSQL; see make_read_engine). Methods
+        using it are decorated with retry_read."""
+        with self._reader.connect() as conn:
+            yield conn
+
+    @retry_read
+    def _run_read(self, plan: ReadPlan[_R]) -> _R:
+        with self._read() as conn:
+            rows = fetch(conn, plan.read, plan.params)
+        return plan.finish(rows)
+
+    async def open_async_reads(self) -> None:
+        """Let the ``*_async`` reads run on the calling event loop without threads (PostgreSQL;
+        see async_reads). Until then, and on other loops, they run in a thread. The API's
+        lifespan opens and closes it."""
+        await self._async_reads.open()
+
+    async def close_async_reads(self) -> None:
+        await self._async_reads.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One transaction; committed on success, rolled back (nothing written) on error."""
+        with self._engine.connect() as conn:
+            if not self._postgres:
+                conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: Table) -> Any:
+        return pg_insert(table) if self._postgres else sqlite_insert(table)
+
+    def migrate(self) -> None:
+        """``alembic upgrade head`` on this store's database, in one transaction. Idempotent,
+        and safe to run from several processes at once (the API and workers starting together):
+        PostgreSQL serialises them on an advisory lock, SQLite on BEGIN IMMEDIATE."""
+        from alembic import command
+
+        config = alembic_config(self.url)
+        with self._write() as conn:
+            if self._postgres:
+                conn.execute(select(func.pg_advisory_xact_lock(ALEMBIC_LOCK_KEY)))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def ping(self) -> None:
+        """Raise StoreError if the database cannot be reached or answer."""
+        try:
+            self._select_one()
+        except sa_exc.DBAPIError as error:
+            raise StoreError(
+                f"database at {self._engine.url.render_as_string(hide_password=True)} is not "
+                f"reachable: {error.orig}. Check SPECTRA_DATABASE_URL and that the server runs."
+            ) from error
+
+    @retry_read
+    def _select_one(self) -> None:
+        with self._read() as conn:
+            conn.execute(select(1)).scalar_one()
+
+
+def alembic_config(url: str) -> Any:
+    """Alembic Config for the migrations shipped inside this package, aimed at ``url``."""
+    from alembic.config import Config
+
+    package = resources.files("services.store")
+    config = Config(str(package / "alembic.ini"))
+    config.set_main_option("script_location", str(package / "migrations"))
+    config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return config

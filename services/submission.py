@@ -1,0 +1,74 @@
+"""The job use cases shared by the HTTP routes and the command line, so both behave alike:
+submission with its Idempotency-Key, cancellation with the visibility check, and export /
+import of the published ``.npz`` layout through services.export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from services import export
+from services.config import Settings
+from services.dispatch import Dispatcher
+from services.pipeline import JobSpec, cancel_job, submit_job
+from services.pipeline.spec import canonical_json
+from services.store import JobRecord, Store
+
+
+class ImportTooLargeError(ValueError):
+    """A published file over the per-job limits; the message gives the limits."""
+
+
+def request_sha256(spec: JobSpec) -> str:
+    """The hash an Idempotency-Key is bound to: the spec as the client sent it."""
+    request = canonical_json(spec.model_dump(mode="json", exclude_none=True))
+    return hashlib.sha256(request.encode()).hexdigest()
+
+
+def submit(
+    store: Store,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    spec: JobSpec,
+    owner: str,
+    idempotency_key: str | None,
+) -> tuple[JobRecord, bool]:
+    """Honour the Idempotency-Key and submit through the pipeline (which checks the spec
+    against the generator and the limits before writing anything).
+
+    The same spec from the same owner is one job in the store whatever the key; the key adds
+    the other half of the contract, kept in the store so every API process agrees: reused
+    with a different body it is refused (IdempotencyConflictError)."""
+    digest = request_sha256(spec)
+    if idempotency_key:
+        job = store.job_for_idempotency_key(owner, idempotency_key, digest)
+        if job is not None:
+            return job, False
+    job, created = submit_job(store, spec, owner, dispatcher.dispatch, settings=settings)
+    if idempotency_key:
+        store.remember_idempotency_key(owner, idempotency_key, digest, job.id)
+    return job, created
+
+
+def cancel(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None) -> JobRecord:
+    store.get_job(job_id, owner=owner)  # NotFoundError for a job this owner may not see
+    return cancel_job(store, job_id, dispatcher.revoke)
+
+
+def export_npz(store: Store, job_id: str, owner: str | None, k: int | None) -> bytes:
+    return export.to_npz_bytes(export.export_job(store, job_id, owner=owner, k=k))
+
+
+def import_npz(
+    store: Store, settings: Settings, owner: str, data: bytes, overrides: dict[str, str]
+) -> tuple[JobRecord, bool]:
+    published = export.from_npz_bytes(data)  # ExportFormatError names the array
+    n, d, _ = published.eigenvectors.shape
+    if n > settings.max_latents_per_job or d > settings.max_latent_dim:
+        raise ImportTooLargeError(
+            f"{n} spectra of dimension {d} exceed the limits ({settings.max_latents_per_job} "
+            f"per job, dimension {settings.max_latent_dim})"
+        )
+    return export.import_job(
+        store, owner, published, source_sha256=export.content_sha256(data), **overrides
+    )

@@ -1,0 +1,140 @@
+"""The charter's structure, checked on the source: imports go one way and form no cycle.
+
+The import graph is read with ``ast`` (every import statement, also those inside functions;
+imports under ``if TYPE_CHECKING:`` are left out, as they never run).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("services", "api", "worker")
+
+
+def _modules() -> dict[str, Path]:
+    modules: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            relative = path.relative_to(ROOT)
+            if "migrations" in relative.parts:
+                continue
+            name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    return modules
+
+
+def _targets(
+    modules: dict[str, Path], current: str, node: ast.Import | ast.ImportFrom
+) -> list[str]:
+    package = current if modules[current].name == "__init__.py" else current.rsplit(".", 1)[0]
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        parent = package
+        for _ in range(node.level - 1):
+            parent = parent.rsplit(".", 1)[0]
+        base = f"{parent}.{node.module}" if node.module else parent
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (not counting its own parent packages, which
+    the import system loads first in any case)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        type_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in type_only:
+                for target in _targets(modules, name, node):
+                    while target and target not in modules:
+                        target = target.rsplit(".", 1)[0] if "." in target else ""
+                    if target and target != name and target not in parents:
+                        deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_known_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_among_the_project_modules() -> None:
+    graph = import_graph()
+    assert "services.geometry.linalg" in graph and "services.store.jobs" in graph
+    assert cycles(graph) == []
+
+
+def test_imports_go_one_way() -> None:
+    graph = import_graph()
+    upward = sorted(
+        f"{module} -> {dep}"
+        for module, deps in graph.items()
+        for dep in deps
+        if (module.startswith("services") and dep.split(".")[0] in ("api", "worker"))
+        or (module.startswith("api") and dep.startswith("worker"))
+    )
+    assert upward == []
+
+
+def test_no_store_module_over_600_lines() -> None:
+    long = {
+        path.name: n
+        for path in (ROOT / "services" / "store").glob("*.py")
+        if (n := len(path.read_text().splitlines())) > 600
+    }
+    assert long == {}
