@@ -115,6 +115,40 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def homogeneity_against_floor(n: int, d: int, repeats: int) -> dict[str, Any]:
+    """Median time of homogeneity (N positions, k = d, float32: the packed route) against its
+    floor, 2·N·T·N·k FLOP (T = d(d+1)/2) at the float32 GEMM rate of the same shape class
+    measured in this run: (N, T) @ (T, b·k) with the block size the route uses."""
+    import numpy as np
+    import torch
+
+    from services.geometry import analysis, homogeneity
+
+    rng = np.random.default_rng(0)
+    vectors = np.linalg.qr(rng.standard_normal((d, d)) + 0.3 * rng.standard_normal((n, d, d)))[0]
+    values = -np.sort(-np.exp(2 * rng.standard_normal((n, d))), axis=1)
+    vectors32, values32 = vectors.astype(np.float32), values.astype(np.float32)
+    packed_size = d * (d + 1) // 2
+    block = max(1, analysis._BLOCK_ELEMENTS // (d * packed_size))
+    left = torch.randn((n, packed_size))
+    right = torch.randn((packed_size, block * d))
+    gemm_times, times = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        left @ right
+        gemm_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        homogeneity(values32, vectors32, dtype="float32")
+        times.append(time.perf_counter() - started)
+    rate = 2 * n * packed_size * block * d / float(np.median(gemm_times))
+    floor = 2 * n * packed_size * n * d / rate
+    return {
+        "positions": n, "latent_dim": d, "gemm_flops_per_s": rate, "floor_s": floor,
+        "time_s": float(np.median(times)), "ratio": float(np.median(times)) / floor,
+        "load_average": os.getloadavg(),
+    }  # fmt: skip
+
+
 def run_case(case: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
@@ -202,9 +236,16 @@ def main() -> None:
     parser.add_argument("--budget-gb", type=float, default=None, help="worker budget for the plan")
     parser.add_argument("--must-show", action="store_true")
     parser.add_argument("--row-timeout", type=float, default=3600.0)
+    parser.add_argument("--homogeneity", type=int, default=0, metavar="N",
+                        help="also time homogeneity of N positions (d = 256) against its floor")
+    parser.add_argument("--homogeneity-only", action="store_true")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.homogeneity_only:
+        result = homogeneity_against_floor(args.homogeneity or 100, 256, 3)
+        print(json.dumps(result, indent=2))
         return
     on_gpu = args.device.startswith("cuda")
     args.sizes = [int(s) for s in (args.sizes or ("128,256,1024" if on_gpu else "32")).split(",")]
@@ -218,10 +259,15 @@ def main() -> None:
             print(f"  {case['label']} {case['space']} {case['method']} ...", flush=True)
             rows.append(run_case(case, args.row_timeout))
     print(table(rows))
+    homogeneity_row = homogeneity_against_floor(args.homogeneity, 256, 3) if args.homogeneity else None
+    if homogeneity_row:
+        print(f"homogeneity N = {args.homogeneity}, d = 256: {homogeneity_row['time_s']:.2f} s, "
+              f"floor {homogeneity_row['floor_s']:.2f} s, ratio {homogeneity_row['ratio']:.2f}")  # fmt: skip
     results = RESULTS_DIR / ("bench_scale.json" if not on_gpu else "bench_scale_cuda.json")
     results.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "rows": rows,
+        "homogeneity": homogeneity_row,
         "device": args.device,
         "load_average_at_start": load_before,
         "load_average_at_end": os.getloadavg(),
