@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.cli import main as cli_main
-from api.dispatch import InProcessDispatcher
+from services.dispatch import InProcessDispatcher
 from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
 
