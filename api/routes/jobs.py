@@ -29,7 +29,7 @@ from services import submission
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.jsonable import jsonable
-from services.pipeline import JobSpec, dry_run_job
+from services.pipeline import JobSpec, dry_run_job, plan_and_measurement
 from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
@@ -186,6 +186,16 @@ async def get_job(
     # Most jobs have no failed latent: skip that query for them (status is polled often).
     failures = await store.latent_failures_async(job.id) if job.n_failed else []
     return json_response(job_detail(job, store.progress_of(job), failures))
+
+
+@router.get(
+    "/jobs/{job_id}/plan",
+    responses=PROBLEM_RESPONSES,
+    summary="The planner's estimate per code beside what the job's spectra measured",
+)
+def job_plan(request: Request, job_id: JobIdPath, principal: ReadPrincipal) -> JSONResponse:
+    report = plan_and_measurement(get_store(request), job_id, principal.visible_owner)
+    return JSONResponse(jsonable(report))
 
 
 @router.post(

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from services.config import Settings
 from services.pipeline.spec import JobSpec, ResolvedSpec, resolve_spec
 from services.store import JobRecord, Store
@@ -73,6 +75,48 @@ def dry_run_job(
         "plan": plan.plan,
         "resolved": {key: value for key, value in plan.resolved.items() if key != "plan"},
     }
+
+
+def plan_and_measurement(store: Store, job_id: str, owner: str | None = None) -> dict[str, Any]:
+    """A job's planned costs per code beside what its stored spectra measured (medians of
+    time and products, the largest peak memory), and their ratios."""
+    job = store.get_job(job_id, owner=owner)
+    plan = dict(job.resolved.get("plan") or {})
+    per_code = dict(plan.get("per_code") or {})
+    diagnostics = [s.diagnostics for s in store.list_spectra(job_id=job.id, limit=10_000)]
+
+    def figures(key: str) -> list[float]:
+        return [float(d[key]) for d in diagnostics if isinstance(d.get(key), int | float)]
+
+    def median(key: str) -> float | None:
+        values = figures(key)
+        return float(np.median(values)) if values else None
+
+    def largest(key: str) -> float | None:
+        values = figures(key)
+        return max(values) if values else None
+
+    measured = {
+        "codes": len(diagnostics),
+        "seconds": median("wall_time_s"),
+        "products": median("products"),
+        "peak_rss_bytes": largest("peak_rss_bytes"),
+        "peak_device_bytes": largest("peak_device_bytes"),
+    }
+    peak = measured["peak_device_bytes"] or measured["peak_rss_bytes"]
+    ratios = {
+        "seconds": _ratio(measured["seconds"], per_code.get("seconds")),
+        "peak_bytes": _ratio(peak, per_code.get("peak_bytes")),
+        "products": _ratio(measured["products"], per_code.get("products")),
+    }
+    return {"job_id": job.id, "status": job.status, "estimate": plan, "measured": measured,
+            "measured_over_estimate": ratios}  # fmt: skip
+
+
+def _ratio(measured: float | None, estimate: Any) -> float | None:
+    if measured is None or not isinstance(estimate, int | float) or estimate <= 0:
+        return None
+    return measured / float(estimate)
 
 
 def cancel_job(

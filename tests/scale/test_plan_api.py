@@ -89,3 +89,23 @@ def test_spectra_plan_prints_the_plan(pg_url: str, capsys) -> None:  # type: ign
         assert row in out
     with Store(pg_url) as store:
         assert store.list_jobs(limit=10) == []
+
+
+def test_a_finished_job_shows_its_estimate_beside_its_measurement(client, store) -> None:  # type: ignore[no-untyped-def]
+    headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
+    spec = {"model": WIDE, "method": "lanczos", "top_k": 5, "latents": {"count": 1}}
+    submitted = client.post("/v1/jobs", json=spec, headers=headers)  # runs in-process
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    detail = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+    assert detail["status"] == "succeeded"
+    assert detail["resolved"]["plan"]["per_code"]["route"] == "lanczos"
+    report = client.get(f"/v1/jobs/{job_id}/plan", headers=headers).json()
+    measured, estimate = report["measured"], report["estimate"]["per_code"]
+    assert measured["codes"] == 1 and measured["seconds"] > 0 and measured["products"] > 5
+    assert measured["peak_rss_bytes"] > 0
+    assert report["measured_over_estimate"]["peak_bytes"] == pytest.approx(
+        measured["peak_rss_bytes"] / estimate["peak_bytes"]
+    )
+    other = bearer(store.create_api_key("bob", ["read"])[1])
+    assert_problem(client.get(f"/v1/jobs/{job_id}/plan", headers=other), 404)
