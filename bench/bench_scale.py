@@ -253,28 +253,32 @@ def main() -> None:
     args.methods = args.methods.split(",")
     started = time.perf_counter()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as directory:
-        rows = []
-        for case in cases(args, Path(directory)):
-            print(f"  {case['label']} {case['space']} {case['method']} ...", flush=True)
-            rows.append(run_case(case, args.row_timeout))
-    print(table(rows))
-    homogeneity_row = homogeneity_against_floor(args.homogeneity, 256, 3) if args.homogeneity else None
-    if homogeneity_row:
-        print(f"homogeneity N = {args.homogeneity}, d = 256: {homogeneity_row['time_s']:.2f} s, "
-              f"floor {homogeneity_row['floor_s']:.2f} s, ratio {homogeneity_row['ratio']:.2f}")  # fmt: skip
     results = RESULTS_DIR / ("bench_scale.json" if not on_gpu else "bench_scale_cuda.json")
     results.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "rows": rows,
-        "homogeneity": homogeneity_row,
+    report: dict[str, Any] = {
+        "rows": [],
+        "homogeneity": None,
         "device": args.device,
         "load_average_at_start": load_before,
-        "load_average_at_end": os.getloadavg(),
         "cpu_count": os.cpu_count(),
-        "total_time_s": time.perf_counter() - started,
     }
-    results.write_text(json.dumps(report, indent=2))
+
+    def save() -> None:  # after every row: a long run cut short keeps what it measured
+        report.update(load_average_at_end=os.getloadavg(), total_time_s=time.perf_counter() - started)
+        results.write_text(json.dumps(report, indent=2))
+
+    with tempfile.TemporaryDirectory() as directory:
+        for case in cases(args, Path(directory)):
+            print(f"  {case['label']} {case['space']} {case['method']} ...", flush=True)
+            report["rows"].append(run_case(case, args.row_timeout))
+            print(table(report["rows"][-1:]), flush=True)
+            save()
+    print(table(report["rows"]))
+    if args.homogeneity:
+        row = report["homogeneity"] = homogeneity_against_floor(args.homogeneity, 256, 3)
+        print(f"homogeneity N = {args.homogeneity}, d = 256: {row['time_s']:.2f} s, "
+              f"floor {row['floor_s']:.2f} s, ratio {row['ratio']:.2f}")  # fmt: skip
+    save()
     print(f"\nwrote {results} in {report['total_time_s']:.0f} s "
           f"(load average {load_before[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end)")  # fmt: skip
 
