@@ -202,7 +202,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append((row["label"], row["space"], "-", row["method"], row["error"][:60],
                           *[""] * (len(header) - 5)))  # fmt: skip
             continue
-        est, got = row["estimate"]["per_code"], row["measured"]
+        est, got = row["estimate"], row["measured"]
         method = row["method"] + (
             f" blocks {row['block_columns']}" if row.get("block_columns") else ""
         )
