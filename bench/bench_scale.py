@@ -65,14 +65,10 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     distance = load_distance(case["distance"], device=device)
     method, dtype, top_k = case["method"], case["dtype"], case["top_k"]
     block_columns = case.get("block_columns")
-    probe_dtype = "float64" if method == "lanczos" else dtype
-    started = time.perf_counter()
-    probe = planner.probe(generator, distance, probe_dtype)
-    probe_s = time.perf_counter() - started
-    budget = planner.worker_budget_bytes(case.get("budget_gb"), device)
-    request = planner.Request(method, dtype, top_k, None, block_columns, dtype)
-    estimate, fits = planner.fitting_estimate(probe, request, device, budget)
     code = generator.sample(1, 1)[0]
+    # Measured first, planned after: the probe's freed memory stays resident and would
+    # otherwise count in the measured peak. The measurement uses the worker's default batch.
+    batch = min(generator.latent_dim, case.get("batch") or 128)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -83,17 +79,23 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
             for start in range(0, d, block_columns):
                 stop = min(d, start + block_columns)
                 metric[:, start:stop] = metric_columns(
-                    generator, distance, code, start, stop, dtype=dtype,
-                    batch=estimate.tangent_batch or 64,
+                    generator, distance, code, start, stop, dtype=dtype, batch=batch,
                 )  # fmt: skip
             result = spectrum_on_device(metric, top_k=top_k, device=device)
             products = 2 * d
         else:
-            options = {"batch": estimate.tangent_batch} if method == "jacobian" else {}
+            options = {"batch": batch} if method == "jacobian" else {}
             result = compute_spectrum(generator, distance, code, method=method, top_k=top_k,
                                       dtype=dtype, **options)  # fmt: skip
             products = int(result.diagnostics.get("products", 0))
     seconds = time.perf_counter() - started
+    probe_dtype = "float64" if method == "lanczos" else dtype
+    started = time.perf_counter()
+    probe = planner.probe(generator, distance, probe_dtype)
+    probe_s = time.perf_counter() - started
+    budget = planner.worker_budget_bytes(case.get("budget_gb"), device)
+    request = planner.Request(method, dtype, top_k, batch, block_columns, dtype)
+    estimate, fits = planner.fitting_estimate(probe, request, device, budget)
     vectors = np.asarray(result.eigenvectors, dtype=dtype)
     stored = vectors.nbytes + 16 * generator.latent_dim
     measured_peak = peak.device_bytes if peak.device_bytes is not None else peak.rss_bytes

@@ -36,9 +36,9 @@ PROBE_BATCHES = (2, 8)
 # Float64 copies of a d x d matrix alive at once while it is decomposed: the metric, its
 # symmetrised copy, eigh's vectors and workspace, the residual products.
 EIGH_SQUARE_COPIES = 5
-# ARPACK's products for the top k of a smooth, decaying spectrum: a few restarts of a
-# basis of ncv = 2k + 1 vectors (measured 3-6 ncv on dcgan-faces and StyleGAN2 w+).
-LANCZOS_PRODUCTS_PER_NCV = 5
+# ARPACK's products for the top k of a smooth, decaying spectrum, in bases of ncv = 2k + 1
+# vectors (about 1.3 ncv measured on dcgan-faces for k = 20; more for flatter spectra).
+LANCZOS_PRODUCTS_PER_NCV = 2
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,9 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         products = min(d * 10, LANCZOS_PRODUCTS_PER_NCV * ncv) + k
         working = int(probe.hvp_bytes.at(1))
         peak = base + working + 3 * d * ncv * 8
-        seconds = products * probe.hvp_seconds.at(1)
+        # The gradient's graph is built once per code (the probe's fixed part), then each
+        # product is one double-backward pass.
+        seconds = max(0.0, probe.hvp_seconds.fixed) + products * probe.hvp_seconds.per_item
         stored = d * k * (8 if request.vector_dtype == "float64" else 4) + 16 * d
         return CodeEstimate("lanczos", products, None, products, peak, working, seconds, stored)
     if request.method == "jacobian" and request.block_columns is not None:
