@@ -18,6 +18,8 @@ from services.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
+MEASURED_SPECTRA = 500
+
 Dispatch = Callable[[list[str]], None]
 
 
@@ -83,7 +85,8 @@ def plan_and_measurement(store: Store, job_id: str, owner: str | None = None) ->
     job = store.get_job(job_id, owner=owner)
     plan = dict(job.resolved.get("plan") or {})
     per_code = dict(plan.get("per_code") or {})
-    diagnostics = [s.diagnostics for s in store.list_spectra(job_id=job.id, limit=10_000)]
+    # The first page of spectra is a sample large enough for medians and the largest peak.
+    diagnostics = [s.diagnostics for s in store.list_spectra(job_id=job.id, limit=MEASURED_SPECTRA)]
 
     def figures(key: str) -> list[float]:
         return [float(d[key]) for d in diagnostics if isinstance(d.get(key), int | float)]
