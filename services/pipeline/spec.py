@@ -206,15 +206,9 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-# Recorded with the resolved spec but not part of what it computes: the planner's estimate
-# (it depends on the worker's budget and on timing), left out of the hash.
-UNHASHED_KEYS = ("plan",)
-
-
 def spec_hash(resolved: dict[str, Any]) -> str:
-    """sha256 of the resolved spec's canonical JSON (without the plan)."""
-    hashed = {key: value for key, value in resolved.items() if key not in UNHASHED_KEYS}
-    return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()
+    """sha256 of the resolved spec's canonical JSON."""
+    return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,10 +228,13 @@ class ResolvedSpec:
     generator_family: str
     generator_facts: dict[str, Any]
 
+    # The planner's whole estimate, times included (the dry run shows it); the job records
+    # its deterministic part as resolved["plan"] (see recorded_plan).
+    estimate: dict[str, Any] | None = None
+
     @property
     def plan(self) -> dict[str, Any]:
-        """The planner's estimate (per code and in total), as recorded with the job."""
-        return dict(self.resolved["plan"])
+        return dict(self.estimate or self.resolved["plan"])
 
 
 def resolve_spec(
@@ -334,7 +331,7 @@ def resolve_spec(
     }
     if top_k_rule:
         resolved["top_k_rule"] = top_k_rule
-    resolved["plan"] = jsonable(estimate)
+    resolved["plan"] = recorded_plan(estimate)
     return ResolvedSpec(
         resolved=resolved,
         spec_hash=spec_hash(resolved),
@@ -344,10 +341,24 @@ def resolve_spec(
         chunks=chunks,
         generator_family=generator.family,
         generator_facts=facts,
+        estimate=jsonable(estimate),
     )
 
 
 FULL_SPECTRUM_METHODS = ("jacobian", "hvp", "fd", "bp")
+# Timings depend on the moment's load: kept out of the plan recorded with the job, which is
+# part of the resolved spec and so of its hash (the same spec must stay the same job).
+_TIMED_KEYS = ("seconds", "total_seconds")
+
+
+def recorded_plan(estimate: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic part of an estimate: counts, bytes, the tangent batch, the budget."""
+    plan = {key: value for key, value in estimate.items() if key not in _TIMED_KEYS}
+    if isinstance(plan.get("per_code"), dict):
+        plan["per_code"] = {
+            key: value for key, value in plan["per_code"].items() if key not in _TIMED_KEYS
+        }
+    return dict(jsonable(plan))
 
 
 def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int | None, str | None]:
