@@ -11,13 +11,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.auth import VerifiedKeyCache
+from api.deps import reject_unknown_query_parameters
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import compare, health, jobs, latent_sets, models, plots, spectra
+from api.routes import (
+    campaigns,
+    compare,
+    health,
+    jobs,
+    latent_sets,
+    models,
+    optimisations,
+    plots,
+    spectra,
+)
 from services.config import Settings, get_settings
 from services.dispatch import CeleryDispatcher, Dispatcher
 
@@ -74,12 +85,17 @@ def create_app(
     install_error_handlers(app)
     # Added last = outermost: metrics see every request, the size limit runs before the body
     # is read by anything.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_bytes,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
-    app.include_router(health.router)
-    for module in (jobs, models, latent_sets, spectra, compare, plots):
-        app.include_router(module.router, prefix="/v1")
+    strict_query = [Depends(reject_unknown_query_parameters)]
+    app.include_router(health.router, dependencies=strict_query)
+    for module in (jobs, models, latent_sets, spectra, compare, plots, campaigns, optimisations):
+        app.include_router(module.router, prefix="/v1", dependencies=strict_query)
     return app
 
 

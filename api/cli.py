@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from api.cli_optimise import add_commands as add_optimise_commands
 from services.config import get_settings
 from services.pipeline import JobSpec
 
@@ -224,9 +225,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = _open_store(args.database)
     published = export.export_job(store, args.job, k=args.k)
-    data = export.to_npz_bytes(published)
-    Path(args.output).write_bytes(data)
     n, d, k = published.eigenvectors.shape
+    if args.layout == "gan-geometry":
+        Path(args.output).write_bytes(export.to_gan_geometry_zip(published))
+        print(f"wrote {args.output}: {n} files Hess_BP_<i>.npz, d={d}, k={k} (eva_BP, evc_BP, feat)")
+        return 0
+    Path(args.output).write_bytes(export.to_npz_bytes(published))
     print(f"wrote {args.output}: {n} spectra, d={d}, k={k} (eva ascending, evc, feat, meta)")
     return 0
 
@@ -234,13 +238,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from services import export
 
-    data = Path(args.file).read_bytes()
-    published = export.from_npz_bytes(data)
+    paths: list[Path] = []
+    for name in args.file:  # files, or directories of .npz files (sorted by name)
+        path = Path(name)
+        paths.extend(sorted(path.glob("*.npz")) if path.is_dir() else [path])
+    if not paths:
+        raise CliError(f"no .npz files in {' '.join(args.file)}")
+    published, sha256 = export.combine([(p.name, p.read_bytes()) for p in paths])
     store = _open_store(args.database)
     overrides = {k: v for k, v in (("model", args.model), ("distance", args.distance),
                                    ("method", args.method)) if v}  # fmt: skip
     job, created = export.import_job(
-        store, LOCAL_OWNER, published, source_sha256=export.content_sha256(data), **overrides
+        store, LOCAL_OWNER, published, source_sha256=sha256, **overrides
     )
     print(f"{'imported' if created else 'already imported'}: {job.n_done} spectra, status {job.status}")
     print(job.id)
@@ -269,17 +278,27 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from services.geometry import list_models
+    from services.geometry import list_models, list_schemes
 
     facts: dict[str, Any] = {}
     if args.database:
         facts = {g.name: g for g in _open_store(args.database).list_generators()}
-    rows = [("name", "family", "latent_dim", "weights_sha256", "description")]
+    rows = [("name", "family", "latent_dim", "spaces", "weights_sha256", "description")]
     for info in list_models():
         known = facts.get(info.name)
         sha = (known.weights_sha256 or "")[:12] if known else ""
-        rows.append((info.name, info.family, str(info.latent_dim), sha, info.description))
+        rows.append((info.name, info.family, str(info.latent_dim), ",".join(info.spaces), sha,
+                     info.description))  # fmt: skip
     print(_table(rows))
+    print("\nschemes (a file named after the prefix):")
+    schemes = [("name", "family", "spaces", "description")]
+    for info in list_schemes():
+        schemes.append((info.name, info.family, ",".join(info.spaces), info.description))
+    print(_table(schemes))
+    print("\nlayers (for --distance layer:NAME and ganspace --layer):")
+    for info in [*list_models(), *list_schemes()]:
+        if info.layers:
+            print(f"  {info.name}: {', '.join(info.layers)}")
     return 0
 
 
@@ -287,17 +306,109 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from services import comparison
 
     store = _open_store(args.database)
-    selections = [comparison.parse_selection(text) for text in args.selections]
+    try:
+        selections = [comparison.parse_selection(text) for text in args.selections]
+    except ValueError as error:
+        raise CliError(str(error)) from None
     result = comparison.compare(store, selections, owner=None, k=args.k)
     print(comparison.format_report(result))
+    write_comparison_outputs(store, result, args)
+    return 0
+
+
+def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
+    """--plots DIR (in every --format) and --json FILE (the full result, matrices too)."""
+    from services import comparison
+
     if args.plots:
         out = Path(args.plots)
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in comparison.render_plots(store, result).items():
+        formats = tuple(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
+        pictures = comparison.render_plots(
+            store, result, formats=formats, normalisation=args.normalise
+        )
+        for name, data in pictures.items():
             (out / name).write_bytes(data)
             print(f"wrote {out / name}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.json).write_text(json.dumps(result.to_json(matrices=True), indent=1))
+        print(f"wrote {args.json}")
+
+
+def _comparison_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plots", metavar="DIR", help="also write the figures into DIR")
+    parser.add_argument("--formats", default="png", metavar="png,svg,pdf",
+                        help="figure formats, comma-separated (default png)")  # fmt: skip
+    parser.add_argument("--normalise", choices=("none", "top", "trace"), default=None,
+                        help="spectra as λ, λ/λ1 or λ/trace (default: λ/λ1 when Hessians and "
+                        "directions are drawn together, else λ)")  # fmt: skip
+    parser.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def cmd_campaign_submit(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from services import campaigns
+    from services.pipeline import run_job_inprocess
+
+    fields = {
+        "name": args.name, "tags": _names(args.tags) or [], "models": _names(args.models),
+        "spaces": _names(args.spaces), "distances": _names(args.distances),
+        "methods": _names(args.methods), "directions": _names(args.directions),
+        "latents": {"count": args.latents, "seed": args.seed}, "top_k": args.top_k,
+        "dtype": args.dtype, "chunk_size": args.chunk_size,
+    }  # fmt: skip
+    try:
+        spec = campaigns.CampaignSpec(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        raise CliError(f"campaign: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") from None
+    store = _open_store(args.database)
+    try:
+        record, created = campaigns.submit_campaign(store, spec, LOCAL_OWNER, None)
+    except campaigns.CampaignSpecError as error:
+        raise CliError(str(error)) from None
+    print(f"campaign {record.name} {'created' if created else 'already exists'}: "
+          f"{len(record.members)} members")  # fmt: skip
+    if not args.no_run:
+        for member in record.members:
+            job = run_job_inprocess(store, member.job_id)
+            print(f"  {member.member}: {job.status} ({job.n_done}/{job.n_latents})")
+    print(record.id)
+    return 0
+
+
+def cmd_campaign_status(args: argparse.Namespace) -> int:
+    from services import campaigns
+
+    status = campaigns.campaign_status(_open_store(args.database), args.campaign, None)
+    rows = [("member", "job", "status", "done", "failed", "planned")]
+    rows += [(m.member, m.job_id, m.status, str(m.done), str(m.failed), str(m.planned))
+             for m in status.members]  # fmt: skip
+    print(f"campaign {status.campaign.name}: {status.status}")
+    print(_table(rows))
+    return 0
+
+
+def cmd_campaign_cancel(args: argparse.Namespace) -> int:
+    from services import campaigns
+
+    status = campaigns.cancel_campaign(_open_store(args.database), args.campaign, None, None)
+    print(f"campaign {status.campaign.name}: {status.status}")
+    return 0
+
+
+def cmd_campaign_compare(args: argparse.Namespace) -> int:
+    from services import campaigns, comparison
+
+    store = _open_store(args.database)
+    result = campaigns.compare_campaign(store, args.campaign, None, k=args.k,
+                                        include_partial=args.include_partial)  # fmt: skip
+    print(comparison.format_report(result))
+    write_comparison_outputs(store, result, args)
     return 0
 
 
@@ -503,13 +614,56 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("job")
     export.add_argument("-o", "--output", required=True, metavar="FILE.npz")
     export.add_argument("--k", type=int, default=None, help="eigenpairs per spectrum (default all)")
+    export.add_argument(
+        "--layout", choices=("stacked", "gan-geometry"), default="stacked",
+        help="stacked: one .npz (eva, evc, feat, meta); gan-geometry: a .zip of Hess_BP_<i>.npz "
+        "files as the published analysis code reads them (docs/npz-layouts.md)",
+    )  # fmt: skip
     _database_option(export)
 
-    imp = command("import", cmd_import, "store a published-layout .npz as a finished job")
-    imp.add_argument("file", metavar="FILE.npz")
+    imp = command("import", cmd_import, "store .npz spectra (ours or GAN-Geometry's, "
+                  "docs/npz-layouts.md) as one finished job")  # fmt: skip
+    imp.add_argument("file", nargs="+", metavar="FILE.npz|DIR",
+                     help="one stacked file, or per-position files (Hess_BP_<i>.npz) or their directory")  # fmt: skip
     for name in ("model", "distance", "method"):
         imp.add_argument(f"--{name}", help=f"overrides meta.{name} of the file")
     _database_option(imp)
+
+    campaign = commands.add_parser("campaign", help="submit, follow, cancel and compare campaigns "
+                                   "(embedded store)")  # fmt: skip
+    campaign_commands = campaign.add_subparsers(dest="campaign_command", required=True)
+
+    def campaign_command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = campaign_commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        _database_option(sub)
+        return sub
+
+    submit_c = campaign_command("submit", cmd_campaign_submit, "submit a campaign and run its "
+                                "members here; prints the campaign id last")  # fmt: skip
+    submit_c.add_argument("--name", required=True)
+    submit_c.add_argument("--models", required=True, help="comma-separated model names")
+    submit_c.add_argument("--spaces", help="comma-separated latent spaces (z, w, w+)")
+    submit_c.add_argument("--distances", help="comma-separated (default mse)")
+    submit_c.add_argument("--methods", help="comma-separated Hessian methods (default jacobian)")
+    submit_c.add_argument("--directions", help="comma-separated direction methods (default sefa; "
+                          "'' for none)")  # fmt: skip
+    submit_c.add_argument("--latents", type=int, required=True, help="codes per model")
+    submit_c.add_argument("--seed", type=int, default=0)
+    submit_c.add_argument("--top-k", type=int, default=None)
+    submit_c.add_argument("--dtype", default=None, choices=("float32", "float64"))
+    submit_c.add_argument("--chunk-size", type=int, default=None)
+    submit_c.add_argument("--tags", help="comma-separated tags")
+    submit_c.add_argument("--no-run", action="store_true", help="only submit (a worker runs them)")
+    for name, handler, text in (("status", cmd_campaign_status, "each member's job status"),
+                                ("cancel", cmd_campaign_cancel, "cancel unfinished members")):  # fmt: skip
+        campaign_command(name, handler, text).add_argument("campaign")
+    compare_c = campaign_command("compare", cmd_campaign_compare, "the comparison matrix over "
+                                 "the campaign's members")  # fmt: skip
+    compare_c.add_argument("campaign")
+    compare_c.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
+    compare_c.add_argument("--include-partial", action="store_true")
+    _comparison_output_options(compare_c)
 
     migrate = command("migrate", cmd_migrate, "create or upgrade the database schema")
     _database_option(migrate)
@@ -545,10 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = command("compare", cmd_compare, "compare selections: anisotropy, homogeneity, "
                       "alignment of top-k subspaces")  # fmt: skip
-    compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD")
+    compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD|MODEL::sefa")
     compare.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
-    compare.add_argument("--plots", metavar="DIR", help="also write PNG pictures into DIR")
-    compare.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    _comparison_output_options(compare)
     _database_option(compare)
 
     keys = command("keys", lambda _a: 2, "API keys")
@@ -565,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo, "the main job end to end, writing results into DIR")
     demo.add_argument("--out", required=True, metavar="DIR")
     _database_option(demo)
+
+    add_optimise_commands(command, _database_option, _open_store, LOCAL_OWNER)
     return parser
 
 

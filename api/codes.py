@@ -13,6 +13,7 @@ from fastapi import UploadFile
 
 from api.errors import ApiProblem
 from services.config import Settings
+from services.npz_safety import UnsafeArrayFileError, check_npy
 
 READ_BLOCK = 1 << 20
 
@@ -40,10 +41,18 @@ def _invalid(detail: str, field: str) -> ApiProblem:
     return ApiProblem(422, "Invalid latent codes", detail, field=field, slug="invalid-latents")
 
 
-def parse_npy_codes(data: bytes, field: str = "file") -> np.ndarray:
-    """A ``.npy`` holding (n, d) or (d,) real numbers -> (n, d) float64."""
+def parse_npy_codes(data: bytes, settings: Settings, field: str = "file") -> np.ndarray:
+    """A ``.npy`` holding (n, d) or (d,) real numbers -> (n, d) float64. The header's shape
+    is checked against the limits before numpy allocates the array it declares."""
     if not data:
         raise _invalid("The uploaded file is empty; send a .npy array of shape (n, d).", field)
+    try:
+        check_npy(
+            data, max_rows=settings.max_latents_per_job, max_columns=settings.max_latent_dim,
+            field=field,
+        )  # fmt: skip
+    except UnsafeArrayFileError as error:
+        raise _invalid(f"{error}".removeprefix(f"{field}: "), field) from None
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

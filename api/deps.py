@@ -6,7 +6,7 @@ declares what it uses and its parameters are typed without repeating ``Depends``
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -17,6 +17,7 @@ from services.dispatch import Dispatcher
 from services.geometry import list_models
 from services.geometry.controls import base_model_name
 from services.store import Store
+from services.worker_devices import device_is_served
 
 
 def get_settings(request: Request) -> Settings:
@@ -57,3 +58,51 @@ def ensure_model_served(name: str, settings: Settings, field: str = "model") -> 
         field=field,
         slug="model-not-served",
     )
+
+
+def ensure_device_served(device: str | None, dispatcher: Dispatcher, field: str = "device") -> None:
+    """Refuse a job for a device no running worker has (e.g. cuda:3 on a two-GPU host), so
+    it is not left queued forever. Unchecked (accepted) when the workers' devices cannot be
+    read: the job then waits for a worker as any other does."""
+    if device is None:
+        return
+    lookup = getattr(dispatcher, "devices", None)
+    available = lookup() if lookup is not None else None
+    if available is None or device_is_served(device, available):
+        return
+    have = ", ".join(sorted(available)) or "none"
+    raise ApiProblem(
+        422,
+        "Device not served",
+        f"no running worker has device {device!r} (the workers have: {have}); leave device "
+        "out to use the worker's own, or start a worker on that device",
+        field=field,
+        slug="device-not-served",
+    )
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is refused (422 naming it), not ignored: a
+    misspelt filter (``?staus=failed``) would otherwise silently widen the selection."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _all_query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            f"unknown query parameter {unknown[0]!r}; this route takes "
+            f"{', '.join(sorted(known)) or 'no query parameters'}",
+            field=unknown[0],
+            slug="validation-error",
+        )
+
+
+def _all_query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params.extend(_all_query_params(sub))
+    return params

@@ -30,6 +30,7 @@ from services.geometry import (
     UnknownMethodError,
     UnknownModelError,
 )
+from services.jsonable import jsonable
 from services.pipeline.spec import SpecError
 from services.store import (
     ConflictError,
@@ -38,9 +39,12 @@ from services.store import (
     NotFoundError,
     StoreError,
 )
+from services.store.availability import DATABASE_UNAVAILABLE_ERRORS
 from services.submission import ImportTooLargeError
 
 PROBLEM_JSON = "application/problem+json"
+# Seconds a client is told to wait when the database is unreachable (503).
+RETRY_AFTER_S = 5
 PROBLEM_BASE = "https://latent-spectra.dev/problems/"
 
 log = logging.getLogger("api")
@@ -68,6 +72,43 @@ class ApiProblem(Exception):
         self.slug = slug or title.lower().replace(" ", "-")
         self.headers = headers
         self.extra = extra or {}
+
+
+# What each documented problem status means, for the OpenAPI document.
+PROBLEM_STATUSES: dict[int, str] = {
+    400: "Malformed request (e.g. a body that is not valid JSON)",
+    401: "No or invalid API key",
+    403: "The key lacks the scope",
+    404: "No such resource visible to this key",
+    409: "The request conflicts with what is stored (e.g. a job without results yet)",
+    413: "Body or upload over the size limit",
+    422: "Invalid input (the problem document names the field)",
+    503: "The database is unreachable for now; retry after the Retry-After seconds",
+}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem documents (all of them by default)."""
+    return {
+        status: {
+            "description": PROBLEM_STATUSES[status],
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses or PROBLEM_STATUSES
+    }
 
 
 def problem_response(
@@ -140,6 +181,13 @@ def _field_of(error: Exception, default: str | None) -> str | None:
     return field if isinstance(field, str) and field else default
 
 
+def _extra_of(error: Exception) -> dict[str, Any] | None:
+    # Members a domain error adds to its problem document (e.g. the groups of a mixed
+    # selection, so a client can pick one); only a JSON object is taken.
+    extra = getattr(error, "extra", None)
+    return jsonable(extra) if isinstance(extra, dict) else None
+
+
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     # ("body", "latents", "count") -> "latents.count"; the transport part is not a field name.
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
@@ -199,6 +247,53 @@ def validation_error(error: ValidationError, prefix: str | None = None) -> ApiPr
     )
 
 
+def database_unavailable(instance: str | None = None) -> JSONResponse:
+    """503 for a database that cannot be reached now: the request was fine, send it again."""
+    return problem_response(
+        503,
+        "Service unavailable",
+        "The database cannot be reached right now; nothing was changed. Retry after "
+        f"{RETRY_AFTER_S} s.",
+        slug="service-unavailable",
+        instance=instance,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def allowed_methods(request: Request, *, literal_only: bool = False) -> list[str]:
+    """The methods the OpenAPI document lists for this path (several routes share a path,
+    one per method). ``literal_only``: only paths without parameters, less the method used."""
+    methods: set[str] = set()
+    for template, pattern, path_methods in _documented_paths(request.app):
+        if literal_only and "{" in template:
+            continue
+        if pattern.fullmatch(request.url.path):
+            methods |= path_methods
+    return sorted(methods - {request.method}) if literal_only else sorted(methods)
+
+
+def _documented_paths(app: FastAPI) -> list[tuple[str, re.Pattern[str], set[str]]]:
+    cached = getattr(app.state, "documented_paths", None)
+    if cached is None:
+        cached = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            cached.append((template, re.compile(regex), {m.upper() for m in operations}))
+        app.state.documented_paths = cached
+    return cached
+
+
+def method_not_allowed(request: Request, allowed: list[str]) -> JSONResponse:
+    return problem_response(
+        405,
+        "Method not allowed",
+        f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}.",
+        slug="method-not-allowed",
+        instance=request.url.path,
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, error: ApiProblem) -> JSONResponse:
@@ -215,7 +310,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        return validation_problem([dict(e) for e in error.errors()], instance=request.url.path)
+        errors = [dict(e) for e in error.errors()]
+        if errors and all(tuple(e.get("loc", ()))[:1] == ("path",) for e in errors):
+            # "GET /v1/latent-sets/upload" met the {set_id} route only because no GET route
+            # has that literal path: the path names the upload route, the method is wrong.
+            allowed = allowed_methods(request, literal_only=True)
+            if allowed:
+                return method_not_allowed(request, allowed)
+        return validation_problem(errors, instance=request.url.path)
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, error: ValidationError) -> JSONResponse:
@@ -223,6 +325,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 405:
+            return method_not_allowed(request, allowed_methods(request))
         title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
             error.status_code, "HTTP error"
         )
@@ -245,12 +349,20 @@ def install_error_handlers(app: FastAPI) -> None:
             slug=mapping.slug,
             field=_field_of(error, mapping.field),
             instance=request.url.path,
+            extra=_extra_of(error),
         )
 
     # One handler per class: Starlette picks the most specific by MRO, and these are handled
     # in the exception middleware (answered, not re-raised as server errors).
     for kind, _ in _DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain)
+
+    async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+        return database_unavailable(request.url.path)
+
+    for kind in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, error: Exception) -> JSONResponse:

@@ -1,4 +1,8 @@
-"""Request-size limit enforced before any handler reads the body.
+"""Request-size limits enforced before any handler reads the body.
+
+File uploads (multipart, octet-stream) may be up to SPECTRA_MAX_UPLOAD_BYTES; every other
+body (JSON) up to SPECTRA_MAX_JSON_BYTES, since a JSON body is parsed into Python objects
+several times its size before any field is validated.
 
 A declared ``Content-Length`` over the limit is refused at once with 413, without reading a
 byte of the body; a chunked body is counted as it streams and cut off at the limit. Either way
@@ -18,14 +22,17 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _problem_bytes(limit: int, path: str) -> bytes:
+FILE_CONTENT_TYPES = (b"multipart/", b"application/octet-stream")
+
+
+def _problem_bytes(limit: int, path: str, setting: str) -> bytes:
     return json.dumps(
         {
             "type": PROBLEM_BASE + "payload-too-large",
             "title": "Payload too large",
             "status": 413,
             "detail": f"The request body exceeds the limit of {limit} bytes "
-            "(SPECTRA_MAX_UPLOAD_BYTES); send fewer or smaller codes.",
+            f"({setting}); send fewer or smaller codes, or upload codes as a .npy file.",
             "field": "body",
             "instance": path,
         }
@@ -33,12 +40,20 @@ def _problem_bytes(limit: int, path: str) -> bytes:
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_upload_bytes = max_bytes
+        self.max_json_bytes = min(max_bytes, max_json_bytes or max_bytes)
+
+    def _limit_for(self, scope: Scope) -> tuple[int, str]:
+        for name, value in scope.get("headers", []):
+            if name == b"content-type" and value.lower().startswith(FILE_CONTENT_TYPES):
+                return self.max_upload_bytes, "SPECTRA_MAX_UPLOAD_BYTES"
+        return self.max_json_bytes, "SPECTRA_MAX_JSON_BYTES"
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = _problem_bytes(self.max_bytes, scope.get("path", ""))
+        limit, setting = self._limit_for(scope)
+        body = _problem_bytes(limit, scope.get("path", ""), setting)
         await send(
             {
                 "type": "http.response.start",
@@ -56,13 +71,14 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, _ = self._limit_for(scope)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     await self._refuse(scope, send)
                     return
         received = 0
@@ -74,7 +90,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # Stop reading here. Whatever the framework makes of this error (FastAPI
                     # turns body-parsing errors into 400), the response is replaced below.
                     exceeded = True

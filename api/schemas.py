@@ -249,6 +249,13 @@ def spectrum_detail(record: SpectrumRecord) -> SpectrumDetail:
 class ModelView(BaseModel):
     name: str
     family: str
-    latent_dim: int
+    latent_dim: int | None = Field(description="null for a scheme: it depends on the file")
     description: str
+    spaces: list[str] = Field(
+        default_factory=lambda: ["z"], description="latent spaces (job option `space`)"
+    )
+    layers: list[str] = Field(
+        default_factory=list, description="layer names for layer:NAME distances and ganspace"
+    )
+    scheme: bool = Field(default=False, description="a loader scheme: the name is a pattern")
     facts: dict[str, Any] = Field(default_factory=dict, description="recorded by workers")

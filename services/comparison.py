@@ -1,24 +1,44 @@
-"""Comparing selections of stored spectra, for the HTTP compare and plot routes and the CLI.
+"""Comparing selections of stored spectra: the one use case behind the HTTP compare and plot
+routes, the CLI and the UI.
 
-A selection is a job, or every visible spectrum of one (model, distance, method). For each:
-the anisotropy table and the homogeneity statistics. For each pair whose latent spaces have
-the same dimension: the alignment of the top-k eigenvectors of their average metrics (SeFa
-against a Hessian method on the same model is one such pair). All numbers come from
-services.geometry; this module only selects, loads and labels.
+A selection is a job, or every visible spectrum of one (model, distance, method), narrowed by
+optional filters (dtype, kept eigenpairs, space). Its spectra must agree on what makes them
+comparable (`services.comparability`): otherwise it is refused, listing the groups found and
+how to pick one. Partial results of cancelled or failed jobs are left out unless asked for,
+and each position (same key, same code) counts once however many jobs or imports hold it.
+
+For each selection: the anisotropy table and the homogeneity statistics, with medians and
+bootstrap intervals. For each pair whose latent spaces have the same dimension: the alignment
+of the top-k eigenvectors of their average metrics against the random-subspace baseline
+(SeFa / GANSpace against a Hessian method on the same model is one such pair). All numbers
+come from services.geometry; this module only selects, loads and labels.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services import geometry, plots
+from services.comparability import (
+    DIRECTION_METHODS,
+    SEFA_DISTANCE,
+    ComparabilityKey,
+    Group,
+    SelectedRow,
+    code_digest,
+    comparability_key,
+    differing_fields,
+    group_rows,
+)
 from services.jsonable import jsonable
 from services.patterns import TEXT_PATTERN, UUID_PATTERN
 from services.store import InvalidDataError, NotFoundError, Store
+from services.store.selections import SelectionRow
 
 # Homogeneity is O(N^2 k d): beyond this many positions a selection uses its first ones.
 DEFAULT_MAX_POSITIONS = 100
@@ -26,10 +46,13 @@ MAX_POSITIONS = 500
 # Eigenvectors read per spectrum for homogeneity and the average metric.
 MAX_VECTORS = 128
 MAX_SELECTIONS = 8
+MAX_CAMPAIGN_SELECTIONS = 32
+KNOWN_DISTANCES = ("mse", "lpips-alex", "lpips-vgg", "lpips-squeeze")
 
 
 class Selection(BaseModel):
-    """A job id, or a (model, distance, method) triple (distance may be left out for sefa)."""
+    """A job id, or a (model, distance, method) triple (directions have no distance), with
+    optional filters that pick one comparable group."""
 
     model_config = ConfigDict(extra="forbid")
     job_id: str | None = Field(default=None, pattern=UUID_PATTERN)
@@ -37,6 +60,16 @@ class Selection(BaseModel):
     distance: str | None = Field(default=None, min_length=1, max_length=100, pattern=TEXT_PATTERN)
     method: str | None = Field(default=None, min_length=1, max_length=50, pattern=TEXT_PATTERN)
     label: str | None = Field(default=None, max_length=100, pattern=TEXT_PATTERN)
+    dtype: Literal["float32", "float64"] | None = Field(default=None, description="filter")
+    kept: str | None = Field(
+        default=None, pattern=r"^(all|top-[1-9][0-9]*)$",
+        description='filter: "all" eigenpairs or "top-K"',
+    )  # fmt: skip
+    space: str | None = Field(default=None, max_length=10, pattern=TEXT_PATTERN,
+                              description="filter: latent space (z, w, w+)")  # fmt: skip
+    include_partial: bool = Field(
+        default=False, description="also use spectra of cancelled, failed or running jobs"
+    )
 
     @model_validator(mode="after")
     def _job_or_triple(self) -> Selection:
@@ -46,6 +79,11 @@ class Selection(BaseModel):
             raise ValueError('give either "job_id" or "model" and "method" (and "distance")')
         if by_triple and (self.model is None or self.method is None):
             raise ValueError('a selection by model needs "model" and "method"')
+        if self.method in DIRECTION_METHODS and self.distance not in (None, SEFA_DISTANCE):
+            raise ValueError(
+                f"{self.method} directions have no distance: select them as "
+                f"{self.model}::{self.method} (or {{\"model\": ..., \"method\": \"{self.method}\"}})"
+            )
         return self
 
     def describe(self) -> str:
@@ -53,7 +91,7 @@ class Selection(BaseModel):
             return self.label
         if self.job_id is not None:
             return f"job {self.job_id[:8]}"
-        return "/".join(p for p in (self.model, self.distance, self.method) if p)
+        return ":".join([self.model or "", self.distance or "", self.method or ""])
 
 
 class CompareRequest(BaseModel):
@@ -64,60 +102,116 @@ class CompareRequest(BaseModel):
 
 
 def parse_selection(text: str) -> Selection:
-    """``JOB_ID`` or ``MODEL:DISTANCE:METHOD`` (the model may itself contain colons)."""
+    """``JOB_ID``, ``MODEL:DISTANCE:METHOD``, or directions ``MODEL::METHOD`` /
+    ``MODEL:METHOD`` (sefa, ganspace). The model may itself contain colons."""
+    if ":" not in text:
+        return Selection(job_id=text)
+    head, _, method = text.rpartition(":")
+    if method in DIRECTION_METHODS:
+        model = head.removesuffix(":")
+        if head.endswith(":") and not model:
+            raise ValueError(f"selection {text!r}: name the model, e.g. dcgan-faces::{method}")
+        last = model.rpartition(":")[2]
+        if not head.endswith(":") and last in KNOWN_DISTANCES:
+            raise ValueError(
+                f"selection {text!r}: {method} directions have no distance; write "
+                f"{model.rpartition(':')[0]}::{method}"
+            )
+        return Selection(model=model, method=method)
     parts = text.rsplit(":", 2)
     if len(parts) == 3 and all(parts):
         return Selection(model=parts[0], distance=parts[1], method=parts[2])
-    if ":" in text:
-        raise ValueError(f"selection {text!r}: use a job id or MODEL:DISTANCE:METHOD")
-    return Selection(job_id=text)
+    raise ValueError(
+        f"selection {text!r}: use a job id, MODEL:DISTANCE:METHOD or, for directions, "
+        "MODEL::sefa"
+    )
+
+
+class MixedSelectionError(InvalidDataError):
+    """A selection whose spectra are not comparable: the groups found and how to pick one."""
+
+    def __init__(self, selection: Selection, groups: list[Group], index: int) -> None:
+        keys = [g.key for g in groups]
+        fields = differing_fields(keys)
+        listing = "; ".join(
+            f"{g.key.label()} [dtype {g.key.dtype}, {g.key.kept}, weights "
+            f"{(g.key.weights_sha256 or 'unknown')[:12]}]: {len(g.rows)} spectra"
+            for g in groups
+        )
+        hint = ", ".join(f'"{f}"' for f in fields if f in ("dtype", "kept", "space")) or None
+        how = (
+            f"narrow it with {hint} in the selection, or select one job by its id"
+            if hint else "select one job by its id (e.g. one of " + ", ".join(
+                g.job_ids[0] for g in groups if g.job_ids) + ")"
+        )  # fmt: skip
+        super().__init__(
+            f"selection {selection.describe()!r} mixes spectra that are not comparable "
+            f"(they differ in {', '.join(fields) or 'their records'}): {listing}. {how}"
+        )
+        self.field = f"selections.{index}"
+        self.extra = {"groups": [g.describe() for g in groups], "differing": fields}
 
 
 @dataclass
 class LoadedSelection:
     label: str
     selection: Selection
+    key: ComparabilityKey
     spectrum_ids: list[str]
+    job_ids: list[str]
     eigenvalues: np.ndarray  # (N, k) descending
     eigenvectors: np.ndarray  # (n, d, kv) for the first n <= max_positions spectra
     model: str
     method: str
     distance: str
-    codes: list[np.ndarray | None] = field(default_factory=list)
+    duplicates_dropped: int = 0
+    partial_left_out: dict[str, int] = field(default_factory=dict)
+
+    def is_directions(self) -> bool:
+        return self.key.is_directions()
 
 
 @dataclass
 class Comparison:
+    """The result: one definition for HTTP, CLI and UI; `to_json` is the full result
+    (``matrices=True`` adds the N x N homogeneity and k x k |cosine| matrices)."""
+
     selections: list[LoadedSelection]
     anisotropy: list[dict[str, Any]]
     homogeneity: list[dict[str, Any] | None]
     alignments: list[dict[str, Any]]
     notes: list[str]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, matrices: bool = False) -> dict[str, Any]:
+        keep = (lambda r: r) if matrices else _drop_matrices
         return {
             "selections": [
                 {
                     "label": s.label,
                     "selection": s.selection.model_dump(exclude_none=True),
+                    "key": s.key.to_json(),
                     "model": s.model,
                     "distance": s.distance,
+                    "distance_label": s.key.distance_label(),
                     "method": s.method,
                     "n_spectra": int(s.eigenvalues.shape[0]),
                     "k": int(s.eigenvalues.shape[1]),
                     "d": int(s.eigenvectors.shape[1]),
+                    "job_ids": s.job_ids,
+                    "duplicates_dropped": s.duplicates_dropped,
+                    "partial_left_out": s.partial_left_out,
                     "anisotropy": jsonable(a),
-                    "homogeneity": None if h is None else jsonable(_drop_matrices(h)),
+                    "homogeneity": None if h is None else jsonable(keep(h)),
                 }
                 for s, a, h in zip(self.selections, self.anisotropy, self.homogeneity, strict=True)
             ],
-            "alignments": [jsonable(a) for a in self.alignments],
+            "alignments": [jsonable(keep(a)) for a in self.alignments],
             "notes": self.notes,
         }
 
 
 def _drop_matrices(result: dict[str, Any]) -> dict[str, Any]:
-    # The N x N matrices are for pictures; the JSON keeps the statistics.
+    # The N x N matrices are for pictures; the default JSON keeps the statistics.
     return {
         key: value
         for key, value in result.items()
@@ -125,34 +219,66 @@ def _drop_matrices(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load(store: Store, selection: Selection, owner: str | None, max_positions: int) -> LoadedSelection:
+def _selected(row: SelectionRow) -> SelectedRow:
+    key = comparability_key(
+        row.job_resolved, model=row.model, distance=row.distance, method=row.method,
+        dtype=row.dtype, k=row.k, d=row.d,
+    )  # fmt: skip
+    code = None if row.method in DIRECTION_METHODS else code_digest(row.code)
+    return SelectedRow(row.spectrum_id, row.job_id, row.job_status, row.latent_index, key, code)
+
+
+def _matches(key: ComparabilityKey, selection: Selection) -> bool:
+    return (
+        (selection.dtype is None or key.dtype == selection.dtype)
+        and (selection.kept is None or key.kept == selection.kept)
+        and (selection.space is None or (key.space or "z") == selection.space)
+    )
+
+
+def load_selection(
+    store: Store, selection: Selection, owner: str | None, max_positions: int, index: int
+) -> LoadedSelection:
     if selection.job_id is not None:
         job = store.get_job(selection.job_id, owner=owner)  # 404 if not visible
-        eigenvalues, ids = store.eigenvalue_matrix(job_id=job.id, owner=owner)
+        raw = store.selection_rows(job_ids=[job.id], owner=owner)
     else:
-        eigenvalues, ids = store.eigenvalue_matrix(
-            model=selection.model, distance=selection.distance, method=selection.method, owner=owner
-        )
-    if not ids:
+        raw = store.selection_rows(
+            model=selection.model, distance=selection.distance,
+            method=selection.method, owner=owner,
+        )  # fmt: skip
+    by_id = {row.spectrum_id: row for row in raw}
+    rows = [r for r in map(_selected, raw) if _matches(r.key, selection)]
+    grouping = group_rows(rows, include_partial=selection.include_partial)
+    groups = [g for g in grouping.groups if g.rows]
+    if not groups:
+        if grouping.partial_left_out:
+            left = ", ".join(f"{n} of {status} jobs" for status, n in grouping.partial_left_out.items())
+            raise InvalidDataError(
+                f"selection {selection.describe()!r} has only partial results ({left}); add "
+                '"include_partial": true to use them'
+            )
         raise NotFoundError(f"selection {selection.describe()!r} matches no stored spectra")
-    first = store.get_spectrum(ids[0])
-    kept = ids[:max_positions]
-    vector_k = min(eigenvalues.shape[1], MAX_VECTORS)
-    eigenvectors = store.top_k_eigenvectors(kept, vector_k)  # (n, d, kv)
+    if len(groups) > 1:
+        raise MixedSelectionError(selection, groups, index)
+    (group,) = groups
+    ids = [r.spectrum_id for r in group.rows]
+    first = by_id[ids[0]]
+    k = min(by_id[i].k for i in ids)
+    eigenvalues = np.stack([
+        np.frombuffer(by_id[i].eigenvalues, dtype="<f8")[:k] for i in ids
+    ]).astype(np.float64)  # fmt: skip
+    vector_k = min(k, MAX_VECTORS)
+    eigenvectors = store.top_k_eigenvectors(ids[:max_positions], vector_k)  # (n, d, kv)
     label = selection.label or (
-        f"{first.model}/{first.distance}/{first.method}"
-        + (f" ({selection.job_id[:8]})" if selection.job_id else "")
+        group.key.label() + (f" (job {selection.job_id[:8]})" if selection.job_id else "")
     )
     return LoadedSelection(
-        label=label,
-        selection=selection,
-        spectrum_ids=ids,
-        eigenvalues=eigenvalues,
-        eigenvectors=eigenvectors,
-        model=first.model,
-        method=first.method,
-        distance=first.distance,
-    )
+        label=label, selection=selection, key=group.key, spectrum_ids=ids,
+        job_ids=group.job_ids, eigenvalues=eigenvalues, eigenvectors=eigenvectors,
+        model=first.model, method=first.method, distance=first.distance,
+        duplicates_dropped=group.duplicates, partial_left_out=grouping.partial_left_out,
+    )  # fmt: skip
 
 
 def _anisotropy(selection: LoadedSelection, notes: list[str]) -> dict[str, Any]:
@@ -162,15 +288,18 @@ def _anisotropy(selection: LoadedSelection, notes: list[str]) -> dict[str, Any]:
     if k < d:
         notes.append(
             f"{selection.label}: spectra keep the top {k} of {d} eigenvalues, so the trace-based "
-            "figures (dims for 99/99.9/99.99 %, participation ratio) are left out; each "
-            "spectrum's stored summary has them for the whole spectrum"
+            "figures (dims for 99/99.9/99.99/99.999 %, participation ratio, top-10 share) are "
+            "left out; each spectrum's stored summary has them for the whole spectrum"
         )
     return geometry.anisotropy(selection.eigenvalues, latent_dim=d)
 
 
 def _pair_kind(a: LoadedSelection, b: LoadedSelection) -> str:
-    if a.model == b.model and ("sefa" in (a.method, b.method)) and a.method != b.method:
-        return "sefa-vs-hessian"
+    if a.is_directions() and b.is_directions():
+        return f"{a.method}-vs-{b.method}" if a.model == b.model else "between-models"
+    if a.model == b.model and (a.is_directions() or b.is_directions()):
+        directions = a if a.is_directions() else b
+        return f"{directions.method}-vs-hessian"
     if a.model != b.model:
         return "between-models"
     return "between-methods"
@@ -184,15 +313,28 @@ def compare(
     k: int = 10,
     max_positions: int = DEFAULT_MAX_POSITIONS,
 ) -> Comparison:
-    loaded = [_load(store, s, owner, max_positions) for s in selections]
+    loaded = [load_selection(store, s, owner, max_positions, i) for i, s in enumerate(selections)]
+    return compare_loaded(loaded, k=k)
+
+
+def compare_loaded(loaded: list[LoadedSelection], *, k: int = 10) -> Comparison:
     notes: list[str] = []
+    for s in loaded:
+        if s.duplicates_dropped:
+            notes.append(
+                f"{s.label}: {s.duplicates_dropped} spectra left out as repeats of positions "
+                "already selected (the same code under the same key, e.g. an imported copy)"
+            )
+        for status, count in s.partial_left_out.items():
+            notes.append(f"{s.label}: {count} spectra of {status} jobs left out (partial results)")
     anisotropies = [_anisotropy(s, notes) for s in loaded]
     homogeneities: list[dict[str, Any] | None] = []
     for s in loaded:
         n = s.eigenvectors.shape[0]
         if n < 2:
             homogeneities.append(None)
-            notes.append(f"{s.label}: one spectrum, no homogeneity between positions")
+            if not s.is_directions():
+                notes.append(f"{s.label}: one spectrum, no homogeneity between positions")
             continue
         if s.eigenvalues.shape[0] > n:
             notes.append(f"{s.label}: homogeneity over the first {n} of {s.eigenvalues.shape[0]}")
@@ -215,11 +357,10 @@ def compare(
                 )
                 continue
             kind = _pair_kind(a, b)
-            if kind == "sefa-vs-hessian" and a.method != "sefa":
-                a, b = b, a  # SeFa directions first, measured under the Hessian's metric
+            ia, ib = i, j
+            if kind.endswith("-vs-hessian") and not a.is_directions():
+                a, b = b, a  # the directions first, measured under the Hessian's metric
                 ia, ib = j, i
-            else:
-                ia, ib = i, j
             kk = min(k, a.eigenvectors.shape[2], b.eigenvectors.shape[2])
             _, _, vectors_a = averages[ia]
             metric_b, _, vectors_b = averages[ib]
@@ -231,48 +372,179 @@ def compare(
 # -- pictures ------------------------------------------------------------------------------
 
 
+def spectrum_figure(
+    comparison: Comparison, *, normalisation: str | None = None, fmt: str = "png"
+) -> bytes:
+    """Spectra of every selection on one axis; normalised by λ₁ by default when Hessians and
+    directions (whose units differ) are drawn together."""
+    if normalisation is None:
+        kinds = {s.is_directions() for s in comparison.selections}
+        normalisation = "top" if len(kinds) > 1 else "none"
+    return plots.spectrum_plot(
+        [(s.label, s.eigenvalues) for s in comparison.selections],
+        normalisation=normalisation, fmt=fmt,
+    )  # fmt: skip
+
+
 def spectrum_png(comparison: Comparison) -> bytes:
-    return plots.spectrum_plot([(s.label, s.eigenvalues) for s in comparison.selections])
+    return spectrum_figure(comparison)
 
 
-def homogeneity_png(comparison: Comparison) -> bytes:
+def homogeneity_figure(comparison: Comparison, *, scale: str = "log", fmt: str = "png") -> bytes:
     values: dict[str, np.ndarray] = {}
     for s, h in zip(comparison.selections, comparison.homogeneity, strict=True):
         if h is None:
             continue
-        matrix = np.asarray(h["log"])
+        matrix = np.asarray(h[scale])
         off_diagonal = ~np.eye(matrix.shape[0], dtype=bool)
         values[s.label] = matrix[off_diagonal]
     if not values:
         raise InvalidDataError("homogeneity needs a selection with at least two spectra")
-    return plots.homogeneity_histogram(values)
+    return plots.homogeneity_histogram(values, scale=scale, fmt=fmt)
+
+
+def homogeneity_png(comparison: Comparison) -> bytes:
+    return homogeneity_figure(comparison)
+
+
+def heatmap_figure(
+    comparison: Comparison, index: int, *, scale: str = "log", fmt: str = "png"
+) -> bytes:
+    h = comparison.homogeneity[index]
+    if h is None:
+        raise InvalidDataError("homogeneity needs a selection with at least two spectra")
+    return plots.homogeneity_heatmap(
+        np.asarray(h[scale]), label=comparison.selections[index].label, scale=scale, fmt=fmt
+    )
+
+
+def montage_figure(
+    store: Store,
+    spectrum_id: str,
+    *,
+    axes: int = 6,
+    steps: int = 7,
+    code_from: str | None = None,
+    code_seed: int = 0,
+    label: str | None = None,
+    device: str = "cpu",
+    fmt: str = "png",
+) -> bytes:
+    """Images of a code moved along the spectrum's top ``axes`` eigenvectors, annotated (λ and
+    step per row, the code in the title). The code is the spectrum's own, or that of spectrum
+    ``code_from``; directions (no code of their own) start from a code sampled from the model
+    with ``code_seed``, never from zero."""
+    record = store.get_spectrum(spectrum_id)
+    axes = min(axes, record.k)
+    generator = _generator_of(store, record, device)
+    if code_from is not None:
+        source = store.get_spectrum(code_from)
+        if source.code is None or source.d != record.d:
+            raise InvalidDataError(
+                f"spectrum {code_from} has no code of dimension {record.d} to start from"
+            )
+        code, described = source.code, f"code of spectrum {code_from[:8]} (latent {source.latent_index})"
+    elif record.code is not None:
+        code, described = record.code, f"code: latent {record.latent_index}"
+    else:
+        code = generator.sample(1, seed=code_seed)[0]
+        described = f"code sampled from {record.model} with seed {code_seed}"
+    vectors = store.eigenvectors(spectrum_id, k=axes)
+    walk = plots.axis_steps(np.asarray(record.eigenvalues[:axes]), steps)
+    images = plots.axis_walk_images(generator.module, code, vectors, walk)
+    title = f"{label or record.model + '/' + record.method} — {described}"
+    return plots.annotated_montage(
+        images, eigenvalues=np.asarray(record.eigenvalues[:axes]), steps=walk, title=title,
+        fmt=fmt,
+    )  # fmt: skip
 
 
 def montage_png(
-    store: Store, spectrum_id: str, *, axes: int = 6, steps: int = 7, device: str = "cpu"
+    store: Store, spectrum_id: str, *, axes: int = 6, steps: int = 7, device: str = "cpu",
+    code_seed: int = 0,
 ) -> bytes:
-    """Images of the spectrum's code moved along its top ``axes`` eigenvectors."""
-    from services.pipeline.cache import cached_generator
-
+    """The pixel-exact montage (64 px tiles, rank labels): the spectrum's code moved along
+    its top ``axes`` eigenvectors; directions start from a sampled code, not zero."""
     record = store.get_spectrum(spectrum_id)
     axes = min(axes, record.k)
-    generator = cached_generator(record.model, device)
-    code = record.code if record.code is not None else np.zeros(record.d)
+    generator = _generator_of(store, record, device)
+    code = record.code if record.code is not None else generator.sample(1, seed=code_seed)[0]
     vectors = store.eigenvectors(spectrum_id, k=axes)
     return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
 
 
-def render_plots(store: Store, comparison: Comparison) -> dict[str, bytes]:
-    """Every picture a comparison has, by file name (for ``spectra compare --plots DIR``)."""
-    pictures = {"spectrum.png": spectrum_png(comparison)}
-    if any(h is not None for h in comparison.homogeneity):
-        pictures["homogeneity.png"] = homogeneity_png(comparison)
-    for index, s in enumerate(comparison.selections):
-        try:
-            pictures[f"montage-{index}.png"] = montage_png(store, s.spectrum_ids[0])
-        except ValueError as error:  # a model this machine cannot load (imported results)
-            comparison.notes.append(f"{s.label}: no montage ({error})")
+def _generator_of(store: Store, record: Any, device: str) -> Any:
+    """The generator a spectrum was computed on, in its job's latent space (z, or a
+    StyleGAN2's w / w+, with its ψ): the codes and eigenvectors live there."""
+    from services.pipeline.cache import cached_generator
+
+    resolved = store.get_job(record.job_id).resolved
+    return cached_generator(
+        record.model, device, "float32", resolved.get("space") or "z", resolved.get("psi")
+    )
+
+
+def file_stem(label: str) -> str:
+    """A label as a file-name part: letters, digits, '.', '-' and '_' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:80] or "selection"
+
+
+def render_plots(
+    store: Store,
+    comparison: Comparison,
+    *,
+    formats: tuple[str, ...] = ("png",),
+    normalisation: str | None = None,
+    axes: int = 6,
+    steps: int = 7,
+) -> dict[str, bytes]:
+    """Every figure a comparison has, by file name, in each of ``formats``: the spectra, the
+    homogeneity histograms (log and linear) and heatmaps, and one montage per selection (its
+    name carries the selection's label)."""
+    pictures: dict[str, bytes] = {}
+    for fmt in formats:
+        pictures[f"spectrum.{fmt}"] = spectrum_figure(comparison, normalisation=normalisation, fmt=fmt)
+        if any(h is not None for h in comparison.homogeneity):
+            for scale in ("log", "linear"):
+                pictures[f"homogeneity-{scale}.{fmt}"] = homogeneity_figure(
+                    comparison, scale=scale, fmt=fmt
+                )
+        stems = _unique_stems([file_stem(s.label) for s in comparison.selections])
+        for index, s in enumerate(comparison.selections):
+            stem = stems[index]
+            if comparison.homogeneity[index] is not None:
+                pictures[f"heatmap-{stem}.{fmt}"] = heatmap_figure(comparison, index, fmt=fmt)
+            code_from = _code_source(comparison, s)
+            try:
+                pictures[f"montage-{stem}.{fmt}"] = montage_figure(
+                    store, s.spectrum_ids[0], axes=axes, steps=steps, label=s.label,
+                    code_from=code_from, fmt=fmt,
+                )  # fmt: skip
+            except ValueError as error:  # a model this machine cannot load (imported results)
+                comparison.notes.append(f"{s.label}: no montage ({error})")
     return pictures
+
+
+def _unique_stems(stems: list[str]) -> list[str]:
+    """File-name stems, a repeated one numbered (two selections may share a label)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return unique
+
+
+def _code_source(comparison: Comparison, selection: LoadedSelection) -> str | None:
+    """Directions are walked from a real code: the first code of a Hessian selection of the
+    same model and dimension, when the comparison has one."""
+    if not selection.is_directions():
+        return None
+    for other in comparison.selections:
+        same_space = other.eigenvectors.shape[1] == selection.eigenvectors.shape[1]
+        if not other.is_directions() and other.model == selection.model and same_space:
+            return other.spectrum_ids[0]
+    return None
 
 
 # -- text ----------------------------------------------------------------------------------
@@ -286,28 +558,55 @@ def _number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _interval(stats: dict[str, Any] | None, digits: int = 3) -> str:
+    if not stats or stats.get("ci95") is None:
+        return "-"
+    low, high = stats["ci95"]
+    return f"[{low:.{digits}g}, {high:.{digits}g}]"
+
+
 def format_report(comparison: Comparison) -> str:
     """The comparison as aligned text tables (what ``spectra compare`` prints)."""
     data = comparison.to_json()
-    rows: list[tuple[str, ...]] = [("selection", "N", "d", "k", "dims_99", "dims_99.9",
-                                    "dims_99.99", "PR", "homog. log", "homog. lin")]  # fmt: skip
+    rows: list[tuple[str, ...]] = [("selection", "N", "d", "k", "top-10 share", "dims_99",
+                                    "dims_99.9", "dims_99.99", "dims_99.999", "PR (median)",
+                                    "PR 95% CI", "homog. log", "log 95% CI",
+                                    "homog. lin")]  # fmt: skip
     for s in data["selections"]:
         a, h = s["anisotropy"], s["homogeneity"] or {}
+        stats = a.get("statistics", {})
+        pr = stats.get("participation_ratio")
+        log_ci = h.get("log_offdiag_mean_ci95")
         rows.append((
             s["label"], str(s["n_spectra"]), str(s["d"]), str(s["k"]),
+            _number(a.get("top10_share_mean")),
             _number(a["dims_99_mean"]), _number(a["dims_999_mean"]), _number(a["dims_9999_mean"]),
-            _number(a["participation_ratio_mean"]),
-            _number(h.get("log_offdiag_mean")), _number(h.get("linear_offdiag_mean")),
+            _number(a.get("dims_99999_mean")),
+            "-" if a["participation_ratio_mean"] is None else
+            f"{a['participation_ratio_mean']:.4g} ({pr['median']:.4g})" if pr else "-",
+            _interval(pr),
+            _number(h.get("log_offdiag_mean")),
+            "-" if not log_ci else f"[{log_ci[0]:.3g}, {log_ci[1]:.3g}]",
+            _number(h.get("linear_offdiag_mean")),
         ))  # fmt: skip
-    lines = ["anisotropy (means over positions) and homogeneity (off-diagonal means)", _table(rows)]
+    lines = [
+        "anisotropy (means over positions, median in brackets, bootstrap 95 % intervals) and "
+        "homogeneity (off-diagonal means)",
+        _table(rows),
+    ]
     if data["alignments"]:
-        rows = [("a", "b", "kind", "k", "matched |cos| (top 5)", "principal angles deg (top 5)",
-                 "Rayleigh a/random")]  # fmt: skip
+        rows = [("a", "b", "kind", "k", "matched |cos| (top 5)", "random |cos|",
+                 "angles deg: smallest, largest", "random angles", "Rayleigh a/random")]  # fmt: skip
         for a in data["alignments"]:
+            base = a["baseline"]
+            random_angles = base["principal_angles_deg"]["mean"]
             rows.append((
                 a["a"], a["b"], a["kind"], str(a["k"]),
                 " ".join(_number(x, 2) for x in a["matched_abs_cosine"][:5]),
-                " ".join(_number(x, 3) for x in a["principal_angles_deg"][:5]),
+                f"{base['abs_cosine']['mean']:.3f} (exact)",
+                f"{a['smallest_principal_angle_deg']:.3g}, {a['largest_principal_angle_deg']:.3g}",
+                f"{random_angles[0]:.3g}, {random_angles[-1]:.3g} "
+                f"(sampled, {base['principal_angles_deg']['samples']})",
                 _number(a.get("rayleigh_a_topk_over_random")),
             ))  # fmt: skip
         lines += ["", "alignment of top-k average-metric eigenvectors", _table(rows)]

@@ -24,17 +24,28 @@ class Settings(BaseSettings):
     # loaders run code from the named file, so the API never accepts one that an operator has
     # not listed here (the local command line, run by the file's owner, accepts any).
     extra_models: str = ""
+    # Where NVIDIA's torch_utils and dnnlib live (a stylegan2-ada-pytorch or stylegan3 clone):
+    # put on sys.path while a stylegan2-ada:PKL network pickle is unpickled.
+    nvidia_code_dir: str = ""
 
     # Limits on what one request may ask for; all configurable.
     max_latents_per_job: int = Field(default=10_000, ge=1)
     # StyleGAN2 W+ at 1024 px is 18 x 512 = 9216; the planner refuses what no worker can hold.
     max_latent_dim: int = Field(default=16384, ge=1)
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Any body that is not a file upload (JSON): at most this, and at most max_upload_bytes.
+    max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # What the arrays of one uploaded .npz may declare uncompressed, all members together:
+    # checked from the archive's directory before a byte is inflated.
+    max_array_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
 
     # Pipeline tuning.
     chunk_time_limit_s: int = Field(default=3600, ge=10)
-    heartbeat_interval_s: float = Field(default=10.0, gt=0)
-    stale_after_s: float = Field(default=120.0, gt=0)
+    # A running chunk's lease: renewed every heartbeat, given away (compare-and-set) once no
+    # beat came for stale_after_s, i.e. three missed beats. The reapers sweep every
+    # stale_after_s / 5, so a dead worker's chunk runs again within about 20 s of its death.
+    heartbeat_interval_s: float = Field(default=4.0, gt=0)
+    stale_after_s: float = Field(default=15.0, gt=0)
     max_chunk_attempts: int = Field(default=3, ge=1)
 
     # Planning (services/pipeline/estimate.py). The memory one worker may use for one code;

@@ -33,6 +33,10 @@ class Dispatcher(Protocol):
         """Raise if whatever runs chunks cannot be reached within ``timeout_s``."""
         ...
 
+    def devices(self) -> set[str] | None:
+        """The devices chunks can run on now; None when that cannot be known."""
+        ...
+
 
 class CeleryDispatcher:
     """Enqueue chunk tasks in the worker's message format (``services.celery_config``).
@@ -81,6 +85,15 @@ class CeleryDispatcher:
                 max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s
             )
 
+    def devices(self) -> set[str] | None:
+        from services.worker_devices import advertised_devices
+
+        try:
+            return advertised_devices(str(self.app.conf.broker_url))
+        except Exception:  # the broker is down: the job is kept for the reaper, device unchecked
+            log.warning("could not read the workers' devices from the broker", exc_info=True)
+            return None
+
 
 class InProcessDispatcher:
     """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
@@ -101,3 +114,6 @@ class InProcessDispatcher:
 
     def ping(self, timeout_s: float) -> None:
         return None
+
+    def devices(self) -> set[str] | None:
+        return {self.device}

@@ -9,6 +9,13 @@ The layout is what the published analysis tools read:
   spec, versions) — the record the published files lack.
 
 Importing such a file creates a finished job whose spectra join comparisons like computed ones.
+
+GAN-Geometry's own files (Wang & Ponce's published code) are read through `NPZ_LAYOUTS`, the
+key map documented in docs/npz-layouts.md: per-position ``Hess_BP_<i>.npz`` (``eva_BP``,
+``evc_BP``, ``H_BP``, ``feat``), the other methods' suffixes (``_BI`` BackwardIter, ``_FI``
+ForwardIter), the older ``eigvals`` / ``eigvects`` keys, and stacked files of our own layout.
+Several per-position files are one import (`combine`). `to_gan_geometry_zip` writes a job the
+other way: one ``Hess_BP_<i>.npz`` per position, what the published ``scan_hess_npz`` reads.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,10 +31,45 @@ from typing import Any
 
 import numpy as np
 
+from services.config import get_settings
+from services.npz_safety import UnsafeArrayFileError, check_npz
 from services.store import ConflictError, InvalidDataError, JobRecord, SpectrumRecord, Store
 
 REQUIRED_KEYS = ("eva", "evc")
 IMPORTED_METHOD_NOTE = "imported"
+
+
+@dataclass(frozen=True)
+class NpzLayout:
+    """Which arrays of an .npz hold the eigenvalues, eigenvectors (columns) and codes."""
+
+    name: str
+    eva: str
+    evc: str
+    feat: str
+    method: str | None  # the method the layout's files come from, when the keys say it
+    ascending_required: bool  # ours is checked; published files are sorted on reading
+
+
+# The key map (docs/npz-layouts.md). The first layout whose eva and evc keys are both present
+# is used. Published methods keep their own names: their numbers are not ours (float32, H not
+# symmetrised, ForwardIter's halved Hv), so they never pass for a `bp` or `fd` of this service.
+NPZ_LAYOUTS = (
+    NpzLayout("latent-spectra", "eva", "evc", "feat", None, True),
+    NpzLayout("gan-geometry BP", "eva_BP", "evc_BP", "feat", "gan-geometry-bp", False),
+    NpzLayout("gan-geometry BackwardIter", "eva_BI", "evc_BI", "feat", "gan-geometry-backward-iter", False),
+    NpzLayout("gan-geometry ForwardIter", "eva_FI", "evc_FI", "feat", "gan-geometry-forward-iter", False),
+    NpzLayout("gan-geometry (older files)", "eigvals", "eigvects", "feat", None, False),
+)  # fmt: skip
+# Files of averages and collections, not per-position spectra: refused, saying why.
+_NOT_SPECTRA = {
+    "H_avg": "an average metric (H_avg / eva_avg / evc_avg), not per-position spectra",
+    "eigval_col": "a collection of eigenvalues without eigenvectors (spectra_col_*.npz)",
+    "corr_mat_log": "a homogeneity matrix (Hess_*_corr_mat.npz), not spectra",
+}
+# Per-position export: the published pipeline's default pattern and keys.
+GAN_GEOMETRY_FILE = "Hess_BP_{index}.npz"
+GAN_GEOMETRY_KEYS = ("eva_BP", "evc_BP", "feat")
 
 
 class ExportFormatError(ValueError):
@@ -78,12 +121,35 @@ def _finite(name: str, array: np.ndarray) -> None:
         raise ExportFormatError(name, "holds NaN or infinite values")
 
 
-def from_npz_bytes(data: bytes) -> PublishedSpectra:
-    """Read the published layout back into descending order; every shape is checked.
+def layout_of(keys: list[str]) -> NpzLayout:
+    """The key-map entry for an archive's member names, or ExportFormatError saying what
+    layouts are read."""
+    for layout in NPZ_LAYOUTS:
+        if layout.eva in keys and layout.evc in keys:
+            return layout
+    for key, what in _NOT_SPECTRA.items():
+        if key in keys:
+            raise ExportFormatError("file", f"is {what}; import the per-position files instead")
+    known = "; ".join(f"{layout.eva}/{layout.evc}/{layout.feat}" for layout in NPZ_LAYOUTS)
+    raise ExportFormatError(
+        "file",
+        f"lacks eigenvalues and eigenvectors under any known keys ({known}); the layout is eva "
+        f"(N, k) ascending, evc (N, d, k), feat (N, d) and an optional meta record, see "
+        f"docs/npz-layouts.md (found: {', '.join(keys)})",
+    )
 
-    A single position saved without the leading N axis (eva (k,), evc (d, k), feat (d,)) is
-    accepted too. Files are read without pickle: an object array is refused, never executed.
+
+def from_npz_bytes(data: bytes, *, max_array_bytes: int | None = None) -> PublishedSpectra:
+    """Read an .npz of any layout in NPZ_LAYOUTS back into descending order; every shape is
+    checked.
+
+    A single position saved without the leading N axis (eva (k,), evc (d, k), feat (d,) or
+    (1, d)) is accepted too. Files are read without pickle: an object array is refused,
+    never executed. Every member's declared size and dtype are checked first
+    (``max_array_bytes`` in all, default SPECTRA_MAX_ARRAY_BYTES), so nothing is inflated past
+    the limit.
     """
+    _check_members(data, max_array_bytes)
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
@@ -91,17 +157,15 @@ def from_npz_bytes(data: bytes) -> PublishedSpectra:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ExportFormatError("file", "is a single .npy array; an .npz archive is expected")
     with archive:
-        missing = [key for key in REQUIRED_KEYS if key not in archive.files]
-        if missing:
-            raise ExportFormatError(
-                "file",
-                f"lacks {', '.join(missing)}; the layout is eva (N, k) ascending, evc (N, d, k), "
-                f"feat (N, d) and an optional meta record (found: {', '.join(archive.files)})",
-            )
+        layout = layout_of(list(archive.files))
         try:
-            eva = np.asarray(archive["eva"], dtype=np.float64)
-            evc_raw = archive["evc"]
-            feat = np.asarray(archive["feat"], dtype=np.float64) if "feat" in archive.files else None
+            eva = np.asarray(archive[layout.eva], dtype=np.float64)
+            evc_raw = archive[layout.evc]
+            feat = (
+                np.asarray(archive[layout.feat], dtype=np.float64)
+                if layout.feat in archive.files
+                else None
+            )
             meta_raw = archive["meta"] if "meta" in archive.files else None
         except ValueError as error:  # object arrays, truncated members
             raise ExportFormatError("file", f"an array cannot be read ({error})") from None
@@ -112,29 +176,112 @@ def from_npz_bytes(data: bytes) -> PublishedSpectra:
         eva, evc = eva[None], evc[None]
         feat = None if feat is None else feat.reshape(1, -1)
     if eva.ndim != 2:
-        raise ExportFormatError("eva", f"must be (N, k); got shape {eva.shape}")
+        raise ExportFormatError(layout.eva, f"must be (N, k); got shape {eva.shape}")
     n, k = eva.shape
     if n == 0 or k == 0:
-        raise ExportFormatError("eva", "is empty")
+        raise ExportFormatError(layout.eva, "is empty")
     if evc.ndim != 3 or evc.shape[0] != n or evc.shape[2] != k:
-        raise ExportFormatError("evc", f"must be (N, d, k) = ({n}, d, {k}); got {evc.shape}")
+        raise ExportFormatError(layout.evc, f"must be (N, d, k) = ({n}, d, {k}); got {evc.shape}")
     d = evc.shape[1]
     if k > d:
-        raise ExportFormatError("evc", f"has more eigenvectors ({k}) than dimensions ({d})")
+        raise ExportFormatError(layout.evc, f"has more eigenvectors ({k}) than dimensions ({d})")
     if feat is not None and feat.shape != (n, d):
-        raise ExportFormatError("feat", f"must be (N, d) = ({n}, {d}); got {feat.shape}")
-    _finite("eva", eva)
-    _finite("evc", evc)
+        raise ExportFormatError(layout.feat, f"must be (N, d) = ({n}, {d}); got {feat.shape}")
+    _finite(layout.eva, eva)
+    _finite(layout.evc, evc)
     if feat is not None:
-        _finite("feat", feat)
-    if np.any(np.diff(eva, axis=1) < -1e-12 * np.abs(eva).max(initial=1.0)):
-        raise ExportFormatError("eva", "must be ascending along k, as the published layout is")
+        _finite(layout.feat, feat)
+    if layout.ascending_required:
+        if np.any(np.diff(eva, axis=1) < -1e-12 * np.abs(eva).max(initial=1.0)):
+            raise ExportFormatError("eva", "must be ascending along k, as the published layout is")
+    else:  # eigh gives ascending, Lanczos its own order: sort, vectors with their values
+        order = np.argsort(eva, axis=1, kind="stable")
+        eva = np.take_along_axis(eva, order, axis=1)
+        evc = np.take_along_axis(evc, order[:, None, :], axis=2)
+    meta = _read_meta(meta_raw)
+    if layout.name != NPZ_LAYOUTS[0].name:
+        meta.setdefault("source_layout", layout.name)
+        if layout.method is not None:
+            meta.setdefault("method", layout.method)
+        meta.setdefault("dtype", "float32" if evc.dtype == np.float32 else "float64")
     return PublishedSpectra(
         eigenvalues=np.ascontiguousarray(eva[:, ::-1]),
         eigenvectors=np.ascontiguousarray(evc[:, :, ::-1]),
         codes=feat,
-        meta=_read_meta(meta_raw),
+        meta=meta,
     )
+
+
+def _check_members(data: bytes, max_array_bytes: int | None) -> None:
+    if max_array_bytes is None:
+        max_array_bytes = get_settings().max_array_bytes
+    try:
+        check_npz(data, max_total_bytes=max_array_bytes)
+    except UnsafeArrayFileError as error:
+        raise ExportFormatError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
+
+
+_POSITION_NUMBER = re.compile(r"(\d+)\.npz$")
+
+
+def combine(files: list[tuple[str, bytes]]) -> tuple[PublishedSpectra, str]:
+    """Several files of one run (per-position ``Hess_BP_<i>.npz``, or stacked) as one set of
+    spectra, with the sha256 that identifies the combination. Latent indices come from the
+    number in each file name when every name has a distinct one, else from the order given."""
+    if not files:
+        raise ExportFormatError("file", "no files given")
+    parts = [from_npz_bytes(data) for _, data in files]
+    shapes = {p.eigenvectors.shape[1:] for p in parts}
+    if len(shapes) != 1:
+        raise ExportFormatError(
+            "file", f"the files hold spectra of different shapes (d, k): {sorted(shapes)}"
+        )
+    if len(parts) == 1:
+        return parts[0], content_sha256(files[0][1])
+    if len({p.codes is None for p in parts}) != 1:
+        raise ExportFormatError("feat", "some files hold the codes (feat) and others do not")
+    numbers = [_POSITION_NUMBER.search(name) for name, _ in files]
+    counts = [p.eigenvalues.shape[0] for p in parts]
+    if all(numbers) and all(c == 1 for c in counts) and len({m[1] for m in numbers if m}) == len(files):
+        indices = [int(m[1]) for m in numbers if m]
+    else:
+        indices = list(range(sum(counts)))
+    meta = dict(parts[0].meta)
+    meta["latent_indices"] = indices
+    meta["source_files"] = [name for name, _ in files]
+    codes = None if parts[0].codes is None else np.concatenate([p.codes for p in parts if p.codes is not None])
+    combined = PublishedSpectra(
+        eigenvalues=np.concatenate([p.eigenvalues for p in parts]),
+        eigenvectors=np.concatenate([p.eigenvectors for p in parts]),
+        codes=codes,
+        meta=meta,
+    )
+    digest = hashlib.sha256("".join(content_sha256(data) for _, data in files).encode())
+    return combined, digest.hexdigest()
+
+
+def to_gan_geometry_zip(spectra: PublishedSpectra) -> bytes:
+    """A zip of per-position files in GAN-Geometry's layout: ``Hess_BP_<latent index>.npz``
+    with ``eva_BP`` (k,) ascending, ``evc_BP`` (d, k) columns, ``feat`` (1, d) and our
+    ``meta`` record, so the published ``scan_hess_npz(dir, "Hess_BP_(\\d*).npz",
+    evakey="eva_BP", evckey="evc_BP", featkey="feat")`` reads them as they are."""
+    indices = spectra.meta.get("latent_indices") or list(range(spectra.eigenvalues.shape[0]))
+    meta = json.dumps(spectra.meta, sort_keys=True, allow_nan=False)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for row, index in enumerate(indices):
+            member = io.BytesIO()
+            arrays: dict[str, np.ndarray] = {
+                "eva_BP": np.ascontiguousarray(spectra.eigenvalues[row, ::-1]),
+                "evc_BP": np.ascontiguousarray(spectra.eigenvectors[row, :, ::-1]),
+                "meta": np.array(meta),
+            }
+            if spectra.codes is not None:
+                arrays["feat"] = np.asarray(spectra.codes[row])[None, :]
+            savez: Any = np.savez_compressed
+            savez(member, **arrays)
+            archive.writestr(GAN_GEOMETRY_FILE.format(index=index), member.getvalue())
+    return buffer.getvalue()
 
 
 def _read_meta(raw: np.ndarray | None) -> dict[str, Any]:
@@ -203,6 +350,7 @@ def export_job(
         "dtype": first.dtype,
         "seed": latents.get("seed") if latents else None,
         "spec": job.spec,
+        "resolved": job.resolved,  # an import of this file keeps the comparability key
         "job_id": job.id,
         "latent_indices": [r.latent_index for r in records],
         "k": k,
@@ -245,7 +393,11 @@ def import_job(
     if dtype not in ("float32", "float64"):
         dtype = "float32" if published.eigenvectors.dtype == np.float32 else "float64"
     spec = {**names, "imported": {"sha256": source_sha256, "meta": meta}}
-    resolved = {**names, "imported": True, "source_sha256": source_sha256, "n": n, "d": d, "k": k}
+    resolved: dict[str, Any] = {
+        **names, "imported": True, "source_sha256": source_sha256, "n": n, "d": d, "k": k
+    }  # fmt: skip
+    if isinstance(meta.get("resolved"), dict):  # exported by this service: the source's key
+        resolved["source_resolved"] = meta["resolved"]
     job_hash = hashlib.sha256(json.dumps(["import", source_sha256, names], sort_keys=True).encode())
     latent_set_id = None
     if published.codes is not None:

@@ -1,5 +1,6 @@
-"""Pictures of results, as PNG bytes: the spectrum plot, the homogeneity histogram and the
-eigen-axis montage (a code moved along its top eigenvectors) — what researchers look at first.
+"""Pictures of results: the spectrum plot, the homogeneity heatmap and histograms and the
+eigen-axis montage (a code moved along its top eigenvectors) — what researchers look at first,
+in the figure formats a paper takes (PNG, SVG, PDF: every figure function has ``fmt``).
 
 Rendering only; the numbers come from `services.geometry`. No file or network I/O here: the
 callers (API, CLI, demo) decide where the bytes go.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Literal
 
 import matplotlib
 
@@ -24,23 +26,72 @@ from PIL import Image, ImageDraw  # noqa: E402
 LOG_FLOOR_RATIO = 1e-14
 
 
-def _png(figure: plt.Figure) -> bytes:
+FigureFormat = Literal["png", "svg", "pdf"]
+FIGURE_FORMATS: tuple[FigureFormat, ...] = ("png", "svg", "pdf")
+MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+Normalisation = Literal["none", "top", "trace"]
+NORMALISATIONS: tuple[Normalisation, ...] = ("none", "top", "trace")
+_NORMALISED_LABEL = {
+    "none": "eigenvalue λ",
+    "top": "λ / λ₁",
+    "trace": "λ / trace",
+}
+
+# Text in SVG stays text (searchable, editable in a paper's figure), and PDF embeds TrueType.
+matplotlib.rcParams["svg.fonttype"] = "none"
+matplotlib.rcParams["pdf.fonttype"] = 42
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
+
+
+def _save(figure: plt.Figure, fmt: str = "png") -> bytes:
+    _check_format(fmt)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    # Fixed metadata: the same figure gives the same bytes (no creation date in SVG / PDF).
+    metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else {}
+    figure.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
     plt.close(figure)
     return buffer.getvalue()
 
 
+def _png(figure: plt.Figure) -> bytes:
+    return _save(figure, "png")
+
+
+def normalise_spectra(values: np.ndarray, normalisation: str) -> np.ndarray:
+    """(N, k) eigenvalues divided per row by λ₁ ("top") or by their sum ("trace")."""
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(
+            f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+        )
+    if normalisation == "none":
+        return values
+    scale = values[:, :1] if normalisation == "top" else values.sum(axis=1, keepdims=True)
+    scale = np.where(scale > 0, scale, 1.0)
+    return values / scale
+
+
 def spectrum_plot(
-    selections: Sequence[tuple[str, np.ndarray]], *, title: str = "Spectrum of the metric tensor"
+    selections: Sequence[tuple[str, np.ndarray]],
+    *,
+    title: str = "Spectrum of the metric tensor",
+    normalisation: str = "none",
+    fmt: str = "png",
 ) -> bytes:
     """Log eigenvalue against rank: the median over positions as a line and the 5–95 % band,
-    one line per selection. Each array is (N positions, k) with eigenvalues descending."""
+    one line per selection. Each array is (N positions, k) with eigenvalues descending.
+    ``normalisation`` "top" (λ/λ₁) or "trace" (λ/trace) puts Hessians and directions, whose
+    units differ, on one axis."""
     if not selections:
         raise ValueError("spectrum_plot needs at least one (label, eigenvalues) selection")
+    _check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, eigenvalues in selections:
         values = np.atleast_2d(np.asarray(eigenvalues, dtype=np.float64))
+        values = normalise_spectra(values, normalisation)
         floor = LOG_FLOOR_RATIO * max(float(np.max(values)), np.finfo(np.float64).tiny)
         values = np.maximum(values, floor)
         ranks = np.arange(1, values.shape[1] + 1)
@@ -49,30 +100,81 @@ def spectrum_plot(
         axes.fill_between(ranks, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     axes.set_yscale("log")
     axes.set_xlabel("rank")
-    axes.set_ylabel("eigenvalue (median, 5–95 % band)")
+    axes.set_ylabel(f"{_NORMALISED_LABEL[normalisation]} (median, 5–95 % band)")
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small")
-    return _png(figure)
+    return _save(figure, fmt)
+
+
+_SCALE_AXIS = {
+    "log": "corr(log uᵢᵀHⱼuᵢ, log λⱼ)",
+    "linear": "corr(uᵢᵀHⱼuᵢ, λⱼ)",
+}
 
 
 def homogeneity_histogram(
-    values_by_label: dict[str, np.ndarray], *, title: str = "Homogeneity between positions"
+    values_by_label: dict[str, np.ndarray],
+    *,
+    title: str = "Homogeneity between positions",
+    scale: str = "log",
+    fmt: str = "png",
 ) -> bytes:
-    """Histogram of pairwise homogeneity correlations (off-diagonal entries), one per label."""
+    """Histogram of pairwise homogeneity correlations (off-diagonal entries), one per label,
+    for the log- or linear-scale definition (``scale``), mean and median marked."""
     if not values_by_label:
         raise ValueError("homogeneity_histogram needs at least one labelled set of values")
+    if scale not in _SCALE_AXIS:
+        raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
+    _check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    bins = np.linspace(-1.0, 1.0, 81).tolist()
-    for label, values in values_by_label.items():
+    everything = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values_by_label.values()])
+    everything = everything[np.isfinite(everything)]
+    low = min(-0.2, float(everything.min())) if everything.size else -1.0
+    bins = np.linspace(low, 1.0, 61).tolist()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, values) in enumerate(values_by_label.items()):
         finite = np.asarray(values, dtype=np.float64).ravel()
         finite = finite[np.isfinite(finite)]
-        axes.hist(finite, bins=bins, alpha=0.5, label=f"{label} (mean {finite.mean():.3f})")
-    axes.set_xlabel("correlation")
-    axes.set_ylabel("pairs")
+        if finite.size == 0:
+            continue
+        color = colors[index % len(colors)]
+        axes.hist(
+            finite, bins=bins, alpha=0.5, density=True, color=color,
+            label=f"{label}: mean {finite.mean():.3f}, median {np.median(finite):.3f}",
+        )  # fmt: skip
+        axes.axvline(float(finite.mean()), color=color, linestyle="--", linewidth=1)
+        axes.axvline(float(np.median(finite)), color=color, linestyle=":", linewidth=1)
+    axes.set_xlabel(f"{_SCALE_AXIS[scale]}  ({scale} scale; dashed: mean, dotted: median)")
+    axes.set_ylabel("density of position pairs")
     axes.set_title(title)
     axes.legend(fontsize="small")
-    return _png(figure)
+    return _save(figure, fmt)
+
+
+def homogeneity_heatmap(
+    matrix: np.ndarray, *, label: str, scale: str = "log", fmt: str = "png"
+) -> bytes:
+    """The (N, N) homogeneity matrix as a heatmap, with its off-diagonal mean and median in
+    the title (the published figure)."""
+    if scale not in _SCALE_AXIS:
+        raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
+    _check_format(fmt)
+    values = np.asarray(matrix, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] != values.shape[1]:
+        raise ValueError(f"a homogeneity matrix must be (N, N), got shape {values.shape}")
+    off = values[~np.eye(values.shape[0], dtype=bool)]
+    off = off[np.isfinite(off)]
+    figure, axes = plt.subplots(figsize=(5.5, 4.8))
+    image = axes.imshow(values, vmin=min(0.0, float(off.min()) if off.size else 0.0), vmax=1.0,
+                        cmap="viridis", interpolation="nearest")  # fmt: skip
+    figure.colorbar(image, ax=axes, label=_SCALE_AXIS[scale])
+    axes.set_xlabel("position j")
+    axes.set_ylabel("position i")
+    stats = f"off-diagonal mean {off.mean():.3f}, median {np.median(off):.3f}" if off.size else ""
+    axes.set_title(f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}",
+                   fontsize="medium")  # fmt: skip
+    return _save(figure, fmt)
 
 
 def axis_steps(eigenvalues: np.ndarray, n_steps: int, *, max_step: float = 8.0) -> np.ndarray:
@@ -126,6 +228,47 @@ def axis_walk_montage(
     images = axis_walk_images(module, code, eigenvectors, walk)
     labels = [f"{label}{rank + 1}" for rank in range(axes)]
     return eigen_axis_montage(images, row_labels=labels, label_width=label_width)
+
+
+def annotated_montage(
+    images: np.ndarray,
+    *,
+    eigenvalues: np.ndarray,
+    steps: np.ndarray,
+    title: str,
+    row_names: Sequence[str] | None = None,
+    fmt: str = "png",
+) -> bytes:
+    """The eigen-axis montage as a figure: one row per axis, labelled with its rank (or
+    ``row_names``), λ and step range; columns labelled with the step; the title names the
+    selection and the code. (rows, cols, C, H, W) images in [-1, 1]."""
+    _check_format(fmt)
+    tiles = to_uint8(images)
+    if tiles.ndim != 5:
+        raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
+    rows, cols = tiles.shape[:2]
+    figure, grid = plt.subplots(
+        rows, cols, figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.9), squeeze=False,
+        gridspec_kw={"wspace": 0.04, "hspace": 0.12},
+    )  # fmt: skip
+    for r in range(rows):
+        name = row_names[r] if row_names else f"axis {r + 1}"
+        for c in range(cols):
+            axes = grid[r, c]
+            tile = tiles[r, c]
+            axes.imshow(tile[..., 0] if tile.shape[-1] == 1 else tile[..., :3],
+                        cmap="gray" if tile.shape[-1] == 1 else None, interpolation="nearest")  # fmt: skip
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if c == 0:
+                axes.set_ylabel(f"{name}\nλ={float(eigenvalues[r]):.3g}", fontsize=7,
+                                rotation=0, ha="right", va="center")  # fmt: skip
+            if r == rows - 1:
+                axes.set_xlabel(f"t={float(steps[r, c]):+.2g}", fontsize=6)
+            elif r == 0 or not np.allclose(steps[r], steps[0]):
+                axes.set_title(f"{float(steps[r, c]):+.2g}", fontsize=6, pad=1)
+    figure.suptitle(title, fontsize=8)
+    return _save(figure, fmt)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

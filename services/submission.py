@@ -44,10 +44,12 @@ def submit(
         job = store.job_for_idempotency_key(owner, idempotency_key, digest)
         if job is not None:
             return job, False
-    job, created = submit_job(store, spec, owner, dispatcher.dispatch, settings=settings)
-    if idempotency_key:
-        store.remember_idempotency_key(owner, idempotency_key, digest, job.id)
-    return job, created
+    # The key is claimed in the transaction that creates the job: of concurrent requests
+    # under one key with different bodies, one creates its job and the rest create nothing.
+    return submit_job(
+        store, spec, owner, dispatcher.dispatch, settings=settings,
+        idempotency_key=idempotency_key or None, request_sha256=digest,
+    )  # fmt: skip
 
 
 def cancel(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None) -> JobRecord:
@@ -62,7 +64,8 @@ def export_npz(store: Store, job_id: str, owner: str | None, k: int | None) -> b
 def import_npz(
     store: Store, settings: Settings, owner: str, data: bytes, overrides: dict[str, str]
 ) -> tuple[JobRecord, bool]:
-    published = export.from_npz_bytes(data)  # ExportFormatError names the array
+    # ExportFormatError names the array; nothing is inflated past SPECTRA_MAX_ARRAY_BYTES.
+    published = export.from_npz_bytes(data, max_array_bytes=settings.max_array_bytes)
     n, d, _ = published.eigenvectors.shape
     if n > settings.max_latents_per_job or d > settings.max_latent_dim:
         raise ImportTooLargeError(

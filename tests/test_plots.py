@@ -77,3 +77,48 @@ def test_spectrum_plot_and_histogram_render() -> None:
     assert _open(homogeneity_histogram({"a": rng.uniform(-1, 1, 50)})).width > 300
     with pytest.raises(ValueError):
         spectrum_plot([])
+
+
+# -- paper figures: formats, normalisation, heatmap, annotated montage -------------------------
+
+from services.plots import (  # noqa: E402
+    annotated_montage,
+    homogeneity_heatmap,
+    normalise_spectra,
+)
+
+
+def test_normalisation_puts_units_on_one_axis() -> None:
+    values = np.array([[4.0, 2.0, 2.0], [10.0, 5.0, 5.0]])
+    np.testing.assert_allclose(normalise_spectra(values, "top"), [[1, 0.5, 0.5]] * 2)
+    np.testing.assert_allclose(normalise_spectra(values, "trace"), [[0.5, 0.25, 0.25]] * 2)
+    assert normalise_spectra(values, "none") is values
+    with pytest.raises(ValueError, match="normalisation"):
+        normalise_spectra(values, "max")
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
+def test_every_figure_renders_in_every_format(fmt: str) -> None:
+    rng = np.random.default_rng(0)
+    spectra = np.sort(rng.uniform(0, 1, (5, 10)), axis=1)[:, ::-1]
+    matrix = rng.uniform(0.6, 1, (6, 6))
+    images = rng.uniform(-1, 1, (2, 3, 3, 8, 8))
+    steps = np.array([[-1.0, 0, 1], [-2, 0, 2]])
+    outputs = [
+        spectrum_plot([("dcgan-faces/mse/jacobian", spectra)], normalisation="top", fmt=fmt),
+        homogeneity_histogram({"a": matrix.ravel()}, scale="linear", fmt=fmt),
+        homogeneity_heatmap(matrix, label="dcgan-faces/mse/jacobian", fmt=fmt),
+        annotated_montage(images, eigenvalues=np.array([2.0, 1.0]), steps=steps,
+                          title="selection, code 0", fmt=fmt),  # fmt: skip
+    ]
+    magic = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}[fmt]
+    for data in outputs:
+        assert data.startswith(magic)
+    if fmt == "svg":  # labels stay text, readable in the file
+        assert b"dcgan-faces/mse/jacobian" in outputs[0] and "λ / λ₁".encode() in outputs[0]
+        assert "λ=2".encode() in outputs[3] and b"t=+2" in outputs[3]
+
+
+def test_figures_refuse_an_unknown_format() -> None:
+    with pytest.raises(ValueError, match="png, svg, pdf"):
+        spectrum_plot([("a", np.ones((1, 3)))], fmt="jpg")

@@ -8,6 +8,8 @@ parent that forks (a CUDA context does not survive fork).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import signal
 import socket
@@ -16,6 +18,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from worker.celery_app import CHUNK_QUEUE
 
@@ -70,6 +73,31 @@ def worker_command(node_name: str, *, loglevel: str = "INFO") -> list[str]:
     ]  # fmt: skip
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2) option, from <linux/prctl.h>
+
+
+def _prctl() -> Any:
+    """libc's prctl, looked up in the parent: a forked child only calls it (no dlopen, no
+    allocation between fork and exec)."""
+    return ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def die_with_parent(
+    signum: int = signal.SIGKILL, *, expected_parent: int | None = None, prctl: Any = None
+) -> None:
+    """Ask the kernel to send ``signum`` to this process when its parent exits, however the
+    parent exits (SIGKILL included, where no handler of the parent's can run). Linux only;
+    elsewhere a no-op. ``expected_parent``: the parent's pid as the parent saw it before
+    forking; if it has already died (we were re-parented) the signal is sent at once."""
+    prctl = prctl or _prctl()
+    if prctl is None:
+        return
+    if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os.kill(os.getpid(), signum)
+
+
 def start_worker(
     plan: WorkerPlan,
     *,
@@ -78,11 +106,17 @@ def start_worker(
     stdout: int | None = None,
     stderr: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start one worker in its own process group (so it and its pool child stop together)."""
+    """Start one worker in its own process group (so it and its pool child stop together),
+    bound to this process's life: if the launcher dies, even by SIGKILL, the kernel kills the
+    worker (and the worker's pool child, bound the same way in worker.tasks), and what they
+    held is left for the reaper to give to another worker. No orphan computes on."""
     env = {**os.environ, **plan.env, **(extra_env or {})}
     return subprocess.Popen(
         worker_command(plan.node_name, loglevel=loglevel),
         env=env, start_new_session=True, stdout=stdout, stderr=stderr,
+        preexec_fn=functools.partial(
+            die_with_parent, expected_parent=os.getpid(), prctl=_prctl()
+        ),
     )  # fmt: skip
 
 

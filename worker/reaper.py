@@ -143,12 +143,14 @@ class ReaperThread(threading.Thread):
         *,
         interval_s: float,
         holder: str,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="spectra-reaper", daemon=True)
         self._sweep = sweep
         self._lock_client = lock_client
         self._interval_s = interval_s
         self._holder = holder
+        self._on_tick = on_tick
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -157,6 +159,8 @@ class ReaperThread(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self._interval_s):
             try:
+                if self._on_tick is not None:
+                    self._on_tick()
                 # Expires on its own: a reaper that dies never blocks the others.
                 ttl_ms = max(100, int(self._interval_s * 900))
                 if not self._lock_client.set(REAPER_LOCK_KEY, self._holder, nx=True, px=ttl_ms):

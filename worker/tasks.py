@@ -14,11 +14,13 @@ import redis
 from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from services import worker_devices
 from services.config import get_settings
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import TRANSIENT_DB_ERRORS, run_chunk
 from services.store import Store
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, app
+from worker.launcher import die_with_parent
 from worker.reaper import ReaperThread, broker_task_ids, reap
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,13 @@ def get_store() -> Store:
     if store is None:
         store = _stores[os.getpid()] = Store(get_settings().database_url)
     return store
+
+
+@signals.worker_process_init.connect
+def _die_with_worker(**_: Any) -> None:
+    # A pool child outliving its worker (killed by SIGKILL, or by its launcher's death)
+    # would compute on as an orphan no one supervises; the kernel ends it with its parent.
+    die_with_parent()
 
 
 @signals.worker_process_init.connect
@@ -79,7 +88,9 @@ def revoke(chunk_ids: list[str]) -> None:
 
 
 def reaper_interval_s() -> float:
-    return max(0.5, min(get_settings().stale_after_s / 2, 30.0))
+    """A few sweeps per staleness period: the sweep is what turns a stale lease into work
+    again, so it bounds the recovery time together with stale_after_s."""
+    return max(0.5, min(get_settings().stale_after_s / 5, 30.0))
 
 
 def sweep_once() -> Any:
@@ -98,10 +109,21 @@ def sweep_once() -> Any:
 def _start_reaper(sender: Any = None, **_: Any) -> None:
     global _reaper
     settings = get_settings()
-    holder = f"{getattr(sender, 'hostname', 'worker')}:{os.getpid()}"
+    node = str(getattr(sender, "hostname", "worker"))
+    client = redis.Redis.from_url(settings.broker_url)
+    interval = reaper_interval_s()
+
+    def advertise_device() -> None:
+        # Expires after a few missed refreshes: a dead worker's device drops out on its own.
+        worker_devices.advertise(client, node, settings.device, ttl_s=3 * interval + 5)
+
+    try:
+        advertise_device()
+    except redis.RedisError:
+        log.warning("could not advertise this worker's device yet; retrying with the reaper")
     _reaper = ReaperThread(
-        sweep_once, redis.Redis.from_url(settings.broker_url),
-        interval_s=reaper_interval_s(), holder=holder,
+        sweep_once, client, interval_s=interval, holder=f"{node}:{os.getpid()}",
+        on_tick=advertise_device,
     )  # fmt: skip
     _reaper.start()
 

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from api.errors import RETRY_AFTER_S, problem_response, problem_responses
+
 router = APIRouter(tags=["health"])
 
 READY_TIMEOUT_S = 2.0
@@ -32,7 +34,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
 @router.get(
     "/readyz",
     summary="The database and the broker are reachable",
-    responses={503: {"description": "A dependency is unreachable"}},
+    responses=problem_responses(503),
 )
 async def readyz(request: Request) -> JSONResponse:
     store = request.app.state.store
@@ -42,10 +44,17 @@ async def readyz(request: Request) -> JSONResponse:
         _check("broker", lambda: dispatcher.ping(READY_TIMEOUT_S)),
     )
     checks = dict(results)
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(f"{name} {value}" for name, value in checks.items() if value != "ok")
+    return problem_response(
+        503,
+        "Not ready",
+        f"A dependency is unreachable: {failing}. Retry after {RETRY_AFTER_S} s.",
+        slug="not-ready",
+        instance=request.url.path,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        extra={"checks": checks},
     )
 
 

@@ -11,10 +11,17 @@ from pydantic import ValidationError
 
 from api.auth import Principal, ReadPrincipal, SubmitPrincipal
 from api.codes import check_codes, parse_npy_codes, read_upload
-from api.deps import ensure_model_served, get_dispatcher, get_metrics, get_settings, get_store
-from api.errors import ApiProblem, validation_error
+from api.deps import (
+    ensure_device_served,
+    ensure_model_served,
+    get_dispatcher,
+    get_metrics,
+    get_settings,
+    get_store,
+)
+from api.errors import ApiProblem, problem_responses, validation_error
 from api.metrics import ApiMetrics
-from api.params import TEXT_PATTERN, JobIdPath, text_query
+from api.params import TEXT_PATTERN, JobIdPath, only_query, text_query
 from api.schemas import (
     JobDetail,
     JobList,
@@ -45,13 +52,9 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or invalid API key"},
-    403: {"description": "The key lacks the scope"},
-    404: {"description": "No such job visible to this key"},
-    413: {"description": "Upload over the size limit"},
-    422: {"description": "Invalid input (problem document names the field)"},
-}
+# Every problem status a route here may answer with (each route can meet a bad key, a down
+# database, a malformed body...), documented once.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses()
 
 
 def _submitted_response(job: Any, created: bool) -> JSONResponse:
@@ -74,6 +77,7 @@ def _submit(
     settings: Settings = get_settings(request)
     metrics: ApiMetrics = get_metrics(request)
     ensure_model_served(spec.model, settings)
+    ensure_device_served(spec.device, dispatcher)
     job, created = submission.submit(
         store,
         settings,
@@ -144,7 +148,7 @@ def submit_job_upload(
             "latents come from the uploaded file; leave them out of spec",
             field="spec.latents",
         )
-    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes)), settings, "file")
+    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file")
     try:
         job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
     except ValidationError as error:
@@ -152,7 +156,8 @@ def submit_job_upload(
     return _submit(request, job_spec, principal, idempotency_key)
 
 
-@router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs")
+@router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs",
+            dependencies=[only_query("status", "model", "limit", "offset")])  # fmt: skip
 def list_jobs(
     request: Request,
     principal: ReadPrincipal,

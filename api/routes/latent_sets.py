@@ -103,7 +103,7 @@ def upload_latent_set(
     name: Annotated[str | None, Form(max_length=200, pattern=TEXT_PATTERN)] = None,
 ) -> JSONResponse:
     settings = get_settings(request)
-    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes)), settings, "file")
+    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file")
     record = get_store(request).create_latent_set(principal.owner, codes, name=name, source="uploaded")
     return _created(record)
 

@@ -11,7 +11,8 @@ from fastapi.responses import Response
 
 from api.auth import Principal, ReadPrincipal
 from api.deps import get_store
-from api.params import SpectrumIdPath, id_query, text_query
+from api.errors import ApiProblem
+from api.params import SpectrumIdPath, id_query, only_query, text_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import (
     Eigenvectors,
@@ -51,6 +52,7 @@ def _not_visible(spectrum_id: str) -> NotFoundError:
     "/spectra",
     response_model=SpectrumList,
     responses=PROBLEM_RESPONSES,
+    dependencies=[only_query("job_id", "model", "distance", "method", "order_by", "limit", "offset")],
     summary="Query stored spectra by job or by (model, distance, method), paginated",
 )
 async def list_spectra(
@@ -120,7 +122,15 @@ def get_eigenvectors(
 ) -> Eigenvectors | Response:
     store = get_store(request)
     record = visible_spectrum(store, spectrum_id, principal)
-    k = min(k or record.k, record.k)
+    if k is not None and k > record.k:
+        raise ApiProblem(
+            422, "Too many eigenvectors asked for",
+            f"k={k}, but this spectrum stores only its top {record.k} eigenvectors (the job "
+            f"kept top_k={record.k} of d={record.d}); ask for k <= {record.k}, or compute a job "
+            "without top_k for all of them",
+            field="k", slug="k-over-stored",
+        )  # fmt: skip
+    k = k or record.k
     vectors = np.asarray(store.eigenvectors(spectrum_id, k=k))  # (d, k) columns
     if format == "npy":
         buffer = io.BytesIO()

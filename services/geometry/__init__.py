@@ -18,11 +18,28 @@ from .errors import (
     UnknownMethodError,
     UnknownModelError,
 )
-from .generators import MODEL_SCHEMES, Generator, ModelInfo, list_models, load_generator
+from .ganspace import ganspace
+from .generators import (
+    MODEL_SCHEMES,
+    Generator,
+    ModelInfo,
+    list_models,
+    list_schemes,
+    load_generator,
+)
 from .linalg import SpectrumResult, spectrum_from_metric, summary_of
 from .methods import METHODS, compute_metric, compute_spectrum, metric_columns
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
+from .statistics import (
+    bootstrap_mean_interval,
+    bootstrap_offdiagonal_interval,
+    expected_abs_cosine,
+    position_statistics,
+    random_abs_cosine_baseline,
+    random_subspace_baseline,
+    top_share,
+)
 
 __all__ = [
     "JOB_METHODS",
@@ -46,12 +63,21 @@ __all__ = [
     "UnknownMethodError",
     "UnknownModelError",
     "alignment",
+    "bootstrap_mean_interval",
+    "bootstrap_offdiagonal_interval",
+    "expected_abs_cosine",
+    "position_statistics",
+    "random_abs_cosine_baseline",
+    "random_subspace_baseline",
+    "top_share",
     "anisotropy",
     "average_metric",
     "compute_metric",
     "compute_spectrum",
+    "ganspace",
     "homogeneity",
     "list_models",
+    "list_schemes",
     "load_distance",
     "load_generator",
     "metric_columns",

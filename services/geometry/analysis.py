@@ -23,8 +23,15 @@ import torch
 
 from .errors import InvalidOptionError
 from .linalg import dims_to_reach, fixed_signs, participation_ratio, spectra
+from .statistics import (
+    bootstrap_offdiagonal_interval,
+    position_statistics,
+    random_subspace_baseline,
+    top_share,
+)
 
-TRACE_LEVELS = {"dims_99": 0.99, "dims_999": 0.999, "dims_9999": 0.9999}
+TRACE_LEVELS = {"dims_99": 0.99, "dims_999": 0.999, "dims_9999": 0.9999, "dims_99999": 0.99999}
+TOP_SHARE_RANK = 10  # "share of the trace in the top 10", the published anisotropy figure
 _BLOCK_ELEMENTS = 64 * 1024 * 1024  # bounds the homogeneity work arrays to ~256 MB (float32)
 
 
@@ -44,7 +51,9 @@ def _vectors(eigenvectors: Any, values: np.ndarray) -> np.ndarray:
 
 def anisotropy(eigenvalues: np.ndarray, *, latent_dim: int | None = None) -> dict[str, Any]:
     """Per-rank mean / median / 5th / 95th percentile over positions, dimensions to reach
-    99 / 99.9 / 99.99 % of the trace and participation ratio (per position and mean).
+    99 / 99.9 / 99.99 / 99.999 % of the trace, participation ratio and the share of the trace
+    in the top 10 (per position, and mean). ``statistics`` holds, for each per-position figure,
+    its mean, median and bootstrap 95 % interval of the mean (seeded, resampling positions).
 
     With `latent_dim` larger than the number of eigenvalues given (spectra kept as top k of
     d), the trace-based figures would describe the top k only: they are None instead."""
@@ -64,10 +73,23 @@ def anisotropy(eigenvalues: np.ndarray, *, latent_dim: int | None = None) -> dic
     ratio = participation_ratio(values)
     result["participation_ratio"] = ratio
     result["participation_ratio_mean"] = float(ratio.mean())
+    shares = top_share(values, TOP_SHARE_RANK)
+    result["top10_share"] = shares
+    result["top10_share_mean"] = float(np.nanmean(shares)) if np.isfinite(shares).any() else None
+    trace_based = (*TRACE_LEVELS, "participation_ratio", "top10_share")
     if latent_dim is not None and values.shape[1] < latent_dim:
-        for key in (*TRACE_LEVELS, "participation_ratio"):
+        for key in trace_based:
             result[key] = result[f"{key}_mean"] = None
+    result["statistics"] = _position_statistics(values, result, trace_based)
     return result
+
+
+def _position_statistics(
+    values: np.ndarray, result: dict[str, Any], trace_based: tuple[str, ...]
+) -> dict[str, Any]:
+    per_position = {"top_eigenvalue": values[:, 0]}
+    per_position.update({key: result[key] for key in trace_based if result[key] is not None})
+    return {key: position_statistics(array) for key, array in per_position.items()}
 
 
 def homogeneity(
@@ -108,10 +130,16 @@ def homogeneity(
         "linear": lin_np,
         **_offdiagonal_stats("log", log_np[off_diagonal]),
         **_offdiagonal_stats("linear", lin_np[off_diagonal]),
+        "log_offdiag_mean_ci95": _interval(bootstrap_offdiagonal_interval(log_np)),
+        "linear_offdiag_mean_ci95": _interval(bootstrap_offdiagonal_interval(lin_np)),
         "n_positions": int(n),
         "rank": int(k),
         "dtype": dtype,
     }
+
+
+def _interval(bounds: tuple[float, float]) -> list[float] | None:
+    return None if not all(np.isfinite(bounds)) else [float(bounds[0]), float(bounds[1])]
 
 
 def _checked_device(device: str) -> torch.device:
@@ -228,11 +256,14 @@ def alignment(
     metric: np.ndarray | None = None,
     k: int | None = None,
     seed: int = 0,
+    baseline_samples: int = 500,
 ) -> dict[str, Any]:
     """Compare two direction sets (d, ka) and (d, kb), columns in rank order:
     |cosine| matrix, matched-pair |cosine|, principal angles (degrees, ascending) between the
-    top-k subspaces, and — given `metric` (d, d), the other side's H — Rayleigh quotients
-    vᵀHv of unit directions from a, from b, and from seeded random directions (baseline)."""
+    top-k subspaces (and the smallest and largest of them), and — given `metric` (d, d), the
+    other side's H — Rayleigh quotients vᵀHv of unit directions from a, from b, and from
+    seeded random directions. ``baseline`` is what two unrelated k-dim subspaces of R^d give
+    (|cosine| exact; principal angles sampled, `baseline_samples` pairs, seeded)."""
     from scipy.linalg import subspace_angles
 
     first, second = _directions(a, "a"), _directions(b, "b")
@@ -247,11 +278,17 @@ def alignment(
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
         raise InvalidOptionError(f"k must be an integer in [1, {limit}], got {k!r}")
     cosines = np.abs(first.T @ second)
+    angles = np.sort(np.degrees(subspace_angles(first[:, :k], second[:, :k])))
+    matched = np.diagonal(cosines)[:limit].copy()
     result: dict[str, Any] = {
         "abs_cosine": cosines,
-        "matched_abs_cosine": np.diagonal(cosines)[:limit].copy(),
+        "matched_abs_cosine": matched,
+        "matched_abs_cosine_mean": float(matched[:k].mean()),
         "k": int(k),
-        "principal_angles_deg": np.sort(np.degrees(subspace_angles(first[:, :k], second[:, :k]))),
+        "principal_angles_deg": angles,
+        "smallest_principal_angle_deg": float(angles[0]),
+        "largest_principal_angle_deg": float(angles[-1]),
+        "baseline": random_subspace_baseline(d, k, samples=baseline_samples, seed=seed),
     }
     if metric is not None:
         matrix = np.asarray(metric, dtype=np.float64)

@@ -15,6 +15,10 @@ error) — for the methods that differentiate D itself (hvp, lanczos, fd, bp).
   φ_l = channel-unit-normalised backbone features of layer l, W = w_lc / (H_l·W_l) (the
   linear head's weight of channel c, spread over the spatial mean).
 
+- ``layer:NAME``: Σ over the activations of the generator's layer NAME of (a(z) − a(z0))²
+  (a sum, no 1/N): GAN-Geometry's metric pulled back from an intermediate layer. The methods
+  cut the generator at that layer (`Generator.at_layer`), so φ = the activations, W = 1.
+
 ``resize`` (optional, recorded) bilinearly resamples images to resize x resize before the
 distance; it is part of the distance, so every method sees it.
 
@@ -37,6 +41,7 @@ from torch import nn
 from .errors import InvalidOptionError, MissingWeightsError, UnknownDistanceError
 
 DISTANCES = ("mse", "lpips-alex", "lpips-vgg", "lpips-squeeze")
+LAYER_PREFIX = "layer:"
 
 # torchvision's checkpoint file for each LPIPS backbone, and where it is published.
 BACKBONE_FILES = {
@@ -167,6 +172,38 @@ class LPIPSDistance(Distance):
         return LPIPSDistance(model, self.name.removeprefix("lpips-"), self.resize, self.facts)
 
 
+class LayerDistance(Distance):
+    """layer:NAME: the squared difference of a generator layer's activations, summed. Its
+    input is that layer's output: the methods cut the generator there (see methods._prepare)."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(
+            f"{LAYER_PREFIX}{layer}",
+            {"distance": f"{LAYER_PREFIX}{layer}", "reduction": "sum over the layer's activations"},
+            None,
+        )
+        self.layer = layer
+        self._device = torch.device("cpu")
+        self._dtype = torch.float32
+
+    def __call__(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return ((x - x0) ** 2).flatten(1).sum(1)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+    def feature_weights(self, image_shape: tuple[int, ...]) -> torch.Tensor:
+        n = 1
+        for size in image_shape[1:]:
+            n *= int(size)
+        return torch.ones((n,), dtype=self._dtype, device=self._device)
+
+    def to(self, device: str | torch.device, dtype: torch.dtype) -> LayerDistance:
+        moved = LayerDistance(self.layer)
+        moved._device, moved._dtype = torch.device(device), dtype
+        return moved
+
+
 def backbone_checkpoint(net: str) -> Path:
     """Where torchvision looks for the LPIPS backbone `net` ('alex', 'vgg', 'squeeze')."""
     return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[net][0]
@@ -175,9 +212,15 @@ def backbone_checkpoint(net: str) -> Path:
 def load_distance(
     name: str, *, device: str = "cpu", resize: int | None = None, random_backbone: bool = False
 ) -> Distance:
-    """mse | lpips-alex | lpips-vgg | lpips-squeeze, on `device`, in float32."""
+    """mse | lpips-alex | lpips-vgg | lpips-squeeze | layer:NAME, on `device`, in float32."""
+    if isinstance(name, str) and name.startswith(LAYER_PREFIX) and len(name) > len(LAYER_PREFIX):
+        if resize is not None or random_backbone:
+            raise InvalidOptionError("layer:NAME distances take no resize or random_backbone")
+        return LayerDistance(name.removeprefix(LAYER_PREFIX)).to(device, torch.float32)
     if name not in DISTANCES:
-        raise UnknownDistanceError(f"unknown distance {name!r}; use one of: {', '.join(DISTANCES)}")
+        raise UnknownDistanceError(
+            f"unknown distance {name!r}; use one of: {', '.join(DISTANCES)}, or layer:NAME"
+        )
     if resize is not None and (
         isinstance(resize, bool) or not isinstance(resize, int) or not 16 <= resize <= 4096
     ):

@@ -10,9 +10,11 @@ Names `load_generator` accepts:
     The pretrained DCGAN (d = 100, 64x64 RGB faces) whose weights ship in the PyPI package
     ``gan-face-generate`` (``gan_face_generate/weights.tar``, key ``netG_state_dict``). The
     architecture is defined here (the package's own module is never imported). Each
-    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time:
-    the same function (to float32 rounding, recorded as ``batchnorm_folded``), one op fewer per
-    layer, and no BatchNorm that could ever run in train mode. The first layer (a transposed
+    ConvTranspose2d + eval-mode BatchNorm pair is folded into one ConvTranspose2d at load time,
+    in the dtype the generator runs in (``to(..., float64)`` refolds from the checkpoint, so
+    float64 is float64 end to end; recorded as ``batchnorm_folded_in``): the same function to
+    that dtype's rounding, one op fewer per layer, and no BatchNorm that could ever run in
+    train mode. The first layer (a transposed
     convolution of the code as a 1x1 image) runs as the linear map it is. Codes ~ N(0, I).
 
 ``torchscript:PATH``
@@ -44,6 +46,23 @@ Names `load_generator` accepts:
     0.7, keyword ``truncation``) selects the generator's stored batch-norm statistics and is
     recorded. Spectral normalisation is baked into plain weights at load time (eval mode
     never updates it), so the module is a fixed function.
+
+``stylegan2:PATH``
+    A rosinality/stylegan2-pytorch checkpoint, in plain torch; the architecture is read from
+    the state dict. See stylegan2.py.
+
+``stylegan2-ada:PKL``
+    An NVIDIA network pickle (stylegan2-ada-pytorch, stylegan3), adapted by its documented
+    attributes; needs SPECTRA_NVIDIA_CODE_DIR. See nvidia.py.
+
+``shuffled:SEED:BASE`` / ``random-init:SEED:BASE``
+    Controls of any of the above: its weights shuffled, or a random-initialised twin. See
+    controls.py.
+
+Latent spaces: every generator has ``z``; StyleGAN2 families also ``w`` and ``w+``, with a
+truncation ``psi``. The space is a property of the loaded Generator (`space`, `latent_dim`,
+`sample`, the module's input), so the methods never need to know it. `layer_names()` lists the
+layers `layer:NAME` distances and GANSpace read.
 """
 
 from __future__ import annotations
@@ -82,11 +101,24 @@ DEFAULT_BIGGAN_TRUNCATION = 0.7
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A built-in model, or a loader scheme (`scheme=True`: the name is a pattern, its latent
+    dimension depends on the file). `layers` are the names `layer:NAME` distances and
+    GANSpace accept; in a scheme's list `{i}` stands for an index."""
+
     name: str
     family: str
-    latent_dim: int
+    latent_dim: int | None
     description: str
+    spaces: tuple[str, ...] = ("z",)
+    layers: tuple[str, ...] = ()
+    scheme: bool = False
 
+
+# The folded DCGAN's Sequential: code-to-feature map, then (ReLU, transposed conv) x 4, Tanh.
+DCGAN_LAYERS = tuple(f"net.{i}" for i in range(10))
+STYLEGAN2_LAYERS = (
+    "w", "synthesis.conv1", "synthesis.to_rgb1", "synthesis.convs.{i}", "synthesis.to_rgbs.{i}",
+)  # fmt: skip
 
 _BUILT_IN = (
     ModelInfo(
@@ -94,6 +126,7 @@ _BUILT_IN = (
         family="dcgan",
         latent_dim=100,
         description="Pretrained DCGAN, 64x64 RGB faces (weights from the gan-face-generate package).",
+        layers=DCGAN_LAYERS,
     ),
 )
 
@@ -103,14 +136,42 @@ MODEL_SCHEMES = {
     "python:FILE_OR_MODULE:FACTORY": "a factory returning (module, latent_dim[, extras])",
     "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin",
     "stylegan2:PATH": "a rosinality/stylegan2-pytorch checkpoint (g_ema state dict); spaces z, w, w+",
+    "stylegan2-ada:PKL": "an NVIDIA stylegan2-ada-pytorch / stylegan3 network pickle (runs its "
+    "code: needs SPECTRA_NVIDIA_CODE_DIR); spaces z, w, w+",
 }
 STYLEGAN2_SCHEMES = ("stylegan2:",)
+NVIDIA_SCHEME = "stylegan2-ada:"
 LATENT_SPACES = ("z", "w", "w+")
 
 
 def list_models() -> list[ModelInfo]:
     """The built-in registry entries."""
     return list(_BUILT_IN)
+
+
+def list_schemes() -> list[ModelInfo]:
+    """The loader schemes and control prefixes, with their spaces and layer names."""
+    every_submodule = ("every named submodule of the module (named_modules order)",)
+    return [
+        ModelInfo("stylegan2:PATH", "stylegan2", None, MODEL_SCHEMES["stylegan2:PATH"],
+                  spaces=LATENT_SPACES, layers=STYLEGAN2_LAYERS, scheme=True),
+        ModelInfo("stylegan2-ada:PKL", "stylegan2-ada", None, MODEL_SCHEMES["stylegan2-ada:PKL"],
+                  spaces=LATENT_SPACES, layers=("w", "synthesis.<every named submodule>"),
+                  scheme=True),
+        ModelInfo("torchscript:PATH", "torchscript", None, MODEL_SCHEMES["torchscript:PATH"],
+                  scheme=True),
+        ModelInfo("python:FILE_OR_MODULE:FACTORY", "python", None,
+                  MODEL_SCHEMES["python:FILE_OR_MODULE:FACTORY"], layers=every_submodule,
+                  scheme=True),
+        ModelInfo("biggan-deep:DIR", "biggan-deep", None, MODEL_SCHEMES["biggan-deep:DIR"],
+                  layers=every_submodule, scheme=True),
+        ModelInfo("shuffled:SEED:BASE", "as BASE", None,
+                  "BASE with every learned tensor's entries permuted (the paper's control)",
+                  spaces=("as BASE",), layers=("as BASE",), scheme=True),
+        ModelInfo("random-init:SEED:BASE", "as BASE", None,
+                  "BASE's architecture, freshly initialised (its family's own init)",
+                  spaces=("as BASE",), layers=("as BASE",), scheme=True),
+    ]  # fmt: skip
 
 
 def _standard_normal(n: int, rng: np.random.Generator, d: int) -> np.ndarray:
@@ -187,7 +248,14 @@ class Generator:
         device = torch.device(device)
         if _same_device(self.device, device) and self.dtype == dtype:
             return self
-        module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        facts = self.facts
+        if isinstance(self.module, DCGAN) and self.dtype != dtype:
+            # Casting folded float32 weights would keep their float32 rounding (4e-8 to 2e-7
+            # off a float64 reference): fold again from the checkpoint, in the new dtype.
+            module: nn.Module = self.module.folded_in(dtype).to(device=device)
+            facts = {**self.facts, "batchnorm_folded_in": str(dtype).removeprefix("torch.")}
+        else:
+            module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
         if self.channels_last and device.type == "cpu":
             _to_channels_last(module)
         return Generator(
@@ -195,7 +263,7 @@ class Generator:
             family=self.family,
             latent_dim=self.latent_dim,
             module=module,
-            facts=self.facts,
+            facts=facts,
             sampler=self._sampler,
             channels_last=self.channels_last,
             space=self.space,
@@ -292,6 +360,15 @@ def _load_by_name(
         from .stylegan2 import load_stylegan2
 
         return load_stylegan2(name, name.partition(":")[2], space=space, psi=psi)
+    if name.startswith(NVIDIA_SCHEME):
+        from services.config import get_settings
+
+        from .nvidia import load_nvidia
+
+        code_dir = get_settings().nvidia_code_dir or None
+        return load_nvidia(
+            name, name.removeprefix(NVIDIA_SCHEME), space=space, psi=psi, code_dir=code_dir
+        )
     if space != "z" or psi is not None:
         _refuse_space(name, space, psi)
     if name == DCGAN_FACES:
@@ -373,7 +450,7 @@ def _refuse_space(name: str, space: str, psi: float | None) -> None:
     if space != "z":
         raise InvalidOptionError(
             f"{name} has one latent space, z; space {space!r} exists only for StyleGAN2 "
-            "(stylegan2:PATH)"
+            "(stylegan2:PATH, stylegan2-ada:PKL)"
         )
     raise InvalidOptionError(
         f"psi (truncation toward w_avg) applies only to StyleGAN2 models, not {name}"
@@ -513,10 +590,18 @@ class DCGAN(nn.Module):
     """
 
     def __init__(
-        self, state_dict: dict[str, torch.Tensor], *, nz: int = 100, ngf: int = 64, nc: int = 3
+        self,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        nz: int = 100,
+        ngf: int = 64,
+        nc: int = 3,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.nz = nz
+        self._shape = (nz, ngf, nc)
+        self._checkpoint = state_dict  # unfolded, as loaded: folded_in() starts from it again
         reference = _tutorial_dcgan(nz, ngf, nc)
         try:
             reference.load_state_dict({k.removeprefix("main."): v for k, v in state_dict.items()})
@@ -524,6 +609,7 @@ class DCGAN(nn.Module):
             raise InvalidGeneratorError(
                 f"DCGAN checkpoint does not match nz={nz}, ngf={ngf}, nc={nc}: {error}"
             ) from None
+        reference.to(dtype)
         _freeze(reference)
         first: Any = reference[0]
         self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
@@ -534,6 +620,11 @@ class DCGAN(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.net(codes)
+
+    def folded_in(self, dtype: torch.dtype) -> DCGAN:
+        """The same generator with BatchNorm folded in `dtype` (on the CPU)."""
+        nz, ngf, nc = self._shape
+        return DCGAN(self._checkpoint, nz=nz, ngf=ngf, nc=nc, dtype=dtype)
 
     def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
         """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
@@ -633,6 +724,7 @@ def _load_dcgan_faces(
         "weights_sha256": file_sha256(path),
         "architecture": "pytorch-tutorial DCGAN nz=100 ngf=64 nc=3, 64x64",
         "batchnorm_folded": True,
+        "batchnorm_folded_in": "float32",
         "latent_distribution": "N(0, I)",
     }
     return Generator(name=DCGAN_FACES, family="dcgan", latent_dim=100, module=module, facts=facts)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.func import grad, jvp, vjp, vmap
 
-from .distances import Distance
+from .distances import Distance, LayerDistance
 from .errors import (
     InvalidLatentError,
     InvalidOptionError,
@@ -317,6 +317,8 @@ def _prepare(
         )
     torch_dtype = DTYPES[dtype]
     device = generator.device
+    if isinstance(distance, LayerDistance):
+        generator = generator.at_layer(distance.layer)  # φ = that layer's activations
     generator = generator.to(device, torch_dtype)
     distance = distance.to(device, torch_dtype)
     z0 = torch.as_tensor(code, dtype=torch_dtype, device=device).reshape(1, -1)

@@ -35,12 +35,19 @@ METHOD_REGISTRY: dict[str, MethodInfo] = {
         ),
         MethodInfo("fd", core_options=("step", "batch"), job_options=("step", "batch")),
         MethodInfo("bp", core_options=(), job_options=()),
-        MethodInfo("sefa", core_options=("layers",), job_options=("layers",), hessian=False),
+        MethodInfo(
+            "sefa", core_options=("layers", "normalize_rows"),
+            job_options=("layers", "normalize_rows"), hessian=False,
+        ),  # fmt: skip
+        MethodInfo(
+            "ganspace", core_options=("samples", "sample_seed", "layer"),
+            job_options=("samples", "sample_seed", "layer"), hessian=False,
+        ),  # fmt: skip
     )
 }
 
 # The names a job spec accepts, as a type (pydantic and mypy need a literal).
-JobMethod = Literal["jacobian", "hvp", "lanczos", "fd", "bp", "sefa"]
+JobMethod = Literal["jacobian", "hvp", "lanczos", "fd", "bp", "sefa", "ganspace"]
 if get_args(JobMethod) != tuple(METHOD_REGISTRY):  # pragma: no cover - a programming error
     raise RuntimeError("JobMethod must list exactly the methods of METHOD_REGISTRY, in order")
 

@@ -31,9 +31,15 @@ from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
 
 
 def sefa(
-    generator: Generator, *, top_k: int | None = None, layers: list[int] | None = None
+    generator: Generator,
+    *,
+    top_k: int | None = None,
+    layers: list[int] | None = None,
+    normalize_rows: bool | None = None,
 ) -> SpectrumResult:
-    """SeFa eigenpairs of AᵀA in float64: eigenvalues descending, eigenvectors (d, k)."""
+    """SeFa eigenpairs of AᵀA in float64: eigenvalues descending, eigenvectors (d, k).
+    `normalize_rows`: scale each row of A to unit length (genforce/sefa) or not (rosinality's
+    closed_form_factorization.py); None = the module's own default (`sefa_normalize_rows`)."""
     started = time.perf_counter()
     d = generator.latent_dim
     top_k = check_top_k(top_k, d)
@@ -42,7 +48,11 @@ def sefa(
         or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers)
     ):
         raise InvalidOptionError(f"layers must be a list of layer indices >= 0, got {layers!r}")
-    matrices, normalize_rows, source = _latent_weights(generator, layers)
+    if normalize_rows is not None and not isinstance(normalize_rows, bool):
+        raise InvalidOptionError(f"normalize_rows must be true or false, got {normalize_rows!r}")
+    matrices, default_normalize, source = _latent_weights(generator, layers)
+    if normalize_rows is None:
+        normalize_rows = default_normalize
     stacked = []
     for matrix in matrices:
         a = matrix.detach().double().cpu().numpy()
@@ -73,7 +83,9 @@ def sefa(
             "method": "sefa",
             "source": source,
             "layers": layers,
+            "layer_names": _layer_names(generator, layers),
             "normalize_rows": normalize_rows,
+            "space": generator.space,
             "latent_coordinates_used": int(len(used)),
             "dtype": "float64",
             "products": 0,
@@ -81,6 +93,14 @@ def sefa(
         },
         summary=summary,
     )
+
+
+def _layer_names(generator: Generator, layers: list[int] | None) -> list[str] | None:
+    names: Any = getattr(generator.module, "sefa_layer_names", None)
+    if not callable(names):
+        return None
+    listed = list(names())
+    return listed if layers is None else [listed[i] for i in layers if 0 <= i < len(listed)]
 
 
 def _latent_weights(

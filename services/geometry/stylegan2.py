@@ -414,6 +414,7 @@ class StyleGAN2(nn.Module):
         self.register_buffer("w_avg", w_avg.reshape(arch.style_dim))
         # Rows of SeFa's A are unit-normalised by default, as genforce/sefa does.
         self.sefa_normalize_rows = True
+        self.ganspace_layer = "w"  # the paper's StyleGAN recipe: PCA of w
 
     def truncate(self, w: torch.Tensor) -> torch.Tensor:
         if self.psi == 1.0:

@@ -38,6 +38,7 @@ from services.geometry import (
     NonFiniteOutputError,
     SpectrumResult,
     compute_spectrum,
+    ganspace,
     metric_columns,
     sefa,
     summary_of,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 DB_RETRIES = 5
 DB_RETRY_BASE_S = 0.2
-SEFA_DISTANCE = "none"  # sefa results have no image distance
+SEFA_DISTANCE = "none"  # sefa and ganspace results have no image distance
 
 T = TypeVar("T")
 
@@ -106,6 +107,30 @@ class Heartbeat(AbstractContextManager["Heartbeat"]):
     ) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+    def still_ours(self) -> bool:
+        """Renew the lease now and say whether it is still ours: asked before every write,
+        so a worker that was cut off or frozen past the staleness limit (its chunk given to
+        another) stops before writing anything, instead of at its next beat."""
+        if self.lost.is_set():
+            return False
+        if not with_db_retry(self._store.heartbeat, self._chunk_id, self._worker_id):
+            self.lost.set()
+            return False
+        return True
+
+    def starting(self, latent_index: int) -> bool:
+        """Record (with the lease renewed) that this latent is being computed now: if the run
+        dies on it, the next run of the chunk knows which latent it died on, and a latent
+        that kills every run is recorded as that latent's failure (see claim_chunk)."""
+        if self.lost.is_set():
+            return False
+        if not with_db_retry(
+            self._store.start_latent, self._chunk_id, self._worker_id, latent_index
+        ):
+            self.lost.set()
+            return False
+        return True
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -210,12 +235,22 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
+    if resolved.get("kind") == "optimise":
+        from services.pipeline.optimisation import ChunkHooks, run_optimisation_chunk
+
+        hooks = ChunkHooks(
+            check_continue=lambda: _check_continue(store, job.id, beat), retry=with_db_retry,
+            reason=_reason, passthrough=(_Stop, *abort_on, *TRANSIENT_DB_ERRORS),
+            on_target=on_latent,
+        )  # fmt: skip
+        run_optimisation_chunk(store, job, chunk, device, hooks)
+        return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
     generator = cached_generator(
         resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")
     )
-    if resolved["method"] == "sefa":
-        _run_sefa(store, job, generator, device)
+    if resolved["method"] in ("sefa", "ganspace"):
+        _run_directions(store, job, generator)
         if on_latent:
             on_latent(0)
         return
@@ -225,7 +260,12 @@ def _work(
     pending = [i for i in chunk.latent_indices if i not in finished]
     if _batches_codes(resolved, chunk, device, len(pending)):
         _check_continue(store, job.id, beat)
-        _run_latents_batched(store, job, generator, distance, codes, pending, device, abort_on)
+        # A run that dies in the shared pass is recorded against its first code.
+        if not beat.starting(pending[0]):
+            raise _Stop(None)
+        _run_latents_batched(
+            store, job, generator, distance, codes, pending, device, abort_on, beat
+        )
         for index in pending:
             if on_latent:
                 on_latent(index)
@@ -234,13 +274,15 @@ def _work(
         _check_continue(store, job.id, beat)
         if index in finished:
             continue
+        if not beat.starting(index):
+            raise _Stop(None)
         if chunk.column_block is not None:
             _run_block(
                 store, job, generator, distance, codes[index], index, chunk.column_block,
-                abort_on, device,
+                abort_on, beat, device,
             )  # fmt: skip
         else:
-            _run_latent(store, job, generator, distance, codes[index], index, abort_on, device)
+            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat, device)
         if on_latent:
             on_latent(index)
 
@@ -265,7 +307,7 @@ def _batches_codes(resolved: dict[str, Any], chunk: ChunkRecord, device: str, n:
 
 def _run_latents_batched(
     store: Store, job: JobRecord, generator: Any, distance: Any, codes: np.ndarray,
-    indices: list[int], device: str, abort_on: tuple[type[BaseException], ...],
+    indices: list[int], device: str, abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
 ) -> None:  # fmt: skip
     resolved = job.resolved
     options = _method_options(resolved)
@@ -280,8 +322,11 @@ def _run_latents_batched(
     except Exception as exc:  # the pass as a whole failed: each code's own route decides
         log.warning("batched pass of job %s failed (%s); one code at a time", job.id, exc)
         for index in indices:
-            _run_latent(store, job, generator, distance, codes[index], index, abort_on, device)
+            if not beat.starting(index):
+                raise _Stop(None) from exc
+            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat, device)
         return
+    _require_lease(beat)
     for index, result in zip(indices, results, strict=True):
         if isinstance(result, Exception):
             with_db_retry(store.record_latent_failure, job.id, index, _reason(result))
@@ -292,7 +337,8 @@ def _run_latents_batched(
 
 def _run_latent(
     store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
-    abort_on: tuple[type[BaseException], ...], device: str = "cpu",
+    abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+    device: str = "cpu",
 ) -> None:  # fmt: skip
     resolved = job.resolved
     try:
@@ -306,15 +352,18 @@ def _run_latent(
     except abort_on:
         raise
     except Exception as exc:  # NonFiniteOutputError, or anything the generator raised on it
+        _require_lease(beat)
         with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
         log.warning("latent %d of job %s failed: %s", index, job.id, _reason(exc))
         return
+    _require_lease(beat)
     _save(store, job, index, code, result, resolved["distance"])
 
 
 def _run_block(
     store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
-    block: tuple[int, int], abort_on: tuple[type[BaseException], ...], device: str = "cpu",
+    block: tuple[int, int], abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+    device: str = "cpu",
 ) -> None:  # fmt: skip
     """One column block of one latent's Hessian; whoever completes the set decomposes it.
     Each chunk saves its block and then looks: of two chunks finishing together, at least
@@ -330,6 +379,7 @@ def _run_block(
             )  # fmt: skip
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
+            _require_lease(beat)
             with_db_retry(store.save_column_block, job.id, index, start, stop, columns)
         blocks = with_db_retry(store.column_blocks, job.id, index)
         d = int(code.shape[0])
@@ -350,9 +400,13 @@ def _run_block(
         raise
     except TRANSIENT_DB_ERRORS:
         raise
+    except _Stop:
+        raise
     except Exception as exc:
+        _require_lease(beat)
         with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
         return
+    _require_lease(beat)
     _save(store, job, index, code, result, resolved["distance"])
 
 
@@ -366,6 +420,11 @@ def _method_options(resolved: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _require_lease(beat: Heartbeat) -> None:
+    if not beat.still_ours():
+        raise _Stop(None)
+
+
 def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:
     """True when the stored blocks cover columns 0..d exactly once, in order."""
     end = 0
@@ -376,9 +435,11 @@ def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:
     return end == d
 
 
-def _run_sefa(store: Store, job: JobRecord, generator: Any, device: str) -> None:
+def _run_directions(store: Store, job: JobRecord, generator: Any) -> None:
+    """SeFa or GANSpace: one set of directions for the model, stored at latent index 0."""
     resolved = job.resolved
-    result = sefa(generator, top_k=resolved["top_k"], **resolved["method_options"])
+    method = sefa if resolved["method"] == "sefa" else ganspace
+    result = method(generator, top_k=resolved["top_k"], **resolved["method_options"])
     _require_finite(result)
     _save(store, job, 0, None, result, SEFA_DISTANCE)
 

@@ -25,7 +25,8 @@ Dispatch = Callable[[list[str]], None]
 
 def submit_job(
     store: Store, spec: JobSpec, owner: str, dispatch: Dispatch | None,
-    *, settings: Settings | None = None,
+    *, settings: Settings | None = None, idempotency_key: str | None = None,
+    request_sha256: str | None = None,
 ) -> tuple[JobRecord, bool]:  # fmt: skip
     """Validate and resolve `spec`, write the job and its chunks in one transaction, and only
     then hand the chunk ids to `dispatch`. Returns (job, created): the same spec from the same
@@ -34,16 +35,32 @@ def submit_job(
     Raises SpecError (or the store's NotFoundError for an unknown latent set) with nothing
     written but possibly a deduplicated latent set. If dispatch fails after the commit, the
     job is kept and the reaper dispatches its chunks once the broker answers.
+
+    ``idempotency_key`` (with the hash of the request it came with) is claimed in the
+    transaction that creates the job: IdempotencyConflictError, and no job, if the key is
+    bound to another request.
     """
     plan = resolve_spec(store, spec, owner, settings=settings)
+    return store_and_dispatch(
+        store, owner, spec.model, spec.model_dump(mode="json", exclude_none=True), plan, dispatch,
+        idempotency_key=idempotency_key, request_sha256=request_sha256,
+    )  # fmt: skip
+
+
+def store_and_dispatch(
+    store: Store, owner: str, model: str, spec_doc: dict[str, Any], plan: ResolvedSpec,
+    dispatch: Dispatch | None, *, idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+) -> tuple[JobRecord, bool]:  # fmt: skip
+    """Write a resolved job (of any kind) and its chunks in one transaction, then dispatch its
+    still-queued chunks. Returns (job, created)."""
     facts = plan.generator_facts
     store.upsert_generator(
-        spec.model, plan.generator_family, plan.latent_dim,
-        facts.get("weights_sha256"), facts,
-    )  # fmt: skip
+        model, plan.generator_family, plan.latent_dim, facts.get("weights_sha256"), facts
+    )
     job, created = store.create_job(
-        owner, spec.model_dump(mode="json", exclude_none=True), plan.resolved, plan.spec_hash,
-        plan.latent_set_id, plan.n_latents, plan.chunks,
+        owner, spec_doc, plan.resolved, plan.spec_hash, plan.latent_set_id, plan.n_latents,
+        plan.chunks, idempotency_key=idempotency_key, request_sha256=request_sha256,
     )  # fmt: skip
     if dispatch is None:
         return job, created

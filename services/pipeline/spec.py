@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag, model_validator
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError, InvalidOptionError
+from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
 from services.geometry.registry import JOB_OPTIONS, JobMethod
 from services.jsonable import jsonable
 from services.pipeline import estimate as planner
@@ -33,14 +33,30 @@ from services.pipeline.planning import (
 from services.store import ChunkPlan, LatentSetRecord, Store
 
 LPIPS_DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+MAX_SEED = 2**63 - 1
+# Model names include file-based loaders ("python:/opt/models/mine.py:build").
+MAX_NAME_LENGTH = 500
+# What torch accepts as a device here; which of them some worker actually has is checked at
+# submission (services.worker_devices).
+DEVICE_PATTERN = r"^(cpu|mps|cuda(:[0-9]{1,3})?)$"
 DISTANCES = ("mse", *LPIPS_DISTANCES)
 
 # Which method takes which option: the registry's (services.geometry.registry).
 METHOD_OPTIONS = JOB_OPTIONS
+# Methods that give one set of directions per model: no latent codes, no image distance.
+DIRECTION_METHODS = ("sefa", "ganspace")
+LAYER_DISTANCE_PREFIX = "layer:"
 DISTANCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "mse": (),
     **{name: ("resize", "random_backbone") for name in LPIPS_DISTANCES},
 }
+
+
+def distance_options_of(distance: str) -> tuple[str, ...]:
+    """The options a distance takes (`layer:NAME` distances take none)."""
+    return () if distance.startswith(LAYER_DISTANCE_PREFIX) else DISTANCE_OPTIONS[distance]
+
+
 _ALL_METHOD_OPTIONS = sorted({o for opts in METHOD_OPTIONS.values() for o in opts})
 _ALL_DISTANCE_OPTIONS = sorted({o for opts in DISTANCE_OPTIONS.values() for o in opts})
 
@@ -49,8 +65,9 @@ class SampledLatents(BaseModel):
     """N codes drawn from the generator's own latent distribution with a seed."""
 
     model_config = ConfigDict(extra="forbid")
-    count: int = Field(ge=1, description="number of codes to sample")
-    seed: int = Field(default=0, ge=0, description="seed of the sampler")
+    count: int = Field(ge=1, le=10**9, description="number of codes to sample")
+    # The seed is stored as a signed 64-bit integer (PostgreSQL bigint).
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seed of the sampler")
 
 
 class ExplicitLatents(BaseModel):
@@ -73,7 +90,7 @@ class LatentSetRef(BaseModel):
     """A latent set already stored (uploaded or sampled), by id."""
 
     model_config = ConfigDict(extra="forbid")
-    set: str = Field(min_length=1, description="id of a stored latent set")
+    set: str = Field(min_length=1, max_length=64, description="id of a stored latent set")
 
 
 def _latents_kind(value: Any) -> str | None:
@@ -108,16 +125,27 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="dcgan-faces", min_length=1, description="generator name")
+    model: str = Field(
+        default="dcgan-faces", min_length=1, max_length=MAX_NAME_LENGTH, description="generator name"
+    )
     distance: str = Field(
-        default="mse", description=f"image distance: one of {', '.join(DISTANCES)}"
+        default="mse",
+        max_length=MAX_NAME_LENGTH,
+        description=f"image distance: one of {', '.join(DISTANCES)}, or layer:NAME (squared "
+        "difference of a named generator layer's activations; `spectra models` lists them)",
     )
     method: JobMethod = "jacobian"
-    latents: LatentsSpec | None = Field(default=None, description="codes; sefa takes none")
+    latents: LatentsSpec | None = Field(
+        default=None, description="codes; sefa and ganspace take none"
+    )
     top_k: int | None = Field(default=None, ge=1, description="eigenpairs kept; null = all")
     dtype: Literal["float32", "float64"] = "float32"
     chunk_size: int | None = Field(default=None, ge=1, le=10_000, description="codes per chunk")
-    device: str | None = Field(default=None, description="torch device; null = the worker's")
+    device: str | None = Field(
+        default=None,
+        pattern=DEVICE_PATTERN,
+        description="torch device (cpu, cuda, cuda:N, mps); null = the worker's",
+    )
     space: Literal["z", "w", "w+"] = Field(
         default="z",
         description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x style_dim)",
@@ -129,8 +157,8 @@ class JobSpec(BaseModel):
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
-    max_iter: int | None = Field(default=None, ge=1, description="lanczos: iteration cap")
-    batch: int | None = Field(default=None, ge=1, description="jacobian/hvp/fd: products per batch")
+    max_iter: int | None = Field(default=None, ge=1, le=1_000_000, description="lanczos: iteration cap")
+    batch: int | None = Field(default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch")
     block_columns: int | None = Field(
         default=None,
         ge=1,
@@ -140,15 +168,32 @@ class JobSpec(BaseModel):
     random_backbone: bool | None = Field(
         default=None, description="lpips: random backbone weights (testing only)"
     )
-    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
-        default=None, min_length=1, description="sefa: layers whose weights are factorized"
+    layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
+        default=None, min_length=1, max_length=1000, description="sefa: layers whose weights are factorized"
     )
+    normalize_rows: bool | None = Field(
+        default=None,
+        description="sefa: unit-normalise each weight row (genforce/sefa) or not (rosinality); "
+        "null = the model's default (StyleGAN2: normalised)",
+    )
+    samples: int | None = Field(
+        default=None, ge=2, le=1_000_000, description="ganspace: number of sampled codes"
+    )
+    sample_seed: int | None = Field(default=None, ge=0, description="ganspace: sampling seed")
+    layer: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="ganspace: the layer whose activations are PCA'd (default: StyleGAN2 w)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _options_fit_method_and_distance(self) -> JobSpec:
-        if self.distance not in DISTANCES:
+        if self.distance not in DISTANCES and not (
+            self.distance.startswith(LAYER_DISTANCE_PREFIX)
+            and len(self.distance) > len(LAYER_DISTANCE_PREFIX)
+        ):
             raise ValueError(
-                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}"
+                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)} "
+                "or layer:NAME"
             )
         allowed = METHOD_OPTIONS[self.method]
         for option in _ALL_METHOD_OPTIONS:
@@ -158,20 +203,21 @@ class JobSpec(BaseModel):
                     f"option {option!r} does not apply to method {self.method!r}; "
                     f"it is an option of {', '.join(takers)}"
                 )
-        if self.method != "sefa":
-            allowed = DISTANCE_OPTIONS[self.distance]
+        if self.method not in DIRECTION_METHODS:
+            allowed = distance_options_of(self.distance)
             for option in _ALL_DISTANCE_OPTIONS:
                 if getattr(self, option) is not None and option not in allowed:
                     raise ValueError(
                         f"option {option!r} does not apply to distance {self.distance!r}; "
                         f"it is an option of the lpips distances ({', '.join(LPIPS_DISTANCES)})"
                     )
-        if self.method == "sefa":
+        if self.method in DIRECTION_METHODS:
             if self.latents is not None:
-                raise ValueError("method 'sefa' works from the weights alone: leave out 'latents'")
+                source = "the weights alone" if self.method == "sefa" else "its own seeded samples"
+                raise ValueError(f"method {self.method!r} works from {source}: leave out 'latents'")
             for option in (*_ALL_DISTANCE_OPTIONS, "chunk_size"):
                 if getattr(self, option) is not None:
-                    raise ValueError(f"option {option!r} does not apply to method 'sefa'")
+                    raise ValueError(f"option {option!r} does not apply to method {self.method!r}")
         elif self.latents is None:
             raise ValueError(
                 f"method {self.method!r} needs latent codes: give latents as "
@@ -186,9 +232,9 @@ class JobSpec(BaseModel):
 
     def distance_options(self) -> dict[str, Any]:
         """The options that shape the distance (part of the model cache key)."""
-        if self.method == "sefa":
+        if self.method in DIRECTION_METHODS:
             return {}
-        names = DISTANCE_OPTIONS[self.distance]
+        names = distance_options_of(self.distance)
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -279,9 +325,9 @@ def resolve_spec(
     if codes is not None and not np.isfinite(codes).all():
         raise SpecError("latents", "codes contain NaN or infinite values; give finite numbers")
 
-    n_latents = 1 if spec.method == "sefa" else _count(codes, stored_set)
+    n_latents = 1 if spec.method in DIRECTION_METHODS else _count(codes, stored_set)
     chunk_size: int | None = None
-    if spec.method == "sefa":
+    if spec.method in DIRECTION_METHODS:
         chunks = plan_sefa()
     elif spec.block_columns is not None:
         if spec.block_columns >= d:
@@ -313,7 +359,7 @@ def resolve_spec(
     resolved: dict[str, Any] = {
         "model": spec.model,
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
-        "distance": None if spec.method == "sefa" else spec.distance,
+        "distance": None if spec.method in DIRECTION_METHODS else spec.distance,
         "distance_options": spec.distance_options(),
         "method": spec.method,
         "method_options": spec.method_options(),
@@ -423,7 +469,8 @@ def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
         raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:  # unknown model, missing weights (names the file), ...
         raise SpecError("model", str(error)) from error
-    if spec.method != "sefa":
+    _check_layers(spec, generator)
+    if spec.method not in DIRECTION_METHODS:
         # Loads the distance here so that a missing LPIPS backbone is refused at submit
         # time, naming the file to place, rather than failing every chunk later.
         try:
@@ -431,6 +478,23 @@ def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
         except GeometryError as error:
             raise SpecError("distance", str(error)) from error
     return generator
+
+
+def _check_layers(spec: JobSpec, generator: Generator) -> None:
+    """Layer names and SeFa's layers checked against the model at submit time."""
+    names = generator.layer_names()
+    asked = [("layer", spec.layer)] if spec.layer is not None else []
+    if spec.method not in DIRECTION_METHODS and spec.distance.startswith(LAYER_DISTANCE_PREFIX):
+        asked.append(("distance", spec.distance.removeprefix(LAYER_DISTANCE_PREFIX)))
+    for field, layer in asked:
+        if layer not in names:
+            listed = ", ".join(names) if names else "none (not an nn.Module)"
+            raise SpecError(field, f"unknown layer {layer!r} of {spec.model}; its layers: {listed}")
+    if spec.method == "sefa":
+        try:  # weights only, and cheap: the same call the worker makes
+            sefa(generator, top_k=spec.top_k, **spec.method_options())
+        except GeometryError as error:
+            raise SpecError("layers" if spec.layers else "space", str(error)) from error
 
 
 def _origin_name(spec: JobSpec) -> str | None:

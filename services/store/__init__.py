@@ -7,6 +7,7 @@ from .errors import (
     NotFoundError,
     StoreError,
 )
+from .optimisations import OptimisationResultRecord, TargetSetRecord
 from .records import (
     CHUNK_STATUSES,
     JOB_STATUSES,
@@ -45,9 +46,11 @@ __all__ = [
     "LatentFailureRecord",
     "LatentSetRecord",
     "NotFoundError",
+    "OptimisationResultRecord",
     "SpectrumRecord",
     "SpectrumSummaryRecord",
     "Store",
     "StoreError",
+    "TargetSetRecord",
     "alembic_config",
 ]

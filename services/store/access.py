@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
 
 from sqlalchemy import (
     RowMapping,
@@ -16,7 +15,8 @@ from .codecs import (
     sha256_hex,
 )
 from .connection import StoreConnection, retry_read
-from .errors import IdempotencyConflictError, InvalidDataError
+from .errors import InvalidDataError
+from .idempotency import IDEMPOTENCY_TTL, check_same_request, record_idempotency_key
 from .jobs import job_read, require_job
 from .models import utcnow
 from .records import (
@@ -29,7 +29,6 @@ from .tables import (
 )
 
 # How long an Idempotency-Key holds its job; an older record is replaced by the key's next use.
-IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class AccessStore(StoreConnection):
@@ -108,7 +107,7 @@ class AccessStore(StoreConnection):
             row = conn.execute(query).one_or_none()
         if row is None:
             return None
-        _check_same_request(row.request_sha256, request_sha256)
+        check_same_request(row.request_sha256, request_sha256)
         return self._run_read(job_read(row.job_id, owner))
 
     def remember_idempotency_key(
@@ -117,31 +116,8 @@ class AccessStore(StoreConnection):
         """Record that the key submitted ``job_id`` (replacing a record older than 24 hours).
         IdempotencyConflictError if the key is meanwhile recorded with a different request
         (two concurrent submissions under one key with different bodies: the later one)."""
-        if not key or not request_sha256:
-            raise InvalidDataError("an idempotency record needs a key and a request hash")
-        now = utcnow()
-        values = {"request_sha256": request_sha256, "job_id": job_id, "created_at": now}
-        statement = (
-            self._insert(IDEMPOTENCY_KEYS)
-            .values(owner=owner, key=key, **values)
-            .on_conflict_do_update(
-                index_elements=["owner", "key"],
-                set_=values,
-                where=IDEMPOTENCY_KEYS.c.created_at < now - IDEMPOTENCY_TTL,
-            )
-        )
-        recorded = select(IDEMPOTENCY_KEYS.c.request_sha256).where(
-            IDEMPOTENCY_KEYS.c.owner == owner, IDEMPOTENCY_KEYS.c.key == key
-        )
         with self._write() as conn:
             require_job(conn, job_id)
-            conn.execute(statement)
-            _check_same_request(conn.execute(recorded).scalar_one(), request_sha256)
+            record_idempotency_key(conn, self._insert, owner, key, request_sha256, job_id)
 
 
-def _check_same_request(recorded_sha256: str, request_sha256: str) -> None:
-    if recorded_sha256 != request_sha256:
-        raise IdempotencyConflictError(
-            "this Idempotency-Key was already used with a different request body; use a new "
-            "key for a different job"
-        )

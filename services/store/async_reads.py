@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
+from .engine import PG_CONNECT_TIMEOUT_S
 from .prepared import Disconnected, ReadPlan, in_utc
 
 _T = TypeVar("_T")
@@ -30,8 +31,9 @@ _T = TypeVar("_T")
 # database. The pool holds them open (no connect per burst) and never more than this.
 POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 8
-# How long a read waits for a connection before failing (the database down, or swamped).
-POOL_TIMEOUT_S = 10.0
+# How long a read waits for a connection before failing (the database down, or swamped): the
+# API then answers 503 with Retry-After within seconds rather than holding the client.
+POOL_TIMEOUT_S = 3.0
 
 
 def psycopg_conninfo(sqlalchemy_url: str) -> str:
@@ -65,7 +67,7 @@ class AsyncReads:
             min_size=POOL_MIN_SIZE,
             max_size=POOL_MAX_SIZE,
             # autocommit: a read is one statement, without BEGIN/ROLLBACK round trips.
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": PG_CONNECT_TIMEOUT_S},
             timeout=POOL_TIMEOUT_S,
             open=False,
             name="spectra-async-reads",

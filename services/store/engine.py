@@ -15,6 +15,9 @@ from sqlalchemy.engine import Connection, make_url
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 SQLITE_BEGIN_OPTION = "sqlite_begin"  # execution option: "DEFERRED" (reads) or "IMMEDIATE"
+# Seconds a new PostgreSQL connection may take. A server that is down or unreachable then
+# fails a request within seconds (the API answers 503) instead of after the OS's TCP timeout.
+PG_CONNECT_TIMEOUT_S = 3
 
 
 def normalise_url(url: str) -> str:
@@ -31,7 +34,10 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         # pre_ping: a worker's connection may be killed (pg_terminate_backend, a restart)
         # mid-job; the next checkout then replaces it instead of failing the next call.
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        )  # fmt: skip
     if backend == "sqlite":
         engine = create_engine(
             url,
@@ -57,8 +63,9 @@ def make_read_engine(url: str, engine: Engine) -> Engine:
     if engine.dialect.name != "postgresql":
         return engine
     return create_engine(
-        normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=0
-    )
+        normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=0,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+    )  # fmt: skip
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     cast,
     func,
     literal,
@@ -33,6 +34,8 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
+from .idempotency import record_idempotency_key
+from .latent_deaths import count_run_ended_on_latent
 from .models import utcnow
 from .prepared import ReadPlan, prepare
 from .records import (
@@ -94,11 +97,16 @@ class JobStore(StoreConnection):
         latent_set_id: str | None,
         n_latents: int,
         chunks: list[ChunkPlan],
+        *,
+        idempotency_key: str | None = None,
+        request_sha256: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Create a job and its chunks in one transaction.
 
         The same (owner, spec_hash) submitted again (even concurrently) is the same job:
-        returns ``(existing_job, False)`` and creates nothing.
+        returns ``(existing_job, False)`` and creates nothing. An ``idempotency_key`` is
+        claimed in the same transaction: if the key is bound to another request (even one
+        committing at this moment) IdempotencyConflictError is raised and nothing is created.
         """
         n_latents = non_negative_int(n_latents, "n_latents")
         chunk_rows = self._chunk_rows(chunks, n_latents)
@@ -150,6 +158,10 @@ class JobStore(StoreConnection):
             else:
                 where = and_(JOBS.c.owner == owner, JOBS.c.spec_hash == spec_hash)
             job = conn.execute(select(JOBS).where(where)).mappings().one()
+            if idempotency_key:
+                record_idempotency_key(
+                    conn, self._insert, owner, idempotency_key, request_sha256 or "", job["id"]
+                )
             return JobRecord(**job), created
 
     @staticmethod
@@ -411,11 +423,20 @@ class JobStore(StoreConnection):
            with error "attempts exhausted (<n> of <max>)"; returns None.
         3. Otherwise (running under someone's lease, finished, cancelled) returns None and
            changes nothing. NotFoundError if the chunk does not exist.
+
+        Before 1: a run that ended while computing a latent (``current_latent``, set by
+        ``start_latent``) counts against that latent. Once ``max_attempts`` runs ended on
+        the same latent, the latent is recorded as failed with that reason, the attempts it
+        used are given back, and the claim goes on with the rest of the chunk: one latent that
+        kills its worker every time costs its own result, not the chunk's.
         """
         if non_negative_int(max_attempts, "max_attempts") < 1:
             raise InvalidDataError("max_attempts must be at least 1")
         now = utcnow()
         with self._write() as conn:
+            count_run_ended_on_latent(
+                conn, self._insert, self._postgres, chunk_id, max_attempts, now
+            )
             claimed = (
                 conn.execute(
                     update(CHUNKS)
@@ -463,6 +484,29 @@ class JobStore(StoreConnection):
                     raise NotFoundError(f"chunk {chunk_id!r} not found")
             return None
 
+    def start_latent(self, chunk_id: str, worker_id: str, latent_index: int) -> bool:
+        """Record that this run is computing ``latent_index`` now (renewing the lease). False
+        if the chunk is no longer running under this worker: stop then, as for heartbeat."""
+        latent_index = non_negative_int(latent_index, "latent_index")
+        with self._write() as conn:
+            result = conn.execute(
+                update(CHUNKS)
+                .where(
+                    CHUNKS.c.id == chunk_id,
+                    CHUNKS.c.status == "running",
+                    CHUNKS.c.lease_owner == worker_id,
+                )
+                .values(
+                    heartbeat_at=utcnow(),
+                    current_latent_deaths=case(
+                        (CHUNKS.c.current_latent == latent_index, CHUNKS.c.current_latent_deaths),
+                        else_=0,
+                    ),
+                    current_latent=latent_index,
+                )
+            )
+            return result.rowcount == 1
+
     def heartbeat(self, chunk_id: str, worker_id: str) -> bool:
         """Renew the lease. False if the chunk is no longer running under this worker (it was
         requeued, cancelled or finished): the worker should then stop working on it."""
@@ -492,7 +536,10 @@ class JobStore(StoreConnection):
                     CHUNKS.c.status == "running",
                     CHUNKS.c.lease_owner == worker_id,
                 )
-                .values(status=status, error=error, finished_at=utcnow())
+                .values(
+                    status=status, error=error, finished_at=utcnow(), current_latent=None,
+                    current_latent_deaths=0,
+                )  # fmt: skip
             )
             return result.rowcount == 1
 

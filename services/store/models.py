@@ -171,6 +171,9 @@ class ChunkRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The latent being computed, and how many runs ended while computing it (see claim_chunk).
+    current_latent: Mapped[int | None] = mapped_column(Integer)
+    current_latent_deaths: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("job_id", "index"),
@@ -291,3 +294,91 @@ class IdempotencyKeyRow(Base):
     request_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignRow(Base):
+    """A named, tagged set of jobs submitted in one request (models x spaces x distances x
+    methods, plus each model's directions). Every member is an ordinary job."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("owner", "name"), Index(None, "owner", "created_at"))
+
+
+class CampaignMemberRow(Base):
+    """One job of a campaign, under the member name comparisons and figures show."""
+
+    __tablename__ = "campaign_members"
+
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    member: Mapped[str] = mapped_column(String(300), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"), index=True)
+
+
+TARGET_SOURCES = ("uploaded", "generated")
+
+
+class TargetSetRow(Base):
+    """Images (n, C, H, W) float32 in [-1, 1], and for generated targets the codes (n, d)."""
+
+    __tablename__ = "target_sets"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str | None] = mapped_column(String(200))
+    n: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    d: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
+    images: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    codes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("owner", "sha256"),
+        CheckConstraint(_in_list("source", TARGET_SOURCES), name="source_known"),
+        CheckConstraint("n > 0 AND channels > 0 AND height > 0 AND width > 0", name="shape_positive"),
+    )
+
+
+class OptimisationResultRow(Base):
+    """One target's optimisation: losses (restarts, steps + 1) float64, evaluations
+    (steps + 1,) float64, final code (d,) float64, final image (C, H, W) float32."""
+
+    __tablename__ = "optimisation_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    target_index: Mapped[int] = mapped_column(Integer)
+    optimiser: Mapped[str] = mapped_column(String(50))
+    steps: Mapped[int] = mapped_column(Integer)
+    restarts: Mapped[int] = mapped_column(Integer)
+    d: Mapped[int] = mapped_column(Integer)
+    best_restart: Mapped[int] = mapped_column(Integer)
+    final_loss: Mapped[float] = mapped_column(Float(precision=53))
+    losses: Mapped[bytes] = mapped_column(LargeBinary)
+    evaluations: Mapped[bytes] = mapped_column(LargeBinary)
+    final_code: Mapped[bytes] = mapped_column(LargeBinary)
+    final_image: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    image_shape: Mapped[list[int]] = mapped_column(JSON)
+    diagnostics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "target_index"),
+        CheckConstraint("target_index >= 0", name="target_index_non_negative"),
+        CheckConstraint("steps > 0 AND restarts > 0 AND d > 0", name="shape_positive"),
+    )

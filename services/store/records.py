@@ -87,6 +87,8 @@ class ChunkRecord:
     finished_at: datetime | None
     error: str | None
     created_at: datetime
+    current_latent: int | None = None  # the latent its run is computing (None between)
+    current_latent_deaths: int = 0  # runs that ended while computing current_latent
 
 
 @dataclass(frozen=True)

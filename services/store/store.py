@@ -15,16 +15,22 @@ Idempotency-Key records). Callers only ever see this class.
 from __future__ import annotations
 
 from .access import AccessStore
+from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
 from .connection import alembic_config
 from .jobs import JobStore
+from .optimisations import OptimisationStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
+from .selections import SelectionQueryStore
 
 __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_config"]
 
 
-class Store(CatalogueStore, JobStore, ResultStore, ResultQueryStore, AccessStore):
+class Store(
+    CatalogueStore, JobStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
+    AccessStore, OptimisationStore,
+):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
     ``url``: ``sqlite:///path.db`` (embedded) or ``postgresql+psycopg://user@host/db``.

@@ -66,6 +66,9 @@ def test_submit_follow_query_export_import(
                      params={"k": 4, "format": "npy"}, headers=headers)  # fmt: skip
     columns = np.load(io.BytesIO(raw.content), allow_pickle=False)
     np.testing.assert_array_equal(columns, rows.T)
+    too_many = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": TOP_K + 1},
+                          headers=headers)  # fmt: skip
+    assert too_many.status_code == 422 and f"only its top {TOP_K}" in too_many.json()["detail"]
 
     # Ordering and pagination: two pages of the same query cover it once.
     by_top = client.get("/v1/spectra", params={"job_id": job_id, "order_by": "-top_eigenvalue",

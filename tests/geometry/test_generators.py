@@ -63,6 +63,45 @@ def test_folded_dcgan_equals_the_tutorial_network_in_eval_mode(dcgan) -> None:
         assert (dcgan.module(codes) - expected).abs().max() < 1e-5
 
 
+class _CodesAsImages(nn.Module):
+    """The tutorial network (codes as 1x1 images), for a Generator built around it."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.net(codes[:, :, None, None])
+
+
+def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan) -> None:
+    from services.geometry import Generator
+
+    checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
+    reference = _tutorial_dcgan(100, 64, 3)
+    reference.load_state_dict({k.removeprefix("main."): v for k, v in checkpoint.items()})
+    reference = reference.double().eval()
+    double = dcgan.to("cpu", torch.float64)
+    assert double.facts["batchnorm_folded_in"] == "float64"
+    assert dcgan.facts["batchnorm_folded_in"] == "float32"
+    codes = torch.as_tensor(dcgan.sample(3, seed=4), dtype=torch.float64)
+    with torch.no_grad():
+        expected = reference(codes[:, :, None, None])
+        assert (double.module(codes) - expected).abs().max() < 1e-12
+    unfolded = Generator(
+        name="unfolded", family="dcgan", latent_dim=100,
+        module=_CodesAsImages(reference), facts={},
+    )  # fmt: skip
+    for parameter in unfolded.module.parameters():
+        parameter.requires_grad_(False)
+    mse = load_distance("mse")
+    code = dcgan.sample(1, seed=2)[0]
+    fast = compute_metric(double, mse, code, dtype="float64")
+    # Autograd through the unfolded network (BatchNorm as BatchNorm), float64 throughout.
+    slow = compute_metric(unfolded, mse, code, method="hvp", dtype="float64")
+    assert np.linalg.norm(fast - slow) / np.linalg.norm(slow) < 1e-12
+
+
 def test_sampling_is_deterministic_across_processes(dcgan) -> None:
     script = textwrap.dedent(
         """

@@ -67,3 +67,23 @@ def nan_at_trigger() -> tuple[nn.Module, int]:
 
 def crash() -> tuple[nn.Module, int]:
     return _Crash(), LATENT_DIM
+
+
+class _CrashAtTrigger(_Toy):
+    """An ordinary smooth map, except that a plain (untransformed) forward pass over a code
+    whose first coordinate is TRIGGER kills the process: a poison latent, and only that one."""
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        try:
+            first = [float(value) for value in codes[:, 0]]
+        except RuntimeError:  # inside vmap / jvp: values are not concrete
+            first = []
+        if any(value == TRIGGER for value in first):
+            if os.environ.get("SPECTRA_TEST_CRASH_RAISES"):
+                raise RuntimeError("crash_at_trigger: would kill the process here")
+            os._exit(13)
+        return super().forward(codes)
+
+
+def crash_at_trigger() -> tuple[nn.Module, int]:
+    return _CrashAtTrigger(), LATENT_DIM

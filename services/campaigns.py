@@ -1,0 +1,253 @@
+"""Campaigns: one request that submits models x spaces x distances x methods over one seeded
+latent set per model, plus each model's directions (SeFa, GANSpace where the model has it),
+and follows, cancels and compares them as one. Every member is an ordinary job.
+
+The use case for HTTP (`POST /v1/campaigns`), the command line (`spectra campaign ...`) and
+the UI alike: it validates every member's spec before submitting any, then submits them
+through the pipeline, then stores the campaign over their ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.config import Settings
+from services.patterns import TEXT_PATTERN
+from services.pipeline import JobSpec, SpecError, cancel_job, submit_job
+from services.store import InvalidDataError, NotFoundError, Store
+from services.store.campaigns import CampaignMember, CampaignRecord
+
+if TYPE_CHECKING:
+    from services.comparison import Comparison
+
+MAX_MEMBERS = 32
+Dispatch = Callable[[list[str]], None]
+
+Name = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+
+
+class CampaignLatents(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(ge=1, description="codes per model, sampled from its own distribution")
+    seed: int = Field(default=0, ge=0, description="the sampler's seed (the same for every model)")
+
+
+class CampaignSpec(BaseModel):
+    """What a campaign computes. Members: for each model, each space (when given), each
+    distance and each method, a job over the model's seeded latent set; and each direction
+    method (``sefa``, ``ganspace``) once per model and space."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Name
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    models: list[str] = Field(min_length=1, max_length=8)
+    spaces: list[str] | None = Field(default=None, min_length=1, max_length=3,
+                                     description="latent spaces (z, w, w+); null = the default")  # fmt: skip
+    distances: list[str] = Field(default_factory=lambda: ["mse"], max_length=4)
+    methods: list[str] = Field(default_factory=lambda: ["jacobian"], max_length=5)
+    directions: list[str] = Field(default_factory=lambda: ["sefa"], max_length=2)
+    latents: CampaignLatents
+    top_k: int | None = Field(default=None, ge=1)
+    dtype: str = Field(default="float32", pattern="^float(32|64)$")
+    chunk_size: int | None = Field(default=None, ge=1, le=10_000)
+
+
+@dataclass(frozen=True)
+class PlannedMember:
+    name: str
+    spec: JobSpec
+
+
+class CampaignSpecError(ValueError):
+    """A member that cannot be a job: names the member and the field, nothing submitted."""
+
+    def __init__(self, member: str, field: str, message: str) -> None:
+        super().__init__(f"member {member!r}: {field}: {message}")
+        self.member = member
+        self.field = field
+        self.reason = message
+
+
+def member_name(model: str, space: str | None, distance: str | None, method: str) -> str:
+    """A readable member name: model[space]/distance/method, directions without distance."""
+    head = model + (f"[{space}]" if space else "")
+    return "/".join([head] + ([distance] if distance else []) + [method])
+
+
+def plan_members(spec: CampaignSpec) -> list[PlannedMember]:
+    """Every member's job spec, checked (pydantic) before anything is submitted."""
+    planned: list[PlannedMember] = []
+    for model in spec.models:
+        spaces: list[str | None] = list(spec.spaces) if spec.spaces else [None]
+        for space in spaces:
+            extra: dict[str, Any] = {} if space is None else {"space": space}
+            for distance in spec.distances:
+                for method in spec.methods:
+                    fields = {
+                        "model": model, "distance": distance, "method": method,
+                        "latents": {"count": spec.latents.count, "seed": spec.latents.seed},
+                        "top_k": spec.top_k, "dtype": spec.dtype, "chunk_size": spec.chunk_size,
+                        **extra,
+                    }  # fmt: skip
+                    planned.append(_member(member_name(model, space, distance, method), fields))
+            for direction in spec.directions:
+                fields = {"model": model, "method": direction, "dtype": spec.dtype, **extra}
+                planned.append(_member(member_name(model, space, None, direction), fields))
+    if len(planned) > MAX_MEMBERS:
+        raise CampaignSpecError(
+            spec.name, "models", f"{len(planned)} members exceed the limit of {MAX_MEMBERS}; "
+            "split the campaign",
+        )  # fmt: skip
+    return planned
+
+
+def _member(name: str, fields: dict[str, Any]) -> PlannedMember:
+    try:
+        job = JobSpec(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise CampaignSpecError(name, field, first["msg"]) from None
+    return PlannedMember(name, job)
+
+
+def submit_campaign(
+    store: Store,
+    spec: CampaignSpec,
+    owner: str,
+    dispatch: Dispatch | None,
+    *,
+    settings: Settings | None = None,
+    check_model: Callable[[str], None] | None = None,
+) -> tuple[CampaignRecord, bool]:
+    """Submit every member (the same spec again is the same job) and store the campaign.
+    Every member's spec is checked first; ``check_model`` (the API's served-model policy)
+    runs on each model before anything is written."""
+    planned = plan_members(spec)
+    if check_model is not None:
+        for model in dict.fromkeys(p.spec.model for p in planned):
+            check_model(model)
+    members: list[CampaignMember] = []
+    for member in planned:
+        try:
+            job, _ = submit_job(store, member.spec, owner, dispatch, settings=settings)
+        except SpecError as error:
+            raise CampaignSpecError(member.name, error.field, error.reason) from None
+        members.append(CampaignMember(member.name, job.id))
+    return store.create_campaign(owner, spec.name, spec.tags, spec.model_dump(mode="json"), members)
+
+
+def campaign(store: Store, campaign_id: str, owner: str | None) -> CampaignRecord:
+    return store.get_campaign(campaign_id, owner)
+
+
+def campaigns(store: Store, owner: str | None, *, tag: str | None = None) -> list[CampaignRecord]:
+    return store.list_campaigns(owner, tag=tag)
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    member: str
+    job_id: str
+    status: str
+    planned: int
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    campaign: CampaignRecord
+    members: list[MemberStatus]
+
+    @property
+    def status(self) -> str:
+        """running while any member is queued or running; else succeeded only if all did."""
+        states = {m.status for m in self.members}
+        if states & {"queued", "running"}:
+            return "running"
+        if states == {"succeeded"}:
+            return "succeeded"
+        return "cancelled" if "cancelled" in states else "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        planned = sum(m.planned for m in self.members)
+        done = sum(m.done for m in self.members)
+        return {
+            "id": self.campaign.id,
+            "name": self.campaign.name,
+            "tags": list(self.campaign.tags),
+            "status": self.status,
+            "progress": {"planned": planned, "done": done,
+                         "failed": sum(m.failed for m in self.members)},  # fmt: skip
+            "members": [
+                {"member": m.member, "job_id": m.job_id, "status": m.status,
+                 "planned": m.planned, "done": m.done, "failed": m.failed,
+                 "links": {"job": f"/v1/jobs/{m.job_id}"}}  # fmt: skip
+                for m in self.members
+            ],
+            "created_at": self.campaign.created_at.isoformat(),
+            "links": {
+                "self": f"/v1/campaigns/{self.campaign.id}",
+                "compare": f"/v1/campaigns/{self.campaign.id}/compare",
+            },
+        }
+
+
+def campaign_status(store: Store, campaign_id: str, owner: str | None) -> CampaignStatus:
+    record = store.get_campaign(campaign_id, owner)
+    members = []
+    for member in record.members:
+        job = store.get_job(member.job_id)
+        members.append(
+            MemberStatus(member.member, job.id, job.status, job.n_latents, job.n_done, job.n_failed)
+        )
+    return CampaignStatus(record, members)
+
+
+def cancel_campaign(
+    store: Store, campaign_id: str, owner: str | None, revoke: Dispatch | None
+) -> CampaignStatus:
+    """Cancel every member still queued or running (finished members keep their results)."""
+    record = store.get_campaign(campaign_id, owner)
+    for member in record.members:
+        if store.get_job(member.job_id).status in ("queued", "running"):
+            cancel_job(store, member.job_id, revoke)
+    return campaign_status(store, campaign_id, owner)
+
+
+def compare_campaign(
+    store: Store,
+    campaign_id: str,
+    owner: str | None,
+    *,
+    k: int = 10,
+    max_positions: int = 100,
+    include_partial: bool = False,
+) -> Comparison:
+    """The comparison matrix over a campaign's members, each labelled by its member name:
+    anisotropy and homogeneity per member; Hessian <-> SeFa <-> GANSpace, model <-> model
+    (where dimensions match) and method <-> method alignments for every pair. Members with
+    nothing comparable yet (still queued, or only partial results) are named in the notes."""
+    from services.comparison import Selection, compare_loaded, load_selection
+
+    record = store.get_campaign(campaign_id, owner)
+    loaded, skipped = [], []
+    for index, member in enumerate(record.members):
+        selection = Selection(job_id=member.job_id, label=member.member, include_partial=include_partial)
+        try:
+            loaded.append(load_selection(store, selection, owner, max_positions, index))
+        except (NotFoundError, InvalidDataError) as error:
+            skipped.append(f"{member.member}: not compared ({error})")
+    if not loaded:
+        raise InvalidDataError(
+            f"campaign {record.name!r} has no member with results yet; follow it with "
+            f"GET /v1/campaigns/{record.id}"
+        )
+    result = compare_loaded(loaded, k=k)
+    result.notes.extend(skipped)
+    return result

@@ -1,0 +1,72 @@
+"""Poison latents: a latent that kills every run of its chunk (its worker process dies on
+it) is recorded as that latent's failure, so the rest of the chunk goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, exists, func, update
+from sqlalchemy.engine import Connection
+
+from .tables import CHUNKS, JOBS, LATENT_FAILURES, SPECTRA
+
+
+def count_run_ended_on_latent(
+    conn: Connection, insert: Callable[[Table], Any], postgres: bool, chunk_id: str,
+    max_attempts: int, now: datetime,
+) -> None:  # fmt: skip
+    """Part of claim_chunk's transaction: if the run before this claim ended while computing
+    ``current_latent`` (not stored, not failed), count it against that latent; at
+    ``max_attempts`` such runs record the latent as failed with the reason, give back the
+    attempts it used and clear the mark, so the claim goes on with the rest of the chunk."""
+    unfinished = ~exists().where(
+        SPECTRA.c.job_id == CHUNKS.c.job_id, SPECTRA.c.latent_index == CHUNKS.c.current_latent
+    ) & ~exists().where(
+        LATENT_FAILURES.c.job_id == CHUNKS.c.job_id,
+        LATENT_FAILURES.c.latent_index == CHUNKS.c.current_latent,
+    )
+    counted = (
+        conn.execute(
+            update(CHUNKS)
+            .where(
+                CHUNKS.c.id == chunk_id,
+                CHUNKS.c.status == "queued",
+                CHUNKS.c.current_latent.is_not(None),
+                unfinished,
+            )
+            .values(current_latent_deaths=CHUNKS.c.current_latent_deaths + 1)
+            .returning(CHUNKS.c.job_id, CHUNKS.c.current_latent, CHUNKS.c.current_latent_deaths)
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if counted is None or counted["current_latent_deaths"] < max_attempts:
+        return
+    latent, deaths = counted["current_latent"], counted["current_latent_deaths"]
+    reason = (
+        f"every run that computed latent {latent} ended before it finished ({deaths} of "
+        f"{max_attempts} attempts): its worker process died on it (a crash in the "
+        "generator or the distance, or out of memory) or lost its lease; the rest of the "
+        "chunk went on without it"
+    )
+    conn.execute(
+        insert(LATENT_FAILURES)
+        .values(job_id=counted["job_id"], latent_index=latent, reason=reason, created_at=now)
+        .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
+    )
+    conn.execute(
+        update(JOBS).where(JOBS.c.id == counted["job_id"]).values(n_failed=JOBS.c.n_failed + 1)
+    )
+    conn.execute(
+        update(CHUNKS)
+        .where(CHUNKS.c.id == chunk_id)
+        .values(
+            attempts=func.greatest(CHUNKS.c.attempts - deaths, 0)
+            if postgres
+            else func.max(CHUNKS.c.attempts - deaths, 0),
+            current_latent=None,
+            current_latent_deaths=0,
+        )
+    )

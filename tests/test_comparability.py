@@ -1,0 +1,88 @@
+"""The comparability key of a stored spectrum, and de-duplication of positions."""
+
+from __future__ import annotations
+
+from services.comparability import (
+    SelectedRow,
+    comparability_key,
+    differing_fields,
+    group_rows,
+)
+
+RESOLVED = {
+    "model": "dcgan-faces",
+    "generator": {"facts": {"weights_sha256": "abc"}},
+    "distance": "lpips-alex",
+    "distance_options": {"random_backbone": True},
+    "method": "jacobian",
+    "method_options": {},
+    "dtype": "float32",
+}
+
+
+def _key(resolved: dict = RESOLVED, **columns: object) -> object:
+    values = {"model": "dcgan-faces", "distance": "lpips-alex", "method": "jacobian",
+              "dtype": "float32", "k": 100, "d": 100, **columns}  # fmt: skip
+    return comparability_key(resolved, **values)  # type: ignore[arg-type]
+
+
+def test_random_backbone_space_and_psi_are_part_of_the_key_and_the_label() -> None:
+    random = _key()
+    real = _key({**RESOLVED, "distance_options": {}})
+    assert random != real
+    assert random.label() == "dcgan-faces/lpips-alex (random backbone)/jacobian"  # type: ignore[attr-defined]
+    w = _key({**RESOLVED, "space": "w", "psi": 0.7})
+    assert w != random and "space=w" in w.label() and "psi=0.7" in w.label()  # type: ignore[attr-defined]
+
+
+def test_dtype_top_k_weights_and_method_options_split_keys() -> None:
+    base = _key()
+    assert _key(dtype="float64") != base
+    assert _key(k=20).kept == "top-20" and _key(k=20) != base  # type: ignore[attr-defined]
+    assert _key({**RESOLVED, "generator": {"facts": {"weights_sha256": "other"}}}) != base
+    assert _key({**RESOLVED, "method_options": {"batch": 8}}) == _key(
+        {**RESOLVED, "method_options": {"batch": 8}}
+    )
+    assert set(differing_fields([base, _key(dtype="float64", k=20)])) == {"dtype", "kept"}  # type: ignore[list-item]
+
+
+def test_an_imported_copy_carries_the_source_key() -> None:
+    imported = {"model": "dcgan-faces", "imported": True, "source_resolved": RESOLVED}
+    assert _key(imported) == _key()
+    bare_import = {"model": "dcgan-faces", "imported": True}
+    assert _key(bare_import) != _key()  # weights unknown: not the same key
+
+
+def _row(job: str, index: int, code: str | None, status: str = "succeeded", **key: object) -> SelectedRow:
+    return SelectedRow(f"{job}-{index}", job, status, index, _key(**key), code)  # type: ignore[arg-type]
+
+
+def test_the_same_position_counts_once_and_partial_jobs_are_left_out() -> None:
+    rows = [
+        _row("a", 0, "c0"), _row("a", 1, "c1"),
+        _row("copy", 0, "c0"), _row("copy", 1, "c1"),  # an import of job a
+        _row("b", 0, "c2"),
+        _row("cancelled", 0, "c3", status="cancelled"),
+    ]  # fmt: skip
+    grouping = group_rows(rows)
+    (group,) = grouping.groups
+    assert [r.spectrum_id for r in group.rows] == ["a-0", "a-1", "b-0"]
+    assert group.duplicates == 2 and grouping.partial_left_out == {"cancelled": 1}
+    assert len(group_rows(rows, include_partial=True).groups[0].rows) == 4
+
+
+def test_unlike_rows_form_separate_groups() -> None:
+    grouping = group_rows([_row("a", 0, "c0"), _row("f64", 0, "c0", dtype="float64")])
+    assert len(grouping.groups) == 2
+    directions = group_rows([_row("s", 0, None, method="sefa"), _row("t", 0, None, method="sefa")])
+    assert len(directions.groups[0].rows) == 1 and directions.groups[0].duplicates == 1
+
+
+def test_labels_never_show_a_directory() -> None:
+    from services.comparability import display_model
+
+    assert display_model("python:/home/a/gen.py:build") == "python:gen.py:build"
+    assert display_model("torchscript:/x/y/model.pt") == "torchscript:model.pt"
+    assert display_model("shuffled:0:stylegan2:/p/g.pt") == "shuffled:0:stylegan2:g.pt"
+    assert display_model("shuffled:3:dcgan-faces") == "shuffled:3:dcgan-faces"
+    assert display_model("dcgan-faces") == "dcgan-faces"

@@ -1,0 +1,153 @@
+"""Selections that never mix unlike data, on real spectra of dcgan-faces (SQLite, in-process),
+and the README's compare examples run as written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from api import cli
+from services import export
+from services.comparison import MixedSelectionError, Selection, compare, parse_selection
+from services.pipeline import JobSpec, run_job_inprocess, submit_job
+from services.store import InvalidDataError, Store
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "dcgan-faces"
+BASE = {"model": MODEL, "distance": "mse", "method": "jacobian", "top_k": 12, "chunk_size": 1}
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'spectra.db'}"
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    store = Store(sqlite_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def _run(store: Store, progress: Any = None, **fields: Any) -> str:
+    spec = JobSpec(**{**BASE, "latents": {"count": 3, "seed": 5}, **fields})
+    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None)
+    return run_job_inprocess(store, job.id, progress).id
+
+
+def test_float32_and_float64_are_not_mixed_and_a_filter_picks_one(store: Store) -> None:
+    f32 = _run(store)
+    _run(store, dtype="float64")
+    pooled = Selection(model=MODEL, distance="mse", method="jacobian")
+    with pytest.raises(MixedSelectionError) as caught:
+        compare(store, [pooled], owner=None)
+    error = caught.value
+    assert error.extra["differing"] == ["dtype"] and len(error.extra["groups"]) == 2
+    assert '"dtype"' in str(error) and "float64" in str(error)
+    result = compare(store, [pooled.model_copy(update={"dtype": "float32"})], owner=None)
+    (chosen,) = result.selections
+    assert chosen.job_ids == [f32] and chosen.key.dtype == "float32"
+
+
+def test_top_k_and_full_spectra_are_not_mixed(store: Store) -> None:
+    _run(store)
+    _run(store, top_k=None)
+    with pytest.raises(MixedSelectionError, match="kept"):
+        compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)
+
+
+def test_an_imported_copy_counts_once(store: Store) -> None:
+    job_id = _run(store)
+    published = export.export_job(store, job_id)
+    data = export.to_npz_bytes(published)
+    imported, _ = export.import_job(store, cli.LOCAL_OWNER, export.from_npz_bytes(data),
+                                    source_sha256=export.content_sha256(data))  # fmt: skip
+    alone = compare(store, [Selection(job_id=job_id)], owner=None)
+    pooled = compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)
+    (selection,) = pooled.selections
+    assert selection.eigenvalues.shape[0] == 3 and selection.duplicates_dropped == 3
+    assert selection.job_ids == [job_id] and imported.id != job_id
+    assert pooled.homogeneity[0]["log_offdiag_mean"] == alone.homogeneity[0]["log_offdiag_mean"]
+    assert any("repeats of positions" in note for note in pooled.notes)
+
+
+def test_a_cancelled_jobs_partial_results_are_left_out_unless_asked(store: Store) -> None:
+    holder: dict[str, str] = {}
+
+    def cancel_after_first(done: int, total: int) -> None:
+        if done == 1:
+            store.request_cancel(holder["id"])
+
+    spec = JobSpec(**{**BASE, "latents": {"count": 3, "seed": 9}})
+    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None)
+    holder["id"] = job.id
+    cancelled = run_job_inprocess(store, job.id, cancel_after_first)
+    assert cancelled.status == "cancelled" and 1 <= cancelled.n_done < 3
+    complete = _run(store)
+    pooled = compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)
+    assert pooled.selections[0].job_ids == [complete]
+    assert pooled.selections[0].partial_left_out == {"cancelled": cancelled.n_done}
+    with pytest.raises(InvalidDataError, match="include_partial"):
+        compare(store, [Selection(job_id=job.id)], owner=None)
+    partial = compare(store, [Selection(job_id=job.id, include_partial=True)], owner=None)
+    assert partial.selections[0].eigenvalues.shape[0] == cancelled.n_done
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dcgan-faces::sefa", (MODEL, None, "sefa")),
+        ("dcgan-faces:sefa", (MODEL, None, "sefa")),
+        ("shuffled:0:dcgan-faces::ganspace", ("shuffled:0:dcgan-faces", None, "ganspace")),
+        ("dcgan-faces:mse:jacobian", (MODEL, "mse", "jacobian")),
+        ("python:/x/gen.py:build:mse:hvp", ("python:/x/gen.py:build", "mse", "hvp")),
+    ],
+)
+def test_selection_texts(text: str, expected: tuple[str, str | None, str]) -> None:
+    selection = parse_selection(text)
+    assert (selection.model, selection.distance, selection.method) == expected
+
+
+def test_directions_with_a_distance_say_how_to_write_them() -> None:
+    with pytest.raises(ValueError, match="dcgan-faces::sefa"):
+        parse_selection("dcgan-faces:mse:sefa")
+
+
+def _readme_compare_examples() -> list[list[str]]:
+    """Every `spectra compare` line of the README's code blocks, split as a shell would."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("spectra compare ")]
+
+
+def test_the_readme_compare_examples_run_as_written(
+    store: Store, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    examples = _readme_compare_examples()
+    assert len(examples) >= 3
+    job_id = _run(store, top_k=None)
+    sefa, _ = submit_job(store, JobSpec(model=MODEL, method="sefa"), cli.LOCAL_OWNER, None)
+    run_job_inprocess(store, sefa.id)
+    monkeypatch.chdir(tmp_path)
+    for argv in examples:
+        argv = [job_id if word in ("JOB_A", "JOB_ID", "JOB") else word for word in argv]
+        assert cli.main([*argv, "--database", sqlite_url]) == 0, capsys.readouterr().err
+    output = capsys.readouterr().out
+    assert "sefa-vs-hessian" in output and "(exact)" in output
+    result = json.loads((tmp_path / "result.json").read_text())
+    pair = result["alignments"][0]
+    assert pair["kind"] == "sefa-vs-hessian" and len(pair["abs_cosine"]) == 10  # full result
+    assert np.asarray(result["selections"][0]["homogeneity"]["log"]).shape == (3, 3)
+    for name in ("spectrum.png", "spectrum.svg", "spectrum.pdf", "homogeneity-log.pdf"):
+        assert (tmp_path / "figures" / name).stat().st_size > 1000
+    assert any(p.name.startswith("montage-dcgan-faces_sefa") for p in (tmp_path / "plots").iterdir())
