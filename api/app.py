@@ -29,6 +29,7 @@ from api.routes import (
     plots,
     spectra,
 )
+from api.ui.app import UI_PREFIX, create_ui
 from services.config import Settings, get_settings
 from services.dispatch import CeleryDispatcher, Dispatcher
 
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(health.router, dependencies=strict_query)
     for module in (jobs, models, latent_sets, spectra, compare, plots, campaigns, optimisations):
         app.include_router(module.router, prefix="/v1", dependencies=strict_query)
+    app.mount(UI_PREFIX, create_ui(settings, store, dispatcher))
     return app
 
 

@@ -1,8 +1,14 @@
 """The ``spectra`` command.
 
-Embedded commands (run, export, import, compare, keys, models, migrate, demo) open the store
-named by ``--database`` directly and act as owner "local"; client commands (submit, status,
-cancel) talk to a server over HTTP with an API key; ``serve`` and ``worker`` start services.
+Embedded commands (run, import, keys, models, migrate, demo) open the store named by
+``--database`` directly and act as owner "local"; client commands (submit, status, cancel)
+talk to a server over HTTP with an API key, through ``api.client``; ``jobs``, ``spectra``,
+``compare``, ``export`` and ``plots`` do either: against a server with ``--server`` (or
+SPECTRA_SERVER_URL), else against the database. ``serve`` and ``worker`` start services.
+
+Start-up time matters (``spectra status`` is typed often): this module imports only the
+standard library at the top. Each command imports what it needs, so a server command loads
+httpx and never torch, numpy or SQLAlchemy (bench/bench_cli.py measures it).
 
 The job-spec options are generated from ``JobSpec`` itself, so they mirror the HTTP spec one
 to one: ``--top-k`` is ``top_k``, ``--chunk-size`` is ``chunk_size``, and so on.
@@ -14,23 +20,25 @@ import argparse
 import json
 import os
 import sys
-import time
 import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    import numpy as np
 
-from api.cli_optimise import add_commands as add_optimise_commands
-from services.config import get_settings
-from services.pipeline import JobSpec
+    from api.client import Job, SpectraClient
+    from services.config import Settings
+    from services.pipeline import JobSpec
+
 
 LOCAL_OWNER = "local"
-TERMINAL = ("succeeded", "failed", "cancelled")
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+# The commands whose options are generated from JobSpec or OptimiseSpec (which need the
+# geometry core); the full parser (also for `spectra --help`) is built only for these.
+SPEC_COMMANDS = ("run", "submit", "optimise", "optimise-report", None)
 
 
 class CliError(Exception):
@@ -63,9 +71,17 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
+def _settings() -> Settings:
+    from services.config import get_settings
+
+    return get_settings()
+
+
 def add_spec_options(parser: argparse.ArgumentParser) -> None:
     """One option per JobSpec field; ``latents`` becomes --latents N|FILE.npy, --seed,
     --latent-set (the three ways a spec names its codes)."""
+    from services.pipeline import JobSpec
+
     group = parser.add_argument_group("job spec (the fields of the HTTP spec, one to one)")
     for name, info in JobSpec.model_fields.items():
         if name == "latents":
@@ -92,6 +108,10 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
 
 def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarray | None]:
     """The spec as a dict (without codes read from a file) and the codes from --latents FILE."""
+    import numpy as np
+
+    from services.pipeline import JobSpec
+
     fields: dict[str, Any] = {
         name: getattr(args, name)
         for name in JobSpec.model_fields
@@ -122,6 +142,10 @@ def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.
 
 
 def build_spec(fields: dict[str, Any], codes: np.ndarray | None) -> JobSpec:
+    from pydantic import ValidationError
+
+    from services.pipeline import JobSpec
+
     if codes is not None:
         fields = {**fields, "latents": {"values": codes.tolist()}}
     try:
@@ -141,7 +165,7 @@ def build_spec(fields: dict[str, Any], codes: np.ndarray | None) -> JobSpec:
 def _open_store(url: str | None, *, migrate: bool = True) -> Any:
     from services.store import Store
 
-    store = Store(url or get_settings().database_url)
+    store = Store(url or _settings().database_url)
     if migrate:
         store.migrate()
     return store
@@ -173,7 +197,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if job.status == "succeeded" else 1
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from services.pipeline import dry_run_job
+
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)
+    plan = dry_run_job(_open_store(args.database), spec, LOCAL_OWNER)
+    if args.json:
+        print(json.dumps(plan, indent=2, sort_keys=True))
+        return 0
+    print(format_plan(plan))
+    return 0
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The dry run as a short table: per code, and in total."""
+    from services.pipeline.estimate import describe_bytes as planner_bytes
+
+    estimate = plan["plan"]
+    per_code = estimate.get("per_code") or {}
+
+    def size(value: Any) -> str:
+        if value is None:
+            return "-"
+        return planner_bytes(value)
+
+    def seconds(value: Any) -> str:
+        return "-" if value is None else f"{value:.3g} s"
+
+    rows = [
+        ("route", str(per_code.get("route", estimate.get("route", "-")))),
+        ("codes", str(plan["n_latents"])),
+        ("latent dimension", str(plan["latent_dim"])),
+        ("chunks", str(plan["chunks"])),
+        ("products per code", str(per_code.get("products", "-"))),
+        ("tangent batch", str(per_code.get("tangent_batch") or "-")),
+        ("memory per tangent batch", size(per_code.get("tangent_batch_bytes"))),
+        ("peak memory per code", size(per_code.get("peak_bytes"))),
+        ("worker budget", size(estimate.get("worker_budget_bytes"))),
+        ("time per code", seconds(per_code.get("seconds"))),
+        ("time in total (one worker)", seconds(estimate.get("total_seconds"))),
+        ("stored per code", size(per_code.get("stored_bytes"))),
+        ("stored in total", size(estimate.get("total_stored_bytes"))),
+        ("probed", "yes" if estimate.get("probed") else "no (small latent: counts only)"),
+    ]
+    return _table([("plan", "estimate"), *rows])
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    if _use_server(args):
+        if args.layout != "stacked":
+            raise CliError("--layout gan-geometry is written from the database (--database)")
+        with _client(args) as client:
+            data = client.export(args.job, k=args.k)
+        Path(args.output).write_bytes(data)
+        print(f"wrote {args.output}: {len(data)} bytes from {client.server}")
+        return 0
     from services import export
 
     store = _open_store(args.database)
@@ -256,6 +335,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if _use_server(args):
+        with _client(args) as client:
+            document = client.compare(args.selections, k=args.k).raw
+            pictures = _server_plots(client, args.selections, document) if args.plots else {}
+        print(_report(document))
+        _write_pictures(args.plots, pictures)
+        if args.json:
+            Path(args.json).write_text(json.dumps(document, indent=1))
+        return 0
     from services import comparison
 
     store = _open_store(args.database)
@@ -365,10 +453,100 @@ def cmd_campaign_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plots(args: argparse.Namespace) -> int:
+    """The comparison's pictures only (spectrum, homogeneity, a montage per selection)."""
+    if _use_server(args):
+        with _client(args) as client:
+            result = client.compare(args.selections, k=1).raw
+            pictures = _server_plots(client, args.selections, result)
+    else:
+        comparison = _comparison()
+        store = _open_store(args.database)
+        selections = [comparison.parse_selection(text) for text in args.selections]
+        pictures = comparison.render_plots(store, comparison.compare(store, selections, owner=None, k=1))
+    _write_pictures(args.out, pictures)
+    return 0
+
+
+def _comparison() -> Any:
+    from services import comparison
+
+    return comparison
+
+
+def _report(result: dict[str, Any]) -> str:
+    """A server's comparison document as the same text tables the database path prints."""
+    rows: list[tuple[str, ...]] = [("selection", "N", "d", "k", "dims_99", "dims_99.9",
+                                    "dims_99.99", "PR", "homog. log", "homog. lin")]  # fmt: skip
+    for s in result["selections"]:
+        a, h = s["anisotropy"], s.get("homogeneity") or {}
+        rows.append((
+            s["label"], str(s["n_spectra"]), str(s["d"]), str(s["k"]),
+            _number(a.get("dims_99_mean")), _number(a.get("dims_999_mean")),
+            _number(a.get("dims_9999_mean")), _number(a.get("participation_ratio_mean")),
+            _number(h.get("log_offdiag_mean")), _number(h.get("linear_offdiag_mean")),
+        ))  # fmt: skip
+    lines = ["anisotropy (means over positions) and homogeneity (off-diagonal means)", _table(rows)]
+    if result.get("alignments"):
+        rows = [("a", "b", "kind", "k", "matched |cos| (top 5)", "principal angles deg (top 5)")]
+        for a in result["alignments"]:
+            rows.append((
+                a["a"], a["b"], a["kind"], str(a["k"]),
+                " ".join(_number(x, 2) for x in a["matched_abs_cosine"][:5]),
+                " ".join(_number(x, 3) for x in a["principal_angles_deg"][:5]),
+            ))  # fmt: skip
+        lines += ["", "alignment of top-k average-metric eigenvectors", _table(rows)]
+    lines += [f"note: {note}" for note in result.get("notes", [])]
+    return "\n".join(lines)
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _server_plots(client: SpectraClient, selections: list[str], result: dict[str, Any]) -> dict[str, bytes]:
+    from api.client import SpectraError
+
+    pictures = {"spectrum.png": client.figure("spectrum", selections=selections)}
+    if any(s.get("homogeneity") for s in result["selections"]):
+        pictures["homogeneity.png"] = client.figure("homogeneity", selections=selections)
+    for index, text in enumerate(selections):
+        query = _selection_query(text)
+        first = client.spectra(job_id=query.get("job_id"), model=query.get("model"),
+                               distance=query.get("distance"), method=query.get("method"),
+                               limit=1).items  # fmt: skip
+        if not first:
+            continue
+        try:
+            pictures[f"montage-{index}.png"] = client.figure("montage", spectrum_id=first[0].id)
+        except SpectraError as error:  # e.g. an imported result of a model the server lacks
+            print(f"no montage for {text}: {error}", file=sys.stderr)
+    return pictures
+
+
+def _selection_query(text: str) -> dict[str, str]:
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3 and all(parts):
+        return {"model": parts[0], "distance": parts[1], "method": parts[2]}
+    return {"job_id": text}
+
+
+def _write_pictures(directory: str | None, pictures: dict[str, bytes]) -> None:
+    if not directory:
+        return
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in pictures.items():
+        (out / name).write_bytes(data)
+        print(f"wrote {out / name}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
-    run_demo(Path(args.out), args.database or get_settings().database_url)
+    run_demo(Path(args.out), args.database or _settings().database_url)
     return 0
 
 
@@ -379,6 +557,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import serving_app
+    from services.config import get_settings
 
     if args.database:
         os.environ["SPECTRA_DATABASE_URL"] = args.database  # also for worker processes
@@ -407,113 +586,145 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # -- client commands (HTTP) ----------------------------------------------------------------
 
 
-class Client:
-    def __init__(self, server: str, token: str | None, timeout_s: float = 30.0) -> None:
-        import httpx
+class _CliClient:
+    """The typed client, with its errors turned into one-line CLI errors (exit status 1)."""
 
-        if not token:
-            raise CliError("give an API key with --token or SPECTRA_TOKEN (spectra keys create)")
-        self.http = httpx.Client(
-            base_url=server.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout_s,
-        )
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
+    def __init__(self, server: str, token: str | None) -> None:
+        from api.client import SpectraClient
 
         try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise CliError(f"cannot reach the server at {self.http.base_url}: {error}", 1) from None
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-                message = f"{problem.get('title', 'error')}: {problem.get('detail', '')}"
-            except ValueError:
-                message = response.text[:500]
-            raise CliError(f"HTTP {response.status_code} {message}", 1)
-        return response.json()
+            self.client = SpectraClient(server, token)
+        except ValueError as error:  # no token
+            raise CliError(str(error)) from None
+
+    def __enter__(self) -> SpectraClient:
+        return self.client
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        from api.client import SpectraError
+
+        self.client.close()
+        if isinstance(error, SpectraError):
+            raise CliError(str(error), 1) from None
 
 
-def _client(args: argparse.Namespace) -> Client:
-    return Client(args.server, args.token)
+def _client(args: argparse.Namespace) -> _CliClient:
+    return _CliClient(args.server or os.environ.get("SPECTRA_SERVER_URL") or DEFAULT_SERVER, args.token)
+
+
+def _use_server(args: argparse.Namespace) -> bool:
+    """--server, or SPECTRA_SERVER_URL without --database: talk to a server."""
+    if getattr(args, "database", None):
+        if args.server:
+            raise CliError("give either --server or --database, not both")
+        return False
+    return bool(args.server or os.environ.get("SPECTRA_SERVER_URL"))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     fields, codes = spec_fields_from_args(args)
-    client = _client(args)
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    if codes is None:
-        spec = build_spec(fields, None)
-        body = client.call("POST", "/v1/jobs", json=spec.model_dump(mode="json", exclude_none=True),
-                           headers=headers)  # fmt: skip
-    else:
-        build_spec(fields, codes)  # refuse a bad spec here, before uploading
-        with open(args.latents, "rb") as handle:
-            body = client.call(
-                "POST", "/v1/jobs/upload", files={"file": ("codes.npy", handle)},
-                data={"spec": json.dumps(fields)}, headers=headers,
-            )  # fmt: skip
-    print(f"job {body['id']} {'submitted' if body['created'] else 'already exists'} "
-          f"({body['n_latents']} codes, status {body['status']})")  # fmt: skip
-    status = 0
-    if args.follow:
-        status = _follow(client, body["id"], args.interval)
-    print(body["id"])
+    with _client(args) as client:
+        if codes is None:
+            spec = build_spec(fields, None)
+            job = client.submit(spec.model_dump(mode="json", exclude_none=True),
+                                idempotency_key=args.idempotency_key)  # fmt: skip
+        else:
+            build_spec(fields, codes)  # refuse a bad spec here, before uploading
+            job = client.submit_codes(codes, fields, idempotency_key=args.idempotency_key)
+        print(f"job {job.id} {'submitted' if job.created else 'already exists'} "
+              f"({job.n_latents} codes, status {job.status})")  # fmt: skip
+        status = 0
+        if args.follow:
+            status = _follow(client, job.id, args.interval)
+    print(job.id)
     return status
 
 
-def _follow(client: Client, job_id: str, interval_s: float) -> int:
-    from tqdm import tqdm
-
-    job = client.call("GET", f"/v1/jobs/{job_id}")
-    bar = tqdm(total=job["progress"]["planned"], file=sys.stderr, unit="code", desc=job_id[:8])
-    while True:
-        progress = job["progress"]
-        bar.n = progress["done"] + progress["failed"]
-        bar.set_postfix_str(job["status"])
-        bar.refresh()
-        if job["status"] in TERMINAL:
-            break
-        time.sleep(interval_s)
-        job = client.call("GET", f"/v1/jobs/{job_id}")
-    bar.close()
+def _follow(client: SpectraClient, job_id: str, interval_s: float) -> int:
+    job = client.follow(job_id, interval_s=interval_s)
     print(_job_line(job))
-    return 0 if job["status"] == "succeeded" else 1
+    return 0 if job.status == "succeeded" else 1
 
 
-def _job_line(job: dict[str, Any]) -> str:
-    progress = job["progress"]
-    eta = progress.get("eta_s")
-    parts = [
-        f"job {job['id']} {job['status']}",
-        f"{progress['done']}/{progress['planned']} done",
-        f"{progress['failed']} failed",
-    ]
-    if progress.get("rate_per_s"):
-        parts.append(f"{progress['rate_per_s']:.2f} codes/s")
-    if eta:
-        parts.append(f"eta {eta:.0f} s")
-    if job.get("error"):
-        parts.append(f"error: {job['error']}")
+def _job_line(job: Job) -> str:
+    parts = [f"job {job.id} {job.status}"]
+    progress = job.progress
+    if progress is not None:
+        parts += [f"{progress.done}/{progress.planned} done", f"{progress.failed} failed"]
+        if progress.rate_per_s:
+            parts.append(f"{progress.rate_per_s:.2f} codes/s")
+        if progress.eta_s and not job.finished:
+            parts.append(f"eta {progress.eta_s:.0f} s")
+    if job.error:
+        parts.append(f"error: {job.error}")
     return ", ".join(parts)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    client = _client(args)
-    if args.follow:
-        return _follow(client, args.job, args.interval)
-    job = client.call("GET", f"/v1/jobs/{args.job}")
+    with _client(args) as client:
+        if args.follow:
+            return _follow(client, args.job, args.interval)
+        job = client.job(args.job)
     print(_job_line(job))
-    for failure in job["failures"][:20]:
-        print(f"  latent {failure['latent_index']}: {failure['reason']}")
+    for failure in job.failures[:20]:
+        print(f"  latent {failure.latent_index}: {failure.reason}")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    job = _client(args).call("POST", f"/v1/jobs/{args.job}/cancel")
-    print(f"job {job['id']} {job['status']}")
+    with _client(args) as client:
+        job = client.cancel(args.job)
+    print(f"job {job.id} {job.status}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Jobs, newest first, from a server (this key's) or the database (everyone's)."""
+    rows: list[tuple[str, ...]] = []
+    if _use_server(args):
+        with _client(args) as client:
+            page = client.jobs(status=args.status, model=args.model, limit=args.limit,
+                               offset=args.offset)  # fmt: skip
+        items = [(j.id, j.owner, j.status, j.model or "", str(j.spec.get("method", "")),
+                  j.n_done, j.n_failed, j.n_latents, j.created_at) for j in page.items]  # fmt: skip
+    else:
+        store = _open_store(args.database)
+        jobs = store.list_jobs(owner=None, status=args.status, model=args.model, limit=args.limit,
+                               offset=args.offset)  # fmt: skip
+        items = [(j.id, j.owner, j.status, j.model or "", str(j.spec.get("method", "")), j.n_done,
+                  j.n_failed, j.n_latents, j.created_at.isoformat(timespec="seconds"))
+                 for j in jobs]  # fmt: skip
+    if args.json:
+        keys = ("id", "owner", "status", "model", "method", "n_done", "n_failed", "n_latents", "created_at")
+        print(json.dumps([dict(zip(keys, item, strict=True)) for item in items], indent=1))
+        return 0
+    rows.append(("id", "owner", "status", "model", "method", "done", "failed", "codes", "created"))
+    rows += [(i[0], i[1], i[2], i[3], i[4], str(i[5]), str(i[6]), str(i[7]), str(i[8])) for i in items]
+    print(_table(rows) if items else "no jobs")
+    return 0
+
+
+SPECTRUM_COLUMNS = ("id", "job_id", "latent_index", "model", "distance", "method", "k", "d",
+                    "top_eigenvalue", "trace", "dims_99", "participation_ratio")  # fmt: skip
+
+
+def cmd_spectra(args: argparse.Namespace) -> int:
+    """Stored spectra with their summaries, filtered by job or (model, distance, method)."""
+    query = {"job_id": args.job, "model": args.model, "distance": args.distance,
+             "method": args.method, "order_by": args.order_by, "limit": args.limit,
+             "offset": args.offset}  # fmt: skip
+    if _use_server(args):
+        with _client(args) as client:
+            records: list[Any] = list(client.spectra(**query).items)
+    else:
+        store = _open_store(args.database)
+        records = store.list_spectrum_summaries(owner=None, **query)
+    items = [{name: getattr(r, name) for name in SPECTRUM_COLUMNS} for r in records]
+    if args.json:
+        print(json.dumps(items, indent=1))
+        return 0
+    rows = [SPECTRUM_COLUMNS] + [tuple(_number(item[c]) for c in SPECTRUM_COLUMNS) for item in items]
+    print(_table(rows) if items else "no spectra")
     return 0
 
 
@@ -534,13 +745,26 @@ def _database_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=os.environ.get("SPECTRA_SERVER_URL", DEFAULT_SERVER),
-                        help="API base URL (default SPECTRA_SERVER_URL or %(default)s)")  # fmt: skip
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help=f"API base URL (default SPECTRA_SERVER_URL, else {DEFAULT_SERVER})")  # fmt: skip
     parser.add_argument("--token", default=os.environ.get("SPECTRA_TOKEN"),
                         help="API key (default SPECTRA_TOKEN)")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _server_or_database(parser: argparse.ArgumentParser) -> None:
+    """For commands that work on either: --server URL / SPECTRA_SERVER_URL, else --database."""
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help="ask this server (default SPECTRA_SERVER_URL; without either, the "
+                        "database is read directly)")  # fmt: skip
+    parser.add_argument("--token", default=os.environ.get("SPECTRA_TOKEN"),
+                        help="API key for --server (default SPECTRA_TOKEN)")  # fmt: skip
+    _database_option(parser)
+
+
+def build_parser(*, spec_options: bool = True) -> argparse.ArgumentParser:
+    """The whole command line. ``spec_options=False`` leaves out what is generated from
+    JobSpec and OptimiseSpec (run, submit, optimise), whose import loads the geometry core:
+    ``main`` asks for it only when one of those commands runs (or for the top-level help)."""
     parser = argparse.ArgumentParser(
         prog="spectra", description="Compute, store and compare spectra of latent spaces."
     )
@@ -553,9 +777,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", cmd_run, "compute a job here (embedded store, no services); "
                   "prints the job id as the last line")  # fmt: skip
-    add_spec_options(run)
+    if spec_options:
+        add_spec_options(run)
     _database_option(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plan = command("plan", cmd_plan, "show a job's plan (chunks, products, time, memory and "
+                   "stored bytes per code) without creating anything")  # fmt: skip
+    add_spec_options(plan)
+    _database_option(plan)
+    plan.add_argument("--json", action="store_true", help="the whole dry run as JSON")
 
     export = command("export", cmd_export, "write a job's spectra as .npz (published layout)")
     export.add_argument("job")
@@ -566,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stacked: one .npz (eva, evc, feat, meta); gan-geometry: a .zip of Hess_BP_<i>.npz "
         "files as the published analysis code reads them (docs/npz-layouts.md)",
     )  # fmt: skip
-    _database_option(export)
+    _server_or_database(export)
 
     imp = command("import", cmd_import, "store .npz spectra (ours or GAN-Geometry's, "
                   "docs/npz-layouts.md) as one finished job")  # fmt: skip
@@ -628,7 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--cpu", action="store_true", help="one worker on the CPU")
 
     submit = command("submit", cmd_submit, "submit a job to a server; prints the job id last")
-    add_spec_options(submit)
+    if spec_options:
+        add_spec_options(submit)
     _server_options(submit)
     submit.add_argument("--idempotency-key", default=None)
     submit.add_argument("--follow", action="store_true", help="follow it to the end")
@@ -649,7 +881,30 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD|MODEL::sefa")
     compare.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
     _comparison_output_options(compare)
-    _database_option(compare)
+    _server_or_database(compare)
+
+    plots = command("plots", cmd_plots, "write the pictures of selections: spectrum, "
+                    "homogeneity, a montage per selection")  # fmt: skip
+    plots.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD")
+    plots.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG files")
+    _server_or_database(plots)
+
+    jobs = command("jobs", cmd_jobs, "list jobs, newest first")
+    jobs.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    jobs.add_argument("--model", default=None)
+    _list_options(jobs)
+    _server_or_database(jobs)
+
+    spectra = command("spectra", cmd_spectra, "list stored spectra with their summaries")
+    spectra.add_argument("--job", default=None, metavar="JOB_ID")
+    spectra.add_argument("--model", default=None)
+    spectra.add_argument("--distance", default=None)
+    spectra.add_argument("--method", default=None)
+    spectra.add_argument("--order-by", default="latent_index",
+                         help="latent_index, top_eigenvalue, trace, dims_99, ...; a leading - "
+                         "sorts descending (write --order-by=-trace)")  # fmt: skip
+    _list_options(spectra)
+    _server_or_database(spectra)
 
     keys = command("keys", lambda _a: 2, "API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -666,12 +921,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, metavar="DIR")
     _database_option(demo)
 
-    add_optimise_commands(command, _database_option, _open_store, LOCAL_OWNER)
+    if spec_options:
+        # Their options come from OptimiseSpec, which loads the geometry core (torch).
+        from api.cli_optimise import add_commands as add_optimise_commands
+
+        add_optimise_commands(command, _database_option, _open_store, LOCAL_OWNER)
     return parser
 
 
+def _list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=50, help="rows (default %(default)s)")
+    parser.add_argument("--offset", type=int, default=0, help="rows to skip")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+# Optional imports that httpx and httpcore make whenever the package is installed, and that a
+# command-line process never uses: httpx's own command line (rich, click) and trio (httpcore's
+# async locks; this process makes only synchronous requests). Together they were more than
+# half of a `spectra status`. Both libraries fall back cleanly when the import fails.
+_UNUSED_OPTIONAL_IMPORTS = ("httpx._main", "trio")
+
+
+def _skip_unused_optional_imports() -> None:
+    if "httpx" in sys.modules:  # too late to matter (e.g. called from a test process)
+        return
+    for name in _UNUSED_OPTIONAL_IMPORTS:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    _skip_unused_optional_imports()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(spec_options=_command_of(argv) in SPEC_COMMANDS)
+    args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except CliError as error:

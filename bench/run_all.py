@@ -1,7 +1,7 @@
 """Runs every benchmark in bench/ in turn (each prints its own table and writes
 bench/results/<name>.json), then prints where the results are.
 
-    .venv/bin/python bench/run_all.py [geometry store pipeline api]
+    .venv/bin/python bench/run_all.py [geometry store pipeline api cli]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-ALL = ("geometry", "store", "pipeline", "api")
+ALL = ("geometry", "store", "pipeline", "api", "cli")
 
 
 def main(names: list[str]) -> int:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ from typing import Any
 from worker.celery_app import CHUNK_QUEUE
 
 STOP_TIMEOUT_S = 30.0
+METRICS_PORT_ENV = "SPECTRA_WORKER_METRICS_PORT"
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_env(index: int) -> dict[str, str]:
+    """The N-th worker on a host serves its metrics on SPECTRA_WORKER_METRICS_PORT + N."""
+    base = int(os.environ.get(METRICS_PORT_ENV) or 0)
+    return {METRICS_PORT_ENV: str(base + index)} if base else {}
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,11 @@ def start_worker(
     """Start one worker in its own process group (so it and its pool child stop together),
     bound to this process's life: if the launcher dies, even by SIGKILL, the kernel kills the
     worker (and the worker's pool child, bound the same way in worker.tasks), and what they
-    held is left for the reaper to give to another worker. No orphan computes on."""
+    held is left for the reaper to give to another worker. No orphan computes on. A worker
+    that serves metrics gets a fresh directory for its pool children's values."""
     env = {**os.environ, **plan.env, **(extra_env or {})}
+    if env.get(METRICS_PORT_ENV, "0") not in ("", "0") and not env.get(MULTIPROC_DIR_ENV):
+        env[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix=f"spectra-metrics-{plan.node_name}-")
     return subprocess.Popen(
         worker_command(plan.node_name, loglevel=loglevel),
         env=env, start_new_session=True, stdout=stdout, stderr=stderr,
@@ -143,7 +155,10 @@ def launch(gpus: list[str] | None, cpu: bool, *, loglevel: str = "INFO") -> int:
     every worker exited cleanly, else the first non-zero exit code. A worker that dies is not
     restarted here: run this under a supervisor (systemd, compose) for that."""
     plans = plan_workers(gpus, cpu)
-    processes = [start_worker(plan, loglevel=loglevel) for plan in plans]
+    processes = [
+        start_worker(plan, extra_env=metrics_env(index), loglevel=loglevel)
+        for index, plan in enumerate(plans)
+    ]
     for plan, process in zip(plans, processes, strict=True):
         print(f"worker {plan.node_name} (pid {process.pid}) on {plan.device}", file=sys.stderr)
     stop_requested: list[float] = []

@@ -19,6 +19,7 @@ from services.config import get_settings
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import TRANSIENT_DB_ERRORS, run_chunk
 from services.store import Store
+from worker import metrics
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, app
 from worker.launcher import die_with_parent
 from worker.reaper import ReaperThread, broker_task_ids, reap
@@ -68,10 +69,11 @@ def run_chunk_task(self: Task, chunk_id: str) -> str:
     main process id: stable while the pool replaces a dead child, so a redelivered chunk is
     recognised as ours and taken over at once."""
     worker_id = f"{self.request.hostname}:{os.getppid()}"
-    return run_chunk(
-        get_store(), chunk_id, worker_id, device=get_settings().device,
+    store = get_store()
+    return metrics.measured_chunk(store, chunk_id, lambda on_latent: run_chunk(
+        store, chunk_id, worker_id, device=get_settings().device, on_latent=on_latent,
         abort_on=(SoftTimeLimitExceeded,),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 _dispatcher = CeleryDispatcher(app=app)  # the one dispatcher, on this worker's own app
@@ -126,6 +128,14 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
         on_tick=advertise_device,
     )  # fmt: skip
     _reaper.start()
+
+
+@signals.worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    # In the main process, which outlives its pool children and sums what they wrote.
+    settings = get_settings()
+    if settings.worker_metrics_port:
+        metrics.serve(settings.worker_metrics_port, settings.broker_url, CHUNK_QUEUE)
 
 
 @signals.worker_shutdown.connect

@@ -1,0 +1,1 @@
+"""The web interface served under ``/ui`` (see ``api.ui.app``)."""

@@ -1,0 +1,126 @@
+"""The command line against a live server (and the same list commands on the database):
+`jobs`, `spectra`, `status`, `compare`, `export` and `plots` with --server; and the server
+commands load neither torch, numpy nor SQLAlchemy."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from api.cli import main
+from api.client import SpectraClient
+from tests.ui.conftest import LiveServer
+
+MODEL = "dcgan-faces"
+
+
+@pytest.fixture(scope="module")
+def computed(live_server: LiveServer) -> dict[str, Any]:
+    token = live_server.store.create_api_key("dora", ["read", "submit"])[1]
+    with SpectraClient(live_server.url, token) as client:
+        job = client.submit({"model": MODEL, "top_k": 6, "latents": {"count": 2, "seed": 5}})
+        job = client.follow(job.id, progress=False, interval_s=0.2, timeout_s=180)
+    assert job.status == "succeeded", job.error
+    return {"token": token, "job": job.id}
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_lists_status_compare_export_plots_against_a_server(
+    live_server: LiveServer, computed: dict[str, Any], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)  # the environment names the server
+    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
+    job_id = computed["job"]
+
+    code, out, _ = run(["jobs"], capsys)
+    assert code == 0 and job_id in out and "succeeded" in out and MODEL in out
+    code, out, _ = run(["jobs", "--status", "failed"], capsys)
+    assert code == 0 and out.strip() == "no jobs"
+    code, out, _ = run(["jobs", "--json"], capsys)
+    assert [j["id"] for j in json.loads(out)] == [job_id]
+
+    code, out, _ = run(["spectra", "--job", job_id, "--json", "--order-by=-top_eigenvalue"], capsys)
+    listed = json.loads(out)
+    stored = {s.id: s for s in live_server.store.list_spectra(job_id=job_id)}
+    assert code == 0 and {s["id"] for s in listed} == set(stored)
+    assert [s["top_eigenvalue"] for s in listed] == sorted(
+        (s.top_eigenvalue for s in stored.values()), reverse=True)  # fmt: skip
+
+    code, out, _ = run(["status", job_id], capsys)
+    assert code == 0 and out.startswith(f"job {job_id} succeeded, 2/2 done, 0 failed")
+
+    plots = tmp_path / "plots"
+    report = tmp_path / "compare.json"
+    code, out, _ = run(["compare", job_id, f"{MODEL}:mse:jacobian", "--k", "3", "--plots", str(plots),
+                        "--json", str(report)], capsys)  # fmt: skip
+    assert code == 0 and "dims_99" in out and "between-methods" in out
+    assert {p.name for p in plots.iterdir()} == {"spectrum.png", "homogeneity.png", "montage-0.png",
+                                                 "montage-1.png"}  # fmt: skip
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in plots.iterdir())
+    assert json.loads(report.read_text())["alignments"][0]["k"] == 3
+
+    out_file = tmp_path / "job.npz"
+    code, _, _ = run(["export", job_id, "-o", str(out_file)], capsys)
+    with np.load(io.BytesIO(out_file.read_bytes())) as archive:
+        ordered = sorted(stored.values(), key=lambda s: s.latent_index)
+        np.testing.assert_allclose(archive["eva"][:, ::-1], [s.eigenvalues for s in ordered], rtol=1e-6)
+
+    code, _, _ = run(["plots", job_id, "--out", str(tmp_path / "only")], capsys)
+    assert code == 0 and (tmp_path / "only" / "spectrum.png").exists()
+
+    code, _, err = run(["status", "00000000-0000-4000-8000-000000000000"], capsys)
+    assert code == 1 and "HTTP 404" in err
+    code, _, err = run(["jobs", "--server", live_server.url, "--database", "sqlite:///x.db"], capsys)
+    assert code == 2 and "not both" in err
+    monkeypatch.delenv("SPECTRA_TOKEN")
+    code, _, err = run(["jobs", "--server", live_server.url, "--token", ""], capsys)
+    assert code == 2 and "SPECTRA_TOKEN" in err
+
+
+def test_list_commands_on_the_database(
+    live_server: LiveServer, computed: dict[str, Any], module_pg_url: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("SPECTRA_SERVER_URL", raising=False)
+    code, out, _ = run(["jobs", "--database", module_pg_url, "--json"], capsys)
+    owners = {j["owner"] for j in json.loads(out)}
+    assert code == 0 and "dora" in owners  # the database path sees every owner
+    code, out, _ = run(["spectra", "--database", module_pg_url, "--job", computed["job"]], capsys)
+    assert code == 0 and len(out.strip().splitlines()) == 3  # header and two spectra
+
+
+def test_server_commands_load_no_torch_numpy_or_sqlalchemy(
+    live_server: LiveServer, computed: dict[str, Any]
+) -> None:
+    probe = (
+        "import sys\n"
+        "from api.cli import main\n"
+        "try:\n"
+        "    code = main(sys.argv[1:])\n"
+        "except SystemExit as stop:  # --help\n"
+        "    code = stop.code\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'sqlalchemy', 'pydantic', 'fastapi') if m in sys.modules)\n"
+        "print('HEAVY', heavy, 'httpx' in sys.modules)\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": computed["token"]}
+    for args, needs_http in ((["status", "--help"], False), (["status", computed["job"]], True),
+                             (["jobs"], True), (["cancel", computed["job"]], True)):  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, (args, done.stderr)
+        assert f"HEAVY [] {needs_http}" in done.stdout, (args, done.stdout)

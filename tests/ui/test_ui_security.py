@@ -1,0 +1,144 @@
+"""The web interface's session and form rules, over HTTP without a browser (fast): the cookie's
+flags, CSRF on every POST, no open redirect, a forged cookie, scopes, security headers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from services.config import Settings
+from services.store import Store
+from tests.api.conftest import RecordingDispatcher, bearer, make_settings
+
+JOB = {"model": "dcgan-faces", "top_k": 4, "latents": {"count": 1, "seed": 0}}
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[Store]:
+    store = Store(pg_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def ui_client(store: Store, settings: Settings) -> TestClient:
+    app = create_app(settings=settings, store=store, dispatcher=RecordingDispatcher())
+    return TestClient(app, base_url="http://testserver")
+
+
+@pytest.fixture
+def client(store: Store, pg_url: str) -> Iterator[TestClient]:
+    with ui_client(store, make_settings(pg_url)) as test_client:
+        yield test_client
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "every form carries the CSRF token"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, token: str) -> str:
+    csrf = csrf_of(client.get("/ui/login").text)
+    response = client.post("/ui/login", data={"api_key": token, "csrf_token": csrf},
+                           follow_redirects=False)  # fmt: skip
+    assert response.status_code == 303 and response.headers["location"] == "/ui/jobs"
+    return csrf_of(client.get("/ui/jobs").text)
+
+
+@pytest.fixture
+def make_token(store: Store) -> Callable[..., str]:
+    return lambda owner="alice", scopes="read,submit": store.create_api_key(owner, scopes.split(","))[1]
+
+
+def test_session_cookie_flags_and_headers(client: TestClient, make_token: Callable[..., str]) -> None:
+    login = client.get("/ui/login")
+    cookie = login.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/ui" in cookie
+    assert "secure" not in cookie  # development over http; production sets it (below)
+    assert "default-src 'self'" in login.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+    assert login.headers["cache-control"] == "no-store"
+    token = make_token()
+    sign_in(client, token)
+    assert token not in str(client.cookies.get("spectra_session"))
+    # The JSON API is untouched: no session cookie there, and a cookie does not authenticate it.
+    api = client.get("/v1/jobs")
+    assert api.status_code == 401 and "set-cookie" not in api.headers
+
+
+def test_production_cookie_is_secure(store: Store, pg_url: str) -> None:
+    settings = make_settings(pg_url, mode="production", secret_key="s" * 48)
+    with ui_client(store, settings) as client:
+        assert "secure" in client.get("/ui/login").headers["set-cookie"].lower()
+
+
+def test_posts_without_the_session_csrf_token_are_refused(
+    client: TestClient, store: Store, make_token: Callable[..., str]
+) -> None:
+    token = make_token()
+    client.get("/ui/login")
+    refused = client.post("/ui/login", data={"api_key": token, "csrf_token": "forged"})
+    assert refused.status_code == 403 and "Form expired" in refused.text
+    assert client.get("/ui/jobs", follow_redirects=False).status_code == 303  # still signed out
+    csrf = sign_in(client, token)
+    job = client.post("/v1/jobs", json=JOB, headers=bearer(token)).json()
+    for data in ({}, {"csrf_token": "x" * len(csrf)}):
+        response = client.post(f"/ui/jobs/{job['id']}/cancel", data=data, follow_redirects=False)
+        assert response.status_code == 403
+    assert store.get_job(job["id"]).status == "queued"  # nothing changed
+    done = client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf_token": csrf}, follow_redirects=False)
+    assert done.status_code == 303 and store.get_job(job["id"]).status == "cancelled"
+    # Signing out needs the token too, and ends the session.
+    assert client.post("/ui/logout", data={}).status_code == 403
+    client.post("/ui/logout", data={"csrf_token": csrf})
+    assert client.get("/ui/jobs", follow_redirects=False).status_code == 303
+
+
+def test_no_open_redirect_and_forged_cookie(client: TestClient, make_token: Callable[..., str]) -> None:
+    token = make_token()
+    csrf = csrf_of(client.get("/ui/login").text)
+    for target in ("https://evil.example/", "//evil.example/ui/", "/v1/jobs"):
+        response = client.post("/ui/login", data={"api_key": token, "csrf_token": csrf, "next": target},
+                               follow_redirects=False)  # fmt: skip
+        assert response.headers["location"] == "/ui/jobs", target
+        csrf = csrf_of(client.get("/ui/jobs").text)
+    # A cookie not signed with this server's secret is no session.
+    client.cookies.clear()
+    client.cookies.set("spectra_session", "eyJvd25lciI6ICJhbGljZSJ9.forged.sig", path="/ui")
+    assert client.get("/ui/jobs", follow_redirects=False).status_code == 303
+
+
+def test_read_only_key_cannot_cancel(
+    client: TestClient, store: Store, make_token: Callable[..., str]
+) -> None:
+    job = client.post("/v1/jobs", json=JOB, headers=bearer(make_token())).json()
+    csrf = sign_in(client, make_token("alice", "read"))
+    page = client.get(f"/ui/jobs/{job['id']}")
+    assert page.status_code == 200 and "cancel-button" not in page.text
+    response = client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf_token": csrf})
+    assert response.status_code == 403 and store.get_job(job["id"]).status == "queued"
+
+
+def test_bad_selection_is_a_clear_page_not_a_500(client: TestClient, make_token: Callable[..., str]) -> None:
+    sign_in(client, make_token())
+    response = client.get("/ui/spectra", params={"selection": "a:b"})
+    assert response.status_code == 422 and "MODEL:DISTANCE:METHOD" in response.text
+    missing = client.get("/ui/spectra", params={"selection": "dcgan-faces:mse:jacobian"})
+    assert missing.status_code == 404 and "matches no stored spectra" in missing.text
+
+
+def test_revoking_the_key_ends_its_sessions(
+    client: TestClient, store: Store, make_token: Callable[..., str]
+) -> None:
+    token = make_token()
+    sign_in(client, token)
+    assert client.get("/ui/jobs.json").status_code == 200
+    record = store.verify_api_key(token)
+    assert record is not None and store.revoke_api_key(record.id)
+    response = client.get("/ui/jobs.json", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/ui/login")
