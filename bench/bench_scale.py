@@ -12,6 +12,8 @@ Each row runs in a fresh subprocess, so its peak memory is its own (as a worker'
     python bench/bench_scale.py --sizes 32,128 --spaces z,w,w+ --methods jacobian,lanczos
     python bench/bench_scale.py --must-show          # w+ at 128 px, d = 6144: lanczos top-20
                                                      # and column blocks; long on 2 cores
+                                                     # (in one process; the same case through
+                                                     # two Celery workers: bench_must_show.py)
     python bench/bench_scale.py --device cuda        # config-f widths, 128/256/1024 px
 
 Writes bench/results/bench_scale.json (bench_scale_cuda.json on CUDA).
