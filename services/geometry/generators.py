@@ -450,7 +450,11 @@ class DCGAN(nn.Module):
         self.nz = nz
         self._shape = (nz, ngf, nc)
         self._checkpoint = state_dict  # unfolded, as loaded: folded_in() starts from it again
-        reference = _tutorial_dcgan(nz, ngf, nc)
+        # The layers' random initial weights are overwritten by the checkpoint: draw them from a
+        # forked RNG, so building one (also a float64 copy at compute time) leaves the caller's
+        # global torch RNG as it was.
+        with torch.random.fork_rng(devices=[]):
+            reference = _tutorial_dcgan(nz, ngf, nc)
         try:
             reference.load_state_dict({k.removeprefix("main."): v for k, v in state_dict.items()})
         except RuntimeError as error:

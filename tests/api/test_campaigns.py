@@ -107,6 +107,7 @@ def test_a_misspelt_filter_is_a_422_not_a_wider_selection(
     headers = bearer(token("alice", "read"))
     problem = assert_problem(client.get("/v1/spectra", params={"modle": MODEL}, headers=headers), 422,
                              field="modle")  # fmt: skip
-    assert "job_id, model, distance" in problem["detail"]
+    assert "unknown query parameter 'modle'" in problem["detail"]
+    assert "job_id" in problem["detail"] and "model" in problem["detail"]  # what it takes
     assert_problem(client.get("/v1/jobs", params={"stauts": "running"}, headers=headers), 422)
     assert client.get("/v1/spectra", params={"model": MODEL}, headers=headers).status_code == 200

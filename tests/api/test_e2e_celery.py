@@ -158,8 +158,12 @@ def test_submit_follow_query_compare_export_reimport(
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
             spectra = http.get("/v1/spectra", params={"job_id": job_id}).json()["items"]
             assert [s["latent_index"] for s in spectra] == [0, 1, 2]
+            by_name = {"model": MODEL, "distance": "mse", "method": "jacobian"}
+            mixed = http.post("/v1/compare", json={"selections": [{"job_id": job_id}, by_name]})
+            # The uploaded job kept another top-k: the name alone mixes unlike spectra.
+            assert mixed.status_code == 422 and mixed.json()["differing"] == ["kept"], mixed.text
             compared = http.post("/v1/compare", json={"selections": [
-                {"job_id": job_id}, {"model": MODEL, "distance": "mse", "method": "jacobian"}]})
+                {"job_id": job_id}, {**by_name, "kept": "top-6"}]})
             assert compared.status_code == 200, compared.text
             assert compared.json()["selections"][0]["n_spectra"] == 3
             exported = http.get(f"/v1/jobs/{job_id}/export.npz")
