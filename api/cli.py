@@ -625,6 +625,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    """Exit 1 when the job had already finished (the server's 409 says so): the cancel
+    did nothing, like any other refused request."""
     with _client(args) as client:
         job = client.cancel(args.job)
     print(f"job {job.id} {job.status}")

@@ -177,5 +177,12 @@ def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None
         cancelled = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         assert {c.status for c in store.list_chunks(job["id"])} == {"cancelled"}
+        # Cancelling it again is refused: the job had already finished, nothing changes.
+        before = store.get_job(job["id"])
+        again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
+        assert_problem(again, 409)
+        assert again.json()["title"] == "Job already finished"
+        assert "already cancelled" in again.json()["detail"] and "nothing was changed" in again.json()["detail"]
+        assert store.get_job(job["id"]) == before
         # Nothing to export from a job that never ran.
         assert_problem(client.get(f"/v1/jobs/{job['id']}/export.npz", headers=headers), 409)

@@ -118,9 +118,14 @@ def test_server_commands_load_no_torch_numpy_or_sqlalchemy(
         "sys.exit(code)\n"
     )
     env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": computed["token"]}
-    for args, needs_http in ((["status", "--help"], False), (["status", computed["job"]], True),
-                             (["jobs"], True), (["cancel", computed["job"]], True)):  # fmt: skip
+    # The computed job has succeeded: its cancel is refused (409, exit 1) and says so.
+    for args, needs_http, expected in ((["status", "--help"], False, 0),
+                                       (["status", computed["job"]], True, 0), (["jobs"], True, 0),
+                                       (["cancel", computed["job"]], True, 1)):  # fmt: skip
         done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
                               text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 0, (args, done.stderr)
+        assert done.returncode == expected, (args, done.stderr)
         assert f"HEAVY [] {needs_http}" in done.stdout, (args, done.stdout)
+        if args[0] == "cancel":
+            assert "HTTP 409 Job already finished" in done.stderr, done.stderr
+            assert "already succeeded; nothing was changed" in done.stderr, done.stderr
