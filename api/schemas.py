@@ -7,7 +7,7 @@ is defined here, so the OpenAPI document says exactly what comes back.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -229,8 +229,15 @@ class Eigenvectors(BaseModel):
     d: int
     k: int
     dtype: str
+    layout: Literal["columns"] = Field(
+        "columns", description="eigenvector j is column j: vectors[i][j] is its component i"
+    )
+    shape: tuple[int, int] = Field(description="(d, k), as np.array(vectors).shape and the .npy")
     eigenvalues: list[float] = Field(description="descending, matching the columns")
-    vectors: list[list[float]] = Field(description="k rows, one eigenvector (length d) each")
+    vectors: list[list[float]] = Field(
+        description="the (d, k) matrix of eigenvectors as columns, row by row (d rows of k), "
+        "the orientation of the .npy, the published export and the Python API"
+    )
 
 
 def spectrum_summary(record: SpectrumRecord | SpectrumSummaryRecord) -> SpectrumSummary:

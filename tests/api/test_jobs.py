@@ -59,13 +59,16 @@ def test_submit_follow_query_export_import(
 
     vectors = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": 4},
                          headers=headers).json()  # fmt: skip
-    rows = np.array(vectors["vectors"])
-    assert rows.shape == (4, LATENT_DIM)
-    np.testing.assert_allclose(rows @ rows.T, np.eye(4), atol=1e-8)  # orthonormal
+    # JSON and .npy share one orientation: (d, k), eigenvectors as columns.
+    json_columns = np.array(vectors["vectors"])
+    assert vectors["layout"] == "columns" and vectors["shape"] == [LATENT_DIM, 4]
+    assert json_columns.shape == (LATENT_DIM, 4)
+    np.testing.assert_allclose(json_columns.T @ json_columns, np.eye(4), atol=1e-8)  # orthonormal
     raw = client.get(f"/v1/spectra/{first['id']}/eigenvectors",
                      params={"k": 4, "format": "npy"}, headers=headers)  # fmt: skip
     columns = np.load(io.BytesIO(raw.content), allow_pickle=False)
-    np.testing.assert_array_equal(columns, rows.T)
+    np.testing.assert_array_equal(columns, json_columns)
+    np.testing.assert_array_equal(columns, store.eigenvectors(first["id"], k=4))
     too_many = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": TOP_K + 1},
                           headers=headers)  # fmt: skip
     assert too_many.status_code == 422 and f"only its top {TOP_K}" in too_many.json()["detail"]
@@ -86,7 +89,7 @@ def test_submit_follow_query_export_import(
     eva, evc, feat = archive["eva"], archive["evc"], archive["feat"]
     assert eva.shape == (3, TOP_K) and evc.shape == (3, LATENT_DIM, TOP_K) and feat.shape == (3, LATENT_DIM)
     np.testing.assert_array_equal(eva[0], eigenvalues[::-1])
-    np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], rows.T)
+    np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], json_columns)  # the same orientation
     codes = store.latent_codes(store.get_job(job_id).latent_set_id)
     np.testing.assert_array_equal(feat, codes)
     import json
