@@ -5,6 +5,7 @@ Idempotency-Key, pagination."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -189,3 +190,28 @@ def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None
         assert store.get_job(job["id"]) == before
         # Nothing to export from a job that never ran.
         assert_problem(client.get(f"/v1/jobs/{job['id']}/export.npz", headers=headers), 409)
+
+
+def test_codes_given_as_values_come_back_as_a_link(app, store: Store, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """The submit answer, the job and the job list name explicit (or uploaded) codes by their
+    latent set's .npy link and shape, never by echoing the values."""
+    app.state.dispatcher = RecordingDispatcher()
+    codes = np.random.default_rng(3).standard_normal((2, LATENT_DIM))
+    with TestClient(app) as client:
+        sent = client.post("/v1/jobs", json={"model": MODEL, "latents": {"values": codes.tolist()},
+                                             "top_k": 3}, headers=headers)  # fmt: skip
+        uploaded = client.post("/v1/jobs/upload", files={"file": ("c.npy", npy_bytes(codes[:1]))},
+                               data={"spec": json.dumps({"model": MODEL, "top_k": 2})}, headers=headers)  # fmt: skip
+        for response, n in ((sent, 2), (uploaded, 1)):
+            assert response.status_code == 202, response.text
+            job_id = response.json()["id"]
+            set_id = store.get_job(job_id).latent_set_id
+            link = {"codes": f"/v1/latent-sets/{set_id}/codes.npy", "shape": [n, LATENT_DIM]}
+            listed = client.get("/v1/jobs", headers=headers).json()["items"]
+            for body in (response.json(), client.get(f"/v1/jobs/{job_id}", headers=headers).json(),
+                         next(j for j in listed if j["id"] == job_id)):  # fmt: skip
+                assert body["spec"]["latents"] == link and body["latent_set_id"] == set_id
+            download = client.get(link["codes"], headers=headers)
+            assert download.status_code == 200
+            np.testing.assert_array_equal(np.load(io.BytesIO(download.content)), codes[:n])
+        assert "values" in store.get_job(sent.json()["id"]).spec["latents"]  # stored as sent
