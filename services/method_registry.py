@@ -1,4 +1,5 @@
-"""The one table of methods and their options.
+"""The one table of methods and their options (torch-free: the CLI and the job spec read it
+without importing the geometry core; services.geometry.registry re-exports it).
 
 Every method the service knows (the five Hessian methods of the geometry core, SeFa and GANSpace) with
 the options the core takes and the options a job may set. The geometry core's option checks,
