@@ -253,7 +253,7 @@ class Eigenvectors(BaseModel):
     k: int
     dtype: str
     layout: Literal["columns"] = Field(
-        "columns", description="eigenvector j is column j: vectors[i][j] is its component i"
+        default="columns", description="eigenvector j is column j: vectors[i][j] is its component i"
     )
     shape: tuple[int, int] = Field(description="(d, k), as np.array(vectors).shape and the .npy")
     eigenvalues: list[float] = Field(description="descending, matching the columns")
