@@ -38,7 +38,7 @@ LOCAL_OWNER = "local"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 # The commands whose options are generated from JobSpec (pydantic) or OptimiseSpec (the
 # geometry core, torch); the full parser (also for `spectra --help`) is built only for these.
-SPEC_COMMANDS = ("run", "submit", "optimise", "optimise-report", None)
+SPEC_COMMANDS = ("run", "submit", "plan", "optimise", "optimise-report", None)
 # Of those, the ones whose options need OptimiseSpec (torch); None: the top-level help.
 OPTIMISE_COMMANDS = ("optimise", "optimise-report", None)
 
@@ -197,6 +197,53 @@ def cmd_run(args: argparse.Namespace) -> int:
           + (f" ({job.error})" if job.error else ""))  # fmt: skip
     print(job.id)
     return 0 if job.status == "succeeded" else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from services.pipeline import dry_run_job
+
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)
+    plan = dry_run_job(_open_store(args.database), spec, LOCAL_OWNER)
+    if args.json:
+        print(json.dumps(plan, indent=2, sort_keys=True))
+        return 0
+    print(format_plan(plan))
+    return 0
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The dry run as a short table: per code, and in total."""
+    from services.pipeline.estimate import describe_bytes as planner_bytes
+
+    estimate = plan["plan"]
+    per_code = estimate.get("per_code") or {}
+
+    def size(value: Any) -> str:
+        if value is None:
+            return "-"
+        return planner_bytes(value)
+
+    def seconds(value: Any) -> str:
+        return "-" if value is None else f"{value:.3g} s"
+
+    rows = [
+        ("route", str(per_code.get("route", estimate.get("route", "-")))),
+        ("codes", str(plan["n_latents"])),
+        ("latent dimension", str(plan["latent_dim"])),
+        ("chunks", str(plan["chunks"])),
+        ("products per code", str(per_code.get("products", "-"))),
+        ("tangent batch", str(per_code.get("tangent_batch") or "-")),
+        ("memory per tangent batch", size(per_code.get("tangent_batch_bytes"))),
+        ("peak memory per code", size(per_code.get("peak_bytes"))),
+        ("worker budget", size(estimate.get("worker_budget_bytes"))),
+        ("time per code", seconds(per_code.get("seconds"))),
+        ("time in total (one worker)", seconds(estimate.get("total_seconds"))),
+        ("stored per code", size(per_code.get("stored_bytes"))),
+        ("stored in total", size(estimate.get("total_stored_bytes"))),
+        ("probed", "yes" if estimate.get("probed") else "no (small latent: counts only)"),
+    ]
+    return _table([("plan", "estimate"), *rows])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -743,6 +790,13 @@ def build_parser(
         add_spec_options(run)
     _database_option(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plan = command("plan", cmd_plan, "show a job's plan (chunks, products, time, memory and "
+                   "stored bytes per code) without creating anything")  # fmt: skip
+    if spec_options:
+        add_spec_options(plan)
+    _database_option(plan)
+    plan.add_argument("--json", action="store_true", help="the whole dry run as JSON")
 
     export = command("export", cmd_export, "write a job's spectra as .npz (published layout)")
     export.add_argument("job")

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.geometry.generators import canonical_space
+
 # Job statuses whose spectra are a complete run; the others are left out unless asked for.
 COMPLETE_STATUSES = ("succeeded",)
 SEFA_DISTANCE = "none"  # how the pipeline stores direction methods' (absent) distance
@@ -137,7 +139,8 @@ def comparability_key(
     return ComparabilityKey(
         model=model,
         weights_sha256=facts.get("weights_sha256") if isinstance(facts, dict) else None,
-        space=spec.get("space") if isinstance(spec.get("space"), str) else None,
+        space=canonical_space(generator.get("family") if isinstance(generator, dict) else None,
+                              spec["space"]) if isinstance(spec.get("space"), str) else None,  # fmt: skip
         psi=float(psi) if isinstance(psi, int | float) and not isinstance(psi, bool) else None,
         distance=distance,
         distance_options=_options(spec.get("distance_options")),

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
 
     # Limits on what one request may ask for; all configurable.
     max_latents_per_job: int = Field(default=10_000, ge=1)
-    max_latent_dim: int = Field(default=8192, ge=1)
+    # StyleGAN2 W+ at 1024 px is 18 x 512 = 9216; the planner refuses what no worker can hold.
+    max_latent_dim: int = Field(default=16384, ge=1)
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     # Any body that is not a file upload (JSON): at most this, and at most max_upload_bytes.
     max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
@@ -49,6 +50,17 @@ class Settings(BaseSettings):
     # A worker's Prometheus /metrics port (0: none). `spectra worker` gives its N-th device
     # worker this port + N.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # Planning (services/pipeline/estimate.py). The memory one worker may use for one code;
+    # unset: most of its device's memory. Jobs that fit no worker are refused at submit.
+    worker_memory_gb: float | None = Field(default=None, gt=0)
+    # Latents at least this large are probed at submit (a few small tangent batches) to
+    # plan memory and time; smaller ones are planned from counts alone.
+    plan_probe_min_dim: int = Field(default=256, ge=1)
+    # Above this latent dimension a full-spectrum job keeps only the top `default_top_k`
+    # eigenvectors unless top_k is given (all eigenvalues and the trace are still kept).
+    full_eigenvectors_max_dim: int = Field(default=2048, ge=1)
+    default_top_k: int = Field(default=100, ge=1)
 
     @property
     def extra_model_names(self) -> frozenset[str]:

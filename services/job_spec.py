@@ -104,6 +104,11 @@ LatentsSpec = Annotated[
 ]
 
 
+# Every space some family offers (generators.ALL_SPACES); which ones a model has is its
+# Generator's `spaces`, checked when the model is loaded (a 422 naming them).
+LatentSpace = Literal["z", "w", "w+", "both", "noise", "class"]
+
+
 class JobSpec(BaseModel):
     """What to compute: a generator, a distance, a method with its options, and the codes."""
 
@@ -130,9 +135,11 @@ class JobSpec(BaseModel):
         pattern=DEVICE_PATTERN,
         description="torch device (cpu, cuda, cuda:N, mps); null = the worker's",
     )
-    space: Literal["z", "w", "w+"] = Field(
+    space: LatentSpace = Field(
         default="z",
-        description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x style_dim)",
+        description="latent space of the codes: z, or w / w+ (StyleGAN2; w+ has d = num_ws x "
+        "style_dim), or both / noise / class (BigGAN; both = noise ⊕ class embedding, and z is "
+        "its older name); each model's spaces: `spectra models`",
     )
     psi: float | None = Field(
         default=None, gt=0, le=1, allow_inf_nan=False,

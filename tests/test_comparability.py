@@ -86,3 +86,13 @@ def test_labels_never_show_a_directory() -> None:
     assert display_model("shuffled:0:stylegan2:/p/g.pt") == "shuffled:0:stylegan2:g.pt"
     assert display_model("shuffled:3:dcgan-faces") == "shuffled:3:dcgan-faces"
     assert display_model("dcgan-faces") == "dcgan-faces"
+
+
+def test_biggan_jobs_from_before_its_spaces_compare_with_both_jobs() -> None:
+    biggan = {**RESOLVED, "generator": {"family": "biggan-deep", "facts": {"weights_sha256": "b"}}}
+    legacy, both = _key({**biggan, "space": "z"}), _key({**biggan, "space": "both"})
+    assert legacy == both and "space=both" in both.label()  # type: ignore[attr-defined]
+    assert _key({**biggan, "space": "noise"}) != both
+    # Only BigGAN's z was renamed: a StyleGAN2's z stays z.
+    stylegan = {**RESOLVED, "generator": {"family": "stylegan2", "facts": {}}, "space": "z"}
+    assert _key(stylegan).space == "z"  # type: ignore[attr-defined]

@@ -35,7 +35,8 @@ from api.schemas import (
 from services import submission
 from services.config import Settings
 from services.dispatch import Dispatcher
-from services.pipeline import JobSpec
+from services.jsonable import jsonable
+from services.pipeline import JobSpec, dry_run_job, plan_and_measurement
 from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
@@ -102,7 +103,17 @@ def submit_job(
     spec: JobSpec,
     principal: SubmitPrincipal,
     idempotency_key: IdempotencyKey = None,
+    dry_run: Annotated[
+        bool,
+        Query(description="plan only: chunks, products, time, memory and stored bytes per "
+              "code; nothing is created"),
+    ] = False,
 ) -> JSONResponse:
+    if dry_run:
+        settings: Settings = get_settings(request)
+        ensure_model_served(spec.model, settings)
+        plan = dry_run_job(get_store(request), spec, principal.owner, settings=settings)
+        return JSONResponse(jsonable(plan), status_code=200)
     return _submit(request, spec, principal, idempotency_key)
 
 
@@ -180,6 +191,16 @@ async def get_job(
     # Most jobs have no failed latent: skip that query for them (status is polled often).
     failures = await store.latent_failures_async(job.id) if job.n_failed else []
     return json_response(job_detail(job, store.progress_of(job), failures))
+
+
+@router.get(
+    "/jobs/{job_id}/plan",
+    responses=PROBLEM_RESPONSES,
+    summary="The planner's estimate per code beside what the job's spectra measured",
+)
+def job_plan(request: Request, job_id: JobIdPath, principal: ReadPrincipal) -> JSONResponse:
+    report = plan_and_measurement(get_store(request), job_id, principal.visible_owner)
+    return JSONResponse(jsonable(report))
 
 
 @router.post(

@@ -187,9 +187,21 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
         for j in range(n):  # H_j = U_j Λ_j U_jᵀ one at a time: N·d² memory, not N·d²·k
             packed[j] = ((u[j] * lam[j]) @ u[j].T)[rows, cols] * scale
         block = max(1, _BLOCK_ELEMENTS // (k * packed_size))
+        # One outer-product buffer and one product buffer for every block: a fresh block of
+        # this size each time is returned to the system and faulted in again, page by page.
+        outer_buffer = torch.empty(packed_size * block * k, dtype=u.dtype, device=u.device)
+        product_buffer = torch.empty(n * block * k, dtype=u.dtype, device=u.device)
         for start in range(0, n, block):
             stop = min(n, start + block)
-            quotients = packed @ _packed_outer_products(u[start:stop], packed_size)  # (N, b*k)
+            width = (stop - start) * k
+            outer = _packed_outer_products(
+                u[start:stop],
+                packed_size,
+                outer_buffer[: packed_size * width].view(packed_size, width),
+            )
+            quotients = torch.matmul(
+                packed, outer, out=product_buffer[: n * width].view(n, width)
+            )  # (N, b*k)
             yield start, stop, quotients.reshape(n, stop - start, k).transpose(0, 1)
     else:
         everyone = u.permute(1, 0, 2).reshape(d, n * k)  # (d, N*k)
@@ -202,13 +214,16 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
             yield start, stop, quotients.transpose(1, 2)
 
 
-def _packed_outer_products(vectors: torch.Tensor, packed_size: int) -> torch.Tensor:
+def _packed_outer_products(
+    vectors: torch.Tensor, packed_size: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """(b, d, k) -> (T, b*k): column r holds u_r[p] u_r[q] for p <= q in row-major triangle
     order (torch.triu_indices). One contiguous block of rows per p: far cheaper than gathering
-    the triangle with index arrays."""
+    the triangle with index arrays. `out`: a (T, b*k) buffer to fill."""
     b, d, k = vectors.shape
     columns = vectors.permute(1, 0, 2).reshape(d, b * k)
-    out = torch.empty((packed_size, b * k), dtype=vectors.dtype, device=vectors.device)
+    if out is None:
+        out = torch.empty((packed_size, b * k), dtype=vectors.dtype, device=vectors.device)
     offset = 0
     for p in range(d):
         torch.mul(columns[p:], columns[p], out=out[offset : offset + d - p])

@@ -37,10 +37,16 @@ Names `load_generator` accepts:
 
 ``biggan-deep:DIR``
     BigGAN-deep through ``pytorch-pretrained-biggan``; DIR holds ``config.json`` and
-    ``pytorch_model.bin`` (the layout ``BigGAN.from_pretrained(DIR)`` reads). The latent is
-    the generator's conditioning vector, d = 2 * z_dim (256 for the released models):
-    ``code = noise (z_dim, truncated normal * truncation) ⊕ class embedding (z_dim)`` — the
-    convention of the published Hessian analysis, so directions may mix noise and class.
+    ``pytorch_model.bin`` (the layout ``BigGAN.from_pretrained(DIR)`` reads). Three spaces
+    (the paper analyses noise and class separately):
+    ``both`` (the default; ``z`` is its older name) is the generator's conditioning vector,
+    d = 2 * z_dim (256 for the released models): ``code = noise (z_dim, truncated normal *
+    truncation) ⊕ class embedding (z_dim)`` — directions may mix noise and class.
+    ``noise`` (d = z_dim) holds the class embedding fixed, ``class`` (d = z_dim) the noise:
+    the fixed half is that of the ``both`` code sampled with seed 0 (a uniformly random class
+    and its embedding; or that seed's noise), recorded in the facts (``fixed_class``,
+    ``fixed_class_embedding`` / ``fixed_noise``), so ``fixed ⊕ code`` (in layout order) is the
+    ``both`` code that renders the same image.
     Sampling draws the noise from the truncated normal on [-2, 2] scaled by the truncation,
     and a uniformly random class whose embedding column is appended. The truncation (default
     0.7, keyword ``truncation``) selects the generator's stored batch-norm statistics and is
@@ -60,7 +66,7 @@ Names `load_generator` accepts:
     controls.py.
 
 Latent spaces: every generator has ``z``; StyleGAN2 families also ``w`` and ``w+``, with a
-truncation ``psi``. The space is a property of the loaded Generator (`space`, `latent_dim`,
+truncation ``psi``; BigGAN has ``both`` (= its ``z``), ``noise`` and ``class``. The space is a property of the loaded Generator (`space`, `latent_dim`,
 `sample`, the module's input), so the methods never need to know it. `layer_names()` lists the
 layers `layer:NAME` distances and GANSpace read.
 """
@@ -137,7 +143,8 @@ _BUILT_IN = (
 MODEL_SCHEMES = {
     "torchscript:PATH": "a TorchScript module mapping codes (B, d) to images (B, 3, H, W) in [-1, 1]",
     "python:FILE_OR_MODULE:FACTORY": "a factory returning (module, latent_dim[, extras])",
-    "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin",
+    "biggan-deep:DIR": "BigGAN-deep from a directory with config.json and pytorch_model.bin; "
+    "spaces both (noise ⊕ class embedding), noise, class",
     "stylegan2:PATH": "a rosinality/stylegan2-pytorch checkpoint (g_ema state dict); spaces z, w, w+",
     "stylegan2-ada:PKL": "an NVIDIA stylegan2-ada-pytorch / stylegan3 network pickle (runs its "
     "code: needs SPECTRA_NVIDIA_CODE_DIR); spaces z, w, w+",
@@ -145,6 +152,17 @@ MODEL_SCHEMES = {
 STYLEGAN2_SCHEMES = ("stylegan2:",)
 NVIDIA_SCHEME = "stylegan2-ada:"
 LATENT_SPACES = ("z", "w", "w+")
+BIGGAN_SPACES = ("both", "noise", "class")  # "z" is accepted as the older name of "both"
+BIGGAN_LEGACY_SPACE = "z"
+BIGGAN_FIXED_HALF_SEED = 0  # noise / class spaces: the other half is that of this seed's code
+# Every space some family offers: what a job's `space` may name at all.
+ALL_SPACES = (*LATENT_SPACES, *BIGGAN_SPACES)
+
+
+def canonical_space(family: str | None, space: str) -> str:
+    """A space by its current name: what BigGAN jobs recorded as `z` before BigGAN had spaces
+    is `both`. Lets a stored job's space be compared with a new job's."""
+    return "both" if family == "biggan-deep" and space == BIGGAN_LEGACY_SPACE else space
 
 
 def list_models() -> list[ModelInfo]:
@@ -167,7 +185,7 @@ def list_schemes() -> list[ModelInfo]:
                   MODEL_SCHEMES["python:FILE_OR_MODULE:FACTORY"], layers=every_submodule,
                   scheme=True),
         ModelInfo("biggan-deep:DIR", "biggan-deep", None, MODEL_SCHEMES["biggan-deep:DIR"],
-                  layers=every_submodule, scheme=True),
+                  spaces=BIGGAN_SPACES, layers=every_submodule, scheme=True),
         ModelInfo("shuffled:SEED:BASE", "as BASE", None,
                   "BASE with every learned tensor's entries permuted (the paper's control)",
                   spaces=("as BASE",), layers=("as BASE",), scheme=True),
@@ -226,6 +244,15 @@ def _load_by_name(
         return load_nvidia(
             name, name.removeprefix(NVIDIA_SCHEME), space=space, psi=psi, code_dir=code_dir
         )
+    if name.startswith("biggan-deep:"):
+        if psi is not None:
+            _refuse_space(name, "z", psi)  # BigGAN's truncation is `truncation`, not psi
+        return _load_biggan(
+            name,
+            name.removeprefix("biggan-deep:"),
+            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
+            space,
+        )
     if space != "z" or psi is not None:
         _refuse_space(name, space, psi)
     if name == DCGAN_FACES:
@@ -234,12 +261,6 @@ def _load_by_name(
         return _load_torchscript(name, name.removeprefix("torchscript:"), device)
     if name.startswith("python:"):
         return _load_python(name, name.removeprefix("python:"))
-    if name.startswith("biggan-deep:"):
-        return _load_biggan(
-            name,
-            name.removeprefix("biggan-deep:"),
-            DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
-        )
     known = ", ".join([m.name for m in _BUILT_IN] + list(MODEL_SCHEMES))
     raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
 
@@ -302,13 +323,14 @@ def _load_control(
 
 
 def _refuse_space(name: str, space: str, psi: float | None) -> None:
-    if space not in LATENT_SPACES:
-        raise InvalidOptionError(f"unknown space {space!r}; use one of {', '.join(LATENT_SPACES)}")
+    if space not in ALL_SPACES:
+        raise InvalidOptionError(f"unknown space {space!r}; use one of {', '.join(ALL_SPACES)}")
     if space != "z":
         raise InvalidOptionError(
-            f"{name} has one latent space, z; space {space!r} exists only for StyleGAN2 "
-            "(stylegan2:PATH, stylegan2-ada:PKL)"
-        )
+            f"{name} has one latent space, z; space {space!r} exists only for "
+            + ("BigGAN (biggan-deep:DIR)" if space in BIGGAN_SPACES
+               else "StyleGAN2 (stylegan2:PATH, stylegan2-ada:PKL)")
+        )  # fmt: skip
     raise InvalidOptionError(
         f"psi (truncation toward w_avg) applies only to StyleGAN2 models, not {name}"
     )
@@ -679,37 +701,72 @@ def _import_source(name: str, source: str) -> Any:
 
 
 class BigGANLatent(nn.Module):
-    """BigGAN-deep's generator as a map from the conditioning vector (noise ⊕ class
-    embedding, (B, 2*z_dim)) to images, at a fixed truncation."""
+    """BigGAN-deep's generator as a map from codes of one space to images, at a fixed
+    truncation: `both` codes are the conditioning vector (noise ⊕ class embedding,
+    (B, 2*z_dim)); `noise` / `class` codes (B, z_dim) are joined with the fixed other half."""
 
-    def __init__(self, biggan: Any, truncation: float) -> None:
+    def __init__(
+        self, biggan: Any, truncation: float, space: str = "both", fixed: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.generator: Any = biggan.generator
         self.truncation = float(truncation)
         self.z_dim = int(biggan.config.z_dim)
+        self.space = space
+        if (space == "both") != (fixed is None):
+            raise InvalidGeneratorError(
+                f"BigGAN space {space!r}: a fixed half only for noise/class"
+            )
+        # A buffer, so that Generator.to casts it with the weights (float64 end to end).
+        self.register_buffer(
+            "fixed_half", torch.zeros(0) if fixed is None else fixed.clone(), persistent=False
+        )
+
+    def conditioning(self, codes: torch.Tensor) -> torch.Tensor:
+        """The `both` code (B, 2*z_dim) of codes in this space."""
+        if self.space == "both":
+            return codes
+        stored: torch.Tensor = self.fixed_half  # type: ignore[assignment]
+        fixed = stored.to(codes).expand(codes.shape[0], -1)
+        halves = (codes, fixed) if self.space == "noise" else (fixed, codes)
+        return torch.cat(halves, dim=1)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.generator(codes, self.truncation)
+        return self.generator(self.conditioning(codes), self.truncation)
 
     def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
-        """SeFa's A for BigGAN: the noise columns of the first linear layer (`gen_z`); the
-        class-embedding columns are zeroed, so SeFa's directions live in the noise subspace."""
+        """SeFa's A for BigGAN: the noise columns of the first linear layer (`gen_z`). In
+        `both` the class-embedding columns are zeroed, so SeFa's directions live in the noise
+        subspace; `class` codes have no weight of their own to factorise."""
         if layers not in (None, [0]):
             raise InvalidOptionError(
                 "BigGAN SeFa uses the first linear layer only: layers=None or [0]"
             )
+        if self.space == "class":
+            raise InvalidOptionError(
+                "SeFa factorises BigGAN's noise weights (gen_z's noise columns); space 'class' "
+                "has none to factorise: use space 'noise' or 'both', or a Hessian method"
+            )
         weight = self.generator.gen_z.weight.detach().clone()
+        if self.space == "noise":
+            return [weight[:, : self.z_dim]]
         weight[:, self.z_dim :] = 0
         return [weight]
 
 
-def _load_biggan(name: str, location: str, truncation: float) -> Generator:
+def _load_biggan(name: str, location: str, truncation: float, space: str = "both") -> Generator:
     if (
         isinstance(truncation, bool)
         or not isinstance(truncation, int | float)
         or not 0 < truncation <= 1
     ):
         raise InvalidOptionError(f"BigGAN truncation must be in (0, 1], got {truncation!r}")
+    space = "both" if space == BIGGAN_LEGACY_SPACE else space
+    if space not in BIGGAN_SPACES:
+        raise InvalidOptionError(
+            f"{name}: BigGAN has no space {space!r}; use one of {', '.join(BIGGAN_SPACES)} "
+            "(both = noise ⊕ class embedding)"
+        )
     try:
         from pytorch_pretrained_biggan import BigGAN, BigGANConfig
     except ImportError:
@@ -738,18 +795,23 @@ def _load_biggan(name: str, location: str, truncation: float) -> Generator:
         )
     _remove_spectral_norm(model)
     _freeze(model)
-    module = BigGANLatent(model, truncation)
     embeddings = model.embeddings.weight.detach().double().cpu().numpy()  # (z_dim, classes)
     z_dim, num_classes = int(config.z_dim), int(config.num_classes)
 
-    def sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    def draw(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Truncated-normal noise (n, z_dim) and uniformly random class indices (n,)."""
         from scipy.stats import truncnorm
 
         noise = truncation * truncnorm.rvs(-2, 2, size=(n, z_dim), random_state=rng)
-        classes = rng.integers(num_classes, size=n)
-        return np.concatenate([noise, embeddings[:, classes].T], axis=1)
+        return noise, rng.integers(num_classes, size=n)
 
-    facts = {
+    def sample(n: int, rng: np.random.Generator) -> np.ndarray:
+        noise, classes = draw(n, rng)
+        halves = {"both": (noise, embeddings[:, classes].T), "noise": (noise,),
+                  "class": (embeddings[:, classes].T,)}[space]  # fmt: skip
+        return np.concatenate(halves, axis=1)
+
+    facts: dict[str, Any] = {
         "model": name,
         "weights_file": str(weights_path.resolve()),
         "weights_sha256": file_sha256(weights_path),
@@ -759,13 +821,34 @@ def _load_biggan(name: str, location: str, truncation: float) -> Generator:
         "output_dim": int(config.output_dim),
         "ignored_checkpoint_keys": len(result.unexpected_keys),
     }
+    fixed = None
+    if space != "both":
+        # The fixed half: that of the `both` code sampled with seed 0 (the base code).
+        base_noise, base_class = draw(1, np.random.default_rng(BIGGAN_FIXED_HALF_SEED))
+        if space == "noise":
+            fixed = embeddings[:, base_class[0]]
+            facts.update(fixed_class=int(base_class[0]), fixed_class_embedding=fixed.tolist(),
+                         latent_layout=f"noise[0:{z_dim}]; class embedding fixed (fixed_class)",
+                         latent_distribution="truncnorm(-2, 2) * truncation")  # fmt: skip
+        else:
+            fixed = base_noise[0]
+            facts.update(fixed_noise=fixed.tolist(),
+                         latent_layout=f"class_embedding[0:{z_dim}]; noise fixed (fixed_noise)",
+                         latent_distribution="embedding of a uniform random class")  # fmt: skip
+        facts.update(space=space, fixed_half_seed=BIGGAN_FIXED_HALF_SEED)
+    # float64, cast to the codes' dtype when used: the recorded half is exactly the one used.
+    module = BigGANLatent(
+        model, truncation, space, None if fixed is None else torch.as_tensor(fixed)
+    )
     return Generator(
         name=name,
         family="biggan-deep",
-        latent_dim=2 * z_dim,
+        latent_dim=2 * z_dim if space == "both" else z_dim,
         module=module,
         facts=facts,
         sampler=sample,
+        space=space,
+        spaces=BIGGAN_SPACES,
     )
 
 

@@ -52,6 +52,7 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
     values, vectors = eigh_descending(symmetric)
     summary = summary_of(values)
     smallest = float(values[-1])
+    every_value = values
     if top_k is not None:
         values, vectors = values[:top_k], vectors[:, :top_k]
     vectors = fixed_signs(vectors)
@@ -68,6 +69,8 @@ def spectrum_from_metric(metric: np.ndarray, *, top_k: int | None = None) -> Spe
             "min_eigenvalue_relative": smallest / scale,
             "converged": True,
             "dtype": "float64",
+            # Kept with a top-k spectrum so that anisotropy figures stay exact.
+            **({"eigenvalues_all": every_value.tolist()} if top_k is not None else {}),
         },
         summary=summary,
     )

@@ -41,12 +41,13 @@ from services.geometry import (
     ganspace,
     metric_columns,
     sefa,
-    spectrum_from_metric,
     summary_of,
 )
+from services.geometry.batched import jacobian_spectra, spectrum_on_device
 from services.geometry.registry import DIRECTION_METHODS
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.resources import measure_peak
 from services.store import TERMINAL_STATUSES, ChunkRecord, JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,19 @@ def _work(
     distance = cached_distance(resolved["distance"], device, dtype, **resolved["distance_options"])
     codes = with_db_retry(store.latent_codes, job.latent_set_id)
     finished = with_db_retry(store.stored_latent_indices, job.id)
+    pending = [i for i in chunk.latent_indices if i not in finished]
+    if _batches_codes(resolved, chunk, device, len(pending)):
+        _check_continue(store, job.id, beat)
+        # A run that dies in the shared pass is recorded against its first code.
+        if not beat.starting(pending[0]):
+            raise _Stop(None)
+        _run_latents_batched(
+            store, job, generator, distance, codes, pending, device, abort_on, beat
+        )
+        for index in pending:
+            if on_latent:
+                on_latent(index)
+        return
     for index in chunk.latent_indices:
         _check_continue(store, job.id, beat)
         if index in finished:
@@ -266,10 +280,10 @@ def _work(
         if chunk.column_block is not None:
             _run_block(
                 store, job, generator, distance, codes[index], index, chunk.column_block,
-                abort_on, beat,
+                abort_on, beat, device,
             )  # fmt: skip
         else:
-            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat)
+            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat, device)
         if on_latent:
             on_latent(index)
 
@@ -281,16 +295,60 @@ def _check_continue(store: Store, job_id: str, beat: Heartbeat) -> None:
         raise _Stop("cancelled")
 
 
+def _batches_codes(resolved: dict[str, Any], chunk: ChunkRecord, device: str, n: int) -> bool:
+    """On a GPU, `jacobian` codes of a chunk go through one vectorised pass (per-call costs
+    dominate there); on the CPU one code at a time (each stored, cancellable, at once)."""
+    return (
+        n >= 2
+        and chunk.column_block is None
+        and resolved["method"] == "jacobian"
+        and device.startswith("cuda")
+    )
+
+
+def _run_latents_batched(
+    store: Store, job: JobRecord, generator: Any, distance: Any, codes: np.ndarray,
+    indices: list[int], device: str, abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+) -> None:  # fmt: skip
+    resolved = job.resolved
+    options = _method_options(resolved)
+    try:
+        with measure_peak(device) as peak:
+            results = jacobian_spectra(
+                generator, distance, codes[indices], top_k=resolved["top_k"],
+                dtype=resolved["dtype"], **({"batch": options["batch"]} if "batch" in options else {}),
+            )  # fmt: skip
+    except abort_on:
+        raise
+    except Exception as exc:  # the pass as a whole failed: each code's own route decides
+        log.warning("batched pass of job %s failed (%s); one code at a time", job.id, exc)
+        for index in indices:
+            if not beat.starting(index):
+                raise _Stop(None) from exc
+            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat, device)
+        return
+    _require_lease(beat)
+    for index, result in zip(indices, results, strict=True):
+        if isinstance(result, Exception):
+            with_db_retry(store.record_latent_failure, job.id, index, _reason(result))
+            continue
+        result.diagnostics.update(peak.figures)
+        _save(store, job, index, codes[index], result, resolved["distance"])
+
+
 def _run_latent(
     store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
     abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+    device: str = "cpu",
 ) -> None:  # fmt: skip
     resolved = job.resolved
     try:
-        result = compute_spectrum(
-            generator, distance, code, method=resolved["method"], top_k=resolved["top_k"],
-            dtype=resolved["dtype"], **resolved["method_options"],
-        )  # fmt: skip
+        with measure_peak(device) as peak:
+            result = compute_spectrum(
+                generator, distance, code, method=resolved["method"], top_k=resolved["top_k"],
+                dtype=resolved["dtype"], **_method_options(resolved),
+            )  # fmt: skip
+        result.diagnostics.update(peak.figures)
         _require_finite(result)
     except abort_on:
         raise
@@ -306,6 +364,7 @@ def _run_latent(
 def _run_block(
     store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
     block: tuple[int, int], abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+    device: str = "cpu",
 ) -> None:  # fmt: skip
     """One column block of one latent's Hessian; whoever completes the set decomposes it.
     Each chunk saves its block and then looks: of two chunks finishing together, at least
@@ -316,8 +375,9 @@ def _run_block(
     try:
         if (start, stop) not in have:
             columns = metric_columns(
-                generator, distance, code, start, stop, dtype=resolved["dtype"]
-            )
+                generator, distance, code, start, stop, dtype=resolved["dtype"],
+                **_method_options(resolved),
+            )  # fmt: skip
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
             _require_lease(beat)
@@ -326,12 +386,16 @@ def _run_block(
         d = int(code.shape[0])
         if not _tiles(blocks, d):
             return  # other blocks still to come; the chunk that completes them decomposes
-        metric = np.zeros((d, d), dtype=np.float64)
+        metric = np.empty((d, d), dtype=np.float64)
         for s, e, values in blocks:
             metric[:, s:e] = values
+        del blocks, values  # the blocks are in `metric` now: one d x d copy, not two
         started = time.perf_counter()
-        result = spectrum_from_metric(metric, top_k=resolved["top_k"])
+        with measure_peak(device) as peak:
+            # On a GPU worker the float64 eigh runs on the device.
+            result = spectrum_on_device(metric, top_k=resolved["top_k"], device=device)
         result.diagnostics.setdefault("decompose_time_s", time.perf_counter() - started)
+        result.diagnostics.update({f"decompose_{k}": v for k, v in peak.figures.items()})
         _require_finite(result)
     except abort_on:
         raise
@@ -345,6 +409,16 @@ def _run_block(
         return
     _require_lease(beat)
     _save(store, job, index, code, result, resolved["distance"])
+
+
+def _method_options(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The method's options, with the tangent batch the planner chose where none was asked
+    (the batch that fits this worker's memory budget; it does not change the numbers)."""
+    options = dict(resolved["method_options"])
+    planned = (resolved.get("plan") or {}).get("per_code", {}).get("tangent_batch")
+    if planned and "batch" not in options and resolved["method"] in ("jacobian", "hvp", "fd"):
+        options["batch"] = int(planned)
+    return options
 
 
 def _require_lease(beat: Heartbeat) -> None:

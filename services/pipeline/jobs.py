@@ -10,11 +10,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from services.config import Settings
 from services.pipeline.spec import JobSpec, ResolvedSpec, resolve_spec
 from services.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
+
+MEASURED_SPECTRA = 500
 
 Dispatch = Callable[[list[str]], None]
 
@@ -72,6 +76,67 @@ def store_and_dispatch(
                 "running worker enqueues them once the broker answers", job.id,
             )  # fmt: skip
     return job, created
+
+
+def dry_run_job(
+    store: Store, spec: JobSpec, owner: str, *, settings: Settings | None = None
+) -> dict[str, Any]:
+    """What `submit_job` would create, without creating anything: the resolved spec, its
+    chunks and the planner's estimate. Refuses (SpecError) exactly what submit refuses."""
+    plan: ResolvedSpec = resolve_spec(store, spec, owner, settings=settings, dry_run=True)
+    blocks = [chunk.column_block for chunk in plan.chunks if chunk.column_block is not None]
+    return {
+        "dry_run": True,
+        "n_latents": plan.n_latents,
+        "latent_dim": plan.latent_dim,
+        "chunks": len(plan.chunks),
+        "column_blocks_per_code": len(blocks) // max(1, plan.n_latents) if blocks else None,
+        "plan": plan.plan,
+        "resolved": {key: value for key, value in plan.resolved.items() if key != "plan"},
+    }
+
+
+def plan_and_measurement(store: Store, job_id: str, owner: str | None = None) -> dict[str, Any]:
+    """A job's planned costs per code beside what its stored spectra measured (medians of
+    time and products, the largest peak memory), and their ratios."""
+    job = store.get_job(job_id, owner=owner)
+    plan = dict(job.resolved.get("plan") or {})
+    per_code = dict(plan.get("per_code") or {})
+    # The first page of spectra is a sample large enough for medians and the largest peak.
+    diagnostics = [s.diagnostics for s in store.list_spectra(job_id=job.id, limit=MEASURED_SPECTRA)]
+
+    def figures(key: str) -> list[float]:
+        return [float(d[key]) for d in diagnostics if isinstance(d.get(key), int | float)]
+
+    def median(key: str) -> float | None:
+        values = figures(key)
+        return float(np.median(values)) if values else None
+
+    def largest(key: str) -> float | None:
+        values = figures(key)
+        return max(values) if values else None
+
+    measured = {
+        "codes": len(diagnostics),
+        "seconds": median("wall_time_s"),
+        "products": median("products"),
+        "peak_rss_bytes": largest("peak_rss_bytes"),
+        "peak_device_bytes": largest("peak_device_bytes"),
+    }
+    peak = measured["peak_device_bytes"] or measured["peak_rss_bytes"]
+    ratios = {
+        "seconds": _ratio(measured["seconds"], per_code.get("seconds")),
+        "peak_bytes": _ratio(peak, per_code.get("peak_bytes")),
+        "products": _ratio(measured["products"], per_code.get("products")),
+    }
+    return {"job_id": job.id, "status": job.status, "estimate": plan, "measured": measured,
+            "measured_over_estimate": ratios}  # fmt: skip
+
+
+def _ratio(measured: float | None, estimate: Any) -> float | None:
+    if measured is None or not isinstance(estimate, int | float) or estimate <= 0:
+        return None
+    return measured / float(estimate)
 
 
 def cancel_job(

@@ -68,7 +68,9 @@ def run_optimisation_chunk(
 ) -> None:
     """Optimise the chunk's targets that have no stored result or failure yet."""
     resolved = job.resolved
-    generator = cached_generator(resolved["model"], device, "float32")
+    generator = cached_generator(
+        resolved["model"], device, "float32", resolved.get("space", "z"), resolved.get("psi")
+    )
     distance = cached_distance(resolved["distance"], device, "float32", **resolved["distance_options"])
     finished = hooks.retry(store.stored_target_indices, job.id)
     todo = [index for index in chunk.latent_indices if index not in finished]
@@ -80,7 +82,7 @@ def run_optimisation_chunk(
     if resolved["basis"] is not None:
         basis, _ = load_basis(
             store, resolved["basis"], None, model=resolved["model"], space=resolved["space"],
-            latent_dim=generator.latent_dim,
+            latent_dim=generator.latent_dim, psi=resolved.get("psi"),
         )  # fmt: skip
     settings = settings_of(resolved)
     starts = np.stack(

@@ -16,7 +16,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError, average_metric
+from services.geometry import Generator, GeometryError, InvalidOptionError, average_metric
+from services.geometry.generators import canonical_space
 from services.geometry.optimise import (
     BASIS_OPTIMISERS,
     GRADIENT_FREE,
@@ -32,6 +33,7 @@ from services.pipeline.spec import (
     LPIPS_DISTANCES,
     ExplicitLatents,
     LatentSetRef,
+    LatentSpace,
     ResolvedSpec,
     SampledLatents,
     SpecError,
@@ -104,7 +106,13 @@ class OptimiseSpec(BaseModel):
 
     kind: Literal["optimise"] = "optimise"
     model: str = Field(default="dcgan-faces", min_length=1, description="generator name")
-    space: Literal["z"] = Field(default="z", description="latent space optimised")
+    space: LatentSpace = Field(
+        default="z", description="latent space optimised (the model's spaces: `spectra models`)"
+    )
+    psi: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False,
+        description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
+    )  # fmt: skip
     distance: str = Field(default="mse", description=f"one of {', '.join(DISTANCES)}")
     resize: int | None = Field(default=None, ge=16, le=1024, description="lpips: resize images")
     random_backbone: bool | None = Field(default=None, description="lpips: random backbone (tests)")
@@ -240,7 +248,7 @@ def resolve_optimisation(
     basis_facts = None
     if spec.basis is not None:
         basis, basis_facts = load_basis(store, spec.basis, owner, model=spec.model,
-                                        space=spec.space, latent_dim=d)  # fmt: skip
+                                        space=generator.space, latent_dim=d, psi=spec.psi)  # fmt: skip
         _check_basis_rank(spec, basis, basis_facts)
     target_images, target_codes, source = _targets(store, spec, owner, images, generator, settings)
     n = int(target_images.shape[0])
@@ -258,7 +266,9 @@ def resolve_optimisation(
     resolved: dict[str, Any] = {
         "kind": OPTIMISE_KIND,
         "model": spec.model,
-        "space": spec.space,
+        "space": generator.space,
+        # Only when given, so that the hashes of the jobs from before psi existed stay.
+        **({"psi": spec.psi} if spec.psi is not None else {}),
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
         "distance": spec.distance,
         "distance_options": spec.distance_options(),
@@ -284,7 +294,9 @@ def resolve_optimisation(
 
 def _load(spec: OptimiseSpec, device: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, "float32")
+        generator = cached_generator(spec.model, device, "float32", spec.space, spec.psi)
+    except InvalidOptionError as error:  # a space or psi this model does not have
+        raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:
         raise SpecError("model", str(error)) from error
     try:
@@ -380,7 +392,7 @@ def _check_images(images: np.ndarray, generator: Generator) -> None:
 
 def load_basis(
     store: Store, reference: BasisFromJob | BasisFromSpectrum | dict[str, Any],
-    owner: str | None, *, model: str, space: str, latent_dim: int,
+    owner: str | None, *, model: str, space: str, latent_dim: int, psi: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """(basis (d, m) orthonormal columns in descending eigenvalue order, facts to record).
     SpecError("basis") for a basis that does not exist, is not finished, or belongs to
@@ -400,11 +412,18 @@ def load_basis(
     if job.status != "succeeded" and "job" in ref:
         raise SpecError("basis", f"job {job.id} is {job.status}; its basis is ready once it succeeded")
     basis_model = job.resolved.get("model", job.model)
-    basis_space = job.resolved.get("space", "z")
+    family = (job.resolved.get("generator") or {}).get("family")
+    basis_space = canonical_space(family, job.resolved.get("space", "z"))
     if basis_model != model or basis_space != space:
         raise SpecError(
             "basis", f"the basis comes from model {basis_model!r} (space {basis_space}) but the "
             f"job optimises {model!r} (space {space}); use a spectra job of the same model and space",
+        )  # fmt: skip
+    basis_psi, job_psi = job.resolved.get("psi") or 1.0, psi or 1.0
+    if space == "z" and basis_psi != job_psi:  # in z, psi changes the map itself (w is w)
+        raise SpecError(
+            "basis", f"the basis was computed at psi={basis_psi:g} but the job optimises z at "
+            f"psi={job_psi:g}; in z the truncation changes the generator: use the same psi",
         )  # fmt: skip
     if "job" in ref:
         eigenvalues, ids = store.eigenvalue_matrix(job_id=job.id)

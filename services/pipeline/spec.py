@@ -31,6 +31,8 @@ from services.job_spec import (
     ExplicitLatents,
     JobSpec,
     LatentSetRef,
+    LatentSpace,
+    LatentsSpec,
     SampledLatents,
     SpecError,
     canonical_json,
@@ -38,9 +40,11 @@ from services.job_spec import (
     spec_hash,
 )
 from services.jsonable import jsonable
+from services.pipeline import estimate as planner
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import (
     choose_chunk_size,
+    estimated_seconds_per_code,
     plan_column_blocks,
     plan_latent_chunks,
     plan_sefa,
@@ -64,12 +68,22 @@ class ResolvedSpec:
     generator_family: str
     generator_facts: dict[str, Any]
 
+    # The planner's whole estimate, times included (the dry run shows it); the job records
+    # its deterministic part as resolved["plan"] (see recorded_plan).
+    estimate: dict[str, Any] | None = None
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return dict(self.estimate or self.resolved["plan"])
+
 
 def resolve_spec(
-    store: Store, spec: JobSpec, owner: str, *, settings: Settings | None = None
-) -> ResolvedSpec:
-    """Check `spec` against its generator and the limits, store its codes as a latent set
-    (deduplicated, so identical specs share codes), plan its chunks and hash it.
+    store: Store, spec: JobSpec, owner: str, *, settings: Settings | None = None,
+    dry_run: bool = False,
+) -> ResolvedSpec:  # fmt: skip
+    """Check `spec` against its generator and the limits, plan its chunks and its costs (a
+    job that fits no worker is refused), store its codes as a latent set (deduplicated, so
+    identical specs share codes) and hash it. `dry_run`: plan only, write nothing.
 
     Every check runs before anything is written: a spec refused here leaves no row behind.
     Raises SpecError (naming the field), or the store's NotFoundError for an unknown set.
@@ -85,6 +99,7 @@ def resolve_spec(
             "(SPECTRA_MAX_LATENT_DIM)",
         )  # fmt: skip
     _check_top_k(spec, d)
+    top_k, top_k_rule = _kept_eigenvectors(spec, d, settings)
 
     codes: np.ndarray | None = None
     stored_set: LatentSetRecord | None = None
@@ -118,6 +133,11 @@ def resolve_spec(
     else:
         chunk_size = spec.chunk_size or choose_chunk_size(n_latents, spec.method, d, device)
         chunks = plan_latent_chunks(n_latents, chunk_size)
+    estimate = _plan_costs(
+        spec, generator, settings, device, top_k, n_latents, len(chunks), probe_always=dry_run
+    )
+    if dry_run:
+        codes = None  # nothing is stored: the plan names no latent set
 
     # All checks passed: from here on we write.
     if codes is not None:
@@ -127,7 +147,7 @@ def resolve_spec(
             owner, codes, source="sampled" if sampled else "uploaded",
             model=spec.model if sampled else None,
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
-            name=_origin_name(spec) if sampled else None,
+            name=_origin_name(spec, generator) if sampled else None,
         )  # fmt: skip
     facts = jsonable(dict(generator.facts))
     resolved: dict[str, Any] = {
@@ -137,10 +157,10 @@ def resolve_spec(
         "distance_options": spec.distance_options(),
         "method": spec.method,
         "method_options": spec.method_options(),
-        "top_k": spec.top_k,
+        "top_k": top_k,
         "dtype": spec.dtype,
         "device": spec.device,
-        "space": spec.space,
+        "space": generator.space,  # the family's name for it (BigGAN: z is both)
         "psi": spec.psi,
         "latent_set": None
         if stored_set is None
@@ -149,6 +169,9 @@ def resolve_spec(
         "chunk_size": chunk_size,
         "block_columns": spec.block_columns,
     }
+    if top_k_rule:
+        resolved["top_k_rule"] = top_k_rule
+    resolved["plan"] = recorded_plan(estimate)
     return ResolvedSpec(
         resolved=resolved,
         spec_hash=spec_hash(resolved),
@@ -158,7 +181,79 @@ def resolve_spec(
         chunks=chunks,
         generator_family=generator.family,
         generator_facts=facts,
+        estimate=jsonable(estimate),
     )
+
+
+FULL_SPECTRUM_METHODS = ("jacobian", "hvp", "fd", "bp")
+# Timings depend on the moment's load: kept out of the plan recorded with the job, which is
+# part of the resolved spec and so of its hash (the same spec must stay the same job).
+_TIMED_KEYS = ("seconds", "total_seconds")
+
+
+def recorded_plan(estimate: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic part of an estimate: counts, bytes, the tangent batch, the budget."""
+    plan = {key: value for key, value in estimate.items() if key not in _TIMED_KEYS}
+    if isinstance(plan.get("per_code"), dict):
+        plan["per_code"] = {
+            key: value for key, value in plan["per_code"].items() if key not in _TIMED_KEYS
+        }
+    return dict(jsonable(plan))
+
+
+def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int | None, str | None]:
+    """top_k as asked; for a full-spectrum method above SPECTRA_FULL_EIGENVECTORS_MAX_DIM
+    with none asked, the default top k, and the rule that chose it (recorded)."""
+    if (
+        spec.top_k is not None
+        or spec.method not in FULL_SPECTRUM_METHODS
+        or d <= settings.full_eigenvectors_max_dim
+    ):
+        return spec.top_k, None
+    top_k = min(settings.default_top_k, d - 1)
+    return top_k, (
+        f"top {top_k} eigenvectors kept by default above d = "
+        f"{settings.full_eigenvectors_max_dim} (SPECTRA_FULL_EIGENVECTORS_MAX_DIM, "
+        "SPECTRA_DEFAULT_TOP_K); every eigenvalue and the trace are still stored"
+    )
+
+
+def _plan_costs(
+    spec: JobSpec, generator: Generator, settings: Settings, device: str, top_k: int | None,
+    n_latents: int, n_chunks: int, *, probe_always: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """The planner's estimate for this spec; refuses (SpecError) a job that fits no worker.
+    Latents below SPECTRA_PLAN_PROBE_MIN_DIM are planned from counts unless `probe_always`
+    (a dry run, which is asked for its figures)."""
+    d = generator.latent_dim
+    budget = planner.worker_budget_bytes(settings.worker_memory_gb, device)
+    if spec.method == "sefa":
+        return {"route": "sefa", "worker_budget_bytes": budget, "probed": False}
+    request = planner.Request(
+        method=spec.method, dtype=spec.dtype, top_k=top_k, batch=spec.batch,
+        block_columns=spec.block_columns, vector_dtype=spec.dtype,
+    )  # fmt: skip
+    probe_dtype = "float64" if spec.method == "lanczos" else spec.dtype
+    options = tuple(sorted(spec.distance_options().items()))
+    key = (spec.model, spec.space, spec.psi, spec.distance, options, settings.device, probe_dtype)
+
+    def probe() -> planner.Probe:
+        distance = cached_distance(spec.distance, settings.device, spec.dtype, **dict(options))
+        try:
+            return planner.cached_probe(key, generator, distance, probe_dtype)
+        except GeometryError as error:
+            raise SpecError("model", f"the planner's probe failed: {error}") from error
+
+    estimate, advice = planner.plan_job(
+        probe if probe_always or d >= settings.plan_probe_min_dim else None, request,
+        latent_dim=d, n_latents=n_latents, chunks=n_chunks, device=device, budget=budget,
+        coarse_seconds=estimated_seconds_per_code(spec.method, d, device),
+    )  # fmt: skip
+    if not estimate.fits:
+        field = advice[0].split("=")[0].split(" ")[-1] if advice else "method"
+        raise SpecError(field if field in JobSpec.model_fields else "method",
+                        planner.refusal_message(estimate, advice))  # fmt: skip
+    return estimate.as_dict()
 
 
 def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
@@ -196,15 +291,24 @@ def _check_layers(spec: JobSpec, generator: Generator) -> None:
             raise SpecError("layers" if spec.layers else "space", str(error)) from error
 
 
-def _origin_name(spec: JobSpec) -> str | None:
-    """Sampled codes of w / w+ record where they came from: z drawn from the seed, mapped."""
+def _origin_name(spec: JobSpec, generator: Generator) -> str | None:
+    """Sampled codes of w / w+ record where they came from: z drawn from the seed, mapped;
+    BigGAN noise / class codes the fixed other half they are joined with."""
     assert isinstance(spec.latents, SampledLatents)
-    if spec.space == "z":
+    seed = spec.latents.seed
+    if generator.space in ("noise", "class"):
+        other = (f"class {generator.facts['fixed_class']}'s embedding" if generator.space == "noise"
+                 else "the noise")  # fmt: skip
+        return (
+            f"BigGAN {generator.space} codes from numpy seed {seed}, joined with {other} of the "
+            f"seed-{generator.facts['fixed_half_seed']} code (facts fixed_*)"
+        )
+    if generator.space not in ("w", "w+"):
         return None
     psi = 1.0 if spec.psi is None else spec.psi
     return (
         f"{spec.space} codes: w = w_avg + {psi:g} (mapping(z) - w_avg), z ~ N(0, I) from "
-        f"numpy seed {spec.latents.seed}"
+        f"numpy seed {seed}"
     )
 
 
@@ -247,6 +351,8 @@ __all__ = [
     "LAYER_DISTANCE_PREFIX",
     "LPIPS_DISTANCES",
     "LatentSetRef",
+    "LatentSpace",
+    "LatentsSpec",
     "MAX_NAME_LENGTH",
     "MAX_SEED",
     "METHOD_OPTIONS",

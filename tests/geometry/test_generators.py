@@ -380,3 +380,71 @@ def test_biggan_bad_checkpoints(tmp_path: Path) -> None:
         load_generator(f"biggan-deep:{broken}")
     with pytest.raises(InvalidOptionError, match="truncation"):
         load_generator(f"biggan-deep:{broken}", truncation=1.5)
+
+
+def test_biggan_spaces_noise_class_and_both(biggan_dir: Path) -> None:
+    name = f"biggan-deep:{biggan_dir}"
+    both = load_generator(name, space="both", truncation=0.4)
+    legacy = load_generator(name, truncation=0.4)  # space "z": the older name of both
+    assert both.space == legacy.space == "both" and both.spaces == ("both", "noise", "class")
+    assert both.facts == legacy.facts and "space" not in both.facts  # old facts, old hashes
+    noise = load_generator(name, space="noise", truncation=0.4)
+    klass = load_generator(name, space="class", truncation=0.4)
+    assert noise.latent_dim == klass.latent_dim == 16 and noise.space == "noise"
+    # The fixed halves are those of the both code sampled with seed 0, recorded.
+    base = both.sample(1, seed=0)[0]
+    assert np.array_equal(noise.facts["fixed_class_embedding"], base[16:])
+    assert np.array_equal(klass.facts["fixed_noise"], base[:16])
+    assert 0 <= noise.facts["fixed_class"] < 10
+    # A noise code plus its fixed class part renders the both concatenation's image; likewise
+    # class codes with the fixed noise; sampled codes come from the matching halves.
+    codes = noise.sample(3, seed=5)
+    assert codes.shape == (3, 16) and np.abs(codes).max() <= 2 * 0.4
+    assert np.array_equal(codes, both.sample(3, seed=5)[:, :16])
+    joined = np.concatenate([codes, np.tile(noise.facts["fixed_class_embedding"], (3, 1))], 1)
+    for generator in (noise, both):
+        generator64 = generator.to("cpu", torch.float64)
+        assert generator64.module.fixed_half.dtype == torch.float64
+    image_noise = noise.to("cpu", torch.float64).images(codes)
+    image_both = both.to("cpu", torch.float64).images(joined)
+    assert torch.equal(image_noise, image_both)
+    class_codes = klass.sample(2, seed=6)
+    assert np.array_equal(class_codes, both.sample(2, seed=6)[:, 16:])
+    joined = np.concatenate([np.tile(klass.facts["fixed_noise"], (2, 1)), class_codes], 1)
+    assert torch.equal(
+        klass.to("cpu", torch.float64).images(class_codes),
+        both.to("cpu", torch.float64).images(joined),
+    )
+    with pytest.raises(InvalidOptionError, match="no space 'w'"):
+        load_generator(name, space="w")
+    with pytest.raises(InvalidOptionError, match="psi"):
+        load_generator(name, space="noise", psi=0.5)
+    with pytest.raises(InvalidOptionError, match="only for BigGAN"):
+        load_generator("dcgan-faces", space="noise")
+
+
+@pytest.mark.parametrize("space", ["both", "noise", "class"])
+def test_biggan_exact_methods_match_bp_in_each_space(biggan_dir: Path, space: str) -> None:
+    generator = load_generator(f"biggan-deep:{biggan_dir}", space=space)
+    code = generator.sample(1, seed=2)[0]
+    mse = load_distance("mse")
+    reference = compute_metric(generator, mse, code, method="bp", dtype="float64")
+    for method in ("jacobian", "hvp"):
+        exact = compute_metric(generator, mse, code, method=method, dtype="float64")
+        assert np.linalg.norm(exact - reference) <= 1e-9 * np.linalg.norm(reference), method
+
+
+def test_biggan_sefa_per_space(biggan_dir: Path) -> None:
+    name = f"biggan-deep:{biggan_dir}"
+    noise = load_generator(name, space="noise")
+    weight = noise.module.generator.gen_z.weight.detach().double().numpy()[:, :16]
+    directions = sefa(noise)
+    assert directions.eigenvectors.shape == (16, 16)
+    assert np.allclose(
+        directions.eigenvalues, np.linalg.eigvalsh(weight.T @ weight)[::-1], rtol=1e-10
+    )
+    # The same directions as in both, where the class columns are zero.
+    in_both = sefa(load_generator(name, space="both"))
+    assert np.allclose(np.abs(in_both.eigenvectors[:16]), np.abs(directions.eigenvectors))
+    with pytest.raises(InvalidOptionError, match="space 'class' has none"):
+        sefa(load_generator(name, space="class"))
