@@ -31,14 +31,16 @@ if TYPE_CHECKING:
 
     from api.client import Job, SpectraClient
     from services.config import Settings
-    from services.pipeline import JobSpec
+    from services.job_spec import JobSpec
 
 
 LOCAL_OWNER = "local"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-# The commands whose options are generated from JobSpec or OptimiseSpec (which need the
-# geometry core); the full parser (also for `spectra --help`) is built only for these.
-SPEC_COMMANDS = ("run", "submit", "optimise", "optimise-report", None)
+# The commands whose options are generated from JobSpec (pydantic) or OptimiseSpec (the
+# geometry core, torch); the full parser (also for `spectra --help`) is built only for these.
+SPEC_COMMANDS = ("run", "submit", "plan", "optimise", "optimise-report", None)
+# Of those, the ones whose options need OptimiseSpec (torch); None: the top-level help.
+OPTIMISE_COMMANDS = ("optimise", "optimise-report", None)
 
 
 class CliError(Exception):
@@ -80,7 +82,7 @@ def _settings() -> Settings:
 def add_spec_options(parser: argparse.ArgumentParser) -> None:
     """One option per JobSpec field; ``latents`` becomes --latents N|FILE.npy, --seed,
     --latent-set (the three ways a spec names its codes)."""
-    from services.pipeline import JobSpec
+    from services.job_spec import JobSpec
 
     group = parser.add_argument_group("job spec (the fields of the HTTP spec, one to one)")
     for name, info in JobSpec.model_fields.items():
@@ -110,7 +112,7 @@ def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.
     """The spec as a dict (without codes read from a file) and the codes from --latents FILE."""
     import numpy as np
 
-    from services.pipeline import JobSpec
+    from services.job_spec import JobSpec
 
     fields: dict[str, Any] = {
         name: getattr(args, name)
@@ -144,7 +146,7 @@ def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.
 def build_spec(fields: dict[str, Any], codes: np.ndarray | None) -> JobSpec:
     from pydantic import ValidationError
 
-    from services.pipeline import JobSpec
+    from services.job_spec import JobSpec
 
     if codes is not None:
         fields = {**fields, "latents": {"values": codes.tolist()}}
@@ -672,6 +674,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    """Exit 1 when the job had already finished (the server's 409 says so): the cancel
+    did nothing, like any other refused request."""
     with _client(args) as client:
         job = client.cancel(args.job)
     print(f"job {job.id} {job.status}")
@@ -761,10 +765,15 @@ def _server_or_database(parser: argparse.ArgumentParser) -> None:
     _database_option(parser)
 
 
-def build_parser(*, spec_options: bool = True) -> argparse.ArgumentParser:
-    """The whole command line. ``spec_options=False`` leaves out what is generated from
-    JobSpec and OptimiseSpec (run, submit, optimise), whose import loads the geometry core:
-    ``main`` asks for it only when one of those commands runs (or for the top-level help)."""
+def build_parser(
+    *, spec_options: bool = True, optimise_options: bool | None = None
+) -> argparse.ArgumentParser:
+    """The whole command line. ``spec_options=False`` leaves out the options generated from
+    JobSpec (run, submit: pydantic, no torch); ``optimise_options=False`` (default: as
+    spec_options) the optimise commands, whose OptimiseSpec loads the geometry core (torch).
+    ``main`` asks for each only when one of its commands runs (or for the top-level help)."""
+    if optimise_options is None:
+        optimise_options = spec_options
     parser = argparse.ArgumentParser(
         prog="spectra", description="Compute, store and compare spectra of latent spaces."
     )
@@ -784,7 +793,8 @@ def build_parser(*, spec_options: bool = True) -> argparse.ArgumentParser:
 
     plan = command("plan", cmd_plan, "show a job's plan (chunks, products, time, memory and "
                    "stored bytes per code) without creating anything")  # fmt: skip
-    add_spec_options(plan)
+    if spec_options:
+        add_spec_options(plan)
     _database_option(plan)
     plan.add_argument("--json", action="store_true", help="the whole dry run as JSON")
 
@@ -921,7 +931,7 @@ def build_parser(*, spec_options: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, metavar="DIR")
     _database_option(demo)
 
-    if spec_options:
+    if optimise_options:
         # Their options come from OptimiseSpec, which loads the geometry core (torch).
         from api.cli_optimise import add_commands as add_optimise_commands
 
@@ -957,7 +967,9 @@ def _skip_unused_optional_imports() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _skip_unused_optional_imports()
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(spec_options=_command_of(argv) in SPEC_COMMANDS)
+    command = _command_of(argv)
+    parser = build_parser(spec_options=command in SPEC_COMMANDS,
+                          optimise_options=command in OPTIMISE_COMMANDS)  # fmt: skip
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

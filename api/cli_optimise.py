@@ -70,7 +70,7 @@ def add_commands(
     database_option(run)
 
     rep = command("optimise-report", optimisation_report, "compare optimisation jobs: steps to a loss "
-                  "threshold and loss at equal budgets (medians, 95 % bootstrap intervals)")  # fmt: skip
+                  "threshold and loss at equal budgets (medians, 95 %% bootstrap intervals)")  # fmt: skip
     rep.add_argument("jobs", nargs="+", metavar="JOB_ID")
     rep.add_argument("--threshold", type=float, default=None, help="loss threshold")
     rep.add_argument("--step-budget", type=int, default=None, help="compare after this many steps")

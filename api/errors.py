@@ -40,7 +40,7 @@ from services.store import (
     StoreError,
 )
 from services.store.availability import DATABASE_UNAVAILABLE_ERRORS
-from services.submission import ImportTooLargeError
+from services.submission import ImportTooLargeError, JobAlreadyFinishedError
 
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client is told to wait when the database is unreachable (503).
@@ -162,6 +162,7 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], _Mapping]] = [
         IdempotencyConflictError,
         _Mapping(422, "Idempotency-Key reused", "idempotency-key-reused", "Idempotency-Key"),
     ),
+    (JobAlreadyFinishedError, _Mapping(409, "Job already finished", "job-already-finished")),
     (ConflictError, _Mapping(409, "Conflict", "conflict")),
     (InvalidDataError, _Mapping(422, "Invalid data", "invalid-data")),
     (StoreError, _Mapping(400, "Bad request", "bad-request")),

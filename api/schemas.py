@@ -7,10 +7,10 @@ is defined here, so the OpenAPI document says exactly what comes back.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from services.store import (
     JobProgress,
@@ -83,13 +83,36 @@ class JobView(BaseModel):
     n_failed: int
     cancel_requested: bool
     error: str | None
-    spec: dict[str, Any]
+    latent_set_id: str | None = None
+    spec: dict[str, Any] = Field(
+        description="the spec as submitted; codes given as values (or uploaded) appear as a "
+        'link to their latent set\'s .npy and their shape: {"codes": URL, "shape": [n, d]}'
+    )
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _codes_as_a_link(self) -> JobView:
+        # Up to 10,000 x 8,192 numbers would otherwise come back in every status poll.
+        self.spec = spec_with_codes_linked(self.spec, self.latent_set_id)
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def links(self) -> dict[str, str]:
         return job_links(self.id)
+
+
+def spec_with_codes_linked(spec: dict[str, Any], latent_set_id: str | None) -> dict[str, Any]:
+    """``spec`` with explicit codes replaced by the link to the latent set that stores them."""
+    latents = spec.get("latents")
+    if not isinstance(latents, dict) or not isinstance(latents.get("values"), list):
+        return spec
+    values = latents["values"]
+    width = len(values[0]) if values and isinstance(values[0], list) else 0
+    linked: dict[str, Any] = {"shape": [len(values), width]}
+    if latent_set_id is not None:
+        linked["codes"] = f"/v1/latent-sets/{latent_set_id}/codes.npy"
+    return {**spec, "latents": linked}
 
 
 class JobDetail(JobView):
@@ -229,8 +252,15 @@ class Eigenvectors(BaseModel):
     d: int
     k: int
     dtype: str
+    layout: Literal["columns"] = Field(
+        default="columns", description="eigenvector j is column j: vectors[i][j] is its component i"
+    )
+    shape: tuple[int, int] = Field(description="(d, k), as np.array(vectors).shape and the .npy")
     eigenvalues: list[float] = Field(description="descending, matching the columns")
-    vectors: list[list[float]] = Field(description="k rows, one eigenvector (length d) each")
+    vectors: list[list[float]] = Field(
+        description="the (d, k) matrix of eigenvectors as columns, row by row (d rows of k), "
+        "the orientation of the .npy, the published export and the Python API"
+    )
 
 
 def spectrum_summary(record: SpectrumRecord | SpectrumSummaryRecord) -> SpectrumSummary:

@@ -108,6 +108,7 @@ def main() -> int:
             ("before: import services.pipeline (torch)", [sys.executable, "-c", "import services.pipeline"], False),
             ("spectra --help", [*spectra, "--help"], False),
             ("spectra status --help", [*spectra, "status", "--help"], True),
+            ("spectra submit --help (JobSpec flags)", [*spectra, "submit", "--help"], False),
             ("spectra status JOB (live server)", [*spectra, "status", job_id], True),
             ("spectra jobs (live server)", [*spectra, "jobs"], False),
         ]

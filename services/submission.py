@@ -12,7 +12,7 @@ from services.config import Settings
 from services.dispatch import Dispatcher
 from services.pipeline import JobSpec, cancel_job, submit_job
 from services.pipeline.spec import canonical_json
-from services.store import JobRecord, Store
+from services.store import TERMINAL_STATUSES, ConflictError, JobRecord, Store
 
 
 class ImportTooLargeError(ValueError):
@@ -52,8 +52,19 @@ def submit(
     )  # fmt: skip
 
 
+class JobAlreadyFinishedError(ConflictError):
+    """Cancel of a job that has already finished: nothing was changed (HTTP 409)."""
+
+
 def cancel(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None) -> JobRecord:
-    store.get_job(job_id, owner=owner)  # NotFoundError for a job this owner may not see
+    """Cancel an unfinished job; a finished one is refused, so the caller learns that the
+    cancel did nothing rather than reading a stale status as success."""
+    job = store.get_job(job_id, owner=owner)  # NotFoundError for a job this owner may not see
+    if job.status in TERMINAL_STATUSES:
+        raise JobAlreadyFinishedError(
+            f"job {job_id} is already {job.status}; nothing was changed "
+            "(only a queued or running job can be cancelled)"
+        )
     return cancel_job(store, job_id, dispatcher.revoke)
 
 

@@ -111,7 +111,7 @@ async def get_spectrum(
         200: {"content": {"application/json": {}, "application/octet-stream": {}}},
         **PROBLEM_RESPONSES,
     },
-    summary="Top-k eigenvectors as JSON rows or as a .npy (d, k) array of columns",
+    summary="Top-k eigenvectors as a (d, k) matrix of columns, in JSON or as a .npy",
 )
 def get_eigenvectors(
     request: Request,
@@ -145,6 +145,7 @@ def get_eigenvectors(
         d=int(vectors.shape[0]),
         k=int(vectors.shape[1]),
         dtype=str(vectors.dtype),
+        shape=(int(vectors.shape[0]), int(vectors.shape[1])),
         eigenvalues=[float(v) for v in record.eigenvalues[:k]],
-        vectors=vectors.T.tolist(),
+        vectors=vectors.tolist(),  # (d, k), as the .npy: one orientation everywhere
     )

@@ -27,7 +27,7 @@ from api.ui.session import (
     csrf_token,
 )
 from services.config import Settings
-from services.store import NotFoundError, StoreError
+from services.store import ConflictError, NotFoundError, StoreError
 
 HERE = Path(__file__).parent
 UI_PREFIX = "/ui"
@@ -138,6 +138,12 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
     @ui.exception_handler(NotFoundError)
     async def _not_found(request: Request, error: NotFoundError) -> Response:
         return templates.page(request, "error.html", 404, title="Not found", message=str(error))
+
+    @ui.exception_handler(ConflictError)
+    async def _conflict(request: Request, error: ConflictError) -> Response:
+        # e.g. cancel of a job that finished after its page was drawn: say why, change nothing
+        return templates.page(request, "error.html", 409, title="Nothing changed",
+                              message=str(error))  # fmt: skip
 
     @ui.exception_handler(StoreError)
     async def _store_error(request: Request, error: StoreError) -> Response:

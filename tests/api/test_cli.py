@@ -110,3 +110,12 @@ def test_bad_arguments_exit_2_with_the_reason(
                  "--database", sqlite_url]) == 2  # fmt: skip
     assert "scopes" in capsys.readouterr().err
     assert Store(sqlite_url).list_jobs() == []
+
+
+def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`spectra --help` formats every command's help (a bare % in one once broke it)."""
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "optimise-report" in out and "95 % bootstrap" in out and "submit" in out

@@ -179,9 +179,12 @@ def test_submit_follow_query_compare_export_reimport(
             metrics = http.get("/metrics").text
             assert 'spectra_jobs_submitted_total{method="jacobian",model="dcgan-faces"} 2.0' in metrics
 
-        # Cancelling a finished job changes nothing.
-        assert main(["cancel", job_id, "--server", base, "--token", token]) == 0
-        assert "succeeded" in capsys.readouterr().out
+        # Cancelling a finished job changes nothing, and says so (409 -> exit 1).
+        capsys.readouterr()
+        assert main(["cancel", job_id, "--server", base, "--token", token]) == 1
+        refused = capsys.readouterr().err
+        assert "HTTP 409" in refused and "already succeeded; nothing was changed" in refused
+        assert store.get_job(job_id).status == "succeeded"
     finally:
         _stop(worker)
         _stop(server)

@@ -5,6 +5,7 @@ Idempotency-Key, pagination."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -59,13 +60,16 @@ def test_submit_follow_query_export_import(
 
     vectors = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": 4},
                          headers=headers).json()  # fmt: skip
-    rows = np.array(vectors["vectors"])
-    assert rows.shape == (4, LATENT_DIM)
-    np.testing.assert_allclose(rows @ rows.T, np.eye(4), atol=1e-8)  # orthonormal
+    # JSON and .npy share one orientation: (d, k), eigenvectors as columns.
+    json_columns = np.array(vectors["vectors"])
+    assert vectors["layout"] == "columns" and vectors["shape"] == [LATENT_DIM, 4]
+    assert json_columns.shape == (LATENT_DIM, 4)
+    np.testing.assert_allclose(json_columns.T @ json_columns, np.eye(4), atol=1e-8)  # orthonormal
     raw = client.get(f"/v1/spectra/{first['id']}/eigenvectors",
                      params={"k": 4, "format": "npy"}, headers=headers)  # fmt: skip
     columns = np.load(io.BytesIO(raw.content), allow_pickle=False)
-    np.testing.assert_array_equal(columns, rows.T)
+    np.testing.assert_array_equal(columns, json_columns)
+    np.testing.assert_array_equal(columns, store.eigenvectors(first["id"], k=4))
     too_many = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": TOP_K + 1},
                           headers=headers)  # fmt: skip
     assert too_many.status_code == 422 and f"only its top {TOP_K}" in too_many.json()["detail"]
@@ -86,7 +90,7 @@ def test_submit_follow_query_export_import(
     eva, evc, feat = archive["eva"], archive["evc"], archive["feat"]
     assert eva.shape == (3, TOP_K) and evc.shape == (3, LATENT_DIM, TOP_K) and feat.shape == (3, LATENT_DIM)
     np.testing.assert_array_equal(eva[0], eigenvalues[::-1])
-    np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], rows.T)
+    np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], json_columns)  # the same orientation
     codes = store.latent_codes(store.get_job(job_id).latent_set_id)
     np.testing.assert_array_equal(feat, codes)
     import json
@@ -177,5 +181,37 @@ def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None
         cancelled = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         assert {c.status for c in store.list_chunks(job["id"])} == {"cancelled"}
+        # Cancelling it again is refused: the job had already finished, nothing changes.
+        before = store.get_job(job["id"])
+        again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
+        assert_problem(again, 409)
+        assert again.json()["title"] == "Job already finished"
+        assert "already cancelled" in again.json()["detail"] and "nothing was changed" in again.json()["detail"]
+        assert store.get_job(job["id"]) == before
         # Nothing to export from a job that never ran.
         assert_problem(client.get(f"/v1/jobs/{job['id']}/export.npz", headers=headers), 409)
+
+
+def test_codes_given_as_values_come_back_as_a_link(app, store: Store, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """The submit answer, the job and the job list name explicit (or uploaded) codes by their
+    latent set's .npy link and shape, never by echoing the values."""
+    app.state.dispatcher = RecordingDispatcher()
+    codes = np.random.default_rng(3).standard_normal((2, LATENT_DIM))
+    with TestClient(app) as client:
+        sent = client.post("/v1/jobs", json={"model": MODEL, "latents": {"values": codes.tolist()},
+                                             "top_k": 3}, headers=headers)  # fmt: skip
+        uploaded = client.post("/v1/jobs/upload", files={"file": ("c.npy", npy_bytes(codes[:1]))},
+                               data={"spec": json.dumps({"model": MODEL, "top_k": 2})}, headers=headers)  # fmt: skip
+        for response, n in ((sent, 2), (uploaded, 1)):
+            assert response.status_code == 202, response.text
+            job_id = response.json()["id"]
+            set_id = store.get_job(job_id).latent_set_id
+            link = {"codes": f"/v1/latent-sets/{set_id}/codes.npy", "shape": [n, LATENT_DIM]}
+            listed = client.get("/v1/jobs", headers=headers).json()["items"]
+            for body in (response.json(), client.get(f"/v1/jobs/{job_id}", headers=headers).json(),
+                         next(j for j in listed if j["id"] == job_id)):  # fmt: skip
+                assert body["spec"]["latents"] == link and body["latent_set_id"] == set_id
+            download = client.get(link["codes"], headers=headers)
+            assert download.status_code == 200
+            np.testing.assert_array_equal(np.load(io.BytesIO(download.content)), codes[:n])
+        assert "values" in store.get_job(sent.json()["id"]).spec["latents"]  # stored as sent

@@ -118,9 +118,41 @@ def test_server_commands_load_no_torch_numpy_or_sqlalchemy(
         "sys.exit(code)\n"
     )
     env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": computed["token"]}
-    for args, needs_http in ((["status", "--help"], False), (["status", computed["job"]], True),
-                             (["jobs"], True), (["cancel", computed["job"]], True)):  # fmt: skip
+    # The computed job has succeeded: its cancel is refused (409, exit 1) and says so.
+    for args, needs_http, expected in ((["status", "--help"], False, 0),
+                                       (["status", computed["job"]], True, 0), (["jobs"], True, 0),
+                                       (["cancel", computed["job"]], True, 1)):  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == expected, (args, done.stderr)
+        assert f"HEAVY [] {needs_http}" in done.stdout, (args, done.stdout)
+        if args[0] == "cancel":
+            assert "HTTP 409 Job already finished" in done.stderr, done.stderr
+            assert "already succeeded; nothing was changed" in done.stderr, done.stderr
+
+
+def test_submit_help_and_submit_against_a_server_load_no_torch(
+    live_server: LiveServer, computed: dict[str, Any]
+) -> None:
+    """The JobSpec flags and the spec's checks come from a torch-free module: `submit --help`
+    and a submit to a server never import torch, the geometry core or SQLAlchemy."""
+    probe = (
+        "import sys\n"
+        "from api.cli import main\n"
+        "try:\n"
+        "    code = main(sys.argv[1:])\n"
+        "except SystemExit as stop:  # --help\n"
+        "    code = stop.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sqlalchemy')\n"
+        "               or m.startswith('services.geometry') or m.startswith('services.pipeline'))\n"
+        "print('HEAVY', heavy[:5])\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": computed["token"]}
+    for args, shows in ((["submit", "--help"], "--top-k"),
+                        (["submit", "--model", MODEL, "--latents", "1", "--seed", "77", "--top-k", "2"],
+                         "submitted")):  # fmt: skip
         done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
                               text=True, timeout=60)  # fmt: skip
         assert done.returncode == 0, (args, done.stderr)
-        assert f"HEAVY [] {needs_http}" in done.stdout, (args, done.stdout)
+        assert "HEAVY []" in done.stdout and shows in done.stdout, (args, done.stdout)

@@ -93,6 +93,9 @@ def test_posts_without_the_session_csrf_token_are_refused(
     assert store.get_job(job["id"]).status == "queued"  # nothing changed
     done = client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf_token": csrf}, follow_redirects=False)
     assert done.status_code == 303 and store.get_job(job["id"]).status == "cancelled"
+    # A second cancel (e.g. from a page drawn before the job finished) shows the reason.
+    again = client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf_token": csrf}, follow_redirects=False)
+    assert again.status_code == 409 and "is already cancelled; nothing was changed" in again.text
     # Signing out needs the token too, and ends the session.
     assert client.post("/ui/logout", data={}).status_code == 403
     client.post("/ui/logout", data={"csrf_token": csrf})
