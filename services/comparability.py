@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.geometry.generators import canonical_space
+from services.job_spec import RANDOM_BACKBONE_SUFFIX
 
 # Job statuses whose spectra are a complete run; the others are left out unless asked for.
 COMPLETE_STATUSES = ("succeeded",)
@@ -43,7 +44,9 @@ class ComparabilityKey:
         """The distance as it must be shown: options in brackets, a random LPIPS backbone
         named (its spectra are not those of the real LPIPS)."""
         options = dict(self.distance_options)
-        parts = ["random backbone"] if options.pop("random_backbone", False) else []
+        named = RANDOM_BACKBONE_SUFFIX in self.distance  # stored so since the name says it
+        random = options.pop("random_backbone", False)
+        parts = ["random backbone"] if random and not named else []
         parts += [f"{name}={value}" for name, value in sorted(options.items())]
         return self.distance + (f" ({', '.join(parts)})" if parts else "")
 

@@ -45,6 +45,17 @@ _ALL_METHOD_OPTIONS = sorted({o for opts in METHOD_OPTIONS.values() for o in opt
 _ALL_DISTANCE_OPTIONS = sorted({o for opts in DISTANCE_OPTIONS.values() for o in opts})
 
 
+RANDOM_BACKBONE_SUFFIX = "[random-backbone]"
+
+
+def stored_distance_name(distance: str, distance_options: dict[str, Any] | None) -> str:
+    """The distance as stored with each spectrum and shown wherever spectra are listed or
+    filtered: an LPIPS with a random backbone is not LPIPS, so it never carries the bare name."""
+    if (distance_options or {}).get("random_backbone"):
+        return distance + RANDOM_BACKBONE_SUFFIX
+    return distance
+
+
 class SampledLatents(BaseModel):
     """N codes drawn from the generator's own latent distribution with a seed."""
 

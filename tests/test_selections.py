@@ -155,3 +155,17 @@ def test_the_readme_compare_examples_run_as_written(
     for name in ("spectrum.png", "spectrum.svg", "spectrum.pdf", "homogeneity-log.pdf"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     assert any(p.name.startswith("montage-dcgan-faces_sefa") for p in (tmp_path / "plots").iterdir())
+
+
+def test_a_random_lpips_backbone_is_its_own_label_where_spectra_are_listed(store: Store) -> None:
+    job_id = _run(store, distance="lpips-alex", random_backbone=True, top_k=4)
+    (row,) = {s.distance for s in store.list_spectrum_summaries(job_id=job_id)}
+    assert row == "lpips-alex[random-backbone]"
+    # The real LPIPS's name selects none of them; the labelled name selects them all.
+    assert store.list_spectrum_summaries(model=MODEL, distance="lpips-alex") == []
+    labelled = store.list_spectrum_summaries(model=MODEL, distance="lpips-alex[random-backbone]")
+    assert len(labelled) == 3
+    result = compare(store, [parse_selection(f"{MODEL}:lpips-alex[random-backbone]:jacobian")],
+                     owner=None)  # fmt: skip
+    label = result.selections[0].label
+    assert label.count("random") == 1 and "lpips-alex" in label, label

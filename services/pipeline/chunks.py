@@ -45,6 +45,7 @@ from services.geometry import (
 )
 from services.geometry.batched import jacobian_spectra, spectrum_on_device
 from services.geometry.registry import DIRECTION_METHODS
+from services.job_spec import stored_distance_name
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.resources import measure_peak
@@ -333,7 +334,7 @@ def _run_latents_batched(
             with_db_retry(store.record_latent_failure, job.id, index, _reason(result))
             continue
         result.diagnostics.update(peak.figures)
-        _save(store, job, index, codes[index], result, resolved["distance"])
+        _save(store, job, index, codes[index], result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
 
 
 def _run_latent(
@@ -358,7 +359,7 @@ def _run_latent(
         log.warning("latent %d of job %s failed: %s", index, job.id, _reason(exc))
         return
     _require_lease(beat)
-    _save(store, job, index, code, result, resolved["distance"])
+    _save(store, job, index, code, result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
 
 
 def _run_block(
@@ -408,7 +409,7 @@ def _run_block(
         with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
         return
     _require_lease(beat)
-    _save(store, job, index, code, result, resolved["distance"])
+    _save(store, job, index, code, result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
 
 
 def _method_options(resolved: dict[str, Any]) -> dict[str, Any]:
