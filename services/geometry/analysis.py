@@ -184,8 +184,13 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
         rows, cols = torch.triu_indices(d, d, device=u.device)
         scale = torch.where(rows == cols, 1.0, 2.0).to(u.dtype)
         packed = torch.empty((n, packed_size), dtype=u.dtype, device=u.device)
-        for j in range(n):  # H_j = U_j Λ_j U_jᵀ one at a time: N·d² memory, not N·d²·k
-            packed[j] = ((u[j] * lam[j]) @ u[j].T)[rows, cols] * scale
+        # H_j = U_j Λ_j U_jᵀ for a batch of positions at a time: one bmm, bounded memory.
+        per_batch = max(1, _BLOCK_ELEMENTS // (4 * d * d))
+        for start in range(0, n, per_batch):
+            stop = min(n, start + per_batch)
+            scaled = u[start:stop] * lam[start:stop, None, :]
+            metrics = torch.bmm(scaled, u[start:stop].transpose(1, 2))
+            torch.mul(metrics[:, rows, cols], scale, out=packed[start:stop])
         block = max(1, _BLOCK_ELEMENTS // (k * packed_size))
         # One outer-product buffer and one product buffer for every block: a fresh block of
         # this size each time is returned to the system and faulted in again, page by page.

@@ -23,7 +23,7 @@ from .errors import InvalidOptionError
 
 DEFAULT_BOOTSTRAP_RESAMPLES = 2000
 DEFAULT_BASELINE_SAMPLES = 500
-# Bounds the (resamples, n, n) work array of the homogeneity bootstrap (float64 entries).
+# Bounds the (draws, n) multiplicity arrays of the homogeneity bootstrap (float64 entries).
 _BOOTSTRAP_BLOCK_ELEMENTS = 16 * 1024 * 1024
 _BASELINE_BLOCK_ELEMENTS = 4 * 1024 * 1024
 
@@ -169,19 +169,23 @@ def bootstrap_offdiagonal_interval(
     n = array.shape[0]
     if n < 3:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    # A draw's off-diagonal mean is a quadratic form in its multiplicities c (how often each
+    # position was drawn): Σ_{a≠b} c_a c_b M_ab over Σ_{a≠b} c_a c_b F_ab (F: finite entries).
+    # One GEMM per block of draws instead of gathering an (n, n) matrix per draw.
     finite = np.isfinite(array)
+    np.fill_diagonal(finite, False)
     values = np.where(finite, array, 0.0)
-    block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // (n * n))
+    weights = finite.astype(np.float64)
+    block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // n)
     means = np.empty(resamples)
     for start in range(0, resamples, block):
-        rows = draws[start : start + block]  # (b, n)
-        picked = values[rows[:, :, None], rows[:, None, :]]  # (b, n, n)
-        valid = finite[rows[:, :, None], rows[:, None, :]] & (rows[:, :, None] != rows[:, None, :])
-        counts = valid.sum(axis=(1, 2))
-        sums = (picked * valid).sum(axis=(1, 2))
-        means[start : start + block] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        rows = draws[start : start + block]
+        offsets = (rows + n * np.arange(rows.shape[0])[:, None]).ravel()
+        counts = np.bincount(offsets, minlength=rows.size).reshape(rows.shape).astype(np.float64)
+        sums = ((counts @ values) * counts).sum(axis=1)
+        pairs = ((counts @ weights) * counts).sum(axis=1)
+        means[start : start + block] = np.where(pairs > 0, sums / np.maximum(pairs, 1), np.nan)
     means = means[np.isfinite(means)]
     if means.size == 0:
         return float("nan"), float("nan")
