@@ -2,17 +2,23 @@
 
 On Linux the kernel keeps a process's peak resident set (VmHWM) and resets it to the current
 resident set when "5" is written to /proc/self/clear_refs, so each code's peak is measured on
-its own. On CUDA, torch's allocator keeps the device's peak. The plan's estimate is recorded
+its own. Before the window opens, glibc is asked to return the heap it keeps free
+(malloc_trim): otherwise what an earlier, larger chunk freed stays resident and becomes the
+floor of every later code's peak. On CUDA, torch's allocator keeps the device's peak. The plan's estimate is recorded
 beside these figures (services/pipeline/estimate.py).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,6 +38,62 @@ def peak_rss_bytes() -> int | None:
     """This process's peak resident set since start (or the last reset), or None off Linux."""
     kib = _status_kib("VmHWM")
     return None if kib is None else kib * 1024
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set now, or None off Linux."""
+    kib = _status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+def resident_growth(run: Callable[[], Any], interval_s: float = 0.001) -> int | None:
+    """The most resident memory `run` added above what the process held when it started
+    (freed heap returned first), sampled every `interval_s` by a thread: torch's kernels let
+    go of the GIL. None off Linux. Unlike the VmHWM window it resets nothing, so a code being
+    measured in another thread of this process keeps its own peak."""
+    release_free_heap()
+    start = resident_bytes()
+    if start is None:
+        return None
+    highest = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            now = resident_bytes()
+            if now is not None and now > highest[0]:
+                highest[0] = now
+            done.wait(interval_s)
+
+    sampler = threading.Thread(target=sample, name="resident-sampler", daemon=True)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    final = resident_bytes() or start
+    return max(highest[0], final) - start
+
+
+def set_compute_threads(threads: int | None) -> None:
+    """torch's intra-op thread count for this process (None: left at torch's default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def release_free_heap() -> bool:
+    """Return glibc's free heap pages to the system; False off glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        return False
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def reset_peak_rss() -> bool:
@@ -58,6 +120,7 @@ def measure_peak(device: str) -> Iterator[PeakMemory]:
     peak = PeakMemory()
     torch_device = torch.device(device)
     on_cuda = torch_device.type == "cuda" and torch.cuda.is_available()
+    release_free_heap()
     reset = reset_peak_rss()
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(torch_device)
