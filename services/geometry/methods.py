@@ -228,9 +228,11 @@ def metric_columns(
             f"column block [{start}, {stop}) must satisfy 0 <= start < stop <= d = {d}"
         )
     problem = _prepare(generator, distance, code, dtype, render=False)
+    # Each tangent batch's columns go straight into the result: one (d, width) copy held,
+    # not a list of batches, their concatenation and its transpose besides.
+    result = np.empty((d, stop - start), dtype=np.float64)
     with torch.no_grad():
         pull_back = vjp(problem.features, problem.z0)[1]
-        columns = []
         for chunk_start in range(start, stop, batch):
             chunk_stop = min(stop, chunk_start + batch)
             image, pushed = _jacobian_rows(problem, chunk_start, chunk_stop)  # (b, F)
@@ -238,10 +240,11 @@ def metric_columns(
                 _check_reference(problem.generator, image)
             weights = problem.distance.feature_weights(tuple(image.shape))
             (block,) = vmap(pull_back)((2 * weights * pushed).unsqueeze(1))  # (b, 1, d)
-            columns.append(block.squeeze(1))
-    result = torch.cat(columns).T.double().cpu().numpy()
+            result[:, chunk_start - start : chunk_stop - start] = (
+                block.squeeze(1).T.double().cpu().numpy()
+            )
     _require_finite(result, problem)
-    return np.ascontiguousarray(result)
+    return result
 
 
 
