@@ -48,7 +48,7 @@ from services.geometry.registry import DIRECTION_METHODS
 from services.job_spec import stored_distance_name
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
-from services.pipeline.resources import measure_peak
+from services.pipeline.resources import PeakMemory, measure_peak
 from services.store import TERMINAL_STATUSES, ChunkRecord, JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -375,14 +375,20 @@ def _run_block(
     have = {(s, e) for s, e, _ in with_db_retry(store.column_blocks, job.id, index)}
     try:
         if (start, stop) not in have:
-            columns = metric_columns(
-                generator, distance, code, start, stop, dtype=resolved["dtype"],
-                **_method_options(resolved),
-            )  # fmt: skip
+            started = time.perf_counter()
+            with measure_peak(device) as block_peak:
+                columns = metric_columns(
+                    generator, distance, code, start, stop, dtype=resolved["dtype"],
+                    **_method_options(resolved),
+                )  # fmt: skip
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
             _require_lease(beat)
-            with_db_retry(store.save_column_block, job.id, index, start, stop, columns)
+            with_db_retry(
+                store.save_column_block, job.id, index, start, stop, columns,
+                seconds=time.perf_counter() - started,
+                peak_bytes=block_peak.device_bytes or block_peak.rss_bytes,
+            )  # fmt: skip
         blocks = with_db_retry(store.column_blocks, job.id, index)
         d = int(code.shape[0])
         if not _tiles(blocks, d):
@@ -397,6 +403,8 @@ def _run_block(
             result = spectrum_on_device(metric, top_k=resolved["top_k"], device=device)
         result.diagnostics.setdefault("decompose_time_s", time.perf_counter() - started)
         result.diagnostics.update({f"decompose_{k}": v for k, v in peak.figures.items()})
+        costs = with_db_retry(store.column_block_costs, job.id, index)
+        result.diagnostics.update(_whole_code_costs(costs, result.diagnostics, peak, d))
         _require_finite(result)
     except abort_on:
         raise
@@ -410,6 +418,30 @@ def _run_block(
         return
     _require_lease(beat)
     _save(store, job, index, code, result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
+
+
+def _whole_code_costs(
+    costs: list[tuple[int, int, float | None, int | None]], diagnostics: dict[str, Any],
+    decompose: PeakMemory, d: int,
+) -> dict[str, Any]:  # fmt: skip
+    """One code's measurement over all its blocks, whichever workers ran them: the blocks'
+    seconds summed with the decomposition's, the largest peak of any of them, and 2d products
+    (one forward- and one reverse-mode product per column); what the plan estimated."""
+    block_seconds = [seconds for _, _, seconds, _ in costs]
+    figures: dict[str, Any] = {
+        "products": 2 * d,
+        "block_seconds": block_seconds,
+        "block_peak_bytes": [peak for _, _, _, peak in costs],
+    }
+    if all(seconds is not None for seconds in block_seconds):
+        figures["wall_time_s"] = float(
+            sum(s for s in block_seconds if s is not None) + diagnostics["decompose_time_s"]
+        )
+    peaks = [p for _, _, _, p in costs if p is not None]
+    peaks += [p for p in (decompose.device_bytes or decompose.rss_bytes,) if p is not None]
+    if peaks:
+        figures["peak_device_bytes" if decompose.device_bytes else "peak_rss_bytes"] = max(peaks)
+    return figures
 
 
 def _method_options(resolved: dict[str, Any]) -> dict[str, Any]:

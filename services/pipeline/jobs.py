@@ -61,6 +61,7 @@ def store_and_dispatch(
     job, created = store.create_job(
         owner, spec_doc, plan.resolved, plan.spec_hash, plan.latent_set_id, plan.n_latents,
         plan.chunks, idempotency_key=idempotency_key, request_sha256=request_sha256,
+        estimate=plan.estimate,
     )  # fmt: skip
     if dispatch is None:
         return job, created
@@ -100,7 +101,8 @@ def plan_and_measurement(store: Store, job_id: str, owner: str | None = None) ->
     """A job's planned costs per code beside what its stored spectra measured (medians of
     time and products, the largest peak memory), and their ratios."""
     job = store.get_job(job_id, owner=owner)
-    plan = dict(job.resolved.get("plan") or {})
+    # The recorded estimate has the times; older jobs have only resolved["plan"].
+    plan = dict(job.estimate or job.resolved.get("plan") or {})
     per_code = dict(plan.get("per_code") or {})
     # The first page of spectra is a sample large enough for medians and the largest peak.
     diagnostics = [s.diagnostics for s in store.list_spectra(job_id=job.id, limit=MEASURED_SPECTRA)]

@@ -100,8 +100,10 @@ class JobStore(StoreConnection):
         *,
         idempotency_key: str | None = None,
         request_sha256: str | None = None,
+        estimate: dict[str, Any] | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Create a job and its chunks in one transaction.
+        """Create a job and its chunks in one transaction (`estimate`: the plan's figures with
+        its times, kept beside the job for comparison with what it measures).
 
         The same (owner, spec_hash) submitted again (even concurrently) is the same job:
         returns ``(existing_job, False)`` and creates nothing. An ``idempotency_key`` is
@@ -125,6 +127,7 @@ class JobStore(StoreConnection):
                 status="queued",
                 spec=spec_doc,
                 resolved=resolved_doc,
+                estimate=None if estimate is None else json_document(estimate, "estimate"),
                 spec_hash=spec_hash,
                 latent_set_id=latent_set_id,
                 model=None if model is None else str(model),

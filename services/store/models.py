@@ -141,6 +141,9 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The planner's whole estimate, times included (resolved["plan"] keeps its deterministic
+    # part, which the spec hash covers).
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (
         UniqueConstraint("owner", "spec_hash"),
@@ -264,6 +267,9 @@ class ColumnBlockRow(Base):
     sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH))
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # (d, stop-start) C order, LE
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What computing the block cost its chunk (None: not measured, e.g. an older row).
+    seconds: Mapped[float | None] = mapped_column(Float(precision=53))
+    peak_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint("start >= 0 AND stop > start", name="range_valid"),

@@ -70,6 +70,7 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    estimate: dict[str, Any] | None = None  # the plan with its times (None: none was made)
 
 
 @dataclass(frozen=True)

@@ -354,9 +354,11 @@ class ResultStore(StoreConnection):
     # -- column blocks of one large Hessian ------------------------------------------------
 
     def save_column_block(
-        self, job_id: str, latent_index: int, start: int, stop: int, block: np.ndarray
-    ) -> bool:
-        """Store H[:, start:stop] (shape (d, stop - start), float32/float64 kept bit for bit).
+        self, job_id: str, latent_index: int, start: int, stop: int, block: np.ndarray,
+        *, seconds: float | None = None, peak_bytes: int | None = None,
+    ) -> bool:  # fmt: skip
+        """Store H[:, start:stop] (shape (d, stop - start), float32/float64 kept bit for bit),
+        with what computing it cost (seconds, peak resident bytes) where measured.
         Idempotent on (job_id, latent_index, start): False if already stored."""
         latent_index = non_negative_int(latent_index, "latent_index")
         start, stop = non_negative_int(start, "start"), non_negative_int(stop, "stop")
@@ -381,6 +383,8 @@ class ResultStore(StoreConnection):
                 sha256=sha256_hex(data),
                 data=data,
                 created_at=utcnow(),
+                seconds=None if seconds is None else float(seconds),
+                peak_bytes=None if peak_bytes is None else non_negative_int(peak_bytes, "peak_bytes"),
             )
             .on_conflict_do_nothing(index_elements=["job_id", "latent_index", "start"])
             .returning(COLUMN_BLOCKS.c.start)
@@ -390,6 +394,19 @@ class ResultStore(StoreConnection):
             return conn.execute(statement).scalar_one_or_none() is not None
 
     @retry_read
+    def column_block_costs(
+        self, job_id: str, latent_index: int
+    ) -> list[tuple[int, int, float | None, int | None]]:
+        """(start, stop, seconds, peak bytes) of one latent's stored blocks, by start; no data."""
+        query = (
+            select(COLUMN_BLOCKS.c.start, COLUMN_BLOCKS.c.stop, COLUMN_BLOCKS.c.seconds,
+                   COLUMN_BLOCKS.c.peak_bytes)
+            .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
+            .order_by(COLUMN_BLOCKS.c.start)
+        )  # fmt: skip
+        with self._read() as conn:
+            return [(row.start, row.stop, row.seconds, row.peak_bytes) for row in conn.execute(query)]
+
     def column_blocks(self, job_id: str, latent_index: int) -> list[tuple[int, int, np.ndarray]]:
         """Stored blocks of one latent's Hessian as (start, stop, (d, stop - start)), by start."""
         query = (

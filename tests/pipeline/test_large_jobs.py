@@ -21,6 +21,7 @@ from celery import Celery
 from services.config import Settings
 from services.geometry.stylegan2 import write_random_checkpoint
 from services.pipeline import JobSpec, submit_job
+from services.pipeline.jobs import plan_and_measurement
 from services.store import JobRecord, Store
 from tests.pipeline.conftest import Cluster, PrivateRedis, wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
@@ -132,3 +133,22 @@ def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
     print(f"lanczos peak: planned {planned / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB; "
           f"worker peaks {[round(p / 2**20) for p in peaks]} MiB of {budget / 2**20:.0f}")  # fmt: skip
     assert abs(planned - measured) / measured < 0.3
+
+    # The spectrum the last block completed carries the whole code's measurement: every
+    # block's seconds and peak (from both workers) beside the decomposition's.
+    costs = module_store.column_block_costs(blocks.id, 0)
+    assert [(start, stop) for start, stop, _, _ in costs] == [(0, 96), (96, 192), (192, 288), (288, 384)]
+    diagnostics = by_blocks.diagnostics
+    assert diagnostics["products"] == 2 * d
+    assert diagnostics["block_seconds"] == [seconds for _, _, seconds, _ in costs]
+    assert all(seconds > 0 for seconds in diagnostics["block_seconds"])
+    assert diagnostics["wall_time_s"] == pytest.approx(
+        sum(diagnostics["block_seconds"]) + diagnostics["decompose_time_s"]
+    )
+    assert diagnostics["peak_rss_bytes"] == max(
+        [peak for _, _, _, peak in costs] + [diagnostics["decompose_peak_rss_bytes"]]
+    )
+    side_by_side = plan_and_measurement(module_store, blocks.id)
+    assert side_by_side["measured"]["products"] == 2 * d
+    assert side_by_side["measured_over_estimate"]["peak_bytes"] is not None
+    assert side_by_side["measured_over_estimate"]["seconds"] is not None

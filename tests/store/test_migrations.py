@@ -44,11 +44,14 @@ def test_migrate_from_empty_creates_every_table_and_is_idempotent(db_url: str) -
 
 
 def test_a_store_at_the_first_revision_upgrades_with_its_jobs(db_url: str) -> None:
-    """0001 -> 0002 (idempotency keys) on a database in use: nothing stored is lost."""
+    """Down to 0001 and up to the head on a database in use: nothing stored is lost. (The
+    job is written at the head, then taken down: the current code writes the head's
+    columns.)"""
     with Store(db_url) as store:
-        command.upgrade(alembic_config(db_url), "0001")
-        assert "idempotency_keys" not in _tables(store)
+        store.migrate()
         job = make_job(store)
+        command.downgrade(alembic_config(db_url), "0001")
+        assert "idempotency_keys" not in _tables(store)
         store.migrate()
         assert _tables(store) == set(Base.metadata.tables)
         assert store.get_job(job.id) == job
