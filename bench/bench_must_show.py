@@ -81,9 +81,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (directory / "logs").mkdir()
             cluster = Cluster(worker_env(url, redis_server.url), directory / "logs")
             cluster.env["SPECTRA_WORKER_MEMORY_GB"] = str(args.budget_gb)
+            cluster.env["SPECTRA_WORKER_THREADS"] = "1"  # as OMP_NUM_THREADS in worker_env
             cluster.start("must-a")
             cluster.start("must-b")
-            settings = Settings(database_url=url, worker_memory_gb=args.budget_gb)
+            # The planner probes with the workers' one thread, so its times are theirs.
+            settings = Settings(database_url=url, worker_memory_gb=args.budget_gb, worker_threads=1)
 
             def dispatch(chunk_ids: list[str]) -> None:
                 for chunk_id in chunk_ids:

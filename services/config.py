@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Latents at least this large are probed at submit (a few small tangent batches) to
     # plan memory and time; smaller ones are planned from counts alone.
     plan_probe_min_dim: int = Field(default=256, ge=1)
+    # Threads a worker computes with (torch.set_num_threads at its start), and the planner's
+    # probe with, so that planned times are a worker's; unset: torch's default (the cores,
+    # or OMP_NUM_THREADS).
+    worker_threads: int | None = Field(default=None, ge=1, le=1024)
     # Above this latent dimension a full-spectrum job keeps only the top `default_top_k`
     # eigenvectors unless top_k is given (all eigenvalues and the trace are still kept).
     full_eigenvectors_max_dim: int = Field(default=2048, ge=1)

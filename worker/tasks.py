@@ -18,6 +18,7 @@ from services import worker_devices
 from services.config import get_settings
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import TRANSIENT_DB_ERRORS, run_chunk
+from services.pipeline.resources import set_compute_threads
 from services.store import Store
 from worker import metrics
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, app
@@ -43,6 +44,12 @@ def _die_with_worker(**_: Any) -> None:
     # A pool child outliving its worker (killed by SIGKILL, or by its launcher's death)
     # would compute on as an orphan no one supervises; the kernel ends it with its parent.
     die_with_parent()
+
+
+@signals.worker_process_init.connect
+def _set_compute_threads(**_: Any) -> None:
+    # The count the planner probed with (SPECTRA_WORKER_THREADS), so planned times are ours.
+    set_compute_threads(get_settings().worker_threads)
 
 
 @signals.worker_process_init.connect

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 
 from services.geometry import Distance, Generator
 from services.geometry import methods as core
+from services.pipeline.resources import resident_growth
 
 GIB = 1024**3
 # What a CPU worker holds before any model: the interpreter, torch's libraries, the store's
@@ -32,13 +34,22 @@ CPU_RUNTIME_BYTES = 450 * 1024**2
 DEFAULT_MEMORY_SHARE = 0.8
 # Tangent batches are powers of two (stable across probes, so the spec hash is too).
 MAX_TANGENT_BATCH = 1024
-PROBE_BATCHES = (2, 8)
+# The probe's two batch sizes. Below about ten tangents the fixed cost of a pass hides the
+# per-tangent one, and past the caches the per-tangent cost rises: a slope fitted between 2
+# and 8 under-counts the batches of 64-1024 that jobs run, so the larger probe is 32.
+PROBE_BATCHES = (8, 32)
 # Float64 copies of a d x d matrix alive at once while it is decomposed: the metric, its
 # symmetrised copy, eigh's vectors and workspace, the residual products.
 EIGH_SQUARE_COPIES = 5
+EIGH_PROBE_SIZE = 1024
 # ARPACK's products for the top k of a smooth, decaying spectrum, in bases of ncv = 2k + 1
-# vectors (about 1.3 ncv measured on dcgan-faces for k = 20; more for flatter spectra).
-LANCZOS_PRODUCTS_PER_NCV = 2
+# vectors: one basis and a few restarts' worth (1.0-1.3 ncv measured for k = 20 on
+# dcgan-faces and on StyleGAN2 w+; flatter spectra restart more). The k residual products
+# that check convergence come on top.
+LANCZOS_PRODUCTS_PER_NCV = 1.15
+# torch's CPU profiler (kineto) writes a "USDT ... profiler_start/stop" line to stderr at
+# every use unless its log level is above 5; the probe's memory counting is not worth a line.
+KINETO_QUIET_LEVEL = "6"
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,10 @@ def _physical_memory_bytes() -> int:
 
 
 def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
-    """(peak bytes torch allocated while `run` ran, its seconds in a second, unprofiled run)."""
+    """(peak bytes `run` added while it ran, its seconds in a second, unmeasured run). On the
+    CPU the bytes are resident memory, what a worker's budget and the kernel count: torch's
+    own allocations miss oneDNN's scratch space and the heap's overhead (two to three times
+    less for a batch of convolution tangents)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
@@ -155,9 +169,12 @@ def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
         run()
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - before
-    else:
+    elif (resident := resident_growth(run)) is not None:
+        peak = resident
+    else:  # no /proc: torch's own allocations, which leave out oneDNN's and the heap's
         from torch.profiler import ProfilerActivity, profile
 
+        os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET_LEVEL)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
             run()
         # Self (not inclusive) allocations per event, frees as "[memory]" events: their
@@ -197,8 +214,30 @@ def _probe_costs(
     return _fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2))
 
 
-def probe(generator: Generator, distance: Distance, dtype: str, *, seed: int = 0) -> Probe:
-    """Time and measure a few small tangent batches at one sampled code."""
+@contextmanager
+def compute_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` (None: left alone) for the block."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(before)
+
+
+def probe(
+    generator: Generator, distance: Distance, dtype: str, *, seed: int = 0,
+    threads: int | None = None,
+) -> Probe:  # fmt: skip
+    """Time and measure a few small tangent batches at one sampled code, computing with
+    `threads` threads (a worker's count; None: this process's)."""
+    with compute_threads(threads):
+        return _probe(generator, distance, dtype, seed)
+
+
+def _probe(generator: Generator, distance: Distance, dtype: str, seed: int) -> Probe:
     code = generator.sample(1, seed)[0]
     problem = core._prepare(generator, distance, code, dtype, render=True)
     d = problem.d
@@ -262,8 +301,12 @@ def probe(generator: Generator, distance: Distance, dtype: str, *, seed: int = 0
     )
 
 
-@lru_cache(maxsize=8)
 def _gemm_rate(device: torch.device, dtype: torch.dtype) -> float:
+    return _cached_gemm_rate(device, dtype, torch.get_num_threads())
+
+
+@lru_cache(maxsize=8)
+def _cached_gemm_rate(device: torch.device, dtype: torch.dtype, threads: int) -> float:
     size = 1024 if device.type == "cpu" else 4096
     a = torch.randn((size, size), dtype=dtype, device=device)
     (a @ a).sum().item()
@@ -272,27 +315,36 @@ def _gemm_rate(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * size**3 / max(time.perf_counter() - started, 1e-9)
 
 
-@lru_cache(maxsize=4)
 def _eigh_rate(device: torch.device) -> float:
-    size = 384
+    return _cached_eigh_rate(device, torch.get_num_threads())
+
+
+@lru_cache(maxsize=8)
+def _cached_eigh_rate(device: torch.device, threads: int) -> float:
+    """Seconds per d³ of a float64 eigh: the best of two at 1024², large enough to be past
+    the small sizes' overheads (a 384² one, a few ms, read up to twice the rate of a 6144²)."""
+    size = EIGH_PROBE_SIZE
     a = torch.randn((size, size), dtype=torch.float64, device=device)
     a = a + a.T
-    torch.linalg.eigh(a)
-    started = time.perf_counter()
-    torch.linalg.eigh(a)[0].sum().item()
-    return (time.perf_counter() - started) / size**3
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        torch.linalg.eigh(a)[0].sum().item()
+        times.append(time.perf_counter() - started)
+    return min(times) / size**3
 
 
 _probes: dict[tuple[Any, ...], Probe] = {}
 
 
 def cached_probe(
-    key: tuple[Any, ...], generator: Generator, distance: Distance, dtype: str
-) -> Probe:
-    """One probe per (model, distance, options, device, dtype) per process."""
-    found = _probes.get(key)
+    key: tuple[Any, ...], generator: Generator, distance: Distance, dtype: str,
+    threads: int | None = None,
+) -> Probe:  # fmt: skip
+    """One probe per (model, distance, options, device, dtype, threads) per process."""
+    found = _probes.get((*key, threads))
     if found is None:
-        found = _probes[key] = probe(generator, distance, dtype)
+        found = _probes[(*key, threads)] = probe(generator, distance, dtype, threads=threads)
     return found
 
 
@@ -334,12 +386,13 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
     if request.method == "lanczos":
         k = request.top_k or min(core.DEFAULT_LANCZOS_K, d - 1)
         ncv = min(d, max(2 * k + 1, 20))
-        products = min(d * 10, LANCZOS_PRODUCTS_PER_NCV * ncv) + k
-        working = int(probe.hvp_bytes.at(1))
+        products = min(d * 10, math.ceil(LANCZOS_PRODUCTS_PER_NCV * ncv))
+        # One product at a time, then the k residual products as one batch: the larger.
+        working = int(max(probe.hvp_bytes.at(1), probe.hvp_bytes.at(k)))
         peak = base + working + 3 * d * ncv * 8
         # The gradient's graph is built once per code (the probe's fixed part), then each
-        # product is one double-backward pass.
-        seconds = max(0.0, probe.hvp_seconds.fixed) + products * probe.hvp_seconds.per_item
+        # product, and each residual check, is one double-backward pass.
+        seconds = max(0.0, probe.hvp_seconds.fixed) + (products + k) * probe.hvp_seconds.per_item
         stored = d * k * (8 if request.vector_dtype == "float64" else 4) + 16 * d
         return CodeEstimate("lanczos", products, None, products, peak, working, seconds, stored)
     if request.method == "jacobian" and request.block_columns is not None:

@@ -240,7 +240,9 @@ def _plan_costs(
     def probe() -> planner.Probe:
         distance = cached_distance(spec.distance, settings.device, spec.dtype, **dict(options))
         try:
-            return planner.cached_probe(key, generator, distance, probe_dtype)
+            return planner.cached_probe(
+                key, generator, distance, probe_dtype, threads=settings.worker_threads
+            )
         except GeometryError as error:
             raise SpecError("model", f"the planner's probe failed: {error}") from error
 
