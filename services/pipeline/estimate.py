@@ -1,10 +1,12 @@
 """The plan of a job before it is accepted: per code, the products, the peak memory of one
 tangent batch, the time and the stored bytes, and the tangent batch that fits a worker.
 
-The costs come from a short probe of the model on this process's device: a few small
-tangent batches (forward-mode rows, the features' pull-back, double-backward products) timed,
-with the bytes torch allocates for them counted. Per-tangent memory and time are the slope
-between two batch sizes, the fixed part the intercept; the linear algebra after the products
+The costs come from a short probe of the model on this process's device, computing with a
+worker's thread count (SPECTRA_WORKER_THREADS): tangent batches of 8 (warm-up), 32 and 128
+(forward-mode rows, the features' pull-back, double-backward products) timed, with the
+resident memory they add sampled (on CUDA: torch's peak allocation), and single-vector
+products timed as Lanczos runs them. Per-tangent memory and time are the slope between the
+two largest batches, the fixed part the intercept; the linear algebra after the products
 (the Gram matrix, `eigh`, ARPACK's basis) is counted from its shapes. A job whose smallest
 tangent batch still exceeds the worker's memory budget is refused, naming what to change.
 """
@@ -34,10 +36,13 @@ CPU_RUNTIME_BYTES = 450 * 1024**2
 DEFAULT_MEMORY_SHARE = 0.8
 # Tangent batches are powers of two (stable across probes, so the spec hash is too).
 MAX_TANGENT_BATCH = 1024
-# The probe's two batch sizes. Below about ten tangents the fixed cost of a pass hides the
-# per-tangent one, and past the caches the per-tangent cost rises: a slope fitted between 2
-# and 8 under-counts the batches of 64-1024 that jobs run, so the larger probe is 32.
-PROBE_BATCHES = (8, 32)
+# The probe's batch sizes: a warm-up at the first, costs fitted between the two largest.
+# Below about ten tangents the fixed cost of a pass hides the per-tangent one, and past the
+# caches the per-tangent cost rises: a slope fitted between 2 and 8 under-counted the
+# 128-tangent batches jobs run by 3-4x. Fitting in the regime jobs run in is what holds.
+PROBE_BATCHES = (8, 32, 128)
+# Single-vector products (Lanczos) timed this many times, the median kept.
+SINGLE_PRODUCT_RUNS = 3
 # Float64 copies of a d x d matrix alive at once while it is decomposed: the metric, its
 # symmetrised copy, eigh's vectors and workspace, the residual products.
 EIGH_SQUARE_COPIES = 5
@@ -77,6 +82,8 @@ class Probe:
     pullback_seconds: Linear
     hvp_bytes: Linear  # double-backward products (lanczos, hvp, fd, bp), graph included
     hvp_seconds: Linear
+    hvp_graph_seconds: float  # building the gradient's graph once per code (Lanczos)
+    hvp_single_seconds: float  # one single-vector double-backward product (Lanczos)
     gemm_flops_per_s: float  # this device's rate for the Gram matrix, in the probe's dtype
     eigh_seconds_per_d3: float  # float64 eigh, seconds per d³
 
@@ -157,20 +164,32 @@ def _physical_memory_bytes() -> int:
 # --------------------------------------------------------------------------- probe
 
 
+def _timed(run: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
 def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
-    """(peak bytes `run` added while it ran, its seconds in a second, unmeasured run). On the
-    CPU the bytes are resident memory, what a worker's budget and the kernel count: torch's
-    own allocations miss oneDNN's scratch space and the heap's overhead (two to three times
-    less for a batch of convolution tangents)."""
+    """(peak bytes `run` added while it ran, its seconds). On the CPU the bytes are resident
+    memory, what a worker's budget and the kernel count: torch's own allocations miss
+    oneDNN's scratch space and the heap's overhead (two to three times less for a batch of
+    convolution tangents). Sampling the resident set costs the run nothing measurable, so
+    one run gives both figures; the profiler fallback is timed in a second run."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        run()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - before
-    elif (resident := resident_growth(run)) is not None:
-        peak = resident
+        seconds = _timed(run, device)
+        return int(torch.cuda.max_memory_allocated(device) - before), seconds
+    timings: list[float] = []
+    resident = resident_growth(lambda: timings.append(_timed(run, device)))
+    if resident is not None:
+        return int(resident), timings[0]
     else:  # no /proc: torch's own allocations, which leave out oneDNN's and the heap's
         from torch.profiler import ProfilerActivity, profile
 
@@ -188,11 +207,7 @@ def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
         for _, change in changes:
             live += change
             peak = max(peak, live)
-    started = time.perf_counter()
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return int(peak), time.perf_counter() - started
+    return int(peak), _timed(run, device)
 
 
 def _fit(small: tuple[int, float], large: tuple[int, float]) -> Linear:
@@ -204,14 +219,25 @@ def _fit(small: tuple[int, float], large: tuple[int, float]) -> Linear:
 def _probe_costs(
     run_at: Callable[[int], Callable[[], Any]], device: torch.device, d: int
 ) -> tuple[Linear, Linear]:
-    batches = [min(b, d) for b in PROBE_BATCHES]
+    batches = sorted({min(b, d) for b in PROBE_BATCHES})
     run_at(batches[0])()  # warm-up: first-call allocations and kernel choices
-    measured = [(b, *_measure(run_at(b), device)) for b in batches]
-    if batches[0] == batches[1]:
+    measured = [(b, *_measure(run_at(b), device)) for b in batches[-2:]]
+    if len(measured) == 1:
         (b, peak, seconds) = measured[0]
         return Linear(0.0, peak / b), Linear(0.0, seconds / b)
     (b1, m1, s1), (b2, m2, s2) = measured
     return _fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2))
+
+
+def _single_products(problem: Any, device: torch.device) -> tuple[float, float]:
+    """(seconds to build the gradient's graph, median seconds of one single-vector product),
+    as Lanczos runs them: batched products are cheaper per vector and would under-count."""
+    apply = core._hvp_function(problem)
+    vector = problem.basis(0, 1).squeeze(1)
+    apply(vector)  # warm-up
+    graph = _timed(lambda: core._hvp_function(problem), device)
+    runs = sorted(_timed(lambda: apply(vector).detach(), device) for _ in range(SINGLE_PRODUCT_RUNS))
+    return graph, runs[len(runs) // 2]
 
 
 @contextmanager
@@ -276,6 +302,8 @@ def _probe(generator: Generator, distance: Distance, dtype: str, seed: int) -> P
     tangent_bytes, tangent_seconds = _probe_costs(tangents, device, d)
     pullback_bytes, pullback_seconds = _probe_costs(pullbacks, device, d)
     hvp_bytes, hvp_seconds = _probe_costs(hvps, device, d)
+    with core._cudnn_without_tf32(device):
+        hvp_graph_seconds, hvp_single_seconds = _single_products(problem, device)
     image = problem.reference
     assert image is not None
     features = int(problem.distance.feature_weights(tuple(image.shape)).numel())
@@ -296,6 +324,8 @@ def _probe(generator: Generator, distance: Distance, dtype: str, seed: int) -> P
         pullback_seconds=pullback_seconds,
         hvp_bytes=hvp_bytes,
         hvp_seconds=hvp_seconds,
+        hvp_graph_seconds=hvp_graph_seconds,
+        hvp_single_seconds=hvp_single_seconds,
         gemm_flops_per_s=_gemm_rate(device, problem.z0.dtype),
         eigh_seconds_per_d3=_eigh_rate(device),
     )
@@ -390,9 +420,11 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         # One product at a time, then the k residual products as one batch: the larger.
         working = int(max(probe.hvp_bytes.at(1), probe.hvp_bytes.at(k)))
         peak = base + working + 3 * d * ncv * 8
-        # The gradient's graph is built once per code (the probe's fixed part), then each
-        # product, and each residual check, is one double-backward pass.
-        seconds = max(0.0, probe.hvp_seconds.fixed) + (products + k) * probe.hvp_seconds.per_item
+        # The gradient's graph is built once per code, then each product is one single-vector
+        # double-backward pass; the k residual checks run as one batch.
+        seconds = (
+            probe.hvp_graph_seconds + products * probe.hvp_single_seconds + probe.hvp_seconds.at(k)
+        )
         stored = d * k * (8 if request.vector_dtype == "float64" else 4) + 16 * d
         return CodeEstimate("lanczos", products, None, products, peak, working, seconds, stored)
     if request.method == "jacobian" and request.block_columns is not None:
@@ -453,6 +485,8 @@ def _rescaled(probe: Probe, factor: float) -> Probe:
         pullback_bytes=scaled(probe.pullback_bytes),
         pullback_seconds=scaled(probe.pullback_seconds),
         hvp_bytes=scaled(probe.hvp_bytes), hvp_seconds=scaled(probe.hvp_seconds),
+        hvp_graph_seconds=probe.hvp_graph_seconds * factor,
+        hvp_single_seconds=probe.hvp_single_seconds * factor,
         gemm_flops_per_s=probe.gemm_flops_per_s / factor,
         eigh_seconds_per_d3=probe.eigh_seconds_per_d3,
     )  # fmt: skip
