@@ -217,10 +217,18 @@ def _fit(small: tuple[int, float], large: tuple[int, float]) -> Linear:
 
 
 def _probe_costs(
-    run_at: Callable[[int], Callable[[], Any]], device: torch.device, d: int
+    run_at: Callable[[int], Callable[[], Any]], device: torch.device, d: int, limit: int | None
 ) -> tuple[Linear, Linear]:
+    """Memory and time per batch of one product kind. The first batch is a warm-up (first-call
+    allocations and kernel choices) whose memory bounds the larger ones: none is probed that
+    would need more than `limit` bytes at that batch's cost per item (so the probe itself never
+    exhausts the process that plans)."""
     batches = sorted({min(b, d) for b in PROBE_BATCHES})
-    run_at(batches[0])()  # warm-up: first-call allocations and kernel choices
+    first = batches[0]
+    warm_bytes, _ = _measure(run_at(first), device)
+    if limit is not None:
+        affordable = max(first, int(limit * first / max(warm_bytes, 1)))
+        batches = [b for b in batches if b <= affordable]
     measured = [(b, *_measure(run_at(b), device)) for b in batches[-2:]]
     if len(measured) == 1:
         (b, peak, seconds) = measured[0]
@@ -253,17 +261,25 @@ def compute_threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+# Of a worker's budget, the most one probe batch may take (the probe runs where jobs are
+# planned, beside whatever else that process holds).
+PROBE_BUDGET_SHARE = 0.25
+
+
 def probe(
     generator: Generator, distance: Distance, dtype: str, *, seed: int = 0,
-    threads: int | None = None,
+    threads: int | None = None, budget: int | None = None,
 ) -> Probe:  # fmt: skip
-    """Time and measure a few small tangent batches at one sampled code, computing with
-    `threads` threads (a worker's count; None: this process's)."""
+    """Time and measure a few tangent batches at one sampled code, computing with `threads`
+    threads (a worker's count; None: this process's); no batch above a quarter of `budget`."""
+    limit = None if budget is None else int(budget * PROBE_BUDGET_SHARE)
     with compute_threads(threads):
-        return _probe(generator, distance, dtype, seed)
+        return _probe(generator, distance, dtype, seed, limit)
 
 
-def _probe(generator: Generator, distance: Distance, dtype: str, seed: int) -> Probe:
+def _probe(
+    generator: Generator, distance: Distance, dtype: str, seed: int, limit: int | None
+) -> Probe:
     code = generator.sample(1, seed)[0]
     problem = core._prepare(generator, distance, code, dtype, render=True)
     d = problem.d
@@ -299,9 +315,9 @@ def _probe(generator: Generator, distance: Distance, dtype: str, seed: int) -> P
 
         return run
 
-    tangent_bytes, tangent_seconds = _probe_costs(tangents, device, d)
-    pullback_bytes, pullback_seconds = _probe_costs(pullbacks, device, d)
-    hvp_bytes, hvp_seconds = _probe_costs(hvps, device, d)
+    tangent_bytes, tangent_seconds = _probe_costs(tangents, device, d, limit)
+    pullback_bytes, pullback_seconds = _probe_costs(pullbacks, device, d, limit)
+    hvp_bytes, hvp_seconds = _probe_costs(hvps, device, d, limit)
     with core._cudnn_without_tf32(device):
         hvp_graph_seconds, hvp_single_seconds = _single_products(problem, device)
     image = problem.reference
@@ -369,12 +385,14 @@ _probes: dict[tuple[Any, ...], Probe] = {}
 
 def cached_probe(
     key: tuple[Any, ...], generator: Generator, distance: Distance, dtype: str,
-    threads: int | None = None,
+    threads: int | None = None, budget: int | None = None,
 ) -> Probe:  # fmt: skip
     """One probe per (model, distance, options, device, dtype, threads) per process."""
     found = _probes.get((*key, threads))
     if found is None:
-        found = _probes[(*key, threads)] = probe(generator, distance, dtype, threads=threads)
+        found = _probes[(*key, threads)] = probe(
+            generator, distance, dtype, threads=threads, budget=budget
+        )
     return found
 
 

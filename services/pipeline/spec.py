@@ -241,7 +241,8 @@ def _plan_costs(
         distance = cached_distance(spec.distance, settings.device, spec.dtype, **dict(options))
         try:
             return planner.cached_probe(
-                key, generator, distance, probe_dtype, threads=settings.worker_threads
+                key, generator, distance, probe_dtype, threads=settings.worker_threads,
+                budget=budget,
             )
         except GeometryError as error:
             raise SpecError("model", f"the planner's probe failed: {error}") from error

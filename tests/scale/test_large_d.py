@@ -63,3 +63,23 @@ def test_lanczos_top_20_at_d_4096_matches_the_exact_spectrum(wide, mse) -> None:
     # Products are counted, and far fewer than the d columns of the exact route.
     assert 20 < result.diagnostics["products"] < WIDE_DIM / 4
     assert result.diagnostics["converged"] is True
+
+
+def test_the_probe_keeps_its_own_batches_within_a_share_of_the_budget(wide, mse, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A model whose 128-tangent batch is large is probed at smaller batches when the budget
+    is small: the planning process never holds more than its share for the probe."""
+    seen: list[int] = []
+    measure = planner._measure
+
+    def recording(run, device):  # type: ignore[no-untyped-def]
+        peak, seconds = measure(run, device)
+        seen.append(peak)
+        return peak, seconds
+
+    monkeypatch.setattr(planner, "_measure", recording)
+    planner.probe(wide, mse, "float64")
+    unbounded = max(seen)
+    seen.clear()
+    budget = int(unbounded / planner.PROBE_BUDGET_SHARE / 4)  # the big batch is 4x its share
+    planner.probe(wide, mse, "float64", budget=budget)
+    assert max(seen) <= 1.5 * budget * planner.PROBE_BUDGET_SHARE, (max(seen), budget, unbounded)
