@@ -13,7 +13,7 @@ from services.geometry import AverageMetric, InvalidOptionError, analysis_device
 
 def _stack(n: int, d: int, k: int, seed: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    vectors = np.linalg.qr(rng.standard_normal((n, d, k)))[0].astype(dtype)
+    vectors: np.ndarray = np.linalg.qr(rng.standard_normal((n, d, k)))[0].astype(dtype)
     values = -np.sort(-rng.exponential(size=(n, k)) * np.linspace(10, 1, k), axis=1)
     return values, vectors
 
