@@ -25,6 +25,7 @@ metric run on `Settings.analysis_device`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -201,6 +202,9 @@ class Comparison:
     homogeneity: list[dict[str, Any] | None]
     alignments: list[dict[str, Any]]
     notes: list[str]
+    # Seconds per stage (load, anisotropy, homogeneity, average_metric, alignment), for
+    # benchmarks and logs; not part of the result's JSON.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, *, matrices: bool = False) -> dict[str, Any]:
         keep = (lambda r: r) if matrices else _drop_matrices
@@ -351,10 +355,14 @@ def compare(
     seed: int = 0,
     settings: Settings | None = None,
 ) -> Comparison:
+    started = time.perf_counter()
     loaded = [load_selection(store, s, owner, i) for i, s in enumerate(selections)]
-    return compare_loaded(
+    loading = time.perf_counter() - started
+    result = compare_loaded(
         store, loaded, k=k, max_positions=max_positions, seed=seed, settings=settings
     )
+    result.timings = {"load": loading, **result.timings}
+    return result
 
 
 def compare_loaded(
@@ -378,12 +386,17 @@ def compare_loaded(
             )
         for status, count in s.partial_left_out.items():
             notes.append(f"{s.label}: {count} spectra of {status} jobs left out (partial results)")
+    timings = dict.fromkeys(("anisotropy", "homogeneity", "average_metric", "alignment"), 0.0)
+    started = time.perf_counter()
     anisotropies = [_anisotropy(s, notes) for s in loaded]
+    timings["anisotropy"] = time.perf_counter() - started
+    started = time.perf_counter()
     homogeneities = [
         _homogeneity(store, s, notes, max_positions=max_positions, seed=seed,
                      max_pairs=settings.homogeneity_max_pairs, device=device)
         for s in loaded
     ]  # fmt: skip
+    timings["homogeneity"] = time.perf_counter() - started
 
     # Only alignments need the average metrics: each is one streamed pass over the
     # selection's eigenvectors, computed the first time a pair asks for it.
@@ -391,9 +404,11 @@ def compare_loaded(
 
     def average(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if index not in averages:
+            started = time.perf_counter()
             averages[index] = average_metric(
                 store, loaded[index], device=device, chunk_mb=settings.analysis_chunk_mb
             )
+            timings["average_metric"] += time.perf_counter() - started
         return averages[index]
 
     alignments: list[dict[str, Any]] = []
@@ -414,9 +429,11 @@ def compare_loaded(
             kk = min(k, a.vector_k, b.vector_k)
             _, _, vectors_a = average(ia)
             metric_b, _, vectors_b = average(ib)
+            started = time.perf_counter()
             result = geometry.alignment(vectors_a[:, :kk], vectors_b[:, :kk], metric=metric_b, k=kk)
+            timings["alignment"] += time.perf_counter() - started
             alignments.append({"a": a.label, "b": b.label, "kind": kind, "k": kk, **result})
-    return Comparison(loaded, anisotropies, homogeneities, alignments, notes)
+    return Comparison(loaded, anisotropies, homogeneities, alignments, notes, timings)
 
 
 def _device(settings: Settings) -> str:

@@ -51,26 +51,28 @@ def write_job(
     k: int,
     seed: int,
     model: str = "synthetic",
+    method: str = "jacobian",
     full: bool = True,
     without_full: tuple[int, ...] = (),
 ) -> str:
     """A succeeded job of ``n`` synthetic spectra keeping the top ``k`` of ``d`` eigenpairs;
     with ``full`` every eigenvalue is recorded in the diagnostics (as the full methods do),
     except for the positions in ``without_full`` (as Lanczos would)."""
-    resolved = {"model": model, "distance": "mse", "method": "jacobian", "top_k": k,
+    distance = "none" if method in ("sefa", "ganspace") else "mse"  # directions have none
+    resolved = {"model": model, "distance": distance, "method": method, "top_k": k,
                 "synthetic": {"seed": seed, "n": n, "d": d}}  # fmt: skip
     job, created = store.create_job(
-        OWNER, resolved, resolved, f"synthetic-{model}-{seed}-{n}-{d}-{k}", None, n, []
+        OWNER, resolved, resolved, f"synthetic-{model}-{method}-{seed}-{n}-{d}-{k}", None, n, []
     )
     assert created, "a synthetic job is written once per store"
     store.transition_job(job.id, ["queued"], "running")
     for index, p in enumerate(positions(seed, n, d, k)):
         keeps_all = full and index not in without_full
         store.save_spectrum(
-            job.id, index, p.code, p.eigenvalues[:k], p.eigenvectors,
+            job.id, index, None if distance == "none" else p.code, p.eigenvalues[:k], p.eigenvectors,
             summary=summary_of(p.eigenvalues) if keeps_all else {"top_eigenvalue": p.eigenvalues[0]},
-            diagnostics={"method": "jacobian", **(
+            diagnostics={"method": method, **(
                 {"eigenvalues_all": p.eigenvalues.tolist()} if keeps_all and k < d else {})},
-            model=model, distance="mse", method="jacobian", dtype="float32",
+            model=model, distance=distance, method=method, dtype="float32",
         )  # fmt: skip
     return store.refresh_job_status(job.id).id
