@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     analysis_device: str = Field(default="auto", min_length=1, max_length=20)
     # Eigenvectors read from the store at once while an analysis streams over positions
     # (float64 megabytes after conversion): bounds memory whatever the selection's size.
+    # The accumulation holds a few working copies of one chunk (float32 read, float64,
+    # scaled and transposed), so the transient is several times this figure.
     analysis_chunk_mb: float = Field(default=64.0, gt=0)
 
     @property
