@@ -339,7 +339,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     if _use_server(args):
         with _client(args) as client:
-            document = client.compare(args.selections, k=args.k).raw
+            document = client.compare(args.selections, k=args.k,
+                                      max_positions=args.max_positions, seed=args.seed).raw
             pictures = _server_plots(client, args.selections, document) if args.plots else {}
         print(_report(document))
         _write_pictures(args.plots, pictures)
@@ -353,7 +354,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         selections = [comparison.parse_selection(text) for text in args.selections]
     except ValueError as error:
         raise CliError(str(error)) from None
-    result = comparison.compare(store, selections, owner=None, k=args.k)
+    result = comparison.compare(store, selections, owner=None, k=args.k,
+                                max_positions=args.max_positions, seed=args.seed)  # fmt: skip
     print(comparison.format_report(result))
     write_comparison_outputs(store, result, args)
     return 0
@@ -890,6 +892,11 @@ def build_parser(
                       "alignment of top-k subspaces")  # fmt: skip
     compare.add_argument("selections", nargs="+", metavar="JOB_ID|MODEL:DISTANCE:METHOD|MODEL::sefa")
     compare.add_argument("--k", type=int, default=10, help="top-k for the subspace alignment")
+    compare.add_argument("--max-positions", type=int, default=100, metavar="N",
+                         help="the most positions a homogeneity matrix uses (2-500); a larger "
+                         "selection uses a seeded random sample of them (default 100)")  # fmt: skip
+    compare.add_argument("--seed", type=int, default=0,
+                         help="seed of the homogeneity's sample of positions (default 0)")
     _comparison_output_options(compare)
     _server_or_database(compare)
 

@@ -228,6 +228,8 @@ def compare_campaign(
     k: int = 10,
     max_positions: int = 100,
     include_partial: bool = False,
+    seed: int = 0,
+    settings: Settings | None = None,
 ) -> Comparison:
     """The comparison matrix over a campaign's members, each labelled by its member name:
     anisotropy and homogeneity per member; Hessian <-> SeFa <-> GANSpace, model <-> model
@@ -240,7 +242,7 @@ def compare_campaign(
     for index, member in enumerate(record.members):
         selection = Selection(job_id=member.job_id, label=member.member, include_partial=include_partial)
         try:
-            loaded.append(load_selection(store, selection, owner, max_positions, index))
+            loaded.append(load_selection(store, selection, owner, index))
         except (NotFoundError, InvalidDataError) as error:
             skipped.append(f"{member.member}: not compared ({error})")
     if not loaded:
@@ -248,6 +250,8 @@ def compare_campaign(
             f"campaign {record.name!r} has no member with results yet; follow it with "
             f"GET /v1/campaigns/{record.id}"
         )
-    result = compare_loaded(loaded, k=k)
+    result = compare_loaded(
+        store, loaded, k=k, max_positions=max_positions, seed=seed, settings=settings
+    )
     result.notes.extend(skipped)
     return result

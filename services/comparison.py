@@ -12,11 +12,20 @@ bootstrap intervals. For each pair whose latent spaces have the same dimension: 
 of the top-k eigenvectors of their average metrics against the random-subspace baseline
 (SeFa / GANSpace against a Hessian method on the same model is one such pair). All numbers
 come from services.geometry; this module only selects, loads and labels.
+
+Memory stays bounded whatever the selection's size (a campaign is 10⁴ positions at d = 512):
+only eigenvalues are held for every position (N·d floats); eigenvectors are read from the
+store in chunks (`Settings.analysis_chunk_mb`) for the average metric, and for homogeneity
+only those of the positions it uses: all of them when their N(N−1) pairs fit
+`Settings.homogeneity_max_pairs` and `max_positions`, else a seeded random sample of
+positions (the result and the notes say so, with the seed). Homogeneity and the average
+metric run on `Settings.analysis_device`.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,12 +44,14 @@ from services.comparability import (
     differing_fields,
     group_rows,
 )
+from services.config import Settings, get_settings
 from services.jsonable import jsonable
 from services.patterns import TEXT_PATTERN, UUID_PATTERN
 from services.store import InvalidDataError, NotFoundError, Store
 from services.store.selections import SelectionRow
 
-# Homogeneity is O(N^2 k d): beyond this many positions a selection uses its first ones.
+# Homogeneity is O(N^2 k d): beyond this many positions (or the pairs the settings allow) a
+# selection uses a seeded random sample of its positions.
 DEFAULT_MAX_POSITIONS = 100
 MAX_POSITIONS = 500
 # Eigenvectors read per spectrum for homogeneity and the average metric.
@@ -98,7 +109,13 @@ class CompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     selections: list[Selection] = Field(min_length=1, max_length=MAX_SELECTIONS)
     k: int = Field(default=10, ge=1, le=MAX_VECTORS, description="top-k for the alignments")
-    max_positions: int = Field(default=DEFAULT_MAX_POSITIONS, ge=2, le=MAX_POSITIONS)
+    max_positions: int = Field(
+        default=DEFAULT_MAX_POSITIONS, ge=2, le=MAX_POSITIONS,
+        description="the most positions a homogeneity matrix uses; a larger selection (or one "
+        "whose pairs exceed the server's limit) uses a seeded random sample of its positions",
+    )  # fmt: skip
+    seed: int = Field(default=0, ge=0, le=2**63 - 1,
+                      description="seed of the homogeneity's sample of positions (recorded)")  # fmt: skip
 
 
 def parse_selection(text: str) -> Selection:
@@ -159,13 +176,17 @@ class LoadedSelection:
     key: ComparabilityKey
     spectrum_ids: list[str]
     job_ids: list[str]
-    eigenvalues: np.ndarray  # (N, k) descending
-    eigenvectors: np.ndarray  # (n, d, kv) for the first n <= max_positions spectra
+    eigenvalues: np.ndarray  # (N, k) descending, as stored
+    d: int
+    vector_k: int  # eigenvectors per position the analyses read (at most MAX_VECTORS)
     model: str
     method: str
     distance: str
     duplicates_dropped: int = 0
     partial_left_out: dict[str, int] = field(default_factory=dict)
+    # (N, d) every eigenvalue, where spectra keep the top k < d and all of them recorded theirs
+    full_eigenvalues: np.ndarray | None = None
+    full_missing: int = 0  # spectra of a top-k selection with no full spectrum stored
 
     def is_directions(self) -> bool:
         return self.key.is_directions()
@@ -181,6 +202,9 @@ class Comparison:
     homogeneity: list[dict[str, Any] | None]
     alignments: list[dict[str, Any]]
     notes: list[str]
+    # Seconds per stage (load, anisotropy, homogeneity, average_metric, alignment), for
+    # benchmarks and logs; not part of the result's JSON.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, *, matrices: bool = False) -> dict[str, Any]:
         keep = (lambda r: r) if matrices else _drop_matrices
@@ -196,7 +220,7 @@ class Comparison:
                     "method": s.method,
                     "n_spectra": int(s.eigenvalues.shape[0]),
                     "k": int(s.eigenvalues.shape[1]),
-                    "d": int(s.eigenvectors.shape[1]),
+                    "d": s.d,
                     "job_ids": s.job_ids,
                     "duplicates_dropped": s.duplicates_dropped,
                     "partial_left_out": s.partial_left_out,
@@ -237,8 +261,10 @@ def _matches(key: ComparabilityKey, selection: Selection) -> bool:
 
 
 def load_selection(
-    store: Store, selection: Selection, owner: str | None, max_positions: int, index: int
+    store: Store, selection: Selection, owner: str | None, index: int
 ) -> LoadedSelection:
+    """The selection's comparable spectra: ids, eigenvalues (and every eigenvalue where they
+    keep the top k of d), never eigenvectors (the analyses read those in chunks)."""
     if selection.job_id is not None:
         job = store.get_job(selection.job_id, owner=owner)  # 404 if not visible
         raw = store.selection_rows(job_ids=[job.id], owner=owner)
@@ -268,28 +294,42 @@ def load_selection(
     eigenvalues = np.stack([
         np.frombuffer(by_id[i].eigenvalues, dtype="<f8")[:k] for i in ids
     ]).astype(np.float64)  # fmt: skip
-    vector_k = min(k, MAX_VECTORS)
-    eigenvectors = store.top_k_eigenvectors(ids[:max_positions], vector_k)  # (n, d, kv)
+    full, missing = None, 0
+    if k < first.d:
+        every, without = store.full_eigenvalues(ids, first.d)
+        full, missing = (every, 0) if not without else (None, len(without))
     label = selection.label or (
         group.key.label() + (f" (job {selection.job_id[:8]})" if selection.job_id else "")
     )
     return LoadedSelection(
         label=label, selection=selection, key=group.key, spectrum_ids=ids,
-        job_ids=group.job_ids, eigenvalues=eigenvalues, eigenvectors=eigenvectors,
-        model=first.model, method=first.method, distance=first.distance,
-        duplicates_dropped=group.duplicates, partial_left_out=grouping.partial_left_out,
+        job_ids=group.job_ids, eigenvalues=eigenvalues, d=first.d,
+        vector_k=min(k, MAX_VECTORS), model=first.model, method=first.method,
+        distance=first.distance, duplicates_dropped=group.duplicates,
+        partial_left_out=grouping.partial_left_out, full_eigenvalues=full, full_missing=missing,
     )  # fmt: skip
 
 
 def _anisotropy(selection: LoadedSelection, notes: list[str]) -> dict[str, Any]:
-    """The anisotropy table of the stored eigenvalues, with a note where they are top k of d
-    (geometry.anisotropy then leaves out the trace-based figures)."""
-    k, d = selection.eigenvalues.shape[1], selection.eigenvectors.shape[1]
-    if k < d:
+    """The anisotropy table of every position. Where spectra keep the top k of d, of the full
+    spectra stored with them, so the trace-based figures are exact; where some have none
+    (Lanczos sees only its top k), of the stored top k, the trace-based figures left out."""
+    k, d = selection.eigenvalues.shape[1], selection.d
+    if k < d and selection.full_eigenvalues is not None:
         notes.append(
-            f"{selection.label}: spectra keep the top {k} of {d} eigenvalues, so the trace-based "
-            "figures (dims for 99/99.9/99.99/99.999 %, participation ratio, top-10 share) are "
-            "left out; each spectrum's stored summary has them for the whole spectrum"
+            f"{selection.label}: spectra keep the top {k} of {d} eigenpairs; the anisotropy "
+            "table is of the full spectra stored with them (every eigenvalue), so the "
+            "trace-based figures are exact"
+        )
+        return geometry.anisotropy(selection.full_eigenvalues, latent_dim=d)
+    if k < d:
+        n = selection.eigenvalues.shape[0]
+        notes.append(
+            f"{selection.label}: spectra keep the top {k} of {d} eigenvalues and "
+            f"{selection.full_missing} of {n} recorded no full spectrum (e.g. Lanczos sees only "
+            "its top k), so the trace-based figures (dims for 99/99.9/99.99/99.999 %, "
+            "participation ratio, top-10 share) are left out; each spectrum's stored summary "
+            "has them where they are known"
         )
     return geometry.anisotropy(selection.eigenvalues, latent_dim=d)
 
@@ -312,12 +352,31 @@ def compare(
     owner: str | None,
     k: int = 10,
     max_positions: int = DEFAULT_MAX_POSITIONS,
+    seed: int = 0,
+    settings: Settings | None = None,
 ) -> Comparison:
-    loaded = [load_selection(store, s, owner, max_positions, i) for i, s in enumerate(selections)]
-    return compare_loaded(loaded, k=k)
+    started = time.perf_counter()
+    loaded = [load_selection(store, s, owner, i) for i, s in enumerate(selections)]
+    loading = time.perf_counter() - started
+    result = compare_loaded(
+        store, loaded, k=k, max_positions=max_positions, seed=seed, settings=settings
+    )
+    result.timings = {"load": loading, **result.timings}
+    return result
 
 
-def compare_loaded(loaded: list[LoadedSelection], *, k: int = 10) -> Comparison:
+def compare_loaded(
+    store: Store,
+    loaded: list[LoadedSelection],
+    *,
+    k: int = 10,
+    max_positions: int = DEFAULT_MAX_POSITIONS,
+    seed: int = 0,
+    settings: Settings | None = None,
+) -> Comparison:
+    """The analyses of loaded selections; eigenvectors are read from ``store`` as needed."""
+    settings = settings or get_settings()
+    device = _device(settings)
     notes: list[str] = []
     for s in loaded:
         if s.duplicates_dropped:
@@ -327,33 +386,39 @@ def compare_loaded(loaded: list[LoadedSelection], *, k: int = 10) -> Comparison:
             )
         for status, count in s.partial_left_out.items():
             notes.append(f"{s.label}: {count} spectra of {status} jobs left out (partial results)")
+    timings = dict.fromkeys(("anisotropy", "homogeneity", "average_metric", "alignment"), 0.0)
+    started = time.perf_counter()
     anisotropies = [_anisotropy(s, notes) for s in loaded]
-    homogeneities: list[dict[str, Any] | None] = []
-    for s in loaded:
-        n = s.eigenvectors.shape[0]
-        if n < 2:
-            homogeneities.append(None)
-            if not s.is_directions():
-                notes.append(f"{s.label}: one spectrum, no homogeneity between positions")
-            continue
-        if s.eigenvalues.shape[0] > n:
-            notes.append(f"{s.label}: homogeneity over the first {n} of {s.eigenvalues.shape[0]}")
-        kv = s.eigenvectors.shape[2]
-        homogeneities.append(geometry.homogeneity(s.eigenvalues[:n, :kv], s.eigenvectors))
+    timings["anisotropy"] = time.perf_counter() - started
+    started = time.perf_counter()
+    homogeneities = [
+        _homogeneity(store, s, notes, max_positions=max_positions, seed=seed,
+                     max_pairs=settings.homogeneity_max_pairs, device=device)
+        for s in loaded
+    ]  # fmt: skip
+    timings["homogeneity"] = time.perf_counter() - started
 
-    averages = []
-    for s in loaded:
-        n, _, kv = s.eigenvectors.shape
-        averages.append(geometry.average_metric(s.eigenvalues[:n, :kv], s.eigenvectors))
+    # Only alignments need the average metrics: each is one streamed pass over the
+    # selection's eigenvectors, computed the first time a pair asks for it.
+    averages: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def average(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if index not in averages:
+            started = time.perf_counter()
+            averages[index] = average_metric(
+                store, loaded[index], device=device, chunk_mb=settings.analysis_chunk_mb
+            )
+            timings["average_metric"] += time.perf_counter() - started
+        return averages[index]
 
     alignments: list[dict[str, Any]] = []
     for i in range(len(loaded)):
         for j in range(i + 1, len(loaded)):
             a, b = loaded[i], loaded[j]
-            if a.eigenvectors.shape[1] != b.eigenvectors.shape[1]:
+            if a.d != b.d:
                 notes.append(
-                    f"{a.label} vs {b.label}: latent dimensions differ "
-                    f"({a.eigenvectors.shape[1]} and {b.eigenvectors.shape[1]}), not aligned"
+                    f"{a.label} vs {b.label}: latent dimensions differ ({a.d} and {b.d}), "
+                    "not aligned"
                 )
                 continue
             kind = _pair_kind(a, b)
@@ -361,12 +426,81 @@ def compare_loaded(loaded: list[LoadedSelection], *, k: int = 10) -> Comparison:
             if kind.endswith("-vs-hessian") and not a.is_directions():
                 a, b = b, a  # the directions first, measured under the Hessian's metric
                 ia, ib = j, i
-            kk = min(k, a.eigenvectors.shape[2], b.eigenvectors.shape[2])
-            _, _, vectors_a = averages[ia]
-            metric_b, _, vectors_b = averages[ib]
+            kk = min(k, a.vector_k, b.vector_k)
+            _, _, vectors_a = average(ia)
+            metric_b, _, vectors_b = average(ib)
+            started = time.perf_counter()
             result = geometry.alignment(vectors_a[:, :kk], vectors_b[:, :kk], metric=metric_b, k=kk)
+            timings["alignment"] += time.perf_counter() - started
             alignments.append({"a": a.label, "b": b.label, "kind": kind, "k": kk, **result})
-    return Comparison(loaded, anisotropies, homogeneities, alignments, notes)
+    return Comparison(loaded, anisotropies, homogeneities, alignments, notes, timings)
+
+
+def _device(settings: Settings) -> str:
+    try:
+        return geometry.analysis_device(settings.analysis_device)
+    except geometry.InvalidOptionError as error:
+        raise geometry.InvalidOptionError(
+            f"SPECTRA_ANALYSIS_DEVICE={settings.analysis_device!r}: {error}; set "
+            "SPECTRA_ANALYSIS_DEVICE=cpu, or auto (the GPU where there is one, else the CPU)"
+        ) from None
+
+
+def _homogeneity(
+    store: Store,
+    selection: LoadedSelection,
+    notes: list[str],
+    *,
+    max_positions: int,
+    seed: int,
+    max_pairs: int,
+    device: str,
+) -> dict[str, Any] | None:
+    """Homogeneity over every position, or over a seeded sample of them where the pairs
+    exceed ``max_pairs`` or the positions ``max_positions``; only those positions'
+    eigenvectors are read."""
+    n = selection.eigenvalues.shape[0]
+    if n < 2:
+        if not selection.is_directions():
+            notes.append(f"{selection.label}: one spectrum, no homogeneity between positions")
+        return None
+    sample = geometry.sample_positions(
+        n, max_pairs=max_pairs, max_positions=max_positions, seed=seed
+    )
+    ids = [selection.spectrum_ids[p] for p in sample.positions]
+    kv = selection.vector_k
+    vectors = store.top_k_eigenvectors(ids, kv)
+    result = geometry.homogeneity_of_sample(
+        selection.eigenvalues[sample.positions, :kv], vectors, sample, device=device
+    )
+    if sample.sampled:
+        limit = (
+            f"SPECTRA_HOMOGENEITY_MAX_PAIRS = {max_pairs} pairs"
+            if sample.limited_by == "max_pairs"
+            else f"max_positions = {max_positions}"
+        )
+        notes.append(
+            f"{selection.label}: homogeneity over a random sample of {sample.n_positions_used} "
+            f"of {n} positions (seed {seed}; {sample.n_pairs} of the {n * (n - 1)} ordered "
+            f"pairs), as {limit} allows; the positions used are recorded with the result"
+        )
+    return result
+
+
+def average_metric(
+    store: Store, selection: LoadedSelection, *, device: str = "cpu", chunk_mb: float = 64.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """H̄ over every position of the selection (its top ``vector_k`` eigenpairs), its
+    eigenvalues and eigenvectors: the eigenvectors read from the store in chunks of at most
+    ``chunk_mb`` (as float64), so memory does not grow with the number of positions."""
+    kv, d = selection.vector_k, selection.d
+    chunk = max(1, int(chunk_mb * 2**20) // (8 * d * kv))
+    total = geometry.AverageMetric(d, device=device)
+    for start in range(0, len(selection.spectrum_ids), chunk):
+        ids = selection.spectrum_ids[start : start + chunk]
+        values = selection.eigenvalues[start : start + len(ids), :kv]
+        total.add(values, store.top_k_eigenvectors(ids, kv))
+    return total.result()
 
 
 # -- pictures ------------------------------------------------------------------------------
@@ -541,7 +675,7 @@ def _code_source(comparison: Comparison, selection: LoadedSelection) -> str | No
     if not selection.is_directions():
         return None
     for other in comparison.selections:
-        same_space = other.eigenvectors.shape[1] == selection.eigenvectors.shape[1]
+        same_space = other.d == selection.d
         if not other.is_directions() and other.model == selection.model and same_space:
             return other.spectrum_ids[0]
     return None

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     full_eigenvectors_max_dim: int = Field(default=2048, ge=1)
     default_top_k: int = Field(default=100, ge=1)
 
+    # Analyses of stored spectra (services/comparison.py). Homogeneity costs every ordered
+    # pair of positions; beyond this many pairs it runs over a seeded random sample of
+    # positions (the most whose pairs fit: 250 000 pairs is 500 positions), said and recorded.
+    homogeneity_max_pairs: int = Field(default=250_000, ge=2)
+    # Where homogeneity and the average metric run: "auto" is the GPU where there is one,
+    # else the CPU; "cuda" / "cuda:N" / "cpu" pin it ("cuda" without CUDA is refused).
+    analysis_device: str = Field(default="auto", min_length=1, max_length=20)
+    # Eigenvectors read from the store at once while an analysis streams over positions
+    # (float64 megabytes after conversion): bounds memory whatever the selection's size.
+    # The accumulation holds a few working copies of one chunk (float32 read, float64,
+    # scaled and transposed), so the transient is several times this figure.
+    analysis_chunk_mb: float = Field(default=64.0, gt=0)
+
     @property
     def extra_model_names(self) -> frozenset[str]:
         return frozenset(name.strip() for name in self.extra_models.split(",") if name.strip())

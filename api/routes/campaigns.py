@@ -27,7 +27,12 @@ CampaignId = Annotated[str, Path(pattern=UUID_PATTERN, description="campaign id 
 class CampaignCompareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     k: int = Field(default=10, ge=1, le=MAX_VECTORS, description="top-k for the alignments")
-    max_positions: int = Field(default=DEFAULT_MAX_POSITIONS, ge=2, le=MAX_POSITIONS)
+    max_positions: int = Field(
+        default=DEFAULT_MAX_POSITIONS, ge=2, le=MAX_POSITIONS,
+        description="the most positions a member's homogeneity uses; more: a seeded sample",
+    )  # fmt: skip
+    seed: int = Field(default=0, ge=0, le=2**63 - 1,
+                      description="seed of the homogeneity's sample of positions (recorded)")  # fmt: skip
     include_partial: bool = Field(default=False, description="use members' partial results")
 
 
@@ -91,10 +96,11 @@ def compare_campaign(
     campaign_id: CampaignId,
     body: CampaignCompareRequest,
     store: StoreDep,
+    settings: SettingsDep,
     principal: ReadPrincipal,
 ) -> dict[str, Any]:
     result = campaigns.compare_campaign(
         store, campaign_id, principal.visible_owner, k=body.k, max_positions=body.max_positions,
-        include_partial=body.include_partial,
+        include_partial=body.include_partial, seed=body.seed, settings=settings,
     )  # fmt: skip
     return result.to_json()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.auth import ReadPrincipal
-from api.deps import get_store
+from api.deps import get_settings, get_store
 from api.routes.jobs import PROBLEM_RESPONSES
 from services.comparison import CompareRequest, compare
 
@@ -31,5 +31,7 @@ def compare_selections(
         owner=principal.visible_owner,
         k=body.k,
         max_positions=body.max_positions,
+        seed=body.seed,
+        settings=get_settings(request),
     )
     return result.to_json()

@@ -64,7 +64,7 @@ def _comparison(
         except ValueError as error:
             raise ApiProblem(422, "Invalid selection", str(error), field=f"selection.{index}") from None
     return compare(get_store(request), parsed, owner=principal.visible_owner, k=1,
-                   max_positions=positions)  # fmt: skip
+                   max_positions=positions, settings=get_settings(request))  # fmt: skip
 
 
 @router.get(

@@ -215,7 +215,7 @@ def spectra_page(
     heatmap = None
     homogeneity = result.homogeneity[0]
     if homogeneity is not None:
-        kept = loaded.spectrum_ids[: loaded.eigenvectors.shape[0]]
+        kept = [loaded.spectrum_ids[p] for p in homogeneity["positions"]]
         indices = [str(store.get_spectrum(sid).latent_index) for sid in kept]
         heatmap = figures.homogeneity_figure(np.asarray(homogeneity["log"]), indices)
     query = comparison.Selection.model_validate(loaded.selection.model_dump())
@@ -227,7 +227,7 @@ def spectra_page(
         request, "spectra.html", title=f"Spectra: {loaded.label}", label=loaded.label,
         selection=selection, n_spectra=int(loaded.eigenvalues.shape[0]),
         n_plotted=int(eigenvalues.shape[0]), k=int(eigenvalues.shape[1]),
-        d=int(loaded.eigenvectors.shape[1]),
+        d=loaded.d,
         spectrum_figures={"raw": figures.spectrum_figure(series, normalise=False),
                           "normalised": figures.spectrum_figure(series, normalise=True)},
         heatmap=heatmap, homogeneity=homogeneity and jsonable(

@@ -27,6 +27,12 @@ from .generators import (
     list_schemes,
     load_generator,
 )
+from .homogeneity_sample import (
+    PositionSample,
+    homogeneity_of_sample,
+    positions_for_pairs,
+    sample_positions,
+)
 from .linalg import SpectrumResult, spectrum_from_metric, summary_of
 from .methods import METHODS, compute_metric, compute_spectrum, metric_columns
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
@@ -40,8 +46,15 @@ from .statistics import (
     random_subspace_baseline,
     top_share,
 )
+from .streaming import AverageMetric, analysis_device
 
 __all__ = [
+    "AverageMetric",
+    "PositionSample",
+    "analysis_device",
+    "homogeneity_of_sample",
+    "positions_for_pairs",
+    "sample_positions",
     "JOB_METHODS",
     "METHOD_REGISTRY",
     "MethodInfo",

@@ -8,15 +8,19 @@ position is the one a de-duplicated selection keeps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Table, select
 
 from .connection import StoreConnection, retry_read
 from .models import Base
 
 SPECTRA: Table = Base.metadata.tables["spectra"]
+# Ids per IN (...) of a read in batches: bounds each statement and what it brings back at once.
+IDS_PER_QUERY = 500
 JOBS: Table = Base.metadata.tables["jobs"]
 
 
@@ -80,3 +84,28 @@ class SelectionQueryStore(StoreConnection):
             )  # fmt: skip
             for row in rows
         ]
+
+    @retry_read
+    def full_eigenvalues(
+        self, spectrum_ids: Sequence[str], d: int
+    ) -> tuple[np.ndarray, list[str]]:
+        """(n, d) float64: every eigenvalue (descending) of each spectrum, in the order
+        given, for spectra that keep only their top k of d. They come from
+        ``diagnostics.eigenvalues_all``, which the full methods record with a top-k spectrum;
+        the ids of spectra without them (Lanczos, imports) are returned, their rows zero."""
+        ids = list(spectrum_ids)
+        matrix = np.zeros((len(ids), d))
+        where = {spectrum_id: row for row, spectrum_id in enumerate(ids)}
+        found: set[str] = set()
+        every_value = SPECTRA.c.diagnostics["eigenvalues_all"]
+        with self._read() as conn:
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                batch = ids[start : start + IDS_PER_QUERY]
+                query = select(SPECTRA.c.id, every_value.label("values")).where(
+                    SPECTRA.c.id.in_(batch)
+                )
+                for spectrum_id, values in conn.execute(query):
+                    if isinstance(values, list) and len(values) == d:
+                        matrix[where[spectrum_id]] = values
+                        found.add(spectrum_id)
+        return matrix, [spectrum_id for spectrum_id in ids if spectrum_id not in found]
