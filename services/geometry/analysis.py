@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from .errors import InvalidOptionError
-from .linalg import dims_to_reach, fixed_signs, participation_ratio, spectra
+from .linalg import dims_to_reach, participation_ratio, spectra
 from .statistics import (
     bootstrap_offdiagonal_interval,
     position_statistics,
     random_subspace_baseline,
     top_share,
 )
+from .streaming import AverageMetric
 
 TRACE_LEVELS = {"dims_99": 0.99, "dims_999": 0.999, "dims_9999": 0.9999, "dims_99999": 0.99999}
 TOP_SHARE_RANK = 10  # "share of the trace in the top 10", the published anisotropy figure
@@ -215,7 +216,8 @@ def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
             stop = min(n, start + block)
             columns = u[start:stop].transpose(1, 2).reshape(-1, d)  # (b*k, d)
             inner = (columns @ everyone).reshape(stop - start, k, n, k)  # [b, k, j, m]
-            quotients = (inner.square() * lam[None, None]).sum(-1)  # (b, k, N)
+            # In place: one (b, k, N, k) array alive, not three.
+            quotients = inner.square_().mul_(lam[None, None]).sum(-1)  # (b, k, N)
             yield start, stop, quotients.transpose(1, 2)
 
 
@@ -240,18 +242,13 @@ def average_metric(
     eigenvalues: np.ndarray, eigenvectors: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """H̄ = mean_i U_i Λ_i U_iᵀ (d, d), its eigenvalues (descending) and eigenvectors (d, d),
-    the global axes; float64, deterministic signs."""
+    the global axes; float64, deterministic signs. One chunk of streaming.AverageMetric,
+    which feeds sets too large for one array."""
     values = spectra(eigenvalues)
     vectors = _vectors(eigenvectors, values).astype(np.float64)
-    scaled = vectors * values[:, None, :]
-    mean = np.einsum("ndk,nek->de", scaled, vectors, optimize=True) / values.shape[0]
-    mean = (mean + mean.T) / 2
-    eigvals, eigvecs = np.linalg.eigh(mean)
-    return (
-        mean,
-        np.ascontiguousarray(eigvals[::-1]),
-        np.ascontiguousarray(fixed_signs(eigvecs[:, ::-1])),
-    )
+    total = AverageMetric(vectors.shape[1])
+    total.add(values, vectors)
+    return total.result()
 
 
 def alignment(

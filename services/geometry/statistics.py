@@ -146,8 +146,13 @@ def bootstrap_mean_interval(
     if array.size < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, array.size, size=(resamples, array.size))
-    means = array[draws].mean(axis=1)
+    # Drawn in blocks of resamples: bounded memory for campaign-sized sets (10⁴ positions),
+    # the same draws as one (resamples, n) array, since the generator's stream is sequential.
+    block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // array.size)
+    means = np.concatenate([
+        array[rng.integers(0, array.size, size=(min(block, resamples - start), array.size))].mean(axis=1)
+        for start in range(0, resamples, block)
+    ])  # fmt: skip
     low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high)
 

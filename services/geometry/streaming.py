@@ -64,7 +64,7 @@ class AverageMetric:
             raise InvalidOptionError("eigenvectors hold NaN/inf")
         self._rank = k
         u = torch.as_tensor(np.ascontiguousarray(vectors), device=self._device).to(torch.float64)
-        lam = torch.as_tensor(values, dtype=torch.float64, device=self._device)
+        lam = torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float64, device=self._device)
         # Σ_b U_b Λ_b U_bᵀ as one (d, b·k) @ (b·k, d) product.
         columns = u.permute(1, 0, 2).reshape(d, b * k)
         scaled = (u * lam[:, None, :]).permute(1, 0, 2).reshape(d, b * k)
