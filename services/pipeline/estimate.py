@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ MAX_TANGENT_BATCH = 1024
 # 128-tangent batches jobs run by 3-4x. Fitting in the regime jobs run in is what holds.
 PROBE_BATCHES = (8, 32, 128)
 # Single-vector products (Lanczos) timed this many times, the median kept.
-SINGLE_PRODUCT_RUNS = 3
+SINGLE_PRODUCT_RUNS = 5
 # Float64 copies of a d x d matrix alive at once while it is decomposed: the metric, its
 # symmetrised copy, eigh's vectors and workspace, the residual products.
 EIGH_SQUARE_COPIES = 5
@@ -82,6 +82,7 @@ class Probe:
     pullback_seconds: Linear
     hvp_bytes: Linear  # double-backward products (lanczos, hvp, fd, bp), graph included
     hvp_seconds: Linear
+    prepare_seconds: float  # a code's set-up: the reference image rendered, the model readied
     hvp_graph_seconds: float  # building the gradient's graph once per code (Lanczos)
     hvp_single_seconds: float  # one single-vector double-backward product (Lanczos)
     gemm_flops_per_s: float  # this device's rate for the Gram matrix, in the probe's dtype
@@ -241,10 +242,15 @@ def _single_products(problem: Any, device: torch.device) -> tuple[float, float]:
     """(seconds to build the gradient's graph, median seconds of one single-vector product),
     as Lanczos runs them: batched products are cheaper per vector and would under-count."""
     apply = core._hvp_function(problem)
-    vector = problem.basis(0, 1).squeeze(1)
-    apply(vector)  # warm-up
+    apply(problem.basis(0, 1).squeeze(1))  # warm-up
     graph = _timed(lambda: core._hvp_function(problem), device)
-    runs = sorted(_timed(lambda: apply(vector).detach(), device) for _ in range(SINGLE_PRODUCT_RUNS))
+    # Fresh random directions, as ARPACK's are: a basis vector's sparsity flatters the time.
+    generator = torch.Generator(device=problem.z0.device).manual_seed(0)
+    vectors = torch.randn(
+        (SINGLE_PRODUCT_RUNS, 1, problem.d), generator=generator, dtype=problem.z0.dtype,
+        device=problem.z0.device,
+    )  # fmt: skip
+    runs = sorted(_timed(partial(apply, vector), device) for vector in vectors)
     return graph, runs[len(runs) // 2]
 
 
@@ -281,7 +287,9 @@ def _probe(
     generator: Generator, distance: Distance, dtype: str, seed: int, limit: int | None
 ) -> Probe:
     code = generator.sample(1, seed)[0]
+    started = time.perf_counter()
     problem = core._prepare(generator, distance, code, dtype, render=True)
+    prepare_seconds = time.perf_counter() - started
     d = problem.d
     device = problem.z0.device
 
@@ -340,6 +348,7 @@ def _probe(
         pullback_seconds=pullback_seconds,
         hvp_bytes=hvp_bytes,
         hvp_seconds=hvp_seconds,
+        prepare_seconds=prepare_seconds,
         hvp_graph_seconds=hvp_graph_seconds,
         hvp_single_seconds=hvp_single_seconds,
         gemm_flops_per_s=_gemm_rate(device, problem.z0.dtype),
@@ -439,10 +448,12 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         working = int(max(probe.hvp_bytes.at(1), probe.hvp_bytes.at(k)))
         peak = base + working + 3 * d * ncv * 8
         # The gradient's graph is built once per code, then each product is one single-vector
-        # double-backward pass; the k residual checks run as one batch.
+        # double-backward pass. The k residual checks run as one batch, counted at the single
+        # product's cost: the fitted line is unreliable below its smallest batch.
         seconds = (
-            probe.hvp_graph_seconds + products * probe.hvp_single_seconds + probe.hvp_seconds.at(k)
-        )
+            probe.prepare_seconds + probe.hvp_graph_seconds
+            + (products + k) * probe.hvp_single_seconds
+        )  # fmt: skip
         stored = d * k * (8 if request.vector_dtype == "float64" else 4) + 16 * d
         return CodeEstimate("lanczos", products, None, products, peak, working, seconds, stored)
     if request.method == "jacobian" and request.block_columns is not None:
@@ -453,10 +464,9 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         # The worker that completes the set reads every block and decomposes H.
         assemble_peak = base + 2 * square + EIGH_SQUARE_COPIES * square
         per_block = math.ceil(width / batch)
-        seconds = (
-            math.ceil(d / width)
-            * per_block
-            * (probe.tangent_seconds.at(batch) + probe.pullback_seconds.at(batch))
+        seconds = math.ceil(d / width) * (
+            probe.prepare_seconds
+            + per_block * (probe.tangent_seconds.at(batch) + probe.pullback_seconds.at(batch))
         )
         return CodeEstimate(
             "column blocks", 2 * d, batch, math.ceil(d / width) * per_block,
@@ -470,7 +480,8 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         gram_peak = base + rows + d * d * item + square
         decompose_peak = base + EIGH_SQUARE_COPIES * square
         seconds = (
-            batches * probe.tangent_seconds.at(batch)
+            probe.prepare_seconds
+            + batches * probe.tangent_seconds.at(batch)
             + 2 * d * d * features / probe.gemm_flops_per_s
             + eigh_seconds
         )
@@ -482,7 +493,10 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
     step = 1 if serial else batch
     tangent = int(probe.hvp_bytes.at(step))
     peak = max(base + tangent + d * d * item + square, base + EIGH_SQUARE_COPIES * square)
-    seconds = math.ceil(products / step) * probe.hvp_seconds.at(step) + eigh_seconds
+    seconds = (
+        probe.prepare_seconds + math.ceil(products / step) * probe.hvp_seconds.at(step)
+        + eigh_seconds
+    )  # fmt: skip
     return CodeEstimate(
         request.method, products, None if serial else step, math.ceil(products / step),
         peak, tangent, seconds, stored,
@@ -503,6 +517,7 @@ def _rescaled(probe: Probe, factor: float) -> Probe:
         pullback_bytes=scaled(probe.pullback_bytes),
         pullback_seconds=scaled(probe.pullback_seconds),
         hvp_bytes=scaled(probe.hvp_bytes), hvp_seconds=scaled(probe.hvp_seconds),
+        prepare_seconds=probe.prepare_seconds * factor,
         hvp_graph_seconds=probe.hvp_graph_seconds * factor,
         hvp_single_seconds=probe.hvp_single_seconds * factor,
         gemm_flops_per_s=probe.gemm_flops_per_s / factor,
