@@ -147,7 +147,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 j.n_done,
                 j.n_failed,
                 j.n_latents,
-                j.created_at,
+                j.created_at.isoformat(timespec="seconds"),
             )
             for j in page.items
         ]

@@ -76,8 +76,7 @@ def register(commands: Commands) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from api.client.progress import ProgressDisplay
     from services.pipeline import run_job_inprocess, submit_job
 
     fields, codes = spec_fields_from_args(args)
@@ -85,21 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = open_store(args.database)
     job, created = submit_job(store, spec, LOCAL_OWNER, None)
     print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} codes)")
-    bar = tqdm(
-        total=job.n_latents,
-        file=sys.stderr,
-        unit="code",
-        desc=f"{spec.model} {spec.method}",
-        disable=args.quiet,
+    display = ProgressDisplay(
+        job.n_latents, unit="code", desc=f"{spec.model} {spec.method}", enabled=not args.quiet
     )
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    job = run_job_inprocess(store, job.id, progress)
-    bar.close()
+    job = run_job_inprocess(store, job.id, display.update)
+    display.close()
     print(
         f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
         + (f" ({job.error})" if job.error else "")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -151,8 +150,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
 
 
 def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
-    from tqdm import tqdm
-
+    from api.client.progress import ProgressDisplay
     from services.pipeline import run_job_inprocess
     from services.pipeline.optimisation import submit_optimisation
     from services.pipeline.optimise_report import format_report, report
@@ -163,16 +161,11 @@ def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
         f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} targets, "
         f"{spec.optimiser})"
     )
-    bar = tqdm(
-        total=job.n_latents, file=sys.stderr, unit="target", desc=spec.optimiser, disable=args.quiet
+    display = ProgressDisplay(
+        job.n_latents, unit="target", desc=spec.optimiser, enabled=not args.quiet
     )
-
-    def progress(done: int, total: int) -> None:
-        bar.total, bar.n = total, done
-        bar.refresh()
-
-    job = run_job_inprocess(store, job.id, progress)
-    bar.close()
+    job = run_job_inprocess(store, job.id, display.update)
+    display.close()
     print(
         f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
         + (f" ({job.error})" if job.error else "")
