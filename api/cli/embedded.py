@@ -26,7 +26,7 @@ def register(commands: Commands) -> None:
     if commands.spec_options:
         add_spec_options(run)
     database_option(run)
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress display (default: off)")
 
     plan = commands.add(
         "plan",
@@ -76,11 +76,11 @@ def register(commands: Commands) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)  # refused here, before the pipeline (torch) loads
     from api.client.progress import ProgressDisplay
     from services.pipeline import run_job_inprocess, submit_job
 
-    fields, codes = spec_fields_from_args(args)
-    spec = build_spec(fields, codes)
     store = open_store(args.database)
     job, created = submit_job(store, spec, LOCAL_OWNER, None)
     print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} codes)")
@@ -98,10 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)  # refused here, before the pipeline (torch) loads
     from services.pipeline import dry_run_job
 
-    fields, codes = spec_fields_from_args(args)
-    spec = build_spec(fields, codes)
     plan = dry_run_job(open_store(args.database), spec, LOCAL_OWNER)
     if args.json:
         print(json.dumps(plan, indent=2, sort_keys=True))

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from api.cli import campaign_compare, campaigns, compare, dual, embedded, launch, server_commands
+from api.cli import (
+    campaign_compare,
+    campaigns,
+    compare,
+    dual,
+    embedded,
+    launch,
+    optimise,
+    server_commands,
+)
 from api.cli.registry import Commands
 
 
@@ -13,7 +22,8 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """The whole command line. ``spec_options=False`` leaves out the options generated from
     JobSpec (run, submit: pydantic, no torch); ``optimise_options=False`` (default: as
-    spec_options) the optimise commands, whose OptimiseSpec loads the geometry core (torch)."""
+    spec_options) the options of ``optimise``, generated from OptimiseSpec, whose module loads
+    the geometry core (torch). Without them a command is still listed with its help line."""
     if optimise_options is None:
         optimise_options = spec_options
     parser = argparse.ArgumentParser(
@@ -27,9 +37,5 @@ def build_parser(
     campaign_compare.register(campaigns.register(commands))
     server_commands.register(commands)
     launch.register(commands)
-    if optimise_options:
-        # Their options come from OptimiseSpec, which loads the geometry core (torch).
-        from api.cli import optimise
-
-        optimise.register(commands)
+    optimise.register(commands)
     return parser

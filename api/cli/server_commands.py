@@ -40,15 +40,14 @@ def register(commands: Commands) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)  # refuse a bad spec here, before connecting or uploading
     with client(args) as server:
         if codes is None:
-            spec = build_spec(fields, None)
             job = server.submit(
                 spec.model_dump(mode="json", exclude_none=True),
                 idempotency_key=args.idempotency_key,
             )
         else:
-            build_spec(fields, codes)  # refuse a bad spec here, before uploading
             job = server.submit_codes(codes, fields, idempotency_key=args.idempotency_key)
         print(
             f"job {job.id} {'submitted' if job.created else 'already exists'} "

@@ -39,9 +39,12 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_lists_status_compare_export_plots_against_a_server(
-    live_server: LiveServer, computed: dict[str, Any], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)  # the environment names the server
     monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     job_id = computed["job"]
@@ -57,19 +60,38 @@ def test_lists_status_compare_export_plots_against_a_server(
     listed = json.loads(out)
     stored = {s.id: s for s in live_server.store.list_spectra(job_id=job_id)}
     assert code == 0 and {s["id"] for s in listed} == set(stored)
+    tops = [s.top_eigenvalue for s in stored.values()]
+    assert None not in tops
     assert [s["top_eigenvalue"] for s in listed] == sorted(
-        (s.top_eigenvalue for s in stored.values()), reverse=True)  # fmt: skip
+        (t for t in tops if t is not None), reverse=True
+    )
 
     code, out, _ = run(["status", job_id], capsys)
     assert code == 0 and out.startswith(f"job {job_id} succeeded, 2/2 done, 0 failed")
 
     plots = tmp_path / "plots"
     report = tmp_path / "compare.json"
-    code, out, _ = run(["compare", job_id, f"{MODEL}:mse:jacobian", "--k", "3", "--plots", str(plots),
-                        "--json", str(report)], capsys)  # fmt: skip
+    code, out, _ = run(
+        [
+            "compare",
+            job_id,
+            f"{MODEL}:mse:jacobian",
+            "--k",
+            "3",
+            "--plots",
+            str(plots),
+            "--json",
+            str(report),
+        ],
+        capsys,
+    )
     assert code == 0 and "dims_99" in out and "between-methods" in out
-    assert {p.name for p in plots.iterdir()} == {"spectrum.png", "homogeneity.png", "montage-0.png",
-                                                 "montage-1.png"}  # fmt: skip
+    assert {p.name for p in plots.iterdir()} == {
+        "spectrum.png",
+        "homogeneity.png",
+        "montage-0.png",
+        "montage-1.png",
+    }
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in plots.iterdir())
     assert json.loads(report.read_text())["alignments"][0]["k"] == 3
 
@@ -77,14 +99,18 @@ def test_lists_status_compare_export_plots_against_a_server(
     code, _, _ = run(["export", job_id, "-o", str(out_file)], capsys)
     with np.load(io.BytesIO(out_file.read_bytes())) as archive:
         ordered = sorted(stored.values(), key=lambda s: s.latent_index)
-        np.testing.assert_allclose(archive["eva"][:, ::-1], [s.eigenvalues for s in ordered], rtol=1e-6)
+        np.testing.assert_allclose(
+            archive["eva"][:, ::-1], [s.eigenvalues for s in ordered], rtol=1e-6
+        )
 
     code, _, _ = run(["plots", job_id, "--out", str(tmp_path / "only")], capsys)
     assert code == 0 and (tmp_path / "only" / "spectrum.png").exists()
 
     code, _, err = run(["status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
-    code, _, err = run(["jobs", "--server", live_server.url, "--database", "sqlite:///x.db"], capsys)
+    code, _, err = run(
+        ["jobs", "--server", live_server.url, "--database", "sqlite:///x.db"], capsys
+    )
     assert code == 2 and "not both" in err
     monkeypatch.delenv("SPECTRA_TOKEN")
     code, _, err = run(["jobs", "--server", live_server.url, "--token", ""], capsys)
@@ -92,9 +118,12 @@ def test_lists_status_compare_export_plots_against_a_server(
 
 
 def test_list_commands_on_the_database(
-    live_server: LiveServer, computed: dict[str, Any], module_pg_url: str,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    module_pg_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("SPECTRA_SERVER_URL", raising=False)
     code, out, _ = run(["jobs", "--database", module_pg_url, "--json"], capsys)
     owners = {j["owner"] for j in json.loads(out)}
@@ -119,11 +148,19 @@ def test_server_commands_load_no_torch_numpy_or_sqlalchemy(
     )
     env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": computed["token"]}
     # The computed job has succeeded: its cancel is refused (409, exit 1) and says so.
-    for args, needs_http, expected in ((["status", "--help"], False, 0),
-                                       (["status", computed["job"]], True, 0), (["jobs"], True, 0),
-                                       (["cancel", computed["job"]], True, 1)):  # fmt: skip
-        done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+    for args, needs_http, expected in (
+        (["status", "--help"], False, 0),
+        (["status", computed["job"]], True, 0),
+        (["jobs"], True, 0),
+        (["cancel", computed["job"]], True, 1),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == expected, (args, done.stderr)
         assert f"HEAVY [] {needs_http}" in done.stdout, (args, done.stdout)
         if args[0] == "cancel":
@@ -149,10 +186,19 @@ def test_submit_help_and_submit_against_a_server_load_no_torch(
         "sys.exit(code)\n"
     )
     env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": computed["token"]}
-    for args, shows in ((["submit", "--help"], "--top-k"),
-                        (["submit", "--model", MODEL, "--latents", "1", "--seed", "77", "--top-k", "2"],
-                         "submitted")):  # fmt: skip
-        done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+    for args, shows in (
+        (["submit", "--help"], "--top-k"),
+        (
+            ["submit", "--model", MODEL, "--latents", "1", "--seed", "77", "--top-k", "2"],
+            "submitted",
+        ),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, (args, done.stderr)
         assert "HEAVY []" in done.stdout and shows in done.stdout, (args, done.stdout)

@@ -37,8 +37,9 @@ def example_code() -> str:
 def test_documented_example_runs(live_server: LiveServer) -> None:
     token = live_server.store.create_api_key("notebook", ["read", "submit"])[1]
     env = {**os.environ, "SPECTRA_SERVER_URL": live_server.url, "SPECTRA_TOKEN": token}
-    done = subprocess.run([sys.executable, "-c", example_code()], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", example_code()], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "(3, 16) top eigenvalues" in out and "sefa-vs-hessian" in out
@@ -49,9 +50,14 @@ def test_documented_example_runs(live_server: LiveServer) -> None:
 def test_typed_errors_lists_and_async(live_server: LiveServer) -> None:
     token = live_server.store.create_api_key("carol", ["read", "submit"])[1]
     with SpectraClient(live_server.url, token) as client:
-        job = client.follow(client.submit({"model": "dcgan-faces", "top_k": 4,
-                                           "latents": {"count": 2, "seed": 1}}).id,
-                            progress=False, interval_s=0.2, timeout_s=120)  # fmt: skip
+        job = client.follow(
+            client.submit(
+                {"model": "dcgan-faces", "top_k": 4, "latents": {"count": 2, "seed": 1}}
+            ).id,
+            progress=False,
+            interval_s=0.2,
+            timeout_s=120,
+        )
         assert job.status == "succeeded" and job.progress is not None and job.progress.done == 2
         listed = client.jobs(status="succeeded")
         assert [j.id for j in listed.items] == [job.id] and listed.next_offset is None
