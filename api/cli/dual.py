@@ -90,7 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if use_server(args):
         if args.layout != "stacked":
             raise CliError("--layout gan-geometry is written from the database (--database)")
-        with client(args) as server:
+        with client(args, job_id=args.job) as server:
             data = server.export(args.job, k=args.k)
         Path(args.output).write_bytes(data)
         print(f"wrote {args.output}: {len(data)} bytes from {server.server}")

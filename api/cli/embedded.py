@@ -21,7 +21,8 @@ def register(commands: Commands) -> None:
     run = commands.add(
         "run",
         cmd_run,
-        "compute a job here (embedded store, no services); prints the job id as the last line",
+        f"compute a job here (embedded store, no services; the job belongs to owner "
+        f"{LOCAL_OWNER!r}); prints the job id as the last line",
     )
     if commands.spec_options:
         add_spec_options(run)
@@ -42,7 +43,8 @@ def register(commands: Commands) -> None:
     imp = commands.add(
         "import",
         cmd_import,
-        "store .npz spectra (ours or GAN-Geometry's, docs/npz-layouts.md) as one finished job",
+        f"store .npz spectra (ours or GAN-Geometry's, docs/npz-layouts.md) as one finished job "
+        f"of owner {LOCAL_OWNER!r}",
     )
     imp.add_argument(
         "file",

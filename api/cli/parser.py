@@ -13,7 +13,9 @@ from api.cli import (
     launch,
     optimise,
     server_commands,
+    world,
 )
+from api.cli.errors import LOCAL_OWNER
 from api.cli.registry import Commands
 
 
@@ -27,7 +29,13 @@ def build_parser(
     if optimise_options is None:
         optimise_options = spec_options
     parser = argparse.ArgumentParser(
-        prog="spectra", description="Compute, store and compare spectra of latent spaces."
+        prog="spectra",
+        description="Compute, store and compare spectra of latent spaces.",
+        epilog=f"Embedded commands (run, plan, import, campaign, optimise) use the local "
+        f"database (--database, SPECTRA_DATABASE_URL, else sqlite:///spectra.db) and the jobs "
+        f"they compute belong to owner {LOCAL_OWNER!r}; `spectra publish JOB_ID --server URL` "
+        "copies one to a server. jobs, spectra, compare, export and plots read either, "
+        "a server with --server or SPECTRA_SERVER_URL (token: SPECTRA_TOKEN).",
     )
     table = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = Commands(table, spec_options=spec_options, optimise_options=optimise_options)
@@ -36,6 +44,7 @@ def build_parser(
     compare.register(commands)
     campaign_compare.register(campaigns.register(commands))
     server_commands.register(commands)
+    world.register(commands)
     launch.register(commands)
     optimise.register(commands)
     return parser

@@ -67,7 +67,7 @@ def follow(server: SpectraClient, job_id: str, interval_s: float) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with client(args) as server:
+    with client(args, job_id=args.job) as server:
         if args.follow:
             return follow(server, args.job, args.interval)
         job = server.job(args.job)
@@ -80,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Exit 1 when the job had already finished (the server's 409 says so): the cancel
     did nothing, like any other refused request."""
-    with client(args) as server:
+    with client(args, job_id=args.job) as server:
         job = server.cancel(args.job)
     print(f"job {job.id} {job.status}")
     return 0

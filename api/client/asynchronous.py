@@ -155,6 +155,20 @@ class AsyncSpectraClient:
     async def eigenvalues(self, job_id: str, *, k: int | None = None) -> np.ndarray:
         return calls.eigenvalues_from_npz(await self.export(job_id, k=k))
 
+    async def import_npz(
+        self,
+        data: bytes,
+        *,
+        model: str | None = None,
+        distance: str | None = None,
+        method: str | None = None,
+    ) -> Job:
+        """Store a published-layout .npz (``export`` of this or another service, or
+        GAN-Geometry's files combined) as a finished job of this key's owner; ``created`` is
+        False when the same file was imported before. The three names override the file's."""
+        overrides = {"model": model, "distance": distance, "method": method}
+        return await self._run(calls.import_npz(data, overrides))
+
     # comparison and figures
     async def compare(
         self,

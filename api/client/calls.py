@@ -166,6 +166,16 @@ def export(job_id: str, k: int | None) -> Call[bytes]:
     )
 
 
+def import_npz(data: bytes, overrides: Mapping[str, str | None]) -> Call[Job]:
+    return Call(
+        "POST",
+        "/v1/jobs/import",
+        _job,
+        files={"file": ("spectra.npz", data, "application/octet-stream")},
+        data=_drop_none(overrides),
+    )
+
+
 def compare(
     selections: Sequence[str | Mapping[str, Any]],
     k: int,

@@ -160,6 +160,20 @@ class SpectraClient:
         """The job's eigenvalues as an (N, k) array, descending, in one request."""
         return calls.eigenvalues_from_npz(self.export(job_id, k=k))
 
+    def import_npz(
+        self,
+        data: bytes,
+        *,
+        model: str | None = None,
+        distance: str | None = None,
+        method: str | None = None,
+    ) -> Job:
+        """Store a published-layout .npz (``export`` of this or another service, or
+        GAN-Geometry's files combined) as a finished job of this key's owner; ``created`` is
+        False when the same file was imported before. The three names override the file's."""
+        overrides = {"model": model, "distance": distance, "method": method}
+        return self._run(calls.import_npz(data, overrides))
+
     # comparison and figures
     def compare(
         self,

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api.cli import main
+from api.cli import LOCAL_OWNER, main
 from api.client import SpectraClient
+from services.store import Store
 from tests.ui.conftest import LiveServer
 
 MODEL = "dcgan-faces"
@@ -202,3 +203,53 @@ def test_submit_help_and_submit_against_a_server_load_no_torch(
         )
         assert done.returncode == 0, (args, done.stderr)
         assert "HEAVY []" in done.stdout and shows in done.stdout, (args, done.stdout)
+
+
+def test_publish_a_local_job_and_the_404_that_points_at_it(
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job computed embedded belongs to `local` in the local database; the server does not
+    know it, and its 404 says where the job is and how to publish it; `publish` copies it
+    (the same eigenvalues, the key's owner) and is idempotent."""
+    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
+    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
+    monkeypatch.setenv("SPECTRA_DATABASE_URL", sqlite_url)
+    from services.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        run_local = ["run", "--model", MODEL, "--latents", "2", "--seed", "9", "--top-k", "4"]
+        code, out, err = run([*run_local, "--quiet", "--database", sqlite_url], capsys)
+        assert code == 0, err
+        local_id = out.strip().splitlines()[-1]
+        local = Store(sqlite_url)
+        assert local.get_job(local_id).owner == LOCAL_OWNER
+        local_values = np.array([s.eigenvalues for s in local.list_spectra(job_id=local_id)])
+        local.close()
+
+        code, _, err = run(["status", local_id], capsys)
+        assert code == 1 and "HTTP 404" in err
+        assert f"job {local_id} is in the local database ({sqlite_url}, owner 'local')" in err
+        assert f"`spectra publish {local_id} --server URL`" in err
+        code, _, err = run(["status", "00000000-0000-4000-8000-000000000000"], capsys)
+        assert code == 1 and "HTTP 404" in err and "local database" not in err
+
+        code, out, err = run(["publish", local_id], capsys)
+        assert code == 0, err
+        assert f"job {local_id} published to {live_server.url}: 2 spectra, owner 'dora'" in out
+        server_id = out.strip().splitlines()[-1]
+        served = live_server.store.get_job(server_id)
+        assert served.owner == "dora" and served.status == "succeeded"
+        server_values = [s.eigenvalues for s in live_server.store.list_spectra(job_id=server_id)]
+        np.testing.assert_allclose(np.array(server_values), local_values, rtol=1e-6)
+        code, out, _ = run(["publish", local_id], capsys)
+        assert code == 0 and "already published" in out
+        assert out.strip().splitlines()[-1] == server_id
+        code, out, _ = run(["status", server_id], capsys)
+        assert code == 0 and "succeeded" in out
+    finally:
+        get_settings.cache_clear()

@@ -151,7 +151,13 @@ def test_async_and_sync_clients_give_the_same_answers(live_server: LiveServer) -
             np.testing.assert_array_equal(spectrum.eigenvalues, expected["spectrum"])
             vectors = await client.eigenvectors(first.id, k=2)
             np.testing.assert_array_equal(vectors, expected["vectors"])
-            assert (await client.export(job.id))[:2] == b"PK"
+            exported = await client.export(job.id)
+            assert exported[:2] == b"PK"
+            imported = await client.import_npz(exported, method="jacobian")
+            assert imported.status == "succeeded" and imported.n_done == 2
+            np.testing.assert_allclose(
+                await client.eigenvalues(imported.id), await client.eigenvalues(job.id)
+            )
             compared = await client.compare([job.id], k=2)
             assert compared.raw["selections"][0]["anisotropy"] == expected["compare"]
             assert [m.name for m in await client.models()] == expected["models"]
