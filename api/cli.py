@@ -347,7 +347,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(document, indent=1))
         return 0
-    from services import comparison
+    from services import comparisons as comparison
 
     store = _open_store(args.database)
     try:
@@ -363,7 +363,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
     """--plots DIR (in every --format) and --json FILE (the full result, matrices too)."""
-    from services import comparison
+    from services import comparisons as comparison
 
     if args.plots:
         out = Path(args.plots)
@@ -447,7 +447,8 @@ def cmd_campaign_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_compare(args: argparse.Namespace) -> int:
-    from services import campaigns, comparison
+    from services import campaigns
+    from services import comparisons as comparison
 
     store = _open_store(args.database)
     result = campaigns.compare_campaign(store, args.campaign, None, k=args.k,
@@ -473,7 +474,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
 
 def _comparison() -> Any:
-    from services import comparison
+    from services import comparisons as comparison
 
     return comparison
 
