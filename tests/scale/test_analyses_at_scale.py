@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pytest
 
-from services import comparison, geometry
-from services.comparison import Selection, compare
+from services import comparisons as comparison, geometry
+from services.comparisons import Selection, compare
 from services.config import Settings
 from services.store import Store
 from tests.scale import synthetic_spectra as synthetic
