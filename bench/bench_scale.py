@@ -63,7 +63,8 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     from services.geometry import compute_spectrum, load_distance, load_generator, metric_columns
     from services.geometry.batched import spectrum_on_device
     from services.pipeline import estimate as planner
-    from services.pipeline.resources import measure_peak
+    from services.pipeline import probe as probing
+    from services.pipeline.resources import measure_peak, worker_budget_bytes
 
     device = case["device"]
     generator = load_generator(case["model"], device=device, space=case["space"])
@@ -96,9 +97,9 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     probe_dtype = "float64" if method == "lanczos" else dtype
     started = time.perf_counter()
-    probe = planner.probe(generator, distance, probe_dtype)
+    probe = probing.probe(generator, distance, probe_dtype)
     probe_s = time.perf_counter() - started
-    budget = planner.worker_budget_bytes(case.get("budget_gb"), device)
+    budget = worker_budget_bytes(case.get("budget_gb"), device)
     request = planner.Request(method, dtype, top_k, batch, block_columns, dtype)
     estimate, fits = planner.fitting_estimate(probe, request, device, budget)
     vectors = np.asarray(result.eigenvectors, dtype=dtype)
@@ -248,8 +249,13 @@ def main() -> None:
     parser.add_argument("--budget-gb", type=float, default=None, help="worker budget for the plan")
     parser.add_argument("--must-show", action="store_true")
     parser.add_argument("--row-timeout", type=float, default=3600.0)
-    parser.add_argument("--homogeneity", type=int, default=0, metavar="N",
-                        help="also time homogeneity of N positions (d = 256) against its floor")
+    parser.add_argument(
+        "--homogeneity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time homogeneity of N positions (d = 256) against its floor",
+    )
     parser.add_argument("--homogeneity-only", action="store_true")
     args = parser.parse_args()
     if args.worker:
@@ -278,7 +284,9 @@ def main() -> None:
     }
 
     def save() -> None:  # after every row: a long run cut short keeps what it measured
-        report.update(load_average_at_end=os.getloadavg(), total_time_s=time.perf_counter() - started)
+        report.update(
+            load_average_at_end=os.getloadavg(), total_time_s=time.perf_counter() - started
+        )
         results.write_text(json.dumps(report, indent=2))
 
     with tempfile.TemporaryDirectory() as directory:
