@@ -20,7 +20,8 @@ def register(campaign: CampaignCommands) -> None:
 
 
 def cmd_campaign_compare(args: argparse.Namespace) -> int:
-    from services import campaigns, comparison
+    from services import campaigns
+    from services import comparisons as comparison
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(

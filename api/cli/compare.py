@@ -74,7 +74,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(document, indent=1))
         return 0
-    from services import comparison
+    from services import comparisons as comparison
 
     store = open_store(args.database)
     try:
@@ -91,7 +91,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
     """--plots DIR (in every --format) and --json FILE (the full result, matrices too)."""
-    from services import comparison
+    from services import comparisons as comparison
 
     if args.plots:
         out = Path(args.plots)

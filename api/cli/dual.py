@@ -118,7 +118,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
             result = server.compare(args.selections, k=1).raw
             pictures = server_plots(server, args.selections, result)
     else:
-        from services import comparison
+        from services import comparisons as comparison
 
         store = open_store(args.database)
         selections = [comparison.parse_selection(text) for text in args.selections]

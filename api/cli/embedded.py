@@ -198,7 +198,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from services.geometry import list_models, list_schemes
+    from services.model_catalogue import list_models, list_schemes
 
     facts: dict[str, Any] = {}
     if args.database:
