@@ -37,6 +37,8 @@ from api.client.settings import DEFAULT_SERVER, ClientSettings
 from api.client.sync import SpectraClient
 from api.client.views import (
     TERMINAL_STATUSES,
+    Campaign,
+    CampaignMember,
     Comparison,
     Failure,
     Job,
@@ -53,6 +55,8 @@ __all__ = [
     "DEFAULT_SERVER",
     "TERMINAL_STATUSES",
     "AsyncSpectraClient",
+    "Campaign",
+    "CampaignMember",
     "ClientSettings",
     "Comparison",
     "Conflict",

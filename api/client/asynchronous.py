@@ -14,7 +14,7 @@ from api.client.calls import Call, FigureKind, answer, request_options
 from api.client.errors import ServerUnreachable
 from api.client.progress import job_progress, show_progress
 from api.client.settings import ClientSettings, tls_verify
-from api.client.views import Comparison, Job, ModelInfo, Page, Spectrum, SpectrumSummary
+from api.client.views import Campaign, Comparison, Job, ModelInfo, Page, Spectrum, SpectrumSummary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -192,3 +192,32 @@ class AsyncSpectraClient:
 
     async def models(self) -> list[ModelInfo]:
         return await self._run(calls.models())
+
+    # campaigns
+    async def submit_campaign(self, spec: Mapping[str, Any]) -> Campaign:
+        """Submit a campaign (the fields of ``POST /v1/campaigns``); its members run on the
+        server's workers. ``created`` is False when the same campaign already existed."""
+        return await self._run(calls.submit_campaign(spec))
+
+    async def campaign(self, campaign_id: str) -> Campaign:
+        return await self._run(calls.campaign(campaign_id))
+
+    async def campaigns(self, *, tag: str | None = None) -> list[Campaign]:
+        return await self._run(calls.campaigns(tag))
+
+    async def cancel_campaign(self, campaign_id: str) -> Campaign:
+        return await self._run(calls.cancel_campaign(campaign_id))
+
+    async def compare_campaign(
+        self,
+        campaign_id: str,
+        *,
+        k: int = 10,
+        max_positions: int = 100,
+        seed: int = 0,
+        include_partial: bool = False,
+    ) -> Comparison:
+        """The comparison over the campaign's members (as ``compare`` of their jobs)."""
+        return await self._run(
+            calls.compare_campaign(campaign_id, k, max_positions, seed, include_partial)
+        )

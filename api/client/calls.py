@@ -16,6 +16,7 @@ import httpx
 
 from api.client.errors import error_for
 from api.client.views import (
+    Campaign,
     Comparison,
     Job,
     ModelInfo,
@@ -69,7 +70,7 @@ def selection_json(selection: str | Mapping[str, Any]) -> dict[str, Any]:
     ``MODEL::sefa``) is read by the service's own parser; a dict is sent as is."""
     if not isinstance(selection, str):
         return dict(selection)
-    from services.comparison import parse_selection
+    from services.comparisons import parse_selection
 
     return parse_selection(selection).model_dump(exclude_defaults=True)
 
@@ -219,3 +220,43 @@ def _figure_params(
     if not selections:
         raise ValueError(f"a {kind} figure needs selections= (job ids or MODEL:DISTANCE:METHOD)")
     return [*(("selection", s) for s in selections), *_drop_none(options).items()]
+
+
+def _campaign(response: httpx.Response) -> Campaign:
+    return Campaign.from_json(response.json())
+
+
+def submit_campaign(spec: Mapping[str, Any]) -> Call[Campaign]:
+    return Call("POST", "/v1/campaigns", _campaign, json=dict(spec))
+
+
+def campaign(campaign_id: str) -> Call[Campaign]:
+    return Call("GET", f"/v1/campaigns/{campaign_id}", _campaign)
+
+
+def campaigns(tag: str | None) -> Call[list[Campaign]]:
+    def parse(response: httpx.Response) -> list[Campaign]:
+        return [Campaign.from_json(c) for c in response.json()["items"]]
+
+    return Call("GET", "/v1/campaigns", parse, params=_drop_none({"tag": tag}))
+
+
+def cancel_campaign(campaign_id: str) -> Call[Campaign]:
+    return Call("POST", f"/v1/campaigns/{campaign_id}/cancel", _campaign)
+
+
+def compare_campaign(
+    campaign_id: str, k: int, max_positions: int, seed: int, include_partial: bool
+) -> Call[Comparison]:
+    body = {
+        "k": k,
+        "max_positions": max_positions,
+        "seed": seed,
+        "include_partial": include_partial,
+    }
+    return Call(
+        "POST",
+        f"/v1/campaigns/{campaign_id}/compare",
+        lambda r: Comparison.from_json(r.json()),
+        json=body,
+    )

@@ -205,6 +205,51 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class CampaignMember:
+    member: str
+    job_id: str
+    status: str
+    planned: int
+    done: int
+    failed: int
+    links: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign and each member's job (``GET /v1/campaigns/{id}``); ``progress`` sums the
+    members' ``planned``, ``done`` and ``failed``; ``created`` comes with a submission."""
+
+    id: str
+    name: str
+    tags: list[str]
+    status: str
+    progress: dict[str, int]
+    members: list[CampaignMember]
+    created_at: datetime
+    links: dict[str, str]
+    created: bool | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Campaign:
+        return cls(
+            id=body["id"],
+            name=body["name"],
+            tags=list(body.get("tags") or []),
+            status=body["status"],
+            progress=dict(body["progress"]),
+            members=[CampaignMember(**m) for m in body["members"]],
+            created_at=datetime.fromisoformat(body["created_at"]),
+            links=dict(body.get("links") or {}),
+            created=body.get("created"),
+        )
+
+
+@dataclass(frozen=True)
 class Comparison:
     """The comparison document: per-selection anisotropy and homogeneity, the pairwise
     alignments, and notes. ``raw`` is the whole document (it may carry more than these)."""

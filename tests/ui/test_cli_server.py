@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -222,10 +223,17 @@ def test_publish_a_local_job_and_the_404_that_points_at_it(
 
     get_settings.cache_clear()
     try:
+        # In its own process, as a user runs it: torch's forward-mode AD levels are global to
+        # a process, and the live server's dispatcher thread may be computing at this moment.
         run_local = ["run", "--model", MODEL, "--latents", "2", "--seed", "9", "--top-k", "4"]
-        code, out, err = run([*run_local, "--quiet", "--database", sqlite_url], capsys)
-        assert code == 0, err
-        local_id = out.strip().splitlines()[-1]
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", *run_local, "--quiet", "--database", sqlite_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        local_id = done.stdout.strip().splitlines()[-1]
         local = Store(sqlite_url)
         assert local.get_job(local_id).owner == LOCAL_OWNER
         local_values = np.array([s.eigenvalues for s in local.list_spectra(job_id=local_id)])
@@ -253,3 +261,54 @@ def test_publish_a_local_job_and_the_404_that_points_at_it(
         assert code == 0 and "succeeded" in out
     finally:
         get_settings.cache_clear()
+
+
+def test_campaign_commands_against_a_server(
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    module_pg_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`spectra campaign` works against a server as `compare` and `export` do, and prints
+    the same status table as from the database."""
+    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
+    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
+    submit = ["campaign", "submit", "--name", "cli-campaign", "--models", MODEL, "--latents", "2"]
+    code, out, err = run([*submit, "--top-k", "4", "--directions", "", "--tags", "cli"], capsys)
+    assert code == 0, err
+    assert "campaign cli-campaign created: 1 members" in out
+    campaign_id = out.strip().splitlines()[-1]
+    with SpectraClient(live_server.url, computed["token"]) as client:
+        deadline = time.monotonic() + 180
+        while not (campaign := client.campaign(campaign_id)).finished:
+            assert time.monotonic() < deadline, campaign
+            time.sleep(0.2)
+        assert [c.id for c in client.campaigns(tag="cli")] == [campaign_id]
+    assert campaign.status == "succeeded" and campaign.created_at.tzinfo is not None
+    job_id = campaign.members[0].job_id
+
+    code, out, _ = run(["campaign", "status", campaign_id], capsys)
+    assert code == 0 and out.startswith("campaign cli-campaign: succeeded\n") and job_id in out
+    code, embedded, _ = run(
+        ["campaign", "status", campaign_id, "--database", module_pg_url], capsys
+    )
+    assert code == 0 and embedded == out  # one table, from either side
+
+    plots = tmp_path / "campaign-plots"
+    code, out, err = run(
+        ["campaign", "compare", campaign_id, "--k", "2", "--plots", str(plots)], capsys
+    )
+    assert code == 0, err
+    assert "anisotropy" in out and MODEL in out
+    assert (plots / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Nothing left to cancel: the campaign stays succeeded (or, once the server answers a
+    # finished campaign's cancel with 409 as it does a job's, the refusal is printed).
+    code, out, err = run(["campaign", "cancel", campaign_id], capsys)
+    if code == 0:
+        assert out == "campaign cli-campaign: succeeded\n"
+    else:
+        assert code == 1 and "HTTP 409" in err
+    code, _, err = run(["campaign", "status", "00000000-0000-4000-8000-000000000000"], capsys)
+    assert code == 1 and "HTTP 404" in err
