@@ -10,6 +10,7 @@ from pathlib import Path
 from api.cli.campaigns import CampaignCommands
 from api.cli.compare import comparison_output_options, server_report, write_comparison_outputs
 from api.cli.connect import client, open_store, use_server
+from api.cli.ids import resolve
 from api.cli.pictures import server_plots, write_pictures
 
 
@@ -41,7 +42,11 @@ def cmd_campaign_compare(args: argparse.Namespace) -> int:
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(
-        store, args.campaign, None, k=args.k, include_partial=args.include_partial
+        store,
+        resolve(store, "campaign", args.campaign),
+        None,
+        k=args.k,
+        include_partial=args.include_partial,
     )
     print(comparison.format_report(result))
     write_comparison_outputs(store, result, args)

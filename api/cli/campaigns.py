@@ -10,6 +10,7 @@ from typing import Any
 
 from api.cli.connect import client, open_store, use_server
 from api.cli.errors import LOCAL_OWNER, CliError
+from api.cli.ids import resolve
 from api.cli.options import names, server_or_database
 from api.cli.registry import Commands, Handler, add_command
 from api.cli.text import table
@@ -125,7 +126,8 @@ def cmd_campaign_status(args: argparse.Namespace) -> int:
         from services import campaigns
 
         store = open_store(args.database)
-        document = campaigns.campaign_status(store, args.campaign, None).to_json()
+        campaign_id = resolve(store, "campaign", args.campaign)
+        document = campaigns.campaign_status(store, campaign_id, None).to_json()
     print(format_status(document))
     return 0
 
@@ -138,7 +140,8 @@ def cmd_campaign_cancel(args: argparse.Namespace) -> int:
         from services import campaigns
 
         store = open_store(args.database)
-        document = campaigns.cancel_campaign(store, args.campaign, None, None).to_json()
+        campaign_id = resolve(store, "campaign", args.campaign)
+        document = campaigns.cancel_campaign(store, campaign_id, None, None).to_json()
     print(f"campaign {document['name']}: {document['status']}")
     return 0
 

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli.errors import CliError
-from api.cli.options import DEFAULT_SERVER
+
+# The variable that names a server (api.client.settings.SERVER_VARIABLE; not imported from
+# there, which would load httpx for commands that read the database).
+SERVER_VARIABLE = "SPECTRA_SERVER_URL"
 
 if TYPE_CHECKING:
     from api.client import SpectraClient
@@ -75,9 +78,13 @@ class CliClient:
 
 
 def client(args: argparse.Namespace, *, job_id: str | None = None) -> CliClient:
-    """A client of --server (or SPECTRA_SERVER_URL); ``job_id`` as ``CliClient`` takes it."""
-    server = args.server or os.environ.get("SPECTRA_SERVER_URL") or DEFAULT_SERVER
-    return CliClient(server, args.token, job_id=job_id, database=getattr(args, "database", None))
+    """A client of --server and --token, else the client's settings (SPECTRA_SERVER_URL,
+    SPECTRA_TOKEN); ``job_id`` as ``CliClient`` takes it."""
+    from api.client import ClientSettings
+
+    settings = ClientSettings.from_environment(server=args.server, token=args.token)
+    database = getattr(args, "database", None)
+    return CliClient(settings.server, settings.token, job_id=job_id, database=database)
 
 
 def local_hint(job_id: str, database: str | None) -> str | None:
@@ -108,4 +115,4 @@ def use_server(args: argparse.Namespace) -> bool:
         if args.server:
             raise CliError("give either --server or --database, not both")
         return False
-    return bool(args.server or os.environ.get("SPECTRA_SERVER_URL"))
+    return bool(args.server or os.environ.get(SERVER_VARIABLE))

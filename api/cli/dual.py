@@ -10,6 +10,7 @@ from typing import Any
 
 from api.cli.connect import client, open_store, use_server
 from api.cli.errors import CliError
+from api.cli.ids import resolve
 from api.cli.options import list_options, server_or_database
 from api.cli.pictures import server_plots, write_pictures
 from api.cli.registry import Commands
@@ -98,7 +99,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from services import export
 
     store = open_store(args.database)
-    published = export.export_job(store, args.job, k=args.k)
+    published = export.export_job(store, resolve(store, "job", args.job), k=args.k)
     n, d, k = published.eigenvectors.shape
     if args.layout == "gan-geometry":
         Path(args.output).write_bytes(export.to_gan_geometry_zip(published))

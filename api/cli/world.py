@@ -10,6 +10,7 @@ import argparse
 
 from api.cli.connect import client, open_store
 from api.cli.errors import LOCAL_OWNER, CliError
+from api.cli.ids import resolve
 from api.cli.options import database_option, server_options
 from api.cli.registry import Commands
 
@@ -33,7 +34,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from services import submission
 
     store = open_store(args.database)
-    job = store.get_job(args.job)
+    job = store.get_job(resolve(store, "job", args.job))
     if job.n_done == 0:
         raise CliError(f"job {job.id} has no spectra yet ({job.status}): nothing to publish")
     data = submission.export_npz(store, job.id, None, args.k)

@@ -145,3 +145,19 @@ def test_progress_off_a_terminal_prints_one_line_per_update() -> None:
     quiet = io.StringIO()
     ProgressDisplay(3, unit="code", desc="x", enabled=False, stream=quiet).update(1, 3)
     assert quiet.getvalue() == ""
+
+
+def test_the_command_line_and_the_client_name_the_same_settings() -> None:
+    """Written twice so that building the parser loads no httpx; held equal here."""
+    from api.cli import connect, options
+    from api.client import settings
+
+    assert options.DEFAULT_SERVER == settings.DEFAULT_SERVER
+    assert connect.SERVER_VARIABLE == settings.SERVER_VARIABLE
+    env = {"SPECTRA_SERVER_URL": "http://h:1/", "SPECTRA_TOKEN": "t"}
+    chosen = settings.ClientSettings.from_environment(env)
+    assert (chosen.server, chosen.token) == ("http://h:1", "t")
+    given = settings.ClientSettings.from_environment(env, server="http://g", token="u")
+    assert (given.server, given.token) == ("http://g", "u")
+    with pytest.raises(ValueError, match="SPECTRA_TOKEN"):
+        settings.ClientSettings.from_environment({}).require_token()
