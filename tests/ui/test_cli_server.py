@@ -227,13 +227,16 @@ def test_publish_a_local_job_and_the_404_that_points_at_it(
         # a process, and the live server's dispatcher thread may be computing at this moment.
         run_local = ["run", "--model", MODEL, "--latents", "2", "--seed", "9", "--top-k", "4"]
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", *run_local, "--quiet", "--database", sqlite_url],
+            [sys.executable, "-m", "api.cli", *run_local, "--database", sqlite_url],
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stderr
         local_id = done.stdout.strip().splitlines()[-1]
+        # Off a terminal the progress display prints a line per update, no carriage returns.
+        assert "\r" not in done.stderr
+        assert f"{MODEL} jacobian: 2/2 codes" in done.stderr.splitlines()
         local = Store(sqlite_url)
         assert local.get_job(local_id).owner == LOCAL_OWNER
         local_values = np.array([s.eigenvalues for s in local.list_spectra(job_id=local_id)])
