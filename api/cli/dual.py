@@ -198,6 +198,8 @@ def cmd_spectra(args: argparse.Namespace) -> int:
             records: list[Any] = list(server.spectra(**query).items)
     else:
         store = open_store(args.database)
+        if query["job_id"]:
+            query["job_id"] = resolve(store, "job", query["job_id"])
         records = store.list_spectrum_summaries(owner=None, **query)
     items = [{name: getattr(r, name) for name in SPECTRUM_COLUMNS} for r in records]
     if args.json:
