@@ -315,3 +315,23 @@ def test_campaign_commands_against_a_server(
         assert code == 1 and "HTTP 409" in err
     code, _, err = run(["campaign", "status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
+
+
+def test_compare_against_a_server_reads_direction_selections(
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`MODEL::sefa` is read by the service's selection parser on the client too (the CLI's own
+    parser used to send it as a job id, and the server refused the pattern)."""
+    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
+    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
+    with SpectraClient(live_server.url, computed["token"]) as client:
+        sefa = client.submit({"model": MODEL, "method": "sefa", "top_k": 6})
+        assert client.follow(sefa.id, progress=False, interval_s=0.2, timeout_s=120).status == (
+            "succeeded"
+        )
+    code, out, err = run(["compare", computed["job"], f"{MODEL}::sefa", "--k", "2"], capsys)
+    assert code == 0, err
+    assert f"{MODEL}/sefa " in out and "sefa-vs-hessian" in out
