@@ -6,34 +6,43 @@ declares what it uses and its parameters are typed without repeating ``Depends``
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import Principal, authenticate
 from api.errors import ApiProblem
 from api.metrics import ApiMetrics
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.geometry import list_models
 from services.geometry.controls import base_model_name
-from services.store import Store
+from services.store import ID_KINDS, AmbiguousIdError, MalformedIdError, Store
+from services.store.ids import MIN_PREFIX, is_full_id, normalised_id
 from services.worker_devices import device_is_served
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_store(request: Request) -> Store:
-    return request.app.state.store
+    store: Store = request.app.state.store
+    return store
 
 
 def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 def get_metrics(request: Request) -> ApiMetrics:
-    return request.app.state.metrics
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -106,3 +115,64 @@ def _all_query_params(dependant: Any) -> list[Any]:
     for sub in dependant.dependencies:
         params.extend(_all_query_params(sub))
     return params
+
+
+def resolved_id(kind: str, name: str, *, in_query: bool = False, required: bool = True) -> Any:
+    """A dependency giving the full id of the ``kind`` record that the path (or query)
+    parameter ``name`` names by id or by unique prefix (the 8-character ids the tables print),
+    among the records the caller's key may see. A malformed value is a 422 saying what an id
+    looks like; an ambiguous prefix a 422 listing the matches; no match a 404. A full id costs
+    no query here (the route's own read answers 404 for it)."""
+    noun = ID_KINDS[kind].noun
+    description = (
+        f"{noun} id (a UUID), or a unique prefix of at least {MIN_PREFIX} of its characters"
+    )
+    source = Query(description=description) if in_query else Path(description=description)
+    annotation = Annotated[str | None, source] if not required else Annotated[str, source]
+
+    async def resolve(request: Request, principal: Principal, **values: str | None) -> str | None:
+        value = values[name]
+        if value is None:
+            return None
+        try:
+            text = normalised_id(kind, value)
+            if is_full_id(text):
+                return text
+            store: Store = request.app.state.store
+            owner = principal.visible_owner
+            resolved: str = await run_in_threadpool(store.resolve_id, kind, text, owner)
+            return resolved
+        except AmbiguousIdError as error:
+            raise ApiProblem(422, "Ambiguous id", str(error), field=name, slug="ambiguous-id",
+                             extra={"matches": error.matches}) from None  # fmt: skip
+        except MalformedIdError as error:
+            raise ApiProblem(422, "Invalid id", str(error), field=name, slug="invalid-id") from None
+
+    return Depends(_with_signature(resolve, name, annotation, None if not required else ...))
+
+
+def _with_signature(
+    resolve: Callable[..., Awaitable[str | None]], name: str, annotation: Any, default: Any
+) -> Callable[..., Awaitable[str | None]]:
+    """``resolve`` with its id parameter spelt ``name`` (FastAPI binds parameters by name)."""
+
+    async def dependency(**kwargs: Any) -> str | None:
+        request, principal = kwargs.pop("request"), kwargs.pop("principal")
+        return await resolve(request, principal, **kwargs)
+
+    parameters = [
+        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+        inspect.Parameter(
+            "principal",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[Principal, Depends(authenticate)],
+        ),
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=annotation,
+            default=inspect.Parameter.empty if default is ... else default,
+        ),
+    ]
+    dependency.__signature__ = inspect.Signature(parameters, return_annotation=str | None)  # type: ignore[attr-defined]
+    return dependency

@@ -1,21 +1,27 @@
-"""Shared parameter types: ids are UUIDs, free text has no control characters.
+"""Shared parameter types: ids (a UUID or a unique prefix of one), free text without control
+characters.
 
 Checked at the edge so that nothing malformed reaches the store (PostgreSQL text cannot even
-hold a NUL byte): a bad id is a 422 naming the parameter, never a database error.
+hold a NUL byte): a bad id is a 422 naming the parameter and saying what an id looks like,
+never a database error. An id parameter arrives in the route as the full id.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 
+from api.deps import resolved_id
 from api.errors import ApiProblem
 from services.patterns import TEXT_PATTERN, UUID_PATTERN
 
-JobIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="job id (UUID)")]
-SpectrumIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="spectrum id (UUID)")]
-LatentSetIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="latent set id (UUID)")]
+JobIdPath = Annotated[str, resolved_id("job", "job_id")]
+SpectrumIdPath = Annotated[str, resolved_id("spectrum", "spectrum_id")]
+LatentSetIdPath = Annotated[str, resolved_id("latent_set", "set_id")]
+CampaignIdPath = Annotated[str, resolved_id("campaign", "campaign_id")]
+# ?job_id= on listings: optional, by id or prefix like the paths.
+JobIdQuery = Annotated[str | None, resolved_id("job", "job_id", in_query=True, required=False)]
 
 
 def id_query(description: str) -> object:

@@ -18,6 +18,7 @@ from .access import AccessStore
 from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
 from .connection import alembic_config
+from .ids import IdStore
 from .jobs import JobStore
 from .optimisations import OptimisationStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
@@ -29,7 +30,7 @@ __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_
 
 class Store(
     CatalogueStore, JobStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
-    AccessStore, OptimisationStore,
+    AccessStore, OptimisationStore, IdStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
