@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal
 
@@ -9,6 +10,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "change-me-dev-only"
+
+
+class UnsafeSettingsError(RuntimeError, ValueError):
+    """Settings a server must not start with; the message says what to set. (A ValueError as
+    well, so the command line prints the message instead of a traceback.)"""
 
 
 class Settings(BaseSettings):
@@ -83,14 +89,36 @@ class Settings(BaseSettings):
     def extra_model_names(self) -> frozenset[str]:
         return frozenset(name.strip() for name in self.extra_models.split(",") if name.strip())
 
+    def check_serving_ready(self, host: str) -> None:
+        """Refuse to listen on ``host`` with the development secret unless only this machine
+        can connect (a loopback address), whatever the mode: the secret signs the web
+        interface's cookies. Also every check of ``check_production_ready``."""
+        self.check_production_ready()
+        if self.secret_key == DEFAULT_SECRET and not is_loopback(host):
+            raise UnsafeSettingsError(
+                f"refusing to listen on {host!r} with the development SPECTRA_SECRET_KEY: set "
+                "SPECTRA_SECRET_KEY to a long random value (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`), or listen on 127.0.0.1 only"
+            )
+
     def check_production_ready(self) -> None:
         """Refuse to serve in production mode with the built-in development secret."""
         if self.mode == "production" and self.secret_key == DEFAULT_SECRET:
-            raise RuntimeError(
+            raise UnsafeSettingsError(
                 "SPECTRA_SECRET_KEY still has its development default; set it to a long random "
                 "value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
                 "before starting the API with SPECTRA_MODE=production."
             )
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 @lru_cache(maxsize=1)

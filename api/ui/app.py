@@ -25,6 +25,7 @@ from api.ui.session import (
     CsrfRejected,
     SignInRequired,
     csrf_token,
+    signed_in_user,
 )
 from services.config import Settings
 from services.store import ConflictError, NotFoundError, StoreError
@@ -82,9 +83,7 @@ class SecurityHeaders:
 
 class UiTemplates(Jinja2Templates):
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-        from api.ui.session import _user
-
-        user = _user(request.session)
+        user = signed_in_user(request)
         context = {"user": user, "csrf_token": csrf_token(request), "prefix": UI_PREFIX, **context}
         return self.TemplateResponse(request, name, context, status_code=status_code)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -42,6 +44,9 @@ class RecordingDispatcher:
 
     def ping(self, timeout_s: float) -> None:
         return None
+
+    def devices(self) -> set[str] | None:
+        return None  # unknown: a job's device is not checked
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
@@ -102,11 +107,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def assert_problem(response, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def assert_problem(
+    response: httpx.Response, status: int, field: str | None = None
+) -> dict[str, Any]:
     """The response is an RFC 9457 problem document with this status (and field)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert body["title"] and body["detail"] and body["type"].startswith("https://")
     if field is not None:
