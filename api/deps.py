@@ -14,7 +14,7 @@ from fastapi import Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, authenticate
-from api.errors import ApiProblem
+from api.errors import ApiProblem, allowed_methods
 from api.metrics import ApiMetrics
 from services.config import Settings
 from services.dispatch import Dispatcher
@@ -146,6 +146,14 @@ def resolved_id(kind: str, name: str, *, in_query: bool = False, required: bool 
             raise ApiProblem(422, "Ambiguous id", str(error), field=name, slug="ambiguous-id",
                              extra={"matches": error.matches}) from None  # fmt: skip
         except MalformedIdError as error:
+            # "GET /v1/jobs/upload" met the {job_id} route only because no GET route has that
+            # literal path: the path names the upload route, the method is wrong.
+            literal = allowed_methods(request, literal_only=True)
+            if literal:
+                raise ApiProblem(405, "Method not allowed",
+                                 f"{request.method} is not allowed on {request.url.path}; use "
+                                 f"{', '.join(literal)}.", slug="method-not-allowed",
+                                 headers={"Allow": ", ".join(literal)}) from None  # fmt: skip
             raise ApiProblem(422, "Invalid id", str(error), field=name, slug="invalid-id") from None
 
     return Depends(_with_signature(resolve, name, annotation, None if not required else ...))

@@ -57,6 +57,24 @@ IdempotencyKey = Annotated[
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses()
 
 
+# The submission route's 200: the job an identical spec already made, or (dry_run=true) the plan,
+# which creates nothing.
+DRY_RUN_OR_EXISTING: dict[str, Any] = {
+    "description": "An identical job already exists (the job is answered, nothing is created); "
+    "or, with dry_run=true, the plan: chunks, products, time, memory and stored bytes per code",
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/JobSubmitted"},
+                    {"type": "object", "title": "Plan", "description": "dry_run=true: the plan"},
+                ]
+            }
+        }
+    },
+}
+
+
 def _submitted_response(job: Any, created: bool) -> JSONResponse:
     body = JobSubmitted(**job_view_fields(job), created=created)
     return JSONResponse(
@@ -95,8 +113,8 @@ def _submit(
     "/jobs",
     status_code=202,
     response_model=JobSubmitted,
-    responses={200: {"model": JobSubmitted, "description": "An identical job already exists"}, **PROBLEM_RESPONSES},
-    summary="Submit a job from a JSON spec",
+    responses={200: DRY_RUN_OR_EXISTING, **PROBLEM_RESPONSES},
+    summary="Submit a job from a JSON spec (or, with dry_run, plan it)",
 )
 def submit_job(
     request: Request,

@@ -18,6 +18,7 @@ from api.errors import ApiProblem
 from api.params import TEXT_PATTERN, LatentSetIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import LatentSetList, LatentSetView, latent_set_view, page_of
+from services.patterns import Seed
 from services.pipeline.cache import cached_generator
 from services.store import LatentSetRecord
 
@@ -31,7 +32,7 @@ class LatentSetCreate(BaseModel):
     name: str | None = Field(default=None, max_length=200, pattern=TEXT_PATTERN)
     model: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     count: int | None = Field(default=None, ge=1)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    seed: Seed = 0
     values: list[list[FiniteFloat]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
