@@ -4,6 +4,7 @@ seeds are strict integers that fit a signed 64-bit column, tags have a documente
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
@@ -21,3 +22,16 @@ MAX_TAG_LENGTH = 100
 Tag = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TEXT_PATTERN)
 ]
+
+# Model-name schemes whose loader reads a file named in the label: it runs (python:), unpickles
+# (stylegan2-ada:) or deserialises it. Such a label is loaded only where whoever runs the
+# process chose it: the operator's SPECTRA_EXTRA_MODELS for a server, the command line's own
+# arguments; never because stored data (an imported job) carries it. (tests/api/
+# test_model_policy.py holds this list to the geometry core's MODEL_SCHEMES.)
+FILE_MODEL_SCHEMES = ("python:", "torchscript:", "stylegan2:", "stylegan2-ada:", "biggan-deep:")
+_CONTROL_PREFIX = re.compile(r"^(shuffled|random-init):[^:]*:")
+
+
+def names_a_file(model: str) -> bool:
+    """True when loading ``model`` (or the base model of a control of it) reads a file."""
+    return _CONTROL_PREFIX.sub("", model, count=1).startswith(FILE_MODEL_SCHEMES)

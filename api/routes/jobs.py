@@ -282,9 +282,12 @@ def import_job(
         for key, value in {"model": model, "distance": distance, "method": method}.items()
         if value
     }
+    # The label is data only if refused here: only a model this server serves is accepted,
+    # so no face ever loads a file an HTTP client named (python:, stylegan2-ada:, ...).
     job, created = submission.import_npz(
-        get_store(request), settings, principal.owner, data, overrides
-    )
+        get_store(request), settings, principal.owner, data, overrides,
+        check_model=lambda label: ensure_model_served(label, settings),
+    )  # fmt: skip
     body = JobSubmitted(**job_view_fields(job), created=created)
     return JSONResponse(
         body.model_dump(mode="json"),
