@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import StringConstraints, ValidationError
+from pydantic import ValidationError
 
 from api.auth import ReadPrincipal, SubmitPrincipal
 from api.codes import read_upload
-from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served
+from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served, resolved_ids
 from api.errors import ApiProblem, validation_error
-from api.params import UUID_PATTERN, JobIdPath
+from api.params import JobIdPath
 from api.routes.jobs import PROBLEM_RESPONSES, _submitted_response
 from services.optimisation_plots import FORMATS
 from services.pipeline.optimisation import submit_optimisation
@@ -36,10 +36,8 @@ from services.pipeline.spec import SpecError
 router = APIRouter(tags=["optimisations"])
 
 MAX_TARGET_FILES = 256
-JobIds = Annotated[
-    list[Annotated[str, StringConstraints(pattern=UUID_PATTERN)]],
-    Query(min_length=1, max_length=8, description="optimisation job id; repeat to compare"),
-]
+# Optimisation job ids (or unique prefixes); repeat to compare.
+JobIds = Annotated[list[str], resolved_ids("optimisation", "job", max_items=8)]
 Format = Literal["png", "svg", "pdf"]
 T = TypeVar("T")
 

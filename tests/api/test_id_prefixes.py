@@ -112,3 +112,19 @@ def test_store_resolve_id(store: Store, pg_url: str) -> None:
     with pytest.raises(AmbiguousIdError) as error:
         store.resolve_id("job", "0123", owner="alice")
     assert error.value.matches == [job_id, job_id[:-1] + "b"]
+
+
+def test_repeated_id_parameters_take_prefixes_too(
+    store: Store, pg_url: str, client: TestClient, alice: dict[str, str]
+) -> None:
+    first = _job_named(store, pg_url, "alice", "fedc0000-0000-4000-8000-000000000001")
+    _job_named(store, pg_url, "alice", "fedc1111-0000-4000-8000-000000000002")
+    body = assert_problem(client.get("/v1/optimisations/report?job=zz", headers=alice), 422, "job")
+    assert body["type"].endswith("/invalid-id")
+    body = assert_problem(
+        client.get("/v1/optimisations/report?job=fedc", headers=alice), 422, "job"
+    )
+    assert body["type"].endswith("/ambiguous-id") and len(body["matches"]) == 2
+    # A unique prefix reaches the report, which speaks of the full id.
+    response = client.get("/v1/optimisations/report?job=fedc0", headers=alice)
+    assert response.status_code == 422 and first in response.text, response.text
