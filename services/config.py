@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     mode: Literal["embedded", "development", "production"] = "embedded"
     database_url: str = "sqlite:///spectra.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = DEFAULT_SECRET
+    # Signs the web interface's session cookies; a server listening beyond loopback refuses
+    # the default (check_serving_ready).
+    secret_key: str = Field(default=DEFAULT_SECRET, repr=False)
     device: str = "cpu"
     # Models the HTTP API serves besides the built-in registry, comma-separated, e.g.
     # "python:/opt/models/mine.py:build,biggan-deep:/opt/models/biggan-deep-256". File-based
@@ -33,6 +35,13 @@ class Settings(BaseSettings):
     # Where NVIDIA's torch_utils and dnnlib live (a stylegan2-ada-pytorch or stylegan3 clone):
     # put on sys.path while a stylegan2-ada:PKL network pickle is unpickled.
     nvidia_code_dir: str = ""
+
+    # Client side: the server that the command line's server commands and the Python client
+    # talk to (empty: the command line works on the database instead), and the API key they
+    # send. api/client.py reads these two variables itself, without pydantic, so that it
+    # imports nothing heavy: it is their documented twin (tests/api/test_settings_docs.py).
+    server_url: str = ""
+    token: str = Field(default="", repr=False)
 
     # Limits on what one request may ask for; all configurable.
     max_latents_per_job: int = Field(default=10_000, ge=1)
