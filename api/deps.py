@@ -19,7 +19,7 @@ from api.metrics import ApiMetrics
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.geometry import list_models
-from services.geometry.controls import base_model_name
+from services.geometry.models.controls import base_model_name
 from services.store import ID_KINDS, AmbiguousIdError, MalformedIdError, Store
 from services.store.ids import MIN_PREFIX, is_full_id, normalised_id
 from services.worker_devices import device_is_served

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from services.model_catalogue import MODEL_SCHEMES
+
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # Printable text only: names of models, distances and methods, labels.
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
@@ -26,9 +28,10 @@ Tag = Annotated[
 # Model-name schemes whose loader reads a file named in the label: it runs (python:), unpickles
 # (stylegan2-ada:) or deserialises it. Such a label is loaded only where whoever runs the
 # process chose it: the operator's SPECTRA_EXTRA_MODELS for a server, the command line's own
-# arguments; never because stored data (an imported job) carries it. (tests/api/
-# test_model_policy.py holds this list to the geometry core's MODEL_SCHEMES.)
-FILE_MODEL_SCHEMES = ("python:", "torchscript:", "stylegan2:", "stylegan2-ada:", "biggan-deep:")
+# arguments; never because stored data (an imported job) carries it.
+FILE_MODEL_SCHEMES = tuple(scheme.split(":")[0] + ":" for scheme in MODEL_SCHEMES)
+# shuffled:SEED:BASE / random-init:SEED:BASE (services.geometry.models.controls, which needs
+# torch): a control loads its base model.
 _CONTROL_PREFIX = re.compile(r"^(shuffled|random-init):[^:]*:")
 
 

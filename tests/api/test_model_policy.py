@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli import main as cli_main
 from services.export import PublishedSpectra, from_npz_bytes, import_job, to_npz_bytes
-from services.geometry.generators import MODEL_SCHEMES
+from services.geometry.models.controls import CONTROL_KINDS
 from services.patterns import FILE_MODEL_SCHEMES, names_a_file
 from services.store import Store
 from tests.api.conftest import RecordingDispatcher, assert_problem, bearer, make_settings
@@ -131,9 +131,15 @@ def test_an_imported_file_label_is_never_loaded_by_the_command_line(
     assert (plots / "spectrum.png").exists() and not list(plots.glob("montage-*"))
 
 
-def test_file_schemes_are_the_geometry_cores() -> None:
-    schemes = {key.split(":")[0] + ":" for key in MODEL_SCHEMES}
-    assert set(FILE_MODEL_SCHEMES) == schemes
+def test_which_labels_name_files() -> None:
+    assert set(FILE_MODEL_SCHEMES) == {
+        "python:",
+        "torchscript:",
+        "stylegan2:",
+        "stylegan2-ada:",
+        "biggan-deep:",
+    }
+    assert set(CONTROL_KINDS) == {"shuffled", "random-init"}  # what names_a_file strips
     for name in ("python:/x.py:f", "shuffled:3:stylegan2:/a.pt", "random-init:0:biggan-deep:/d"):
         assert names_a_file(name)
     for name in ("dcgan-faces", "shuffled:3:dcgan-faces", "random-init:1:dcgan-faces"):
