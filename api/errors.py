@@ -244,7 +244,12 @@ def validation_error(error: ValidationError, prefix: str | None = None) -> ApiPr
     """A pydantic ValidationError raised inside a handler, as a 422 problem."""
     field, detail, listed = validation_details([dict(e) for e in error.errors()], prefix)
     return ApiProblem(
-        422, "Invalid request", detail, field=field, slug="validation-error", extra={"errors": listed}
+        422,
+        "Invalid request",
+        detail,
+        field=field,
+        slug="validation-error",
+        extra={"errors": listed},
     )
 
 

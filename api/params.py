@@ -16,6 +16,19 @@ from api.deps import resolved_id
 from api.errors import ApiProblem
 from services.patterns import TEXT_PATTERN, UUID_PATTERN
 
+__all__ = [
+    "TEXT_PATTERN",
+    "UUID_PATTERN",
+    "CampaignIdPath",
+    "JobIdPath",
+    "JobIdQuery",
+    "LatentSetIdPath",
+    "SpectrumIdPath",
+    "id_query",
+    "only_query",
+    "text_query",
+]
+
 JobIdPath = Annotated[str, resolved_id("job", "job_id")]
 SpectrumIdPath = Annotated[str, resolved_id("spectrum", "spectrum_id")]
 LatentSetIdPath = Annotated[str, resolved_id("latent_set", "set_id")]
@@ -41,10 +54,12 @@ def only_query(*names: str) -> Any:
         unknown = sorted(set(request.query_params) - set(names))
         if unknown:
             raise ApiProblem(
-                422, "Unknown query parameter",
+                422,
+                "Unknown query parameter",
                 f"unknown query parameter {', '.join(repr(u) for u in unknown)}; this route "
                 f"takes {', '.join(names)}",
-                field=unknown[0], slug="unknown-query-parameter",
-            )  # fmt: skip
+                field=unknown[0],
+                slug="unknown-query-parameter",
+            )
 
     return Depends(check)

@@ -137,12 +137,14 @@ def get_eigenvectors(
     record = visible_spectrum(store, spectrum_id, principal)
     if k is not None and k > record.k:
         raise ApiProblem(
-            422, "Too many eigenvectors asked for",
+            422,
+            "Too many eigenvectors asked for",
             f"k={k}, but this spectrum stores only its top {record.k} eigenvectors (the job "
             f"kept top_k={record.k} of d={record.d}); ask for k <= {record.k}, or compute a job "
             "without top_k for all of them",
-            field="k", slug="k-over-stored",
-        )  # fmt: skip
+            field="k",
+            slug="k-over-stored",
+        )
     k = k or record.k
     vectors = np.asarray(store.eigenvectors(spectrum_id, k=k))  # (d, k) columns
     if format == "npy":

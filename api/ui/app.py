@@ -119,8 +119,11 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
 
     @ui.get("/static/plotly.min.js", include_in_schema=False)
     def plotly() -> FileResponse:
-        return FileResponse(plotly_js, media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+        return FileResponse(
+            plotly_js,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     ui.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -130,9 +133,14 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
 
     @ui.exception_handler(CsrfRejected)
     async def _csrf(request: Request, _error: CsrfRejected) -> Response:
-        return templates.page(request, "error.html", 403, title="Form expired",
-                              message="This form was not issued by this session (or the session "
-                              "ended). Go back, reload the page and submit it again.")  # fmt: skip
+        return templates.page(
+            request,
+            "error.html",
+            403,
+            title="Form expired",
+            message="This form was not issued by this session (or the session "
+            "ended). Go back, reload the page and submit it again.",
+        )
 
     @ui.exception_handler(NotFoundError)
     async def _not_found(request: Request, error: NotFoundError) -> Response:
@@ -141,13 +149,15 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
     @ui.exception_handler(ConflictError)
     async def _conflict(request: Request, error: ConflictError) -> Response:
         # e.g. cancel of a job that finished after its page was drawn: say why, change nothing
-        return templates.page(request, "error.html", 409, title="Nothing changed",
-                              message=str(error))  # fmt: skip
+        return templates.page(
+            request, "error.html", 409, title="Nothing changed", message=str(error)
+        )
 
     @ui.exception_handler(StoreError)
     async def _store_error(request: Request, error: StoreError) -> Response:
-        return templates.page(request, "error.html", 422, title="Cannot show this",
-                              message=str(error))  # fmt: skip
+        return templates.page(
+            request, "error.html", 422, title="Cannot show this", message=str(error)
+        )
 
     ui.include_router(pages.router)
     return ui
