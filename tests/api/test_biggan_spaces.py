@@ -35,8 +35,13 @@ def client(
 
 def test_noise_job_stores_noise_codes_and_records_the_fixed_class(client, biggan, store) -> None:
     http, headers = client
-    body = {"model": biggan, "space": "noise", "latents": {"count": 2, "seed": 3},
-            "dtype": "float64", "top_k": 4}  # fmt: skip
+    body = {
+        "model": biggan,
+        "space": "noise",
+        "latents": {"count": 2, "seed": 3},
+        "dtype": "float64",
+        "top_k": 4,
+    }
     response = http.post("/v1/jobs", headers=headers, json=body)
     assert response.status_code in (200, 201, 202), response.text
     job = store.get_job(response.json()["id"])

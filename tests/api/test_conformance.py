@@ -57,12 +57,15 @@ def test_every_operation_conforms_to_the_schema_under_every_check(
                 for failure in group.exceptions:
                     title = getattr(failure, "title", type(failure).__name__)
                     failures.setdefault(
-                        (case.operation.label, title), f"{group}"[:1500] + f"\n{case.as_curl_command()}"
+                        (case.operation.label, title),
+                        f"{group}"[:1500] + f"\n{case.as_curl_command()}",
                     )
 
         try:
             exercise()
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE, operation.label
-    report = "\n\n".join(f"{label}: {title}\n{detail}" for (label, title), detail in failures.items())
+    report = "\n\n".join(
+        f"{label}: {title}\n{detail}" for (label, title), detail in failures.items()
+    )
     assert not failures, f"{len(failures)} conformance failures:\n{report}"

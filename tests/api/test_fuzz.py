@@ -59,4 +59,6 @@ def test_no_operation_answers_with_a_server_error(app: FastAPI, store: Store) ->
             assert mode is GenerationMode.NEGATIVE, operation.label
     assert not server_errors, "\n".join(server_errors)
     # The fuzz reached the handlers, not only the validators: some calls succeeded.
-    assert sum(n for status, n in statuses.items() if status < 300) >= len(operations) // 2, statuses
+    assert sum(n for status, n in statuses.items() if status < 300) >= len(operations) // 2, (
+        statuses
+    )

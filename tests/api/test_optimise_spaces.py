@@ -61,17 +61,30 @@ def _counts(store: Store) -> dict[str, int]:
 
 
 def _spectra_job(http: TestClient, headers: dict[str, str], model: str, space: str) -> str:
-    spec = {"model": model, "space": space, "psi": 0.7, "latents": {"count": 3, "seed": 1},
-            "dtype": "float64"}  # fmt: skip
+    spec = {
+        "model": model,
+        "space": space,
+        "psi": 0.7,
+        "latents": {"count": 3, "seed": 1},
+        "dtype": "float64",
+    }
     response = http.post("/v1/jobs", json=spec, headers=headers)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
 
 def _optimise_body(model: str, basis_job: str, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "space": "w", "psi": 0.7, "targets": {"count": 2, "seed": 3},
-            "optimiser": "adam-topk", "k": 2, "basis": {"job": basis_job}, "steps": 8,
-            **extra}  # fmt: skip
+    return {
+        "model": model,
+        "space": "w",
+        "psi": 0.7,
+        "targets": {"count": 2, "seed": 3},
+        "optimiser": "adam-topk",
+        "k": 2,
+        "basis": {"job": basis_job},
+        "steps": 8,
+        **extra,
+    }
 
 
 def test_optimise_in_w_runs_end_to_end_on_w_targets(client, model, store: Store) -> None:

@@ -59,8 +59,11 @@ def test_a_control_seed_beyond_64_bits_is_a_422_on_every_route(
         assert "2**63" in problem["detail"], (path, problem)
     assert _job_count(store) == 0
     # a control's seed at the bound's edge is still a model name
-    edge = client.post("/v1/jobs?dry_run=true", headers=auth,
-                       json={"model": f"shuffled:{2**63 - 1}:{MODEL}", "latents": LATENTS})  # fmt: skip
+    edge = client.post(
+        "/v1/jobs?dry_run=true",
+        headers=auth,
+        json={"model": f"shuffled:{2**63 - 1}:{MODEL}", "latents": LATENTS},
+    )
     assert edge.status_code != 422 or "2**63" not in edge.text
 
 
@@ -86,8 +89,12 @@ def test_a_decompression_bomb_png_is_refused_before_decoding(
     client: TestClient, store: Store, auth: dict[str, str], side: int
 ) -> None:
     files = {"files": ("bomb.png", _png_header_only(side, side), "image/png")}
-    response = client.post("/v1/optimisations/upload", headers=auth, files=files,
-                           data={"spec": json.dumps({"model": MODEL})})  # fmt: skip
+    response = client.post(
+        "/v1/optimisations/upload",
+        headers=auth,
+        files=files,
+        data={"spec": json.dumps({"model": MODEL})},
+    )
     assert response.status_code in (413, 422), response.text
     assert "4096" in response.json()["detail"]
     assert _job_count(store) == 0
@@ -150,8 +157,12 @@ def test_openapi_documents_what_the_routes_answer(client: TestClient, auth: dict
     # The same campaign submitted again answers 200: documented.
     assert "200" in paths["/v1/campaigns"]["post"]["responses"]
     # Upload routes allow POST only, whatever a parametric GET route beside them matches.
-    for path in ("/v1/jobs/upload", "/v1/jobs/import", "/v1/optimisations/upload",
-                 "/v1/latent-sets/upload"):  # fmt: skip
+    for path in (
+        "/v1/jobs/upload",
+        "/v1/jobs/import",
+        "/v1/optimisations/upload",
+        "/v1/latent-sets/upload",
+    ):
         for method in ("GET", "PUT", "DELETE"):
             response = client.request(method, path, headers=auth)
             assert response.status_code == 405, (method, path, response.text)

@@ -44,8 +44,15 @@ def submit(client: TestClient, headers: dict[str, str], **spec: object):  # type
 
 def test_wplus_job_stores_codes_of_its_space_and_records_it(client, files, store: Store) -> None:
     http, headers = client
-    response = submit(http, headers, model=files["good"], space="w+", psi=0.7,
-                      latents={"count": 2, "seed": 3}, dtype="float64")  # fmt: skip
+    response = submit(
+        http,
+        headers,
+        model=files["good"],
+        space="w+",
+        psi=0.7,
+        latents={"count": 2, "seed": 3},
+        dtype="float64",
+    )
     assert response.status_code in (200, 201, 202), response.text
     job = store.get_job(response.json()["id"])
     assert job.resolved["space"] == "w+" and job.resolved["psi"] == 0.7
@@ -89,16 +96,35 @@ def test_models_describe_schemes_spaces_and_layers(client) -> None:
         ("bad", {}, "model", "missing key 'to_rgb1.conv.modulation.bias'"),
         ("dcgan", {"space": "w+"}, "space", "exists only for StyleGAN2"),
         ("good", {"distance": "layer:synthesis.nope"}, "distance", "unknown layer"),
-        ("good", {"method": "ganspace", "layer": "nope", "latents": None}, "layer", "unknown layer"),
+        (
+            "good",
+            {"method": "ganspace", "layer": "nope", "latents": None},
+            "layer",
+            "unknown layer",
+        ),
         ("good", {"psi": 1.5}, "psi", ""),
         ("good", {"psi": 0}, "psi", ""),
         ("good", {"method": "sefa", "latents": None}, "space", "use space 'w'"),
-        ("good", {"space": "w", "method": "sefa", "layers": [40], "latents": None}, "layers", "does not exist"),
+        (
+            "good",
+            {"space": "w", "method": "sefa", "layers": [40], "latents": None},
+            "layers",
+            "does not exist",
+        ),
         ("dcgan-control", {"space": "w"}, "space", "exists only for StyleGAN2"),
     ],
-    ids=["key-mismatch", "wplus-on-dcgan", "unknown-layer", "unknown-ganspace-layer", "psi-above-1",
-         "psi-zero", "sefa-in-z", "sefa-layer", "control-space"],
-)  # fmt: skip
+    ids=[
+        "key-mismatch",
+        "wplus-on-dcgan",
+        "unknown-layer",
+        "unknown-ganspace-layer",
+        "psi-above-1",
+        "psi-zero",
+        "sefa-in-z",
+        "sefa-layer",
+        "control-space",
+    ],
+)
 def test_bad_zoo_input_is_a_4xx_and_stores_nothing(
     client, files, store: Store, which, spec, field, says
 ) -> None:

@@ -51,8 +51,9 @@ def csrf_of(html: str) -> str:
 
 def sign_in(client: TestClient, token: str) -> str:
     csrf = csrf_of(client.get("/ui/login").text)
-    response = client.post("/ui/login", data={"api_key": token, "csrf_token": csrf},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/ui/login", data={"api_key": token, "csrf_token": csrf}, follow_redirects=False
+    )
     assert response.status_code == 303 and response.headers["location"] == "/ui/jobs"
     return csrf_of(client.get("/ui/jobs").text)
 
@@ -123,8 +124,11 @@ def test_no_open_redirect_and_forged_cookie(
     token = make_token()
     csrf = csrf_of(client.get("/ui/login").text)
     for target in ("https://evil.example/", "//evil.example/ui/", "/v1/jobs"):
-        response = client.post("/ui/login", data={"api_key": token, "csrf_token": csrf, "next": target},
-                               follow_redirects=False)  # fmt: skip
+        response = client.post(
+            "/ui/login",
+            data={"api_key": token, "csrf_token": csrf, "next": target},
+            follow_redirects=False,
+        )
         assert response.headers["location"] == "/ui/jobs", target
         csrf = csrf_of(client.get("/ui/jobs").text)
     # A cookie not signed with this server's secret is no session.
@@ -234,7 +238,11 @@ def test_spectra_serve_on_all_interfaces_refuses_the_default_secret(tmp_path: Pa
     env["SPECTRA_DATABASE_URL"] = f"sqlite:///{tmp_path / 'spectra.db'}"
     result = subprocess.run(
         [sys.executable, "-m", "api.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
     assert result.returncode != 0
     assert "SPECTRA_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr, result.stderr
