@@ -101,6 +101,13 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def latent_codes_of(store: Store, job_id: str) -> np.ndarray:
+    """The codes a job computed on (every job has a latent set once submitted)."""
+    set_id = store.get_job(job_id).latent_set_id
+    assert set_id is not None, f"job {job_id} has no latent set"
+    return store.latent_codes(set_id)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def spec(**fields: object) -> dict[str, object]:
 def test_bad_json_spec(
     alice: tuple[TestClient, dict[str, str]],
     store: Store,
-    body: dict,
+    body: dict[str, Any],
     status: int,
     field: str | None,
 ) -> None:

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _subparser(name: str) -> argparse.ArgumentParser:
     parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[name]
+    subparser: argparse.ArgumentParser = action.choices[name]
+    return subparser
 
 
 @pytest.mark.parametrize("command", ["run", "submit"])

@@ -60,7 +60,7 @@ def test_compare_and_pictures(client: TestClient, store: Store, token: Callable[
     assert all(s.dims_99 is not None and s.dims_99 > TOP_K for s in stored)
     np.testing.assert_allclose(
         first["anisotropy"]["participation_ratio"],
-        [s.participation_ratio for s in stored],
+        np.array([s.participation_ratio for s in stored], dtype=float),
         rtol=1e-12,
     )
     assert any("top 8 of 100" in note and "full spectra" in note for note in result["notes"])

@@ -22,7 +22,7 @@ import redis
 
 from api.cli import main
 from services.store import Store
-from tests.api.conftest import LATENT_DIM, MODEL
+from tests.api.conftest import LATENT_DIM, MODEL, latent_codes_of
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
@@ -238,7 +238,7 @@ def test_submit_follow_query_compare_export_reimport(
         capsys.readouterr()
         uploaded = store.get_job(uploaded_id)
         assert uploaded.status == "succeeded"
-        np.testing.assert_array_equal(store.latent_codes(uploaded.latent_set_id), codes)
+        np.testing.assert_array_equal(latent_codes_of(store, uploaded_id), codes)
 
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -21,6 +22,7 @@ from tests.api.conftest import (
     RecordingDispatcher,
     assert_problem,
     bearer,
+    latent_codes_of,
     npy_bytes,
 )
 
@@ -110,7 +112,7 @@ def test_submit_follow_query_export_import(
     )
     np.testing.assert_array_equal(eva[0], eigenvalues[::-1])
     np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], json_columns)  # the same orientation
-    codes = store.latent_codes(store.get_job(job_id).latent_set_id)
+    codes = latent_codes_of(store, job_id)
     np.testing.assert_array_equal(feat, codes)
     import json
 
@@ -151,7 +153,7 @@ def test_upload_idempotency_and_listing(
     response = client.post("/v1/jobs/upload", files=files, data={"spec": spec}, headers=headers)
     assert response.status_code == 202, response.text
     job = response.json()
-    stored = store.latent_codes(store.get_job(job["id"]).latent_set_id)
+    stored = latent_codes_of(store, job["id"])
     np.testing.assert_array_equal(stored, codes)  # bit for bit
 
     # The same request with the same key (a client retry) is the same job, not a new one.
@@ -230,8 +232,8 @@ def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None
 
 
 def test_codes_given_as_values_come_back_as_a_link(
-    app, store: Store, headers: dict[str, str]
-) -> None:  # type: ignore[no-untyped-def]
+    app: FastAPI, store: Store, headers: dict[str, str]
+) -> None:
     """The submit answer, the job and the job list name explicit (or uploaded) codes by their
     latent set's .npy link and shape, never by echoing the values."""
     app.state.dispatcher = RecordingDispatcher()

@@ -84,7 +84,7 @@ def _optimise(client: TestClient, auth: dict[str, str], **spec: Any) -> dict[str
     }
     response = client.post("/v1/optimisations", json=body, headers=auth)
     assert response.status_code == 202, response.text
-    job = client.get(f"/v1/jobs/{response.json()['id']}", headers=auth).json()
+    job: dict[str, Any] = client.get(f"/v1/jobs/{response.json()['id']}", headers=auth).json()
     assert job["status"] == "succeeded", job
     return job
 

@@ -21,7 +21,7 @@ from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
 from tests.support.checkpoints import write_random_checkpoint
 
-SIZE = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
+SIZE: dict[str, Any] = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
 TABLES = ("jobs", "chunks", "target_sets", "optimisation_results", "latent_sets")
 
 
@@ -87,7 +87,9 @@ def _optimise_body(model: str, basis_job: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_optimise_in_w_runs_end_to_end_on_w_targets(client, model, store: Store) -> None:
+def test_optimise_in_w_runs_end_to_end_on_w_targets(
+    client: tuple[TestClient, dict[str, str]], model: str, store: Store
+) -> None:
     http, headers = client
     basis_job = _spectra_job(http, headers, model, "w")
     assert store.get_job(basis_job).status == "succeeded"
@@ -112,7 +114,9 @@ def test_optimise_in_w_runs_end_to_end_on_w_targets(client, model, store: Store)
     assert all(r.final_loss <= r.losses[:, 0].min() for r in results)  # Adam went downhill
 
 
-def test_a_z_basis_is_refused_for_a_w_job_and_nothing_is_written(client, model, store) -> None:
+def test_a_z_basis_is_refused_for_a_w_job_and_nothing_is_written(
+    client: tuple[TestClient, dict[str, str]], model: str, store: Store
+) -> None:
     http, headers = client
     basis_job = _spectra_job(http, headers, model, "z")
     before = _counts(store)
