@@ -14,17 +14,17 @@ from fastapi import Depends, Query, Request
 
 from api.deps import resolved_id
 from api.errors import ApiProblem
-from services.patterns import TEXT_PATTERN, UUID_PATTERN
+from services.patterns import TEXT_PATTERN
 
 __all__ = [
     "TEXT_PATTERN",
-    "UUID_PATTERN",
     "CampaignIdPath",
+    "CodeFromQuery",
+    "SpectrumIdQuery",
     "JobIdPath",
     "JobIdQuery",
     "LatentSetIdPath",
     "SpectrumIdPath",
-    "id_query",
     "only_query",
     "text_query",
 ]
@@ -33,12 +33,13 @@ JobIdPath = Annotated[str, resolved_id("job", "job_id")]
 SpectrumIdPath = Annotated[str, resolved_id("spectrum", "spectrum_id")]
 LatentSetIdPath = Annotated[str, resolved_id("latent_set", "set_id")]
 CampaignIdPath = Annotated[str, resolved_id("campaign", "campaign_id")]
+# ?spectrum_id= / ?code_from= on the figure routes.
+SpectrumIdQuery = Annotated[str, resolved_id("spectrum", "spectrum_id", in_query=True)]
+CodeFromQuery = Annotated[
+    str | None, resolved_id("spectrum", "code_from", in_query=True, required=False)
+]
 # ?job_id= on listings: optional, by id or prefix like the paths.
 JobIdQuery = Annotated[str | None, resolved_id("job", "job_id", in_query=True, required=False)]
-
-
-def id_query(description: str) -> object:
-    return Query(pattern=UUID_PATTERN, description=description)
 
 
 def text_query(max_length: int = 200, description: str | None = None) -> object:

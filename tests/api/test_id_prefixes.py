@@ -128,3 +128,17 @@ def test_repeated_id_parameters_take_prefixes_too(
     # A unique prefix reaches the report, which speaks of the full id.
     response = client.get("/v1/optimisations/report?job=fedc0", headers=alice)
     assert response.status_code == 422 and first in response.text, response.text
+
+
+def test_figure_routes_take_spectrum_prefixes(client: TestClient, alice: dict[str, str]) -> None:
+    job_id = _submitted_job(client, alice, 2)
+    spectrum_id = client.get(f"/v1/spectra?job_id={job_id}", headers=alice).json()["items"][0]["id"]
+    for path in (
+        f"/v1/plots/montage.png?spectrum_id={spectrum_id[:8]}&axes=1&steps=3",
+        f"/v1/plots/montage?spectrum_id={spectrum_id[:8]}&code_from={spectrum_id[:8]}&axes=1&steps=3",
+    ):
+        response = client.get(path, headers=alice)
+        assert response.status_code == 200, response.text
+        assert response.content.startswith(b"\x89PNG")
+    bad = client.get("/v1/plots/montage?spectrum_id=nope", headers=alice)
+    assert "prefix" in assert_problem(bad, 422, "spectrum_id")["detail"]
