@@ -2,10 +2,9 @@
 
 Every embedded command that takes a job, spectrum, campaign or comparison id passes it through
 ``resolve`` before reading the store, so that a unique prefix (the 8 characters the tables
-show) names the record as the server's routes accept it. The prefix search itself is the
-store's (``Store.resolve_id(kind, prefix, owner)``, raising an ambiguity error that lists the
-matches); until it is on the Store this is the one place that will call it, and ids are taken
-whole.
+show) names the record, as the server's routes accept it. The search is the store's
+(``Store.resolve_id``): a prefix that matches several records is refused listing them, one that
+matches none is a NotFoundError, and either is printed as one line (exit 2).
 """
 
 from __future__ import annotations
@@ -16,5 +15,6 @@ IdKind = Literal["job", "spectrum", "campaign", "comparison"]
 
 
 def resolve(store: Any, kind: IdKind, text: str) -> str:
-    """The full id of the ``kind`` record ``text`` names (a whole id, or a unique prefix)."""
-    return text
+    """The full id of the ``kind`` record ``text`` names (a whole id, or a unique prefix),
+    among every owner's (the embedded commands read the whole database)."""
+    return str(store.resolve_id(kind, text, None))

@@ -249,7 +249,8 @@ def test_publish_a_local_job_and_the_404_that_points_at_it(
         code, _, err = run(["status", "00000000-0000-4000-8000-000000000000"], capsys)
         assert code == 1 and "HTTP 404" in err and "local database" not in err
 
-        code, out, err = run(["publish", local_id], capsys)
+        # Ids as the tables print them: a unique prefix names the job, a malformed one is refused.
+        code, out, err = run(["publish", local_id[:8]], capsys)
         assert code == 0, err
         assert f"job {local_id} published to {live_server.url}: 2 spectra, owner 'dora'" in out
         server_id = out.strip().splitlines()[-1]
@@ -260,6 +261,13 @@ def test_publish_a_local_job_and_the_404_that_points_at_it(
         code, out, _ = run(["publish", local_id], capsys)
         assert code == 0 and "already published" in out
         assert out.strip().splitlines()[-1] == server_id
+        code, _, err = run(["publish", "not-hex"], capsys)
+        assert code == 2 and "spectra publish:" in err and "not-hex" in err
+        exported = Path(sqlite_url.removeprefix("sqlite:///")).with_name("local.npz")
+        code, out, err = run(
+            ["export", local_id[:8], "-o", str(exported), "--database", sqlite_url], capsys
+        )
+        assert code == 0 and exported.is_file(), err
         code, out, _ = run(["status", server_id], capsys)
         assert code == 0 and "succeeded" in out
     finally:
@@ -298,6 +306,10 @@ def test_campaign_commands_against_a_server(
         ["campaign", "status", campaign_id, "--database", module_pg_url], capsys
     )
     assert code == 0 and embedded == out  # one table, from either side
+    code, by_prefix, _ = run(
+        ["campaign", "status", campaign_id[:8], "--database", module_pg_url], capsys
+    )
+    assert code == 0 and by_prefix == out
 
     plots = tmp_path / "campaign-plots"
     code, out, err = run(
