@@ -90,9 +90,12 @@ def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan)
         expected = reference(codes[:, :, None, None])
         assert (double.module(codes) - expected).abs().max() < 1e-12
     unfolded = Generator(
-        name="unfolded", family="dcgan", latent_dim=100,
-        module=_CodesAsImages(reference), facts={},
-    )  # fmt: skip
+        name="unfolded",
+        family="dcgan",
+        latent_dim=100,
+        module=_CodesAsImages(reference),
+        facts={},
+    )
     for parameter in unfolded.module.parameters():
         parameter.requires_grad_(False)
     mse = load_distance("mse")
@@ -237,6 +240,36 @@ def test_python_factory_contract_violations() -> None:
         load_generator("python:/nowhere/gen.py:build")
     with pytest.raises(UnknownModelError, match="cannot import"):
         load_generator("python:no_such_module_here:build")
+
+
+def test_python_factory_with_batchnorm_loads_and_hashes_its_buffers(tmp_path: Path) -> None:
+    # A 0-d buffer (BatchNorm's num_batches_tracked) once broke the weights hash at load time.
+    source = tmp_path / "bn_gan.py"
+    source.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            def build(tracked=0):
+                torch.manual_seed(0)
+                net = nn.Sequential(
+                    nn.Linear(4, 2 * 3 * 3), nn.Unflatten(1, (2, 3, 3)), nn.BatchNorm2d(2),
+                    nn.Tanh(),
+                )
+                net[2].num_batches_tracked.fill_(tracked)
+                return net, 4
+
+            def build_tracked():
+                return build(tracked=7)
+            """
+        )
+    )
+    generator = load_generator(f"python:{source}:build")
+    assert generator.module[2].num_batches_tracked.ndim == 0
+    assert generator.images(generator.sample(3, seed=0)).shape == (3, 2, 3, 3)
+    other = load_generator(f"python:{source}:build_tracked")
+    assert generator.facts["weights_sha256"] != other.facts["weights_sha256"]  # buffers count
 
 
 def test_worked_example_in_the_docs_loads_and_runs(tmp_path: Path) -> None:

@@ -47,22 +47,38 @@ def model(checkpoint: Path, space: str = "z", psi: float | None = None):
 def test_random_checkpoint_has_rosinality_keys_and_shapes() -> None:
     # Written out by hand from rosinality's Generator(8, 4, n_mlp=1) with widths 4 -> 3.
     expected = {
-        "style.1.weight": (4, 4), "style.1.bias": (4,), "input.input": (1, 4, 4, 4),
-        "conv1.conv.weight": (1, 4, 4, 3, 3), "conv1.conv.modulation.weight": (4, 4),
-        "conv1.conv.modulation.bias": (4,), "conv1.noise.weight": (1,),
-        "conv1.activate.bias": (4,), "to_rgb1.bias": (1, 3, 1, 1),
-        "to_rgb1.conv.weight": (1, 3, 4, 1, 1), "to_rgb1.conv.modulation.weight": (4, 4),
-        "to_rgb1.conv.modulation.bias": (4,), "convs.0.conv.weight": (1, 3, 4, 3, 3),
-        "convs.0.conv.blur.kernel": (4, 4), "convs.0.conv.modulation.weight": (4, 4),
-        "convs.0.conv.modulation.bias": (4,), "convs.0.noise.weight": (1,),
-        "convs.0.activate.bias": (3,), "convs.1.conv.weight": (1, 3, 3, 3, 3),
-        "convs.1.conv.modulation.weight": (3, 4), "convs.1.conv.modulation.bias": (3,),
-        "convs.1.noise.weight": (1,), "convs.1.activate.bias": (3,), "to_rgbs.0.bias": (1, 3, 1, 1),
-        "to_rgbs.0.upsample.kernel": (4, 4), "to_rgbs.0.conv.weight": (1, 3, 3, 1, 1),
-        "to_rgbs.0.conv.modulation.weight": (3, 4), "to_rgbs.0.conv.modulation.bias": (3,),
-        "noises.noise_0": (1, 1, 4, 4), "noises.noise_1": (1, 1, 8, 8),
+        "style.1.weight": (4, 4),
+        "style.1.bias": (4,),
+        "input.input": (1, 4, 4, 4),
+        "conv1.conv.weight": (1, 4, 4, 3, 3),
+        "conv1.conv.modulation.weight": (4, 4),
+        "conv1.conv.modulation.bias": (4,),
+        "conv1.noise.weight": (1,),
+        "conv1.activate.bias": (4,),
+        "to_rgb1.bias": (1, 3, 1, 1),
+        "to_rgb1.conv.weight": (1, 3, 4, 1, 1),
+        "to_rgb1.conv.modulation.weight": (4, 4),
+        "to_rgb1.conv.modulation.bias": (4,),
+        "convs.0.conv.weight": (1, 3, 4, 3, 3),
+        "convs.0.conv.blur.kernel": (4, 4),
+        "convs.0.conv.modulation.weight": (4, 4),
+        "convs.0.conv.modulation.bias": (4,),
+        "convs.0.noise.weight": (1,),
+        "convs.0.activate.bias": (3,),
+        "convs.1.conv.weight": (1, 3, 3, 3, 3),
+        "convs.1.conv.modulation.weight": (3, 4),
+        "convs.1.conv.modulation.bias": (3,),
+        "convs.1.noise.weight": (1,),
+        "convs.1.activate.bias": (3,),
+        "to_rgbs.0.bias": (1, 3, 1, 1),
+        "to_rgbs.0.upsample.kernel": (4, 4),
+        "to_rgbs.0.conv.weight": (1, 3, 3, 1, 1),
+        "to_rgbs.0.conv.modulation.weight": (3, 4),
+        "to_rgbs.0.conv.modulation.bias": (3,),
+        "noises.noise_0": (1, 1, 4, 4),
+        "noises.noise_1": (1, 1, 8, 8),
         "noises.noise_2": (1, 1, 8, 8),
-    }  # fmt: skip
+    }
     state = random_state_dict(size=8, style_dim=4, n_mlp=1, channels={4: 4, 8: 3})
     assert {k: tuple(v.shape) for k, v in state.items()} == expected
     assert list(state) == list(expected)  # rosinality's state-dict order
@@ -103,8 +119,11 @@ def _fir(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -
 def _fused_conv(state, prefix, x, w, *, demodulate=True, upsample=False):
     weight = state[f"{prefix}.weight"]  # (1, out, in, k, k)
     _, out_c, in_c, k, _ = weight.shape
-    style = F.linear(w, state[f"{prefix}.modulation.weight"] / math.sqrt(w.shape[1]),
-                     state[f"{prefix}.modulation.bias"])  # fmt: skip
+    style = F.linear(
+        w,
+        state[f"{prefix}.modulation.weight"] / math.sqrt(w.shape[1]),
+        state[f"{prefix}.modulation.bias"],
+    )
     batch = x.shape[0]
     weight = weight / math.sqrt(in_c * k * k) * style.view(batch, 1, in_c, 1, 1)
     if demodulate:
@@ -118,8 +137,12 @@ def _fused_conv(state, prefix, x, w, *, demodulate=True, upsample=False):
         )
         out = out.view(batch, out_c, *out.shape[2:])
         return _fir(out, state[f"{prefix}.blur.kernel"], 1, (1, 1))
-    out = F.conv2d(x.reshape(1, batch * in_c, *x.shape[2:]), weight.reshape(batch * out_c, in_c, k, k),
-                   padding=k // 2, groups=batch)  # fmt: skip
+    out = F.conv2d(
+        x.reshape(1, batch * in_c, *x.shape[2:]),
+        weight.reshape(batch * out_c, in_c, k, k),
+        padding=k // 2,
+        groups=batch,
+    )
     return out.view(batch, out_c, *out.shape[2:])
 
 
@@ -130,8 +153,10 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
 def reference_image(state, z: torch.Tensor, n_mlp: int, stages: int) -> torch.Tensor:
     x = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
     for i in range(1, n_mlp + 1):
-        x = _lrelu(F.linear(x, state[f"style.{i}.weight"] * 0.01 / math.sqrt(x.shape[1]))
-                   + state[f"style.{i}.bias"] * 0.01)  # fmt: skip
+        x = _lrelu(
+            F.linear(x, state[f"style.{i}.weight"] * 0.01 / math.sqrt(x.shape[1]))
+            + state[f"style.{i}.bias"] * 0.01
+        )
     w = x
 
     def styled(prefix, h, noise, upsample=False):

@@ -195,16 +195,26 @@ def load_nvidia(
         "weights_file": str(path.resolve()),
         "weights_sha256": file_sha256(path),
         "format": "NVIDIA network pickle (G_ema / G)",
-        "z_dim": module.z_dim, "w_dim": module.w_dim, "num_ws": module.num_ws,
-        "space": space, "psi": psi, "noise": "noise_mode='const' (the pickle's buffers)",
+        "z_dim": module.z_dim,
+        "w_dim": module.w_dim,
+        "num_ws": module.num_ws,
+        "space": space,
+        "psi": psi,
+        "noise": "noise_mode='const' (the pickle's buffers)",
         "w_avg": "G.mapping.w_avg",
-    }  # fmt: skip
+    }
     latent_dim = (
         module.num_ws * module.w_dim
         if space == "w+"
         else (module.z_dim if space == "z" else module.w_dim)
     )
     return Generator(
-        name=name, family="stylegan2-ada", latent_dim=latent_dim, module=module, facts=facts,
-        sampler=sample, space=space, spaces=SPACES,
-    )  # fmt: skip
+        name=name,
+        family="stylegan2-ada",
+        latent_dim=latent_dim,
+        module=module,
+        facts=facts,
+        sampler=sample,
+        space=space,
+        spaces=SPACES,
+    )

@@ -28,6 +28,7 @@ from services.model_catalogue import (
     DCGAN_FACES,
     MODEL_SCHEMES,
     NVIDIA_SCHEME,
+    OMNIART_EYE,
     PYTHON_SCHEME,
     STYLEGAN2_SCHEME,
     TORCHSCRIPT_SCHEME,
@@ -40,7 +41,13 @@ from ..errors import (
     NonFiniteOutputError,
     UnknownModelError,
 )
-from .controls import Control, parse_control, reinit_module, shuffle_module
+from .controls import (
+    SHUFFLED_PUBLISHED,
+    Control,
+    parse_control,
+    reinit_module,
+    shuffle_module,
+)
 from .generator import Generator, module_device, module_tensors, state_dict_sha256, to_channels_last
 
 
@@ -96,6 +103,12 @@ def _load_by_name(
             DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
             space,
         )
+    if name == OMNIART_EYE:
+        from .omniart import load_omniart_eye
+
+        if psi is not None:
+            _refuse_space(name, "z", psi)
+        return load_omniart_eye(space)
     if space != "z" or psi is not None:
         _refuse_space(name, space, psi)
     if name == DCGAN_FACES:
@@ -130,17 +143,24 @@ def _load_control(
         if space != "z" or psi is not None:
             _refuse_space(name, space, psi)
         return load_dcgan_faces_control(name, control)
+    if control.base == OMNIART_EYE:
+        from .omniart import load_omniart_eye_control
+
+        if psi is not None:
+            _refuse_space(name, "z", psi)
+        return load_omniart_eye_control(name, control, space)
     if control.base.startswith(STYLEGAN2_SCHEME):
         from .stylegan2.controls import load_stylegan2_control
 
         return load_stylegan2_control(name, control, space=space, psi=psi)
     generator = _load_by_name(control.base, device, truncation, space, psi)
-    if control.kind == "shuffled":
-        shuffle_module(generator.module, control.seed)
-        kept = "buffers"
+    if control.shuffles:
+        published = control.kind == SHUFFLED_PUBLISHED
+        shuffle_module(generator.module, control.seed, buffers=published)
+        kept = "integer buffers" if published else "buffers"
     else:
         count = reinit_module(generator.module, control.seed, name)
-        kept = f"buffers; {count} submodules reset with reset_parameters()"
+        kept = f"buffers and normalisation layers; {count} submodules reset_parameters()"
     generator.name = name
     generator.facts = {
         **generator.facts,
@@ -157,7 +177,7 @@ def _refuse_space(name: str, space: str, psi: float | None) -> None:
         raise InvalidOptionError(f"unknown space {space!r}; use one of {', '.join(ALL_SPACES)}")
     if space != "z":
         owner = (
-            "BigGAN (biggan-deep:DIR)"
+            "BigGAN (biggan-deep:DIR) and omniart-eye"
             if space in BIGGAN_SPACES
             else "StyleGAN2 (stylegan2:PATH, stylegan2-ada:PKL)"
         )
