@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from services.geometry import (
+    Distance,
     InvalidOptionError,
     UnknownModelError,
     compute_spectrum,
@@ -24,10 +25,14 @@ from .conftest import FACTORIES
 
 @pytest.fixture(scope="module")
 def faces_state() -> dict[str, torch.Tensor]:
-    return torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
+    checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu", weights_only=True)
+    state: dict[str, torch.Tensor] = checkpoint["netG_state_dict"]
+    return state
 
 
-def test_shuffled_dcgan_permutes_each_learned_tensor_and_keeps_statistics(faces_state) -> None:
+def test_shuffled_dcgan_permutes_each_learned_tensor_and_keeps_statistics(
+    faces_state: dict[str, torch.Tensor],
+) -> None:
     shuffled = shuffle_state(faces_state, 0, dcgan_is_learned)
     for key, tensor in faces_state.items():
         if dcgan_is_learned(key):
@@ -44,7 +49,7 @@ def test_shuffled_dcgan_permutes_each_learned_tensor_and_keeps_statistics(faces_
     assert control.facts["control"] == {**control.facts["control"], "kind": "shuffled", "seed": 0}
 
 
-def test_controls_are_seeded_and_recorded(dcgan) -> None:
+def test_controls_are_seeded_and_recorded(dcgan: Generator) -> None:
     trained = dcgan
     again, other = (
         load_generator("shuffled:0:dcgan-faces"),
@@ -59,12 +64,15 @@ def test_controls_are_seeded_and_recorded(dcgan) -> None:
 
 def test_random_init_dcgan_uses_the_tutorial_init() -> None:
     control = load_generator("random-init:4:dcgan-faces")
+    assert isinstance(control.module, DCGAN)
     first = control.module.first_layer_weight
     assert abs(float(first.std()) - 0.02) < 0.002
     assert control.facts["control"]["kind"] == "random-init"
 
 
-def test_trained_dcgan_is_far_more_anisotropic_than_its_controls(dcgan, mse) -> None:
+def test_trained_dcgan_is_far_more_anisotropic_than_its_controls(
+    dcgan: Generator, mse: Distance
+) -> None:
     # The published contrast: learned structure concentrates the metric in few directions.
     ratios = {}
     for name in ("dcgan-faces", "shuffled:0:dcgan-faces", "random-init:0:dcgan-faces"):
@@ -81,9 +89,8 @@ def test_stylegan2_controls_keep_noise_and_change_weights(tmp_path: Path) -> Non
     for kind in ("shuffled", "random-init"):
         control = load_generator(f"{kind}:2:stylegan2:{path}", space="w")
         assert control.latent_dim == 4 and control.space == "w"
-        assert torch.equal(
-            control.module.synthesis.conv1.noise, trained.module.synthesis.conv1.noise
-        )
+        noises = [g.module.get_buffer("synthesis.conv1.noise") for g in (control, trained)]
+        assert torch.equal(*noises)
         w = control.sample(2, seed=0)
         assert not torch.allclose(control.images(w), trained.images(w))
 
@@ -112,7 +119,9 @@ def test_unknown_base_is_refused() -> None:
         load_generator("shuffled:0:nope")
 
 
-def test_published_shuffle_permutes_batchnorm_statistics_too(faces_state) -> None:
+def test_published_shuffle_permutes_batchnorm_statistics_too(
+    faces_state: dict[str, torch.Tensor],
+) -> None:
     control = load_generator("shuffled-published:0:dcgan-faces")
     assert control.facts["control"]["kind"] == "shuffled-published"
     assert "BatchNorm statistics" in control.facts["control"]["what"]
@@ -133,8 +142,11 @@ def test_published_shuffle_permutes_batchnorm_statistics_too(faces_state) -> Non
     assert not torch.allclose(kept.images(codes), control.images(codes), atol=1e-3)
 
 
-def test_random_init_redraws_convolutions_and_keeps_batchnorm_as_trained(faces_state) -> None:
+def test_random_init_redraws_convolutions_and_keeps_batchnorm_as_trained(
+    faces_state: dict[str, torch.Tensor],
+) -> None:
     control = load_generator("random-init:4:dcgan-faces")
+    assert isinstance(control.module, DCGAN)
     rebuilt = control.module._checkpoint
     for key, tensor in faces_state.items():
         if tensor.ndim == 4:
@@ -146,7 +158,8 @@ def test_random_init_redraws_convolutions_and_keeps_batchnorm_as_trained(faces_s
 
 
 def test_control_seeds_beyond_64_bits_are_refused_clearly() -> None:
-    assert parse_control(f"shuffled:{MAX_SEED}:dcgan-faces").seed == 2**63 - 1
+    largest = parse_control(f"shuffled:{MAX_SEED}:dcgan-faces")
+    assert largest is not None and largest.seed == 2**63 - 1
     for seed in (2**63, 2**64, 10**30):
         with pytest.raises(InvalidOptionError, match="too large.*2\\^63 - 1"):
             load_generator(f"random-init:{seed}:dcgan-faces")
@@ -155,7 +168,7 @@ def test_control_seeds_beyond_64_bits_are_refused_clearly() -> None:
 
 
 def test_image_variation_flags_a_flat_grey_control_and_not_the_trained_model(
-    dcgan, faces_state
+    dcgan: Generator, faces_state: dict[str, torch.Tensor]
 ) -> None:
     codes = dcgan.sample(16, seed=0)
     trained = image_variation(dcgan, codes)
@@ -183,7 +196,7 @@ def test_image_variation_flags_a_flat_grey_control_and_not_the_trained_model(
     assert not image_variation(load_generator("shuffled:0:dcgan-faces"), codes)["degenerate"]
 
 
-def test_image_variation_is_the_mean_per_pixel_std_across_the_set(dcgan) -> None:
+def test_image_variation_is_the_mean_per_pixel_std_across_the_set(dcgan: Generator) -> None:
     codes = dcgan.sample(5, seed=1)
     images = dcgan.images(codes).double().numpy()
     expected = images.std(axis=0).mean()  # numpy's population std, the slow way

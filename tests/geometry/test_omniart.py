@@ -20,7 +20,7 @@ from services.geometry import (
     sefa,
 )
 from services.geometry.models import FoldableFirstLayer, SefaWeights
-from services.geometry.models.omniart import omniart_weights_path
+from services.geometry.models.omniart import OmniartEye, omniart_weights_path
 
 
 def package_network() -> nn.Sequential:
@@ -60,7 +60,8 @@ class PackageForward(nn.Module):
             parameter.requires_grad_(False)
 
     def forward(self, both: torch.Tensor) -> torch.Tensor:
-        return self.main(both.reshape(both.shape[0], -1, 1, 1))
+        images: torch.Tensor = self.main(both.reshape(both.shape[0], -1, 1, 1))
+        return images
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,9 @@ def test_loads_without_importing_the_package_and_renders_eyes(eyes: Generator) -
     assert float(images.abs().max()) <= 1.0 and float(images.std()) > 0.2
 
 
-def test_equals_the_package_network_in_float32_and_float64(eyes, reference64) -> None:
+def test_equals_the_package_network_in_float32_and_float64(
+    eyes: Generator, reference64: PackageForward
+) -> None:
     codes = eyes.sample(3, seed=4)
     expected = reference64(torch.as_tensor(codes))
     assert (eyes.images(codes).double() - expected).abs().max() < 1e-5
@@ -93,14 +96,17 @@ def test_equals_the_package_network_in_float32_and_float64(eyes, reference64) ->
     assert (double.images(codes) - expected).abs().max() < 1e-12
 
 
-def test_float64_metric_agrees_with_autograd_through_the_unfolded_network(reference64) -> None:
+def test_float64_metric_agrees_with_autograd_through_the_unfolded_network(
+    reference64: PackageForward,
+) -> None:
     generator = load_generator("omniart-eye", space="class").to("cpu", torch.float64)
     fixed_noise = torch.as_tensor(generator.facts["fixed_noise"])
 
     class ClassCodes(nn.Module):
         def forward(self, labels: torch.Tensor) -> torch.Tensor:
             noise = fixed_noise.to(labels).expand(labels.shape[0], -1)
-            return reference64(torch.cat([noise, labels], 1))
+            images: torch.Tensor = reference64(torch.cat([noise, labels], 1))
+            return images
 
     unfolded = Generator(
         name="package", family="cdcgan", latent_dim=8, module=ClassCodes(), facts={}
@@ -112,7 +118,7 @@ def test_float64_metric_agrees_with_autograd_through_the_unfolded_network(refere
     assert np.linalg.norm(fast - slow) / np.linalg.norm(slow) < 1e-12
 
 
-def test_noise_and_class_spaces_join_the_fixed_half_of_the_seed_0_code(eyes) -> None:
+def test_noise_and_class_spaces_join_the_fixed_half_of_the_seed_0_code(eyes: Generator) -> None:
     noise = load_generator("omniart-eye", space="noise")
     klass = load_generator("omniart-eye", space="class")
     legacy = load_generator("omniart-eye", space="z")  # z names the whole input, as for BigGAN
@@ -134,8 +140,9 @@ def test_noise_and_class_spaces_join_the_fixed_half_of_the_seed_0_code(eyes) -> 
         load_generator("omniart-eye", psi=0.5)
 
 
-def test_sefa_weights_per_space_folded_or_not(eyes) -> None:
+def test_sefa_weights_per_space_folded_or_not(eyes: Generator) -> None:
     module = eyes.module
+    assert isinstance(module, OmniartEye)
     assert isinstance(module, SefaWeights) and isinstance(module, FoldableFirstLayer)
     raw = module.first_layer_matrix(batchnorm_folded=False).double()
     folded = module.first_layer_matrix(batchnorm_folded=True).double()
@@ -149,12 +156,14 @@ def test_sefa_weights_per_space_folded_or_not(eyes) -> None:
     result = sefa(eyes)
     a = raw[:, :100].numpy()
     assert np.allclose(result.eigenvalues[:100], np.linalg.eigvalsh(a.T @ a)[::-1], rtol=1e-8)
-    (labels,) = load_generator("omniart-eye", space="class").module.sefa_weights()
+    labels_module = load_generator("omniart-eye", space="class").module
+    assert isinstance(labels_module, OmniartEye)
+    (labels,) = labels_module.sefa_weights()
     assert labels.shape == (1024 * 16, 8)
 
 
 @pytest.mark.parametrize("kind", ["shuffled", "shuffled-published", "random-init"])
-def test_controls_of_omniart_eye(kind: str, eyes) -> None:
+def test_controls_of_omniart_eye(kind: str, eyes: Generator) -> None:
     control = load_generator(f"{kind}:1:omniart-eye", space="noise")
     assert control.family == "cdcgan" and control.latent_dim == 100
     assert control.facts["control"]["kind"] == kind

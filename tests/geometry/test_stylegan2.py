@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from services.geometry import (
+    Generator,
     InvalidGeneratorError,
     InvalidOptionError,
     MissingWeightsError,
@@ -29,7 +31,9 @@ from services.geometry import (
 from services.geometry.models.stylegan2 import StyleGAN2Architecture
 from tests.support.checkpoints import random_state_dict, write_random_checkpoint
 
-TINY = {"size": 8, "style_dim": 4, "n_mlp": 2, "channels": {4: 4, 8: 3}}
+StateDict = dict[str, torch.Tensor]
+
+TINY: dict[str, Any] = {"size": 8, "style_dim": 4, "n_mlp": 2, "channels": {4: 4, 8: 3}}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_random_checkpoint(tmp_path_factory.mktemp("sg2") / "tiny.pt", **TINY, seed=3)
 
 
-def model(checkpoint: Path, space: str = "z", psi: float | None = None):
+def model(checkpoint: Path, space: str = "z", psi: float | None = None) -> Generator:
     return load_generator(f"stylegan2:{checkpoint}", space=space, psi=psi)
 
 
@@ -116,7 +120,15 @@ def _fir(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -
     return F.conv2d(x, k, groups=c)
 
 
-def _fused_conv(state, prefix, x, w, *, demodulate=True, upsample=False):
+def _fused_conv(
+    state: StateDict,
+    prefix: str,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    upsample: bool = False,
+) -> torch.Tensor:
     weight = state[f"{prefix}.weight"]  # (1, out, in, k, k)
     _, out_c, in_c, k, _ = weight.shape
     style = F.linear(
@@ -150,7 +162,7 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * math.sqrt(2)
 
 
-def reference_image(state, z: torch.Tensor, n_mlp: int, stages: int) -> torch.Tensor:
+def reference_image(state: StateDict, z: torch.Tensor, n_mlp: int, stages: int) -> torch.Tensor:
     x = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
     for i in range(1, n_mlp + 1):
         x = _lrelu(
@@ -159,12 +171,12 @@ def reference_image(state, z: torch.Tensor, n_mlp: int, stages: int) -> torch.Te
         )
     w = x
 
-    def styled(prefix, h, noise, upsample=False):
+    def styled(prefix: str, h: torch.Tensor, noise: int, upsample: bool = False) -> torch.Tensor:
         h = _fused_conv(state, f"{prefix}.conv", h, w, upsample=upsample)
         h = h + state[f"{prefix}.noise.weight"] * state[f"noises.noise_{noise}"]
         return _lrelu(h + state[f"{prefix}.activate.bias"].view(1, -1, 1, 1))
 
-    def rgb(prefix, h, skip):
+    def rgb(prefix: str, h: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         out = _fused_conv(state, f"{prefix}.conv", h, w, demodulate=False) + state[f"{prefix}.bias"]
         if skip is not None:
             out = out + _fir(skip, state[f"{prefix}.upsample.kernel"], 2, (2, 1))

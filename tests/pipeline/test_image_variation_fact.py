@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.geometry import image_variation, load_generator
+from services.job_spec import SampledLatents
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
 
@@ -24,7 +25,7 @@ def store(sqlite_url: str) -> Iterator[Store]:
     ("model", "degenerate"), [("dcgan-faces", False), ("random-init:0:dcgan-faces", True)]
 )
 def test_resolution_records_image_variation(store: Store, model: str, degenerate: bool) -> None:
-    spec = JobSpec(model=model, latents={"count": 2, "seed": 1}, top_k=3)
+    spec = JobSpec(model=model, latents=SampledLatents(count=2, seed=1), top_k=3)
     job, _ = submit_job(store, spec, "alice", None)
     recorded = job.resolved["generator"]["facts"]["image_variation"]
     assert set(recorded) == {"pixel_std", "degenerate", "threshold", "codes"}
