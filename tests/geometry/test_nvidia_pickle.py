@@ -170,3 +170,11 @@ def test_pickle_metrics_match_bp_and_sefa_reads_the_affines(
     a = torch.cat(rows).numpy()
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     assert np.allclose(result.eigenvalues, np.linalg.eigvalsh(a.T @ a)[::-1], rtol=1e-10)
+
+
+def test_a_pickle_without_nvidias_contract_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "linear.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({"G_ema": torch.nn.Linear(2, 2)}, handle)
+    with pytest.raises(InvalidGeneratorError, match="Linear.*z_dim, w_dim, num_ws, mapping"):
+        load_generator(f"stylegan2-ada:{path}")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -98,6 +98,13 @@ def base_model_name(name: str) -> str:
     return control.base if control else name
 
 
+@runtime_checkable
+class Resettable(Protocol):
+    """A torch layer that can draw its parameters afresh (its own initialisation)."""
+
+    def reset_parameters(self) -> None: ...
+
+
 _NORMALISATION = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -146,7 +153,7 @@ def reinit_module(module: nn.Module, seed: int, name: str) -> int:
     resettable = [
         m
         for m in module.modules()
-        if callable(getattr(m, "reset_parameters", None)) and not isinstance(m, _NORMALISATION)
+        if isinstance(m, Resettable) and not isinstance(m, _NORMALISATION)
     ]
     if not resettable:
         raise InvalidOptionError(
@@ -156,5 +163,5 @@ def reinit_module(module: nn.Module, seed: int, name: str) -> int:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for submodule in resettable:
-            submodule.reset_parameters()  # type: ignore[operator]
+            submodule.reset_parameters()
     return len(resettable)
