@@ -203,3 +203,18 @@ def test_image_variation_is_the_mean_per_pixel_std_across_the_set(dcgan: Generat
     assert abs(image_variation(dcgan, codes)["pixel_std"] - expected) < 1e-12
     with pytest.raises(Exception, match="at least two codes"):
         image_variation(dcgan, codes[:1])
+
+
+def test_published_shuffle_of_a_stylegan2_permutes_its_noise_maps_too(tmp_path: Path) -> None:
+    path = write_random_checkpoint(tmp_path / "g.pt", size=8, style_dim=4, channels={4: 4, 8: 3})
+    trained, kept, published = (
+        load_generator(name, space="w")
+        for name in (
+            f"stylegan2:{path}",
+            f"shuffled:2:stylegan2:{path}",
+            f"shuffled-published:2:stylegan2:{path}",
+        )
+    )
+    noise = [g.module.get_buffer("synthesis.conv1.noise") for g in (trained, kept, published)]
+    assert torch.equal(noise[0], noise[1]) and not torch.equal(noise[0], noise[2])
+    assert torch.equal(noise[0].flatten().sort().values, noise[2].flatten().sort().values)
