@@ -161,7 +161,7 @@ def test_control_seeds_beyond_64_bits_are_refused_clearly() -> None:
     largest = parse_control(f"shuffled:{MAX_SEED}:dcgan-faces")
     assert largest is not None and largest.seed == 2**63 - 1
     for seed in (2**63, 2**64, 10**30):
-        with pytest.raises(InvalidOptionError, match="too large.*2\\^63 - 1"):
+        with pytest.raises(InvalidOptionError, match=r"too large.*2\*\*63 - 1"):
             load_generator(f"random-init:{seed}:dcgan-faces")
     with pytest.raises(UnknownModelError, match="integer seed"):
         load_generator("shuffled:\u00b2:dcgan-faces")  # a digit to str.isdigit, not to int()

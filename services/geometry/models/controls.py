@@ -77,14 +77,14 @@ def parse_control(name: str) -> Control | None:
             seed_text, _, base = name.removeprefix(kind + ":").partition(":")
             if not _SEED.fullmatch(seed_text) or not base:
                 raise UnknownModelError(
-                    f"{name!r}: a control is named {kind}:SEED:BASE with an integer seed >= 0 and "
-                    f"a model name, e.g. {kind}:0:dcgan-faces"
+                    f"{name!r}: a control is named {kind}:SEED:BASE with an integer seed "
+                    f"0 <= SEED < 2**63 and a model name, e.g. {kind}:0:dcgan-faces"
                 )
             seed = int(seed_text)
             if seed > MAX_SEED:
                 raise InvalidOptionError(
                     f"{name!r}: the control seed {seed} is too large; use a seed from 0 to "
-                    f"{MAX_SEED} (2^63 - 1)"
+                    f"{MAX_SEED} (2**63 - 1)"
                 )
             if parse_control(base) is not None:
                 raise UnknownModelError(f"{name!r}: a control of a control is not offered")
