@@ -6,7 +6,7 @@ say so.
 
 pixel_std: for each pixel value (channel, row, column), the standard deviation across the
 images of the set (population std), averaged over the pixel values; images in [-1, 1]. Taken
-over the first `VARIATION_CODES` codes given (the cap keeps the cost at a few renders); an image
+over the first `VARIATION_CODES` codes given (the cap keeps the cost at one batch of renders); an image
 with NaN/inf is left out (its code fails in its chunk, where it is recorded).
 
 `sampled_image_variation` is what a job records at resolution: the variation over the
@@ -15,9 +15,9 @@ degenerate generator is degenerate on any codes, and the user's codes run only i
 where a code that crashes or hangs the model is isolated and recorded.
 
 The threshold, `DEGENERATE_PIXEL_STD` = 0.02: a typical pixel that moves by less than 1 % of
-the [-1, 1] range across codes. Trained generators and the shuffled controls sit an order of
-magnitude above it, the random-init controls that render flat grey an order below
-(docs/controls.md has the figures).
+the [-1, 1] range across codes. The trained models sit more than an order of magnitude above
+it, the random-init controls that render flat grey an order below (docs/controls.md has the
+figures for each model and control).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..errors import InvalidLatentError
 from .generator import Generator
 
 DEGENERATE_PIXEL_STD = 0.02
-VARIATION_CODES = 16
+VARIATION_CODES = 8
 RENDER_BATCH = 8
 
 
