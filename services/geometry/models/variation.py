@@ -6,8 +6,8 @@ say so.
 
 pixel_std: for each pixel value (channel, row, column), the standard deviation across the
 images of the set (population std), averaged over the pixel values; images in [-1, 1]. Taken
-over the first `VARIATION_CODES` codes given (the cap keeps the cost at one batch of renders); an image
-with NaN/inf is left out (its code fails in its chunk, where it is recorded).
+over the first `VARIATION_CODES` codes given (the cap keeps the cost at one batch of renders);
+an image with NaN/inf is left out (its code fails in its chunk, where it is recorded).
 
 `sampled_image_variation` is what a job records at resolution: the variation over the
 generator's own seeded sample (seed 0), the codes the load-time probe already runs. A
