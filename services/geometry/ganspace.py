@@ -61,7 +61,7 @@ def ganspace(
     top_k = check_top_k(top_k, d)
     layer = layer if layer is not None else default_layer(generator)
     tap = generator.at_layer(layer).to(generator.device, torch.float64)
-    n = DEFAULT_SAMPLES if samples is None else samples
+    n = _default_samples(tap, generator) if samples is None else samples
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise InvalidOptionError(f"ganspace samples must be an integer >= 2, got {samples!r}")
     codes = generator.sample(n, sample_seed)
@@ -108,6 +108,14 @@ def ganspace(
         },
         summary=summary,
     )
+
+
+def _default_samples(tap: Generator, generator: Generator) -> int:
+    """DEFAULT_SAMPLES, or as many as fit MAX_FEATURE_VALUES for a wide layer: the default
+    must run on every model (a DCGAN's first block has 8192-16384 activations), and an
+    explicit ``samples`` that does not fit is still refused."""
+    width = int(_activations(tap, generator.sample(1, 0)).shape[1])
+    return max(2, min(DEFAULT_SAMPLES, MAX_FEATURE_VALUES // max(width, 1)))
 
 
 @torch.no_grad()

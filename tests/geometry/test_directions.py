@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,21 @@ def test_ganspace_on_a_linear_generator_is_the_pca_of_its_outputs() -> None:
     moved = weight @ result.eigenvectors
     assert same_directions(moved / np.linalg.norm(moved, axis=0), components)
     assert result.diagnostics["samples"] == 400 and result.diagnostics["layer"] == "1"
+
+
+def test_ganspace_default_samples_fit_a_wide_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default must run on every model: on a DCGAN's first block (8192-16384 activations)
+    # 10 000 samples exceeded the activation budget and every default GANSpace job failed.
+    # The budget is scaled down here so the wide-layer case stays a small computation.
+    ganspace_module = importlib.import_module("services.geometry.ganspace")  # not the function
+    generator = python_generator("linear")
+    width = int(ganspace(generator, samples=2, layer="1").diagnostics["activations"])
+    monkeypatch.setattr(ganspace_module, "DEFAULT_SAMPLES", 1000)
+    monkeypatch.setattr(ganspace_module, "MAX_FEATURE_VALUES", 300 * width)
+    result = ganspace(generator, layer="1")
+    assert result.diagnostics["samples"] == 300
+    with pytest.raises(InvalidOptionError, match="exceed"):
+        ganspace(generator, samples=301, layer="1")  # an explicit count that does not fit
 
 
 def test_ganspace_on_stylegan2_w_is_the_pca_of_sampled_w(checkpoint: Path) -> None:
