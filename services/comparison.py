@@ -39,6 +39,8 @@ from services.comparability import (
     ComparabilityKey,
     Group,
     SelectedRow,
+    SpacesDifferError,
+    alignment_coordinates,
     code_digest,
     comparability_key,
     differing_fields,
@@ -93,7 +95,7 @@ class Selection(BaseModel):
         if self.method in DIRECTION_METHODS and self.distance not in (None, SEFA_DISTANCE):
             raise ValueError(
                 f"{self.method} directions have no distance: select them as "
-                f"{self.model}::{self.method} (or {{\"model\": ..., \"method\": \"{self.method}\"}})"
+                f'{self.model}::{self.method} (or {{"model": ..., "method": "{self.method}"}})'
             )
         return self
 
@@ -139,8 +141,7 @@ def parse_selection(text: str) -> Selection:
     if len(parts) == 3 and all(parts):
         return Selection(model=parts[0], distance=parts[1], method=parts[2])
     raise ValueError(
-        f"selection {text!r}: use a job id, MODEL:DISTANCE:METHOD or, for directions, "
-        "MODEL::sefa"
+        f"selection {text!r}: use a job id, MODEL:DISTANCE:METHOD or, for directions, MODEL::sefa"
     )
 
 
@@ -279,7 +280,9 @@ def load_selection(
     groups = [g for g in grouping.groups if g.rows]
     if not groups:
         if grouping.partial_left_out:
-            left = ", ".join(f"{n} of {status} jobs" for status, n in grouping.partial_left_out.items())
+            left = ", ".join(
+                f"{n} of {status} jobs" for status, n in grouping.partial_left_out.items()
+            )
             raise InvalidDataError(
                 f"selection {selection.describe()!r} has only partial results ({left}); add "
                 '"include_partial": true to use them'
@@ -415,6 +418,11 @@ def compare_loaded(
     for i in range(len(loaded)):
         for j in range(i + 1, len(loaded)):
             a, b = loaded[i], loaded[j]
+            try:
+                alignment_coordinates(a.key, b.key)
+            except SpacesDifferError as refusal:
+                notes.append(f"{a.label} vs {b.label}: not aligned: {refusal}")
+                continue
             if a.d != b.d:
                 notes.append(
                     f"{a.label} vs {b.label}: latent dimensions differ ({a.d} and {b.d}), "
@@ -577,7 +585,10 @@ def montage_figure(
             raise InvalidDataError(
                 f"spectrum {code_from} has no code of dimension {record.d} to start from"
             )
-        code, described = source.code, f"code of spectrum {code_from[:8]} (latent {source.latent_index})"
+        code, described = (
+            source.code,
+            f"code of spectrum {code_from[:8]} (latent {source.latent_index})",
+        )
     elif record.code is not None:
         code, described = record.code, f"code: latent {record.latent_index}"
     else:
@@ -594,7 +605,12 @@ def montage_figure(
 
 
 def montage_png(
-    store: Store, spectrum_id: str, *, axes: int = 6, steps: int = 7, device: str = "cpu",
+    store: Store,
+    spectrum_id: str,
+    *,
+    axes: int = 6,
+    steps: int = 7,
+    device: str = "cpu",
     code_seed: int = 0,
 ) -> bytes:
     """The pixel-exact montage (64 px tiles, rank labels): the spectrum's code moved along
@@ -637,7 +653,9 @@ def render_plots(
     name carries the selection's label)."""
     pictures: dict[str, bytes] = {}
     for fmt in formats:
-        pictures[f"spectrum.{fmt}"] = spectrum_figure(comparison, normalisation=normalisation, fmt=fmt)
+        pictures[f"spectrum.{fmt}"] = spectrum_figure(
+            comparison, normalisation=normalisation, fmt=fmt
+        )
         if any(h is not None for h in comparison.homogeneity):
             for scale in ("log", "linear"):
                 pictures[f"homogeneity-{scale}.{fmt}"] = homogeneity_figure(
@@ -751,5 +769,6 @@ def format_report(comparison: Comparison) -> str:
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     )

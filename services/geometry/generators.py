@@ -195,12 +195,6 @@ def list_schemes() -> list[ModelInfo]:
     ]  # fmt: skip
 
 
-
-
-
-
-
-
 def load_generator(
     name: str,
     *,
@@ -351,14 +345,6 @@ def _checked_device(device: str | torch.device) -> torch.device:
     return torch_device
 
 
-
-
-
-
-
-
-
-
 def _adopt_channels_last(generator: Generator) -> None:
     """On the CPU, 4-D weights (2-D convolutions) channels_last, in place: oneDNN's
     convolutions then keep activations channels_last instead of converting every output back
@@ -380,15 +366,11 @@ def _adopt_channels_last(generator: Generator) -> None:
     generator.channels_last = True
 
 
-
-
 def _freeze(module: nn.Module) -> nn.Module:
     module.eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     return module
-
-
 
 
 def state_dict_sha256(module: nn.Module) -> str:
@@ -478,13 +460,19 @@ class DCGAN(nn.Module):
         nz, ngf, nc = self._shape
         return DCGAN(self._checkpoint, nz=nz, ngf=ngf, nc=nc, dtype=dtype)
 
-    def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
+    def sefa_weights(
+        self, layers: list[int] | None = None, *, fold_batchnorm: bool = False
+    ) -> list[torch.Tensor]:
         """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
-        (C*4*4, nz) matrix that maps the code to that layer's output."""
+        (C*4*4, nz) matrix that maps the code to that layer's output; `fold_batchnorm`: with
+        the first BatchNorm's per-channel scale γ/√(σ² + ε) folded in (the map as it runs)."""
         if layers not in (None, [0]):
             raise InvalidOptionError(
                 "a DCGAN has one latent-consuming layer: use layers=None or [0]"
             )
+        if fold_batchnorm:
+            first: Any = self.net[0]
+            return [first.weight.detach()]
         weight: torch.Tensor = self.first_layer_weight  # type: ignore[assignment]
         return [weight.reshape(self.nz, -1).T]
 
