@@ -278,10 +278,14 @@ def cmd_import(args: argparse.Namespace) -> int:
         paths.extend(sorted(path.glob("*.npz")) if path.is_dir() else [path])
     if not paths:
         raise CliError(f"no .npz files in {' '.join(args.file)}")
-    published, sha256 = export.combine([(p.name, p.read_bytes()) for p in paths])
+    settings = _settings()
+    published, sha256 = export.combine(
+        [(p.name, p.read_bytes()) for p in paths], max_array_bytes=settings.max_array_bytes
+    )
     store = _open_store(args.database)
     overrides = {k: v for k, v in (("model", args.model), ("distance", args.distance),
-                                   ("method", args.method)) if v}  # fmt: skip
+                                   ("method", args.method),
+                                   ("image_range", args.image_range)) if v}  # fmt: skip
     job, created = export.import_job(
         store, LOCAL_OWNER, published, source_sha256=sha256, **overrides
     )
@@ -817,6 +821,10 @@ def build_parser(
                      help="one stacked file, or per-position files (Hess_BP_<i>.npz) or their directory")  # fmt: skip
     for name in ("model", "distance", "method"):
         imp.add_argument(f"--{name}", help=f"overrides meta.{name} of the file")
+    imp.add_argument("--image-range", choices=("[-1,1]", "[0,1]"), default=None,
+                     help="the range of the images the file's metrics were computed on "
+                     "(GAN-Geometry renders [0,1]): mse eigenvalues are rescaled to the "
+                     "service's [-1,1] (x4), recorded")
     _database_option(imp)
 
     campaign = commands.add_parser("campaign", help="submit, follow, cancel and compare campaigns "

@@ -152,7 +152,7 @@ def comparability_key(
             generator.get("family") if isinstance(generator, dict) else None, spec["space"]
         )
         if isinstance(spec.get("space"), str)
-        else None,  # fmt: skip
+        else None,
         psi=float(psi) if isinstance(psi, int | float) and not isinstance(psi, bool) else None,
         distance=distance,
         distance_options=_options(spec.get("distance_options")),

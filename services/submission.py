@@ -75,6 +75,7 @@ def export_npz(store: Store, job_id: str, owner: str | None, k: int | None) -> b
 def import_npz(
     store: Store, settings: Settings, owner: str, data: bytes, overrides: dict[str, str]
 ) -> tuple[JobRecord, bool]:
+    """`overrides`: model, distance, method, image_range (export.import_job)."""
     # ExportFormatError names the array; nothing is inflated past SPECTRA_MAX_ARRAY_BYTES.
     published = export.from_npz_bytes(data, max_array_bytes=settings.max_array_bytes)
     n, d, _ = published.eigenvectors.shape
