@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.geometry.generators import canonical_space
 from services.job_spec import RANDOM_BACKBONE_SUFFIX
+from services.model_catalogue import canonical_space
 from services.store.errors import InvalidDataError
 
 # Job statuses whose spectra are a complete run; the others are left out unless asked for.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -39,7 +39,16 @@ from torch import nn
 
 from .errors import InvalidOptionError
 from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
-from .loaded_generator import Generator
+from .models.capabilities import FoldedSefaWeights, SefaWeights, UserSefaWeights
+from .models.generator import Generator
+
+
+@runtime_checkable
+class RowNormalising(Protocol):
+    """A module that says whether SeFa normalises its weight rows by default (a `python:`
+    module may say it without naming its layers)."""
+
+    sefa_normalize_rows: bool
 
 
 @dataclass(frozen=True)
@@ -168,8 +177,8 @@ class _LayerChoice:
 def _layer_choice(
     generator: Generator, preset: str | None, layers: list[int] | list[str] | None
 ) -> _LayerChoice:
-    """Which of a style-based generator's layers (by preset or by name); the module's own
-    choice for the others."""
+    """Which layers: a preset's (style-based generators; `genforce-all` by default) or the
+    ones named (or indexed); other generators' own choice where neither is given."""
     if preset is not None and preset not in SEFA_PRESETS:
         raise InvalidOptionError(
             f"unknown SeFa preset {preset!r}; choose one of {', '.join(SEFA_PRESETS)}"
@@ -185,39 +194,48 @@ def _layer_choice(
         raise InvalidOptionError(
             f"layers must be a list of layer names (or indices >= 0), got {layers!r}"
         )
-    names = _layer_names(generator)
-    if names is None:
-        if preset is not None:
-            raise InvalidOptionError(
-                f"SeFa presets choose StyleGAN style layers; {generator.name} has no named style "
-                "layers: leave preset out"
-            )
-        if layers is not None and any(isinstance(x, str) for x in layers):
-            raise InvalidOptionError(f"{generator.name} has no named SeFa layers: give indices")
-        return _LayerChoice(None, None if layers is None else [int(x) for x in layers], None)
     if preset is not None and layers is not None:
         raise InvalidOptionError("give a SeFa preset or layers, not both")
+    module = generator.module
+    names = list(module.sefa_layer_names()) if isinstance(module, SefaWeights) else None
+    style_based = names is not None and any(_is_to_rgb(n) for n in names)
     if layers is None:
+        if not style_based:
+            if preset is not None:
+                raise InvalidOptionError(
+                    f"SeFa presets choose StyleGAN style layers; {generator.name} has none: "
+                    "leave preset out"
+                )
+            return _LayerChoice(None, None, None)
+        assert names is not None
         chosen = preset or DEFAULT_SEFA_PRESET
         picked = SEFA_PRESETS[chosen].select(names)
         indices = [names.index(n) for n in picked]
         return _LayerChoice(chosen, indices, picked, SEFA_PRESETS[chosen].normalize_rows)
+    if names is None:
+        if any(isinstance(x, str) for x in layers):
+            raise InvalidOptionError(f"{generator.name} has no named SeFa layers: give indices")
+        return _LayerChoice(None, [int(x) for x in layers], None)
+    return _LayerChoice(None, *_named(layers, names))
+
+
+def _named(layers: list[int] | list[str], names: list[str]) -> tuple[list[int], list[str]]:
     indices = []
     for layer in layers:
         if isinstance(layer, str):
             if layer not in names:
                 raise InvalidOptionError(
-                    f"SeFa layer {layer!r} does not exist; this model's style layers are "
+                    f"SeFa layer {layer!r} does not exist; this model's SeFa layers are "
                     f"{', '.join(names)}"
                 )
             indices.append(names.index(layer))
         elif layer >= len(names):
             raise InvalidOptionError(
-                f"SeFa layer {layer} does not exist: {len(names)} style layers ({', '.join(names)})"
+                f"SeFa layer {layer} does not exist: {len(names)} layers ({', '.join(names)})"
             )
         else:
             indices.append(layer)
-    return _LayerChoice(None, indices, [names[i] for i in indices])
+    return indices, [names[i] for i in indices]
 
 
 def _in_dim(matrices: list[torch.Tensor]) -> int:
@@ -244,33 +262,29 @@ def _equal_lr_note(values: np.ndarray, normalize_rows: bool, in_dim: int) -> dic
     }
 
 
-def _layer_names(generator: Generator) -> list[str] | None:
-    names: Any = getattr(generator.module, "sefa_layer_names", None)
-    return list(names()) if callable(names) else None
-
-
 def _latent_weights(
     generator: Generator, layers: list[int] | None, fold_batchnorm: bool | None
 ) -> tuple[list[torch.Tensor], bool, str]:
     module = generator.module
-    provider: Any = getattr(module, "sefa_weights", None)
-    if callable(provider):
-        if fold_batchnorm is None:
-            matrices = list(provider(layers))
-        else:
-            try:
-                matrices = list(provider(layers, fold_batchnorm=fold_batchnorm))
-            except TypeError:
-                raise InvalidOptionError(
-                    f"{generator.name} has no BatchNorm after its latent layer to fold: leave "
-                    "fold_batchnorm out"
-                ) from None
-        return matrices, bool(getattr(module, "sefa_normalize_rows", False)), "sefa_weights()"
-    if fold_batchnorm is not None:
+    if fold_batchnorm:
+        if not isinstance(module, FoldedSefaWeights):
+            raise InvalidOptionError(
+                f"{generator.name} has no BatchNorm after its latent layer to fold: leave "
+                "fold_batchnorm out"
+            )
+        if layers not in (None, [0]):
+            raise InvalidOptionError("fold_batchnorm folds the first layer only: leave layers out")
+        return list(module.sefa_folded_weights()), False, "sefa_folded_weights()"
+    if fold_batchnorm is not None and not isinstance(module, FoldedSefaWeights):
         raise InvalidOptionError(
-            f"{generator.name} does not say how to fold a BatchNorm into its latent layer "
-            "(sefa_weights(layers, fold_batchnorm=...)): leave fold_batchnorm out"
+            f"{generator.name} has no BatchNorm after its latent layer to fold: leave "
+            "fold_batchnorm out"
         )
+    if isinstance(module, UserSefaWeights):
+        normalize = (
+            bool(module.sefa_normalize_rows) if isinstance(module, RowNormalising) else False
+        )
+        return list(module.sefa_weights(layers)), normalize, "sefa_weights()"
     if layers not in (None, [0]):
         raise InvalidOptionError(
             f"{generator.name} does not define sefa_weights(layers); only its first latent layer "

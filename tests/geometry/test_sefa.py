@@ -16,8 +16,9 @@ from services.geometry import (
     load_generator,
     sefa,
 )
-from services.geometry.loaded_generator import Generator
+from services.geometry.models.generator import Generator
 from services.geometry.sefa import DEFAULT_SEFA_PRESET
+from tests.support.checkpoints import write_random_checkpoint
 
 from .conftest import python_generator
 from .factories import linear_weights
@@ -37,7 +38,7 @@ def test_sefa_on_a_linear_generator_equals_the_hessian_eigenvectors(linear: Gene
 
 
 def test_sefa_dcgan_uses_the_unfolded_first_layer(dcgan: Generator) -> None:
-    from services.geometry.generators import dcgan_faces_weights_path
+    from services.geometry.models.dcgan import dcgan_faces_weights_path
 
     weight = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"][
         "main.0.weight"
@@ -71,12 +72,8 @@ def test_sefa_needs_a_latent_layer() -> None:
 
 # --------------------------------------------------------------------------- published presets
 
-try:  # the random-checkpoint writers move to tests/support with the models split
-    from tests.support.checkpoints import write_random_checkpoint
-except ImportError:
-    from services.geometry.stylegan2 import write_random_checkpoint
 
-STYLE = {"size": 16, "style_dim": 6, "n_mlp": 2, "channels": {4: 5, 8: 4, 16: 3}}
+STYLE: dict[str, Any] = {"size": 16, "style_dim": 6, "n_mlp": 2, "channels": {4: 5, 8: 4, 16: 3}}
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +174,7 @@ def test_layers_are_chosen_by_name(style_checkpoint: Path) -> None:
     by_name = sefa(generator, layers=["convs.1", "to_rgb1"])
     assert by_name.diagnostics["layer_names"] == ["convs.1", "to_rgb1"]
     assert by_name.diagnostics["preset"] is None
-    with pytest.raises(InvalidOptionError, match="style layers are conv1, to_rgb1"):
+    with pytest.raises(InvalidOptionError, match="SeFa layers are conv1, to_rgb1"):
         sefa(generator, layers=["convs.9"])
     with pytest.raises(InvalidOptionError, match="preset or layers"):
         sefa(generator, preset="genforce-all", layers=["conv1"])
@@ -186,7 +183,7 @@ def test_layers_are_chosen_by_name(style_checkpoint: Path) -> None:
 
 
 def test_dcgan_folds_the_first_batchnorm_only_when_asked(dcgan: Generator) -> None:
-    from services.geometry.generators import dcgan_faces_weights_path
+    from services.geometry.models.dcgan import dcgan_faces_weights_path
 
     state = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
     weight = state["main.0.weight"].double()  # (nz, C, 4, 4)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from services.geometry import InvalidOptionError, compute_metric, load_distance, load_generator
-from services.geometry.loaded_generator import Generator
+from services.geometry.models.generator import Generator
 from services.geometry.transports import (
     fold_metric,
     fold_spectrum_metric,
@@ -22,13 +22,9 @@ from services.geometry.transports import (
     repeat_directions,
     style_module,
 )
+from tests.support.checkpoints import write_random_checkpoint
 
-try:  # the random-checkpoint writers move to tests/support with the models split
-    from tests.support.checkpoints import write_random_checkpoint
-except ImportError:
-    from services.geometry.stylegan2 import write_random_checkpoint
-
-SMALL = {"size": 8, "style_dim": 5, "n_mlp": 2, "channels": {4: 4, 8: 3}}
+SMALL: dict[str, Any] = {"size": 8, "style_dim": 5, "n_mlp": 2, "channels": {4: 4, 8: 3}}
 TOLERANCE = 1e-12
 
 
