@@ -338,12 +338,14 @@ class _Calls:
     @staticmethod
     def compare(
         selections: Sequence[str | Mapping[str, Any]], k: int, max_positions: int,
-        seed: int | None = None,
+        seed: int | None = None, transport: str | None = None,
     ) -> _Call[Comparison]:
         body: dict[str, Any] = {"selections": [_selection_json(s) for s in selections], "k": k,
                                 "max_positions": max_positions}  # fmt: skip
         if seed is not None:  # only when given: a server from before the option refuses it
             body["seed"] = seed
+        if transport is not None:  # the same: only when given
+            body["transport"] = transport
         return _Call("POST", "/v1/compare", lambda r: Comparison.from_json(r.json()), json=body)
 
     @staticmethod
@@ -546,11 +548,12 @@ class SpectraClient:
     # comparison and figures
     def compare(
         self, selections: Sequence[str | Mapping[str, Any]], *, k: int = 10,
-        max_positions: int = 100, seed: int | None = None,
+        max_positions: int = 100, seed: int | None = None, transport: str | None = None,
     ) -> Comparison:  # fmt: skip
         """Selections are job ids, ``MODEL:DISTANCE:METHOD`` texts, or dicts (with ``label``).
-        Homogeneity uses at most ``max_positions`` positions, a sample drawn with ``seed``."""
-        return self._run(_Calls.compare(selections, k, max_positions, seed))
+        Homogeneity uses at most ``max_positions`` positions, a sample drawn with ``seed``.
+        ``transport`` (w+->w, w->w+, w->z) aligns members of different spaces of one model."""
+        return self._run(_Calls.compare(selections, k, max_positions, seed, transport))
 
     def figure(
         self, kind: FigureKind, *, selections: Sequence[str] | None = None,
@@ -639,6 +642,6 @@ class AsyncSpectraClient:
 
     async def compare(
         self, selections: Sequence[str | Mapping[str, Any]], *, k: int = 10,
-        max_positions: int = 100, seed: int | None = None,
+        max_positions: int = 100, seed: int | None = None, transport: str | None = None,
     ) -> Comparison:  # fmt: skip
-        return await self._run(_Calls.compare(selections, k, max_positions, seed))
+        return await self._run(_Calls.compare(selections, k, max_positions, seed, transport))

@@ -136,6 +136,59 @@ def push_forward_directions(directions_z: np.ndarray, jacobian: np.ndarray) -> n
     return np.asarray(pushed / norms, dtype=np.float64)
 
 
+def mapped_codes(module: MappedStyleModule, z_codes: np.ndarray) -> np.ndarray:
+    """w = truncate(mapping(z)) of (n, s) codes, in float64 (a float64 copy of the mapping,
+    as the service's own w sampling computes them)."""
+    z = np.asarray(z_codes, dtype=np.float64)
+    if z.ndim != 2 or not np.isfinite(z).all():
+        raise InvalidOptionError(f"z codes must be a finite (n, d) array, got shape {z.shape}")
+    mapping = _float64_copy(module.mapping)
+    with torch.no_grad():
+        w = module.truncate(mapping(torch.from_numpy(z.copy())))
+    return np.asarray(w.double().numpy(), dtype=np.float64)
+
+
+def match_mapped_codes(
+    module: MappedStyleModule, z_codes: np.ndarray, w_codes: np.ndarray, *, rtol: float = 1e-9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (into z, into w) where a w code is the mapped z code: the same draws seen in
+    the two spaces. A z code whose image has no w code within `rtol` (relative) is unmatched."""
+    images = mapped_codes(module, z_codes)
+    targets = np.asarray(w_codes, dtype=np.float64)
+    if targets.ndim != 2 or targets.shape[1] != images.shape[1]:
+        raise InvalidOptionError(
+            f"w codes must be (m, {images.shape[1]}), got shape {targets.shape}"
+        )
+    index_z, index_w = [], []
+    for row, image in enumerate(images):
+        gaps = np.linalg.norm(targets - image, axis=1)
+        nearest = int(np.argmin(gaps)) if gaps.size else -1
+        if nearest >= 0 and gaps[nearest] <= rtol * max(1.0, float(np.linalg.norm(image))):
+            index_z.append(row)
+            index_w.append(nearest)
+    return np.asarray(index_z, dtype=np.int64), np.asarray(index_w, dtype=np.int64)
+
+
+def pulled_back_average(
+    module: MappedStyleModule,
+    z_codes: np.ndarray,
+    w_eigenvalues: np.ndarray,
+    w_eigenvectors: np.ndarray,
+) -> np.ndarray:
+    """mean_i J_iᵀ H_w,i J_i over positions: each w metric (from its eigenpairs, (n, k) and
+    (n, s, k)) pulled back to z through the Jacobian at its own z code."""
+    z = np.asarray(z_codes, dtype=np.float64)
+    values = np.asarray(w_eigenvalues, dtype=np.float64)
+    vectors = np.asarray(w_eigenvectors, dtype=np.float64)
+    if values.shape[0] != z.shape[0] or vectors.shape[0] != z.shape[0]:
+        raise InvalidOptionError("give one z code per pair of w eigenpairs")
+    total = np.zeros((z.shape[1], z.shape[1]))
+    for code, lam, u in zip(z, values, vectors, strict=True):
+        projected = mapping_jacobian(module, code).T @ u  # Jᵀ U: (s, k)
+        total += (projected * lam) @ projected.T
+    return np.asarray(total / max(1, z.shape[0]), dtype=np.float64)
+
+
 def _float64_copy(module: nn.Module) -> nn.Module:
     import copy
 

@@ -17,7 +17,9 @@ from services.geometry.transports import (
     fold_metric,
     fold_spectrum_metric,
     mapping_jacobian,
+    match_mapped_codes,
     pull_back_metric,
+    pulled_back_average,
     push_forward_directions,
     repeat_directions,
     style_module,
@@ -129,3 +131,23 @@ def test_moves_refuse_shapes_that_do_not_fit() -> None:
         fold_metric(np.eye(10), 3)
     with pytest.raises(InvalidOptionError, match="Jacobian"):
         pull_back_metric(np.eye(3), np.eye(4))
+
+
+def test_w_codes_are_matched_to_their_z_draws_and_pulled_back_on_average(
+    checkpoint: Path,
+) -> None:
+    z_model, w_model = _model(checkpoint, "z"), _model(checkpoint, "w")
+    z_codes, w_codes = z_model.sample(3, seed=9), w_model.sample(3, seed=9)
+    module = style_module(z_model.module)
+    index_z, index_w = match_mapped_codes(module, z_codes, w_codes[::-1])
+    assert index_z.tolist() == [0, 1, 2] and index_w.tolist() == [2, 1, 0]
+    none_z, _ = match_mapped_codes(module, z_codes, w_codes + 1e-3)
+    assert none_z.size == 0
+    mse = load_distance("mse")
+    metrics = [compute_metric(w_model, mse, w, dtype="float64") for w in w_codes]
+    eigen = [np.linalg.eigh(h) for h in metrics]
+    average = pulled_back_average(
+        module, z_codes, np.stack([e[0] for e in eigen]), np.stack([e[1] for e in eigen])
+    )
+    reference = np.mean([_autograd_mse_hessian(z_model, z) for z in z_codes], axis=0)
+    assert _relative(average, reference) <= TOLERANCE
