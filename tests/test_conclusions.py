@@ -38,17 +38,16 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _run(store: Store, model: str, **fields: Any) -> str:
-    spec = JobSpec(
-        **{
-            "model": model,
-            "distance": "mse",
-            "method": "jacobian",
-            "dtype": "float64",
-            "latents": {"count": 4, "seed": 3},
-            "chunk_size": 4,
-            **fields,
-        }
-    )
+    defaults = {
+        "model": model,
+        "distance": "mse",
+        "method": "jacobian",
+        "dtype": "float64",
+        "latents": {"count": 4, "seed": 3},
+        "chunk_size": 4,
+    }
+    # A field given as None is left out (directions take no codes, no chunk size).
+    spec = JobSpec(**{k: v for k, v in {**defaults, **fields}.items() if v is not None})
     job, _ = submit_job(store, spec, LOCAL_OWNER, None)
     return run_job_inprocess(store, job.id, None).id
 
@@ -60,6 +59,16 @@ def test_z_and_w_of_one_model_are_never_aligned_as_they_are(store: Store, model:
     assert result.alignments == []  # not "between methods"
     (note,) = [n for n in result.notes if "not aligned" in n]
     assert "'z'" in note and "'w'" in note and "w->z" in note
+    # SeFa reads w: its directions are not set against z-space Hessians either.
+    sefa_job = _run(store, model, space="w", method="sefa", latents=None, chunk_size=None, top_k=3)
+    against_z = compare(
+        store, [Selection(job_id=sefa_job), Selection(job_id=z_job)], owner=None, k=3
+    )
+    assert against_z.alignments == [] and any("not aligned" in n for n in against_z.notes)
+    against_w = compare(
+        store, [Selection(job_id=sefa_job), Selection(job_id=w_job)], owner=None, k=3
+    )
+    assert [a["kind"] for a in against_w.alignments] == ["sefa-vs-hessian"]
 
 
 def test_homogeneity_uses_one_k_for_every_member(store: Store, model: str) -> None:

@@ -193,6 +193,10 @@ def test_log_homogeneity_leaves_non_positive_eigenvalues_out_as_published(k: int
     assert result["log_rule"] == "published" and result["log_entries_left_out"] > 0
     assert np.isfinite(reference).all()
     assert np.allclose(result["log"], reference, atol=1e-10)
+    if torch.cuda.is_available():  # the masked route on the device gives the same matrix
+        on_device = homogeneity(values, vectors, device="cuda")
+        assert np.allclose(on_device["log"], reference, atol=1e-10)
+        assert on_device["log_entries_left_out"] == result["log_entries_left_out"]
     # log|λ| (the old rule) keeps them as outliers: a different number, still offered.
     kept = homogeneity(values, vectors, log_rule="abs")
     assert kept["log_rule"] == "abs"
