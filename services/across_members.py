@@ -112,6 +112,23 @@ def spectrum_generator(store: Store, spectrum_id: str) -> Any:
     return cached_generator(record.model, "cpu", "float32", space, resolved.get("psi"))
 
 
+def sefa_scale_notes(store: Store, members: Sequence[Member], notes: list[str]) -> None:
+    """Where a SeFa member's eigenvalues are not at the published scale (raw rows keep the
+    equal-lr scale 1/√in_dim in A), say the factor beside them."""
+    for member in members:
+        if member.key.method != "sefa" or not member.spectrum_ids:
+            continue
+        diagnostics = store.get_spectrum(member.spectrum_ids[0]).diagnostics or {}
+        factor = diagnostics.get("published_scale_factor")
+        if isinstance(factor, int | float) and factor != 1:
+            notes.append(
+                f"{member.label}: SeFa eigenvalues keep the equal-lr scale "
+                f"{diagnostics.get('equal_lr_scale')} of the style weights, so they are 1/{factor:g} "
+                f"of rosinality's closed_form_factorization (x{factor:g} for the published scale; "
+                f"preset {diagnostics.get('preset')}, layers {diagnostics.get('layer_names')})"
+            )
+
+
 def fitting_transport(
     transport: str | None, a: ComparabilityKey, b: ComparabilityKey
 ) -> str | None:

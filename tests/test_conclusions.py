@@ -69,6 +69,17 @@ def test_z_and_w_of_one_model_are_never_aligned_as_they_are(store: Store, model:
         store, [Selection(job_id=sefa_job), Selection(job_id=w_job)], owner=None, k=3
     )
     assert [a["kind"] for a in against_w.alignments] == ["sefa-vs-hessian"]
+    raw = _run(
+        store,
+        model,
+        space="w",
+        method="sefa",
+        latents=None,
+        chunk_size=None,
+        preset="rosinality-cff",
+    )
+    noted = compare(store, [Selection(job_id=raw), Selection(job_id=w_job)], owner=None, k=3)
+    assert any("1/5 of rosinality" in n and "x5" in n for n in noted.notes)  # style_dim 5
 
 
 def test_homogeneity_uses_one_k_for_every_member(store: Store, model: str) -> None:

@@ -36,6 +36,7 @@ from services.across_members import (
     common_k,
     fitting_transport,
     paired_members,
+    sefa_scale_notes,
     spectrum_generator,
     transported_alignment,
 )
@@ -211,6 +212,7 @@ def compare_loaded(
     ]
     timings["homogeneity"] = time.perf_counter() - started
     paired = paired_members(loaded, seed)
+    sefa_scale_notes(store, loaded, notes)
 
     # Only alignments need the average metrics: each is one streamed pass over the
     # selection's eigenvectors, computed the first time a pair asks for it.
