@@ -69,6 +69,9 @@ def test_z_and_w_of_one_model_are_never_aligned_as_they_are(store: Store, model:
         store, [Selection(job_id=sefa_job), Selection(job_id=w_job)], owner=None, k=3
     )
     assert [a["kind"] for a in against_w.alignments] == ["sefa-vs-hessian"]
+    # The default preset is named in the job's record: it is part of what makes it comparable.
+    assert store.get_job(sefa_job).resolved["method_options"] == {"preset": "genforce-all"}
+    assert "preset=genforce-all" in against_w.selections[0].label
     raw = _run(
         store,
         model,

@@ -166,6 +166,16 @@ def sefa(
     )
 
 
+def sefa_options(generator: Generator, options: dict[str, Any]) -> dict[str, Any]:
+    """A SeFa job's options as they run: on a style-based generator given neither a preset nor
+    layers, the default preset named, so the job's record (and what makes its directions
+    comparable) says which procedure made them."""
+    if options.get("preset") is not None or options.get("layers") is not None:
+        return dict(options)
+    choice = _layer_choice(generator, None, None)
+    return dict(options) if choice.preset is None else {**options, "preset": choice.preset}
+
+
 @dataclass(frozen=True)
 class _LayerChoice:
     preset: str | None

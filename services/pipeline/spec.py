@@ -16,6 +16,7 @@ import numpy as np
 
 from services.config import Settings, get_settings
 from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
+from services.geometry.sefa import sefa_options
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
@@ -165,7 +166,9 @@ def resolve_spec(
         "distance": None if spec.method in DIRECTION_METHODS else spec.distance,
         "distance_options": spec.distance_options(),
         "method": spec.method,
-        "method_options": spec.method_options(),
+        "method_options": sefa_options(generator, spec.method_options())
+        if spec.method == "sefa"
+        else spec.method_options(),
         "top_k": top_k,
         "dtype": spec.dtype,
         "device": spec.device,
