@@ -73,11 +73,13 @@ def _row(
 
 def test_the_same_position_counts_once_and_partial_jobs_are_left_out() -> None:
     rows = [
-        _row("a", 0, "c0"), _row("a", 1, "c1"),
-        _row("copy", 0, "c0"), _row("copy", 1, "c1"),  # an import of job a
+        _row("a", 0, "c0"),
+        _row("a", 1, "c1"),
+        _row("copy", 0, "c0"),  # an import of job a
+        _row("copy", 1, "c1"),
         _row("b", 0, "c2"),
         _row("cancelled", 0, "c3", status="cancelled"),
-    ]  # fmt: skip
+    ]
     grouping = group_rows(rows)
     (group,) = grouping.groups
     assert [r.spectrum_id for r in group.rows] == ["a-0", "a-1", "b-0"]
