@@ -39,7 +39,7 @@ from torch import nn
 
 from .errors import InvalidOptionError
 from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
-from .models.capabilities import FoldedSefaWeights, SefaWeights, UserSefaWeights
+from .models.capabilities import FoldableFirstLayer, SefaWeights, UserSefaWeights
 from .models.generator import Generator
 
 
@@ -276,20 +276,17 @@ def _latent_weights(
     generator: Generator, layers: list[int] | None, fold_batchnorm: bool | None
 ) -> tuple[list[torch.Tensor], bool, str]:
     module = generator.module
-    if fold_batchnorm:
-        if not isinstance(module, FoldedSefaWeights):
+    if fold_batchnorm is not None:
+        if not isinstance(module, FoldableFirstLayer):
             raise InvalidOptionError(
                 f"{generator.name} has no BatchNorm after its latent layer to fold: leave "
                 "fold_batchnorm out"
             )
         if layers not in (None, [0]):
-            raise InvalidOptionError("fold_batchnorm folds the first layer only: leave layers out")
-        return list(module.sefa_folded_weights()), False, "sefa_folded_weights()"
-    if fold_batchnorm is not None and not isinstance(module, FoldedSefaWeights):
-        raise InvalidOptionError(
-            f"{generator.name} has no BatchNorm after its latent layer to fold: leave "
-            "fold_batchnorm out"
-        )
+            raise InvalidOptionError("fold_batchnorm reads the first layer only: leave layers out")
+        matrix = module.first_layer_matrix(batchnorm_folded=fold_batchnorm)
+        source = "first layer, BatchNorm " + ("folded in" if fold_batchnorm else "not folded")
+        return [matrix], False, source
     if isinstance(module, UserSefaWeights):
         normalize = (
             bool(module.sefa_normalize_rows) if isinstance(module, RowNormalising) else False

@@ -42,14 +42,6 @@ class UserSefaWeights(Protocol):
 
 
 @runtime_checkable
-class FoldedSefaWeights(Protocol):
-    """SeFa's A with the BatchNorm that follows the latent layer folded in (its per-channel
-    scale γ/√(σ² + ε)): the map as the network runs it (DCGAN). SeFa's `fold_batchnorm`."""
-
-    def sefa_folded_weights(self) -> list[torch.Tensor]: ...
-
-
-@runtime_checkable
 class GanspaceLayer(Protocol):
     """Names the layer whose activations GANSpace takes by default (StyleGAN: `w`)."""
 
@@ -63,3 +55,13 @@ class Refoldable(Protocol):
     first dtype's rounding)."""
 
     def folded_in(self, dtype: torch.dtype) -> nn.Module: ...
+
+
+@runtime_checkable
+class FoldableFirstLayer(Protocol):
+    """A first latent layer followed by a BatchNorm (DCGAN, omniart-eye): its weight matrix
+    (outputs, d) with the BatchNorm's scale folded in or not. Such a module's `sefa_weights`
+    also takes `fold_batchnorm=` (default False: the checkpoint's weight, as published SeFa
+    reads it)."""
+
+    def first_layer_matrix(self, *, batchnorm_folded: bool) -> torch.Tensor: ...
