@@ -47,6 +47,12 @@ class CampaignSpec(BaseModel):
     models: list[str] = Field(min_length=1, max_length=8)
     spaces: list[str] | None = Field(default=None, min_length=1, max_length=3,
                                      description="latent spaces (z, w, w+); null = the default")  # fmt: skip
+    model_spaces: dict[str, list[str]] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="spaces of named models, in place of `spaces` for them, e.g. "
+        '{"omniart-eye": ["noise"]}: one campaign over models whose spaces differ',
+    )
     distances: list[str] = Field(default_factory=lambda: ["mse"], max_length=4)
     methods: list[str] = Field(default_factory=lambda: ["jacobian"], max_length=5)
     directions: list[str] = Field(default_factory=lambda: ["sefa"], max_length=2)
@@ -59,6 +65,14 @@ class CampaignSpec(BaseModel):
     def _has_members(self) -> CampaignSpec:
         # Without a method and a direction there is no member: refused now, not accepted
         # and then failed with none.
+        unknown = sorted(set(self.model_spaces) - set(self.models))
+        if unknown:
+            raise ValueError(
+                f"model_spaces names models that are not in models: {', '.join(unknown)}; "
+                "list each of them in models too"
+            )
+        if any(not spaces or len(spaces) > 3 for spaces in self.model_spaces.values()):
+            raise ValueError("model_spaces: give each model 1 to 3 spaces")
         if not self.methods and not self.directions:
             raise ValueError(
                 'a campaign needs at least one method (e.g. "methods": ["jacobian"]) or one '
@@ -93,7 +107,8 @@ def plan_members(spec: CampaignSpec) -> list[PlannedMember]:
     """Every member's job spec, checked (pydantic) before anything is submitted."""
     planned: list[PlannedMember] = []
     for model in spec.models:
-        spaces: list[str | None] = list(spec.spaces) if spec.spaces else [None]
+        chosen = spec.model_spaces.get(model) or spec.spaces
+        spaces: list[str | None] = list(chosen) if chosen else [None]
         for space in spaces:
             extra: dict[str, Any] = {} if space is None else {"space": space}
             for distance in spec.distances:

@@ -44,6 +44,12 @@ def register(commands: Commands) -> CampaignCommands:
     submit.add_argument("--name", required=True)
     submit.add_argument("--models", required=True, help="comma-separated model names")
     submit.add_argument("--spaces", help="comma-separated latent spaces (z, w, w+)")
+    submit.add_argument(
+        "--model-space",
+        action="append",
+        metavar="MODEL=SPACES",
+        help="spaces of one model in place of --spaces, e.g. omniart-eye=noise (repeatable)",
+    )
     submit.add_argument("--distances", help="comma-separated (default mse)")
     submit.add_argument("--methods", help="comma-separated Hessian methods (default jacobian)")
     submit.add_argument(
@@ -72,6 +78,7 @@ def spec_fields(args: argparse.Namespace) -> dict[str, Any]:
         "tags": names(args.tags) or [],
         "models": names(args.models),
         "spaces": names(args.spaces),
+        "model_spaces": model_spaces(args.model_space),
         "distances": names(args.distances),
         "methods": names(args.methods),
         "directions": names(args.directions),
@@ -81,6 +88,21 @@ def spec_fields(args: argparse.Namespace) -> dict[str, Any]:
         "chunk_size": args.chunk_size,
     }
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def model_spaces(given: list[str] | None) -> dict[str, list[str]] | None:
+    """``MODEL=SPACE[,SPACE]`` options as a mapping (the last ``=`` splits: spaces have none)."""
+    if not given:
+        return None
+    mapping: dict[str, list[str]] = {}
+    for entry in given:
+        model, sep, spaces = entry.rpartition("=")
+        if not sep or not model or not spaces:
+            raise CliError(
+                f"--model-space takes MODEL=SPACES (e.g. omniart-eye=noise), got {entry!r}"
+            )
+        mapping[model] = names(spaces) or []
+    return mapping
 
 
 def cmd_campaign_submit(args: argparse.Namespace) -> int:

@@ -1,0 +1,199 @@
+"""The paper's claims as one table, read from one campaign comparison's result document.
+
+Wang & Ponce (ICLR 2021) claim that the pull-back metric of a trained generator is anisotropic
+(a few directions carry most of the image change), homogeneous (the top eigenvectors agree
+across the latent space) and close to SeFa's weight-only directions; each claim is a claim about
+what training did, so each is read against controls of the same architecture. This module
+selects, for every Hessian member of the comparison, the numbers that carry those claims and
+renders them as Markdown. It computes nothing of its own: every number is the comparison's
+(services/comparisons), so the table, the CLI and the figures cannot disagree. The only other
+input is the degenerate-generator flag recorded in each member job's facts
+(``facts["image_variation"]``, docs/controls.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.store import Store
+
+Document = Mapping[str, Any]
+CONTROL_KINDS = ("shuffled-published", "shuffled", "random-init")
+
+
+@dataclass(frozen=True)
+class Variation:
+    pixel_std: float
+    degenerate: bool
+
+
+@dataclass(frozen=True)
+class Alignment:
+    top1_abs_cosine: float
+    random_abs_cosine: float  # exact expectation for uniform unit vectors in R^d
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    label: str
+    model: str
+    base: str
+    control: str | None  # None for the trained model
+    d: int
+    positions: int
+    variation: Variation | None
+    top10_share: float
+    participation_ratio: float
+    participation_ratio_ci95: tuple[float, float] | None
+    dims_99: float  # mean over positions, first rank reaching 99 % (the service's count)
+    dims_99_published: int | None  # the paper's: on the mean spectrum, ranks still below 99 %
+    homogeneity_log: float | None
+    homogeneity_linear: float | None
+    homogeneity_k: int | None
+    sefa: Alignment | None
+    ganspace: Alignment | None
+
+
+def split_control(model: str) -> tuple[str, str | None]:
+    """``KIND:SEED:BASE`` -> (BASE, ``KIND:SEED``); a trained model -> (model, None)."""
+    kind, _, rest = model.partition(":")
+    if kind in CONTROL_KINDS and rest:
+        seed, _, base = rest.partition(":")
+        return base, f"{kind}:{seed}"
+    return model, None
+
+
+def image_variations(store: Store, document: Document) -> dict[str, Variation]:
+    """Each selection's degenerate-generator fact, read from its first job's resolved spec."""
+    found: dict[str, Variation] = {}
+    for selection in document["selections"]:
+        job = store.get_job(selection["job_ids"][0])
+        facts = job.resolved.get("generator", {}).get("facts", {})
+        variation = facts.get("image_variation")
+        if isinstance(variation, Mapping):
+            found[selection["label"]] = Variation(
+                float(variation["pixel_std"]), bool(variation["degenerate"])
+            )
+    return found
+
+
+def _alignment(document: Document, kind: str, hessian: str, model: str) -> Alignment | None:
+    for entry in document["alignments"]:
+        if entry["kind"] == kind and entry["b"] == hessian and entry["a"].startswith(model + "/"):
+            return Alignment(
+                float(entry["matched_abs_cosine"][0]),
+                float(entry["baseline"]["abs_cosine"]["mean"]),
+            )
+    return None
+
+
+def claim_rows(document: Document, variations: Mapping[str, Variation]) -> list[ClaimRow]:
+    """One row per Hessian member (a member with positions and a homogeneity), in the
+    document's order; direction members appear as their alignment with that Hessian."""
+    rows = []
+    for selection in document["selections"]:
+        homogeneity = selection.get("homogeneity")
+        if not homogeneity:
+            continue  # a direction member: one spectrum, no positions
+        anisotropy = selection["anisotropy"]
+        statistics = anisotropy.get("statistics", {})
+        pr_ci = statistics.get("participation_ratio", {}).get("ci95")
+        published = anisotropy.get("published_dims_on_mean_spectrum") or {}
+        model = selection["model"]
+        base, control = split_control(model)
+        label = selection["label"]
+        rows.append(
+            ClaimRow(
+                label=label,
+                model=model,
+                base=base,
+                control=control,
+                d=int(selection["d"]),
+                positions=int(selection["n_spectra"]),
+                variation=variations.get(label),
+                top10_share=float(anisotropy["top10_share_mean"]),
+                participation_ratio=float(anisotropy["participation_ratio_mean"]),
+                participation_ratio_ci95=(float(pr_ci[0]), float(pr_ci[1])) if pr_ci else None,
+                dims_99=float(anisotropy["dims_99_mean"]),
+                dims_99_published=published.get("dims_99"),
+                homogeneity_log=homogeneity.get("log_offdiag_mean"),
+                homogeneity_linear=homogeneity.get("linear_offdiag_mean"),
+                homogeneity_k=homogeneity.get("rank"),
+                sefa=_alignment(document, "sefa-vs-hessian", label, model),
+                ganspace=_alignment(document, "ganspace-vs-hessian", label, model),
+            )
+        )
+    return rows
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def _alignment_cell(alignment: Alignment | None) -> str:
+    if alignment is None:
+        return "–"
+    return f"{alignment.top1_abs_cosine:.2f} (random {alignment.random_abs_cosine:.3f})"
+
+
+def _model_cell(row: ClaimRow) -> str:
+    name = f"`{row.model}`"
+    if row.variation is not None and row.variation.degenerate:
+        return f"{name} **(degenerate)**"
+    return name
+
+
+HEADER = (
+    "| model | d | codes | image pixel std | top-10 share | participation ratio (95 % CI) "
+    "| dims to 99 % (service / paper) | homogeneity log / linear | SeFa top-1 \\|cos\\| "
+    "| GANSpace top-1 \\|cos\\| |\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+)
+
+
+def markdown_table(rows: list[ClaimRow]) -> str:
+    lines = [HEADER.rstrip("\n")]
+    for row in rows:
+        ci = row.participation_ratio_ci95
+        pr = _number(row.participation_ratio) + (
+            f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci is not None else ""
+        )
+        dims = f"{row.dims_99:.1f} / {_number(row.dims_99_published)}"
+        homogeneity = f"{_number(row.homogeneity_log)} / {_number(row.homogeneity_linear)}"
+        std = "–" if row.variation is None else f"{row.variation.pixel_std:.3g}"
+        cells = [
+            _model_cell(row), str(row.d), str(row.positions), std, f"{row.top10_share:.3f}", pr,
+            dims, homogeneity, _alignment_cell(row.sefa), _alignment_cell(row.ganspace),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+RULES = """
+Rules (every number is the campaign comparison's; where the service's rule differs from the
+published code's, both are given):
+- top-10 share, participation ratio (Σλ)²/Σλ² and dims to 99 %: means over the codes of the
+  per-code values; the participation ratio's interval is a 95 % percentile bootstrap over codes.
+- dims to 99 %: "service" is the first rank whose cumulative share of the trace reaches 99 %,
+  per code, averaged; "paper" is GAN-Geometry's statistic, the number of ranks still below 99 %
+  on the mean spectrum (one fewer than the first rank reaching it).
+- homogeneity: off-diagonal mean of the published position-pair correlation of log10 a_ij[k]
+  with log10 λ_j,k (eigenvalues or quotients ≤ 0 left out of that pair, as GAN-Geometry does)
+  and of the linear version, every member at the same k (the k all members have).
+- SeFa / GANSpace top-1 |cos|: the first matched |cosine| between that model's direction set
+  and the top eigenvectors of its average metric; beside it the exact expected |cos| of two
+  uniform random unit vectors in R^d, Γ(d/2) / (√π Γ((d+1)/2)).
+- image pixel std: per pixel value, the standard deviation of the generator's images over 8
+  codes (seed 0), averaged; below 0.02 the generator is flagged **degenerate**: its images
+  barely change, so its metric is tiny and near isotropic everywhere and its "homogeneity"
+  means nothing. A contrast against a degenerate control is no evidence for or against a claim.
+"""
+
+
+def render_claims(document: Document, variations: Mapping[str, Variation]) -> str:
+    rows = claim_rows(document, variations)
+    k = document.get("homogeneity_common_k")
+    heading = f"Homogeneity at the common k = {k}.\n\n" if k is not None else ""
+    return heading + markdown_table(rows) + RULES
