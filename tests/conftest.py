@@ -3,7 +3,9 @@
 A missing service is a failure, not a skip: CI must prove the real thing works.
 Each test that asks for a database gets its own, created here and dropped afterwards: an
 empty one (``pg_url``, for the migration tests) or a clone of a database migrated once per
-session (``migrated_pg_url``), which is what the other tests' stores start from.
+session (``migrated_pg_url``), which is what the other tests' stores start from: ``store`` (on
+PostgreSQL; a module that needs another backend declares its own with
+``tests.support.stores.store_fixture``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ import psycopg
 import pytest
 import redis
 
-PG_ADMIN_DSN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# numpy's OpenBLAS starts a busy-waiting thread per core. Beside torch's own threads and the
+# other test processes (the parallel tier runs one per core) they spin against each other on
+# a small machine, and a small QR then takes many times its time. One BLAS thread per
+# test process; set before anything imports numpy (pytest loads this file first).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from tests.support.stores import store_fixture  # noqa: E402  (imports numpy: after the setting)
+
+PG_ADMIN_DSN = os.environ.get(
+    "SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("SPECTRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -25,7 +37,9 @@ def _pg_admin() -> psycopg.Connection:
     try:
         return psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL is required for this test and is not reachable at {PG_ADMIN_DSN}: {error}")
+        pytest.fail(
+            f"PostgreSQL is required for this test and is not reachable at {PG_ADMIN_DSN}: {error}"
+        )
 
 
 def sqlalchemy_pg_url(database: str) -> str:
@@ -95,15 +109,17 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test once against each store backend (an empty database)."""
-    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+    return str(request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url"))
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def migrated_db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test once against each store backend, its database already migrated on
     PostgreSQL (a clone of the template; SQLite files are migrated by the test's store)."""
-    return request.getfixturevalue(
-        "migrated_pg_url" if request.param == "postgresql" else "sqlite_url"
+    return str(
+        request.getfixturevalue(
+            "migrated_pg_url" if request.param == "postgresql" else "sqlite_url"
+        )
     )
 
 
@@ -115,3 +131,7 @@ def redis_url() -> str:
     except redis.RedisError as error:
         pytest.fail(f"Redis is required for this test and is not reachable at {REDIS_URL}: {error}")
     return REDIS_URL
+
+
+# The tests' default store: a migrated PostgreSQL database of the test's own.
+store = store_fixture("migrated_pg_url")

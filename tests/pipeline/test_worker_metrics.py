@@ -17,8 +17,9 @@ from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
 from tests.pipeline.conftest import Cluster, PrivateRedis, free_port, wait_for
-from tests.pipeline.test_worker_scenarios import NAN_MODEL, TERMINAL
+from tests.pipeline.test_worker_scenarios import NAN_MODEL
 from tests.pipeline.toy_generators import LATENT_DIM, TRIGGER
+from tests.support.waiting import TERMINAL
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 from worker.metrics import failure_kind, queue_depth
 

@@ -23,16 +23,6 @@ BUDGET_GB = 0.6
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    store = Store(pg_url)
-    store.migrate()
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture
 def client(pg_url: str, store: Store) -> Iterator[TestClient]:
     settings = make_settings(
         pg_url, extra_models=WIDE, max_latent_dim=8192, worker_memory_gb=BUDGET_GB
