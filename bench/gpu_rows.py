@@ -189,7 +189,7 @@ def stylegan2_rows(
     """Random StyleGAN2 checkpoints (the tests' writer; config-f widths unless `channels`
     gives a size's widths): W by jacobian, W+ by Lanczos top-k, float32, one code each, against
     the forward cost of the products they take."""
-    from services.geometry.stylegan2 import write_random_checkpoint
+    from tests.support.checkpoints import write_random_checkpoint
 
     rows = []
     distance = load_distance("mse", device=device)
