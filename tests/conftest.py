@@ -11,6 +11,7 @@ PostgreSQL; a module that needs another backend declares its own with
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,17 @@ import redis
 # test process; set before anything imports numpy (pytest loads this file first).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
 from tests.support.stores import store_fixture  # noqa: E402  (imports numpy: after the setting)
+
+# Hypothesis keeps no example database and its caches outside the work tree (it would write
+# .hypothesis/ there): a test writes only under temporary directories.
+hypothesis_settings.register_profile("no-database", database=None)
+hypothesis_settings.load_profile("no-database")
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "latent-spectra-hypothesis")
+)
 
 PG_ADMIN_DSN = os.environ.get(
     "SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
