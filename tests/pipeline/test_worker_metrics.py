@@ -86,7 +86,6 @@ def test_worker_serves_codes_failures_durations_and_queue(
         return values if values.get(("spectra_worker_codes_total", labels)) == 4 else None
 
     values = wait_for(counted, 10, "the codes to be counted")
-    assert isinstance(values, dict)
     reason = tuple(sorted((*labels, ("reason", failure_kind(failure.reason)))))
     assert failure_kind(failure.reason) == "NonFiniteOutputError"
     assert values[("spectra_worker_code_failures_total", reason)] == 1

@@ -12,7 +12,9 @@ T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
+def wait_for(
+    condition: Callable[[], T | None], timeout_s: float, what: str, poll_s: float = 0.05
+) -> T:
     """The condition's first truthy value; an AssertionError naming ``what`` after timeout_s."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -31,6 +33,4 @@ def finished(store: Store, job_id: str, timeout_s: float = 120, poll_s: float = 
         chunks_done = all(c.status in TERMINAL for c in store.list_chunks(job_id))
         return job if job.status in TERMINAL and chunks_done else None
 
-    job = wait_for(settled, timeout_s, f"job {job_id} to finish", poll_s)
-    assert job is not None  # wait_for returns only a truthy value
-    return job
+    return wait_for(settled, timeout_s, f"job {job_id} to finish", poll_s)
