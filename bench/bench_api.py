@@ -30,7 +30,6 @@ import gc
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,8 @@ from services.store import ChunkPlan, Store  # noqa: E402
 sys.path.insert(0, str(REPO / "bench"))
 from results_io import Table, write_results  # noqa: E402
 
+from tests.support.net import free_port  # noqa: E402
+
 PG_ADMIN_DSN = os.environ.get(
     "SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -59,12 +60,6 @@ TARGET_PACED_P99_MS = 10.0
 TARGET_CPU_MS_PER_REQUEST = 1.0
 LATENT_DIM = 100
 N_SPECTRA = 64
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def create_database() -> tuple[str, str]:

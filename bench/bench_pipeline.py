@@ -49,15 +49,11 @@ from worker.launcher import WorkerPlan, start_worker, stop_workers  # noqa: E402
 sys.path.insert(0, str(REPO / "bench"))
 from results_io import Table, write_results  # noqa: E402
 
+from tests.support.net import free_port  # noqa: E402
+
 PG_ADMIN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHUNK_SIZE = 8
 TARGET_OVERHEAD = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
