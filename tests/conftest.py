@@ -111,6 +111,18 @@ def migrated_pg_url(migrated_template: str) -> Iterator[str]:
         drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def module_pg_url(migrated_template: str) -> Iterator[str]:
+    """One migrated PostgreSQL database for a whole module, for tests that share a server or
+    workers and build on each other's data (jobs keep them apart), cloned from the template."""
+    name = f"spectra_test_{uuid.uuid4().hex[:12]}"
+    create_database(name, template=migrated_template)
+    try:
+        yield sqlalchemy_pg_url(name)
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite file for one test (SQLAlchemy URL)."""

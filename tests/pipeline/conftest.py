@@ -21,7 +21,6 @@ import pytest
 import redis
 
 from services.store import Store
-from tests.conftest import create_database, drop_database, sqlalchemy_pg_url
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 from worker.launcher import WorkerPlan, start_worker
@@ -146,18 +145,6 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def module_pg_url(migrated_template: str) -> Iterator[str]:
-    """One PostgreSQL database for a module whose tests share workers (jobs keep them apart),
-    cloned from the session's migrated template."""
-    name = f"spectra_test_{uuid.uuid4().hex[:12]}"
-    create_database(name, template=migrated_template)
-    try:
-        yield sqlalchemy_pg_url(name)
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")

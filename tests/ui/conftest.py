@@ -12,7 +12,6 @@ import queue
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ from api.app import create_app
 from services.pipeline import run_chunk
 from services.store import Store
 from tests.api.conftest import make_settings
-from tests.conftest import _pg_admin, sqlalchemy_pg_url
 from tests.pipeline import toy_generators
 from tests.support.net import free_port
 
@@ -75,19 +73,6 @@ class LiveServer:
     url: str
     store: Store
     dispatcher: BackgroundDispatcher
-
-
-@pytest.fixture(scope="module")
-def module_pg_url() -> Iterator[str]:
-    """One PostgreSQL database for the whole module (the browser tests build on each other)."""
-    name = f"spectra_ui_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield sqlalchemy_pg_url(name)
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
