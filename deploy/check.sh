@@ -2,25 +2,25 @@
 # The whole test suite, as `make test` and CI run it: lint, format, types, docs, migrations, tests.
 #   bash deploy/check.sh [PYTEST_ARGS...]    (arguments go to both pytest runs)
 # Two switches, on once the tree passes them (the lead flips the defaults when it does):
-#   SPECTRA_FORMAT_CHECK=1  `ruff format --check` over the code (a file the formatter would change fails)
-#   SPECTRA_MYPY_STRICT=1   `mypy --strict` over services, api, worker and tests (else the pyproject gate)
-# SPECTRA_TEST_WORKERS sets how many processes run the parallel tier (default: one per CPU).
+#   CHECK_FORMAT=1        `ruff format --check` over the code (a file the formatter would change fails)
+#   CHECK_MYPY_STRICT=1   `mypy --strict` over services, api, worker and tests (else the pyproject gate)
+# CHECK_TEST_WORKERS sets how many processes run the parallel tier (default: one per CPU).
 set -euo pipefail
 venv="${VENV:-.venv}"
 bin="$venv/bin"
 code=(services worker api tests bench)
 
 echo "== ruff check"; "$bin/ruff" check "${code[@]}"
-if [ "${SPECTRA_FORMAT_CHECK:-0}" = 1 ]; then
+if [ "${CHECK_FORMAT:-0}" = 1 ]; then
     echo "== ruff format --check"; "$bin/ruff" format --check "${code[@]}"
 else
-    echo "== ruff format --check: SKIPPED (SPECTRA_FORMAT_CHECK=0)"
+    echo "== ruff format --check: SKIPPED (CHECK_FORMAT=0)"
 fi
-if [ "${SPECTRA_MYPY_STRICT:-0}" = 1 ]; then
+if [ "${CHECK_MYPY_STRICT:-0}" = 1 ]; then
     echo "== mypy --strict (services api worker tests)"
     "$bin/mypy" --strict services api worker tests
 else
-    echo "== mypy (services api worker; strict is SPECTRA_MYPY_STRICT=1)"
+    echo "== mypy (services api worker; strict is CHECK_MYPY_STRICT=1)"
     "$bin/mypy" services api worker
 fi
 
@@ -51,8 +51,8 @@ fi
 # filter leaves empty (pytest's exit 5, e.g. `-k` naming tests of the other tier) is no failure.
 serial=(tests/pipeline tests/api tests/ui)
 status=0
-echo "== pytest, parallel tier (${SPECTRA_TEST_WORKERS:-auto} processes)"
-"$bin/python" -m pytest -n "${SPECTRA_TEST_WORKERS:-auto}" --dist loadfile \
+echo "== pytest, parallel tier (${CHECK_TEST_WORKERS:-auto} processes)"
+"$bin/python" -m pytest -n "${CHECK_TEST_WORKERS:-auto}" --dist loadfile \
     $(printf -- '--ignore=%s ' "${serial[@]}") "$@" || { code=$?; [ "$code" = 5 ] || status=$code; }
 echo "== pytest, serial tier"
 "$bin/python" -m pytest "${serial[@]}" "$@" || { code=$?; [ "$code" = 5 ] || status=$code; }
