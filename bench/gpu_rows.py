@@ -114,11 +114,12 @@ def jacobian_rows(
     codes: int = 8,
     distances: Sequence[str] = ("mse", "lpips-alex"),
     repeats: int = 3,
+    model: str = "dcgan-faces",
 ) -> list[Row]:
     """jacobian per code at `codes` codes (one batched pass, as a GPU worker runs a chunk)
     against the forward floor; LPIPS with a random backbone (no download; the same cost)."""
     rows = []
-    generator = load_generator("dcgan-faces", device=device)
+    generator = load_generator(model, device=device)
     z = generator.sample(codes, seed=2024)
     for name in distances:
         distance = load_distance(name, device=device, random_backbone=name.startswith("lpips"))
@@ -127,19 +128,21 @@ def jacobian_rows(
         per_code /= codes
         floor = forward_floor(generator, distance, device, repeats)
         detail = f"{codes} codes" + (f", peak {peak['peak_mib']:.0f} MiB" if peak else "")
-        rows.append(ratio_row(f"jacobian, dcgan-faces, {name}", per_code, floor, 2.0, detail))
+        rows.append(ratio_row(f"jacobian, {model}, {name}", per_code, floor, 2.0, detail))
     return rows
 
 
-def worker_rate_row(device: str, *, codes: int = 64, chunk_size: int = 16) -> Row:
+def worker_rate_row(
+    device: str, *, codes: int = 64, chunk_size: int = 16, model: str = "dcgan-faces"
+) -> Row:
     """A job's codes/s through the chunk function that a worker runs (store writes and all)
     against the geometry-only rate of the same codes in the same chunks."""
     from services.pipeline import JobSpec, run_job_inprocess, submit_job
     from services.store import Store
 
-    generator = load_generator("dcgan-faces", device=device)
+    generator = load_generator(model, device=device)
     distance = load_distance("mse", device=device)
-    spec = dict(model="dcgan-faces", distance="mse", method="jacobian", chunk_size=chunk_size)
+    spec = dict(model=model, distance="mse", method="jacobian", chunk_size=chunk_size)
     with tempfile.TemporaryDirectory() as directory, Store(f"sqlite:///{directory}/g.db") as store:
         store.migrate()
         warm, _ = submit_job(
@@ -165,7 +168,7 @@ def worker_rate_row(device: str, *, codes: int = 64, chunk_size: int = 16) -> Ro
     geometry_s = timed(device, geometry_only, repeats=1)
     share = geometry_s / worker_s
     return Row(
-        "worker codes/s against geometry only (dcgan-faces, mse, jacobian)",
+        f"worker codes/s against geometry only ({model}, mse, jacobian)",
         worker_s,
         geometry_s,
         share,
@@ -281,17 +284,18 @@ def compile_rows(
     codes: int = 8,
     repeats: int = 3,
     variants: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] | None = None,
+    model: str = "dcgan-faces",
 ) -> list[Row]:
-    """jacobian of dcgan-faces (mse, `codes` codes) with the generator compiled, against eager:
+    """jacobian of `model` (mse, `codes` codes) with the generator compiled, against eager:
     a ratio under 1 means it pays. A variant that does not compose with the forward-mode
     route records why."""
-    generator = load_generator("dcgan-faces", device=device)
+    generator = load_generator(model, device=device)
     distance = load_distance("mse", device=device)
     z = generator.sample(codes, seed=2024)
     eager = timed(device, lambda: jacobian_spectra(generator, distance, z), repeats) / codes
     rows = [Row("jacobian, eager (the reference of the compile rows)", eager, None, 1.0)]
     for name, wrap in (variants or COMPILE_VARIANTS).items():
-        compiled = load_generator("dcgan-faces", device=device)
+        compiled = load_generator(model, device=device)
         try:
             compiled.module = wrap(compiled.module)
             started = time.perf_counter()

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The rows' code paths on a small convolutional generator (the GPU call uses dcgan-faces).
+TINY = f"python:{ROOT / 'tests' / 'geometry' / 'factories.py'}:tiny_dcgan"
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_rows  # noqa: E402
@@ -122,17 +124,17 @@ def test_gpu_rows_refuses_cuda_where_torch_sees_none(tmp_path: Path) -> None:
 
 
 def test_jacobian_row_is_its_time_over_the_forward_floor() -> None:
-    (row,) = gpu_rows.jacobian_rows("cpu", codes=2, distances=["mse"], repeats=1)
+    (row,) = gpu_rows.jacobian_rows("cpu", codes=2, distances=["mse"], repeats=1, model=TINY)
     assert row.seconds is not None and row.floor_s is not None and row.ratio is not None
     assert row.ratio == pytest.approx(row.seconds / row.floor_s)
     assert row.meets == (row.ratio <= 2.0) and row.target == "≤ 2× floor"
-    # One exact metric takes d = 100 products, each at least a forward pass's share: it
-    # cannot be far below one forward pass over a batch of d codes.
+    # One exact metric takes d products, each at least a forward pass's share: it cannot be
+    # far below one forward pass over a batch of d codes.
     assert row.ratio > 0.3
 
 
 def test_worker_rate_row_runs_a_real_job_through_the_chunk_function() -> None:
-    row = gpu_rows.worker_rate_row("cpu", codes=4, chunk_size=2)
+    row = gpu_rows.worker_rate_row("cpu", codes=4, chunk_size=2, model=TINY)
     assert row.seconds is not None and row.floor_s is not None and row.ratio is not None
     assert row.ratio == pytest.approx(row.floor_s / row.seconds) and row.meets == (row.ratio >= 0.9)
     assert "4 codes in chunks of 2" in row.detail
@@ -166,7 +168,7 @@ def test_compile_rows_record_a_variant_that_fails_and_measure_the_others() -> No
         raise RuntimeError("cannot trace jvp")
 
     rows = gpu_rows.compile_rows(
-        "cpu", codes=1, repeats=1, variants={"identity": lambda m: m, "broken": broken}
+        "cpu", codes=1, repeats=1, variants={"identity": lambda m: m, "broken": broken}, model=TINY
     )
     eager, identity, failed = rows
     assert eager.ratio == 1.0 and identity.floor_s == eager.seconds
