@@ -25,6 +25,11 @@ import redis
 # a small machine, and a small QR then takes many times its time. One BLAS thread per
 # test process; set before anything imports numpy (pytest loads this file first).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# torch's OpenMP threads spin the same way: the parallel tier (pytest-xdist, one process per
+# core) gives each process its share of the cores instead of every core to each.
+_processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _processes > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _processes)))
 
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 
