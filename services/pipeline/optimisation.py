@@ -71,7 +71,9 @@ def run_optimisation_chunk(
     generator = cached_generator(
         resolved["model"], device, "float32", resolved.get("space", "z"), resolved.get("psi")
     )
-    distance = cached_distance(resolved["distance"], device, "float32", **resolved["distance_options"])
+    distance = cached_distance(
+        resolved["distance"], device, "float32", **resolved["distance_options"]
+    )
     finished = hooks.retry(store.stored_target_indices, job.id)
     todo = [index for index in chunk.latent_indices if index not in finished]
     if not todo:

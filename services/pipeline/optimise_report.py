@@ -87,17 +87,19 @@ def report(
         evaluation_budget = int(min(job.evaluations[-1] for job in jobs))
     for job in jobs:
         if step_budget > job.curves.shape[1] - 1:
-            raise ReportError("step_budget", f"{job.label} ran only {job.curves.shape[1] - 1} steps")
+            raise ReportError(
+                "step_budget", f"{job.label} ran only {job.curves.shape[1] - 1} steps"
+            )
         if evaluation_budget > job.evaluations[-1] or evaluation_budget < 0:
             raise ReportError(
-                "evaluation_budget", f"{job.label} spent only {int(job.evaluations[-1])} evaluations"
+                "evaluation_budget",
+                f"{job.label} spent only {int(job.evaluations[-1])} evaluations",
             )
     return {
         "threshold": threshold,
         "step_budget": step_budget,
         "evaluation_budget": evaluation_budget,
-        "interval": "median over targets, 95 % percentile bootstrap (2000 resamples, seed "
-        f"{seed})",
+        "interval": f"median over targets, 95 % percentile bootstrap (2000 resamples, seed {seed})",
         "jobs": [_job_stats(job, threshold, step_budget, evaluation_budget, seed) for job in jobs],
         "paired": _paired(jobs, step_budget, evaluation_budget, seed),
     }
@@ -175,8 +177,10 @@ def format_report(result: dict[str, Any]) -> str:
     def cell(stat: dict[str, float] | None, digits: str = ".3g") -> str:
         if stat is None:
             return "-"
+
         def show(v: float) -> str:
             return "never" if not np.isfinite(v) else format(v, digits)
+
         return f"{show(stat['median'])} [{show(stat['low'])}, {show(stat['high'])}]"
 
     header = (

@@ -140,7 +140,9 @@ class OptimiseSpec(BaseModel):
     @model_validator(mode="after")
     def _options_fit(self) -> OptimiseSpec:
         if self.distance not in DISTANCES:
-            raise ValueError(f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
+            raise ValueError(
+                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}"
+            )
         for option in ("resize", "random_backbone"):
             if getattr(self, option) is not None and option not in DISTANCE_OPTIONS[self.distance]:
                 raise ValueError(
@@ -274,8 +276,12 @@ def resolve_optimisation(
         "distance_options": spec.distance_options(),
         "optimiser": spec.optimiser,
         "optimiser_options": {
-            "steps": spec.steps, "learning_rate": spec.learning_rate, "restarts": spec.restarts,
-            "k": spec.k, "population": spec.population, "sigma": spec.sigma,
+            "steps": spec.steps,
+            "learning_rate": spec.learning_rate,
+            "restarts": spec.restarts,
+            "k": spec.k,
+            "population": spec.population,
+            "sigma": spec.sigma,
         },  # fmt: skip
         "seed": spec.seed,
         "basis": basis_facts,
@@ -410,7 +416,9 @@ def load_basis(
     if job.resolved.get("kind") == OPTIMISE_KIND:
         raise SpecError("basis", f"job {job.id} is not a spectra job; give one that stores spectra")
     if job.status != "succeeded" and "job" in ref:
-        raise SpecError("basis", f"job {job.id} is {job.status}; its basis is ready once it succeeded")
+        raise SpecError(
+            "basis", f"job {job.id} is {job.status}; its basis is ready once it succeeded"
+        )
     basis_model = job.resolved.get("model", job.model)
     family = (job.resolved.get("generator") or {}).get("family")
     basis_space = canonical_space(family, job.resolved.get("space", "z"))
@@ -429,7 +437,9 @@ def load_basis(
         eigenvalues, ids = store.eigenvalue_matrix(job_id=job.id)
         vectors = store.top_k_eigenvectors(ids, eigenvalues.shape[1])
         if vectors.shape[1] != latent_dim:
-            raise SpecError("basis", f"spectra of dimension {vectors.shape[1]}, model takes {latent_dim}")
+            raise SpecError(
+                "basis", f"spectra of dimension {vectors.shape[1]}, model takes {latent_dim}"
+            )
         _, values, basis = average_metric(eigenvalues, vectors)
         facts: dict[str, Any] = {
             "job": job.id, "source": "average metric", "n_spectra": len(ids),
@@ -440,7 +450,9 @@ def load_basis(
     else:
         basis = np.asarray(store.eigenvectors(spectrum.id), dtype=np.float64)
         if basis.shape[0] != latent_dim:
-            raise SpecError("basis", f"spectrum of dimension {basis.shape[0]}, model takes {latent_dim}")
+            raise SpecError(
+                "basis", f"spectrum of dimension {basis.shape[0]}, model takes {latent_dim}"
+            )
         facts = {
             "spectrum": spectrum.id, "job": job.id, "source": "spectrum",
             "rank_per_spectrum": int(basis.shape[1]), "method": spectrum.method,

@@ -10,16 +10,19 @@ the input of the pure cost model in services/pipeline/estimate.py.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from services.geometry import Distance, Generator
 from services.geometry import methods as core
-from services.pipeline.estimate import Linear, Probe
+from services.pipeline.estimate import Counts, Linear, Point, Probe
 from services.pipeline.resources import compute_threads, resident_growth
 
 # The probe's batch sizes: a warm-up at the first, costs fitted between the two largest.
@@ -90,25 +93,75 @@ def _fit(small: tuple[int, float], large: tuple[int, float]) -> Linear:
     return Linear(fixed=y2 - slope * b2, per_item=slope)
 
 
+class ProbeOverBudgetError(ValueError):
+    """Even the probe's smallest batch would exceed its share of the budget, by counts."""
+
+
+@dataclass(frozen=True)
+class KindCosts:
+    """One product kind's measured memory and time lines and the batches behind them."""
+
+    bytes: Linear
+    seconds: Linear
+    points: tuple[Point, ...]
+
+
 def _probe_costs(
-    run_at: Callable[[int], Callable[[], Any]], device: torch.device, d: int, limit: int | None
-) -> tuple[Linear, Linear]:
-    """Memory and time per batch of one product kind. The first batch is a warm-up (first-call
-    allocations and kernel choices) whose memory bounds the larger ones: none is probed that
-    would need more than `limit` bytes at that batch's cost per item (so the probe itself never
-    exhausts the process that plans)."""
+    run_at: Callable[[int], Callable[[], Any]],
+    device: torch.device,
+    d: int,
+    limit: int | None,
+    floor: Linear,
+) -> KindCosts:
+    """Memory and time per batch of one product kind. Only batches whose lower bound by
+    counts (`floor`) fits `limit` are tried; the first is a warm-up (first-call allocations
+    and kernel choices) whose measured memory bounds the larger ones: none is probed that
+    would need more than `limit` bytes at that batch's cost per item (so the probe itself
+    never exhausts the process that runs it). Every batch that fits is then measured."""
     batches = sorted({min(b, d) for b in PROBE_BATCHES})
+    if limit is not None:
+        batches = [b for b in batches if floor.at(b) <= limit] or [1]
+        if floor.at(batches[0]) > limit:
+            raise ProbeOverBudgetError(
+                f"one tangent needs at least {floor.at(1):.0f} bytes by the model's counts, "
+                f"more than the probe's {limit} bytes"
+            )
     first = batches[0]
     warm_bytes, _ = _measure(run_at(first), device)
     if limit is not None:
         affordable = max(first, int(limit * first / max(warm_bytes, 1)))
         batches = [b for b in batches if b <= affordable]
-    measured = [(b, *_measure(run_at(b), device)) for b in batches[-2:]]
+    measured = tuple((b, *_measure(run_at(b), device)) for b in batches)
     if len(measured) == 1:
         (b, peak, seconds) = measured[0]
-        return Linear(0.0, peak / b), Linear(0.0, seconds / b)
-    (b1, m1, s1), (b2, m2, s2) = measured
-    return _fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2))
+        return KindCosts(Linear(0.0, peak / b), Linear(0.0, seconds / b), measured)
+    (b1, m1, s1), (b2, m2, s2) = measured[-2:]
+    return KindCosts(_fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2)), measured)
+
+
+def contention_factor(
+    run: Callable[[], Any], device: torch.device, concurrent: int, alone_seconds: float
+) -> float:
+    """How much slower `run` is while `concurrent` copies of it run at once (threads of this
+    process, each computing with this process's thread count, as `concurrent` workers on
+    one host do) than alone: the per-worker probe cannot see that workers sharing the
+    host's cores, caches and memory bandwidth slow each other. 1.0 on a GPU (one worker
+    per device) or with one worker."""
+    if concurrent <= 1 or device.type != "cpu" or alone_seconds <= 0:
+        return 1.0
+    times: list[float] = []
+    start = threading.Barrier(concurrent)
+
+    def one() -> None:
+        start.wait()
+        times.append(_timed(run, device))
+
+    workers = [threading.Thread(target=one, name=f"contention-{i}") for i in range(concurrent)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return max(1.0, float(np.median(times)) / alone_seconds)
 
 
 def _single_products(problem: Any, device: torch.device) -> tuple[float, float]:
@@ -137,16 +190,26 @@ def probe(
     seed: int = 0,
     threads: int | None = None,
     budget: int | None = None,
+    counts: Counts | None = None,
+    concurrent: int = 1,
 ) -> Probe:
     """Time and measure a few tangent batches at one sampled code, computing with `threads`
-    threads (a worker's count; None: this process's); no batch above a quarter of `budget`."""
+    threads (a worker's count; None: this process's); no batch above a quarter of `budget`,
+    none tried whose lower bound by `counts` (the architecture's shapes) exceeds it. With
+    `concurrent` > 1, also how much `concurrent` workers computing at once slow each other."""
     limit = None if budget is None else int(budget * PROBE_BUDGET_SHARE)
     with compute_threads(threads):
-        return _probe(generator, distance, dtype, seed, limit)
+        return _probe(generator, distance, dtype, seed, limit, counts, max(1, concurrent))
 
 
 def _probe(
-    generator: Generator, distance: Distance, dtype: str, seed: int, limit: int | None
+    generator: Generator,
+    distance: Distance,
+    dtype: str,
+    seed: int,
+    limit: int | None,
+    counts: Counts | None,
+    concurrent: int,
 ) -> Probe:
     code = generator.sample(1, seed)[0]
     started = time.perf_counter()
@@ -185,9 +248,19 @@ def _probe(
 
         return run
 
-    tangent_bytes, tangent_seconds = _probe_costs(tangents, device, d, limit)
-    pullback_bytes, pullback_seconds = _probe_costs(pullbacks, device, d, limit)
-    hvp_bytes, hvp_seconds = _probe_costs(hvps, device, d, limit)
+    item = problem.z0.element_size()
+    per_tangent = float((counts.largest_activation if counts else 0) * item)
+    graph = float((counts.activations if counts else 0) * item)
+    tangent = _probe_costs(tangents, device, d, limit, Linear(0.0, per_tangent))
+    pullback = _probe_costs(pullbacks, device, d, limit, Linear(graph, per_tangent))
+    hvp = _probe_costs(hvps, device, d, limit, Linear(graph, per_tangent))
+    # Contention measured on the forward-mode batch the probe found fastest per tangent,
+    # with room for `concurrent` of them in the probe's share.
+    affordable = [
+        p for p in tangent.points if limit is None or concurrent * p[1] <= limit
+    ] or tangent.points[:1]
+    batch, _, alone = min(affordable, key=lambda p: p[2] / p[0])
+    contention = contention_factor(tangents(batch), device, concurrent, alone)
     with core._cudnn_without_tf32(device):
         hvp_graph_seconds, hvp_single_seconds = _single_products(problem, device)
     image = problem.reference
@@ -204,17 +277,22 @@ def _probe(
         features=features,
         itemsize=problem.z0.element_size(),
         parameter_bytes=int(parameters),
-        tangent_bytes=tangent_bytes,
-        tangent_seconds=tangent_seconds,
-        pullback_bytes=pullback_bytes,
-        pullback_seconds=pullback_seconds,
-        hvp_bytes=hvp_bytes,
-        hvp_seconds=hvp_seconds,
+        tangent_bytes=tangent.bytes,
+        tangent_seconds=tangent.seconds,
+        pullback_bytes=pullback.bytes,
+        pullback_seconds=pullback.seconds,
+        hvp_bytes=hvp.bytes,
+        hvp_seconds=hvp.seconds,
         prepare_seconds=prepare_seconds,
         hvp_graph_seconds=hvp_graph_seconds,
         hvp_single_seconds=hvp_single_seconds,
         gemm_flops_per_s=_gemm_rate(device, problem.z0.dtype),
         eigh_seconds_per_d3=_eigh_rate(device),
+        tangent_points=tangent.points,
+        pullback_points=pullback.points,
+        hvp_points=hvp.points,
+        contention=contention,
+        concurrent=concurrent,
     )
 
 

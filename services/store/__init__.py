@@ -8,6 +8,7 @@ from .errors import (
     StoreError,
 )
 from .optimisations import OptimisationResultRecord, TargetSetRecord
+from .profiles import CostProfileRecord
 from .records import (
     CHUNK_STATUSES,
     JOB_STATUSES,
@@ -38,6 +39,7 @@ __all__ = [
     "ChunkPlan",
     "ChunkRecord",
     "ConflictError",
+    "CostProfileRecord",
     "GeneratorRecord",
     "IdempotencyConflictError",
     "InvalidDataError",

@@ -11,7 +11,9 @@ import torch
 from services.geometry import AverageMetric, InvalidOptionError, analysis_device, average_metric
 
 
-def _stack(n: int, d: int, k: int, seed: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+def _stack(
+    n: int, d: int, k: int, seed: int, dtype: type = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     vectors: np.ndarray = np.linalg.qr(rng.standard_normal((n, d, k)))[0].astype(dtype)
     values = -np.sort(-rng.exponential(size=(n, k)) * np.linspace(10, 1, k), axis=1)
@@ -27,7 +29,9 @@ def test_chunks_give_the_average_metric_of_the_whole_array(chunk: int) -> None:
     mean, eigvals, eigvecs = total.result()
     expected_mean, expected_vals, expected_vecs = average_metric(values, vectors)
     assert total.n_positions == 50
-    np.testing.assert_allclose(mean, expected_mean, rtol=0, atol=1e-12 * np.abs(expected_mean).max())
+    np.testing.assert_allclose(
+        mean, expected_mean, rtol=0, atol=1e-12 * np.abs(expected_mean).max()
+    )
     np.testing.assert_allclose(eigvals, expected_vals, rtol=0, atol=1e-12 * expected_vals[0])
     # The leading axes (well separated) agree, signs fixed the same way.
     np.testing.assert_allclose(eigvecs[:, :6], expected_vecs[:, :6], atol=1e-9)
