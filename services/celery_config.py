@@ -18,6 +18,14 @@ CHUNK_TASK = "worker.tasks.run_chunk_task"
 # profile (args: the job id), measure a profile a dry run asked for (args: the cost inputs).
 PLAN_TASK = "worker.planning.plan_job_task"
 PROFILE_TASK = "worker.planning.measure_profile_task"
+
+
+def plan_task_id(job_id: str) -> str:
+    """A job's planning message is named after the job, so the reaper sees whether the
+    broker still holds it (and a second send of it is visibly the same task)."""
+    return f"plan-{job_id}"
+
+
 CHUNK_QUEUE = "gpu"
 # A child process is replaced after this many chunks: bounds what a leak in a model, a
 # distance or the allocator can accumulate. Loaded models live in a per-process cache, so

@@ -10,7 +10,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from services.celery_config import CHUNK_QUEUE, CHUNK_TASK, PLAN_TASK, PROFILE_TASK, configure
+from services.celery_config import (
+    CHUNK_QUEUE,
+    CHUNK_TASK,
+    PLAN_TASK,
+    PROFILE_TASK,
+    configure,
+    plan_task_id,
+)
 from services.config import Settings
 
 if TYPE_CHECKING:
@@ -84,7 +91,9 @@ class CeleryDispatcher:
 
     def plan_job(self, job_id: str, workers: Workers) -> None:
         # The worker plans with its own settings (its device, threads and budget).
-        self.app.send_task(PLAN_TASK, args=[job_id], queue=CHUNK_QUEUE)
+        self.app.send_task(
+            PLAN_TASK, args=[job_id], task_id=plan_task_id(job_id), queue=CHUNK_QUEUE
+        )
 
     def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
         self.app.send_task(PROFILE_TASK, args=[inputs], queue=CHUNK_QUEUE)

@@ -322,3 +322,35 @@ def test_the_time_of_workers_sharing_a_host_is_scaled_by_the_measured_contention
 def test_a_profile_survives_its_stored_document() -> None:
     probe = _probe(contention=1.3, concurrent=2)
     assert model.Probe.from_document(probe.to_document()) == probe
+
+
+def test_the_reaper_sends_a_lost_planning_message_again(
+    pg_url: str, redis_url: str, store: Store, queue: redis.Redis
+) -> None:
+    """A job accepted unplanned whose planning message the broker lost (Redis restarted
+    without its data) is planned again by the reaper; while the broker holds it, it is not."""
+    from worker.reaper import broker_task_ids, reap
+
+    settings = _settings(pg_url, redis_url)
+    dispatcher = CeleryDispatcher(settings)
+    app = create_app(settings=settings, store=store, dispatcher=dispatcher)
+    headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
+    with TestClient(app) as client:
+        job_id = client.post("/v1/jobs", json=LANCZOS, headers=headers).json()["id"]
+    workers = costs.Workers.from_settings(settings)
+
+    def sweep() -> list[str]:
+        report = reap(
+            store,
+            lambda _ids: None,
+            stale_after_s=60,
+            in_flight=lambda: broker_task_ids(queue, CHUNK_QUEUE),
+            queued_grace_s=0,
+            plan=lambda job: dispatcher.plan_job(job, workers),
+        )
+        return report.replanned
+
+    assert sweep() == []  # the message is still there
+    queue.delete(CHUNK_QUEUE)  # lost
+    assert sweep() == [job_id]
+    assert queue.llen(CHUNK_QUEUE) == 1
