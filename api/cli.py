@@ -907,7 +907,7 @@ def build_parser(
     _server_or_database(plots)
 
     jobs = command("jobs", cmd_jobs, "list jobs, newest first")
-    jobs.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    jobs.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled", "refused"))
     jobs.add_argument("--model", default=None)
     _list_options(jobs)
     _server_or_database(jobs)

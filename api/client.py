@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled", "refused")
 FigureKind = Literal["spectrum", "homogeneity", "montage"]
 
 _T = TypeVar("_T")

@@ -48,7 +48,7 @@ class JobCurves:
 def job_label(job: JobRecord) -> str:
     resolved = job.resolved
     k = resolved["optimiser_options"].get("k")
-    return resolved["optimiser"] + (f" (k={k})" if k is not None else "")
+    return str(resolved["optimiser"]) + (f" (k={k})" if k is not None else "")
 
 
 def load_curves(store: Store, job_id: str, owner: str | None) -> JobCurves:

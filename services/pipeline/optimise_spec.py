@@ -41,7 +41,6 @@ from services.pipeline.spec import (
 )
 from services.store import ChunkPlan, NotFoundError, Store
 
-SPACES = ("z",)  # where a generator's latent codes live; StyleGAN's w / w+ come with issue 16
 OPTIMISE_KIND = "optimise"
 MAX_STEPS = 5000
 MAX_RESTARTS = 32

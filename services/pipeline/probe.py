@@ -9,15 +9,16 @@ the input of the pure cost model in services/pipeline/estimate.py.
 
 from __future__ import annotations
 
+import math
 import os
-import threading
+import signal
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-import numpy as np
 import torch
 
 from services.geometry import Distance, Generator
@@ -39,6 +40,10 @@ KINETO_QUIET_LEVEL = "6"
 # Of a worker's budget, the most one probe batch may take (the probe runs where jobs are
 # planned, beside whatever else that process holds).
 PROBE_BUDGET_SHARE = 0.25
+# The contention of workers sharing a host: runs timed alone, then beside the others, over
+# at least this many seconds each (at most CONTENTION_MAX_RUNS runs).
+CONTENTION_WINDOW_S = 1.0
+CONTENTION_MAX_RUNS = 20
 
 
 def _timed(run: Callable[[], Any], device: torch.device) -> float:
@@ -139,29 +144,47 @@ def _probe_costs(
     return KindCosts(_fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2)), measured)
 
 
-def contention_factor(
-    run: Callable[[], Any], device: torch.device, concurrent: int, alone_seconds: float
-) -> float:
-    """How much slower `run` is while `concurrent` copies of it run at once (threads of this
-    process, each computing with this process's thread count, as `concurrent` workers on
-    one host do) than alone: the per-worker probe cannot see that workers sharing the
-    host's cores, caches and memory bandwidth slow each other. 1.0 on a GPU (one worker
-    per device) or with one worker."""
-    if concurrent <= 1 or device.type != "cpu" or alone_seconds <= 0:
+def contention_factor(run: Callable[[], Any], device: torch.device, concurrent: int) -> float:
+    """How much slower `run` is while `concurrent` - 1 other processes compute the same at
+    once than alone, as `concurrent` workers on one host do: the per-worker probe cannot see
+    that workers sharing the host's cores, caches and memory bandwidth slow each other. The
+    others are forks of this process (the model already loaded, its pages shared), each
+    computing with this process's thread count until they are killed. Processes, not
+    threads: threads of one process would also contend for its interpreter lock, which
+    workers do not share. 1.0 on a GPU (one worker per device), with one worker, or where
+    the system cannot fork."""
+    if concurrent <= 1 or device.type != "cpu" or not hasattr(os, "fork"):
         return 1.0
-    times: list[float] = []
-    start = threading.Barrier(concurrent)
-
-    def one() -> None:
-        start.wait()
-        times.append(_timed(run, device))
-
-    workers = [threading.Thread(target=one, name=f"contention-{i}") for i in range(concurrent)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return max(1.0, float(np.median(times)) / alone_seconds)
+    run()  # warm-up
+    first = _timed(run, device)
+    # Medians over at least CONTENTION_WINDOW_S of runs: a single short run is mostly noise.
+    runs = max(3, min(CONTENTION_MAX_RUNS, math.ceil(CONTENTION_WINDOW_S / max(first, 1e-3))))
+    alone = statistics.median(_timed(run, device) for _ in range(runs))
+    threads = torch.get_num_threads()
+    start_read, start_write = os.pipe()
+    others: list[int] = []
+    try:
+        for _ in range(concurrent - 1):
+            pid = os.fork()
+            if pid == 0:  # the other worker: wait for the start, compute until killed
+                try:
+                    torch.set_num_threads(threads)  # a fork's thread pool starts afresh
+                    os.close(start_write)
+                    os.read(start_read, 1)
+                    while True:
+                        run()
+                finally:
+                    os._exit(0)
+            others.append(pid)
+        os.write(start_write, b"x" * len(others))
+        shared = statistics.median(_timed(run, device) for _ in range(runs))
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(start_read)
+        os.close(start_write)
+    return max(1.0, shared / max(alone, 1e-9))
 
 
 def _single_products(problem: Any, device: torch.device) -> tuple[float, float]:
@@ -254,13 +277,13 @@ def _probe(
     tangent = _probe_costs(tangents, device, d, limit, Linear(0.0, per_tangent))
     pullback = _probe_costs(pullbacks, device, d, limit, Linear(graph, per_tangent))
     hvp = _probe_costs(hvps, device, d, limit, Linear(graph, per_tangent))
-    # Contention measured on the forward-mode batch the probe found fastest per tangent,
-    # with room for `concurrent` of them in the probe's share.
+    # Contention measured on the tangent batch the probe found fastest per tangent, with
+    # room for `concurrent` of them in the probe's share of the budget.
     affordable = [
         p for p in tangent.points if limit is None or concurrent * p[1] <= limit
     ] or tangent.points[:1]
-    batch, _, alone = min(affordable, key=lambda p: p[2] / p[0])
-    contention = contention_factor(tangents(batch), device, concurrent, alone)
+    batch = min(affordable, key=lambda p: p[2] / p[0])[0]
+    contention = contention_factor(tangents(batch), device, concurrent)
     with core._cudnn_without_tf32(device):
         hvp_graph_seconds, hvp_single_seconds = _single_products(problem, device)
     image = problem.reference

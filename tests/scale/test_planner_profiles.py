@@ -8,6 +8,7 @@ the contention the probe measured."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,10 +314,31 @@ def test_the_time_of_workers_sharing_a_host_is_scaled_by_the_measured_contention
 
     device = torch.device("cpu")
     with compute_threads(1):
-        alone_s = min(probing._timed(work, device) for _ in range(3))
-        factor = probing.contention_factor(work, device, 2, alone_s)
+        factor = probing.contention_factor(work, device, 2)
     assert 1.0 <= factor < 20.0
-    assert probing.contention_factor(work, device, 1, alone_s) == 1.0
+    assert probing.contention_factor(work, device, 1) == 1.0
+
+    # The other workers were forked and are gone: no child of this process is left.
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_probe_of_workers_sharing_a_host_measures_their_contention() -> None:
+    """The whole probe with two workers per host, on a real model: every product kind
+    measured at its batches, and the contention of two forward passes at once."""
+    generator = cached_generator("dcgan-faces", "cpu", "float32")
+    distance = cached_distance("mse", "cpu", "float32")
+    measured = probing.probe(
+        generator,
+        distance,
+        "float32",
+        threads=1,
+        counts=model_counts(generator, distance),
+        concurrent=2,
+    )
+    assert measured.concurrent == 2 and measured.contention >= 1.0
+    assert [b for b, _, _ in measured.tangent_points] == [8, 32, 100]  # d = 100 caps 128
+    assert all(seconds > 0 for _, _, seconds in measured.hvp_points)
 
 
 def test_a_profile_survives_its_stored_document() -> None:
