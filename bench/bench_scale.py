@@ -1,7 +1,7 @@
 """Large-scale jobs: the planner's estimate against the measurement, per model and method.
 
 Rows: dcgan-faces (d = 100, the baseline) and random-initialised StyleGAN2 checkpoints in the
-real rosinality format (services.geometry.stylegan2.write_random_checkpoint) in z, w and w+:
+real rosinality format (tests.support.checkpoints.write_random_checkpoint) in z, w and w+:
 a narrow channel configuration on the CPU, the config-f widths on a GPU (1024 px rows only
 there). Per row: time per code, peak memory (the process's peak RSS on the CPU, torch's peak
 allocation on CUDA), products, stored bytes, and the plan's estimate of each beside it.
@@ -43,7 +43,7 @@ NOMINAL_FLOPS_PER_S = 200e9
 
 
 def _checkpoint(directory: Path, size: int, device: str) -> str:
-    from services.geometry.stylegan2 import write_random_checkpoint
+    from tests.support.checkpoints import write_random_checkpoint
 
     path = directory / f"stylegan2-{size}-{'configf' if device != 'cpu' else 'narrow'}.pt"
     if not path.exists():

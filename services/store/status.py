@@ -2,8 +2,9 @@
 
 ``queued -> running -> succeeded | failed | cancelled``; a running chunk may go back to
 queued when its lease goes stale. A job the planner's worker found too big for every worker
-goes ``queued -> refused`` before any chunk exists (the 422 of a submission planned at once). The values are the strings stored in the database, and a
-``Status`` compares equal to its string.
+goes ``queued -> refused`` before any chunk exists (the 422 of a submission planned at once).
+The values are the strings stored in the database, and a ``Status`` compares equal to its
+string.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def test_a_job_too_big_for_every_worker_is_refused_from_counts_at_once(
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
     spec = {"model": WIDE, "method": "jacobian", "latents": {"count": 2}}
     with TestClient(app) as client:
-        cached_generator(WIDE, "cpu", "float32")  # the model loaded: time the planning alone
+        cached_generator(WIDE, "cpu", "float32", "z", None)  # loaded: time the planning alone
         started = time.perf_counter()
         response = client.post("/v1/jobs", json=spec, headers=headers)
         elapsed = time.perf_counter() - started
@@ -164,7 +164,7 @@ def test_an_unprofiled_model_is_accepted_at_once_and_planned_by_a_worker(
     app = create_app(settings=settings, store=store, dispatcher=CeleryDispatcher(settings))
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
     with TestClient(app) as client:
-        cached_generator(WIDE, "cpu", "float32")
+        cached_generator(WIDE, "cpu", "float32", "z", None)  # as resolution asks for it
         started = time.perf_counter()
         submitted = client.post("/v1/jobs", json=LANCZOS, headers=headers)
         submit_s = time.perf_counter() - started
