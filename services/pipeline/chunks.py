@@ -48,6 +48,7 @@ from services.geometry.registry import DIRECTION_METHODS
 from services.job_spec import stored_distance_name
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.kinds import ChunkHooks, kind_of
 from services.pipeline.resources import PeakMemory, measure_peak
 from services.store import TERMINAL_STATUSES, ChunkRecord, JobRecord, Store
 
@@ -237,15 +238,14 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
-    if resolved.get("kind") == "optimise":
-        from services.pipeline.optimisation import ChunkHooks, run_optimisation_chunk
-
+    runner = kind_of(resolved).chunk_runner()  # None: a spectra job, run below
+    if runner is not None:
         hooks = ChunkHooks(
             check_continue=lambda: _check_continue(store, job.id, beat), retry=with_db_retry,
             reason=_reason, passthrough=(_Stop, *abort_on, *TRANSIENT_DB_ERRORS),
             on_target=on_latent,
         )  # fmt: skip
-        run_optimisation_chunk(store, job, chunk, device, hooks)
+        runner(store, job, chunk, device, hooks)
         return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
     generator = cached_generator(

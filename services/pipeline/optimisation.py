@@ -10,8 +10,6 @@ the bad one is recorded as failed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,26 +18,13 @@ from services.config import Settings
 from services.geometry.optimise import InversionResult, OptimiserSettings, invert, start_codes
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.jobs import Dispatch, store_and_dispatch
+from services.pipeline.kinds import ChunkHooks
 from services.pipeline.optimise_spec import OptimiseSpec, load_basis, resolve_optimisation
 from services.store import ChunkRecord, JobRecord, Store
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_STEPS = 10  # cancellation / lease checks during a batch
-
-
-@dataclass(frozen=True)
-class ChunkHooks:
-    """What the chunk loop (services.pipeline.chunks) lends an optimisation chunk, so both
-    kinds of job stop, retry and record failures alike: `check_continue` raises when the job
-    was cancelled or the lease lost; exceptions in `passthrough` (that stop, the executor's
-    own, lost connections) leave the chunk to the loop; `retry` wraps one store call."""
-
-    check_continue: Callable[[], None]
-    retry: Callable[..., Any]
-    reason: Callable[[BaseException], str]
-    passthrough: tuple[type[BaseException], ...]
-    on_target: Callable[[int], None] | None = None
 
 
 def submit_optimisation(

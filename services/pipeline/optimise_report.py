@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from services.geometry.optimise import bootstrap_median, steps_to_threshold
+from services.pipeline.kinds import OPTIMISE_KIND, is_kind
 from services.store import JobRecord, NotFoundError, Store
 
 MAX_JOBS = 8
@@ -53,7 +54,7 @@ def job_label(job: JobRecord) -> str:
 
 def load_curves(store: Store, job_id: str, owner: str | None) -> JobCurves:
     job = store.get_job(job_id, owner)
-    if job.resolved.get("kind") != "optimise":
+    if not is_kind(job, OPTIMISE_KIND):
         raise ReportError("job", f"job {job_id} is not an optimisation job")
     results = store.optimisation_results(job.id)
     if not results:

@@ -27,6 +27,7 @@ from services.geometry.optimise import (
 from services.jsonable import jsonable
 from services.model_catalogue import canonical_space
 from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.kinds import OPTIMISE_KIND, is_kind
 from services.pipeline.spec import (
     DISTANCE_OPTIONS,
     DISTANCES,
@@ -41,7 +42,6 @@ from services.pipeline.spec import (
 )
 from services.store import ChunkPlan, NotFoundError, Store
 
-OPTIMISE_KIND = "optimise"
 MAX_STEPS = 5000
 MAX_RESTARTS = 32
 DEFAULT_CHUNK_TARGETS = 16  # targets of one chunk run as one batch
@@ -412,7 +412,7 @@ def load_basis(
             job = store.get_job(spectrum.job_id, owner)
     except NotFoundError as error:
         raise SpecError("basis", str(error)) from error
-    if job.resolved.get("kind") == OPTIMISE_KIND:
+    if is_kind(job, OPTIMISE_KIND):
         raise SpecError("basis", f"job {job.id} is not a spectra job; give one that stores spectra")
     if job.status != "succeeded" and "job" in ref:
         raise SpecError(
