@@ -126,7 +126,10 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        default="dcgan-faces", min_length=1, max_length=MAX_NAME_LENGTH, description="generator name"
+        default="dcgan-faces",
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="generator name",
     )
     distance: str = Field(
         default="mse",
@@ -153,14 +156,21 @@ class JobSpec(BaseModel):
         "its older name); each model's spaces: `spectra models`",
     )
     psi: float | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
         description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
-    )  # fmt: skip
+    )
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
-    max_iter: int | None = Field(default=None, ge=1, le=1_000_000, description="lanczos: iteration cap")
-    batch: int | None = Field(default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch")
+    max_iter: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="lanczos: iteration cap"
+    )
+    batch: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch"
+    )
     block_columns: int | None = Field(
         default=None,
         ge=1,
@@ -171,7 +181,10 @@ class JobSpec(BaseModel):
         default=None, description="lpips: random backbone weights (testing only)"
     )
     layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
-        default=None, min_length=1, max_length=1000, description="sefa: layers whose weights are factorized"
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="sefa: layers whose weights are factorized",
     )
     normalize_rows: bool | None = Field(
         default=None,
@@ -183,9 +196,11 @@ class JobSpec(BaseModel):
     )
     sample_seed: int | None = Field(default=None, ge=0, description="ganspace: sampling seed")
     layer: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None,
+        min_length=1,
+        max_length=200,
         description="ganspace: the layer whose activations are PCA'd (default: StyleGAN2 w)",
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _options_fit_method_and_distance(self) -> JobSpec:

@@ -35,6 +35,7 @@ from services.method_registry import DIRECTION_METHODS
 from services.pipeline import estimate as cost_model
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import chunk_plans
+from services.pipeline.resolved import ResolvedSpectra
 from services.pipeline.resources import worker_budget_bytes
 from services.pipeline.shapes import model_counts, output_counts
 from services.store import CostProfileRecord, Store
@@ -66,24 +67,23 @@ class CostInputs:
 
     @classmethod
     def from_resolved(cls, resolved: dict[str, Any]) -> CostInputs:
-        generator = resolved["generator"]
-        options = resolved.get("method_options") or {}
+        job = ResolvedSpectra.from_document(resolved)
         return cls(
-            model=resolved["model"],
-            weights_sha256=(generator.get("facts") or {}).get("weights_sha256"),
-            space=resolved.get("space") or "z",
-            psi=resolved.get("psi"),
-            distance=resolved.get("distance"),
-            distance_options=dict(resolved.get("distance_options") or {}),
-            method=resolved["method"],
-            dtype=resolved["dtype"],
-            top_k=resolved.get("top_k"),
-            batch=options.get("batch"),
-            block_columns=resolved.get("block_columns"),
-            n_latents=int(resolved["n_latents"]),
-            latent_dim=int(generator["latent_dim"]),
-            chunk_size=resolved.get("chunk_size"),
-            device=resolved.get("device"),
+            model=job.model,
+            weights_sha256=job.generator.weights_sha256,
+            space=job.space,
+            psi=job.psi,
+            distance=job.distance,
+            distance_options=job.distance_options,
+            method=job.method,
+            dtype=job.dtype,
+            top_k=job.top_k,
+            batch=job.batch,
+            block_columns=job.block_columns,
+            n_latents=job.n_latents,
+            latent_dim=job.generator.latent_dim,
+            chunk_size=job.chunk_size,
+            device=job.device,
         )
 
     def document(self) -> dict[str, Any]:

@@ -219,8 +219,13 @@ def plan_and_measurement(store: Store, job_id: str, owner: str | None = None) ->
         "peak_bytes": _ratio(peak, per_code.get("peak_bytes")),
         "products": _ratio(measured["products"], per_code.get("products")),
     }
-    return {"job_id": job.id, "status": job.status, "estimate": plan, "measured": measured,
-            "measured_over_estimate": ratios}  # fmt: skip
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "estimate": plan,
+        "measured": measured,
+        "measured_over_estimate": ratios,
+    }
 
 
 def _ratio(measured: float | None, estimate: Any) -> float | None:

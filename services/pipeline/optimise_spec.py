@@ -28,6 +28,12 @@ from services.jsonable import jsonable
 from services.model_catalogue import canonical_space
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.kinds import OPTIMISE_KIND, is_kind
+from services.pipeline.resolved import (
+    GeneratorPin,
+    OptimiserOptions,
+    ResolvedOptimisation,
+    StoredSetPin,
+)
 from services.pipeline.spec import (
     DISTANCE_OPTIONS,
     DISTANCES,
@@ -58,9 +64,11 @@ class TargetSetRef(BaseModel):
 def _targets_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         return {
-            SampledLatents: "count", ExplicitLatents: "values", LatentSetRef: "set",
+            SampledLatents: "count",
+            ExplicitLatents: "values",
+            LatentSetRef: "set",
             TargetSetRef: "target_set",
-        }.get(type(value))  # fmt: skip
+        }.get(type(value))
     if isinstance(value, dict):
         kinds = [key for key in ("count", "values", "set", "target_set") if key in value]
         return kinds[0] if len(kinds) == 1 else None
@@ -109,16 +117,20 @@ class OptimiseSpec(BaseModel):
         default="z", description="latent space optimised (the model's spaces: `spectra models`)"
     )
     psi: float | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
         description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
-    )  # fmt: skip
+    )
     distance: str = Field(default="mse", description=f"one of {', '.join(DISTANCES)}")
     resize: int | None = Field(default=None, ge=16, le=1024, description="lpips: resize images")
     random_backbone: bool | None = Field(default=None, description="lpips: random backbone (tests)")
     targets: TargetsSpec | None = Field(
-        default=None, description="codes to generate targets from, a stored target set, or "
+        default=None,
+        description="codes to generate targets from, a stored target set, or "
         "null when images are uploaded with the request",
-    )  # fmt: skip
+    )
     optimiser: Literal["adam", "adam-eigenbasis", "adam-topk", "cma", "cma-topk"] = "adam"
     basis: BasisFromJob | BasisFromSpectrum | None = Field(
         default=None, description="eigenbasis source (adam-eigenbasis, adam-topk, cma-topk)"
@@ -170,11 +182,14 @@ class OptimiseSpec(BaseModel):
 
     def optimiser_settings(self) -> OptimiserSettings:
         return OptimiserSettings(
-            optimiser=self.optimiser, steps=self.steps,
-            learning_rate=self.learning_rate, restarts=self.restarts, k=self.k,
+            optimiser=self.optimiser,
+            steps=self.steps,
+            learning_rate=self.learning_rate,
+            restarts=self.restarts,
+            k=self.k,
             population=self.population,
             sigma=0.5 if self.sigma is None else self.sigma,
-        )  # fmt: skip
+        )
 
     def distance_options(self) -> dict[str, Any]:
         return {
@@ -232,9 +247,13 @@ def _decode_png(data: bytes, filename: str) -> np.ndarray:
 
 
 def resolve_optimisation(
-    store: Store, spec: OptimiseSpec, owner: str, *, images: np.ndarray | None = None,
+    store: Store,
+    spec: OptimiseSpec,
+    owner: str,
+    *,
+    images: np.ndarray | None = None,
     settings: Settings | None = None,
-) -> ResolvedSpec:  # fmt: skip
+) -> ResolvedSpec:
     """Check `spec` (and uploaded `images` (n, C, H, W), if any) against the generator, the
     basis and the limits; then store the targets and plan one chunk per batch of targets.
 
@@ -248,8 +267,15 @@ def resolve_optimisation(
         raise SpecError("k" if spec.k is not None else "optimiser", str(error)) from error
     basis_facts = None
     if spec.basis is not None:
-        basis, basis_facts = load_basis(store, spec.basis, owner, model=spec.model,
-                                        space=generator.space, latent_dim=d, psi=spec.psi)  # fmt: skip
+        basis, basis_facts = load_basis(
+            store,
+            spec.basis,
+            owner,
+            model=spec.model,
+            space=generator.space,
+            latent_dim=d,
+            psi=spec.psi,
+        )
         _check_basis_rank(spec, basis, basis_facts)
     target_images, target_codes, source = _targets(store, spec, owner, images, generator, settings)
     n = int(target_images.shape[0])
@@ -260,41 +286,48 @@ def resolve_optimisation(
     ]
     # All checks passed: from here on we write.
     target_set = store.create_target_set(
-        owner, target_images, codes=target_codes, source=source,
+        owner,
+        target_images,
+        codes=target_codes,
+        source=source,
         model=spec.model if target_codes is not None else None,
-    )  # fmt: skip
+    )
     facts = jsonable(dict(generator.facts))
-    resolved: dict[str, Any] = {
-        "kind": OPTIMISE_KIND,
-        "model": spec.model,
-        "space": generator.space,
-        # Only when given, so that the hashes of the jobs from before psi existed stay.
-        **({"psi": spec.psi} if spec.psi is not None else {}),
-        "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
-        "distance": spec.distance,
-        "distance_options": spec.distance_options(),
-        "optimiser": spec.optimiser,
-        "optimiser_options": {
-            "steps": spec.steps,
-            "learning_rate": spec.learning_rate,
-            "restarts": spec.restarts,
-            "k": spec.k,
-            "population": spec.population,
-            "sigma": spec.sigma,
-        },  # fmt: skip
-        "seed": spec.seed,
-        "basis": basis_facts,
-        "targets": {"id": target_set.id, "sha256": target_set.sha256, "n": n, "source": source},
-        "threshold": spec.threshold,
-        "device": spec.device,
-        "dtype": "float32",
-        "n_latents": n,
-        "chunk_size": chunk_size,
-    }
+    resolved = ResolvedOptimisation(
+        model=spec.model,
+        space=generator.space,
+        psi=spec.psi,
+        generator=GeneratorPin(generator.family, d, facts),
+        distance=spec.distance,
+        distance_options=spec.distance_options(),
+        optimiser=spec.optimiser,
+        optimiser_options=OptimiserOptions(
+            steps=spec.steps,
+            learning_rate=spec.learning_rate,
+            restarts=spec.restarts,
+            k=spec.k,
+            population=spec.population,
+            sigma=spec.sigma,
+        ),
+        seed=spec.seed,
+        basis=basis_facts,
+        targets=StoredSetPin(target_set.id, target_set.sha256, n, source),
+        threshold=spec.threshold,
+        device=spec.device,
+        dtype="float32",
+        n_latents=n,
+        chunk_size=chunk_size,
+    ).document()
     return ResolvedSpec(
-        resolved=resolved, spec_hash=spec_hash(resolved), latent_set_id=None, n_latents=n,
-        latent_dim=d, chunks=chunks, generator_family=generator.family, generator_facts=facts,
-    )  # fmt: skip
+        resolved=resolved,
+        spec_hash=spec_hash(resolved),
+        latent_set_id=None,
+        n_latents=n,
+        latent_dim=d,
+        chunks=chunks,
+        generator_family=generator.family,
+        generator_facts=facts,
+    )
 
 
 def _load(spec: OptimiseSpec, device: str) -> Generator:
@@ -312,15 +345,20 @@ def _load(spec: OptimiseSpec, device: str) -> Generator:
 
 
 def _targets(
-    store: Store, spec: OptimiseSpec, owner: str, images: np.ndarray | None,
-    generator: Generator, settings: Settings,
-) -> tuple[np.ndarray, np.ndarray | None, str]:  # fmt: skip
+    store: Store,
+    spec: OptimiseSpec,
+    owner: str,
+    images: np.ndarray | None,
+    generator: Generator,
+    settings: Settings,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(images (n, C, H, W), the codes that made them or None, source)."""
     if (images is None) == (spec.targets is None):
         raise SpecError(
-            "targets", "give targets either in the spec (codes or a target set) or as "
+            "targets",
+            "give targets either in the spec (codes or a target set) or as "
             "uploaded images, exactly one of the two",
-        )  # fmt: skip
+        )
     codes: np.ndarray | None = None
     source = "uploaded"
     if isinstance(spec.targets, TargetSetRef):
@@ -369,26 +407,29 @@ def _render(generator: Generator, codes: np.ndarray) -> np.ndarray:
 def _check_count(n: int, settings: Settings) -> None:
     if n > settings.max_latents_per_job:
         raise SpecError(
-            "targets", f"{n} targets exceed the limit of {settings.max_latents_per_job} per "
+            "targets",
+            f"{n} targets exceed the limit of {settings.max_latents_per_job} per "
             "job (SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
-        )  # fmt: skip
+        )
 
 
 def _check_images(images: np.ndarray, generator: Generator) -> None:
     shape = generator.facts.get("output_shape")
     if shape is not None and tuple(images.shape[1:]) != tuple(shape):
         raise SpecError(
-            "targets", f"target images have shape {tuple(images.shape[1:])} (C, H, W) but "
+            "targets",
+            f"target images have shape {tuple(images.shape[1:])} (C, H, W) but "
             f"{generator.name} makes images of shape {tuple(shape)}; resize them first",
-        )  # fmt: skip
+        )
     if not np.isfinite(images).all():
         raise SpecError("targets", "target images contain NaN or infinite values")
     low, high = float(images.min()), float(images.max())
     if low < -1 - RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
         raise SpecError(
-            "targets", f"target values lie in [{low:.3g}, {high:.3g}]; images must be in "
+            "targets",
+            f"target values lie in [{low:.3g}, {high:.3g}]; images must be in "
             "[-1, 1] (a PNG is scaled for you; scale .npy arrays as 2 * x / 255 - 1)",
-        )  # fmt: skip
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,9 +437,15 @@ def _check_images(images: np.ndarray, generator: Generator) -> None:
 
 
 def load_basis(
-    store: Store, reference: BasisFromJob | BasisFromSpectrum | dict[str, Any],
-    owner: str | None, *, model: str, space: str, latent_dim: int, psi: float | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    store: Store,
+    reference: BasisFromJob | BasisFromSpectrum | dict[str, Any],
+    owner: str | None,
+    *,
+    model: str,
+    space: str,
+    latent_dim: int,
+    psi: float | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """(basis (d, m) orthonormal columns in descending eigenvalue order, facts to record).
     SpecError("basis") for a basis that does not exist, is not finished, or belongs to
     another model or space."""
@@ -418,20 +465,25 @@ def load_basis(
         raise SpecError(
             "basis", f"job {job.id} is {job.status}; its basis is ready once it succeeded"
         )
-    basis_model = job.resolved.get("model", job.model)
-    family = (job.resolved.get("generator") or {}).get("family")
-    basis_space = canonical_space(family, job.resolved.get("space", "z"))
+    # Any stored spectra job may give the basis, imported ones included, whose resolved
+    # documents record only what the imported file said: read with defaults.
+    source = job.resolved
+    basis_model = source.get("model", job.model)
+    family = (source.get("generator") or {}).get("family")
+    basis_space = canonical_space(family, source.get("space", "z"))
     if basis_model != model or basis_space != space:
         raise SpecError(
-            "basis", f"the basis comes from model {basis_model!r} (space {basis_space}) but the "
+            "basis",
+            f"the basis comes from model {basis_model!r} (space {basis_space}) but the "
             f"job optimises {model!r} (space {space}); use a spectra job of the same model and space",
-        )  # fmt: skip
-    basis_psi, job_psi = job.resolved.get("psi") or 1.0, psi or 1.0
+        )
+    basis_psi, job_psi = source.get("psi") or 1.0, psi or 1.0
     if space == "z" and basis_psi != job_psi:  # in z, psi changes the map itself (w is w)
         raise SpecError(
-            "basis", f"the basis was computed at psi={basis_psi:g} but the job optimises z at "
+            "basis",
+            f"the basis was computed at psi={basis_psi:g} but the job optimises z at "
             f"psi={job_psi:g}; in z the truncation changes the generator: use the same psi",
-        )  # fmt: skip
+        )
     if "job" in ref:
         eigenvalues, ids = store.eigenvalue_matrix(job_id=job.id)
         vectors = store.top_k_eigenvectors(ids, eigenvalues.shape[1])
@@ -441,11 +493,14 @@ def load_basis(
             )
         _, values, basis = average_metric(eigenvalues, vectors)
         facts: dict[str, Any] = {
-            "job": job.id, "source": "average metric", "n_spectra": len(ids),
-            "rank_per_spectrum": int(eigenvalues.shape[1]), "method": job.resolved.get("method"),
-            "distance": job.resolved.get("distance"),
+            "job": job.id,
+            "source": "average metric",
+            "n_spectra": len(ids),
+            "rank_per_spectrum": int(eigenvalues.shape[1]),
+            "method": source.get("method"),
+            "distance": source.get("distance"),
             "top_eigenvalues": [float(v) for v in values[:10]],
-        }  # fmt: skip
+        }
     else:
         basis = np.asarray(store.eigenvectors(spectrum.id), dtype=np.float64)
         if basis.shape[0] != latent_dim:
@@ -453,10 +508,13 @@ def load_basis(
                 "basis", f"spectrum of dimension {basis.shape[0]}, model takes {latent_dim}"
             )
         facts = {
-            "spectrum": spectrum.id, "job": job.id, "source": "spectrum",
-            "rank_per_spectrum": int(basis.shape[1]), "method": spectrum.method,
+            "spectrum": spectrum.id,
+            "job": job.id,
+            "source": "spectrum",
+            "rank_per_spectrum": int(basis.shape[1]),
+            "method": spectrum.method,
             "distance": spectrum.distance,
-        }  # fmt: skip
+        }
     # Orthonormal to float64 precision, so a float32-stored basis is exactly a rotation.
     orthonormal, triangle = np.linalg.qr(basis)
     signs = np.where(np.diag(triangle) < 0, -1.0, 1.0)  # keep each column's own direction
@@ -467,8 +525,9 @@ def _check_basis_rank(spec: OptimiseSpec, basis: np.ndarray, facts: dict[str, An
     d, m = basis.shape
     if spec.optimiser == "adam-eigenbasis" and m < d:
         raise SpecError(
-            "basis", f"adam-eigenbasis needs a full basis of {d} directions; this spectrum "
+            "basis",
+            f"adam-eigenbasis needs a full basis of {d} directions; this spectrum "
             f"stores {m} (use a spectra job, whose average metric is full, or adam-topk)",
-        )  # fmt: skip
+        )
     if spec.k is not None and spec.k > m:
         raise SpecError("k", f"k={spec.k} exceeds the {m} directions the basis holds")

@@ -48,6 +48,7 @@ from services.pipeline.planning import (
     plan_latent_chunks,
     plan_sefa,
 )
+from services.pipeline.resolved import GeneratorPin, ResolvedSpectra, StoredSetPin
 from services.store import ChunkPlan, LatentSetRecord, Store
 
 # --------------------------------------------------------------------------------------------
@@ -158,27 +159,27 @@ def resolve_spec(
             name=_origin_name(spec, generator) if sampled else None,
         )
     facts = jsonable(dict(generator.facts))
-    resolved: dict[str, Any] = {
-        "model": spec.model,
-        "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
-        "distance": None if spec.method in DIRECTION_METHODS else spec.distance,
-        "distance_options": spec.distance_options(),
-        "method": spec.method,
-        "method_options": spec.method_options(),
-        "top_k": top_k,
-        "dtype": spec.dtype,
-        "device": spec.device,
-        "space": generator.space,  # the family's name for it (BigGAN: z is both)
-        "psi": spec.psi,
-        "latent_set": None
+    typed = ResolvedSpectra(
+        model=spec.model,
+        generator=GeneratorPin(generator.family, d, facts),
+        distance=None if spec.method in DIRECTION_METHODS else spec.distance,
+        distance_options=spec.distance_options(),
+        method=spec.method,
+        method_options=spec.method_options(),
+        top_k=top_k,
+        dtype=spec.dtype,
+        device=spec.device,
+        space=generator.space,  # the family's name for it (BigGAN: z is both)
+        psi=spec.psi,
+        latent_set=None
         if stored_set is None
-        else {"id": stored_set.id, "sha256": stored_set.sha256, "n": stored_set.n},
-        "n_latents": n_latents,
-        "chunk_size": chunk_size,
-        "block_columns": spec.block_columns,
-    }
-    if top_k_rule:
-        resolved["top_k_rule"] = top_k_rule
+        else StoredSetPin(stored_set.id, stored_set.sha256, stored_set.n),
+        n_latents=n_latents,
+        chunk_size=chunk_size,
+        block_columns=spec.block_columns,
+        top_k_rule=top_k_rule,
+    )
+    resolved = typed.document()
     return ResolvedSpec(
         resolved=resolved,
         spec_hash=spec_hash(resolved),
