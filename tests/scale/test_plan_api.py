@@ -100,7 +100,13 @@ def test_spectra_plan_prints_the_plan(pg_url: str, capsys) -> None:  # type: ign
     )
     out = capsys.readouterr().out
     assert status == 0, out
-    for row in ("products per code", "peak memory per code", "time per code", "stored per code"):
+    for row in (
+        "products per code",
+        "peak memory per code",
+        "time per code",
+        "stored per code",
+        "cost profile",
+    ):
         assert row in out
     with Store(pg_url) as store:
         assert store.list_jobs(limit=10) == []
