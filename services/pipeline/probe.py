@@ -44,6 +44,8 @@ PROBE_BUDGET_SHARE = 0.25
 # at least this many seconds each (at most CONTENTION_MAX_RUNS runs).
 CONTENTION_WINDOW_S = 1.0
 CONTENTION_MAX_RUNS = 20
+# The others stop by themselves after this many times the runs' expected time alone.
+CONTENTION_CHILD_LIMIT = 20
 
 
 def _timed(run: Callable[[], Any], device: torch.device) -> float:
@@ -171,7 +173,10 @@ def contention_factor(run: Callable[[], Any], device: torch.device, concurrent: 
                     torch.set_num_threads(threads)  # a fork's thread pool starts afresh
                     os.close(start_write)
                     os.read(start_read, 1)
-                    while True:
+                    # Bounded even if this process dies before killing it: never an orphan
+                    # computing on.
+                    deadline = time.monotonic() + CONTENTION_CHILD_LIMIT * runs * alone + 10
+                    while time.monotonic() < deadline:
                         run()
                 finally:
                     os._exit(0)
