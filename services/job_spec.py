@@ -272,3 +272,14 @@ def canonical_json(value: Any) -> str:
 def spec_hash(resolved: dict[str, Any]) -> str:
     """sha256 of the resolved spec's canonical JSON."""
     return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
+
+
+def check_count(count: int, limit: int, field: str, noun: str) -> None:
+    """The items of one job (codes of a spectra job, targets of an optimisation job) against
+    SPECTRA_MAX_LATENTS_PER_JOB: one check for every kind of job."""
+    if count > limit:
+        raise SpecError(
+            field,
+            f"{count} {noun} exceed the limit of {limit} per job "
+            "(SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
+        )

@@ -24,6 +24,7 @@ from services.geometry.optimise import (
     OptimiserSettings,
     check_settings,
 )
+from services.job_spec import check_count
 from services.jsonable import jsonable
 from services.model_catalogue import canonical_space
 from services.pipeline.cache import cached_distance, cached_generator
@@ -405,12 +406,7 @@ def _render(generator: Generator, codes: np.ndarray) -> np.ndarray:
 
 
 def _check_count(n: int, settings: Settings) -> None:
-    if n > settings.max_latents_per_job:
-        raise SpecError(
-            "targets",
-            f"{n} targets exceed the limit of {settings.max_latents_per_job} per "
-            "job (SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
-        )
+    check_count(n, settings.max_latents_per_job, "targets", "targets")
 
 
 def _check_images(images: np.ndarray, generator: Generator) -> None:

@@ -35,6 +35,7 @@ from services.job_spec import (
     SampledLatents,
     SpecError,
     canonical_json,
+    check_count,
     distance_options_of,
     spec_hash,
 )
@@ -324,12 +325,7 @@ def _check_top_k(spec: JobSpec, d: int) -> None:
 
 
 def _check_count(count: int, settings: Settings) -> None:
-    if count > settings.max_latents_per_job:
-        raise SpecError(
-            "latents",
-            f"{count} codes exceed the limit of {settings.max_latents_per_job} per "
-            "job (SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
-        )
+    check_count(count, settings.max_latents_per_job, "latents", "codes")
 
 
 def _check_dimension(given: int, expected: int, model: str) -> None:
