@@ -7,7 +7,7 @@ import inspect
 import pytest
 from pydantic import BaseModel
 
-from services.pipeline.kinds import JOB_KINDS, OPTIMISE_KIND, SPECTRA_KIND, kind_of
+from services.pipeline.kinds import JOB_KINDS, OPTIMISE_KIND, SPECTRUM_KIND, kind_of
 from services.pipeline.optimisation import run_optimisation_chunk
 from services.pipeline.optimise_report import report
 from services.pipeline.optimise_spec import OptimiseSpec, resolve_optimisation
@@ -31,7 +31,7 @@ def test_every_kind_names_what_it_brings(name: str) -> None:
 
 
 def test_a_resolved_spec_finds_its_kind() -> None:
-    assert kind_of({"method": "jacobian"}).name == SPECTRA_KIND  # spectra jobs record none
+    assert kind_of({"method": "jacobian"}).name == SPECTRUM_KIND  # spectra jobs record none
     optimise = kind_of({"kind": OPTIMISE_KIND})
     assert optimise.load("spec") is OptimiseSpec
     assert optimise.load("resolve") is resolve_optimisation

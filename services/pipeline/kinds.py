@@ -19,7 +19,7 @@ from typing import Any
 
 from services.store import ChunkRecord, JobRecord, Store
 
-SPECTRA_KIND = "spectra"
+SPECTRUM_KIND = "spectra"
 OPTIMISE_KIND = "optimise"
 
 
@@ -65,7 +65,7 @@ JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind(
-            name=SPECTRA_KIND,
+            name=SPECTRUM_KIND,
             spec="services.job_spec:JobSpec",
             resolve="services.pipeline.spec:resolve_spec",
             submit="services.pipeline.jobs:submit_job",
@@ -86,7 +86,7 @@ JOB_KINDS: dict[str, JobKind] = {
 
 def kind_of(resolved: Mapping[str, Any]) -> JobKind:
     """The kind a resolved spec records (none recorded: a spectra job)."""
-    name = resolved.get("kind") or SPECTRA_KIND
+    name = resolved.get("kind") or SPECTRUM_KIND
     try:
         return JOB_KINDS[str(name)]
     except KeyError:

@@ -19,6 +19,7 @@ from .access import AccessStore
 from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
 from .connection import alembic_config
+from .ids import IdStore
 from .jobs import JobStore
 from .leases import ChunkLeaseStore
 from .optimisations import OptimisationStore
@@ -26,13 +27,15 @@ from .profiles import ProfileStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
 from .selections import SelectionQueryStore
+from .ui_sessions import UiSessionStore
 
 __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_config"]
 
 
 class Store(
     CatalogueStore, JobStore, ChunkLeaseStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
-    AccessStore, OptimisationStore, ProfileStore,
+    AccessStore, OptimisationStore, IdStore, UiSessionStore,
+    ProfileStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 

@@ -3,7 +3,7 @@ space, distance, route, device kind and thread count, read by every plan after) 
 `refused` status: a job planned by a worker that then fits no worker ends refused.
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0011
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
