@@ -238,9 +238,18 @@ def _refused(estimate: cost_model.JobEstimate, advice: list[str]) -> Planned:
 # --------------------------------------------------------------------------- on a worker
 
 
-def measured_profile(store: Store, inputs: CostInputs, workers: Workers) -> CostProfileRecord:
-    """The stored profile for `inputs`, measured here first where there is none. Raises
-    GeometryError (the model cannot be probed) or ProbeOverBudgetError."""
+class RefusedByCountsError(ValueError):
+    """The counts of a meta-device pass show the job fits no worker: no probe is run."""
+
+
+def measured_profile(
+    store: Store, inputs: CostInputs, workers: Workers, *, check_job: bool = False
+) -> CostProfileRecord:
+    """The stored profile for `inputs`, measured here first where there is none. With
+    `check_job`, the job is first checked against the counts of a meta-device pass (every
+    module's output, more than a submission counts): RefusedByCountsError, with the 422's
+    message, where even that lower bound fits no worker. Raises GeometryError (the model
+    cannot be probed) or ProbeOverBudgetError."""
     from services.pipeline import probe as probing
 
     key = profile_key(inputs, workers)
@@ -252,6 +261,13 @@ def measured_profile(store: Store, inputs: CostInputs, workers: Workers) -> Cost
     device = workers.device
     generator = cached_generator(inputs.model, device, inputs.dtype, inputs.space, inputs.psi)
     distance = cached_distance(inputs.distance, device, inputs.dtype, **inputs.distance_options)
+    counts = model_counts(generator, distance)
+    if check_job and counts is not None:
+        floor, advice = cost_model.plan_from_floor(
+            counts, inputs.request(), workers.job_counts(inputs)
+        )
+        if not floor.fits:
+            raise RefusedByCountsError(cost_model.refusal_message(floor, advice))
     started = time.perf_counter()
     measured = probing.probe(
         generator,
@@ -259,7 +275,7 @@ def measured_profile(store: Store, inputs: CostInputs, workers: Workers) -> Cost
         inputs.probe_dtype,
         threads=workers.threads,
         budget=workers.budget(inputs),
-        counts=model_counts(generator, distance),
+        counts=counts,
         concurrent=workers.per_host,
     )
     seconds = time.perf_counter() - started
@@ -281,7 +297,9 @@ def plan_pending_job(
         return "skipped"
     inputs = CostInputs.from_resolved(job.resolved)
     try:
-        record = measured_profile(store, inputs, workers)
+        record = measured_profile(store, inputs, workers, check_job=True)
+    except RefusedByCountsError as refused:
+        return "refused" if store.refuse_job(job_id, str(refused)) else "skipped"
     except (GeometryError, ProbeOverBudgetError) as error:
         reason = f"the planner's probe could not measure this model: {error}"
         return "refused" if store.refuse_job(job_id, reason) else "skipped"

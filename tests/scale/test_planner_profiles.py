@@ -376,3 +376,39 @@ def test_the_reaper_sends_a_lost_planning_message_again(
     queue.delete(CHUNK_QUEUE)  # lost
     assert sweep() == [job_id]
     assert queue.llen(CHUNK_QUEUE) == 1
+
+
+def test_the_worker_refuses_from_its_fuller_counts_before_any_probe(
+    pg_url: str, redis_url: str, store: Store
+) -> None:
+    """The submission counts each tangent as its output image; the worker's meta-device pass
+    sees the largest activation (dcgan-faces: 4 x 128 x 128 against 3 x 64 x 64). With a
+    budget between the two lower bounds, the job is accepted, then refused by the worker
+    with the 422's message and no probe run (no profile stored)."""
+    spec: dict[str, Any] = {
+        "model": "dcgan-faces",
+        "method": "hvp",
+        "batch": 100,
+        "latents": {"count": 1},
+    }
+    generator = cached_generator("dcgan-faces", "cpu", "float32", "z", None)
+    distance = cached_distance("mse", "cpu", "float32")
+    recorded, counted = output_counts(generator, distance), model_counts(generator, distance)
+    assert recorded is not None and counted is not None
+    request = model.Request("hvp", "float32", None, 100, None, "float32")
+    job = model.JobCounts(1, 1, "cpu", 2**40)
+    low = model.plan_from_floor(recorded, request, job)[0].per_code.peak_bytes
+    high = model.plan_from_floor(counted, request, job)[0].per_code.peak_bytes
+    assert low is not None and high is not None and low < high
+    settings = _settings(
+        pg_url, redis_url, worker_memory_gb=(low + high) / 2 / 1024**3, plan_probe_min_dim=1
+    )
+    app = create_app(settings=settings, store=store, dispatcher=InProcessDispatcher(store))
+    headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
+    with TestClient(app) as client:
+        submitted = client.post("/v1/jobs", json=spec, headers=headers)
+        assert submitted.status_code == 202, submitted.text
+        detail = client.get(f"/v1/jobs/{submitted.json()['id']}", headers=headers).json()
+    assert detail["status"] == "refused", detail
+    assert "at least (from the architecture's counts)" in detail["error"]
+    assert _profiles(store) == 0
