@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
+from services.geometry import (
+    Generator,
+    GeometryError,
+    InvalidOptionError,
+    sampled_image_variation,
+    sefa,
+)
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
@@ -159,7 +165,7 @@ def resolve_spec(
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec, generator) if sampled else None,
         )
-    facts = jsonable(dict(generator.facts))
+    facts = jsonable({**generator.facts, "image_variation": sampled_image_variation(generator)})
     typed = ResolvedSpectra(
         model=spec.model,
         generator=GeneratorPin(generator.family, d, facts),
