@@ -10,14 +10,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import signals
+
 from services.celery_config import PLAN_TASK, PROFILE_TASK
 from services.config import get_settings
 from services.pipeline import costs
+from services.pipeline.cache import configure_loading
 from services.pipeline.chunks import TRANSIENT_DB_ERRORS
 from worker.celery_app import app
 from worker.tasks import dispatch, get_store
 
 log = logging.getLogger(__name__)
+
+
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _configure_loading(**_: Any) -> None:
+    # Where NVIDIA pickles find their code, for the chunk function (it loads models without
+    # the settings at hand): this worker's setting, read at its start.
+    configure_loading(get_settings().nvidia_code_dir or None)
 
 
 def _workers() -> costs.Workers:

@@ -120,6 +120,7 @@ class Workers:
     threads: int | None
     per_host: int
     probe_min_dim: int
+    nvidia_code_dir: str | None = None  # where NVIDIA pickles find their code
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Workers:
@@ -129,6 +130,7 @@ class Workers:
             threads=settings.worker_threads,
             per_host=settings.workers_per_host,
             probe_min_dim=settings.plan_probe_min_dim,
+            nvidia_code_dir=settings.nvidia_code_dir or None,
         )
 
     def job_device(self, inputs: CostInputs) -> str:
@@ -259,7 +261,9 @@ def measured_profile(
         return found
     assert inputs.distance is not None
     device = workers.device
-    generator = cached_generator(inputs.model, device, inputs.dtype, inputs.space, inputs.psi)
+    generator = cached_generator(
+        inputs.model, device, inputs.dtype, inputs.space, inputs.psi, workers.nvidia_code_dir
+    )
     distance = cached_distance(inputs.distance, device, inputs.dtype, **inputs.distance_options)
     counts = model_counts(generator, distance)
     if check_job and counts is not None:

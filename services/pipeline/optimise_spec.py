@@ -264,7 +264,7 @@ def resolve_optimisation(
 
     Raises SpecError naming the field; nothing is written unless every check passed."""
     settings = settings or get_settings()
-    generator = _load(spec, settings.device)
+    generator = _load(spec, settings.device, settings.nvidia_code_dir)
     d = generator.latent_dim
     try:
         check_settings(spec.optimiser_settings(), d, spec.basis is not None)
@@ -335,9 +335,11 @@ def resolve_optimisation(
     )
 
 
-def _load(spec: OptimiseSpec, device: str) -> Generator:
+def _load(spec: OptimiseSpec, device: str, nvidia_code_dir: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, "float32", spec.space, spec.psi)
+        generator = cached_generator(
+            spec.model, device, "float32", spec.space, spec.psi, nvidia_code_dir or None
+        )
     except InvalidOptionError as error:  # a space or psi this model does not have
         raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:

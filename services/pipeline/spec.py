@@ -104,7 +104,7 @@ def resolve_spec(
     """
     settings = settings or get_settings()
     # Checked here on this process's device: the API may have no GPU while its workers do.
-    generator = _load_or_refuse(spec, settings.device)
+    generator = _load_or_refuse(spec, settings.device, settings.nvidia_code_dir)
     device = spec.device or settings.device
     d = generator.latent_dim
     if d > settings.max_latent_dim:
@@ -262,9 +262,11 @@ def _plan_costs(
     return planned
 
 
-def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
+def _load_or_refuse(spec: JobSpec, device: str, nvidia_code_dir: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, spec.dtype, spec.space, spec.psi)
+        generator = cached_generator(
+            spec.model, device, spec.dtype, spec.space, spec.psi, nvidia_code_dir or None
+        )
     except InvalidOptionError as error:  # a space or psi this model does not have
         raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:  # unknown model, missing weights (names the file), ...
