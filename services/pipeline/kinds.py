@@ -74,7 +74,7 @@ JOB_KINDS: dict[str, JobKind] = {
         ),
         JobKind(
             name=OPTIMISE_KIND,
-            spec="services.pipeline.optimise_spec:OptimiseSpec",
+            spec="services.optimise_job_spec:OptimiseSpec",
             resolve="services.pipeline.optimise_spec:resolve_optimisation",
             submit="services.pipeline.optimisation:submit_optimisation",
             run_chunk="services.pipeline.optimisation:run_optimisation_chunk",
