@@ -25,8 +25,9 @@ MAX_TANGENT_BATCH = 1024
 # symmetrised copy, eigh's vectors and workspace, the residual products.
 EIGH_SQUARE_COPIES = 5
 # ARPACK's products for the top k of a smooth, decaying spectrum, in bases of ncv = 2k + 1
-# vectors: one basis and a few restarts' worth (flatter spectra restart more; see
-# docs/planning.md). The k residual products that check convergence come on top.
+# vectors: one basis and a few restarts' worth (flatter spectra restart more: the bench's
+# measured products per code, bench/bench_scale.py, keep this in check). The k residual
+# products that check convergence come on top.
 LANCZOS_PRODUCTS_PER_NCV = 1.15
 # Lanczos's top k when a job asks for none (services.geometry.methods.DEFAULT_LANCZOS_K).
 DEFAULT_LANCZOS_K = 20

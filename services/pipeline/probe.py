@@ -61,8 +61,8 @@ def _timed(run: Callable[[], Any], device: torch.device) -> float:
 def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
     """(peak bytes `run` added while it ran, its seconds). On the CPU the bytes are resident
     memory, what a worker's budget and the kernel count: torch's own allocations miss
-    oneDNN's scratch space and the heap's overhead (two to three times less for a batch of
-    convolution tangents). Sampling the resident set costs the run nothing measurable, so
+    oneDNN's scratch space and the heap's overhead, and so under-count a batch of
+    convolution tangents. Sampling the resident set costs the run nothing measurable, so
     one run gives both figures; the profiler fallback is timed in a second run."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -345,7 +345,8 @@ def _eigh_rate(device: torch.device) -> float:
 @lru_cache(maxsize=8)
 def _cached_eigh_rate(device: torch.device, threads: int) -> float:
     """Seconds per d³ of a float64 eigh: the best of two at 1024², large enough to be past
-    the small sizes' overheads (a 384² one, a few ms, read up to twice the rate of a 6144²)."""
+    the small sizes' fixed overheads, which make a small eigh's rate flatter the large ones
+    jobs decompose."""
     size = EIGH_PROBE_SIZE
     a = torch.randn((size, size), dtype=torch.float64, device=device)
     a = a + a.T
