@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from services.config import Settings
-from services.job_spec import spec_hash
+from services.geometry import sampled_image_variation
+from services.job_spec import SampledLatents, spec_hash
 from services.pipeline import JobSpec, dry_run_job
 from services.pipeline.resolved import ResolvedOptimisation, ResolvedSpectra
 from services.store import Store
@@ -90,3 +91,37 @@ def test_a_resolved_optimisation_document_round_trips() -> None:
     assert typed.label == "adam" and typed.targets.source == "generated"
     with_psi = ResolvedOptimisation.from_document({**document, "psi": 0.7})
     assert with_psi.document()["psi"] == 0.7
+
+
+def test_a_loaded_generators_image_variation_is_rendered_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every job of a model records its (seeded) image variation; the images are rendered
+    once per loaded generator, not in every submission's request."""
+    from services.pipeline import spec as resolution
+
+    rendered: list[object] = []
+    real = sampled_image_variation
+
+    def counting(generator: Any) -> dict[str, Any]:
+        rendered.append(generator)
+        return real(generator)
+
+    monkeypatch.setattr(resolution, "sampled_image_variation", counting)
+    monkeypatch.setattr(resolution, "_variations", type(resolution._variations)())
+    first = dry_run_job(
+        store,
+        JobSpec(model="dcgan-faces", latents=SampledLatents(count=1)),
+        "a",
+        settings=Settings(),
+    )
+    second = dry_run_job(
+        store,
+        JobSpec(model="dcgan-faces", latents=SampledLatents(count=3)),
+        "a",
+        settings=Settings(),
+    )
+    assert len(rendered) == 1
+    variation = first["resolved"]["generator"]["facts"]["image_variation"]
+    assert second["resolved"]["generator"]["facts"]["image_variation"] == variation
+    assert variation["degenerate"] is False

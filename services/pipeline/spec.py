@@ -9,6 +9,7 @@ the same numbers are the same job, however the latents were written down.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +166,7 @@ def resolve_spec(
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec, generator) if sampled else None,
         )
-    facts = jsonable({**generator.facts, "image_variation": sampled_image_variation(generator)})
+    facts = jsonable({**generator.facts, "image_variation": _image_variation(generator)})
     typed = ResolvedSpectra(
         model=spec.model,
         generator=GeneratorPin(generator.family, d, facts),
@@ -202,6 +203,18 @@ def resolve_spec(
 
 
 FULL_SPECTRUM_METHODS = ("jacobian", "hvp", "fd", "bp")
+
+# A loaded generator's image variation (seeded: the same for every job of it), rendered once
+# per loaded generator rather than in every submission's request; weak, so a generator the
+# model cache lets go is not kept alive by it.
+_variations: weakref.WeakKeyDictionary[Generator, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _image_variation(generator: Generator) -> dict[str, Any]:
+    found = _variations.get(generator)
+    if found is None:
+        found = _variations[generator] = sampled_image_variation(generator)
+    return found
 
 
 def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int | None, str | None]:
