@@ -51,9 +51,7 @@ def test_the_store_reads_the_full_spectra_of_top_k_spectra(store: Store) -> None
     assert missing == [ids[3]]
     for row, index in enumerate(reversed(range(n))):
         if index != 3:
-            np.testing.assert_array_equal(
-                every[row], synthetic.position(1, index, d, k).eigenvalues
-            )
+            np.testing.assert_array_equal(every[row], synthetic.position(1, index, d, k).eigenvalues)
 
 
 def test_anisotropy_of_top_k_spectra_is_that_of_the_full_spectra(store: Store) -> None:
