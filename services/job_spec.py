@@ -181,11 +181,25 @@ class JobSpec(BaseModel):
     random_backbone: bool | None = Field(
         default=None, description="lpips: random backbone weights (testing only)"
     )
-    layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
+    preset: Literal["genforce-all", "rosinality-cff"] | None = Field(
+        default=None,
+        description="sefa on style-based generators: genforce-all (genforce/sefa 'all', the "
+        "default) or rosinality-cff (rosinality's closed_form_factorization.py)",
+    )
+    layers: (
+        list[
+            Annotated[int, Field(ge=0, le=100_000)]
+            | Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
+        ]
+        | None
+    ) = Field(
         default=None,
         min_length=1,
         max_length=1000,
-        description="sefa: layers whose weights are factorized",
+        description="sefa: style layers by name (e.g. conv1, convs.0), or indices, instead of a preset",
+    )
+    fold_batchnorm: bool | None = Field(
+        default=None, description="sefa (DCGAN): fold the first BatchNorm's scale into the weights"
     )
     normalize_rows: bool | None = Field(
         default=None,

@@ -15,10 +15,11 @@ import numpy as np
 
 from services.config import Settings
 from services.geometry.optimise import InversionResult, OptimiserSettings, invert, start_codes
+from services.optimise_job_spec import OptimiseSpec
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.jobs import Dispatch, store_and_dispatch
 from services.pipeline.kinds import ChunkHooks
-from services.pipeline.optimise_spec import OptimiseSpec, load_basis, resolve_optimisation
+from services.pipeline.optimise_spec import load_basis, resolve_optimisation
 from services.pipeline.resolved import ResolvedOptimisation
 from services.store import ChunkRecord, JobRecord, Store
 

@@ -22,12 +22,7 @@ from services.geometry.optimise import (
 from services.job_spec import check_count
 from services.jsonable import jsonable
 from services.model_catalogue import canonical_space
-from services.optimise_job_spec import (
-    BasisFromJob,
-    BasisFromSpectrum,
-    OptimiseSpec,
-    TargetSetRef,
-)
+from services.optimise_job_spec import BasisFromJob, BasisFromSpectrum, OptimiseSpec, TargetSetRef
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.kinds import OPTIMISE_KIND, is_kind
 from services.pipeline.resolved import (
@@ -44,6 +39,18 @@ from services.pipeline.spec import (
     spec_hash,
 )
 from services.store import ChunkPlan, NotFoundError, Store
+
+# The spec itself is torch-free (services/optimise_job_spec.py); re-exported for the callers
+# of resolution.
+__all__ = [
+    "BasisFromJob",
+    "BasisFromSpectrum",
+    "OptimiseSpec",
+    "TargetSetRef",
+    "decode_target_file",
+    "load_basis",
+    "resolve_optimisation",
+]
 
 DEFAULT_CHUNK_TARGETS = 16  # targets of one chunk run as one batch
 RANGE_TOLERANCE = 1e-6  # images must lie in [-1, 1]

@@ -23,6 +23,7 @@ from services.geometry import (
     sampled_image_variation,
     sefa,
 )
+from services.geometry.sefa import sefa_options
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
@@ -173,7 +174,9 @@ def resolve_spec(
         distance=None if spec.method in DIRECTION_METHODS else spec.distance,
         distance_options=spec.distance_options(),
         method=spec.method,
-        method_options=spec.method_options(),
+        method_options=sefa_options(generator, spec.method_options())
+        if spec.method == "sefa"
+        else spec.method_options(),
         top_k=top_k,
         dtype=spec.dtype,
         device=spec.device,
