@@ -117,7 +117,8 @@ def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
     budget = BUDGET_GB * 1024**3
     peaks = [_peak_rss(child) for worker in two_workers.workers for child in worker.pool_children()]
     assert peaks and max(peaks) <= budget, (peaks, budget)
-    planned = lanczos.resolved["plan"]["per_code"]["peak_bytes"]
+    assert lanczos.estimate is not None
+    planned = lanczos.estimate["per_code"]["peak_bytes"]
     measured = by_lanczos.diagnostics["peak_rss_bytes"]
     print(f"lanczos peak: planned {planned / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB; "
           f"worker peaks {[round(p / 2**20) for p in peaks]} MiB of {budget / 2**20:.0f}")  # fmt: skip
