@@ -33,6 +33,9 @@ class Variation:
 class Alignment:
     top1_abs_cosine: float
     random_abs_cosine: float  # exact expectation for uniform unit vectors in R^d
+    smallest_angle_deg: float  # between the top-k subspaces
+    random_smallest_angle_deg: float  # the same for random k-dim subspaces (sampled, seeded)
+    rayleigh_over_random: float  # mean vᵀHv of the top-k directions / of random directions
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class ClaimRow:
     model: str
     base: str
     control: str | None  # None for the trained model
+    space: str | None
     d: int
     positions: int
     variation: Variation | None
@@ -79,12 +83,25 @@ def image_variations(store: Store, document: Document) -> dict[str, Variation]:
     return found
 
 
-def _alignment(document: Document, kind: str, hessian: str, model: str) -> Alignment | None:
+def _origin(selection: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The model and latent space a member's spectra come from."""
+    return selection["model"], selection.get("key", {}).get("space")
+
+
+def _alignment(document: Document, kind: str, hessian: str) -> Alignment | None:
+    """The ``kind`` alignment of this Hessian member with the direction member of the same
+    model and space."""
+    origins = {s["label"]: _origin(s) for s in document["selections"]}
     for entry in document["alignments"]:
-        if entry["kind"] == kind and entry["b"] == hessian and entry["a"].startswith(model + "/"):
+        same_origin = origins.get(entry["a"]) == origins.get(hessian)
+        if entry["kind"] == kind and entry["b"] == hessian and same_origin:
+            baseline = entry["baseline"]
             return Alignment(
-                float(entry["matched_abs_cosine"][0]),
-                float(entry["baseline"]["abs_cosine"]["mean"]),
+                top1_abs_cosine=float(entry["matched_abs_cosine"][0]),
+                random_abs_cosine=float(baseline["abs_cosine"]["mean"]),
+                smallest_angle_deg=float(entry["smallest_principal_angle_deg"]),
+                random_smallest_angle_deg=float(baseline["principal_angles_deg"]["mean"][0]),
+                rayleigh_over_random=float(entry["rayleigh_a_topk_over_random"]),
             )
     return None
 
@@ -121,8 +138,9 @@ def claim_rows(document: Document, variations: Mapping[str, Variation]) -> list[
                 homogeneity_log=homogeneity.get("log_offdiag_mean"),
                 homogeneity_linear=homogeneity.get("linear_offdiag_mean"),
                 homogeneity_k=homogeneity.get("rank"),
-                sefa=_alignment(document, "sefa-vs-hessian", label, model),
-                ganspace=_alignment(document, "ganspace-vs-hessian", label, model),
+                space=_origin(selection)[1],
+                sefa=_alignment(document, "sefa-vs-hessian", label),
+                ganspace=_alignment(document, "ganspace-vs-hessian", label),
             )
         )
     return rows
@@ -132,14 +150,18 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
-def _alignment_cell(alignment: Alignment | None) -> str:
+def _alignment_cells(alignment: Alignment | None) -> list[str]:
     if alignment is None:
-        return "–"
-    return f"{alignment.top1_abs_cosine:.2f} (random {alignment.random_abs_cosine:.3f})"
+        return ["–", "–", "–"]
+    return [
+        f"{alignment.top1_abs_cosine:.2f} ({alignment.random_abs_cosine:.3f})",
+        f"{alignment.smallest_angle_deg:.1f}° ({alignment.random_smallest_angle_deg:.0f}°)",
+        f"{alignment.rayleigh_over_random:.2f}",
+    ]
 
 
 def _model_cell(row: ClaimRow) -> str:
-    name = f"`{row.model}`"
+    name = f"`{row.model}`" + (f" ({row.space})" if row.space not in (None, "z") else "")
     if row.variation is not None and row.variation.degenerate:
         return f"{name} **(degenerate)**"
     return name
@@ -147,9 +169,10 @@ def _model_cell(row: ClaimRow) -> str:
 
 HEADER = (
     "| model | d | codes | image pixel std | top-10 share | participation ratio (95 % CI) "
-    "| dims to 99 % (service / paper) | homogeneity log / linear | SeFa top-1 \\|cos\\| "
-    "| GANSpace top-1 \\|cos\\| |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+    "| dims to 99 % (service / paper) | homogeneity log / linear "
+    "| SeFa top-1 \\|cos\\| (random) | SeFa top-10 smallest angle (random) "
+    "| SeFa Rayleigh ÷ random | GANSpace top-1 \\|cos\\| (random) |\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
 )
 
 
@@ -164,9 +187,17 @@ def markdown_table(rows: list[ClaimRow]) -> str:
         homogeneity = f"{_number(row.homogeneity_log)} / {_number(row.homogeneity_linear)}"
         std = "–" if row.variation is None else f"{row.variation.pixel_std:.3g}"
         cells = [
-            _model_cell(row), str(row.d), str(row.positions), std, f"{row.top10_share:.3f}", pr,
-            dims, homogeneity, _alignment_cell(row.sefa), _alignment_cell(row.ganspace),
-        ]  # fmt: skip
+            _model_cell(row),
+            str(row.d),
+            str(row.positions),
+            std,
+            f"{row.top10_share:.3f}",
+            pr,
+            dims,
+            homogeneity,
+            *_alignment_cells(row.sefa),
+            _alignment_cells(row.ganspace)[0],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -182,9 +213,13 @@ published code's, both are given):
 - homogeneity: off-diagonal mean of the published position-pair correlation of log10 a_ij[k]
   with log10 λ_j,k (eigenvalues or quotients ≤ 0 left out of that pair, as GAN-Geometry does)
   and of the linear version, every member at the same k (the k all members have).
-- SeFa / GANSpace top-1 |cos|: the first matched |cosine| between that model's direction set
-  and the top eigenvectors of its average metric; beside it the exact expected |cos| of two
-  uniform random unit vectors in R^d, Γ(d/2) / (√π Γ((d+1)/2)).
+- SeFa / GANSpace top-1 |cos|: |cosine| between the model's first direction and the first
+  eigenvector of its average metric (mean of the codes' H); in brackets the exact expected
+  |cos| of two uniform random unit vectors in R^d, Γ(d/2) / (√π Γ((d+1)/2)). Ranks can swap
+  where two eigenvalues are close, so the next two columns compare the top-10 sets as a whole:
+  the smallest principal angle between the two top-10 subspaces (in brackets the mean over 500
+  seeded pairs of random 10-dim subspaces), and the mean Rayleigh quotient vᵀH̄v of the top-10
+  SeFa directions over that of random unit directions (1 = no better than random).
 - image pixel std: per pixel value, the standard deviation of the generator's images over 8
   codes (seed 0), averaged; below 0.02 the generator is flagged **degenerate**: its images
   barely change, so its metric is tiny and near isotropic everywhere and its "homogeneity"

@@ -83,7 +83,14 @@ def test_the_claims_recipe_reproduces_the_papers_contrasts(tmp_path: Path) -> No
     for column in ("participation ratio", "dims to 99 % (service / paper)", "homogeneity log"):
         assert column in header
     assert "| `dcgan-faces` |" in table and "| `shuffled:0:dcgan-faces` |" in table
-    for figure in ("spectrum.png", "spectrum.svg", "homogeneity-log.png"):
+    for figure in (
+        "homogeneity-log.png",
+        "homogeneity-log.svg",
+        "spectrum-dcgan-faces.png",
+        "spectrum-dcgan-faces.svg",
+        "montage-dcgan-faces-hessian.png",
+        "montage-dcgan-faces-sefa.png",
+    ):
         assert (out / figure).stat().st_size > 0
 
     document = json.loads((out / "claims.json").read_text())
