@@ -38,9 +38,12 @@ from .methods import METHODS, compute_metric, compute_spectrum, metric_columns
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
 from .statistics import (
-    bootstrap_mean_interval,
-    bootstrap_offdiagonal_interval,
+    Interval,
+    bootstrap,
+    bootstrap_offdiagonal,
     expected_abs_cosine,
+    paired_difference,
+    percentile_bounds,
     position_statistics,
     random_abs_cosine_baseline,
     random_subspace_baseline,
@@ -76,8 +79,11 @@ __all__ = [
     "UnknownMethodError",
     "UnknownModelError",
     "alignment",
-    "bootstrap_mean_interval",
-    "bootstrap_offdiagonal_interval",
+    "Interval",
+    "bootstrap",
+    "bootstrap_offdiagonal",
+    "paired_difference",
+    "percentile_bounds",
     "expected_abs_cosine",
     "position_statistics",
     "random_abs_cosine_baseline",
