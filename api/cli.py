@@ -480,29 +480,11 @@ def _comparison() -> Any:
 
 
 def _report(result: dict[str, Any]) -> str:
-    """A server's comparison document as the same text tables the database path prints."""
-    rows: list[tuple[str, ...]] = [("selection", "N", "d", "k", "dims_99", "dims_99.9",
-                                    "dims_99.99", "PR", "homog. log", "homog. lin")]  # fmt: skip
-    for s in result["selections"]:
-        a, h = s["anisotropy"], s.get("homogeneity") or {}
-        rows.append((
-            s["label"], str(s["n_spectra"]), str(s["d"]), str(s["k"]),
-            _number(a.get("dims_99_mean")), _number(a.get("dims_999_mean")),
-            _number(a.get("dims_9999_mean")), _number(a.get("participation_ratio_mean")),
-            _number(h.get("log_offdiag_mean")), _number(h.get("linear_offdiag_mean")),
-        ))  # fmt: skip
-    lines = ["anisotropy (means over positions) and homogeneity (off-diagonal means)", _table(rows)]
-    if result.get("alignments"):
-        rows = [("a", "b", "kind", "k", "matched |cos| (top 5)", "principal angles deg (top 5)")]
-        for a in result["alignments"]:
-            rows.append((
-                a["a"], a["b"], a["kind"], str(a["k"]),
-                " ".join(_number(x, 2) for x in a["matched_abs_cosine"][:5]),
-                " ".join(_number(x, 3) for x in a["principal_angles_deg"][:5]),
-            ))  # fmt: skip
-        lines += ["", "alignment of top-k average-metric eigenvectors", _table(rows)]
-    lines += [f"note: {note}" for note in result.get("notes", [])]
-    return "\n".join(lines)
+    """A server's comparison as THE tables the database path prints (one renderer, one
+    result document)."""
+    from services.comparisons.tables import render_tables
+
+    return render_tables(result["document"])
 
 
 def _number(value: Any, digits: int = 4) -> str:

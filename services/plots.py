@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import matplotlib
 
@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 # Eigenvalues at or below this fraction of a spectrum's largest are drawn at the floor: a log
@@ -47,7 +48,7 @@ def _check_format(fmt: str) -> None:
         raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
 
 
-def _save(figure: plt.Figure, fmt: str = "png") -> bytes:
+def _save(figure: Figure, fmt: str = "png") -> bytes:
     _check_format(fmt)
     buffer = io.BytesIO()
     # Fixed metadata: the same figure gives the same bytes (no creation date in SVG / PDF).
@@ -57,21 +58,49 @@ def _save(figure: plt.Figure, fmt: str = "png") -> bytes:
     return buffer.getvalue()
 
 
-def _png(figure: plt.Figure) -> bytes:
+def _png(figure: Figure) -> bytes:
     return _save(figure, "png")
 
 
 def normalise_spectra(values: np.ndarray, normalisation: str) -> np.ndarray:
-    """(N, k) eigenvalues divided per row by λ₁ ("top") or by their sum ("trace")."""
+    """THE spectrum normalisation (every chart and document uses it): (N, k) eigenvalues
+    divided per row by λ₁ ("top") or by their sum ("trace"). A row whose λ₁ (or trace) is not
+    positive has no meaningful normalised form: it becomes NaN (left out of bands, never drawn
+    as if it were normalised)."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(
             f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
         )
+    values = np.asarray(values, dtype=np.float64)
     if normalisation == "none":
         return values
     scale = values[:, :1] if normalisation == "top" else values.sum(axis=1, keepdims=True)
-    scale = np.where(scale > 0, scale, 1.0)
-    return values / scale
+    usable = scale > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(usable, values / np.where(usable, scale, 1.0), np.nan)
+
+
+BAND_PERCENTILES = (5.0, 50.0, 95.0)
+
+
+def spectrum_bands(eigenvalues: np.ndarray, normalisation: str) -> dict[str, Any]:
+    """Per rank: the 5th, 50th and 95th percentiles over positions of the normalised
+    eigenvalues (positions that cannot be normalised left out) and how many positions were
+    used: what every spectrum chart (PNG, SVG, PDF, the UI's) draws."""
+    values = normalise_spectra(
+        np.atleast_2d(np.asarray(eigenvalues, dtype=np.float64)), normalisation
+    )
+    usable = np.isfinite(values[:, 0])
+    if not usable.any():
+        return {"p5": None, "median": None, "p95": None, "n": 0}
+    low, median, high = np.percentile(values[usable], BAND_PERCENTILES, axis=0)
+    return {"p5": low, "median": median, "p95": high, "n": int(usable.sum())}
+
+
+def _legend_outside(axes: Any) -> None:
+    """The legend beside the axes, never over the data (``bbox_inches="tight"`` keeps it)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 def spectrum_plot(
@@ -90,20 +119,21 @@ def spectrum_plot(
     _check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, eigenvalues in selections:
-        values = np.atleast_2d(np.asarray(eigenvalues, dtype=np.float64))
-        values = normalise_spectra(values, normalisation)
-        floor = LOG_FLOOR_RATIO * max(float(np.max(values)), np.finfo(np.float64).tiny)
-        values = np.maximum(values, floor)
-        ranks = np.arange(1, values.shape[1] + 1)
-        low, median, high = np.percentile(values, [5, 50, 95], axis=0)
-        (line,) = axes.plot(ranks, median, label=f"{label} (n={values.shape[0]})")
+        bands = spectrum_bands(eigenvalues, normalisation)
+        if bands["n"] == 0:
+            continue  # nothing normalisable: said by the legend of the others and the notes
+        low, median, high = (np.asarray(bands[key]) for key in ("p5", "median", "p95"))
+        floor = LOG_FLOOR_RATIO * max(float(np.nanmax(high)), np.finfo(np.float64).tiny)
+        low, median, high = (np.maximum(v, floor) for v in (low, median, high))
+        ranks = np.arange(1, median.size + 1)
+        (line,) = axes.plot(ranks, median, label=f"{label} (n={bands['n']})")
         axes.fill_between(ranks, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     axes.set_yscale("log")
     axes.set_xlabel("rank")
     axes.set_ylabel(f"{_NORMALISED_LABEL[normalisation]} (median, 5–95 % band)")
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize="small")
+    _legend_outside(axes)
     return _save(figure, fmt)
 
 
@@ -128,7 +158,9 @@ def homogeneity_histogram(
         raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
     _check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    everything = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values_by_label.values()])
+    everything = np.concatenate(
+        [np.asarray(v, dtype=np.float64).ravel() for v in values_by_label.values()]
+    )
     everything = everything[np.isfinite(everything)]
     low = min(-0.2, float(everything.min())) if everything.size else -1.0
     bins = np.linspace(low, 1.0, 61).tolist()
@@ -140,16 +172,33 @@ def homogeneity_histogram(
             continue
         color = colors[index % len(colors)]
         axes.hist(
-            finite, bins=bins, alpha=0.5, density=True, color=color,
+            finite,
+            bins=bins,
+            alpha=0.5,
+            density=True,
+            color=color,
             label=f"{label}: mean {finite.mean():.3f}, median {np.median(finite):.3f}",
-        )  # fmt: skip
+        )
         axes.axvline(float(finite.mean()), color=color, linestyle="--", linewidth=1)
         axes.axvline(float(np.median(finite)), color=color, linestyle=":", linewidth=1)
     axes.set_xlabel(f"{_SCALE_AXIS[scale]}  ({scale} scale; dashed: mean, dotted: median)")
     axes.set_ylabel("density of position pairs")
     axes.set_title(title)
-    axes.legend(fontsize="small")
+    _legend_outside(axes)
     return _save(figure, fmt)
+
+
+def heatmap_range(off_diagonal: np.ndarray) -> tuple[float, float]:
+    """The colour range of a homogeneity heatmap: its finite off-diagonal values' min and max
+    (widened a little when they are all equal)."""
+    finite = np.asarray(off_diagonal, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return -1.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if high - low < 1e-6:
+        low, high = low - 0.01, high + 0.01
+    return low, high
 
 
 def homogeneity_heatmap(
@@ -166,14 +215,21 @@ def homogeneity_heatmap(
     off = values[~np.eye(values.shape[0], dtype=bool)]
     off = off[np.isfinite(off)]
     figure, axes = plt.subplots(figsize=(5.5, 4.8))
-    image = axes.imshow(values, vmin=min(0.0, float(off.min()) if off.size else 0.0), vmax=1.0,
-                        cmap="viridis", interpolation="nearest")  # fmt: skip
-    figure.colorbar(image, ax=axes, label=_SCALE_AXIS[scale])
+    # The colour scale spans the data's off-diagonal range (the diagonal is 1 by definition):
+    # a fixed [0, 1] scale paints 0.8-1.0 as one colour.
+    low, high = heatmap_range(off)
+    image = axes.imshow(values, vmin=low, vmax=high, cmap="viridis", interpolation="nearest")
+    figure.colorbar(
+        image,
+        ax=axes,
+        label=f"{_SCALE_AXIS[scale]}\n(colours span the off-diagonal range; diagonal = 1)",
+    )
     axes.set_xlabel("position j")
     axes.set_ylabel("position i")
     stats = f"off-diagonal mean {off.mean():.3f}, median {np.median(off):.3f}" if off.size else ""
-    axes.set_title(f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}",
-                   fontsize="medium")  # fmt: skip
+    axes.set_title(
+        f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}", fontsize="medium"
+    )
     return _save(figure, fmt)
 
 
@@ -188,7 +244,7 @@ def axis_steps(eigenvalues: np.ndarray, n_steps: int, *, max_step: float = 8.0) 
     top = max(float(eigenvalues[0]), np.finfo(np.float64).tiny)
     reach = 2.0 * np.sqrt(top / np.maximum(eigenvalues, top * 1e-12))
     reach = np.minimum(reach, max_step)
-    return reach[:, None] * np.linspace(-1.0, 1.0, n_steps)[None, :]
+    return np.asarray(reach[:, None] * np.linspace(-1.0, 1.0, n_steps)[None, :])
 
 
 @torch.no_grad()
@@ -202,13 +258,16 @@ def axis_walk_images(
     `steps[k]`: (n_axes, n_steps, C, H, W) in the generator's output range."""
     n_axes, n_steps = steps.shape
     directions = np.asarray(eigenvectors, dtype=np.float64)[:, :n_axes].T  # (n_axes, d)
-    codes = np.asarray(code, dtype=np.float64)[None, None, :] + steps[:, :, None] * directions[:, None, :]
+    codes = (
+        np.asarray(code, dtype=np.float64)[None, None, :]
+        + steps[:, :, None] * directions[:, None, :]
+    )
     parameter = next(module.parameters(), None)
     dtype = parameter.dtype if parameter is not None else torch.float32
     device = parameter.device if parameter is not None else torch.device("cpu")
     batch = torch.as_tensor(codes.reshape(n_axes * n_steps, -1), dtype=dtype, device=device)
     images = module(batch).detach().cpu().to(torch.float64).numpy()
-    return images.reshape(n_axes, n_steps, *images.shape[1:])
+    return np.asarray(images.reshape(n_axes, n_steps, *images.shape[1:]))
 
 
 def axis_walk_montage(
@@ -248,21 +307,32 @@ def annotated_montage(
         raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
     rows, cols = tiles.shape[:2]
     figure, grid = plt.subplots(
-        rows, cols, figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.9), squeeze=False,
+        rows,
+        cols,
+        figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.9),
+        squeeze=False,
         gridspec_kw={"wspace": 0.04, "hspace": 0.12},
-    )  # fmt: skip
+    )
     for r in range(rows):
         name = row_names[r] if row_names else f"axis {r + 1}"
         for c in range(cols):
             axes = grid[r, c]
             tile = tiles[r, c]
-            axes.imshow(tile[..., 0] if tile.shape[-1] == 1 else tile[..., :3],
-                        cmap="gray" if tile.shape[-1] == 1 else None, interpolation="nearest")  # fmt: skip
+            axes.imshow(
+                tile[..., 0] if tile.shape[-1] == 1 else tile[..., :3],
+                cmap="gray" if tile.shape[-1] == 1 else None,
+                interpolation="nearest",
+            )
             axes.set_xticks([])
             axes.set_yticks([])
             if c == 0:
-                axes.set_ylabel(f"{name}\nλ={float(eigenvalues[r]):.3g}", fontsize=7,
-                                rotation=0, ha="right", va="center")  # fmt: skip
+                axes.set_ylabel(
+                    f"{name}\nλ={float(eigenvalues[r]):.3g}",
+                    fontsize=7,
+                    rotation=0,
+                    ha="right",
+                    va="center",
+                )
             if r == rows - 1:
                 axes.set_xlabel(f"t={float(steps[r, c]):+.2g}", fontsize=6)
             elif r == 0 or not np.allclose(steps[r], steps[0]):

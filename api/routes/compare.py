@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from api.auth import ReadPrincipal
 from api.deps import get_settings, get_store
 from api.routes.jobs import PROBLEM_RESPONSES
-from services.comparisons import CompareRequest, compare
+from services.comparisons import CompareRequest, compare, result_document
 
 router = APIRouter(tags=["compare"])
 
@@ -34,4 +34,6 @@ def compare_selections(
         seed=body.seed,
         settings=get_settings(request),
     )
-    return result.to_json()
+    # The per-position arrays (the earlier shape) and the version-1 result document that every
+    # face renders (``document``).
+    return {**result.to_json(), "document": result_document(result)}

@@ -4,6 +4,7 @@ groups found and how to pick one."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,8 @@ class LoadedSelection:
     # (N, d) every eigenvalue, where spectra keep the top k < d and all of them recorded theirs
     full_eigenvalues: np.ndarray | None = None
     full_missing: int = 0  # spectra of a top-k selection with no full spectrum stored
+    # the generator's recorded image variation ({pixel_std, degenerate, threshold}), if any
+    image_variation: dict[str, Any] | None = None
 
     def is_directions(self) -> bool:
         return self.key.is_directions()
@@ -156,4 +159,14 @@ def load_selection(
         partial_left_out=grouping.partial_left_out,
         full_eigenvalues=full,
         full_missing=missing,
+        image_variation=_image_variation(first.job_resolved),
     )
+
+
+def _image_variation(resolved: dict[str, Any]) -> dict[str, Any] | None:
+    """What the job recorded about its generator's image variation (degenerate generators
+    are flagged in every table and figure)."""
+    generator = resolved.get("generator")
+    facts = generator.get("facts") if isinstance(generator, dict) else None
+    variation = facts.get("image_variation") if isinstance(facts, dict) else None
+    return dict(variation) if isinstance(variation, dict) else None

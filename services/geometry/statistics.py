@@ -90,8 +90,8 @@ def random_subspace_baseline(
     seed: int = 0,
 ) -> dict[str, Any]:
     """What two unrelated subspaces of R^d (dims ka, kb) look like: principal angles (each
-    rank's mean and 2.5-97.5 % range, sampled), the largest matched |cosine| in a ka x kb
-    |cosine| matrix (sampled), and the exact mean of Σ cos² of the principal angles."""
+    rank's mean and 2.5-97.5 % range, sampled), the largest |cosine| in a ka x kb |cosine|
+    matrix and each row's largest (best match), both sampled, and the exact mean of Σ cos² of the principal angles."""
     d, ka = _dimension(d), _dimension(ka)
     kb = ka if kb is None else _dimension(kb)
     if ka > d or kb > d:
@@ -115,6 +115,13 @@ def random_subspace_baseline(
             "mean": angles.mean(axis=0),
             "p2.5": low,
             "p97.5": high,
+            "method": "sampled",
+            "samples": samples,
+            "seed": seed,
+        },
+        "best_match_abs_cosine": {
+            "mean": float(abs_cosines.max(axis=2).mean()),
+            "description": "each direction of A against its closest of B, averaged",
             "method": "sampled",
             "samples": samples,
             "seed": seed,

@@ -82,7 +82,7 @@ def test_run_export_import_compare_keys(
     assert main(["compare", job_id, f"{MODEL}:mse:jacobian", "--k", "3", "--plots", str(plots),
                  "--database", sqlite_url]) == 0  # fmt: skip
     report = capsys.readouterr().out
-    assert "dims_99" in report and "between-methods" in report
+    assert "dims 99 % median" in report and "between-methods" in report
     # Figure names carry the selection (its label), never a path.
     assert {p.name for p in plots.iterdir()} >= {
         "spectrum.png", "homogeneity-log.png", "homogeneity-linear.png",

@@ -67,7 +67,7 @@ def test_lists_status_compare_export_plots_against_a_server(
     report = tmp_path / "compare.json"
     code, out, _ = run(["compare", job_id, f"{MODEL}:mse:jacobian", "--k", "3", "--plots", str(plots),
                         "--json", str(report)], capsys)  # fmt: skip
-    assert code == 0 and "dims_99" in out and "between-methods" in out
+    assert code == 0 and "dims 99 % median" in out and "between-methods" in out
     assert {p.name for p in plots.iterdir()} == {"spectrum.png", "homogeneity.png", "montage-0.png",
                                                  "montage-1.png"}  # fmt: skip
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in plots.iterdir())
