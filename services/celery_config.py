@@ -15,6 +15,8 @@ from services.config import Settings
 
 CHUNK_TASK = "worker.tasks.run_chunk_task"
 CHUNK_QUEUE = "gpu"
+# A stored comparison, computed on the same workers (on the GPU where they have one).
+COMPARISON_TASK = "worker.comparison_tasks.run_comparison_task"
 # A child process is replaced after this many chunks: bounds what a leak in a model, a
 # distance or the allocator can accumulate. Loaded models live in a per-process cache, so
 # a new child reloads them once.
@@ -52,7 +54,7 @@ def configure(app: Celery, settings: Settings) -> None:
         # When Redis goes away, a running chunk keeps computing and writing to PostgreSQL;
         # its lost acknowledgement only means a duplicate delivery, which does nothing.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_routes={CHUNK_TASK: {"queue": CHUNK_QUEUE}},
+        task_routes={CHUNK_TASK: {"queue": CHUNK_QUEUE}, COMPARISON_TASK: {"queue": CHUNK_QUEUE}},
         task_default_queue=CHUNK_QUEUE,
         task_serializer="json",
         accept_content=["json"],

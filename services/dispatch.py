@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from services.celery_config import CHUNK_QUEUE, CHUNK_TASK, configure
+from services.celery_config import CHUNK_QUEUE, CHUNK_TASK, COMPARISON_TASK, configure
 from services.config import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +26,10 @@ PUBLISH_TIMEOUT_S = 3.0
 
 class Dispatcher(Protocol):
     def dispatch(self, chunk_ids: list[str]) -> None: ...
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        """Hand a stored comparison (committed, queued) to whatever computes it."""
+        ...
 
     def revoke(self, chunk_ids: list[str]) -> None: ...
 
@@ -74,6 +78,12 @@ class CeleryDispatcher:
             # The task id is the chunk id, as the worker expects (revoke by chunk id).
             self.app.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        self.app.send_task(
+            COMPARISON_TASK, args=[comparison_id], task_id=f"comparison-{comparison_id}",
+            queue=CHUNK_QUEUE,
+        )  # fmt: skip
+
     def revoke(self, chunk_ids: list[str]) -> None:
         if chunk_ids:
             # Revoking only skips tasks not yet started; running chunks stop on the cancel flag.
@@ -98,15 +108,21 @@ class CeleryDispatcher:
 class InProcessDispatcher:
     """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
 
-    def __init__(self, store: Store, device: str = "cpu") -> None:
+    def __init__(self, store: Store, device: str = "cpu", settings: Settings | None = None) -> None:
         self.store = store
         self.device = device
+        self.settings = settings
 
     def dispatch(self, chunk_ids: list[str]) -> None:
         from services.pipeline import run_chunk
 
         for chunk_id in chunk_ids:
             run_chunk(self.store, chunk_id, INPROCESS_WORKER_ID, device=self.device)
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        from services.comparisons.stored import run_comparison
+
+        run_comparison(self.store, comparison_id, self.settings or Settings())
 
     def revoke(self, chunk_ids: list[str]) -> None:
         # Nothing is queued: cancellation works through the store's cancel flag.

@@ -19,17 +19,18 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
+
+from services.figure_files import (  # noqa: E402
+    check_format,
+    save_figure,
+)
 
 # Eigenvalues at or below this fraction of a spectrum's largest are drawn at the floor: a log
 # axis cannot show zero, and float round-off puts the tail of exact spectra around 1e-16.
 LOG_FLOOR_RATIO = 1e-14
 
 
-FigureFormat = Literal["png", "svg", "pdf"]
-FIGURE_FORMATS: tuple[FigureFormat, ...] = ("png", "svg", "pdf")
-MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 Normalisation = Literal["none", "top", "trace"]
 NORMALISATIONS: tuple[Normalisation, ...] = ("none", "top", "trace")
 _NORMALISED_LABEL = {
@@ -37,29 +38,6 @@ _NORMALISED_LABEL = {
     "top": "λ / λ₁",
     "trace": "λ / trace",
 }
-
-# Text in SVG stays text (searchable, editable in a paper's figure), and PDF embeds TrueType.
-matplotlib.rcParams["svg.fonttype"] = "none"
-matplotlib.rcParams["pdf.fonttype"] = 42
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FIGURE_FORMATS:
-        raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
-
-
-def _save(figure: Figure, fmt: str = "png") -> bytes:
-    _check_format(fmt)
-    buffer = io.BytesIO()
-    # Fixed metadata: the same figure gives the same bytes (no creation date in SVG / PDF).
-    metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else {}
-    figure.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _png(figure: Figure) -> bytes:
-    return _save(figure, "png")
 
 
 def normalise_spectra(values: np.ndarray, normalisation: str) -> np.ndarray:
@@ -116,7 +94,7 @@ def spectrum_plot(
     units differ, on one axis."""
     if not selections:
         raise ValueError("spectrum_plot needs at least one (label, eigenvalues) selection")
-    _check_format(fmt)
+    check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, eigenvalues in selections:
         bands = spectrum_bands(eigenvalues, normalisation)
@@ -134,7 +112,7 @@ def spectrum_plot(
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
     _legend_outside(axes)
-    return _save(figure, fmt)
+    return save_figure(figure, fmt)
 
 
 _SCALE_AXIS = {
@@ -156,7 +134,7 @@ def homogeneity_histogram(
         raise ValueError("homogeneity_histogram needs at least one labelled set of values")
     if scale not in _SCALE_AXIS:
         raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
-    _check_format(fmt)
+    check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     everything = np.concatenate(
         [np.asarray(v, dtype=np.float64).ravel() for v in values_by_label.values()]
@@ -185,7 +163,7 @@ def homogeneity_histogram(
     axes.set_ylabel("density of position pairs")
     axes.set_title(title)
     _legend_outside(axes)
-    return _save(figure, fmt)
+    return save_figure(figure, fmt)
 
 
 def heatmap_range(off_diagonal: np.ndarray) -> tuple[float, float]:
@@ -208,7 +186,7 @@ def homogeneity_heatmap(
     the title (the published figure)."""
     if scale not in _SCALE_AXIS:
         raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
-    _check_format(fmt)
+    check_format(fmt)
     values = np.asarray(matrix, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
         raise ValueError(f"a homogeneity matrix must be (N, N), got shape {values.shape}")
@@ -230,7 +208,7 @@ def homogeneity_heatmap(
     axes.set_title(
         f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}", fontsize="medium"
     )
-    return _save(figure, fmt)
+    return save_figure(figure, fmt)
 
 
 def axis_steps(eigenvalues: np.ndarray, n_steps: int, *, max_step: float = 8.0) -> np.ndarray:
@@ -301,7 +279,7 @@ def annotated_montage(
     """The eigen-axis montage as a figure: one row per axis, labelled with its rank (or
     ``row_names``), λ and step range; columns labelled with the step; the title names the
     selection and the code. (rows, cols, C, H, W) images in [-1, 1]."""
-    _check_format(fmt)
+    check_format(fmt)
     tiles = to_uint8(images)
     if tiles.ndim != 5:
         raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
@@ -338,7 +316,7 @@ def annotated_montage(
             elif r == 0 or not np.allclose(steps[r], steps[0]):
                 axes.set_title(f"{float(steps[r, c]):+.2g}", fontsize=6, pad=1)
     figure.suptitle(title, fontsize=8)
-    return _save(figure, fmt)
+    return save_figure(figure, fmt)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ metric run on `Settings.analysis_device`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,9 +154,13 @@ def compare_loaded(
     max_positions: int = DEFAULT_MAX_POSITIONS,
     seed: int = 0,
     settings: Settings | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
 ) -> Comparison:
-    """The analyses of loaded selections; eigenvectors are read from ``store`` as needed."""
+    """The analyses of loaded selections; eigenvectors are read from ``store`` as needed.
+    ``on_progress(fraction, stage)`` is called between stages (a stored comparison records
+    it; an exception it raises, e.g. on a cancel, stops the computation there)."""
     settings = settings or get_settings()
+    report = on_progress or (lambda fraction, stage: None)
     device = _device(settings)
     notes: list[str] = []
     for s in loaded:
@@ -170,6 +175,7 @@ def compare_loaded(
     started = time.perf_counter()
     anisotropies = [_anisotropy(s, notes) for s in loaded]
     timings["anisotropy"] = time.perf_counter() - started
+    report(0.1, "homogeneity")
     started = time.perf_counter()
     homogeneities = [
         _homogeneity(
@@ -184,6 +190,7 @@ def compare_loaded(
         for s in loaded
     ]
     timings["homogeneity"] = time.perf_counter() - started
+    report(0.6, "average metrics and alignments")
 
     # Only alignments need the average metrics: each is one streamed pass over the
     # selection's eigenvectors, computed the first time a pair asks for it.
@@ -196,6 +203,7 @@ def compare_loaded(
                 store, loaded[index], device=device, chunk_mb=settings.analysis_chunk_mb
             )
             timings["average_metric"] += time.perf_counter() - started
+            report(0.6 + 0.35 * len(averages) / len(loaded), "average metrics and alignments")
         return averages[index]
 
     alignments: list[dict[str, Any]] = []

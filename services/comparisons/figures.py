@@ -152,10 +152,11 @@ def render_plots(
     normalisation: str | None = None,
     axes: int = 6,
     steps: int = 7,
+    montages: bool = True,
 ) -> dict[str, bytes]:
     """Every figure a comparison has, by file name, in each of ``formats``: the spectra, the
-    homogeneity histograms (log and linear) and heatmaps, and one montage per selection (its
-    name carries the selection's label)."""
+    homogeneity histograms (log and linear) and heatmaps, and (``montages``) one montage per
+    selection (its name carries the selection's label)."""
     pictures: dict[str, bytes] = {}
     for fmt in formats:
         pictures[f"spectrum.{fmt}"] = spectrum_figure(
@@ -171,6 +172,8 @@ def render_plots(
             stem = stems[index]
             if comparison.homogeneity[index] is not None:
                 pictures[f"heatmap-{stem}.{fmt}"] = heatmap_figure(comparison, index, fmt=fmt)
+            if not montages:
+                continue
             code_from = _code_source(comparison, s)
             try:
                 pictures[f"montage-{stem}.{fmt}"] = montage_figure(

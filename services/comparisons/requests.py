@@ -89,6 +89,23 @@ class CompareRequest(BaseModel):
     )
 
 
+class ComparisonRequest(CompareRequest):
+    """A stored comparison (``POST /v1/comparisons``): what to compare and which figures to
+    keep with it."""
+
+    formats: list[Literal["png", "svg", "pdf"]] = Field(
+        default=["png"], min_length=1, max_length=3, description="figure formats to store"
+    )
+    normalise: Literal["none", "top", "trace"] | None = Field(
+        default=None,
+        description="spectrum figure as λ, λ/λ₁ or λ/trace (default: λ/λ₁ when Hessians and "
+        "directions are drawn together, else λ)",
+    )
+    montages: bool = Field(
+        default=False, description="also render a montage per selection (loads each generator)"
+    )
+
+
 def parse_selection(text: str) -> Selection:
     """``JOB_ID``, ``MODEL:DISTANCE:METHOD``, or directions ``MODEL::METHOD`` /
     ``MODEL:METHOD`` (sefa, ganspace). The model may itself contain colons."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from .access import AccessStore
 from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
+from .comparisons import ComparisonStore
 from .connection import alembic_config
 from .jobs import JobStore
 from .optimisations import OptimisationStore
@@ -29,7 +30,7 @@ __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_
 
 class Store(
     CatalogueStore, JobStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
-    AccessStore, OptimisationStore,
+    AccessStore, OptimisationStore, ComparisonStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
