@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from services.figure_files import (  # noqa: E402
@@ -204,6 +205,8 @@ def homogeneity_heatmap(
     )
     axes.set_xlabel("position j")
     axes.set_ylabel("position i")
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))  # positions are whole numbers
     stats = f"off-diagonal mean {off.mean():.3f}, median {np.median(off):.3f}" if off.size else ""
     axes.set_title(
         f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}", fontsize="medium"

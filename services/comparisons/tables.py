@@ -163,11 +163,12 @@ def _alignment_table(alignments: list[dict[str, Any]]) -> Table:
 # -- rendering -------------------------------------------------------------------------------
 
 
-def _number(value: Cell) -> str:
+def format_cell(value: Cell) -> str:
+    """A cell as every text format (and the web UI) shows it."""
     if value is None:
         return "-"
     if isinstance(value, tuple):
-        return f"[{_number(value[0])}, {_number(value[1])}]"
+        return f"[{format_cell(value[0])}, {format_cell(value[1])}]"
     if isinstance(value, int):  # bool is an int
         return str(value)
     if isinstance(value, float):
@@ -176,7 +177,7 @@ def _number(value: Cell) -> str:
 
 
 def _text(table: Table) -> str:
-    cells = [list(table.columns)] + [[_number(c) for c in row] for row in table.rows]
+    cells = [list(table.columns)] + [[format_cell(c) for c in row] for row in table.rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -188,7 +189,7 @@ def _markdown(table: Table) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    body = [line([_number(c) for c in row]) for row in table.rows]
+    body = [line([format_cell(c) for c in row]) for row in table.rows]
     return "\n".join(
         [f"**{table.caption}**", "", line(table.columns), line(["---"] * len(table.columns)), *body]
     )
@@ -223,7 +224,7 @@ def _latex(table: Table) -> str:
     ]
     spec = "".join("r" if n else "l" for n in numeric)
     head = " & ".join(_latex_escape(c) for c in table.columns) + r" \\"
-    body = [" & ".join(_latex_escape(_number(c)) for c in row) + r" \\" for row in table.rows]
+    body = [" & ".join(_latex_escape(format_cell(c)) for c in row) + r" \\" for row in table.rows]
     return "\n".join(
         [
             r"\begin{table}",
