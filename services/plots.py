@@ -8,7 +8,6 @@ callers (API, CLI, demo) decide where the bytes go.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -19,8 +18,8 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
 
 from services.figure_files import (  # noqa: E402
     check_format,
@@ -251,25 +250,6 @@ def axis_walk_images(
     return np.asarray(images.reshape(n_axes, n_steps, *images.shape[1:]))
 
 
-def axis_walk_montage(
-    module: torch.nn.Module,
-    code: np.ndarray,
-    eigenvalues: np.ndarray,
-    eigenvectors: np.ndarray,
-    *,
-    steps: int = 7,
-    label: str = "",
-    label_width: int = 16,
-) -> bytes:
-    """The eigen-axis montage: one row per column of `eigenvectors` (top first), `steps`
-    images each, rows labelled f"{label}{rank}" in a left margin of `label_width` pixels."""
-    axes = eigenvectors.shape[1]
-    walk = axis_steps(np.asarray(eigenvalues[:axes]), steps)
-    images = axis_walk_images(module, code, eigenvectors, walk)
-    labels = [f"{label}{rank + 1}" for rank in range(axes)]
-    return eigen_axis_montage(images, row_labels=labels, label_width=label_width)
-
-
 def annotated_montage(
     images: np.ndarray,
     *,
@@ -279,46 +259,66 @@ def annotated_montage(
     row_names: Sequence[str] | None = None,
     fmt: str = "png",
 ) -> bytes:
-    """The eigen-axis montage as a figure: one row per axis, labelled with its rank (or
-    ``row_names``), λ and step range; columns labelled with the step; the title names the
-    selection and the code. (rows, cols, C, H, W) images in [-1, 1]."""
+    """THE eigen-axis montage (every face draws this one): the tiles composed pixel-exact
+    (``montage_grid``), one row per axis labelled with its rank (or ``row_names``) and λ on the
+    left and its steps on the right, the reference code's column (t = 0) framed and named, and
+    the title naming the selection, the code and which axes were chosen. (rows, cols, C, H, W)
+    images in [-1, 1]; ``steps`` (rows, cols)."""
     check_format(fmt)
-    tiles = to_uint8(images)
-    if tiles.ndim != 5:
-        raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
-    rows, cols = tiles.shape[:2]
-    figure, grid = plt.subplots(
-        rows,
-        cols,
-        figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.9),
-        squeeze=False,
-        gridspec_kw={"wspace": 0.04, "hspace": 0.12},
+    if np.asarray(images).ndim != 5:
+        raise ValueError(
+            f"montage expects (rows, cols, C, H, W) images, got shape {np.shape(images)}"
+        )
+    rows, cols, _, height, width = np.shape(images)
+    gap = max(2, width // 16)
+    canvas = montage_grid(images, gap=gap)
+    scale = 1.1 / max(height, width)
+    figure, axes = plt.subplots(
+        figsize=(cols * 1.1 * width * scale + 3.2, rows * 1.1 * height * scale + 1.2)
     )
-    for r in range(rows):
-        name = row_names[r] if row_names else f"axis {r + 1}"
-        for c in range(cols):
-            axes = grid[r, c]
-            tile = tiles[r, c]
-            axes.imshow(
-                tile[..., 0] if tile.shape[-1] == 1 else tile[..., :3],
-                cmap="gray" if tile.shape[-1] == 1 else None,
-                interpolation="nearest",
-            )
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if c == 0:
-                axes.set_ylabel(
-                    f"{name}\nλ={float(eigenvalues[r]):.3g}",
-                    fontsize=7,
-                    rotation=0,
-                    ha="right",
-                    va="center",
-                )
-            if r == rows - 1:
-                axes.set_xlabel(f"t={float(steps[r, c]):+.2g}", fontsize=6)
-            elif r == 0 or not np.allclose(steps[r], steps[0]):
-                axes.set_title(f"{float(steps[r, c]):+.2g}", fontsize=6, pad=1)
-    figure.suptitle(title, fontsize=8)
+    axes.imshow(canvas, interpolation="nearest")
+    centres_y = [r * (height + gap) + height / 2 for r in range(rows)]
+    centres_x = [c * (width + gap) + width / 2 for c in range(cols)]
+    names = list(row_names) if row_names else [f"axis {r + 1}" for r in range(rows)]
+    axes.set_yticks(
+        centres_y, [f"{names[r]}\nλ={float(eigenvalues[r]):.3g}" for r in range(rows)], fontsize=7
+    )
+    axes.set_xticks(centres_x, [f"{c - cols // 2:+d}" for c in range(cols)], fontsize=6)
+    axes.set_xlabel("step index along the axis (0: the reference code)", fontsize=7)
+    side = axes.secondary_yaxis("right")
+    side.set_yticks(
+        centres_y,
+        [f"t=[{float(steps[r, 0]):+.2g} … {float(steps[r, -1]):+.2g}]" for r in range(rows)],
+        fontsize=6,
+    )
+    reference = int(np.argmin(np.abs(np.asarray(steps)[0])))
+    left = reference * (width + gap) - gap / 2
+    axes.add_patch(
+        Rectangle(
+            (left, -gap / 2),
+            width + gap,
+            rows * (height + gap),
+            fill=False,
+            edgecolor="#D55E00",
+            linewidth=1.5,
+        )
+    )
+    axes.text(
+        left + (width + gap) / 2,
+        -gap,
+        "reference code",
+        ha="center",
+        va="bottom",
+        fontsize=6,
+        color="#D55E00",
+    )
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    axes.set_title(
+        f"{title}\naxes: the top {rows} eigenvectors (ranks 1-{rows}), step ∝ 1/√λ",
+        fontsize=8,
+        pad=14,
+    )
     return save_figure(figure, fmt)
 
 
@@ -328,34 +328,20 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.rint(scaled).astype(np.uint8), -3, -1)
 
 
-def eigen_axis_montage(
-    images: np.ndarray,
-    *,
-    row_labels: Sequence[str] | None = None,
-    gap: int = 2,
-    label_width: int = 0,
-) -> bytes:
-    """Grid of images (rows, cols, C, H, W) in [-1, 1] as a PNG, pixel-exact: tile (r, c)
-    starts at (r·(H+gap), label_width + c·(W+gap)). Optional row labels are drawn in a
-    left margin of `label_width` pixels (0 = no margin)."""
+def montage_grid(images: np.ndarray, *, gap: int = 2) -> np.ndarray:
+    """The montage's tiles composed pixel-exact: (rows, cols, C, H, W) in [-1, 1] to an RGB
+    uint8 canvas where tile (r, c) starts at (r·(H+gap), c·(W+gap)), white between tiles."""
     tiles = to_uint8(images)
     if tiles.ndim != 5:
-        raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
+        raise ValueError(
+            f"montage expects (rows, cols, C, H, W) images, got shape {np.shape(images)}"
+        )
     rows, cols, height, width, channels = tiles.shape
     if channels == 1:
         tiles = np.repeat(tiles, 3, axis=-1)
-    canvas = np.full(
-        (rows * (height + gap) - gap, label_width + cols * (width + gap) - gap, 3), 255, np.uint8
-    )
+    canvas = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap, 3), 255, np.uint8)
     for r in range(rows):
         for c in range(cols):
-            top, left = r * (height + gap), label_width + c * (width + gap)
+            top, left = r * (height + gap), c * (width + gap)
             canvas[top : top + height, left : left + width] = tiles[r, c, :, :, :3]
-    picture = Image.fromarray(canvas)
-    if row_labels and label_width:
-        draw = ImageDraw.Draw(picture)
-        for r, label in enumerate(row_labels[:rows]):
-            draw.text((2, r * (height + gap) + height // 2 - 5), label, fill=(0, 0, 0))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return canvas

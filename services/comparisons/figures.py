@@ -118,14 +118,10 @@ def montage_png(
     device: str = "cpu",
     code_seed: int = 0,
 ) -> bytes:
-    """The pixel-exact montage (64 px tiles, rank labels): the spectrum's code moved along
-    its top ``axes`` eigenvectors; directions start from a sampled code, not zero."""
-    record = store.get_spectrum(spectrum_id)
-    axes = min(axes, record.k)
-    generator = _generator_of(store, record, device)
-    code = record.code if record.code is not None else generator.sample(1, seed=code_seed)[0]
-    vectors = store.eigenvectors(spectrum_id, k=axes)
-    return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
+    """The annotated montage as PNG (the one montage every face draws: ``montage_figure``)."""
+    return montage_figure(
+        store, spectrum_id, axes=axes, steps=steps, device=device, code_seed=code_seed, fmt="png"
+    )
 
 
 def _generator_of(store: Store, record: Any, device: str) -> Any:
