@@ -1,25 +1,21 @@
-"""Jobs, chunks and leases: the compare-and-set state machine.
+"""The job state machine: creating jobs with their chunks, reading them, compare-and-set
+transitions, cancel, progress, and settling a job once its chunks are done.
 
 State changes are guarded updates (``UPDATE ... WHERE id = :id AND status IN (...)``) that
 report whether a row changed, so a message delivered twice does nothing the second time.
+The chunk lease protocol (claim, heartbeat, finish, requeue) is in leases.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
-    RowMapping,
     Select,
-    String,
     and_,
     bindparam,
-    case,
-    cast,
     func,
-    literal,
     select,
     update,
 )
@@ -35,7 +31,6 @@ from .codecs import (
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
 from .idempotency import record_idempotency_key
-from .latent_deaths import count_run_ended_on_latent
 from .models import utcnow
 from .prepared import ReadPlan, prepare
 from .records import (
@@ -43,7 +38,6 @@ from .records import (
     JOB_STATUSES,
     TERMINAL_STATUSES,
     ChunkPlan,
-    ChunkRecord,
     JobProgress,
     JobRecord,
 )
@@ -83,6 +77,23 @@ def job_read(job_id: str, owner: str | None) -> ReadPlan[JobRecord]:
     if owner is None:
         return ReadPlan(_JOB_BY_ID, {"id": job_id}, finish)
     return ReadPlan(_JOB_OF_OWNER, {"id": job_id, "owner": owner}, finish)
+
+
+def cas_job(
+    conn: Connection, job_id: str, from_statuses: list[str], to_status: str, error: str | None
+) -> bool:
+    """Move the job to ``to_status`` only if its status is in ``from_statuses`` (in ``conn``'s
+    transaction); True if it moved."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": to_status, "updated_at": now, "error": error}
+    if to_status == "running":
+        values["started_at"] = func.coalesce(JOBS.c.started_at, now)
+    if to_status in TERMINAL_STATUSES:
+        values["finished_at"] = now
+    result = conn.execute(
+        update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status.in_(from_statuses)).values(**values)
+    )
+    return result.rowcount == 1
 
 
 class JobStore(StoreConnection):
@@ -260,24 +271,7 @@ class JobStore(StoreConnection):
         for status in (*from_statuses, to_status):
             check_status(status, JOB_STATUSES, "job status")
         with self._write() as conn:
-            return self._cas_job(conn, job_id, list(from_statuses), to_status, error)
-
-    @staticmethod
-    def _cas_job(
-        conn: Connection, job_id: str, from_statuses: list[str], to_status: str, error: str | None
-    ) -> bool:
-        now = utcnow()
-        values: dict[str, Any] = {"status": to_status, "updated_at": now, "error": error}
-        if to_status == "running":
-            values["started_at"] = func.coalesce(JOBS.c.started_at, now)
-        if to_status in TERMINAL_STATUSES:
-            values["finished_at"] = now
-        result = conn.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.status.in_(from_statuses))
-            .values(**values)
-        )
-        return result.rowcount == 1
+            return cas_job(conn, job_id, list(from_statuses), to_status, error)
 
     def request_cancel(self, job_id: str) -> bool:
         """Cancel a job that is queued or running: set its cancel flag (running chunks see it
@@ -388,199 +382,5 @@ class JobStore(StoreConnection):
                 error = f"every latent failed; latent {first.latent_index}: {first.reason}"
             else:
                 to_status = "succeeded"
-            self._cas_job(conn, job_id, list(ACTIVE_STATUSES), to_status, error)
+            cas_job(conn, job_id, list(ACTIVE_STATUSES), to_status, error)
             return self._job(conn, select(JOBS).where(JOBS.c.id == job_id))
-
-    # -- chunks ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _chunk(row: RowMapping) -> ChunkRecord:
-        values = dict(row)
-        start, stop = values.pop("block_start"), values.pop("block_stop")
-        values["column_block"] = None if start is None else (start, stop)
-        values["latent_indices"] = tuple(values["latent_indices"])
-        return ChunkRecord(**values)
-
-    @retry_read
-    def list_chunks(self, job_id: str) -> list[ChunkRecord]:
-        query = select(CHUNKS).where(CHUNKS.c.job_id == job_id).order_by(CHUNKS.c.index)
-        with self._read() as conn:
-            return [self._chunk(row) for row in conn.execute(query).mappings()]
-
-    @retry_read
-    def get_chunk(self, chunk_id: str) -> ChunkRecord:
-        with self._read() as conn:
-            row = conn.execute(select(CHUNKS).where(CHUNKS.c.id == chunk_id)).mappings().first()
-        if row is None:
-            raise NotFoundError(f"chunk {chunk_id!r} not found")
-        return self._chunk(row)
-
-    def claim_chunk(self, chunk_id: str, worker_id: str, max_attempts: int) -> ChunkRecord | None:
-        """Take the lease on a queued chunk.
-
-        One transaction:
-        1. CAS queued -> running where attempts < max_attempts: attempts += 1, lease_owner =
-           worker_id, heartbeat_at = started_at = now, error cleared; the job moves
-           queued -> running (started_at set once). Returns the claimed chunk.
-        2. Otherwise, if the chunk is queued with attempts >= max_attempts, CAS it to failed
-           with error "attempts exhausted (<n> of <max>)"; returns None.
-        3. Otherwise (running under someone's lease, finished, cancelled) returns None and
-           changes nothing. NotFoundError if the chunk does not exist.
-
-        Before 1: a run that ended while computing a latent (``current_latent``, set by
-        ``start_latent``) counts against that latent. Once ``max_attempts`` runs ended on
-        the same latent, the latent is recorded as failed with that reason, the attempts it
-        used are given back, and the claim goes on with the rest of the chunk: one latent that
-        kills its worker every time costs its own result, not the chunk's.
-        """
-        if non_negative_int(max_attempts, "max_attempts") < 1:
-            raise InvalidDataError("max_attempts must be at least 1")
-        now = utcnow()
-        with self._write() as conn:
-            count_run_ended_on_latent(
-                conn, self._insert, self._postgres, chunk_id, max_attempts, now
-            )
-            claimed = (
-                conn.execute(
-                    update(CHUNKS)
-                    .where(
-                        CHUNKS.c.id == chunk_id,
-                        CHUNKS.c.status == "queued",
-                        CHUNKS.c.attempts < max_attempts,
-                    )
-                    .values(
-                        status="running",
-                        attempts=CHUNKS.c.attempts + 1,
-                        lease_owner=worker_id,
-                        heartbeat_at=now,
-                        started_at=now,
-                        finished_at=None,
-                        error=None,
-                    )
-                    .returning(*CHUNKS.c)
-                )
-                .mappings()
-                .one_or_none()
-            )
-            if claimed is not None:
-                self._cas_job(conn, claimed["job_id"], ["queued"], "running", None)
-                return self._chunk(claimed)
-            exhausted = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "queued",
-                    CHUNKS.c.attempts >= max_attempts,
-                )
-                .values(
-                    status="failed",
-                    finished_at=now,
-                    lease_owner=None,
-                    error=literal("attempts exhausted (")
-                    + cast(CHUNKS.c.attempts, String)
-                    + literal(f" of {max_attempts})"),
-                )
-            )
-            if exhausted.rowcount == 0:
-                known = conn.execute(select(CHUNKS.c.id).where(CHUNKS.c.id == chunk_id)).first()
-                if known is None:
-                    raise NotFoundError(f"chunk {chunk_id!r} not found")
-            return None
-
-    def start_latent(self, chunk_id: str, worker_id: str, latent_index: int) -> bool:
-        """Record that this run is computing ``latent_index`` now (renewing the lease). False
-        if the chunk is no longer running under this worker: stop then, as for heartbeat."""
-        latent_index = non_negative_int(latent_index, "latent_index")
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(
-                    heartbeat_at=utcnow(),
-                    current_latent_deaths=case(
-                        (CHUNKS.c.current_latent == latent_index, CHUNKS.c.current_latent_deaths),
-                        else_=0,
-                    ),
-                    current_latent=latent_index,
-                )
-            )
-            return result.rowcount == 1
-
-    def heartbeat(self, chunk_id: str, worker_id: str) -> bool:
-        """Renew the lease. False if the chunk is no longer running under this worker (it was
-        requeued, cancelled or finished): the worker should then stop working on it."""
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(heartbeat_at=utcnow())
-            )
-            return result.rowcount == 1
-
-    def finish_chunk(
-        self, chunk_id: str, worker_id: str, status: str, error: str | None = None
-    ) -> bool:
-        """CAS running (leased by worker_id) -> succeeded / failed / cancelled. False if the
-        chunk is not running under this worker (a duplicate delivery, a lost lease)."""
-        check_status(status, TERMINAL_STATUSES, "final chunk status")
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(
-                    status=status, error=error, finished_at=utcnow(), current_latent=None,
-                    current_latent_deaths=0,
-                )  # fmt: skip
-            )
-            return result.rowcount == 1
-
-    @retry_read
-    def stale_chunks(self, older_than_s: float) -> list[ChunkRecord]:
-        """Running chunks whose last heartbeat is older than ``older_than_s`` seconds
-        (timestamps come from the writers' clocks, in UTC)."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        query = (
-            select(CHUNKS)
-            .where(CHUNKS.c.status == "running", CHUNKS.c.heartbeat_at < cutoff)
-            .order_by(CHUNKS.c.heartbeat_at)
-        )
-        with self._read() as conn:
-            return [self._chunk(row) for row in conn.execute(query).mappings()]
-
-    def requeue_chunk(self, chunk_id: str, older_than_s: float | None = None) -> bool:
-        """CAS running -> queued, only if its heartbeat is older than ``older_than_s`` (default:
-        settings.stale_after_s). The lease is dropped; attempts are kept, so a chunk that keeps
-        killing its worker ends failed in ``claim_chunk`` instead of looping."""
-        if older_than_s is None:
-            from services.config import get_settings
-
-            older_than_s = get_settings().stale_after_s
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.heartbeat_at < cutoff,
-                )
-                .values(
-                    status="queued",
-                    lease_owner=None,
-                    heartbeat_at=None,
-                    error=f"requeued: no heartbeat for more than {older_than_s:g} s",
-                )
-            )
-            return result.rowcount == 1

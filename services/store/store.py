@@ -7,7 +7,7 @@ message delivered twice does nothing the second time. Writes of results are idem
 (job_id, latent_index) through ``INSERT ... ON CONFLICT DO NOTHING``.
 
 The parts live by concept (see docs/architecture.md, "Store"): connection.py (engines,
-transactions, retries, migrations), codecs.py, catalogue.py, jobs.py (the state machine),
+transactions, retries, migrations), codecs.py, catalogue.py, jobs.py (the job state machine), leases.py (the chunk lease protocol),
 results.py (writes of results), queries.py (reads of results), access.py (API keys,
 Idempotency-Key records). Callers only ever see this class.
 """
@@ -20,6 +20,7 @@ from .catalogue import CatalogueStore
 from .comparisons import ComparisonStore
 from .connection import alembic_config
 from .jobs import JobStore
+from .leases import ChunkLeaseStore
 from .optimisations import OptimisationStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
@@ -29,7 +30,7 @@ __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_
 
 
 class Store(
-    CatalogueStore, JobStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
+    CatalogueStore, JobStore, ChunkLeaseStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
     AccessStore, OptimisationStore, ComparisonStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.

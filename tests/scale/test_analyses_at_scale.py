@@ -11,7 +11,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pytest
 
-from services import comparisons as comparison, geometry
+from services import comparisons as comparison
+from services import geometry
 from services.comparisons import Selection, compare
 from services.config import Settings
 from services.store import Store
