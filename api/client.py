@@ -232,6 +232,51 @@ class Comparison:
         )
 
 
+@dataclass(frozen=True)
+class StoredComparison:
+    """A stored comparison (``/v1/comparisons``): status and progress while a worker computes
+    it, then its result document (``document``, version 1) and the links to its figures."""
+
+    id: str
+    status: str
+    progress: float
+    stage: str | None
+    error: str | None
+    document: dict[str, Any] | None
+    figures: dict[str, str]
+    raw: dict[str, Any]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+    def tables(self, fmt: str = "text") -> str:
+        """THE tables of the comparison (text, csv, markdown, latex), rendered here from the
+        document exactly as the server and the command line render them."""
+        from services.comparisons.tables import render_tables  # pure Python: no torch, no numpy
+
+        return render_tables(self._document(), fmt)
+
+    def frames(self) -> dict[str, Any]:
+        """The tables as pandas DataFrames by name (needs pandas)."""
+        from services.comparisons.tables import table_frames
+
+        return table_frames(self._document())
+
+    def _document(self) -> dict[str, Any]:
+        if self.document is None:
+            raise ValueError(f"comparison {self.id} is {self.status}: it has no result yet")
+        return self.document
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> StoredComparison:
+        return cls(
+            id=str(body["id"]), status=str(body["status"]), progress=float(body["progress"]),
+            stage=body.get("stage"), error=body.get("error"), document=body.get("document"),
+            figures=dict((body.get("links") or {}).get("figures") or {}), raw=dict(body),
+        )  # fmt: skip
+
+
 # -- requests, shared by the sync and async clients ------------------------------------------
 
 
@@ -345,6 +390,30 @@ class _Calls:
         if seed is not None:  # only when given: a server from before the option refuses it
             body["seed"] = seed
         return _Call("POST", "/v1/compare", lambda r: Comparison.from_json(r.json()), json=body)
+
+    @staticmethod
+    def submit_comparison(
+        selections: Sequence[str | Mapping[str, Any]], options: Mapping[str, Any]
+    ) -> _Call[StoredComparison]:
+        body = {"selections": [_selection_json(s) for s in selections], **_drop_none(options)}
+        return _Call("POST", "/v1/comparisons", lambda r: StoredComparison.from_json(r.json()), json=body)
+
+    @staticmethod
+    def comparison(comparison_id: str) -> _Call[StoredComparison]:
+        return _Call("GET", f"/v1/comparisons/{comparison_id}", lambda r: StoredComparison.from_json(r.json()))
+
+    @staticmethod
+    def comparisons(limit: int) -> _Call[list[StoredComparison]]:
+        return _Call("GET", "/v1/comparisons", lambda r: [StoredComparison.from_json(c) for c in r.json()["items"]],
+                     params={"limit": limit})  # fmt: skip
+
+    @staticmethod
+    def cancel_comparison(comparison_id: str) -> _Call[StoredComparison]:
+        return _Call("POST", f"/v1/comparisons/{comparison_id}/cancel", lambda r: StoredComparison.from_json(r.json()))
+
+    @staticmethod
+    def comparison_figure(comparison_id: str, name: str) -> _Call[bytes]:
+        return _Call("GET", f"/v1/comparisons/{comparison_id}/figures/{name}", lambda r: r.content)
 
     @staticmethod
     def figure(kind: FigureKind, params: list[tuple[str, Any]]) -> _Call[bytes]:
@@ -563,6 +632,37 @@ class SpectraClient:
     def models(self) -> list[dict[str, Any]]:
         return self._run(_Calls.models())
 
+    # stored comparisons
+    def submit_comparison(
+        self, selections: Sequence[str | Mapping[str, Any]], **options: Any
+    ) -> StoredComparison:
+        """Submit a stored comparison (options: k, max_positions, seed, formats, normalise,
+        montages); the same request over the same spectra returns the stored one."""
+        return self._run(_Calls.submit_comparison(selections, options))
+
+    def comparison(self, comparison_id: str) -> StoredComparison:
+        return self._run(_Calls.comparison(comparison_id))
+
+    def comparisons(self, *, limit: int = 50) -> list[StoredComparison]:
+        return self._run(_Calls.comparisons(limit))
+
+    def cancel_comparison(self, comparison_id: str) -> StoredComparison:
+        return self._run(_Calls.cancel_comparison(comparison_id))
+
+    def comparison_figure(self, comparison_id: str, name: str) -> bytes:
+        return self._run(_Calls.comparison_figure(comparison_id, name))
+
+    def follow_comparison(
+        self, comparison_id: str, *, interval_s: float = 1.0, timeout_s: float | None = None
+    ) -> StoredComparison:
+        """Poll until the comparison ends; TimeoutError after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (stored := self.comparison(comparison_id)).finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"comparison {comparison_id} still {stored.status}")
+            time.sleep(interval_s)
+        return stored
+
 
 class AsyncSpectraClient:
     """The same operations as ``SpectraClient``, awaited (for asyncio notebooks and apps)."""
@@ -642,3 +742,32 @@ class AsyncSpectraClient:
         max_positions: int = 100, seed: int | None = None,
     ) -> Comparison:  # fmt: skip
         return await self._run(_Calls.compare(selections, k, max_positions, seed))
+
+    async def submit_comparison(
+        self, selections: Sequence[str | Mapping[str, Any]], **options: Any
+    ) -> StoredComparison:
+        return await self._run(_Calls.submit_comparison(selections, options))
+
+    async def comparison(self, comparison_id: str) -> StoredComparison:
+        return await self._run(_Calls.comparison(comparison_id))
+
+    async def comparisons(self, *, limit: int = 50) -> list[StoredComparison]:
+        return await self._run(_Calls.comparisons(limit))
+
+    async def cancel_comparison(self, comparison_id: str) -> StoredComparison:
+        return await self._run(_Calls.cancel_comparison(comparison_id))
+
+    async def comparison_figure(self, comparison_id: str, name: str) -> bytes:
+        return await self._run(_Calls.comparison_figure(comparison_id, name))
+
+    async def follow_comparison(
+        self, comparison_id: str, *, interval_s: float = 1.0, timeout_s: float | None = None
+    ) -> StoredComparison:
+        import asyncio
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (stored := await self.comparison(comparison_id)).finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"comparison {comparison_id} still {stored.status}")
+            await asyncio.sleep(interval_s)
+        return stored

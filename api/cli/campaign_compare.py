@@ -21,12 +21,10 @@ def register(campaign: CampaignCommands) -> None:
 
 def cmd_campaign_compare(args: argparse.Namespace) -> int:
     from services import campaigns
-    from services import comparisons as comparison
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(
         store, args.campaign, None, k=args.k, include_partial=args.include_partial
     )
-    print(comparison.format_report(result))
     write_comparison_outputs(store, result, args)
     return 0

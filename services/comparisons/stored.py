@@ -97,6 +97,21 @@ def submit_comparison(
     return record, created
 
 
+def compare_in_process(
+    store: Store, request: ComparisonRequest, *, owner: str, settings: Settings
+) -> ComparisonRecord:
+    """The embedded command line's comparison: the same use case and the same stored record
+    as a server's, computed in this process (every spectrum of the store is visible)."""
+
+    def compute(comparison_id: str) -> None:
+        run_comparison(store, comparison_id, settings)
+
+    record, _ = submit_comparison(store, request, owner=owner, visible_owner=None, dispatch=compute)
+    if record.status == Status.QUEUED:  # left queued by an interrupted run: compute it now
+        compute(record.id)
+    return store.get_comparison(record.id)
+
+
 def run_comparison(store: Store, comparison_id: str, settings: Settings) -> ComparisonRecord:
     """Compute a queued comparison and store its document, spectra ids and figures (or its
     failure). A comparison that is no longer queued (cancelled, or taken) is left as it is."""

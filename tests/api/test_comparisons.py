@@ -5,11 +5,13 @@ show the same numbers (the same document, the same renderer)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.cli import main
+from api.client import SpectraClient
 from services.comparisons import Selection, compare, result_document
 from services.comparisons.tables import render_tables
 from services.store import Store
@@ -67,7 +69,7 @@ def test_one_comparison_every_face_same_numbers(
     headers = bearer(token("alice", "read,submit"))
     hessian, sefa = _jobs(client, headers)
     selections = [f"{MODEL}:mse:jacobian", f"{MODEL}::sefa"]
-    body = {
+    body: dict[str, Any] = {
         "selections": [
             {"model": MODEL, "distance": "mse", "method": "jacobian"},
             {"model": MODEL, "method": "sefa"},
@@ -111,7 +113,15 @@ def test_one_comparison_every_face_same_numbers(
     capsys.readouterr()
     assert main(["compare", *selections, "--k", "4", "--database", pg_url]) == 0
     assert capsys.readouterr().out.strip() == text.strip()
-    # Face 5: the use case in process.
+    # Face 5: the Python client (its tables rendered from the document by THE renderer).
+    with SpectraClient("http://testserver", headers["Authorization"].split()[1],
+                       transport=client._transport) as python_client:  # fmt: skip
+        again_stored = python_client.submit_comparison(body["selections"], k=4)
+        assert again_stored.id == comparison_id  # the same comparison, not a recomputation
+        fetched = python_client.comparison(comparison_id)
+        assert fetched.tables() == text and fetched.tables("csv") == csv_text
+        assert python_client.comparison_figure(comparison_id, "spectrum.png") == picture.content
+    # Face 6: the use case in process.
     in_process = compare(
         store,
         [
