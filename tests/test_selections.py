@@ -149,9 +149,10 @@ def test_the_readme_compare_examples_run_as_written(
     output = capsys.readouterr().out
     assert "sefa-vs-hessian" in output and "(exact)" in output
     result = json.loads((tmp_path / "result.json").read_text())
-    pair = result["alignments"][0]
-    assert pair["kind"] == "sefa-vs-hessian" and len(pair["abs_cosine"]) == 10  # full result
-    assert np.asarray(result["selections"][0]["homogeneity"]["log"]).shape == (3, 3)
+    pair = result["alignments"][0]  # the result document (version 1)
+    assert result["version"] == 1 and pair["kind"] == "sefa-vs-hessian"
+    assert np.asarray(pair["abs_cosine"]).shape == (10, 10)  # the k x k |cos| matrix
+    assert result["members"][0]["homogeneity"]["n_positions"] == 3
     for name in ("spectrum.png", "spectrum.svg", "spectrum.pdf", "homogeneity-log.pdf"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     assert any(p.name.startswith("montage-dcgan-faces_sefa") for p in (tmp_path / "plots").iterdir())

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.auth import ReadPrincipal, SubmitPrincipal
 from api.deps import get_dispatcher, get_settings, get_store
+from api.params import ComparisonIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from services.comparisons import CompareRequest, compare, result_document
 from services.comparisons.requests import ComparisonRequest
@@ -23,16 +24,15 @@ from services.comparisons.stored import (
     census,
     spectra_count,
     submit_comparison,
+    with_full_job_ids,
 )
 from services.comparisons.tables import render_tables
 from services.jsonable import jsonable
-from services.patterns import UUID_PATTERN
 from services.store import InvalidDataError
 from services.store.comparisons import ComparisonRecord
 
 router = APIRouter(tags=["compare"])
 
-ComparisonIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="comparison id (UUID)")]
 FigureName = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9._-]{1,200}$", description="figure file name")
 ]
@@ -187,14 +187,14 @@ def compare_selections(
     principal: ReadPrincipal,
 ) -> Any:
     store = get_store(request)
-    counts = census(
+    asked = with_full_job_ids(
         store, ComparisonRequest.model_validate(body.model_dump()), principal.visible_owner
     )
-    if spectra_count(counts) > SYNC_MAX_SPECTRA:
+    if spectra_count(census(store, asked, principal.visible_owner)) > SYNC_MAX_SPECTRA:
         # Too large for a request thread: the same comparison, stored and computed by a worker.
         record, created = submit_comparison(
             store,
-            ComparisonRequest.model_validate(body.model_dump()),
+            asked,
             owner=principal.owner,
             visible_owner=principal.visible_owner,
             dispatch=get_dispatcher(request).dispatch_comparison,

@@ -22,7 +22,13 @@ from api.ui.session import CsrfChecked, UiUser, UserDep, sign_in, sign_out
 from services import comparisons as comparison
 from services import submission
 from services.comparisons.requests import ComparisonRequest
-from services.comparisons.stored import SYNC_MAX_SPECTRA, census, spectra_count, submit_comparison
+from services.comparisons.stored import (
+    SYNC_MAX_SPECTRA,
+    census,
+    spectra_count,
+    submit_comparison,
+    with_full_job_ids,
+)
 from services.comparisons.tables import comparison_tables, format_cell
 from services.jsonable import jsonable
 from services.patterns import TEXT_PATTERN
@@ -77,19 +83,11 @@ async def login(
         else None
     )
     if record is None:
-        return _page(
-            request,
-            "login.html",
-            401,
-            title="Sign in",
-            next=next,
-            error="This API key is not valid. Create one with "
-            "`spectra keys create --owner NAME --scopes read,submit`.",
-        )
-    sign_in(request, record.id, record.owner, tuple(record.scopes))
-    target = (
-        next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
-    )
+        return _page(request, "login.html", 401, title="Sign in", next=next,
+                     error="This API key is not valid. Create one with "
+                           "`spectra keys create --owner NAME --scopes read,submit`.")  # fmt: skip
+    await sign_in(request, record.id)
+    target = next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
     return _redirect(target)
 
 
@@ -357,7 +355,7 @@ def compare_page(
         query = "".join(f"selection={quote(c)}&" for c in chosen)
         try:
             parsed = _parse(chosen)
-            asked = ComparisonRequest(selections=parsed, k=k)
+            asked = with_full_job_ids(store, ComparisonRequest(selections=parsed, k=k), owner)
             if spectra_count(census(store, asked, owner)) > SYNC_MAX_SPECTRA:
                 # Too large for a page request: a stored comparison, computed by a worker.
                 record, _ = submit_comparison(

@@ -174,6 +174,7 @@ def _alignment(a: dict[str, Any]) -> dict[str, Any]:
         "same_rank_abs_cosine_mean": float(same_rank.mean()),
         "best_match_abs_cosine": best,
         "best_match_abs_cosine_mean": float(best.mean()),
+        "abs_cosine": cosines,  # k x k: row i of a against column j of b
         "principal_angles_deg": a["principal_angles_deg"],
         "smallest_principal_angle_deg": a["smallest_principal_angle_deg"],
         "largest_principal_angle_deg": a["largest_principal_angle_deg"],

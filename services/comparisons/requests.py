@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.comparability import DIRECTION_METHODS, SEFA_DISTANCE
-from services.patterns import TEXT_PATTERN, UUID_PATTERN
+from services.patterns import TEXT_PATTERN
 
 # Homogeneity is O(N^2 k d): beyond this many positions (or the pairs the settings allow) a
 # selection uses a seeded random sample of its positions.
@@ -18,6 +18,8 @@ MAX_POSITIONS = 500
 MAX_VECTORS = 128
 MAX_SELECTIONS = 8
 MAX_CAMPAIGN_SELECTIONS = 32
+# An id or the unique prefix the tables print; resolved against the owner's jobs.
+JOB_ID_OR_PREFIX = r"^[0-9a-fA-F][0-9a-fA-F-]{3,35}$"
 KNOWN_DISTANCES = ("mse", "lpips-alex", "lpips-vgg", "lpips-squeeze")
 
 
@@ -26,7 +28,11 @@ class Selection(BaseModel):
     optional filters that pick one comparable group."""
 
     model_config = ConfigDict(extra="forbid")
-    job_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    job_id: str | None = Field(
+        default=None,
+        pattern=JOB_ID_OR_PREFIX,
+        description="a job id, or a unique prefix of one (at least 4 characters)",
+    )
     model: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     distance: str | None = Field(default=None, min_length=1, max_length=100, pattern=TEXT_PATTERN)
     method: str | None = Field(default=None, min_length=1, max_length=50, pattern=TEXT_PATTERN)

@@ -104,7 +104,8 @@ def load_selection(
     """The selection's comparable spectra: ids, eigenvalues (and every eigenvalue where they
     keep the top k of d), never eigenvectors (the analyses read those in chunks)."""
     if selection.job_id is not None:
-        job = store.get_job(selection.job_id, owner=owner)  # 404 if not visible
+        job_id = store.resolve_id("job", selection.job_id, owner)  # a prefix names one job
+        job = store.get_job(job_id, owner=owner)  # 404 if not visible
         raw = store.selection_rows(job_ids=[job.id], owner=owner)
     else:
         raw = store.selection_rows(

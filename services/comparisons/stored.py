@@ -71,6 +71,19 @@ def fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def with_full_job_ids(
+    store: Store, request: ComparisonRequest, owner: str | None
+) -> ComparisonRequest:
+    """The request with every job id prefix resolved (the stored request names full ids)."""
+    selections = [
+        s.model_copy(update={"job_id": store.resolve_id("job", s.job_id, owner)})
+        if s.job_id is not None
+        else s
+        for s in request.selections
+    ]
+    return request.model_copy(update={"selections": selections})
+
+
 def submit_comparison(
     store: Store,
     request: ComparisonRequest,
@@ -81,6 +94,7 @@ def submit_comparison(
 ) -> tuple[ComparisonRecord, bool]:
     """Store the comparison (or find the same one) and hand a new one to ``dispatch``:
     (record, created). Nothing is computed here."""
+    request = with_full_job_ids(store, request, visible_owner)
     counts = census(store, request, visible_owner)
     for selection, found in zip(request.selections, counts, strict=True):
         if found:

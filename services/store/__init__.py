@@ -7,6 +7,7 @@ from .errors import (
     NotFoundError,
     StoreError,
 )
+from .ids import ID_KINDS, AmbiguousIdError, MalformedIdError
 from .optimisations import OptimisationResultRecord, TargetSetRecord
 from .records import (
     CHUNK_STATUSES,
@@ -26,6 +27,9 @@ from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, StatusName
 from .store import SPECTRUM_ORDERS, SUMMARY_KEYS, Store, alembic_config
 
 __all__ = [
+    "ID_KINDS",
+    "AmbiguousIdError",
+    "MalformedIdError",
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "Status",

@@ -19,19 +19,21 @@ from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
 from .comparisons import ComparisonStore
 from .connection import alembic_config
+from .ids import IdStore
 from .jobs import JobStore
 from .leases import ChunkLeaseStore
 from .optimisations import OptimisationStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
 from .selections import SelectionQueryStore
+from .ui_sessions import UiSessionStore
 
 __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_config"]
 
 
 class Store(
     CatalogueStore, JobStore, ChunkLeaseStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
-    AccessStore, OptimisationStore, ComparisonStore,
+    AccessStore, OptimisationStore, IdStore, UiSessionStore, ComparisonStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 

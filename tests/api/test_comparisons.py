@@ -141,6 +141,11 @@ def test_owner_isolation_cancel_and_refusals(
     hessian, _ = _jobs(client, alice)
     body = {"selections": [{"job_id": hessian}], "k": 3}
     comparison_id = client.post("/v1/comparisons", json=body, headers=alice).json()["id"]
+    # Ids by the prefixes the tables print: a job's in a selection, the comparison's in routes.
+    by_prefix = {"selections": [{"job_id": hessian[:8]}], "k": 3}
+    assert client.post("/v1/comparisons", json=by_prefix, headers=alice).json()["id"] == comparison_id
+    shown = client.get(f"/v1/comparisons/{comparison_id[:8]}", headers=alice).json()
+    assert shown["id"] == comparison_id
     assert_problem(client.get(f"/v1/comparisons/{comparison_id}", headers=bob), 404)
     assert client.get("/v1/comparisons", headers=bob).json()["items"] == []
     assert [c["id"] for c in client.get("/v1/comparisons", headers=alice).json()["items"]] == [
