@@ -21,10 +21,16 @@ def register(campaign: CampaignCommands) -> None:
 
 def cmd_campaign_compare(args: argparse.Namespace) -> int:
     from services import campaigns
+    from services.config import get_settings
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(
-        store, args.campaign, None, k=args.k, include_partial=args.include_partial
+        store,
+        args.campaign,
+        None,
+        k=args.k,
+        include_partial=args.include_partial,
+        settings=get_settings(),
     )
     write_comparison_outputs(store, result, args)
     return 0

@@ -87,7 +87,9 @@ async def login(
                      error="This API key is not valid. Create one with "
                            "`spectra keys create --owner NAME --scopes read,submit`.")  # fmt: skip
     await sign_in(request, record.id)
-    target = next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
+    target = (
+        next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
+    )
     return _redirect(target)
 
 
@@ -247,7 +249,12 @@ def spectra_page(
     store = _store(request)
     owner = user.principal.visible_owner
     result = comparison.compare(
-        store, _parse([selection]), owner=owner, k=1, max_positions=MAX_HEATMAP_POSITIONS
+        store,
+        _parse([selection]),
+        owner=owner,
+        k=1,
+        max_positions=MAX_HEATMAP_POSITIONS,
+        settings=request.app.state.settings,
     )
     loaded = result.selections[0]
     eigenvalues = loaded.eigenvalues[:MAX_PLOT_POSITIONS]
@@ -367,7 +374,9 @@ def compare_page(
                 )
                 context["stored_link"] = f"{PREFIX}/comparisons/{record.id}"
                 return _page(request, "compare.html", title="Compare", **context)
-            result = comparison.compare(store, parsed, owner=owner, k=k)
+            result = comparison.compare(
+                store, parsed, owner=owner, k=k, settings=request.app.state.settings
+            )
         except (NotFoundError, InvalidDataError, ValueError) as error:
             context["error"] = str(error)
         else:
@@ -435,7 +444,11 @@ def compare_json(
     k: Annotated[int, Query(ge=1, le=comparison.MAX_VECTORS)] = 10,
 ) -> Response:
     result = comparison.compare(
-        _store(request), _parse(selection), owner=user.principal.visible_owner, k=k
+        _store(request),
+        _parse(selection),
+        owner=user.principal.visible_owner,
+        k=k,
+        settings=request.app.state.settings,
     )
     return Response(
         json.dumps(result.to_json(), indent=1),
@@ -473,6 +486,7 @@ def figure_png(
             owner=owner,
             k=1,
             max_positions=2 if kind == "spectrum" else 100,
+            settings=request.app.state.settings,
         )
         data = (comparison.spectrum_png if kind == "spectrum" else comparison.homogeneity_png)(
             result

@@ -112,9 +112,37 @@ class ComparisonRequest(CompareRequest):
     )
 
 
+SELECTION_FILTERS = ("dtype", "kept", "space", "include_partial")
+
+
 def parse_selection(text: str) -> Selection:
     """``JOB_ID``, ``MODEL:DISTANCE:METHOD``, or directions ``MODEL::METHOD`` /
-    ``MODEL:METHOD`` (sefa, ganspace). The model may itself contain colons."""
+    ``MODEL:METHOD`` (sefa, ganspace). The model may itself contain colons. Any of them may end
+    with filters, ``@kept=top-20,dtype=float32,space=w,include_partial=true``: every narrowing
+    a refusal suggests can be written on the command line."""
+    text, _, filters = text.partition("@")
+    narrowing = _filters(text, filters) if filters else {}
+    return _parse_target(text).model_copy(update=narrowing)
+
+
+def _filters(text: str, filters: str) -> dict[str, object]:
+    narrowing: dict[str, object] = {}
+    for item in filters.split(","):
+        key, _, value = item.partition("=")
+        if key not in SELECTION_FILTERS or not value:
+            raise ValueError(
+                f"selection {text!r}: filter {item!r} is not KEY=VALUE with KEY one of "
+                f"{', '.join(SELECTION_FILTERS)} (e.g. {text}@kept=top-20,dtype=float32)"
+            )
+        narrowing[key] = (
+            value.lower() in ("1", "true", "yes") if key == "include_partial" else value
+        )
+    # Checked as the JSON request is: a bad value is refused with the field's rule.
+    Selection.model_validate({"job_id": "0000", **narrowing})
+    return narrowing
+
+
+def _parse_target(text: str) -> Selection:
     if ":" not in text:
         return Selection(job_id=text)
     head, _, method = text.rpartition(":")

@@ -36,8 +36,14 @@ class MixedSelectionError(InvalidDataError):
             for g in groups
         )
         hint = ", ".join(f'"{f}"' for f in fields if f in ("dtype", "kept", "space")) or None
+        example = ",".join(
+            f"{f}={getattr(groups[0].key, f) or 'z'}"
+            for f in fields
+            if f in ("dtype", "kept", "space")
+        )
         how = (
-            f"narrow it with {hint} in the selection, or select one job by its id"
+            f"narrow it with {hint} in the selection (on the command line: SELECTION@{example}), "
+            "or select one job by its id"
             if hint
             else "select one job by its id (e.g. one of "
             + ", ".join(g.job_ids[0] for g in groups if g.job_ids)
@@ -127,7 +133,7 @@ def load_selection(
                 f"selection {selection.describe()!r} has only partial results ({left}); add "
                 '"include_partial": true to use them'
             )
-        raise NotFoundError(f"selection {selection.describe()!r} matches no stored spectra")
+        raise NotFoundError(nothing_stored(selection))
     if len(groups) > 1:
         raise MixedSelectionError(selection, groups, index)
     (group,) = groups
@@ -162,6 +168,18 @@ def load_selection(
         full_missing=missing,
         image_variation=_image_variation(first.job_resolved),
     )
+
+
+def nothing_stored(selection: Selection) -> str:
+    """What a selection that matches nothing should do next: closed-form directions are one
+    command away (they take a second)."""
+    message = f"selection {selection.describe()!r} matches no stored spectra"
+    if selection.job_id is None and selection.method in DIRECTION_METHODS:
+        message += (
+            f"; {selection.method} directions are computed from the weights in about a second: "
+            f"spectra run --model {selection.model} --method {selection.method}"
+        )
+    return message
 
 
 def _image_variation(resolved: dict[str, Any]) -> dict[str, Any] | None:

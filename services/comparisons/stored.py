@@ -26,7 +26,7 @@ from .compute import compare_loaded
 from .document import result_document, software_version
 from .figures import render_plots
 from .requests import ComparisonRequest, Selection
-from .selection import load_selection
+from .selection import load_selection, nothing_stored
 
 # A synchronous POST /v1/compare computes at most this many spectra in the request; beyond it
 # the request becomes a stored comparison (202 and its link), decided from counts before any
@@ -101,7 +101,7 @@ def submit_comparison(
             continue
         if selection.job_id is not None:
             store.get_job(selection.job_id, owner=visible_owner)  # not visible: 404
-        raise NotFoundError(f"selection {selection.describe()!r} matches no stored spectra")
+        raise NotFoundError(nothing_stored(selection))
     stored_request = {"compare": request.model_dump(mode="json"), "visible_owner": visible_owner}
     record, created = store.create_comparison(
         owner, fingerprint(request, counts), stored_request, software_version()
