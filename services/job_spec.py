@@ -127,7 +127,10 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        default="dcgan-faces", min_length=1, max_length=MAX_NAME_LENGTH, description="generator name"
+        default="dcgan-faces",
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="generator name",
     )
     distance: str = Field(
         default="mse",
@@ -160,8 +163,12 @@ class JobSpec(BaseModel):
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
-    max_iter: int | None = Field(default=None, ge=1, le=1_000_000, description="lanczos: iteration cap")
-    batch: int | None = Field(default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch")
+    max_iter: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="lanczos: iteration cap"
+    )
+    batch: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch"
+    )
     block_columns: int | None = Field(
         default=None,
         ge=1,
@@ -171,8 +178,25 @@ class JobSpec(BaseModel):
     random_backbone: bool | None = Field(
         default=None, description="lpips: random backbone weights (testing only)"
     )
-    layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
-        default=None, min_length=1, max_length=1000, description="sefa: layers whose weights are factorized"
+    preset: Literal["genforce-all", "rosinality-cff"] | None = Field(
+        default=None,
+        description="sefa on style-based generators: genforce-all (genforce/sefa 'all', the "
+        "default) or rosinality-cff (rosinality's closed_form_factorization.py)",
+    )
+    layers: (
+        list[
+            Annotated[int, Field(ge=0, le=100_000)]
+            | Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="sefa: style layers by name (e.g. conv1, convs.0), or indices, instead of a preset",
+    )
+    fold_batchnorm: bool | None = Field(
+        default=None, description="sefa (DCGAN): fold the first BatchNorm's scale into the weights"
     )
     normalize_rows: bool | None = Field(
         default=None,

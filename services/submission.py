@@ -81,9 +81,10 @@ def import_npz(
     overrides: dict[str, str],
     check_model: Callable[[str], None] | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Store a published-layout .npz as a finished job. ``check_model`` (the API's: the label
-    must be one the server serves) sees the model label, the override or the file's, before
-    anything is written."""
+    """Store a published-layout .npz as a finished job. `overrides`: model, distance, method,
+    image_range (export.import_job). ``check_model`` (the API's: the label must be one the
+    server serves) sees the model label, the override or the file's, before anything is
+    written."""
     # ExportFormatError names the array; nothing is inflated past SPECTRA_MAX_ARRAY_BYTES.
     published = export.from_npz_bytes(data, max_array_bytes=settings.max_array_bytes)
     n, d, _ = published.eigenvectors.shape

@@ -16,12 +16,15 @@ import pytest
 from api import cli
 from services import export
 from services.comparisons import MixedSelectionError, Selection, compare, parse_selection
+from services.config import Settings
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.store import InvalidDataError, NotFoundError, Store
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "dcgan-faces"
 BASE = {"model": MODEL, "distance": "mse", "method": "jacobian", "top_k": 12, "chunk_size": 1}
+
+MAX_ARRAY_BYTES = Settings().max_array_bytes  # the default limit
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def test_an_imported_copy_counts_once(store: Store) -> None:
     job_id = _run(store)
     published = export.export_job(store, job_id)
     data = export.to_npz_bytes(published)
-    imported, _ = export.import_job(store, cli.LOCAL_OWNER, export.from_npz_bytes(data),
+    imported, _ = export.import_job(store, cli.LOCAL_OWNER, export.from_npz_bytes(data, max_array_bytes=MAX_ARRAY_BYTES),
                                     source_sha256=export.content_sha256(data))  # fmt: skip
     alone = compare(store, [Selection(job_id=job_id)], owner=None)
     pooled = compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)

@@ -1,12 +1,19 @@
-"""``spectra campaign compare``: the comparison matrix over a campaign's members."""
+"""``spectra campaign compare``: the comparison matrix over a campaign's members, from the
+database or a server."""
 
 from __future__ import annotations
 
 import argparse
 
 from api.cli.campaigns import CampaignCommands
-from api.cli.compare import comparison_output_options, write_comparison_outputs
-from api.cli.connect import open_store
+from api.cli.compare import (
+    comparison_output_options,
+    write_comparison,
+    write_comparison_outputs,
+)
+from api.cli.connect import client, open_store, use_server
+from api.cli.ids import resolve
+from api.cli.pictures import server_plots
 
 
 def register(campaign: CampaignCommands) -> None:
@@ -20,13 +27,23 @@ def register(campaign: CampaignCommands) -> None:
 
 
 def cmd_campaign_compare(args: argparse.Namespace) -> int:
+    if use_server(args):
+        with client(args) as server:
+            document = server.compare_campaign(
+                args.campaign, k=args.k, include_partial=args.include_partial
+            ).raw
+            jobs = [m.job_id for m in server.campaign(args.campaign).members]
+            pictures = server_plots(server, jobs, document) if args.plots else {}
+        # THE tables of the result document the server sent, as the embedded path prints them.
+        write_comparison(document["document"], pictures, args)
+        return 0
     from services import campaigns
     from services.config import get_settings
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(
         store,
-        args.campaign,
+        resolve(store, "campaign", args.campaign),
         None,
         k=args.k,
         include_partial=args.include_partial,

@@ -39,6 +39,13 @@ def register(commands: Commands) -> None:
         default=0,
         help="seed of the homogeneity's sample of positions (default 0)",
     )
+    compare.add_argument(
+        "--transport",
+        choices=("w+->w", "w->w+", "w->z"),
+        default=None,
+        help="align members of different spaces of one model through this exact move "
+        "(docs/conventions.md); without it they are not aligned",
+    )
     comparison_output_options(compare)
     server_or_database(compare)
 
@@ -84,6 +91,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "formats": _formats(args),
         "normalise": args.normalise,
         "montages": bool(args.plots),
+        "transport": args.transport,
     }
 
 

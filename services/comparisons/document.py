@@ -90,6 +90,9 @@ def result_document(comparison: Comparison) -> dict[str, Any]:
             "software_version": software_version(),
             "members": members,
             "alignments": [_alignment(a) for a in comparison.alignments],
+            # across_members: paired comparisons over shared codes and the common homogeneity k
+            "paired": list(comparison.paired),
+            "homogeneity_common_k": comparison.common_k,
             "default_normalisation": default_normalisation(comparison.selections),
             "notes": list(comparison.notes) + _degenerate_notes(comparison.selections),
             "conventions": CONVENTIONS,
@@ -141,6 +144,8 @@ def _anisotropy(a: dict[str, Any]) -> dict[str, Any]:
     return {
         "n_positions": a.get("n_positions"),
         "statistics": {key: stats.get(key) for key, _ in ANISOTROPY_STATISTICS},
+        # the paper's dims statistic (on the mean spectrum), beside ours (first rank reaching)
+        "published_dims_on_mean_spectrum": a.get("published_dims_on_mean_spectrum"),
     }
 
 

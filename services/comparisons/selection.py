@@ -77,6 +77,8 @@ class LoadedSelection:
     full_missing: int = 0  # spectra of a top-k selection with no full spectrum stored
     # the generator's recorded image variation ({pixel_std, degenerate, threshold}), if any
     image_variation: dict[str, Any] | None = None
+    # One per position: the code's digest (None for directions), what paired comparisons match
+    code_digests: list[str | None] = field(default_factory=list)
 
     def is_directions(self) -> bool:
         return self.key.is_directions()
@@ -167,6 +169,7 @@ def load_selection(
         full_eigenvalues=full,
         full_missing=missing,
         image_variation=_image_variation(first.job_resolved),
+        code_digests=[r.code_sha256 for r in group.rows],
     )
 
 

@@ -168,6 +168,7 @@ def _compute(
         max_positions=request.max_positions,
         seed=request.seed,
         settings=settings,
+        transport=request.transport,
         on_progress=progress,
     )
     progress(0.95, "figures")

@@ -64,7 +64,65 @@ def comparison_tables(document: dict[str, Any]) -> list[Table]:
         )
     if document["alignments"]:
         tables.append(_alignment_table(document["alignments"]))
+    if document.get("paired"):
+        tables.append(_paired_table(document["paired"]))
     return tables
+
+
+def _paired_table(paired: list[dict[str, Any]]) -> Table:
+    columns = (
+        "a",
+        "b",
+        "matched by",
+        "pairs",
+        "figure",
+        "mean a",
+        "mean b",
+        "mean b - a",
+        "95 % CI",
+    )
+    rows: list[tuple[Cell, ...]] = []
+    for pair in paired:
+        for name, figure in pair["figures"].items():
+            ci = figure.get("ci")
+            rows.append(
+                (
+                    pair["a"],
+                    pair["b"],
+                    pair["matched_by"],
+                    figure["n_pairs"],
+                    name,
+                    figure["mean_a"],
+                    figure["mean_b"],
+                    figure["mean_difference"],
+                    None if ci is None else (ci[0], ci[1]),
+                )
+            )
+    caption = "Paired over the same codes, position by position (bootstrap 95 % interval)"
+    return Table("paired", caption, columns, tuple(rows))
+
+
+def conventions(document: dict[str, Any]) -> list[str]:
+    """What the numbers depend on: the homogeneity's common k and log rule, and the paper's
+    dims statistic beside ours (docs/conventions.md)."""
+    lines = []
+    if document.get("homogeneity_common_k") is not None:
+        lines.append(
+            f"homogeneity over the top {document['homogeneity_common_k']} eigenpairs of every "
+            "member; log scale by the published rule (values <= 0 left out of that pair's "
+            "correlation)"
+        )
+    published = [
+        f"{m['label']}: {m['anisotropy']['published_dims_on_mean_spectrum']['dims_99']}"
+        for m in document["members"]
+        if m["anisotropy"].get("published_dims_on_mean_spectrum")
+    ]
+    if published:
+        lines.append(
+            "dims 99 % above: per position, the first rank reaching 99 %; the paper's statistic "
+            "(ranks still below 99 % on the mean spectrum, GAN-Geometry): " + "; ".join(published)
+        )
+    return lines
 
 
 def _statistic_cells(stats: dict[str, Any] | None) -> tuple[Cell, ...]:
@@ -298,9 +356,10 @@ def render_tables(document: dict[str, Any], fmt: str = "text", *, notes: bool = 
         raise ValueError(f"table format must be one of {', '.join(TABLE_FORMATS)}, got {fmt!r}")
     rendered = [_RENDERERS[fmt](table) for table in comparison_tables(document)]
     text = "\n\n".join(rendered)
-    if notes and fmt in ("text", "markdown") and document.get("notes"):
+    said = conventions(document) + list(document.get("notes") or [])
+    if notes and fmt in ("text", "markdown") and said:
         prefix = "note: " if fmt == "text" else "- "
-        text += "\n\n" + "\n".join(prefix + note for note in document["notes"])
+        text += "\n\n" + "\n".join(prefix + line for line in said)
     return text
 
 

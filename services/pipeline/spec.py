@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
+from services.geometry import (
+    Generator,
+    GeometryError,
+    InvalidOptionError,
+    sampled_image_variation,
+    sefa,
+)
+from services.geometry.sefa import sefa_options
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
@@ -158,14 +165,16 @@ def resolve_spec(
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec, generator) if sampled else None,
         )
-    facts = jsonable(dict(generator.facts))
+    facts = jsonable({**generator.facts, "image_variation": sampled_image_variation(generator)})
     resolved: dict[str, Any] = {
         "model": spec.model,
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
         "distance": None if spec.method in DIRECTION_METHODS else spec.distance,
         "distance_options": spec.distance_options(),
         "method": spec.method,
-        "method_options": spec.method_options(),
+        "method_options": sefa_options(generator, spec.method_options())
+        if spec.method == "sefa"
+        else spec.method_options(),
         "top_k": top_k,
         "dtype": spec.dtype,
         "device": spec.device,
