@@ -157,9 +157,12 @@ class JobSpec(BaseModel):
         "its older name); each model's spaces: `spectra models`",
     )
     psi: float | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
         description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
-    )  # fmt: skip
+    )
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
@@ -208,9 +211,11 @@ class JobSpec(BaseModel):
     )
     sample_seed: Seed | None = Field(default=None, description="ganspace: sampling seed")
     layer: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None,
+        min_length=1,
+        max_length=200,
         description="ganspace: the layer whose activations are PCA'd (default: StyleGAN2 w)",
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _options_fit_method_and_distance(self) -> JobSpec:
@@ -282,3 +287,14 @@ def canonical_json(value: Any) -> str:
 def spec_hash(resolved: dict[str, Any]) -> str:
     """sha256 of the resolved spec's canonical JSON."""
     return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
+
+
+def check_count(count: int, limit: int, field: str, noun: str) -> None:
+    """The items of one job (codes of a spectra job, targets of an optimisation job) against
+    SPECTRA_MAX_LATENTS_PER_JOB: one check for every kind of job."""
+    if count > limit:
+        raise SpecError(
+            field,
+            f"{count} {noun} exceed the limit of {limit} per job "
+            "(SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
+        )

@@ -12,6 +12,7 @@ from services import export
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.pipeline import JobSpec, cancel_job, submit_job
+from services.pipeline.costs import Workers
 from services.pipeline.spec import canonical_json
 from services.store import TERMINAL_STATUSES, ConflictError, JobRecord, Store
 
@@ -47,9 +48,11 @@ def submit(
             return job, False
     # The key is claimed in the transaction that creates the job: of concurrent requests
     # under one key with different bodies, one creates its job and the rest create nothing.
+    workers = Workers.from_settings(settings)
     return submit_job(
         store, spec, owner, dispatcher.dispatch, settings=settings,
         idempotency_key=idempotency_key or None, request_sha256=digest,
+        plan_later=lambda job_id: dispatcher.plan_job(job_id, workers),
     )  # fmt: skip
 
 

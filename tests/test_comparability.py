@@ -52,8 +52,15 @@ def test_dtype_top_k_weights_and_method_options_split_keys() -> None:
     assert _key(dtype="float64") != base
     assert _key(k=20).kept == "top-20" and _key(k=20) != base
     assert _key({**RESOLVED, "generator": {"facts": {"weights_sha256": "other"}}}) != base
-    assert _key({**RESOLVED, "method_options": {"batch": 8}}) == _key(
-        {**RESOLVED, "method_options": {"batch": 8}}
+    options = _key({**RESOLVED, "method_options": {"tol": 1e-10, "seed": 0}})
+    assert options != base and "seed=0, tol=1e-10" in options.label()
+    assert _key({**RESOLVED, "method_options": {"tol": 1e-10, "seed": 1}}) != options
+    # What does not change the spectra does not split: the order options were given in, and
+    # an option left unset (None) against one not given.
+    assert _key({**RESOLVED, "method_options": {"seed": 0, "tol": 1e-10}}) == options
+    assert (
+        _key({**RESOLVED, "method_options": {"tol": 1e-10, "seed": 0, "max_iter": None}})
+        == options
     )
     assert set(differing_fields([base, _key(dtype="float64", k=20)])) == {"dtype", "kept"}
 

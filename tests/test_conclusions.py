@@ -4,8 +4,6 @@ differences over shared codes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ from services.comparisons import Selection, compare, format_report
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.store import Store
 from tests.support.checkpoints import write_random_checkpoint
+from tests.support.stores import store_fixture
 
 SMALL: dict[str, Any] = {"size": 8, "style_dim": 5, "n_mlp": 2, "channels": {4: 4, 8: 3}}
 
@@ -29,12 +28,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"stylegan2:{path}"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'spectra.db'}")
-    store.migrate()
-    yield store
-    store.close()
+store = store_fixture("sqlite_url")
 
 
 def _run(store: Store, model: str, **fields: Any) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ from services import export
 from services.config import Settings
 from services.geometry import average_metric
 from services.store import Store
+from tests.support.stores import store_fixture
 
 MAX_ARRAY_BYTES = Settings().max_array_bytes  # the default limit
 
@@ -147,12 +146,7 @@ def test_the_stacked_export_keeps_its_own_checks() -> None:
 # --------------------------------------------------------------------------- interop: range, contents
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'spectra.db'}")
-    store.migrate()
-    yield store
-    store.close()
+store = store_fixture("sqlite_url")
 
 
 def _spectra(n: int, d: int, k: int, seed: int) -> export.PublishedSpectra:

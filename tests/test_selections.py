@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from services.comparisons import MixedSelectionError, Selection, compare, parse_
 from services.config import Settings
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.store import InvalidDataError, NotFoundError, Store
+from tests.support.stores import store_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "dcgan-faces"
@@ -27,17 +27,7 @@ BASE = {"model": MODEL, "distance": "mse", "method": "jacobian", "top_k": 12, "c
 MAX_ARRAY_BYTES = Settings().max_array_bytes  # the default limit
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'spectra.db'}"
-
-
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    store = Store(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
+store = store_fixture("sqlite_url")
 
 
 def _run(store: Store, progress: Any = None, **fields: Any) -> str:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from services.celery_config import plan_task_id
 from services.config import get_settings
 from services.store import ACTIVE_STATUSES, Store
 
@@ -39,6 +40,7 @@ _ACTIVE_JOB_STATUSES = ACTIVE_STATUSES
 class ReapReport:
     requeued: list[str] = field(default_factory=list)  # stale running chunks put back
     redispatched: list[str] = field(default_factory=list)  # queued chunks with no message
+    replanned: list[str] = field(default_factory=list)  # unplanned jobs with no message
 
 
 def reap(
@@ -49,6 +51,7 @@ def reap(
     in_flight: Callable[[], set[str]] | None = None,
     queued_grace_s: float | None = None,
     now: datetime | None = None,
+    plan: Callable[[str], None] | None = None,
 ) -> ReapReport:
     """One sweep. `stale_after_s` defaults to settings.stale_after_s. `in_flight` returns the chunk ids the broker still holds (queued or
     delivered); without it, queued chunks are left alone (only stale ones are repaired).
@@ -77,6 +80,11 @@ def reap(
     if orphans:
         dispatch(orphans)
         report.redispatched = orphans
+    if plan is not None:  # jobs accepted unplanned whose planning message was lost
+        for job_id in store.unplanned_job_ids(older_than_s=grace):
+            if plan_task_id(job_id) not in held:
+                plan(job_id)
+                report.replanned.append(job_id)
     return report
 
 

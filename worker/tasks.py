@@ -18,6 +18,7 @@ from services import worker_devices
 from services.config import get_settings
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import TRANSIENT_DB_ERRORS, run_chunk
+from services.pipeline.costs import Workers
 from services.pipeline.resources import set_compute_threads
 from services.store import Store
 from worker import metrics
@@ -109,6 +110,7 @@ def sweep_once() -> Any:
         return reap(
             get_store(), dispatch, stale_after_s=settings.stale_after_s,
             in_flight=lambda: broker_task_ids(client, CHUNK_QUEUE),
+            plan=lambda job_id: _dispatcher.plan_job(job_id, Workers.from_settings(settings)),
         )  # fmt: skip
     finally:
         client.close()

@@ -150,6 +150,11 @@ def format_plan(plan: dict[str, Any]) -> str:
         ("stored in total", size(estimate.get("total_stored_bytes"))),
         ("probed", "yes" if estimate.get("probed") else "no (small latent: counts only)"),
     ]
+    profile = estimate.get("profile")
+    if profile:
+        rows.append(("cost profile", f"{profile['id']} measured {profile['measured_at']}"))
+    elif estimate.get("pending"):
+        rows.append(("cost profile", str(estimate["pending"])))
     return table([("plan", "estimate"), *rows])
 
 

@@ -38,6 +38,7 @@ from services.dispatch import Dispatcher
 from services.jsonable import jsonable
 from services.patterns import TEXT_PATTERN
 from services.pipeline import JobSpec, dry_run_job, plan_and_measurement
+from services.pipeline.costs import Workers
 from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
@@ -133,7 +134,15 @@ def submit_job(
     if dry_run:
         settings: Settings = get_settings(request)
         ensure_model_served(spec.model, settings)
-        plan = dry_run_job(get_store(request), spec, principal.owner, settings=settings)
+        dispatcher: Dispatcher = get_dispatcher(request)
+        workers = Workers.from_settings(settings)
+        plan = dry_run_job(
+            get_store(request),
+            spec,
+            principal.owner,
+            settings=settings,
+            profile_later=lambda inputs: dispatcher.measure_profile(inputs, workers),
+        )
         return JSONResponse(jsonable(plan), status_code=200)
     return _submit(request, spec, principal, idempotency_key)
 

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -84,7 +85,7 @@ def print_matrix(request: pytest.FixtureRequest) -> Iterator[None]:
             reporter.write_line("")
             for line in lines:
                 reporter.write_line(line)
-    results = REPO / "bench" / "results"
+    results = Path(tempfile.mkdtemp(prefix="fault-matrix-"))  # never the work tree
     with contextlib.suppress(OSError):
         results.mkdir(parents=True, exist_ok=True)
         (results / "fault_matrix.txt").write_text(text + "\n")

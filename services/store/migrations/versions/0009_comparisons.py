@@ -3,7 +3,7 @@ same request over the same spectra is the same comparison), status and progress,
 spectra ids, the result document, and its figures.
 
 Revision ID: 0009
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
