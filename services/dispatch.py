@@ -105,9 +105,11 @@ class CeleryDispatcher:
 
     def dispatch_comparison(self, comparison_id: str) -> None:
         self.app.send_task(
-            COMPARISON_TASK, args=[comparison_id], task_id=f"comparison-{comparison_id}",
+            COMPARISON_TASK,
+            args=[comparison_id],
+            task_id=f"comparison-{comparison_id}",
             queue=CHUNK_QUEUE,
-        )  # fmt: skip
+        )
 
     def revoke(self, chunk_ids: list[str]) -> None:
         if chunk_ids:

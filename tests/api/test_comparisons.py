@@ -143,7 +143,9 @@ def test_owner_isolation_cancel_and_refusals(
     comparison_id = client.post("/v1/comparisons", json=body, headers=alice).json()["id"]
     # Ids by the prefixes the tables print: a job's in a selection, the comparison's in routes.
     by_prefix = {"selections": [{"job_id": hessian[:8]}], "k": 3}
-    assert client.post("/v1/comparisons", json=by_prefix, headers=alice).json()["id"] == comparison_id
+    assert (
+        client.post("/v1/comparisons", json=by_prefix, headers=alice).json()["id"] == comparison_id
+    )
     shown = client.get(f"/v1/comparisons/{comparison_id[:8]}", headers=alice).json()
     assert shown["id"] == comparison_id
     assert_problem(client.get(f"/v1/comparisons/{comparison_id}", headers=bob), 404)
