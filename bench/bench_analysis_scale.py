@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import socket
 import statistics
@@ -34,14 +33,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from results_io import Table, write_results  # noqa: E402  (bench/ is not a package)
 
 REPEATS = 5
 
@@ -259,30 +259,29 @@ def main() -> int:
     print(_table(rows))
     for note in measured["notes"]:
         print(f"note: {note}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / "bench_analysis_scale.json"
-    out.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "platform": platform.platform(),
-                    "processor": platform.processor(),
-                    "cpus": os.cpu_count(),
-                },
-                "n": args.n,
-                "d": args.d,
-                "k": args.k,
-                "max_positions": args.max_positions,
-                "write_s": jobs["write_s"],
-                "store_bytes": size,
-                "eigenvectors_at_once_mib": at_once_mib,
-                **measured,
-            },
-            indent=1,
-        )
+    payload = {
+        "n": args.n,
+        "d": args.d,
+        "k": args.k,
+        "max_positions": args.max_positions,
+        "write_s": jobs["write_s"],
+        "store_bytes": size,
+        "eigenvectors_at_once_mib": at_once_mib,
+        **measured,
+    }
+    table = Table(
+        title="A campaign-sized comparison submitted over HTTP, completed by a worker",
+        columns=rows[0],
+        rows=rows[1:],
+        notes=[
+            "POST: POST /v1/comparisons to the real API (uvicorn) from an HTTP client; "
+            "worker: services.comparisons.stored.run_comparison (the Celery task's code) in a "
+            "fresh process, its peak RSS the comparison's own; vectors at once: what holding "
+            "every position's eigenvectors would take",
+        ],
     )
-    print(f"wrote {out.relative_to(REPO)}")
+    json_path, _ = write_results("bench_analysis_scale", payload, table)
+    print(f"wrote {json_path.relative_to(REPO)}")
     return 0
 
 

@@ -42,7 +42,7 @@ from services.across_members import (
     transported_alignment,
 )
 from services.comparability import SpacesDifferError, alignment_coordinates
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.jsonable import jsonable
 from services.store import Store
 
@@ -184,7 +184,9 @@ def compare_loaded(
     Members in different spaces are aligned only through `transport` (across_members).
     ``on_progress(fraction, stage)`` is called between stages (a stored comparison records
     it; an exception it raises, e.g. on a cancel, stops the computation there)."""
-    settings = settings or get_settings()
+    # Settings are read at the edges and passed in; without them, the documented defaults
+    # (never the environment, read only at the edges).
+    settings = settings if settings is not None else Settings.model_construct()
     report = on_progress or (lambda fraction, stage: None)
     device = _device(settings)
     notes: list[str] = []
