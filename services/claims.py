@@ -6,9 +6,8 @@ across the latent space) and close to SeFa's weight-only directions; each claim 
 what training did, so each is read against controls of the same architecture. This module
 selects, for every Hessian member of the comparison, the numbers that carry those claims and
 renders them as Markdown. It computes nothing of its own: every number is the comparison's
-(services/comparisons), so the table, the CLI and the figures cannot disagree. The only other
-input is the degenerate-generator flag recorded in each member job's facts
-(``facts["image_variation"]``, docs/controls.md).
+(services/comparisons, result document version 1), so the table, the CLI and the figures
+cannot disagree; that includes each member's degenerate-generator flag (docs/controls.md).
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from services.store import Store
 
 Document = Mapping[str, Any]
 CONTROL_KINDS = ("shuffled-published", "shuffled", "random-init")
@@ -31,8 +28,10 @@ class Variation:
 
 @dataclass(frozen=True)
 class Alignment:
-    top1_abs_cosine: float
+    top1_abs_cosine: float  # first direction against the metric's first eigenvector
     random_abs_cosine: float  # exact expectation for uniform unit vectors in R^d
+    top1_best_match: float  # first direction against its closest of the top k eigenvectors
+    random_best_match: float  # the same for random directions (sampled, seeded)
     smallest_angle_deg: float  # between the top-k subspaces
     random_smallest_angle_deg: float  # the same for random k-dim subspaces (sampled, seeded)
     rayleigh_over_random: float  # mean vᵀHv of the top-k directions / of random directions
@@ -44,7 +43,7 @@ class ClaimRow:
     model: str
     base: str
     control: str | None  # None for the trained model
-    space: str | None
+    space: str
     d: int
     positions: int
     variation: Variation | None
@@ -69,78 +68,70 @@ def split_control(model: str) -> tuple[str, str | None]:
     return model, None
 
 
-def image_variations(store: Store, document: Document) -> dict[str, Variation]:
-    """Each selection's degenerate-generator fact, read from its first job's resolved spec."""
-    found: dict[str, Variation] = {}
-    for selection in document["selections"]:
-        job = store.get_job(selection["job_ids"][0])
-        facts = job.resolved.get("generator", {}).get("facts", {})
-        variation = facts.get("image_variation")
-        if isinstance(variation, Mapping):
-            found[selection["label"]] = Variation(
-                float(variation["pixel_std"]), bool(variation["degenerate"])
-            )
-    return found
+def _variation(member: Mapping[str, Any]) -> Variation | None:
+    recorded = member.get("image_variation")
+    if not isinstance(recorded, Mapping):
+        return None
+    return Variation(float(recorded["pixel_std"]), bool(recorded["degenerate"]))
 
 
-def _origin(selection: Mapping[str, Any]) -> tuple[str, str | None]:
-    """The model and latent space a member's spectra come from."""
-    return selection["model"], selection.get("key", {}).get("space")
-
-
-def _alignment(document: Document, kind: str, hessian: str) -> Alignment | None:
+def _alignment(document: Document, kind: str, hessian: Mapping[str, Any]) -> Alignment | None:
     """The ``kind`` alignment of this Hessian member with the direction member of the same
     model and space."""
-    origins = {s["label"]: _origin(s) for s in document["selections"]}
+    origins = {m["label"]: (m["model"], m["space"]) for m in document["members"]}
     for entry in document["alignments"]:
-        same_origin = origins.get(entry["a"]) == origins.get(hessian)
-        if entry["kind"] == kind and entry["b"] == hessian and same_origin:
-            baseline = entry["baseline"]
+        same_origin = origins.get(entry["a"]) == (hessian["model"], hessian["space"])
+        if entry["kind"] == kind and entry["b"] == hessian["label"] and same_origin:
+            baselines = entry["baselines"]
             return Alignment(
-                top1_abs_cosine=float(entry["matched_abs_cosine"][0]),
-                random_abs_cosine=float(baseline["abs_cosine"]["mean"]),
+                top1_abs_cosine=float(entry["same_rank_abs_cosine"][0]),
+                random_abs_cosine=float(baselines["same_rank_abs_cosine"]["mean"]),
+                top1_best_match=float(entry["best_match_abs_cosine"][0]),
+                random_best_match=float(baselines["best_match_abs_cosine"]["mean"]),
                 smallest_angle_deg=float(entry["smallest_principal_angle_deg"]),
-                random_smallest_angle_deg=float(baseline["principal_angles_deg"]["mean"][0]),
+                random_smallest_angle_deg=float(baselines["principal_angles_deg"]["mean"][0]),
                 rayleigh_over_random=float(entry["rayleigh_a_topk_over_random"]),
             )
     return None
 
 
-def claim_rows(document: Document, variations: Mapping[str, Variation]) -> list[ClaimRow]:
-    """One row per Hessian member (a member with positions and a homogeneity), in the
-    document's order; direction members appear as their alignment with that Hessian."""
+def _mean(statistics: Mapping[str, Any], key: str) -> float:
+    return float(statistics[key]["mean"])
+
+
+def claim_rows(document: Document) -> list[ClaimRow]:
+    """One row per Hessian member of a comparison's result document (version 1), in its
+    order; direction members appear as their alignment with that Hessian."""
     rows = []
-    for selection in document["selections"]:
-        homogeneity = selection.get("homogeneity")
-        if not homogeneity:
-            continue  # a direction member: one spectrum, no positions
-        anisotropy = selection["anisotropy"]
-        statistics = anisotropy.get("statistics", {})
-        pr_ci = statistics.get("participation_ratio", {}).get("ci95")
+    for member in document["members"]:
+        if member["kind"] != "hessian" or not member.get("homogeneity"):
+            continue
+        anisotropy = member["anisotropy"]
+        statistics = anisotropy["statistics"]
+        pr_ci = statistics["participation_ratio"].get("ci95")
         published = anisotropy.get("published_dims_on_mean_spectrum") or {}
-        model = selection["model"]
-        base, control = split_control(model)
-        label = selection["label"]
+        homogeneity = member["homogeneity"]
+        base, control = split_control(member["model"])
         rows.append(
             ClaimRow(
-                label=label,
-                model=model,
+                label=member["label"],
+                model=member["model"],
                 base=base,
                 control=control,
-                d=int(selection["d"]),
-                positions=int(selection["n_spectra"]),
-                variation=variations.get(label),
-                top10_share=float(anisotropy["top10_share_mean"]),
-                participation_ratio=float(anisotropy["participation_ratio_mean"]),
+                space=member["space"],
+                d=int(member["d"]),
+                positions=int(member["n_spectra"]),
+                variation=_variation(member),
+                top10_share=_mean(statistics, "top10_share"),
+                participation_ratio=_mean(statistics, "participation_ratio"),
                 participation_ratio_ci95=(float(pr_ci[0]), float(pr_ci[1])) if pr_ci else None,
-                dims_99=float(anisotropy["dims_99_mean"]),
+                dims_99=_mean(statistics, "dims_99"),
                 dims_99_published=published.get("dims_99"),
-                homogeneity_log=homogeneity.get("log_offdiag_mean"),
-                homogeneity_linear=homogeneity.get("linear_offdiag_mean"),
+                homogeneity_log=homogeneity["log"]["mean"],
+                homogeneity_linear=homogeneity["linear"]["mean"],
                 homogeneity_k=homogeneity.get("rank"),
-                space=_origin(selection)[1],
-                sefa=_alignment(document, "sefa-vs-hessian", label),
-                ganspace=_alignment(document, "ganspace-vs-hessian", label),
+                sefa=_alignment(document, "sefa-vs-hessian", member),
+                ganspace=_alignment(document, "ganspace-vs-hessian", member),
             )
         )
     return rows
@@ -152,9 +143,10 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def _alignment_cells(alignment: Alignment | None) -> list[str]:
     if alignment is None:
-        return ["–", "–", "–"]
+        return ["–", "–", "–", "–"]
     return [
         f"{alignment.top1_abs_cosine:.2f} ({alignment.random_abs_cosine:.3f})",
+        f"{alignment.top1_best_match:.2f} ({alignment.random_best_match:.2f})",
         f"{alignment.smallest_angle_deg:.1f}° ({alignment.random_smallest_angle_deg:.0f}°)",
         f"{alignment.rayleigh_over_random:.2f}",
     ]
@@ -170,9 +162,10 @@ def _model_cell(row: ClaimRow) -> str:
 HEADER = (
     "| model | d | codes | image pixel std | top-10 share | participation ratio (95 % CI) "
     "| dims to 99 % (service / paper) | homogeneity log / linear "
-    "| SeFa top-1 \\|cos\\| (random) | SeFa top-10 smallest angle (random) "
+    "| SeFa top-1 \\|cos\\| (random) | SeFa 1st: best \\|cos\\| in top 10 (random) "
+    "| SeFa top-10 smallest angle (random) "
     "| SeFa Rayleigh ÷ random | GANSpace top-1 \\|cos\\| (random) |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
 )
 
 
@@ -216,7 +209,9 @@ published code's, both are given):
 - SeFa / GANSpace top-1 |cos|: |cosine| between the model's first direction and the first
   eigenvector of its average metric (mean of the codes' H); in brackets the exact expected
   |cos| of two uniform random unit vectors in R^d, Γ(d/2) / (√π Γ((d+1)/2)). Ranks can swap
-  where two eigenvalues are close, so the next two columns compare the top-10 sets as a whole:
+  where two eigenvalues are close, so "SeFa 1st: best |cos| in top 10" is the largest |cos| of
+  SeFa's first direction with any of the top-10 eigenvectors (in brackets the same for random
+  directions, sampled), and the next two columns compare the top-10 sets as a whole:
   the smallest principal angle between the two top-10 subspaces (in brackets the mean over 500
   seeded pairs of random 10-dim subspaces), and the mean Rayleigh quotient vᵀH̄v of the top-10
   SeFa directions over that of random unit directions (1 = no better than random).
@@ -227,8 +222,8 @@ published code's, both are given):
 """
 
 
-def render_claims(document: Document, variations: Mapping[str, Variation]) -> str:
-    rows = claim_rows(document, variations)
+def render_claims(document: Document) -> str:
+    rows = claim_rows(document)
     k = document.get("homogeneity_common_k")
     heading = f"Homogeneity at the common k = {k}.\n\n" if k is not None else ""
     return heading + markdown_table(rows) + RULES

@@ -14,8 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.campaigns import CampaignSpec, plan_members
-from services.claims import claim_rows, image_variations, split_control
-from services.store import Store
+from services.claims import claim_rows, split_control
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "docs" / "figures" / "make_claims.sh"
@@ -94,8 +93,7 @@ def test_the_claims_recipe_reproduces_the_papers_contrasts(tmp_path: Path) -> No
         assert (out / figure).stat().st_size > 0
 
     document = json.loads((out / "claims.json").read_text())
-    store = Store(f"sqlite:///{work}/claims.db")
-    rows = {row.model: row for row in claim_rows(document, image_variations(store, document))}
+    rows = {row.model: row for row in claim_rows(document)}
     trained, control = rows["dcgan-faces"], rows["shuffled:0:dcgan-faces"]
     assert trained.positions == control.positions == 2
     assert trained.variation is not None and not trained.variation.degenerate

@@ -1,21 +1,18 @@
-"""Writes the Markdown claims table of a campaign comparison (services/claims.py) to stdout.
-Usage: python docs/figures/claims_table.py COMPARISON.json DATABASE_URL"""
+"""Writes the Markdown claims table of a campaign comparison's result document
+(services/claims.py) to stdout. Usage: python docs/figures/claims_table.py COMPARISON.json"""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from services.claims import image_variations, render_claims
-from services.store import Store
+from services.claims import render_claims
 
 
-def main(document_path: str, database_url: str) -> None:
+def main(document_path: str) -> None:
     with open(document_path, encoding="utf-8") as handle:
-        document = json.load(handle)
-    store = Store(database_url)
-    sys.stdout.write(render_claims(document, image_variations(store, document)))
+        sys.stdout.write(render_claims(json.load(handle)))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1])

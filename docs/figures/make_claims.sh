@@ -34,7 +34,7 @@ ID=$(spectra campaign submit --name paper-claims --models "$MODELS" --distances 
 spectra campaign status "$ID" --database "$DB" > "$OUT/campaign-status.txt"
 spectra campaign compare "$ID" --plots "$WORK/campaign" --formats png,svg \
     --json "$OUT/claims.json" --database "$DB" > "$OUT/claims.txt"
-python docs/figures/claims_table.py "$OUT/claims.json" "$DB" > "$OUT/claims.md"
+python docs/figures/claims_table.py "$OUT/claims.json" > "$OUT/claims.md"
 cp "$WORK"/campaign/homogeneity-log.{png,svg} "$OUT/"
 # Per family, a readable figure: its Hessian members and the trained model's SeFa.
 for base in dcgan-faces omniart-eye; do
