@@ -16,6 +16,7 @@ from services.config import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
+    from services.pipeline.store_wait import LeaseSettings
     from services.store import Store
 
 log = logging.getLogger("api")
@@ -64,9 +65,12 @@ class CeleryDispatcher:
         app.conf.update(
             broker_connection_timeout=PUBLISH_TIMEOUT_S,
             task_publish_retry_policy={
-                "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
+                "max_retries": 2,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
             },
-        )  # fmt: skip
+        )
         return app
 
     def dispatch(self, chunk_ids: list[str]) -> None:
@@ -98,15 +102,23 @@ class CeleryDispatcher:
 class InProcessDispatcher:
     """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
 
-    def __init__(self, store: Store, device: str = "cpu") -> None:
+    def __init__(
+        self, store: Store, device: str = "cpu", *, lease: LeaseSettings | None = None
+    ) -> None:
+        from services.pipeline.store_wait import LeaseSettings
+
         self.store = store
+        # The edge that builds it passes LeaseSettings.of(settings); tests take the defaults.
+        self.lease = lease or LeaseSettings.defaults()
         self.device = device
 
     def dispatch(self, chunk_ids: list[str]) -> None:
         from services.pipeline import run_chunk
 
         for chunk_id in chunk_ids:
-            run_chunk(self.store, chunk_id, INPROCESS_WORKER_ID, device=self.device)
+            run_chunk(
+                self.store, chunk_id, INPROCESS_WORKER_ID, lease=self.lease, device=self.device
+            )
 
     def revoke(self, chunk_ids: list[str]) -> None:
         # Nothing is queued: cancellation works through the store's cancel flag.

@@ -47,9 +47,14 @@ def submit(
     # The key is claimed in the transaction that creates the job: of concurrent requests
     # under one key with different bodies, one creates its job and the rest create nothing.
     return submit_job(
-        store, spec, owner, dispatcher.dispatch, settings=settings,
-        idempotency_key=idempotency_key or None, request_sha256=digest,
-    )  # fmt: skip
+        store,
+        spec,
+        owner,
+        dispatcher.dispatch,
+        settings=settings,
+        idempotency_key=idempotency_key or None,
+        request_sha256=digest,
+    )
 
 
 class JobAlreadyFinishedError(ConflictError):

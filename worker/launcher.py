@@ -72,14 +72,26 @@ def plan_workers(
 def worker_command(node_name: str, *, loglevel: str = "INFO") -> list[str]:
     """The `celery worker` command line for one device."""
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", "prefork", "--concurrency", "1",
-        "--queues", CHUNK_QUEUE,
-        "--hostname", node_name,
-        "--loglevel", loglevel,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app:app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--queues",
+        CHUNK_QUEUE,
+        "--hostname",
+        node_name,
+        "--loglevel",
+        loglevel,
         # Mingle and gossip only slow the start; correctness never depends on them.
-        "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
 _PR_SET_PDEATHSIG = 1  # prctl(2) option, from <linux/prctl.h>
@@ -125,11 +137,12 @@ def start_worker(
         env[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix=f"spectra-metrics-{plan.node_name}-")
     return subprocess.Popen(
         worker_command(plan.node_name, loglevel=loglevel),
-        env=env, start_new_session=True, stdout=stdout, stderr=stderr,
-        preexec_fn=functools.partial(
-            die_with_parent, expected_parent=os.getpid(), prctl=_prctl()
-        ),
-    )  # fmt: skip
+        env=env,
+        start_new_session=True,
+        stdout=stdout,
+        stderr=stderr,
+        preexec_fn=functools.partial(die_with_parent, expected_parent=os.getpid(), prctl=_prctl()),
+    )
 
 
 def stop_workers(

@@ -4,8 +4,11 @@ from .errors import (
     ConflictError,
     IdempotencyConflictError,
     InvalidDataError,
+    JobClosedError,
     NotFoundError,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
 )
 from .optimisations import OptimisationResultRecord, TargetSetRecord
 from .records import (
@@ -41,6 +44,7 @@ __all__ = [
     "GeneratorRecord",
     "IdempotencyConflictError",
     "InvalidDataError",
+    "JobClosedError",
     "JobProgress",
     "JobRecord",
     "LatentFailureRecord",
@@ -51,6 +55,8 @@ __all__ = [
     "SpectrumSummaryRecord",
     "Store",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "TargetSetRecord",
     "alembic_config",
 ]

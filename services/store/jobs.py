@@ -29,7 +29,7 @@ from .codecs import (
     non_negative_int,
 )
 from .connection import StoreConnection, retry_read
-from .errors import InvalidDataError, NotFoundError
+from .errors import InvalidDataError, JobClosedError, NotFoundError
 from .idempotency import record_idempotency_key
 from .models import utcnow
 from .prepared import ReadPlan, prepare
@@ -64,6 +64,28 @@ def require_job(conn: Connection, job_id: str) -> int:
     if n_failed is None:
         raise job_not_found(job_id)
     return int(n_failed)
+
+
+def require_open_job(conn: Connection, job_id: str) -> int:
+    """NotFoundError unless the job exists, JobClosedError once it is succeeded, failed or
+    cancelled; returns its count of failed latents. The job's row stays locked until the
+    transaction ends (PostgreSQL), so a cancel committed meanwhile is seen: a result is either
+    stored before the terminal status or not at all."""
+    row = conn.execute(
+        select(JOBS.c.n_failed, JOBS.c.status).where(JOBS.c.id == job_id).with_for_update()
+    ).first()
+    if row is None:
+        raise job_not_found(job_id)
+    if row.status in TERMINAL_STATUSES:
+        raise job_closed(job_id, row.status)
+    return int(row.n_failed)
+
+
+def job_closed(job_id: str, status: str) -> JobClosedError:
+    return JobClosedError(
+        f"job {job_id} is {status}: nothing more is stored for it (a result computed after "
+        "the job ended is dropped; resume the job to compute what is missing)"
+    )
 
 
 def job_read(job_id: str, owner: str | None) -> ReadPlan[JobRecord]:

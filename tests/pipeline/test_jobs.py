@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.geometry import compute_spectrum, load_distance, load_generator
 from services.pipeline import (
     JobSpec,
@@ -25,6 +26,7 @@ from services.pipeline import (
 )
 from services.pipeline.planning import choose_chunk_size, plan_column_blocks, plan_latent_chunks
 from services.pipeline.spec import canonical_json
+from services.pipeline.store_wait import LeaseSettings
 from services.store import NotFoundError, Store
 from tests.pipeline import toy_generators
 
@@ -39,13 +41,8 @@ def store(sqlite_url: str) -> Iterator[Store]:
     store.close()
 
 
-@pytest.fixture
-def fast_heartbeats(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SPECTRA_HEARTBEAT_INTERVAL_S", "0.1")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+# Fast heartbeats, passed in as an edge would pass the settings it read.
+LEASE = dataclasses.replace(LeaseSettings.defaults(), heartbeat_interval_s=0.1)
 
 
 def _codes(n: int, seed: int = 0) -> list[list[float]]:
@@ -135,7 +132,7 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
         assert (again.id, created) == (job.id, False)
 
     # Finished work is never dispatched again; another owner gets a job of their own.
-    assert run_job_inprocess(store, job.id).status == "succeeded"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     dispatched.clear()
     again, created = submit_job(store, sampled, "alice", dispatched.append)
     assert (again.id, created, dispatched) == (job.id, False, [])
@@ -212,8 +209,8 @@ def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
     assert [c.column_block for c in chunks] == [(0, 4), (4, 6)] * 2
     # Run the blocks out of order: the later of each pair assembles and decomposes.
     for chunk in reversed(chunks):
-        assert run_chunk(store, chunk.id, "w") == "succeeded"
-    assert run_job_inprocess(store, whole.id).status == "succeeded"
+        assert run_chunk(store, chunk.id, "w", lease=LEASE) == "succeeded"
+    assert run_job_inprocess(store, whole.id, lease=LEASE).status == "succeeded"
     assert store.refresh_job_status(split.id).status == "succeeded"
     for a, b in zip(
         store.list_spectra(job_id=whole.id), store.list_spectra(job_id=split.id), strict=True
@@ -225,7 +222,7 @@ def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
 def test_sefa_job_is_one_chunk_with_one_result(store: Store) -> None:
     job, _ = submit_job(store, JobSpec(model="dcgan-faces", method="sefa", top_k=10), "a", None)
     assert [c.latent_indices for c in store.list_chunks(job.id)] == [(0,)]
-    assert run_job_inprocess(store, job.id).status == "succeeded"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     (record,) = store.list_spectra(job_id=job.id)
     assert record.latent_index == 0 and record.code is None and record.k == 10
     assert record.distance == "none" and record.method == "sefa"
@@ -235,13 +232,13 @@ def test_chunk_run_twice_stores_nothing_twice(store: Store) -> None:
     spec = JobSpec(model=TOY, latents={"values": _codes(2)}, chunk_size=2)
     job, _ = submit_job(store, spec, "a", None)
     (chunk,) = store.list_chunks(job.id)
-    assert run_chunk(store, chunk.id, "first") == "succeeded"
-    assert run_chunk(store, chunk.id, "second") == "succeeded"  # a duplicate delivery
+    assert run_chunk(store, chunk.id, "first", lease=LEASE) == "succeeded"
+    assert run_chunk(store, chunk.id, "second", lease=LEASE) == "succeeded"  # a duplicate delivery
     assert len(store.list_spectra(job_id=job.id)) == 2
     assert store.get_chunk(chunk.id).attempts == 1
 
 
-def test_interrupted_run_resumes_without_recomputing(store: Store, fast_heartbeats: None) -> None:
+def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
     job, _ = submit_job(
         store, JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3), "a", None
     )
@@ -251,12 +248,12 @@ def test_interrupted_run_resumes_without_recomputing(store: Store, fast_heartbea
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_job_inprocess(store, job.id, progress=interrupt_after_two)
+        run_job_inprocess(store, job.id, progress=interrupt_after_two, lease=LEASE)
     first = {s.latent_index: s.id for s in store.list_spectra(job_id=job.id)}
     assert sorted(first) == [0, 1]
     assert store.list_chunks(job.id)[0].status == "running"  # left behind by the "crash"
 
-    assert run_job_inprocess(store, job.id).status == "succeeded"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     after = {s.latent_index: s.id for s in store.list_spectra(job_id=job.id)}
     assert sorted(after) == list(range(6))
     assert all(after[i] == first[i] for i in first)  # kept, not recomputed
@@ -266,7 +263,7 @@ def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None
     codes = _codes(3)
     codes[1][0] = toy_generators.TRIGGER
     job, _ = submit_job(store, JobSpec(model=TOY, latents={"values": codes}), "a", None)
-    done = run_job_inprocess(store, job.id)
+    done = run_job_inprocess(store, job.id, lease=LEASE)
     assert done.status == "succeeded" and (done.n_done, done.n_failed) == (2, 1)
     (failure,) = store.latent_failures(job.id)
     assert failure.latent_index == 1 and "NaN" in failure.reason
@@ -280,13 +277,11 @@ def test_cancelled_job_runs_nothing_more(store: Store) -> None:
     cancelled = cancel_job(store, job.id, revoke=revoked.extend)
     assert cancelled.status == "cancelled" and cancelled.cancel_requested
     assert sorted(revoked) == sorted(c.id for c in store.list_chunks(job.id))
-    assert run_job_inprocess(store, job.id).status == "cancelled"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "cancelled"
     assert store.list_spectra(job_id=job.id) == []
 
 
-def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(
-    store: Store, fast_heartbeats: None
-) -> None:
+def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(store: Store) -> None:
     """The reaper judged a slow runner dead and gave its chunk to another: the first one sees
     its heartbeat refused, stops at the next latent and leaves the chunk to the new holder."""
     slow = f"python:{Path(toy_generators.__file__).resolve()}:slow"
@@ -295,7 +290,9 @@ def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(
     )
     (chunk,) = store.list_chunks(job.id)
     first_result: list[str] = []
-    runner = threading.Thread(target=lambda: first_result.append(run_chunk(store, chunk.id, "A")))
+    runner = threading.Thread(
+        target=lambda: first_result.append(run_chunk(store, chunk.id, "A", lease=LEASE))
+    )
     runner.start()
     deadline = time.monotonic() + 60
     while not store.stored_latent_indices(job.id) and time.monotonic() < deadline:
@@ -310,5 +307,5 @@ def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(
     stopped_at = len(store.stored_latent_indices(job.id))
     assert stopped_at < 6
     # B (a redelivery to B's worker) takes over its own silent lease and completes the rest.
-    assert run_chunk(store, chunk.id, "B") == "succeeded"
+    assert run_chunk(store, chunk.id, "B", lease=LEASE) == "succeeded"
     assert sorted(s.latent_index for s in store.list_spectra(job_id=job.id)) == list(range(6))
