@@ -313,6 +313,10 @@ class _Calls:
         return _Call("POST", f"/v1/jobs/{job_id}/cancel", lambda r: Job.from_json(r.json()))
 
     @staticmethod
+    def retry_job(job_id: str) -> _Call[Job]:
+        return _Call("POST", f"/v1/jobs/{job_id}/retry", lambda r: Job.from_json(r.json()))
+
+    @staticmethod
     def spectra(query: Mapping[str, Any]) -> _Call[Page[SpectrumSummary]]:
         def parse(response: httpx.Response) -> Page[SpectrumSummary]:
             body = response.json()
@@ -497,6 +501,11 @@ class SpectraClient:
     def cancel(self, job_id: str) -> Job:
         return self._run(_Calls.cancel(job_id))
 
+    def retry_job(self, job_id: str) -> Job:
+        """Resume a finished job: its failed latents and cancelled chunks are computed again
+        (POST /v1/jobs/{id}/retry); the job is queued again."""
+        return self._run(_Calls.retry_job(job_id))
+
     def follow(
         self, job_id: str, *, interval_s: float = 1.0, progress: bool = True,
         timeout_s: float | None = None,
@@ -616,6 +625,10 @@ class AsyncSpectraClient:
 
     async def cancel(self, job_id: str) -> Job:
         return await self._run(_Calls.cancel(job_id))
+
+    async def retry_job(self, job_id: str) -> Job:
+        """Resume a finished job (see the sync client's retry_job)."""
+        return await self._run(_Calls.retry_job(job_id))
 
     async def follow(
         self, job_id: str, *, interval_s: float = 1.0, timeout_s: float | None = None

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    delete,
     func,
     select,
     update,
@@ -29,7 +30,7 @@ from .codecs import (
     non_negative_int,
 )
 from .connection import StoreConnection, retry_read
-from .errors import InvalidDataError, JobClosedError, NotFoundError
+from .errors import ConflictError, InvalidDataError, JobClosedError, NotFoundError
 from .idempotency import record_idempotency_key
 from .models import utcnow
 from .prepared import ReadPlan, prepare
@@ -41,12 +42,7 @@ from .records import (
     JobProgress,
     JobRecord,
 )
-from .tables import (
-    CHUNKS,
-    JOBS,
-    LATENT_FAILURES,
-    LATENT_SETS,
-)
+from .tables import CHUNKS, JOBS, LATENT_FAILURES, LATENT_SETS, OPTIMISATION_RESULTS, SPECTRA
 
 _JOB_BY_ID = prepare(select(JOBS).where(JOBS.c.id == bindparam("id")))
 _JOB_OF_OWNER = prepare(
@@ -322,6 +318,87 @@ class JobStore(StoreConnection):
                 .values(status="cancelled", finished_at=now, error="job cancelled")
             )
             return True
+
+    def reopen_job(self, job_id: str) -> tuple[JobRecord, list[str]]:
+        """Resume a finished job (succeeded with latents missing, failed or cancelled): every
+        latent without a stored result is computed again. Its recorded failures are cleared
+        (a latent that fails for its own reason fails again, with the same reason), the chunks
+        that hold such latents go back to queued with fresh ids and no attempts (messages of
+        the old ids, revoked at a cancel, stay dead) and the job to queued. Returns the job
+        and the chunk ids to dispatch. ConflictError while the job is still queued or running,
+        or when every latent has its result already."""
+        with self._write() as conn:
+            job = self._job(conn, select(JOBS).where(JOBS.c.id == job_id).with_for_update())
+            if job.status in ACTIVE_STATUSES:
+                raise ConflictError(
+                    f"job {job_id} is {job.status}: only a finished job can be resumed (wait "
+                    "for it, or cancel it first)"
+                )
+            results = OPTIMISATION_RESULTS if job.resolved.get("kind") == "optimise" else SPECTRA
+            index = (
+                results.c.target_index
+                if results is OPTIMISATION_RESULTS
+                else results.c.latent_index
+            )
+            stored = set(conn.execute(select(index).where(results.c.job_id == job_id)).scalars())
+            chunks = conn.execute(
+                select(CHUNKS.c.id, CHUNKS.c.status, CHUNKS.c.latent_indices).where(
+                    CHUNKS.c.job_id == job_id
+                )
+            ).all()
+            reopened = [
+                chunk.id
+                for chunk in chunks
+                if chunk.status != "succeeded" or not set(chunk.latent_indices) <= stored
+            ]
+            if not reopened:
+                raise ConflictError(
+                    f"every latent of job {job_id} has its result stored: nothing to resume"
+                )
+            return self._reopen(conn, job_id, reopened), self._fresh_chunk_ids(conn, reopened)
+
+    def _reopen(self, conn: Connection, job_id: str, chunk_ids: list[str]) -> JobRecord:
+        now = utcnow()
+        cleared = conn.execute(
+            delete(LATENT_FAILURES).where(LATENT_FAILURES.c.job_id == job_id)
+        ).rowcount
+        conn.execute(
+            update(CHUNKS)
+            .where(CHUNKS.c.id.in_(chunk_ids))
+            .values(
+                status="queued",
+                attempts=0,
+                lease_owner=None,
+                heartbeat_at=None,
+                started_at=None,
+                finished_at=None,
+                error=None,
+                current_latent=None,
+                current_latent_deaths=0,
+            )
+        )
+        conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id)
+            .values(
+                status="queued",
+                cancel_requested=False,
+                finished_at=None,
+                error=None,
+                updated_at=now,
+                n_failed=JOBS.c.n_failed - cleared,
+            )
+        )
+        return self._job(conn, select(JOBS).where(JOBS.c.id == job_id))
+
+    @staticmethod
+    def _fresh_chunk_ids(conn: Connection, chunk_ids: list[str]) -> list[str]:
+        fresh = []
+        for old in chunk_ids:
+            new = new_id()
+            conn.execute(update(CHUNKS).where(CHUNKS.c.id == old).values(id=new))
+            fresh.append(new)
+        return fresh
 
     @retry_read
     def is_cancelled(self, job_id: str) -> bool:
