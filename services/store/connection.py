@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, ParamSpec, Self, TypeVar
 
-from sqlalchemy import Engine, Table, func, literal, select, text
+from sqlalchemy import Engine, Table, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -22,7 +22,7 @@ from .errors import StoreFull, StoreUnavailable
 from .prepared import ReadPlan, fetch, prepare
 
 ALEMBIC_LOCK_KEY = 0x5350_4543  # pg advisory lock held while migrating ("SPEC")
-_SELECT_ONE = prepare(select(literal(1).label("one")))
+_SELECT_ONE = prepare(select(literal_column("1").label("one")))
 # Sorted under a 64 kB work_mem, these rows go to temporary files (in the data directory's
 # filesystem unless temp_tablespaces says otherwise).
 _SPILLING_SORT = (

@@ -59,3 +59,9 @@ def test_a_finished_job_is_resumed_by_post_retry(app, store: Store) -> None:  # 
     assert {c.status for c in chunks} == {"queued"}
     assert set(dispatcher.dispatched[-2:]) == {c.id for c in chunks}  # the fresh ids, sent
     assert_problem(foreign, 404)
+
+
+def test_readiness_checks_both_read_paths_and_that_the_store_can_write(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok", "database reads": "ok", "broker": "ok"}
