@@ -49,6 +49,7 @@ LASTING = {"PostgreSQL down", "disk full", "worker cut off"}  # these last a ran
 LONGEST_FAULT_S = 25.0
 RECOVERY_WAIT_S = 90.0  # past this the work did not recover: recorded as such
 ACTIVE_JOBS = 2
+SLOW_S = 0.5  # per forward pass: a job takes tens of seconds, so faults land mid-work
 SETTLE_S = 300.0  # after the last fault, every job must end within this
 DEFAULTS_NOTE = (
     f"workers with the default lease (heartbeat {faults.DEFAULTS.heartbeat_interval_s:g} s, "
@@ -127,13 +128,13 @@ class TerminalWatch(threading.Thread):
     def __init__(self, url: str, job_ids: Callable[[], list[str]]) -> None:
         super().__init__(name="terminal-watch", daemon=True)
         self._url, self._job_ids = url, job_ids
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._seen: dict[tuple[str, object], tuple[int, int]] = {}
         self.violations: list[str] = []
 
     def run(self) -> None:
         with Store(self._url) as store:
-            while not self._stop.wait(0.5):
+            while not self._halt.wait(0.5):
                 with contextlib.suppress(Exception):  # the store may be down: look again
                     self._look(store)
 
@@ -150,7 +151,7 @@ class TerminalWatch(threading.Thread):
                 self._seen[episode] = counts
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)
 
 
@@ -192,7 +193,7 @@ class Stream:
         while len(self.active()) < ACTIVE_JOBS:
             spec = faults.slow_spec(
                 self.rng.randrange(1 << 30),
-                count=self.rng.choice([6, 8, 12]),
+                count=self.rng.choice([12, 16, 24]),
                 chunk_size=self.rng.choice([2, 3, 4]),
                 model=self.rng.choice([SLOW_MODEL, WIDE_MODEL]),
             )
@@ -360,7 +361,7 @@ def schedule_rig() -> Iterator[tuple[Rig, Path]]:
     try:
         store = Store(postgres.url())
         store.migrate()
-        with faults.open_rig(store, postgres, tmp, aof=False) as rig:
+        with faults.open_rig(store, postgres, tmp, aof=False, slow_s=SLOW_S) as rig:
             rig.cluster.start()
             rig.cluster.start()
             yield rig, tmp

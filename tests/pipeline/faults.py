@@ -152,10 +152,14 @@ def private_postgres() -> PrivatePostgres:
 
 
 @contextlib.contextmanager
-def open_rig(store: Store, postgres: PrivatePostgres, tmp: Path, aof: bool) -> Iterator[Rig]:
+def open_rig(
+    store: Store, postgres: PrivatePostgres, tmp: Path, aof: bool, slow_s: float | None = None
+) -> Iterator[Rig]:
+    """``slow_s``: the toys' sleep per forward pass in the workers (default: the toys')."""
     broker = Broker(tmp, aof)
     broker.start()
     env = {
+        **({"SPECTRA_TEST_SLOW_S": str(slow_s)} if slow_s is not None else {}),
         "SPECTRA_DATABASE_URL": postgres.url(),
         "SPECTRA_BROKER_URL": broker.url,
         "SPECTRA_DEVICE": "cpu",
