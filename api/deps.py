@@ -15,7 +15,7 @@ from api.metrics import ApiMetrics
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.geometry import list_models
-from services.geometry.controls import base_model_name
+from services.geometry.models.controls import base_model_name
 from services.store import Store
 from services.worker_devices import device_is_served
 

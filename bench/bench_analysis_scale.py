@@ -49,7 +49,7 @@ def write(url: str, n: int, d: int, k: int) -> dict[str, Any]:
 
 def compare(url: str, jobs: dict[str, Any], max_positions: int) -> dict[str, Any]:
     """One comparison, in this (fresh) process."""
-    from services.comparison import Selection, compare
+    from services.comparisons import Selection, compare
     from services.config import get_settings
     from services.store import Store
 

@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from celery import Celery
 
     from services.config import Settings
-    from services.geometry.stylegan2 import write_random_checkpoint
     from services.pipeline import JobSpec, submit_job
     from services.pipeline.jobs import dry_run_job, plan_and_measurement
     from services.store import Store
     from tests.conftest import create_database, drop_database, sqlalchemy_pg_url
     from tests.pipeline.conftest import Cluster, PrivateRedis, free_port, worker_env
+    from tests.support.checkpoints import write_random_checkpoint
     from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
     resolutions = [2**k for k in range(2, int(np.log2(args.size)) + 1)]

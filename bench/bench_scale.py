@@ -1,7 +1,7 @@
 """Large-scale jobs: the planner's estimate against the measurement, per model and method.
 
 Rows: dcgan-faces (d = 100, the baseline) and random-initialised StyleGAN2 checkpoints in the
-real rosinality format (services.geometry.stylegan2.write_random_checkpoint) in z, w and w+:
+real rosinality format (tests.support.checkpoints.write_random_checkpoint) in z, w and w+:
 a narrow channel configuration on the CPU, the config-f widths on a GPU (1024 px rows only
 there). Per row: time per code, peak memory (the process's peak RSS on the CPU, torch's peak
 allocation on CUDA), products, stored bytes, and the plan's estimate of each beside it.
@@ -43,7 +43,7 @@ NOMINAL_FLOPS_PER_S = 200e9
 
 
 def _checkpoint(directory: Path, size: int, device: str) -> str:
-    from services.geometry.stylegan2 import write_random_checkpoint
+    from tests.support.checkpoints import write_random_checkpoint
 
     path = directory / f"stylegan2-{size}-{'configf' if device != 'cpu' else 'narrow'}.pt"
     if not path.exists():
@@ -63,7 +63,8 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     from services.geometry import compute_spectrum, load_distance, load_generator, metric_columns
     from services.geometry.batched import spectrum_on_device
     from services.pipeline import estimate as planner
-    from services.pipeline.resources import measure_peak
+    from services.pipeline import probe as probing
+    from services.pipeline.resources import measure_peak, worker_budget_bytes
 
     device = case["device"]
     generator = load_generator(case["model"], device=device, space=case["space"])
@@ -96,9 +97,9 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     probe_dtype = "float64" if method == "lanczos" else dtype
     started = time.perf_counter()
-    probe = planner.probe(generator, distance, probe_dtype)
+    probe = probing.probe(generator, distance, probe_dtype)
     probe_s = time.perf_counter() - started
-    budget = planner.worker_budget_bytes(case.get("budget_gb"), device)
+    budget = worker_budget_bytes(case.get("budget_gb"), device)
     request = planner.Request(method, dtype, top_k, batch, block_columns, dtype)
     estimate, fits = planner.fitting_estimate(probe, request, device, budget)
     vectors = np.asarray(result.eigenvectors, dtype=dtype)
@@ -248,8 +249,13 @@ def main() -> None:
     parser.add_argument("--budget-gb", type=float, default=None, help="worker budget for the plan")
     parser.add_argument("--must-show", action="store_true")
     parser.add_argument("--row-timeout", type=float, default=3600.0)
-    parser.add_argument("--homogeneity", type=int, default=0, metavar="N",
-                        help="also time homogeneity of N positions (d = 256) against its floor")
+    parser.add_argument(
+        "--homogeneity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time homogeneity of N positions (d = 256) against its floor",
+    )
     parser.add_argument("--homogeneity-only", action="store_true")
     args = parser.parse_args()
     if args.worker:
@@ -278,7 +284,9 @@ def main() -> None:
     }
 
     def save() -> None:  # after every row: a long run cut short keeps what it measured
-        report.update(load_average_at_end=os.getloadavg(), total_time_s=time.perf_counter() - started)
+        report.update(
+            load_average_at_end=os.getloadavg(), total_time_s=time.perf_counter() - started
+        )
         results.write_text(json.dumps(report, indent=2))
 
     with tempfile.TemporaryDirectory() as directory:

@@ -22,7 +22,7 @@ from services.store import InvalidDataError, NotFoundError, Store
 from services.store.campaigns import CampaignMember, CampaignRecord
 
 if TYPE_CHECKING:
-    from services.comparison import Comparison
+    from services.comparisons import Comparison
 
 MAX_MEMBERS = 32
 Dispatch = Callable[[list[str]], None]
@@ -235,7 +235,7 @@ def compare_campaign(
     anisotropy and homogeneity per member; Hessian <-> SeFa <-> GANSpace, model <-> model
     (where dimensions match) and method <-> method alignments for every pair. Members with
     nothing comparable yet (still queued, or only partial results) are named in the notes."""
-    from services.comparison import Selection, compare_loaded, load_selection
+    from services.comparisons import Selection, compare_loaded, load_selection
 
     record = store.get_campaign(campaign_id, owner)
     loaded, skipped = [], []

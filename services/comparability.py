@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.geometry.generators import canonical_space
 from services.job_spec import RANDOM_BACKBONE_SUFFIX
+from services.model_catalogue import canonical_space
 
 # Job statuses whose spectra are a complete run; the others are left out unless asked for.
 COMPLETE_STATUSES = ("succeeded",)

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     full_eigenvectors_max_dim: int = Field(default=2048, ge=1)
     default_top_k: int = Field(default=100, ge=1)
 
-    # Analyses of stored spectra (services/comparison.py). Homogeneity costs every ordered
+    # Analyses of stored spectra (services/comparisons/). Homogeneity costs every ordered
     # pair of positions; beyond this many pairs it runs over a seeded random sample of
     # positions (the most whose pairs fit: 250 000 pairs is 500 positions), said and recorded.
     homogeneity_max_pairs: int = Field(default=250_000, ge=2)

@@ -15,7 +15,7 @@ import pytest
 
 from api import cli
 from services import export
-from services.comparison import MixedSelectionError, Selection, compare, parse_selection
+from services.comparisons import MixedSelectionError, Selection, compare, parse_selection
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.store import InvalidDataError, Store
 

@@ -16,7 +16,7 @@ from api.errors import ApiProblem
 from api.params import UUID_PATTERN
 from api.routes.jobs import PROBLEM_RESPONSES
 from services import campaigns
-from services.comparison import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS
+from services.comparisons import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS
 from services.patterns import TEXT_PATTERN
 
 router = APIRouter(tags=["campaigns"])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from api.auth import ReadPrincipal
 from api.deps import get_settings, get_store
 from api.routes.jobs import PROBLEM_RESPONSES
-from services.comparison import CompareRequest, compare
+from services.comparisons import CompareRequest, compare
 
 router = APIRouter(tags=["compare"])
 

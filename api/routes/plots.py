@@ -19,7 +19,7 @@ from api.errors import ApiProblem
 from api.params import TEXT_PATTERN, id_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.routes.spectra import visible_spectrum
-from services.comparison import (
+from services.comparisons import (
     MAX_SELECTIONS,
     Comparison,
     compare,

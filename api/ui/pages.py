@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from api.params import TEXT_PATTERN
 from api.ui import figures
 from api.ui.session import CsrfChecked, UiUser, UserDep, sign_in, sign_out
-from services import comparison, submission
+from services import comparisons as comparison
+from services import submission
 from services.jsonable import jsonable
 from services.store import JOB_STATUSES, TERMINAL_STATUSES, InvalidDataError, NotFoundError
 

@@ -9,7 +9,7 @@ DB="sqlite:///$WORK/zoo.db"
 SPECTRA="python -m api.cli"
 [ -f "$WORK/sg2.pt" ] || python - "$WORK/sg2.pt" <<'PY'
 import sys
-from services.geometry.stylegan2 import write_random_checkpoint
+from tests.support.checkpoints import write_random_checkpoint
 write_random_checkpoint(sys.argv[1], size=32, style_dim=64, n_mlp=4,
                         channels={4: 32, 8: 32, 16: 16, 32: 16}, seed=0, exercise_zeros=False)
 PY

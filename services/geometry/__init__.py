@@ -19,14 +19,6 @@ from .errors import (
     UnknownModelError,
 )
 from .ganspace import ganspace
-from .generators import (
-    MODEL_SCHEMES,
-    Generator,
-    ModelInfo,
-    list_models,
-    list_schemes,
-    load_generator,
-)
 from .homogeneity_sample import (
     PositionSample,
     homogeneity_of_sample,
@@ -35,6 +27,14 @@ from .homogeneity_sample import (
 )
 from .linalg import SpectrumResult, spectrum_from_metric, summary_of
 from .methods import METHODS, compute_metric, compute_spectrum, metric_columns
+from .models import (
+    MODEL_SCHEMES,
+    Generator,
+    ModelInfo,
+    list_models,
+    list_schemes,
+    load_generator,
+)
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
 from .statistics import (

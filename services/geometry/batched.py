@@ -25,9 +25,9 @@ from torch.func import jvp, vmap
 from .distances import Distance
 from .errors import GeometryError, NonFiniteOutputError
 from .forward_mode import skip_constant_weight_tangents
-from .generators import Generator
 from .linalg import SpectrumResult, check_top_k, spectrum_from_metric, summary_of
 from .methods import DEFAULT_BATCH, DTYPES, _check_dtype, _cudnn_without_tf32, _positive_int
+from .models.generator import Generator
 
 
 def jacobian_spectra(

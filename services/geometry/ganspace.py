@@ -23,7 +23,7 @@ import torch
 
 from .errors import InvalidOptionError
 from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
-from .loaded_generator import Generator
+from .models.generator import Generator
 
 DEFAULT_SAMPLES = 10_000
 MAX_FEATURE_VALUES = 50_000_000  # N x F float64 activations held at once (400 MB)

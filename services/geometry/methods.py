@@ -57,7 +57,7 @@ from .linalg import (
     spectrum_from_metric,
     symmetrised,
 )
-from .loaded_generator import Generator
+from .models.generator import Generator
 from .registry import CORE_OPTIONS, HESSIAN_METHODS
 
 METHODS = HESSIAN_METHODS

@@ -30,7 +30,7 @@ import torch
 
 from .distances import Distance
 from .errors import InvalidLatentError, InvalidOptionError, NonFiniteOutputError
-from .loaded_generator import Generator
+from .models.generator import Generator
 
 OPTIMISERS = ("adam", "adam-eigenbasis", "adam-topk", "cma", "cma-topk")
 BASIS_OPTIMISERS = frozenset({"adam-eigenbasis", "adam-topk", "cma-topk"})

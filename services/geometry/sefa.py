@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import InvalidOptionError
 from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
-from .loaded_generator import Generator
+from .models.generator import Generator
 
 
 def sefa(

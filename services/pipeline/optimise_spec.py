@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 from services.config import Settings, get_settings
 from services.geometry import Generator, GeometryError, InvalidOptionError, average_metric
-from services.geometry.generators import canonical_space
 from services.geometry.optimise import (
     BASIS_OPTIMISERS,
     GRADIENT_FREE,
@@ -26,6 +25,7 @@ from services.geometry.optimise import (
     check_settings,
 )
 from services.jsonable import jsonable
+from services.model_catalogue import canonical_space
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.spec import (
     DISTANCE_OPTIONS,

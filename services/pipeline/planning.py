@@ -9,33 +9,21 @@ from __future__ import annotations
 
 import math
 
+from services.pipeline.estimate import coarse_seconds_per_code
 from services.store import ChunkPlan
 
-# Seconds per code measured on a 2-core CPU for dcgan-faces (d = 100) with squared error
-# (DESIGN.md §5 and bench/bench_pipeline.py); other dimensions scale as d² (d products of
-# a cost that itself grows with the model), a GPU is taken as ~20x faster.
-_SECONDS_PER_CODE_AT_D100 = {"jacobian": 0.25, "hvp": 0.3, "lanczos": 0.5, "fd": 0.5, "bp": 1.1}
-_GPU_SPEEDUP = 20.0
-# A chunk of about this much compute: a minute of work lost at most when a worker dies, and
-# the queue overhead (tens of milliseconds) stays well under 1 %.
+# A chunk of about this much compute: little work lost when a worker dies, and the queue's
+# per-chunk overhead stays a small share of it (bench/bench_pipeline.py).
 _TARGET_CHUNK_SECONDS = 20.0
 _MAX_CHUNK_SIZE = 64
 # Keep at least this many chunks when the job has codes enough, so several workers share it.
 _MIN_CHUNKS_FOR_PARALLELISM = 4
 
 
-def estimated_seconds_per_code(method: str, latent_dim: int, device: str) -> float:
-    """A rough cost model, used only to choose a chunk size."""
-    per_code = _SECONDS_PER_CODE_AT_D100.get(method, 1.0) * (latent_dim / 100.0) ** 2
-    return per_code / _GPU_SPEEDUP if device.startswith("cuda") else per_code
-
-
 def choose_chunk_size(n_latents: int, method: str, latent_dim: int, device: str) -> int:
     """Codes per chunk when the spec does not say: ~20 s of work, but never so many that a
     job of a few dozen codes lands on one worker."""
-    by_cost = math.ceil(
-        _TARGET_CHUNK_SECONDS / estimated_seconds_per_code(method, latent_dim, device)
-    )
+    by_cost = math.ceil(_TARGET_CHUNK_SECONDS / coarse_seconds_per_code(method, latent_dim, device))
     by_parallelism = math.ceil(n_latents / _MIN_CHUNKS_FOR_PARALLELISM)
     return max(1, min(by_cost, by_parallelism, _MAX_CHUNK_SIZE))
 

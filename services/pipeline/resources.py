@@ -1,17 +1,19 @@
-"""What a worker measures about itself while it computes: peak memory per code.
+"""What a worker measures about itself: peak memory per code, its budget, its threads.
 
 On Linux the kernel keeps a process's peak resident set (VmHWM) and resets it to the current
 resident set when "5" is written to /proc/self/clear_refs, so each code's peak is measured on
 its own. Before the window opens, glibc is asked to return the heap it keeps free
 (malloc_trim): otherwise what an earlier, larger chunk freed stays resident and becomes the
-floor of every later code's peak. On CUDA, torch's allocator keeps the device's peak. The plan's estimate is recorded
-beside these figures (services/pipeline/estimate.py).
+floor of every later code's peak. On CUDA, torch's allocator keeps the device's peak. The
+plan's estimate is recorded beside these figures (services/pipeline/estimate.py). Also the
+machine's facts a plan needs: a worker's memory budget and its compute threads.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +24,10 @@ from typing import Any
 
 import torch
 
+from services.pipeline.estimate import GIB
+
+# Share of a device's memory a worker may plan for when SPECTRA_WORKER_MEMORY_GB is unset.
+DEFAULT_MEMORY_SHARE = 0.8
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -80,6 +86,43 @@ def set_compute_threads(threads: int | None) -> None:
     """torch's intra-op thread count for this process (None: left at torch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def compute_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` (None: left alone) for the block."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(before)
+
+
+def worker_budget_bytes(memory_gb: float | None, device: str) -> int:
+    """The memory a worker may use: the setting, else most of the device's memory."""
+    if memory_gb is not None:
+        return int(memory_gb * GIB)
+    torch_device = torch.device(device)
+    if torch_device.type == "cuda" and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(torch_device).total_memory
+    else:
+        total = _physical_memory_bytes()
+    return int(total * DEFAULT_MEMORY_SHARE)
+
+
+def _physical_memory_bytes() -> int:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:  # a container's limit, where it is lower
+        with open("/sys/fs/cgroup/memory.max") as limit:
+            text = limit.read().strip()
+        if text.isdigit():
+            total = min(total, int(text))
+    except OSError:
+        pass
+    return int(total)
 
 
 def release_free_heap() -> bool:

@@ -20,7 +20,6 @@ from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
     DEVICE_PATTERN,
-    DIRECTION_METHODS,
     DISTANCE_OPTIONS,
     DISTANCES,
     LAYER_DISTANCE_PREFIX,
@@ -40,15 +39,17 @@ from services.job_spec import (
     spec_hash,
 )
 from services.jsonable import jsonable
+from services.method_registry import DIRECTION_METHODS
 from services.pipeline import estimate as planner
+from services.pipeline import probe as probing
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import (
     choose_chunk_size,
-    estimated_seconds_per_code,
     plan_column_blocks,
     plan_latent_chunks,
     plan_sefa,
 )
+from services.pipeline.resources import worker_budget_bytes
 from services.store import ChunkPlan, LatentSetRecord, Store
 
 # --------------------------------------------------------------------------------------------
@@ -78,9 +79,13 @@ class ResolvedSpec:
 
 
 def resolve_spec(
-    store: Store, spec: JobSpec, owner: str, *, settings: Settings | None = None,
+    store: Store,
+    spec: JobSpec,
+    owner: str,
+    *,
+    settings: Settings | None = None,
     dry_run: bool = False,
-) -> ResolvedSpec:  # fmt: skip
+) -> ResolvedSpec:
     """Check `spec` against its generator and the limits, plan its chunks and its costs (a
     job that fits no worker is refused), store its codes as a latent set (deduplicated, so
     identical specs share codes) and hash it. `dry_run`: plan only, write nothing.
@@ -95,9 +100,10 @@ def resolve_spec(
     d = generator.latent_dim
     if d > settings.max_latent_dim:
         raise SpecError(
-            "model", f"latent dimension {d} exceeds the limit {settings.max_latent_dim} "
+            "model",
+            f"latent dimension {d} exceeds the limit {settings.max_latent_dim} "
             "(SPECTRA_MAX_LATENT_DIM)",
-        )  # fmt: skip
+        )
     _check_top_k(spec, d)
     top_k, top_k_rule = _kept_eigenvectors(spec, d, settings)
 
@@ -126,9 +132,10 @@ def resolve_spec(
     elif spec.block_columns is not None:
         if spec.block_columns >= d:
             raise SpecError(
-                "block_columns", f"must be smaller than the latent dimension {d}; leave it "
+                "block_columns",
+                f"must be smaller than the latent dimension {d}; leave it "
                 "out to compute each Hessian in one piece",
-            )  # fmt: skip
+            )
         chunks = plan_column_blocks(n_latents, d, spec.block_columns)
     else:
         chunk_size = spec.chunk_size or choose_chunk_size(n_latents, spec.method, d, device)
@@ -144,11 +151,13 @@ def resolve_spec(
         assert isinstance(spec.latents, SampledLatents | ExplicitLatents)
         sampled = isinstance(spec.latents, SampledLatents)
         stored_set = store.create_latent_set(
-            owner, codes, source="sampled" if sampled else "uploaded",
+            owner,
+            codes,
+            source="sampled" if sampled else "uploaded",
             model=spec.model if sampled else None,
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec, generator) if sampled else None,
-        )  # fmt: skip
+        )
     facts = jsonable(dict(generator.facts))
     resolved: dict[str, Any] = {
         "model": spec.model,
@@ -219,20 +228,31 @@ def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int |
 
 
 def _plan_costs(
-    spec: JobSpec, generator: Generator, settings: Settings, device: str, top_k: int | None,
-    n_latents: int, n_chunks: int, *, probe_always: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+    spec: JobSpec,
+    generator: Generator,
+    settings: Settings,
+    device: str,
+    top_k: int | None,
+    n_latents: int,
+    n_chunks: int,
+    *,
+    probe_always: bool = False,
+) -> dict[str, Any]:
     """The planner's estimate for this spec; refuses (SpecError) a job that fits no worker.
     Latents below SPECTRA_PLAN_PROBE_MIN_DIM are planned from counts unless `probe_always`
     (a dry run, which is asked for its figures)."""
     d = generator.latent_dim
-    budget = planner.worker_budget_bytes(settings.worker_memory_gb, device)
+    budget = worker_budget_bytes(settings.worker_memory_gb, device)
     if spec.method == "sefa":
         return {"route": "sefa", "worker_budget_bytes": budget, "probed": False}
     request = planner.Request(
-        method=spec.method, dtype=spec.dtype, top_k=top_k, batch=spec.batch,
-        block_columns=spec.block_columns, vector_dtype=spec.dtype,
-    )  # fmt: skip
+        method=spec.method,
+        dtype=spec.dtype,
+        top_k=top_k,
+        batch=spec.batch,
+        block_columns=spec.block_columns,
+        vector_dtype=spec.dtype,
+    )
     probe_dtype = "float64" if spec.method == "lanczos" else spec.dtype
     options = tuple(sorted(spec.distance_options().items()))
     key = (spec.model, spec.space, spec.psi, spec.distance, options, settings.device, probe_dtype)
@@ -240,22 +260,33 @@ def _plan_costs(
     def probe() -> planner.Probe:
         distance = cached_distance(spec.distance, settings.device, spec.dtype, **dict(options))
         try:
-            return planner.cached_probe(
-                key, generator, distance, probe_dtype, threads=settings.worker_threads,
+            return probing.cached_probe(
+                key,
+                generator,
+                distance,
+                probe_dtype,
+                threads=settings.worker_threads,
                 budget=budget,
             )
         except GeometryError as error:
             raise SpecError("model", f"the planner's probe failed: {error}") from error
 
     estimate, advice = planner.plan_job(
-        probe if probe_always or d >= settings.plan_probe_min_dim else None, request,
-        latent_dim=d, n_latents=n_latents, chunks=n_chunks, device=device, budget=budget,
-        coarse_seconds=estimated_seconds_per_code(spec.method, d, device),
-    )  # fmt: skip
+        probe if probe_always or d >= settings.plan_probe_min_dim else None,
+        request,
+        latent_dim=d,
+        n_latents=n_latents,
+        chunks=n_chunks,
+        device=device,
+        budget=budget,
+        coarse_seconds=planner.coarse_seconds_per_code(spec.method, d, device),
+    )
     if not estimate.fits:
         field = advice[0].split("=")[0].split(" ")[-1] if advice else "method"
-        raise SpecError(field if field in JobSpec.model_fields else "method",
-                        planner.refusal_message(estimate, advice))  # fmt: skip
+        raise SpecError(
+            field if field in JobSpec.model_fields else "method",
+            planner.refusal_message(estimate, advice),
+        )
     return estimate.as_dict()
 
 
@@ -300,8 +331,11 @@ def _origin_name(spec: JobSpec, generator: Generator) -> str | None:
     assert isinstance(spec.latents, SampledLatents)
     seed = spec.latents.seed
     if generator.space in ("noise", "class"):
-        other = (f"class {generator.facts['fixed_class']}'s embedding" if generator.space == "noise"
-                 else "the noise")  # fmt: skip
+        other = (
+            f"class {generator.facts['fixed_class']}'s embedding"
+            if generator.space == "noise"
+            else "the noise"
+        )
         return (
             f"BigGAN {generator.space} codes from numpy seed {seed}, joined with {other} of the "
             f"seed-{generator.facts['fixed_half_seed']} code (facts fixed_*)"
@@ -318,17 +352,19 @@ def _origin_name(spec: JobSpec, generator: Generator) -> str | None:
 def _check_top_k(spec: JobSpec, d: int) -> None:
     if spec.top_k is not None and spec.top_k >= d:
         raise SpecError(
-            "top_k", f"top_k={spec.top_k} must be smaller than the latent dimension {d}; "
+            "top_k",
+            f"top_k={spec.top_k} must be smaller than the latent dimension {d}; "
             f"leave it out (null) to keep all {d} eigenpairs",
-        )  # fmt: skip
+        )
 
 
 def _check_count(count: int, settings: Settings) -> None:
     if count > settings.max_latents_per_job:
         raise SpecError(
-            "latents", f"{count} codes exceed the limit of {settings.max_latents_per_job} per "
+            "latents",
+            f"{count} codes exceed the limit of {settings.max_latents_per_job} per "
             "job (SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
-        )  # fmt: skip
+        )
 
 
 def _check_dimension(given: int, expected: int, model: str) -> None:
@@ -343,6 +379,7 @@ def _count(codes: np.ndarray | None, stored_set: LatentSetRecord | None) -> int:
         return int(codes.shape[0])
     assert stored_set is not None
     return stored_set.n
+
 
 __all__ = [
     "DEVICE_PATTERN",

@@ -17,9 +17,9 @@ from sqlalchemy import text
 from api.app import create_app
 from services.dispatch import InProcessDispatcher
 from services.geometry import load_generator
-from services.geometry.stylegan2 import write_random_checkpoint
 from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
+from tests.support.checkpoints import write_random_checkpoint
 
 SIZE = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
 TABLES = ("jobs", "chunks", "target_sets", "optimisation_results", "latent_sets")

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from services.dispatch import InProcessDispatcher
-from services.geometry.stylegan2 import random_state_dict, write_random_checkpoint
 from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
+from tests.support.checkpoints import random_state_dict, write_random_checkpoint
 
 SIZE = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
 

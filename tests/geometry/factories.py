@@ -38,10 +38,10 @@ def linear() -> tuple[nn.Module, int]:
 def tiny_dcgan() -> tuple[nn.Module, int]:
     """A random-initialised DCGAN of the tutorial layout (nz=8, ngf=4), through the same
     class the dcgan-faces loader uses (BatchNorm folded)."""
-    from services.geometry.generators import DCGAN, _tutorial_dcgan
+    from services.geometry.models.dcgan import DCGAN, tutorial_dcgan
 
     generator = torch.Generator().manual_seed(7)
-    reference = _tutorial_dcgan(8, 4, 3)
+    reference = tutorial_dcgan(8, 4, 3)
     state = {}
     for key, value in reference.state_dict().items():
         if key.endswith("num_batches_tracked"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from services.geometry import UnknownModelError, compute_spectrum, load_generator
-from services.geometry.controls import dcgan_is_learned, shuffle_state
-from services.geometry.generators import DCGAN, dcgan_faces_weights_path
-from services.geometry.stylegan2 import write_random_checkpoint
+from services.geometry.models.controls import shuffle_state
+from services.geometry.models.dcgan import DCGAN, dcgan_faces_weights_path, dcgan_is_learned
+from tests.support.checkpoints import write_random_checkpoint
 
 from .conftest import FACTORIES
 

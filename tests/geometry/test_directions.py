@@ -25,7 +25,7 @@ STYLE_DIM = 4
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from services.geometry.stylegan2 import write_random_checkpoint
+    from tests.support.checkpoints import write_random_checkpoint
 
     path = tmp_path_factory.mktemp("sg2") / "g.pt"
     return write_random_checkpoint(

@@ -27,7 +27,8 @@ from services.geometry import (
     load_generator,
     sefa,
 )
-from services.geometry.generators import _tutorial_dcgan, dcgan_faces_weights_path, file_sha256
+from services.geometry.models.dcgan import dcgan_faces_weights_path, tutorial_dcgan
+from services.geometry.models.generator import file_sha256
 
 from .conftest import python_generator
 
@@ -54,7 +55,7 @@ def test_dcgan_faces_loads_the_packaged_weights(dcgan) -> None:
 
 def test_folded_dcgan_equals_the_tutorial_network_in_eval_mode(dcgan) -> None:
     checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
-    reference = _tutorial_dcgan(100, 64, 3)
+    reference = tutorial_dcgan(100, 64, 3)
     reference.load_state_dict({k.removeprefix("main."): v for k, v in checkpoint.items()})
     reference.eval()
     codes = torch.as_tensor(dcgan.sample(3, seed=4), dtype=torch.float32)
@@ -78,7 +79,7 @@ def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan)
     from services.geometry import Generator
 
     checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
-    reference = _tutorial_dcgan(100, 64, 3)
+    reference = tutorial_dcgan(100, 64, 3)
     reference.load_state_dict({k.removeprefix("main."): v for k, v in checkpoint.items()})
     reference = reference.double().eval()
     double = dcgan.to("cpu", torch.float64)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from services.geometry import InvalidLatentError, InvalidOptionError, load_distance
-from services.geometry.generators import Generator
+from services.geometry.models.generator import Generator
 from services.geometry.optimise import (
     OptimiserSettings,
     bootstrap_median,

@@ -27,7 +27,7 @@ def test_sefa_on_a_linear_generator_equals_the_hessian_eigenvectors(linear) -> N
 def test_sefa_dcgan_uses_the_unfolded_first_layer(dcgan) -> None:
     import torch
 
-    from services.geometry.generators import dcgan_faces_weights_path
+    from services.geometry.models.dcgan import dcgan_faces_weights_path
 
     weight = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"][
         "main.0.weight"

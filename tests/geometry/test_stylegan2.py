@@ -26,11 +26,8 @@ from services.geometry import (
     load_distance,
     load_generator,
 )
-from services.geometry.stylegan2 import (
-    StyleGAN2Architecture,
-    random_state_dict,
-    write_random_checkpoint,
-)
+from services.geometry.models.stylegan2 import StyleGAN2Architecture
+from tests.support.checkpoints import random_state_dict, write_random_checkpoint
 
 TINY = {"size": 8, "style_dim": 4, "n_mlp": 2, "channels": {4: 4, 8: 3}}
 

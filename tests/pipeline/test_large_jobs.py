@@ -19,11 +19,11 @@ import pytest
 from celery import Celery
 
 from services.config import Settings
-from services.geometry.stylegan2 import write_random_checkpoint
 from services.pipeline import JobSpec, submit_job
 from services.pipeline.jobs import plan_and_measurement
 from services.store import JobRecord, Store
 from tests.pipeline.conftest import Cluster, PrivateRedis, wait_for
+from tests.support.checkpoints import write_random_checkpoint
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
 BUDGET_GB = 1.5

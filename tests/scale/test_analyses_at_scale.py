@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pytest
 
-from services import comparison, geometry
-from services.comparison import Selection, compare
+from services import comparisons as comparison
+from services import geometry
+from services.comparisons import Selection, compare
 from services.config import Settings
 from services.store import Store
 from tests.scale import synthetic_spectra as synthetic

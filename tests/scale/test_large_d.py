@@ -10,6 +10,7 @@ import pytest
 
 from services.geometry import compute_spectrum, load_distance, load_generator, metric_columns
 from services.pipeline import estimate as planner
+from services.pipeline import probe as probing
 from tests.scale.wide_generators import WIDE_DIM, exact_metric_columns, exact_top
 
 WIDE = f"python:{Path(__file__).with_name('wide_generators.py')}:linear_wide"
@@ -41,11 +42,11 @@ def test_a_column_block_stays_within_its_planned_memory(wide, mse) -> None:
     """The planner bounds a block's working memory by (tangent batch, block width), not d·F
     rows: measured torch allocations of one block stay under the estimate's block terms."""
     code = wide.sample(1, 4)[0]
-    probe = planner.probe(wide, mse, "float64")
+    probe = probing.probe(wide, mse, "float64")
     request = planner.Request("jacobian", "float64", None, 64, 512, "float64")
     estimate = planner.estimate_code(probe, request, "cpu", 64)
     block_budget = estimate.tangent_batch_bytes + 64 * probe.features * 8 + WIDE_DIM * 512 * 16
-    peak, _ = planner._measure(lambda: metric_columns(wide, mse, code, 0, 512, dtype="float64", batch=64),
+    peak, _ = probing._measure(lambda: metric_columns(wide, mse, code, 0, 512, dtype="float64", batch=64),
                                probe_device := wide.device)  # fmt: skip
     assert probe_device.type == "cpu"
     assert peak <= 1.3 * block_budget, (peak, block_budget)
@@ -65,21 +66,23 @@ def test_lanczos_top_20_at_d_4096_matches_the_exact_spectrum(wide, mse) -> None:
     assert result.diagnostics["converged"] is True
 
 
-def test_the_probe_keeps_its_own_batches_within_a_share_of_the_budget(wide, mse, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_probe_keeps_its_own_batches_within_a_share_of_the_budget(
+    wide, mse, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """A model whose 128-tangent batch is large is probed at smaller batches when the budget
     is small: the planning process never holds more than its share for the probe."""
     seen: list[int] = []
-    measure = planner._measure
+    measure = probing._measure
 
     def recording(run, device):  # type: ignore[no-untyped-def]
         peak, seconds = measure(run, device)
         seen.append(peak)
         return peak, seconds
 
-    monkeypatch.setattr(planner, "_measure", recording)
-    planner.probe(wide, mse, "float64")
+    monkeypatch.setattr(probing, "_measure", recording)
+    probing.probe(wide, mse, "float64")
     unbounded = max(seen)
     seen.clear()
-    budget = int(unbounded / planner.PROBE_BUDGET_SHARE / 4)  # the big batch is 4x its share
-    planner.probe(wide, mse, "float64", budget=budget)
-    assert max(seen) <= 1.5 * budget * planner.PROBE_BUDGET_SHARE, (max(seen), budget, unbounded)
+    budget = int(unbounded / probing.PROBE_BUDGET_SHARE / 4)  # the big batch is 4x its share
+    probing.probe(wide, mse, "float64", budget=budget)
+    assert max(seen) <= 1.5 * budget * probing.PROBE_BUDGET_SHARE, (max(seen), budget, unbounded)

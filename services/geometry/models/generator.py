@@ -1,14 +1,13 @@
 """The Generator: a loaded, frozen, eval-mode model and what every family shares (sampling,
-code checks, device and dtype copies, layer cuts). The loaders of each family build one:
-``generators.py`` (the registry and the built-in families), ``stylegan2.py``, ``nvidia.py``,
-``controls.py``. Kept apart from the loaders so that they can import it without importing
-each other."""
+code checks, device and dtype copies, layer cuts, weight hashes). Each family's module builds
+one; ``registry.py`` picks the family. Kept apart from the loaders so that they can import it
+without importing each other."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import (
+from ..errors import (
     InvalidGeneratorError,
     InvalidLatentError,
     InvalidOptionError,
     NonFiniteOutputError,
 )
+from .capabilities import Refoldable
 
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
 
@@ -63,7 +63,7 @@ class Generator:
 
     @property
     def device(self) -> torch.device:
-        return _module_device(self.module)
+        return module_device(self.module)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -101,16 +101,15 @@ class Generator:
         if _same_device(self.device, device) and self.dtype == dtype:
             return self
         facts = self.facts
-        refold = getattr(self.module, "folded_in", None)  # DCGAN: BatchNorm folded at load
-        if refold is not None and self.dtype != dtype:
-            # Casting folded float32 weights would keep their float32 rounding (4e-8 to 2e-7
-            # off a float64 reference): fold again from the checkpoint, in the new dtype.
-            module: nn.Module = refold(dtype).to(device=device)
+        if isinstance(self.module, Refoldable) and self.dtype != dtype:
+            # Casting folded float32 weights would keep their float32 rounding: fold again
+            # from the checkpoint, in the new dtype.
+            module: nn.Module = self.module.folded_in(dtype).to(device=device)
             facts = {**self.facts, "batchnorm_folded_in": str(dtype).removeprefix("torch.")}
         else:
             module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
         if self.channels_last and device.type == "cpu":
-            _to_channels_last(module)
+            to_channels_last(module)
         return Generator(
             name=self.name,
             family=self.family,
@@ -150,7 +149,7 @@ class Generator:
         """Render validated codes (n, d) as images; raises NonFiniteOutputError on NaN/inf."""
         codes = self.validate_codes(codes)
         batch = torch.as_tensor(np.atleast_2d(codes), dtype=self.dtype, device=self.device)
-        out = self.module(batch)
+        out: torch.Tensor = self.module(batch)
         if not torch.isfinite(out).all():
             raise NonFiniteOutputError(f"{self.name} produced NaN/inf images for these codes")
         return out
@@ -179,20 +178,20 @@ def validate_codes(codes: Any, latent_dim: int, model: str) -> np.ndarray:
     return array
 
 
-def _module_device(module: nn.Module) -> torch.device:
-    for tensor in _tensors(module):
+def module_device(module: nn.Module) -> torch.device:
+    for tensor in module_tensors(module):
         return tensor.device
     return torch.device("cpu")
 
 
 def _module_dtype(module: nn.Module) -> torch.dtype:
-    for tensor in _tensors(module):
+    for tensor in module_tensors(module):
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
 
 
-def _tensors(module: nn.Module) -> Any:
+def module_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
     yield from module.parameters()
     yield from module.buffers()
 
@@ -209,9 +208,27 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return bool(index_a == index_b)
 
 
-def _to_channels_last(module: nn.Module) -> None:
+def to_channels_last(module: nn.Module) -> None:
     # Module.to takes memory_format (4-D tensors only); torch's type stubs leave it out.
     module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode, no gradients for the weights (methods differentiate with respect to codes)."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:

@@ -11,7 +11,7 @@ The contract used, and nothing more: ``G.z_dim``, ``G.w_dim``, ``G.num_ws``, ``G
 for an unconditional model), ``G.mapping(z, c)`` -> ws (B, num_ws, w_dim),
 ``G.mapping.w_avg`` (w_dim,), ``G.synthesis(ws, noise_mode="const")`` -> images. Noise is
 NVIDIA's "const" mode (the pickle's own fixed noise buffers). Truncation ψ toward w_avg is
-applied here, to every layer. Spaces are as for rosinality checkpoints (stylegan2.py). SeFa
+applied here, to every layer. Spaces are as for rosinality checkpoints (stylegan2/). SeFa
 reads the synthesis layers' style affines: every submodule named ``*.affine`` with a
 ``weight`` of shape (in, w_dim), scaled by its ``weight_gain`` when it has one.
 
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InvalidGeneratorError, InvalidOptionError, MissingWeightsError
-from .loaded_generator import Generator, file_sha256
+from ..errors import InvalidGeneratorError, InvalidOptionError, MissingWeightsError
+from .generator import Generator, file_sha256, freeze
 from .stylegan2 import SPACES, check_space
 
 CONTRACT = ("z_dim", "w_dim", "num_ws", "mapping", "synthesis")
@@ -109,16 +109,20 @@ class NvidiaStyleGAN(nn.Module):
 
     def map(self, z: torch.Tensor) -> torch.Tensor:
         """(B, w_dim): the mapping's first layer slot (every slot is the same w)."""
-        return self.mapping(z, None)[:, 0]
+        ws: torch.Tensor = self.mapping(z, None)
+        return ws[:, 0]
 
     def styles(self, codes: torch.Tensor) -> torch.Tensor:
         if self.space == "w+":
-            return self.w(codes.reshape(codes.shape[0], self.num_ws, self.w_dim))
+            slots: torch.Tensor = self.w(codes.reshape(codes.shape[0], self.num_ws, self.w_dim))
+            return slots
         w = self.truncate(self.map(codes)) if self.space == "z" else codes
-        return self.w(w)[:, None, :].expand(-1, self.num_ws, -1)
+        styles: torch.Tensor = self.w(w)
+        return styles[:, None, :].expand(-1, self.num_ws, -1)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.styles(codes), noise_mode="const")
+        images: torch.Tensor = self.synthesis(self.styles(codes), noise_mode="const")
+        return images
 
     def layer_names(self) -> list[str]:
         inner = [
@@ -175,9 +179,7 @@ def load_nvidia(
         raise MissingWeightsError(f"{name}: no network pickle at {str(path)!r}")
     network = read_pickle(name, path, code_dir)
     module = NvidiaStyleGAN(network, space=space, psi=psi).to(torch.float32)
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
+    freeze(module)
     mapping64 = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
 
     def sample(n: int, rng: np.random.Generator) -> np.ndarray:

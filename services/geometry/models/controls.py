@@ -17,7 +17,8 @@ seed that makes it reproducible:
     rosinality's init, keeping the checkpoint's noise maps), else each submodule's torch
     `reset_parameters()` under the seed.
 
-Both are recorded in the generator's facts (kind, seed, base) and its weights hash is that of
+A family's own recipe lives with the family (``dcgan.py``, ``stylegan2/controls.py``); the
+generic ones are here. Both are recorded in the generator's facts (kind, seed, base) and its weights hash is that of
 the transformed weights, so "trained vs control" is one comparison of two model names.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidOptionError, UnknownModelError
+from ..errors import InvalidOptionError, UnknownModelError
 
 CONTROL_KINDS = ("shuffled", "random-init")
 StateDict = dict[str, torch.Tensor]
@@ -113,30 +114,3 @@ def reinit_module(module: nn.Module, seed: int, name: str) -> int:
         for submodule in resettable:
             submodule.reset_parameters()  # type: ignore[operator]
     return len(resettable)
-
-
-# --------------------------------------------------------------------------- DCGAN
-
-
-def dcgan_is_learned(key: str) -> bool:
-    return not key.endswith(("running_mean", "running_var", "num_batches_tracked"))
-
-
-def dcgan_random_init(state: StateDict, seed: int) -> StateDict:
-    """The PyTorch DCGAN tutorial's `weights_init`: convolutions N(0, 0.02), BatchNorm scales
-    N(1, 0.02) and shifts 0; a fresh BatchNorm's statistics (mean 0, variance 1)."""
-    generator = _seeded(seed)
-    out: StateDict = {}
-    for key in sorted(state):
-        tensor = state[key]
-        if key.endswith("running_mean") or key.endswith("bias"):
-            out[key] = torch.zeros_like(tensor)
-        elif key.endswith("running_var"):
-            out[key] = torch.ones_like(tensor)
-        elif key.endswith("num_batches_tracked"):
-            out[key] = torch.zeros_like(tensor)
-        elif tensor.ndim == 4:  # a (transposed) convolution
-            out[key] = torch.randn(tensor.shape, generator=generator) * 0.02
-        else:  # BatchNorm scale
-            out[key] = 1 + torch.randn(tensor.shape, generator=generator) * 0.02
-    return out

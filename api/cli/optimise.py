@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +18,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from api.cli.connect import open_store
+from api.cli.errors import LOCAL_OWNER
+from api.cli.options import database_option
+from api.cli.registry import Commands
+from api.cli.spec_options import unwrap_optional
 from services.pipeline.optimise_spec import OptimiseSpec
 
-Command = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 OpenStore = Callable[[str | None], Any]
 SPECIAL_FIELDS = ("kind", "targets", "basis")
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -31,35 +34,39 @@ class OptimiseCliError(ValueError):
     """A user error on these commands: `spectra` prints it on one line and exits 2."""
 
 
-def add_commands(
-    command: Command, database_option: Callable[[argparse.ArgumentParser], None],
-    open_store: OpenStore, owner: str,
-) -> None:  # fmt: skip
-    """Add the two commands to the `spectra` parser; `open_store(url)` opens (and migrates)
-    the embedded store, `owner` is who embedded commands act as."""
+def register(commands: Commands) -> None:
+    """Add the two commands to the `spectra` parser (embedded store, owner `local`)."""
 
     def optimise(args: argparse.Namespace) -> int:
-        return cmd_optimise(args, open_store(args.database), owner)
+        return cmd_optimise(args, open_store(args.database), LOCAL_OWNER)
 
     def optimisation_report(args: argparse.Namespace) -> int:
         return cmd_report(args, open_store)
 
-    run = command("optimise", optimise, "invert target images with an optimiser that may "
-                  "use a stored eigenbasis (embedded); prints the job id last")  # fmt: skip
+    run = commands.add(
+        "optimise",
+        optimise,
+        "invert target images with an optimiser that may "
+        "use a stored eigenbasis (embedded); prints the job id last",
+    )
     group = run.add_argument_group("optimisation spec (the fields of the HTTP spec, one to one)")
     for name, info in OptimiseSpec.model_fields.items():
         if name in SPECIAL_FIELDS:
             continue
         kwargs: dict[str, Any] = {"default": None, "dest": name, "help": info.description or name}
-        annotation = _unwrap_optional(info.annotation)
+        annotation = unwrap_optional(info.annotation)
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(annotation) is typing.Literal:
             kwargs["choices"] = list(typing.get_args(annotation))
         group.add_argument("--" + name.replace("_", "-"), **kwargs)
     targets = run.add_argument_group("targets (exactly one)")
-    targets.add_argument("--targets", metavar="N | FILE.png|FILE.npy ...", nargs="+",
-                         help="N images generated from sampled codes, or image files")  # fmt: skip
+    targets.add_argument(
+        "--targets",
+        metavar="N | FILE.png|FILE.npy ...",
+        nargs="+",
+        help="N images generated from sampled codes, or image files",
+    )
     targets.add_argument("--target-seed", type=int, default=0, help="seed of the sampled codes")
     targets.add_argument("--target-set", metavar="ID", help="a stored target set")
     targets.add_argument("--latent-set", metavar="ID", help="images generated from a latent set")
@@ -69,27 +76,31 @@ def add_commands(
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     database_option(run)
 
-    rep = command("optimise-report", optimisation_report, "compare optimisation jobs: steps to a loss "
-                  "threshold and loss at equal budgets (medians, 95 %% bootstrap intervals)")  # fmt: skip
+    rep = commands.add(
+        "optimise-report",
+        optimisation_report,
+        "compare optimisation jobs: steps to a loss "
+        "threshold and loss at equal budgets (medians, 95 %% bootstrap intervals)",
+    )
     rep.add_argument("jobs", nargs="+", metavar="JOB_ID")
     rep.add_argument("--threshold", type=float, default=None, help="loss threshold")
     rep.add_argument("--step-budget", type=int, default=None, help="compare after this many steps")
-    rep.add_argument("--evaluation-budget", type=int, default=None,
-                     help="compare after this many distance evaluations per target")  # fmt: skip
+    rep.add_argument(
+        "--evaluation-budget",
+        type=int,
+        default=None,
+        help="compare after this many distance evaluations per target",
+    )
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    rep.add_argument("--plots", metavar="DIR", help="write convergence and montage figures into DIR")
-    rep.add_argument("--formats", default="png", help="figure formats, comma-separated: png,svg,pdf")
+    rep.add_argument(
+        "--plots", metavar="DIR", help="write convergence and montage figures into DIR"
+    )
+    rep.add_argument(
+        "--formats", default="png", help="figure formats, comma-separated: png,svg,pdf"
+    )
     rep.add_argument("--max-targets", type=int, default=8, help="targets in the montage")
     rep.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     database_option(rep)
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    """``X | None`` -> ``X``; anything else unchanged."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        return args[0]
-    return annotation
 
 
 def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray | None]:
@@ -103,7 +114,9 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
     }
     given = [flag for flag in ("targets", "target_set", "latent_set") if getattr(args, flag)]
     if len(given) != 1:
-        raise OptimiseCliError("give the targets exactly one way: --targets, --target-set or --latent-set")
+        raise OptimiseCliError(
+            "give the targets exactly one way: --targets, --target-set or --latent-set"
+        )
     images = None
     if args.target_set:
         fields["targets"] = {"target_set": args.target_set}
@@ -146,10 +159,13 @@ def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
 
     spec, images = spec_from_args(args)
     job, created = submit_optimisation(store, spec, owner, None, images=images)
-    print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} targets, "
-          f"{spec.optimiser})")  # fmt: skip
-    bar = tqdm(total=job.n_latents, file=sys.stderr, unit="target", desc=spec.optimiser,
-               disable=args.quiet)  # fmt: skip
+    print(
+        f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} targets, "
+        f"{spec.optimiser})"
+    )
+    bar = tqdm(
+        total=job.n_latents, file=sys.stderr, unit="target", desc=spec.optimiser, disable=args.quiet
+    )
 
     def progress(done: int, total: int) -> None:
         bar.total, bar.n = total, done
@@ -157,8 +173,10 @@ def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
 
     job = run_job_inprocess(store, job.id, progress)
     bar.close()
-    print(f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
-          + (f" ({job.error})" if job.error else ""))  # fmt: skip
+    print(
+        f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
+        + (f" ({job.error})" if job.error else "")
+    )
     if job.n_done:
         print(format_report(report(store, [job.id], None)))
     print(job.id)
@@ -176,12 +194,19 @@ def cmd_report(args: argparse.Namespace, open_store: OpenStore) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FIGURE_FORMATS))
     if unknown:
-        raise OptimiseCliError(f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}")
+        raise OptimiseCliError(
+            f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}"
+        )
     store = open_store(args.database)
     result = report(
-        store, args.jobs, None, threshold=args.threshold, step_budget=args.step_budget,
-        evaluation_budget=args.evaluation_budget, seed=args.seed,
-    )  # fmt: skip
+        store,
+        args.jobs,
+        None,
+        threshold=args.threshold,
+        step_budget=args.step_budget,
+        evaluation_budget=args.evaluation_budget,
+        seed=args.seed,
+    )
     print(format_report(result))
     if args.plots:
         out = Path(args.plots)
@@ -192,7 +217,11 @@ def cmd_report(args: argparse.Namespace, open_store: OpenStore) -> int:
                     store, args.jobs, None, x_axis="steps", threshold=result["threshold"], fmt=fmt
                 ),
                 f"convergence-evaluations.{fmt}": convergence_figure(
-                    store, args.jobs, None, x_axis="evaluations", threshold=result["threshold"],
+                    store,
+                    args.jobs,
+                    None,
+                    x_axis="evaluations",
+                    threshold=result["threshold"],
                     fmt=fmt,
                 ),
                 f"inversions.{fmt}": montage_figure(

@@ -15,15 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
+from .capabilities import NamedLayers
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def layer_names(module: nn.Module) -> list[str]:
-    curated: Any = getattr(module, "layer_names", None)
-    if callable(curated):
-        return list(curated())
+    if isinstance(module, NamedLayers):
+        return list(module.layer_names())
     if isinstance(module, torch.jit.ScriptModule):
         return []  # forward hooks do not run in TorchScript
     return [
