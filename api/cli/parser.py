@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from api.cli import campaign_compare, campaigns, compare, dual, embedded, launch, server_commands
+from api.cli import (
+    campaign_compare,
+    campaigns,
+    compare,
+    dual,
+    embedded,
+    launch,
+    resume,
+    server_commands,
+)
 from api.cli.registry import Commands
 
 
@@ -26,6 +35,7 @@ def build_parser(
     compare.register(commands)
     campaign_compare.register(campaigns.register(commands))
     server_commands.register(commands)
+    resume.register(commands)
     launch.register(commands)
     if optimise_options:
         # Their options come from OptimiseSpec, which loads the geometry core (torch).

@@ -20,6 +20,9 @@ from .prepared import Disconnected
 # (25006, a standby or default_transaction_read_only).
 _FULL_SQLSTATES = frozenset({"53100", "25006"})
 _FULL_PHRASES = ("no space left on device", "database or disk is full", "readonly database")
+# SQLite's extended codes that mean the same (SHMSIZE: the WAL index could not be extended,
+# which on a full filesystem is the first write to fail, reported as "disk I/O error").
+_FULL_SQLITE_CODES = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR_SHMSIZE")
 # SQLite reports these as OperationalError too, but they are the request's (or the
 # schema's) fault, not a server that cannot answer.
 _SQLITE_NOT_AVAILABILITY = ("no such table", "no such column", "syntax error")
@@ -47,6 +50,8 @@ def is_full(error: BaseException) -> bool:
     seen: BaseException | None = error
     while seen is not None:
         if getattr(seen, "sqlstate", None) in _FULL_SQLSTATES:
+            return True
+        if str(getattr(seen, "sqlite_errorname", "")).startswith(_FULL_SQLITE_CODES):
             return True
         if any(phrase in str(seen).lower() for phrase in _FULL_PHRASES):
             return True
