@@ -16,7 +16,7 @@ from services.config import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
-    from services.pipeline.store_wait import LeaseSettings
+    from services.pipeline.lease import LeaseSettings
     from services.store import Store
 
 log = logging.getLogger("api")
@@ -105,7 +105,7 @@ class InProcessDispatcher:
     def __init__(
         self, store: Store, device: str = "cpu", *, lease: LeaseSettings | None = None
     ) -> None:
-        from services.pipeline.store_wait import LeaseSettings
+        from services.pipeline.lease import LeaseSettings
 
         self.store = store
         # The edge that builds it passes LeaseSettings.of(settings); tests take the defaults.

@@ -18,7 +18,7 @@ from services import worker_devices
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import STORE_WAITS, run_chunk
 from services.pipeline.resources import set_compute_threads
-from services.pipeline.store_wait import LeaseSettings
+from services.pipeline.lease import LeaseSettings
 from services.store import Store
 from worker import metrics
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, SETTINGS, app

@@ -15,12 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -39,8 +36,8 @@ from services.geometry.registry import DIRECTION_METHODS
 from services.job_spec import stored_distance_name
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.lease import Heartbeat, LeaseSettings, StoreWait
 from services.pipeline.resources import PeakMemory, measure_peak
-from services.pipeline.store_wait import LeaseSettings, StoreWait
 from services.store import (
     TERMINAL_STATUSES,
     ChunkRecord,
@@ -60,70 +57,6 @@ SEFA_DISTANCE = "none"  # sefa and ganspace results have no image distance
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Heartbeat(AbstractContextManager["Heartbeat"]):
-    """Beats for a claimed chunk from a background thread while the chunk computes (a single
-    code can take minutes on a large model). `lost` turns true when the store says the lease
-    is no longer ours (the reaper gave the chunk to someone else): stop, write nothing more."""
-
-    def __init__(
-        self, store: Store, chunk_id: str, worker_id: str, interval_s: float, retry: StoreWait
-    ) -> None:
-        self._store, self._chunk_id, self._worker_id = store, chunk_id, worker_id
-        self._interval_s = interval_s
-        self.retry = retry  # every store call of the run goes through it: a wait, not a failure
-        self._stop = threading.Event()
-        self.lost = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chunk-heartbeat", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def still_ours(self) -> bool:
-        """Renew the lease now and say whether it is still ours: asked before every write,
-        so a worker that was cut off or frozen past the staleness limit (its chunk given to
-        another) stops before writing anything, instead of at its next beat."""
-        if self.lost.is_set():
-            return False
-        if not self.retry(self._store.heartbeat, self._chunk_id, self._worker_id):
-            self.lost.set()
-            return False
-        return True
-
-    def starting(self, latent_index: int) -> bool:
-        """Record (with the lease renewed) that this latent is being computed now: if the run
-        dies on it, the next run of the chunk knows which latent it died on, and a latent
-        that kills every run is recorded as that latent's failure (see claim_chunk)."""
-        if self.lost.is_set():
-            return False
-        if not self.retry(self._store.start_latent, self._chunk_id, self._worker_id, latent_index):
-            self.lost.set()
-            return False
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                if not self._store.heartbeat(self._chunk_id, self._worker_id):
-                    self.lost.set()
-                    return
-            except StoreUnavailable as error:  # beat again next interval; the lease waits too
-                log.warning("heartbeat for chunk %s failed (%s); retrying", self._chunk_id, error)
-            except Exception:
-                log.warning(
-                    "heartbeat for chunk %s failed; retrying", self._chunk_id, exc_info=True
-                )
 
 
 class _Stop(Exception):

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from services.pipeline.chunks import default_worker_id, run_chunk
-from services.pipeline.store_wait import LeaseSettings
+from services.pipeline.lease import LeaseSettings
 from services.store import TERMINAL_STATUSES, JobRecord, Store
 
 # progress(done, total): latents finished (stored or failed) out of the job's total.

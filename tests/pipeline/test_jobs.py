@@ -26,7 +26,7 @@ from services.pipeline import (
 )
 from services.pipeline.planning import choose_chunk_size, plan_column_blocks, plan_latent_chunks
 from services.pipeline.spec import canonical_json
-from services.pipeline.store_wait import LeaseSettings
+from services.pipeline.lease import LeaseSettings
 from services.store import NotFoundError, Store
 from tests.pipeline import toy_generators
 

@@ -1,4 +1,5 @@
-"""How a chunk's runner meets a store that cannot answer: it waits.
+"""The lease a chunk's runner holds: the settings it runs under, the heartbeat that keeps the
+lease alive, and how it meets a store that cannot answer: it waits.
 
 An unavailable or full store (StoreUnavailable, StoreFull) is nobody's fault on the runner's
 side: the runner keeps its lease and its place, retries the same call (store calls are single
@@ -10,13 +11,16 @@ runner then hands its chunk back without charging the latent it was computing.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, TypeVar
 
 from services.config import Settings
-from services.store import StoreFull, StoreUnavailable
+from services.store import Store, StoreFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +90,67 @@ class StoreWait:
 
 def _what(error: StoreUnavailable) -> str:
     return "the store is full or read-only" if isinstance(error, StoreFull) else str(error)
+
+
+class Heartbeat(AbstractContextManager["Heartbeat"]):
+    """Beats for a claimed chunk from a background thread while the chunk computes (a single
+    code can take minutes on a large model). `lost` turns true when the store says the lease
+    is no longer ours (the reaper gave the chunk to someone else): stop, write nothing more."""
+
+    def __init__(
+        self, store: Store, chunk_id: str, worker_id: str, interval_s: float, retry: StoreWait
+    ) -> None:
+        self._store, self._chunk_id, self._worker_id = store, chunk_id, worker_id
+        self._interval_s = interval_s
+        self.retry = retry  # every store call of the run goes through it: a wait, not a failure
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chunk-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def still_ours(self) -> bool:
+        """Renew the lease now and say whether it is still ours: asked before every write,
+        so a worker that was cut off or frozen past the staleness limit (its chunk given to
+        another) stops before writing anything, instead of at its next beat."""
+        if self.lost.is_set():
+            return False
+        if not self.retry(self._store.heartbeat, self._chunk_id, self._worker_id):
+            self.lost.set()
+            return False
+        return True
+
+    def starting(self, latent_index: int) -> bool:
+        """Record (with the lease renewed) that this latent is being computed now: if the run
+        dies on it, the next run of the chunk knows which latent it died on, and a latent
+        that kills every run is recorded as that latent's failure (see claim_chunk)."""
+        if self.lost.is_set():
+            return False
+        if not self.retry(self._store.start_latent, self._chunk_id, self._worker_id, latent_index):
+            self.lost.set()
+            return False
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                if not self._store.heartbeat(self._chunk_id, self._worker_id):
+                    self.lost.set()
+                    return
+            except StoreUnavailable as error:  # beat again next interval; the lease waits too
+                log.warning("heartbeat for chunk %s failed (%s); retrying", self._chunk_id, error)
+            except Exception:
+                log.warning(
+                    "heartbeat for chunk %s failed; retrying", self._chunk_id, exc_info=True
+                )
