@@ -71,7 +71,7 @@ def run_chunk(
     chunk_id: str,
     worker_id: str,
     *,
-    lease: LeaseSettings,
+    lease: LeaseSettings | None = None,
     device: str = "cpu",
     on_latent: Callable[[int], None] | None = None,
     abort_on: tuple[type[BaseException], ...] = (),
@@ -87,6 +87,7 @@ def run_chunk(
     executor to retry later. A result the store refuses because the job ended meanwhile (a
     cancel) ends the chunk as cancelled.
     """
+    lease = lease or LeaseSettings.defaults()  # the edges pass LeaseSettings.of(settings)
     retry = StoreWait(lease.store_wait_s)
     chunk = _claim(store, chunk_id, worker_id, lease, retry)
     if chunk is None:

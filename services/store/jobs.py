@@ -21,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
 
 from .codecs import (
     check_page,
@@ -62,17 +63,23 @@ def require_job(conn: Connection, job_id: str) -> int:
     return int(n_failed)
 
 
-def require_open_job(conn: Connection, job_id: str) -> int:
+def require_open_job(
+    conn: Connection, job_id: str, *, stored: Executable | None = None
+) -> int | None:
     """NotFoundError unless the job exists, JobClosedError once it is succeeded, failed or
     cancelled; returns its count of failed latents. The job's row stays locked until the
     transaction ends (PostgreSQL), so a cancel committed meanwhile is seen: a result is either
-    stored before the terminal status or not at all."""
+    stored before the terminal status or not at all. ``stored``: a select of the result being
+    written; when the job is terminal and it is already there, None (a repeated write, which
+    changes nothing) instead of the error."""
     row = conn.execute(
         select(JOBS.c.n_failed, JOBS.c.status).where(JOBS.c.id == job_id).with_for_update()
     ).first()
     if row is None:
         raise job_not_found(job_id)
     if row.status in TERMINAL_STATUSES:
+        if stored is not None and conn.execute(stored).first() is not None:
+            return None
         raise job_closed(job_id, row.status)
     return int(row.n_failed)
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
     delete,
+    literal_column,
     select,
     update,
 )
@@ -231,8 +233,13 @@ class OptimisationStore(StoreConnection):
             .returning(OPTIMISATION_RESULTS.c.id)
         )
         jobs, failures = JOBS, LATENT_FAILURES
+        done = select(OPTIMISATION_RESULTS.c.id).where(
+            OPTIMISATION_RESULTS.c.job_id == job_id,
+            OPTIMISATION_RESULTS.c.target_index == target_index,
+        )
         with self._write() as conn:
-            require_open_job(conn, job_id)
+            if require_open_job(conn, job_id, stored=done) is None:
+                return False
             if conn.execute(statement).scalar_one_or_none() is None:
                 return False
             cleared = conn.execute(  # a target that failed before and now succeeded
@@ -261,14 +268,20 @@ class OptimisationStore(StoreConnection):
             .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
             .returning(failures.c.id)
         )
+        result = select(OPTIMISATION_RESULTS.c.id).where(
+            OPTIMISATION_RESULTS.c.job_id == job_id,
+            OPTIMISATION_RESULTS.c.target_index == target_index,
+        )
+        failed = select(failures.c.id).where(
+            failures.c.job_id == job_id, failures.c.latent_index == target_index
+        )
         with self._write() as conn:
-            require_open_job(conn, job_id)
-            done = conn.execute(
-                select(OPTIMISATION_RESULTS.c.id).where(
-                    OPTIMISATION_RESULTS.c.job_id == job_id,
-                    OPTIMISATION_RESULTS.c.target_index == target_index,
-                )
-            ).first()
+            either: CompoundSelect[Any] = result.with_only_columns(literal_column("1")).union_all(
+                failed.with_only_columns(literal_column("1"))
+            )
+            if require_open_job(conn, job_id, stored=either) is None:
+                return False
+            done = conn.execute(result).first()
             if done is not None or conn.execute(statement).scalar_one_or_none() is None:
                 return False
             conn.execute(

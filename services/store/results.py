@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
+    Select,
     bindparam,
     delete,
+    literal_column,
     select,
     text,
     update,
@@ -133,6 +136,12 @@ WHERE id = :job_id
 )
 
 
+def _spectrum_of(job_id: str, latent_index: int) -> Select[Any]:
+    return select(SPECTRA.c.id).where(
+        SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
+    )
+
+
 class ResultStore(StoreConnection):
     # -- spectra ---------------------------------------------------------------------------
 
@@ -231,7 +240,13 @@ class ResultStore(StoreConnection):
         digest: Digest,
     ) -> bool:
         """save_spectrum on SQLite: statement by statement, through the models."""
-        job_failures = require_open_job(conn, spectrum["job_id"])
+        job_failures = require_open_job(
+            conn,
+            spectrum["job_id"],
+            stored=_spectrum_of(spectrum["job_id"], spectrum["latent_index"]),
+        )
+        if job_failures is None:
+            return False
         statement = (
             self._insert(SPECTRA)
             .values(**spectrum)
@@ -273,6 +288,8 @@ class ResultStore(StoreConnection):
         if status is None:
             raise job_not_found(spectrum["job_id"])
         if status in TERMINAL_STATUSES:
+            if conn.execute(_spectrum_of(spectrum["job_id"], spectrum["latent_index"])).first():
+                return False  # a repeated write of a result stored before the job ended
             raise job_closed(spectrum["job_id"], status)
         if not stored:
             return False
@@ -319,13 +336,19 @@ class ResultStore(StoreConnection):
             .returning(LATENT_FAILURES.c.id)
         )
         with self._write() as conn:
-            require_open_job(conn, job_id)
-            done = conn.execute(
-                select(SPECTRA.c.id).where(
-                    SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
-                )
-            ).first()
-            if done is not None or conn.execute(statement).scalar_one_or_none() is None:
+            done = _spectrum_of(job_id, latent_index)
+            failed = select(LATENT_FAILURES.c.id).where(
+                LATENT_FAILURES.c.job_id == job_id, LATENT_FAILURES.c.latent_index == latent_index
+            )
+            either: CompoundSelect[Any] = done.with_only_columns(literal_column("1")).union_all(
+                failed.with_only_columns(literal_column("1"))
+            )
+            if require_open_job(conn, job_id, stored=either) is None:
+                return False
+            if (
+                conn.execute(done).first() is not None
+                or conn.execute(statement).scalar_one_or_none() is None
+            ):
                 return False
             conn.execute(
                 update(JOBS).where(JOBS.c.id == job_id).values(n_failed=JOBS.c.n_failed + 1)
@@ -402,7 +425,13 @@ class ResultStore(StoreConnection):
             .returning(COLUMN_BLOCKS.c.start)
         )
         with self._write() as conn:
-            require_open_job(conn, job_id)
+            block_there = select(COLUMN_BLOCKS.c.start).where(
+                COLUMN_BLOCKS.c.job_id == job_id,
+                COLUMN_BLOCKS.c.latent_index == latent_index,
+                COLUMN_BLOCKS.c.start == start,
+            )
+            if require_open_job(conn, job_id, stored=block_there) is None:
+                return False
             return conn.execute(statement).scalar_one_or_none() is not None
 
     @retry_read

@@ -69,6 +69,7 @@ def test_nothing_is_stored_after_a_cancel(store: Store, write: str) -> None:
             save(store, job.id, 1)
         else:
             store.record_latent_failure(job.id, 1, "NaN")
+    assert save(store, job.id, 0) is False  # a repeated write of a result it holds: nothing
     after = store.get_job(job.id)
     assert after.status == "cancelled" and after.n_done == 1 and after.n_failed == 0
     assert store.stored_latent_indices(job.id) == {0}
