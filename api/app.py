@@ -1,7 +1,9 @@
 """The FastAPI application: ``create_app`` wires settings, store, dispatcher, errors and routes.
 
-Tests inject a Store on a fresh database and an in-process dispatcher; a deployment passes
-nothing and gets the store at ``SPECTRA_DATABASE_URL`` and Celery on ``SPECTRA_BROKER_URL``.
+Settings are read once, at the edge (``serving_app``, what ``spectra serve`` runs), and passed
+in; nothing below reads the environment. Tests inject a Store on a fresh database and an
+in-process dispatcher; without them the store is at ``settings.database_url`` and Celery on
+``settings.broker_url``.
 """
 
 from __future__ import annotations
@@ -30,20 +32,19 @@ from api.routes import (
     spectra,
 )
 from api.ui.app import UI_PREFIX, create_ui
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.dispatch import CeleryDispatcher, Dispatcher
 
 API_VERSION = "1"
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     store: Any = None,
     dispatcher: Dispatcher | None = None,
     *,
     freeze_gc: bool = False,
 ) -> FastAPI:
-    settings = settings or get_settings()
     # Refuse to come up at all in production with the development secret.
     settings.check_production_ready()
     if store is None:
@@ -102,6 +103,7 @@ def create_app(
 
 
 def serving_app() -> FastAPI:
-    """The app as ``spectra serve`` runs it, one per server process: from the environment, and
-    with what the process holds at startup left out of garbage collection (see create_app)."""
-    return create_app(freeze_gc=True)
+    """The app as ``spectra serve`` runs it, one per server process: its settings read here from
+    the environment (the API's one place that reads them), and what the process holds at
+    startup left out of garbage collection (see create_app)."""
+    return create_app(Settings(), freeze_gc=True)

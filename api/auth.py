@@ -102,7 +102,9 @@ async def authenticate(
     if principal is None:
         record = await run_in_threadpool(request.app.state.store.verify_api_key, token)
         if record is None:
-            raise _unauthorized("This API key is not valid; create a new one with `spectra keys create`.")
+            raise _unauthorized(
+                "This API key is not valid; create a new one with `spectra keys create`."
+            )
         principal = Principal(owner=record.owner, scopes=frozenset(record.scopes))
         cache.put(token, principal)
     return principal

@@ -48,9 +48,11 @@ def parse_npy_codes(data: bytes, settings: Settings, field: str = "file") -> np.
         raise _invalid("The uploaded file is empty; send a .npy array of shape (n, d).", field)
     try:
         check_npy(
-            data, max_rows=settings.max_latents_per_job, max_columns=settings.max_latent_dim,
+            data,
+            max_rows=settings.max_latents_per_job,
+            max_columns=settings.max_latent_dim,
             field=field,
-        )  # fmt: skip
+        )
     except UnsafeArrayFileError as error:
         raise _invalid(f"{error}".removeprefix(f"{field}: "), field) from None
     try:

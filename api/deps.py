@@ -6,34 +6,43 @@ declares what it uses and its parameters are typed without repeating ``Depends``
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 
-from api.errors import ApiProblem
+from api.auth import Principal, authenticate
+from api.errors import ApiProblem, allowed_methods
 from api.metrics import ApiMetrics
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.geometry import list_models
 from services.geometry.models.controls import base_model_name
-from services.store import Store
+from services.store import ID_KINDS, AmbiguousIdError, MalformedIdError, Store
+from services.store.ids import MIN_PREFIX, is_full_id, normalised_id
 from services.worker_devices import device_is_served
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_store(request: Request) -> Store:
-    return request.app.state.store
+    store: Store = request.app.state.store
+    return store
 
 
 def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 def get_metrics(request: Request) -> ApiMetrics:
-    return request.app.state.metrics
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -106,3 +115,106 @@ def _all_query_params(dependant: Any) -> list[Any]:
     for sub in dependant.dependencies:
         params.extend(_all_query_params(sub))
     return params
+
+
+def _id_description(kind: str) -> str:
+    noun = ID_KINDS[kind].noun
+    return f"{noun} id (a UUID), or a unique prefix of at least {MIN_PREFIX} of its characters"
+
+
+async def resolve_id_or_problem(
+    request: Request, kind: str, name: str, value: str, principal: Principal
+) -> str:
+    """The full id of the one ``kind`` record visible to ``principal`` that ``value`` names by
+    id or unique prefix. A malformed value is a 422 saying what an id looks like (or a 405
+    where the path is another route's literal path); an ambiguous prefix a 422 listing the
+    matches; no match a 404. A full id costs no query (the route's own read answers 404)."""
+    try:
+        text = normalised_id(kind, value)
+        if is_full_id(text):
+            return text
+        store: Store = request.app.state.store
+        owner = principal.visible_owner
+        resolved: str = await run_in_threadpool(store.resolve_id, kind, text, owner)
+        return resolved
+    except AmbiguousIdError as error:
+        raise ApiProblem(
+            422,
+            "Ambiguous id",
+            str(error),
+            field=name,
+            slug="ambiguous-id",
+            extra={"matches": error.matches},
+        ) from None
+    except MalformedIdError as error:
+        # "GET /v1/jobs/upload" met the {job_id} route only because no GET route has that
+        # literal path: the path names the upload route, the method is wrong.
+        literal = allowed_methods(request, literal_only=True)
+        if literal:
+            raise ApiProblem(
+                405,
+                "Method not allowed",
+                f"{request.method} is not allowed on {request.url.path}; use {', '.join(literal)}.",
+                slug="method-not-allowed",
+                headers={"Allow": ", ".join(literal)},
+            ) from None
+        raise ApiProblem(422, "Invalid id", str(error), field=name, slug="invalid-id") from None
+
+
+def resolved_id(kind: str, name: str, *, in_query: bool = False, required: bool = True) -> Any:
+    """A dependency giving the full id that the path (or query) parameter ``name`` names by id
+    or by unique prefix (the 8-character ids the tables print): see resolve_id_or_problem."""
+    description = _id_description(kind)
+    source = Query(description=description) if in_query else Path(description=description)
+    annotation = Annotated[str, source] if required else Annotated[str | None, source]
+
+    async def resolve(request: Request, principal: Principal, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return await resolve_id_or_problem(request, kind, name, value, principal)
+
+    return Depends(_named_dependency(resolve, name, annotation, required))
+
+
+def resolved_ids(kind: str, name: str, *, max_items: int) -> Any:
+    """As ``resolved_id`` for a repeated query parameter (``?job=A&job=B``): each value an id
+    or a unique prefix, given back as full ids in the order asked."""
+    description = _id_description(kind) + "; repeat the parameter for several"
+    annotation = Annotated[
+        list[str], Query(min_length=1, max_length=max_items, description=description)
+    ]
+
+    async def resolve(request: Request, principal: Principal, value: list[str]) -> list[str]:
+        return [await resolve_id_or_problem(request, kind, name, v, principal) for v in value]
+
+    return Depends(_named_dependency(resolve, name, annotation, True))
+
+
+def _named_dependency(
+    resolve: Callable[[Request, Principal, Any], Awaitable[Any]],
+    name: str,
+    annotation: Any,
+    required: bool,
+) -> Callable[..., Awaitable[Any]]:
+    """``resolve`` as a dependency whose id parameter is spelt ``name`` (FastAPI binds
+    parameters by name), with the caller's key authenticated."""
+
+    async def dependency(request: Request, principal: Principal, **values: Any) -> Any:
+        return await resolve(request, principal, values[name])
+
+    parameters = [
+        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+        inspect.Parameter(
+            "principal",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[Principal, Depends(authenticate)],
+        ),
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=annotation,
+            default=inspect.Parameter.empty if required else None,
+        ),
+    ]
+    dependency.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return dependency

@@ -245,7 +245,12 @@ def validation_error(error: ValidationError, prefix: str | None = None) -> ApiPr
     """A pydantic ValidationError raised inside a handler, as a 422 problem."""
     field, detail, listed = validation_details([dict(e) for e in error.errors()], prefix)
     return ApiProblem(
-        422, "Invalid request", detail, field=field, slug="validation-error", extra={"errors": listed}
+        422,
+        "Invalid request",
+        detail,
+        field=field,
+        slug="validation-error",
+        extra={"errors": listed},
     )
 
 
@@ -341,7 +346,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 405:
-            return method_not_allowed(request, allowed_methods(request))
+            # A literal path (/v1/jobs/upload) names its own route: the methods of a
+            # parametric route that happens to match it too ({job_id}) are not allowed there.
+            literal = allowed_methods(request, literal_only=True)
+            return method_not_allowed(request, literal or allowed_methods(request))
         title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
             error.status_code, "HTTP error"
         )

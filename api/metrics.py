@@ -50,11 +50,9 @@ def route_template(scope: Scope) -> str:
         return "unmatched"
     names_by_value = {str(v): k for k, v in (scope.get("path_params") or {}).items()}
     if not names_by_value:
-        return scope.get("path", "unmatched")
+        return str(scope.get("path", "unmatched"))
     segments = scope.get("path", "").split("/")
-    return "/".join(
-        f"{{{names_by_value[s]}}}" if s in names_by_value else s for s in segments
-    )
+    return "/".join(f"{{{names_by_value[s]}}}" if s in names_by_value else s for s in segments)
 
 
 class MetricsMiddleware:

@@ -1,25 +1,45 @@
-"""Shared parameter types: ids are UUIDs, free text has no control characters.
+"""Shared parameter types: ids (a UUID or a unique prefix of one), free text without control
+characters.
 
 Checked at the edge so that nothing malformed reaches the store (PostgreSQL text cannot even
-hold a NUL byte): a bad id is a 422 naming the parameter, never a database error.
+hold a NUL byte): a bad id is a 422 naming the parameter and saying what an id looks like,
+never a database error. An id parameter arrives in the route as the full id.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 
+from api.deps import resolved_id
 from api.errors import ApiProblem
-from services.patterns import TEXT_PATTERN, UUID_PATTERN
+from services.patterns import TEXT_PATTERN
 
-JobIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="job id (UUID)")]
-SpectrumIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="spectrum id (UUID)")]
-LatentSetIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="latent set id (UUID)")]
+__all__ = [
+    "TEXT_PATTERN",
+    "CampaignIdPath",
+    "CodeFromQuery",
+    "SpectrumIdQuery",
+    "JobIdPath",
+    "JobIdQuery",
+    "LatentSetIdPath",
+    "SpectrumIdPath",
+    "only_query",
+    "text_query",
+]
 
-
-def id_query(description: str) -> object:
-    return Query(pattern=UUID_PATTERN, description=description)
+JobIdPath = Annotated[str, resolved_id("job", "job_id")]
+SpectrumIdPath = Annotated[str, resolved_id("spectrum", "spectrum_id")]
+LatentSetIdPath = Annotated[str, resolved_id("latent_set", "set_id")]
+CampaignIdPath = Annotated[str, resolved_id("campaign", "campaign_id")]
+# ?spectrum_id= / ?code_from= on the figure routes.
+SpectrumIdQuery = Annotated[str, resolved_id("spectrum", "spectrum_id", in_query=True)]
+CodeFromQuery = Annotated[
+    str | None, resolved_id("spectrum", "code_from", in_query=True, required=False)
+]
+# ?job_id= on listings: optional, by id or prefix like the paths.
+JobIdQuery = Annotated[str | None, resolved_id("job", "job_id", in_query=True, required=False)]
 
 
 def text_query(max_length: int = 200, description: str | None = None) -> object:
@@ -35,10 +55,12 @@ def only_query(*names: str) -> Any:
         unknown = sorted(set(request.query_params) - set(names))
         if unknown:
             raise ApiProblem(
-                422, "Unknown query parameter",
+                422,
+                "Unknown query parameter",
                 f"unknown query parameter {', '.join(repr(u) for u in unknown)}; this route "
                 f"takes {', '.join(names)}",
-                field=unknown[0], slug="unknown-query-parameter",
-            )  # fmt: skip
+                field=unknown[0],
+                slug="unknown-query-parameter",
+            )
 
     return Depends(check)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.config import Settings
-from services.patterns import TEXT_PATTERN
+from services.patterns import TEXT_PATTERN, Seed, Tag
 from services.pipeline import JobSpec, SpecError, cancel_job, submit_job
 from services.store import InvalidDataError, NotFoundError, Store
 from services.store.campaigns import CampaignMember, CampaignRecord
@@ -33,7 +33,7 @@ Name = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
 class CampaignLatents(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=1, description="codes per model, sampled from its own distribution")
-    seed: int = Field(default=0, ge=0, description="the sampler's seed (the same for every model)")
+    seed: Seed = Field(default=0, description="the sampler's seed (the same for every model)")
 
 
 class CampaignSpec(BaseModel):
@@ -43,7 +43,7 @@ class CampaignSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Name
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
     models: list[str] = Field(min_length=1, max_length=8)
     spaces: list[str] | None = Field(default=None, min_length=1, max_length=3,
                                      description="latent spaces (z, w, w+); null = the default")  # fmt: skip
@@ -54,6 +54,17 @@ class CampaignSpec(BaseModel):
     top_k: int | None = Field(default=None, ge=1)
     dtype: str = Field(default="float32", pattern="^float(32|64)$")
     chunk_size: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _has_members(self) -> CampaignSpec:
+        # Without a method and a direction there is no member: refused now, not accepted
+        # and then failed with none.
+        if not self.methods and not self.directions:
+            raise ValueError(
+                'a campaign needs at least one method (e.g. "methods": ["jacobian"]) or one '
+                'direction (e.g. "directions": ["sefa"]); both are empty'
+            )
+        return self
 
 
 @dataclass(frozen=True)

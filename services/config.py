@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal
 
@@ -11,13 +12,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_SECRET = "change-me-dev-only"
 
 
+class UnsafeSettingsError(RuntimeError, ValueError):
+    """Settings a server must not start with; the message says what to set. (A ValueError as
+    well, so the command line prints the message instead of a traceback.)"""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPECTRA_", env_file=None, extra="ignore")
 
     mode: Literal["embedded", "development", "production"] = "embedded"
     database_url: str = "sqlite:///spectra.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = DEFAULT_SECRET
+    # Signs the web interface's session cookies; a server listening beyond loopback refuses
+    # the default (check_serving_ready).
+    secret_key: str = Field(default=DEFAULT_SECRET, repr=False)
     device: str = "cpu"
     # Models the HTTP API serves besides the built-in registry, comma-separated, e.g.
     # "python:/opt/models/mine.py:build,biggan-deep:/opt/models/biggan-deep-256". File-based
@@ -27,6 +35,13 @@ class Settings(BaseSettings):
     # Where NVIDIA's torch_utils and dnnlib live (a stylegan2-ada-pytorch or stylegan3 clone):
     # put on sys.path while a stylegan2-ada:PKL network pickle is unpickled.
     nvidia_code_dir: str = ""
+
+    # Client side: the server that the command line's server commands and the Python client
+    # talk to (empty: the command line works on the database instead), and the API key they
+    # send. api/client.py reads these two variables itself, without pydantic, so that it
+    # imports nothing heavy: it is their documented twin (tests/api/test_settings_docs.py).
+    server_url: str = ""
+    token: str = Field(default="", repr=False)
 
     # Limits on what one request may ask for; all configurable.
     max_latents_per_job: int = Field(default=10_000, ge=1)
@@ -87,14 +102,36 @@ class Settings(BaseSettings):
     def extra_model_names(self) -> frozenset[str]:
         return frozenset(name.strip() for name in self.extra_models.split(",") if name.strip())
 
+    def check_serving_ready(self, host: str) -> None:
+        """Refuse to listen on ``host`` with the development secret unless only this machine
+        can connect (a loopback address), whatever the mode: the secret signs the web
+        interface's cookies. Also every check of ``check_production_ready``."""
+        self.check_production_ready()
+        if self.secret_key == DEFAULT_SECRET and not is_loopback(host):
+            raise UnsafeSettingsError(
+                f"refusing to listen on {host!r} with the development SPECTRA_SECRET_KEY: set "
+                "SPECTRA_SECRET_KEY to a long random value (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`), or listen on 127.0.0.1 only"
+            )
+
     def check_production_ready(self) -> None:
         """Refuse to serve in production mode with the built-in development secret."""
         if self.mode == "production" and self.secret_key == DEFAULT_SECRET:
-            raise RuntimeError(
+            raise UnsafeSettingsError(
                 "SPECTRA_SECRET_KEY still has its development default; set it to a long random "
                 "value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
                 "before starting the API with SPECTRA_MODE=production."
             )
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 @lru_cache(maxsize=1)

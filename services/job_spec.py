@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag, model_validator
 
 from services.method_registry import DIRECTION_METHODS, JOB_OPTIONS, JobMethod
+from services.patterns import MAX_SEED as MAX_SEED  # re-exported (services.pipeline.spec)
+from services.patterns import Seed
 
 LPIPS_DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
-MAX_SEED = 2**63 - 1
 # Model names include file-based loaders ("python:/opt/models/mine.py:build").
 MAX_NAME_LENGTH = 500
 # What torch accepts as a device here; which of them some worker actually has is checked at
@@ -62,7 +63,7 @@ class SampledLatents(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=1, le=10**9, description="number of codes to sample")
     # The seed is stored as a signed 64-bit integer (PostgreSQL bigint).
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seed of the sampler")
+    seed: Seed = Field(default=0, description="seed of the sampler")
 
 
 class ExplicitLatents(BaseModel):
@@ -181,7 +182,7 @@ class JobSpec(BaseModel):
     samples: int | None = Field(
         default=None, ge=2, le=1_000_000, description="ganspace: number of sampled codes"
     )
-    sample_seed: int | None = Field(default=None, ge=0, description="ganspace: sampling seed")
+    sample_seed: Seed | None = Field(default=None, description="ganspace: sampling seed")
     layer: str | None = Field(
         default=None, min_length=1, max_length=200,
         description="ganspace: the layer whose activations are PCA'd (default: StyleGAN2 w)",

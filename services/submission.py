@@ -7,6 +7,7 @@ import of the published ``.npz`` layout through services.export.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from services import export
 from services.config import Settings
@@ -91,8 +92,16 @@ def export_npz(store: Store, job_id: str, owner: str | None, k: int | None) -> b
 
 
 def import_npz(
-    store: Store, settings: Settings, owner: str, data: bytes, overrides: dict[str, str]
+    store: Store,
+    settings: Settings,
+    owner: str,
+    data: bytes,
+    overrides: dict[str, str],
+    check_model: Callable[[str], None] | None = None,
 ) -> tuple[JobRecord, bool]:
+    """Store a published-layout .npz as a finished job. ``check_model`` (the API's: the label
+    must be one the server serves) sees the model label, the override or the file's, before
+    anything is written."""
     # ExportFormatError names the array; nothing is inflated past SPECTRA_MAX_ARRAY_BYTES.
     published = export.from_npz_bytes(data, max_array_bytes=settings.max_array_bytes)
     n, d, _ = published.eigenvectors.shape
@@ -101,6 +110,9 @@ def import_npz(
             f"{n} spectra of dimension {d} exceed the limits ({settings.max_latents_per_job} "
             f"per job, dimension {settings.max_latent_dim})"
         )
+    label = overrides.get("model") or published.meta.get("model")
+    if check_model is not None and isinstance(label, str):
+        check_model(label)
     return export.import_job(
         store, owner, published, source_sha256=export.content_sha256(data), **overrides
     )

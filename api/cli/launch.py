@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["SPECTRA_DATABASE_URL"] = args.database  # also for worker processes
         get_settings.cache_clear()
     settings = get_settings()
-    settings.check_production_ready()  # before anything starts
+    settings.check_serving_ready(args.host)  # before anything starts
     if settings.database_url.startswith("sqlite"):
         open_store(settings.database_url)  # embedded: make the schema on first start
     options: dict[str, Any] = {

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ReadPrincipal, SubmitPrincipal
 from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served
 from api.errors import ApiProblem
-from api.params import UUID_PATTERN
+from api.params import CampaignIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from services import campaigns
 from services.comparisons import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS
@@ -21,7 +21,7 @@ from services.patterns import TEXT_PATTERN
 
 router = APIRouter(tags=["campaigns"])
 
-CampaignId = Annotated[str, Path(pattern=UUID_PATTERN, description="campaign id (UUID)")]
+CampaignId = CampaignIdPath
 
 
 class CampaignCompareRequest(BaseModel):
@@ -41,7 +41,10 @@ def _invalid(error: campaigns.CampaignSpecError) -> ApiProblem:
                       extra={"member": error.member})  # fmt: skip
 
 
-@router.post("/campaigns", responses=PROBLEM_RESPONSES, status_code=202,
+@router.post("/campaigns", status_code=202,
+             responses={200: {"description": "This owner's campaign of that name already "
+                              "exists: it is answered, nothing is submitted"},
+                        **PROBLEM_RESPONSES},
              summary="Submit a campaign: every member a job, followed and compared as one")  # fmt: skip
 def submit_campaign(
     body: campaigns.CampaignSpec,

@@ -21,7 +21,7 @@ from api.deps import (
 )
 from api.errors import ApiProblem, problem_responses, validation_error
 from api.metrics import ApiMetrics
-from api.params import TEXT_PATTERN, JobIdPath, only_query, text_query
+from api.params import JobIdPath, only_query, text_query
 from api.schemas import (
     JobDetail,
     JobList,
@@ -36,6 +36,7 @@ from services import submission
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.jsonable import jsonable
+from services.patterns import TEXT_PATTERN
 from services.pipeline import JobSpec, dry_run_job, plan_and_measurement
 from services.store import StatusName
 
@@ -55,6 +56,24 @@ IdempotencyKey = Annotated[
 # Every problem status a route here may answer with (each route can meet a bad key, a down
 # database, a malformed body...), documented once.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses()
+
+
+# The submission route's 200: the job an identical spec already made, or (dry_run=true) the plan,
+# which creates nothing.
+DRY_RUN_OR_EXISTING: dict[str, Any] = {
+    "description": "An identical job already exists (the job is answered, nothing is created); "
+    "or, with dry_run=true, the plan: chunks, products, time, memory and stored bytes per code",
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/JobSubmitted"},
+                    {"type": "object", "title": "Plan", "description": "dry_run=true: the plan"},
+                ]
+            }
+        }
+    },
+}
 
 
 def _submitted_response(job: Any, created: bool) -> JSONResponse:
@@ -95,8 +114,8 @@ def _submit(
     "/jobs",
     status_code=202,
     response_model=JobSubmitted,
-    responses={200: {"model": JobSubmitted, "description": "An identical job already exists"}, **PROBLEM_RESPONSES},
-    summary="Submit a job from a JSON spec",
+    responses={200: DRY_RUN_OR_EXISTING, **PROBLEM_RESPONSES},
+    summary="Submit a job from a JSON spec (or, with dry_run, plan it)",
 )
 def submit_job(
     request: Request,
@@ -105,8 +124,10 @@ def submit_job(
     idempotency_key: IdempotencyKey = None,
     dry_run: Annotated[
         bool,
-        Query(description="plan only: chunks, products, time, memory and stored bytes per "
-              "code; nothing is created"),
+        Query(
+            description="plan only: chunks, products, time, memory and stored bytes per "
+            "code; nothing is created"
+        ),
     ] = False,
 ) -> JSONResponse:
     if dry_run:
@@ -138,7 +159,9 @@ def submit_job_upload(
     try:
         fields = json.loads(spec)
     except json.JSONDecodeError as error:
-        raise ApiProblem(422, "Invalid request", f"spec is not JSON: {error}", field="spec") from None
+        raise ApiProblem(
+            422, "Invalid request", f"spec is not JSON: {error}", field="spec"
+        ) from None
     if not isinstance(fields, dict):
         raise ApiProblem(422, "Invalid request", "spec must be a JSON object", field="spec")
     if "latents" in fields:
@@ -148,7 +171,9 @@ def submit_job_upload(
             "latents come from the uploaded file; leave them out of spec",
             field="spec.latents",
         )
-    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file")
+    codes = check_codes(
+        parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file"
+    )
     try:
         job_spec = JobSpec.model_validate({**fields, "latents": {"values": codes.tolist()}})
     except ValidationError as error:
@@ -156,8 +181,13 @@ def submit_job_upload(
     return _submit(request, job_spec, principal, idempotency_key)
 
 
-@router.get("/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="List jobs",
-            dependencies=[only_query("status", "model", "limit", "offset")])  # fmt: skip
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=PROBLEM_RESPONSES,
+    summary="List jobs",
+    dependencies=[only_query("status", "model", "limit", "offset")],
+)
 def list_jobs(
     request: Request,
     principal: ReadPrincipal,
@@ -282,8 +312,15 @@ def import_job(
         for key, value in {"model": model, "distance": distance, "method": method}.items()
         if value
     }
+    # The label is data only if refused here: only a model this server serves is accepted,
+    # so no face ever loads a file an HTTP client named (python:, stylegan2-ada:, ...).
     job, created = submission.import_npz(
-        get_store(request), settings, principal.owner, data, overrides
+        get_store(request),
+        settings,
+        principal.owner,
+        data,
+        overrides,
+        check_model=lambda label: ensure_model_served(label, settings),
     )
     body = JobSubmitted(**job_view_fields(job), created=created)
     return JSONResponse(

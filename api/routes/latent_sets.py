@@ -15,9 +15,10 @@ from api.auth import ReadPrincipal, SubmitPrincipal
 from api.codes import check_codes, parse_npy_codes, read_upload
 from api.deps import ensure_model_served, get_settings, get_store
 from api.errors import ApiProblem
-from api.params import TEXT_PATTERN, LatentSetIdPath
+from api.params import LatentSetIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import LatentSetList, LatentSetView, latent_set_view, page_of
+from services.patterns import TEXT_PATTERN, Seed
 from services.pipeline.cache import cached_generator
 from services.store import LatentSetRecord
 
@@ -31,13 +32,15 @@ class LatentSetCreate(BaseModel):
     name: str | None = Field(default=None, max_length=200, pattern=TEXT_PATTERN)
     model: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     count: int | None = Field(default=None, ge=1)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    seed: Seed = 0
     values: list[list[FiniteFloat]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> LatentSetCreate:
         if (self.values is None) == (self.count is None):
-            raise ValueError('give either "values" or "model" and "count" (with an optional "seed")')
+            raise ValueError(
+                'give either "values" or "model" and "count" (with an optional "seed")'
+            )
         if self.count is not None and self.model is None:
             raise ValueError('sampling needs "model" to know the latent distribution')
         if self.values is not None and len({len(row) for row in self.values}) != 1:
@@ -103,8 +106,12 @@ def upload_latent_set(
     name: Annotated[str | None, Form(max_length=200, pattern=TEXT_PATTERN)] = None,
 ) -> JSONResponse:
     settings = get_settings(request)
-    codes = check_codes(parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file")
-    record = get_store(request).create_latent_set(principal.owner, codes, name=name, source="uploaded")
+    codes = check_codes(
+        parse_npy_codes(read_upload(file, settings.max_upload_bytes), settings), settings, "file"
+    )
+    record = get_store(request).create_latent_set(
+        principal.owner, codes, name=name, source="uploaded"
+    )
     return _created(record)
 
 

@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import StringConstraints, ValidationError
+from pydantic import ValidationError
 
 from api.auth import ReadPrincipal, SubmitPrincipal
 from api.codes import read_upload
-from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served
+from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served, resolved_ids
 from api.errors import ApiProblem, validation_error
-from api.params import UUID_PATTERN, JobIdPath
+from api.params import JobIdPath
 from api.routes.jobs import PROBLEM_RESPONSES, _submitted_response
 from services.optimisation_plots import FORMATS
 from services.pipeline.optimisation import submit_optimisation
@@ -36,10 +36,8 @@ from services.pipeline.spec import SpecError
 router = APIRouter(tags=["optimisations"])
 
 MAX_TARGET_FILES = 256
-JobIds = Annotated[
-    list[Annotated[str, StringConstraints(pattern=UUID_PATTERN)]],
-    Query(min_length=1, max_length=8, description="optimisation job id; repeat to compare"),
-]
+# Optimisation job ids (or unique prefixes); repeat to compare.
+JobIds = Annotated[list[str], resolved_ids("optimisation", "job", max_items=8)]
 Format = Literal["png", "svg", "pdf"]
 T = TypeVar("T")
 
@@ -58,9 +56,12 @@ def _reported(call: Callable[[], T]) -> T:
     summary="Submit an optimisation job (targets generated from codes or a stored target set)",
 )
 def submit_json(
-    spec: OptimiseSpec, principal: SubmitPrincipal, store: StoreDep, settings: SettingsDep,
+    spec: OptimiseSpec,
+    principal: SubmitPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
     dispatcher: DispatcherDep,
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     ensure_model_served(spec.model, settings)
     job, created = submit_optimisation(
         store, spec, principal.owner, dispatcher.dispatch, settings=settings
@@ -88,12 +89,16 @@ def submit_upload(
     try:
         fields = json.loads(spec)
     except json.JSONDecodeError as error:
-        raise ApiProblem(422, "Invalid request", f"spec is not JSON: {error}", field="spec") from None
+        raise ApiProblem(
+            422, "Invalid request", f"spec is not JSON: {error}", field="spec"
+        ) from None
     if not isinstance(fields, dict) or "targets" in fields:
         raise ApiProblem(
-            422, "Invalid request", "spec must be a JSON object without targets (they are the "
-            "uploaded files)", field="spec",
-        )  # fmt: skip
+            422,
+            "Invalid request",
+            "spec must be a JSON object without targets (they are the uploaded files)",
+            field="spec",
+        )
     try:
         job_spec = OptimiseSpec.model_validate(fields)
     except ValidationError as error:
@@ -102,16 +107,22 @@ def submit_upload(
     if len(files) > MAX_TARGET_FILES:
         raise ApiProblem(422, "Invalid request", f"at most {MAX_TARGET_FILES} files", field="files")
     arrays = [
-        decode_target_file(read_upload(upload, settings.max_upload_bytes, "files"), upload.filename or "file")
+        decode_target_file(
+            read_upload(upload, settings.max_upload_bytes, "files"), upload.filename or "file"
+        )
         for upload in files
     ]
     shapes = {array.shape[1:] for array in arrays}
     if len(shapes) != 1:
         raise SpecError("targets", f"the uploaded images differ in shape: {sorted(shapes)}")
     job, created = submit_optimisation(
-        store, job_spec, principal.owner, dispatcher.dispatch,
-        images=np.concatenate(arrays), settings=settings,
-    )  # fmt: skip
+        store,
+        job_spec,
+        principal.owner,
+        dispatcher.dispatch,
+        images=np.concatenate(arrays),
+        settings=settings,
+    )
     return _submitted_response(job, created)
 
 
@@ -129,10 +140,17 @@ def optimisation_report(
     evaluation_budget: Annotated[int | None, Query(ge=0, le=100_000_000)] = None,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
 ) -> JSONResponse:
-    result = _reported(lambda: report(
-        store, job, principal.visible_owner, threshold=threshold,
-        step_budget=step_budget, evaluation_budget=evaluation_budget, seed=seed,
-    ))  # fmt: skip
+    result = _reported(
+        lambda: report(
+            store,
+            job,
+            principal.visible_owner,
+            threshold=threshold,
+            step_budget=step_budget,
+            evaluation_budget=evaluation_budget,
+            seed=seed,
+        )
+    )
     return JSONResponse(_finite(result))
 
 
@@ -146,23 +164,32 @@ def optimisation_results(
 ) -> JSONResponse:
     job = store.get_job(job_id, principal.visible_owner)  # 404 for a job this key may not see
     if job.resolved.get("kind") != "optimise":
-        raise ApiProblem(422, "Not an optimisation job", f"job {job_id} computes spectra", field="job_id")
+        raise ApiProblem(
+            422, "Not an optimisation job", f"job {job_id} computes spectra", field="job_id"
+        )
     results = store.optimisation_results(job.id)
-    return JSONResponse({
-        "job_id": job.id,
-        "status": job.status,
-        "optimiser": job.resolved["optimiser"],
-        "results": [
-            {
-                "target_index": r.target_index, "final_loss": r.final_loss, "steps": r.steps,
-                "restarts": r.restarts, "best_restart": r.best_restart,
-                "loss_per_step": r.curve.tolist(), "evaluations": r.evaluations.tolist(),
-                "final_code": r.final_code.tolist(), "diagnostics": r.diagnostics,
-                "links": {"image": f"/v1/plots/inversions.png?job={job.id}"},
-            }
-            for r in results
-        ],
-    })  # fmt: skip
+    return JSONResponse(
+        {
+            "job_id": job.id,
+            "status": job.status,
+            "optimiser": job.resolved["optimiser"],
+            "results": [
+                {
+                    "target_index": r.target_index,
+                    "final_loss": r.final_loss,
+                    "steps": r.steps,
+                    "restarts": r.restarts,
+                    "best_restart": r.best_restart,
+                    "loss_per_step": r.curve.tolist(),
+                    "evaluations": r.evaluations.tolist(),
+                    "final_code": r.final_code.tolist(),
+                    "diagnostics": r.diagnostics,
+                    "links": {"image": f"/v1/plots/inversions.png?job={job.id}"},
+                }
+                for r in results
+            ],
+        }
+    )
 
 
 def _figure(data: bytes, fmt: str) -> Response:
@@ -183,9 +210,19 @@ def convergence(
     x: Literal["steps", "evaluations"] = "steps",
     threshold: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
 ) -> Response:
-    return _figure(_reported(lambda: convergence_figure(
-        store, job, principal.visible_owner, x_axis=x, threshold=threshold, fmt=fmt,
-    )), fmt)  # fmt: skip
+    return _figure(
+        _reported(
+            lambda: convergence_figure(
+                store,
+                job,
+                principal.visible_owner,
+                x_axis=x,
+                threshold=threshold,
+                fmt=fmt,
+            )
+        ),
+        fmt,
+    )
 
 
 @router.get(
@@ -201,9 +238,18 @@ def inversions(
     store: StoreDep,
     max_targets: Annotated[int, Query(ge=1, le=32)] = 8,
 ) -> Response:
-    return _figure(_reported(lambda: montage_figure(
-        store, job, principal.visible_owner, max_targets=max_targets, fmt=fmt,
-    )), fmt)  # fmt: skip
+    return _figure(
+        _reported(
+            lambda: montage_figure(
+                store,
+                job,
+                principal.visible_owner,
+                max_targets=max_targets,
+                fmt=fmt,
+            )
+        ),
+        fmt,
+    )
 
 
 def _finite(value: Any) -> Any:

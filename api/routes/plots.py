@@ -16,7 +16,7 @@ from pydantic import StringConstraints
 from api.auth import Principal, ReadPrincipal
 from api.deps import ensure_model_served, get_settings, get_store
 from api.errors import ApiProblem
-from api.params import TEXT_PATTERN, id_query
+from api.params import TEXT_PATTERN, CodeFromQuery, SpectrumIdQuery
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.routes.spectra import visible_spectrum
 from services.comparisons import (
@@ -104,7 +104,7 @@ def homogeneity_plot(
 )
 def montage_plot(
     request: Request,
-    spectrum_id: Annotated[str, id_query("the spectrum whose code and axes are drawn")],
+    spectrum_id: SpectrumIdQuery,
     principal: ReadPrincipal,
     axes: Annotated[int, Query(ge=1, le=16, description="eigenvectors, one row each")] = 6,
     steps: Annotated[int, Query(ge=2, le=15, description="images per row")] = 7,
@@ -182,10 +182,10 @@ def heatmap_figure_route(
             summary="An annotated montage: a code moved along a spectrum's top eigenvectors")  # fmt: skip
 def montage_figure_route(
     request: Request,
-    spectrum_id: Annotated[str, id_query("the spectrum whose axes are drawn")],
+    spectrum_id: SpectrumIdQuery,
     principal: ReadPrincipal,
     fmt: FigureFormatQuery = "png",
-    code_from: Annotated[str | None, id_query("start from this spectrum's code instead")] = None,
+    code_from: CodeFromQuery = None,
     code_seed: Annotated[int, Query(ge=0, description="seed of the code for directions")] = 0,
     axes: Annotated[int, Query(ge=1, le=16, description="eigenvectors, one row each")] = 6,
     steps: Annotated[int, Query(ge=2, le=15, description="images per row")] = 7,

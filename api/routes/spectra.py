@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from api.auth import Principal, ReadPrincipal
 from api.deps import get_store
 from api.errors import ApiProblem
-from api.params import SpectrumIdPath, id_query, only_query, text_query
+from api.params import JobIdQuery, SpectrumIdPath, only_query, text_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import (
     Eigenvectors,
@@ -29,9 +29,20 @@ router = APIRouter(tags=["spectra"])
 
 # store.SPECTRUM_ORDERS, and each descending with a leading "-".
 OrderBy = Literal[
-    "latent_index", "created_at", "top_eigenvalue", "trace", "dims_99", "dims_999",
-    "participation_ratio", "-latent_index", "-created_at", "-top_eigenvalue", "-trace",
-    "-dims_99", "-dims_999", "-participation_ratio",
+    "latent_index",
+    "created_at",
+    "top_eigenvalue",
+    "trace",
+    "dims_99",
+    "dims_999",
+    "participation_ratio",
+    "-latent_index",
+    "-created_at",
+    "-top_eigenvalue",
+    "-trace",
+    "-dims_99",
+    "-dims_999",
+    "-participation_ratio",
 ]
 
 
@@ -52,13 +63,15 @@ def _not_visible(spectrum_id: str) -> NotFoundError:
     "/spectra",
     response_model=SpectrumList,
     responses=PROBLEM_RESPONSES,
-    dependencies=[only_query("job_id", "model", "distance", "method", "order_by", "limit", "offset")],
+    dependencies=[
+        only_query("job_id", "model", "distance", "method", "order_by", "limit", "offset")
+    ],
     summary="Query stored spectra by job or by (model, distance, method), paginated",
 )
 async def list_spectra(
     request: Request,
     principal: ReadPrincipal,
-    job_id: Annotated[str | None, id_query("only this job's spectra")] = None,
+    job_id: JobIdQuery = None,
     model: Annotated[str | None, text_query()] = None,
     distance: Annotated[str | None, text_query(100)] = None,
     method: Annotated[str | None, text_query(50)] = None,
@@ -124,12 +137,14 @@ def get_eigenvectors(
     record = visible_spectrum(store, spectrum_id, principal)
     if k is not None and k > record.k:
         raise ApiProblem(
-            422, "Too many eigenvectors asked for",
+            422,
+            "Too many eigenvectors asked for",
             f"k={k}, but this spectrum stores only its top {record.k} eigenvectors (the job "
             f"kept top_k={record.k} of d={record.d}); ask for k <= {record.k}, or compute a job "
             "without top_k for all of them",
-            field="k", slug="k-over-stored",
-        )  # fmt: skip
+            field="k",
+            slug="k-over-stored",
+        )
     k = k or record.k
     vectors = np.asarray(store.eigenvectors(spectrum_id, k=k))  # (d, k) columns
     if format == "npy":

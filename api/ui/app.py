@@ -25,6 +25,7 @@ from api.ui.session import (
     CsrfRejected,
     SignInRequired,
     csrf_token,
+    signed_in_user,
 )
 from services.config import Settings
 from services.store import ConflictError, NotFoundError, StoreError
@@ -82,9 +83,7 @@ class SecurityHeaders:
 
 class UiTemplates(Jinja2Templates):
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-        from api.ui.session import _user
-
-        user = _user(request.session)
+        user = signed_in_user(request)
         context = {"user": user, "csrf_token": csrf_token(request), "prefix": UI_PREFIX, **context}
         return self.TemplateResponse(request, name, context, status_code=status_code)
 
@@ -120,8 +119,11 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
 
     @ui.get("/static/plotly.min.js", include_in_schema=False)
     def plotly() -> FileResponse:
-        return FileResponse(plotly_js, media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+        return FileResponse(
+            plotly_js,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     ui.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -131,9 +133,14 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
 
     @ui.exception_handler(CsrfRejected)
     async def _csrf(request: Request, _error: CsrfRejected) -> Response:
-        return templates.page(request, "error.html", 403, title="Form expired",
-                              message="This form was not issued by this session (or the session "
-                              "ended). Go back, reload the page and submit it again.")  # fmt: skip
+        return templates.page(
+            request,
+            "error.html",
+            403,
+            title="Form expired",
+            message="This form was not issued by this session (or the session "
+            "ended). Go back, reload the page and submit it again.",
+        )
 
     @ui.exception_handler(NotFoundError)
     async def _not_found(request: Request, error: NotFoundError) -> Response:
@@ -142,13 +149,15 @@ def create_ui(settings: Settings, store: Any, dispatcher: Any) -> FastAPI:
     @ui.exception_handler(ConflictError)
     async def _conflict(request: Request, error: ConflictError) -> Response:
         # e.g. cancel of a job that finished after its page was drawn: say why, change nothing
-        return templates.page(request, "error.html", 409, title="Nothing changed",
-                              message=str(error))  # fmt: skip
+        return templates.page(
+            request, "error.html", 409, title="Nothing changed", message=str(error)
+        )
 
     @ui.exception_handler(StoreError)
     async def _store_error(request: Request, error: StoreError) -> Response:
-        return templates.page(request, "error.html", 422, title="Cannot show this",
-                              message=str(error))  # fmt: skip
+        return templates.page(
+            request, "error.html", 422, title="Cannot show this", message=str(error)
+        )
 
     ui.include_router(pages.router)
     return ui

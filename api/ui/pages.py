@@ -71,7 +71,7 @@ async def login(
         return _page(request, "login.html", 401, title="Sign in", next=next,
                      error="This API key is not valid. Create one with "
                            "`spectra keys create --owner NAME --scopes read,submit`.")  # fmt: skip
-    sign_in(request, record.id, record.owner, tuple(record.scopes))
+    await sign_in(request, record.id)
     target = next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
     return _redirect(target)
 

@@ -1,25 +1,32 @@
 """Signing in to the web interface: an API key exchanged for a signed session cookie.
 
 The cookie (Starlette's SessionMiddleware, signed with ``settings.secret_key``) is httpOnly
-and SameSite=Lax, and Secure in production. It holds the key's id, owner and scopes, never
-the token; the token is checked at sign-in, the key's id on every page (so revoking the key
-ends the session at once), and the session lasts at most ``SESSION_MAX_AGE_S``. Every form carries the session's CSRF token, checked on each POST
-(SameSite alone leaves older browsers and same-site attackers).
+and SameSite=Lax, and Secure in production. It holds only a random session token and the
+CSRF token, never the API key nor who the user is: the session lives in the store, names the
+key, and the key's owner and scopes are read on every page. So a cookie re-signed with a
+known secret grants nothing, sign-out ends the session for every copy of the cookie, revoking
+the key ends its sessions, and a session lasts at most ``SESSION_MAX_AGE_S``. Every form
+carries the session's CSRF token, checked on each POST (SameSite alone leaves older browsers
+and same-site attackers).
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Form, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
+from services.store import Store
 
 SESSION_COOKIE = "spectra_session"
 SESSION_MAX_AGE_S = 8 * 3600
 CSRF_FIELD = "csrf_token"
+# The session's key in the signed cookie: the server-side session's token.
+SESSION_TOKEN = "sid"
 
 
 class SignInRequired(Exception):
@@ -58,14 +65,22 @@ async def checked_form(
 CsrfChecked = Annotated[None, Depends(checked_form)]
 
 
-def sign_in(request: Request, key_id: str, owner: str, scopes: tuple[str, ...]) -> None:
+async def sign_in(request: Request, key_id: str) -> None:
+    """Open a server-side session for the key; the cookie gets only the session's token."""
+    store: Store = request.app.state.store
+    token = await run_in_threadpool(store.open_ui_session, key_id, SESSION_MAX_AGE_S)
     # A new CSRF token with the new identity: a token seen before sign-in is not reused.
     request.session.clear()
-    request.session.update({"key_id": key_id, "owner": owner, "scopes": list(scopes)})
+    request.session[SESSION_TOKEN] = token
     csrf_token(request)
 
 
 def sign_out(request: Request) -> None:
+    """End the session on the server: every copy of this cookie stops working at once."""
+    token = request.session.get(SESSION_TOKEN)
+    if isinstance(token, str):
+        store: Store = request.app.state.store
+        store.end_ui_session(token)
     request.session.clear()
 
 
@@ -79,22 +94,25 @@ class UiUser:
         return self.principal.owner
 
 
-def _user(session: dict[str, Any]) -> UiUser | None:
-    owner, scopes, key_id = session.get("owner"), session.get("scopes"), session.get("key_id")
-    if not isinstance(owner, str) or not isinstance(scopes, list) or not isinstance(key_id, str):
-        return None
-    return UiUser(Principal(owner=owner, scopes=frozenset(map(str, scopes))), key_id)
+def signed_in_user(request: Request) -> UiUser | None:
+    """Who this request's page shows as signed in (set by ``current_user``), or None."""
+    user = getattr(request.state, "ui_user", None)
+    return user if isinstance(user, UiUser) else None
 
 
 def current_user(request: Request) -> UiUser:
-    """The signed-in key, checked live on every page: a revoked key ends its sessions."""
-    user = _user(request.session)
-    if user is not None and not request.app.state.store.api_key_is_live(user.key_id):
+    """The signed-in key, read from the store on every page: owner and scopes are the key's
+    as stored now (nothing the cookie says about them is trusted), and a session that was
+    ended, expired, or whose key was revoked, is no session."""
+    token = request.session.get(SESSION_TOKEN)
+    store: Store = request.app.state.store
+    record = store.ui_session_key(token) if isinstance(token, str) else None
+    if record is None:
         request.session.clear()
-        user = None
-    if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)
+    user = UiUser(Principal(owner=record.owner, scopes=frozenset(record.scopes)), record.id)
+    request.state.ui_user = user
     return user
 
 

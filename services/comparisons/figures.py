@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from services import plots
+from services.patterns import names_a_file
 from services.store import InvalidDataError, Store
 
 from .compute import Comparison
@@ -134,6 +135,13 @@ def _generator_of(store: Store, record: Any, device: str) -> Any:
     from services.pipeline.cache import cached_generator
 
     resolved = store.get_job(record.job_id).resolved
+    if resolved.get("imported") and names_a_file(record.model):
+        # An imported label came with someone's file: data only, never loaded (it would run
+        # or unpickle whatever the label names on this machine).
+        raise InvalidDataError(
+            f"job {record.job_id[:8]} was imported: its model {record.model!r} names a file "
+            "and is kept as data only, never loaded; compute the spectra here to draw them"
+        )
     return cached_generator(
         record.model, device, "float32", resolved.get("space") or "z", resolved.get("psi")
     )

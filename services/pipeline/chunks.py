@@ -528,7 +528,8 @@ def _save(
 
 
 def _reason(exc: BaseException) -> str:
-    """A failure reason worth storing: the error's type and message, and where it came from."""
+    """A failure reason worth storing: the error's type and message, and where it came from
+    (the file's name only: clients read reasons, and the server's paths are not theirs)."""
     where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    origin = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+    origin = f" (at {os.path.basename(where[0].filename)}:{where[0].lineno})" if where else ""
     return f"{type(exc).__name__}: {exc}{origin}"[:2000]

@@ -26,6 +26,7 @@ from services.geometry.optimise import (
 )
 from services.jsonable import jsonable
 from services.model_catalogue import canonical_space
+from services.patterns import Seed
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.spec import (
     DISTANCE_OPTIONS,
@@ -128,7 +129,7 @@ class OptimiseSpec(BaseModel):
     steps: int = Field(default=200, ge=1, le=MAX_STEPS, description="Adam steps / CMA generations")
     learning_rate: float = Field(default=0.05, gt=0, le=10, allow_inf_nan=False, description="adam")
     restarts: int = Field(default=1, ge=1, le=MAX_RESTARTS, description="starts per target")
-    seed: int = Field(default=0, ge=0, description="seed of the starting codes (and of cma)")
+    seed: Seed = Field(default=0, description="seed of the starting codes (and of cma)")
     population: int | None = Field(default=None, ge=2, le=1000, description="cma: candidates")
     sigma: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False, description="cma")
     threshold: float | None = Field(
@@ -219,6 +220,9 @@ def _decode_png(data: bytes, filename: str) -> np.ndarray:
             if image.width * image.height > 4096 * 4096:
                 raise SpecError("targets", f"{filename!r} is larger than 4096 x 4096 pixels")
             pixels = np.asarray(image.convert("L" if image.mode in ("L", "I", "I;16") else "RGB"))
+    except Image.DecompressionBombError:
+        # Raised by Image.open from the header alone, before any pixel is inflated.
+        raise SpecError("targets", f"{filename!r} is larger than 4096 x 4096 pixels") from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise SpecError("targets", f"{filename!r} is not a readable PNG ({error})") from None
     if pixels.ndim == 2:

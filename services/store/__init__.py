@@ -10,6 +10,7 @@ from .errors import (
     StoreFull,
     StoreUnavailable,
 )
+from .ids import ID_KINDS, AmbiguousIdError, MalformedIdError
 from .optimisations import OptimisationResultRecord, TargetSetRecord
 from .records import (
     CHUNK_STATUSES,
@@ -29,6 +30,9 @@ from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, StatusName
 from .store import SPECTRUM_ORDERS, SUMMARY_KEYS, Store, alembic_config
 
 __all__ = [
+    "ID_KINDS",
+    "AmbiguousIdError",
+    "MalformedIdError",
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "Status",

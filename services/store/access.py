@@ -79,14 +79,6 @@ class AccessStore(StoreConnection):
             row = conn.execute(query).mappings().one_or_none()
         return None if row is None else self._api_key(row)
 
-    @retry_read
-    def api_key_is_live(self, key_id: str) -> bool:
-        """True while the key with this id exists and is not revoked (a web session made
-        with the key lasts only as long as the key)."""
-        query = select(API_KEYS.c.id).where(API_KEYS.c.id == key_id, API_KEYS.c.revoked.is_(False))
-        with self._read() as conn:
-            return conn.execute(query).first() is not None
-
     def revoke_api_key(self, key_id: str) -> bool:
         """Revoke a key for good. True if it was live."""
         with self._write() as conn:

@@ -288,6 +288,19 @@ class ApiKeyRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean)
 
 
+class UiSessionRow(Base):
+    """A web interface session: the cookie holds only its random token (its sha256 here); the
+    owner and scopes are read from the API key on every request, and signing out ends it."""
+
+    __tablename__ = "ui_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class IdempotencyKeyRow(Base):
     """The job an owner's ``Idempotency-Key`` submitted, and a hash of the request it came
     with: the same key again, on any API process, returns that job; with a different request

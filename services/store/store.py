@@ -18,12 +18,14 @@ from .access import AccessStore
 from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
 from .connection import alembic_config
+from .ids import IdStore
 from .jobs import JobStore
 from .leases import ChunkLeaseStore
 from .optimisations import OptimisationStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
 from .selections import SelectionQueryStore
+from .ui_sessions import UiSessionStore
 
 __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_config"]
 
@@ -38,6 +40,8 @@ class Store(
     CampaignStore,
     AccessStore,
     OptimisationStore,
+    IdStore,
+    UiSessionStore,
 ):
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 

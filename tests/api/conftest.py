@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -42,6 +44,9 @@ class RecordingDispatcher:
 
     def ping(self, timeout_s: float) -> None:
         return None
+
+    def devices(self) -> set[str] | None:
+        return None  # unknown: a job's device is not checked
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
@@ -96,17 +101,26 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def latent_codes_of(store: Store, job_id: str) -> np.ndarray:
+    """The codes a job computed on (every job has a latent set once submitted)."""
+    set_id = store.get_job(job_id).latent_set_id
+    assert set_id is not None, f"job {job_id} has no latent set"
+    return store.latent_codes(set_id)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
-def assert_problem(response, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def assert_problem(
+    response: httpx.Response, status: int, field: str | None = None
+) -> dict[str, Any]:
     """The response is an RFC 9457 problem document with this status (and field)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert body["title"] and body["detail"] and body["type"].startswith("https://")
     if field is not None:

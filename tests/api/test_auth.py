@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.store import Store
@@ -33,7 +34,9 @@ def test_a_key_without_the_scope_is_403_and_creates_nothing(
 
 
 def test_another_owners_job_is_404_everywhere_and_admin_sees_it(
-    app, store: Store, token: Callable[..., str]  # type: ignore[no-untyped-def]
+    app: FastAPI,
+    store: Store,
+    token: Callable[..., str],
 ) -> None:
     app.state.dispatcher = RecordingDispatcher()  # jobs stay queued: nothing to compute
     alice, bob = token("alice", "read,submit"), token("bob", "read,submit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,13 +57,24 @@ def spec(**fields: object) -> dict[str, object]:
         (spec(latents={"count": 0}), 422, "latents.count.count"),
     ],
     ids=[
-        "unknown-model", "wrong-dimension", "too-many-sampled", "too-many-values", "top-k",
-        "unknown-distance", "unknown-field", "two-latent-kinds", "option-of-another-method",
+        "unknown-model",
+        "wrong-dimension",
+        "too-many-sampled",
+        "too-many-values",
+        "top-k",
+        "unknown-distance",
+        "unknown-field",
+        "two-latent-kinds",
+        "option-of-another-method",
         "zero-codes",
     ],
 )
 def test_bad_json_spec(
-    alice: tuple[TestClient, dict[str, str]], store: Store, body: dict, status: int, field: str | None
+    alice: tuple[TestClient, dict[str, str]],
+    store: Store,
+    body: dict[str, Any],
+    status: int,
+    field: str | None,
 ) -> None:
     client, headers = alice
     problem = assert_problem(client.post("/v1/jobs", json=body, headers=headers), status)
@@ -101,8 +113,14 @@ def test_bad_npy_uploads(alice: tuple[TestClient, dict[str, str]], store: Store)
     cases = {
         "not-npy": (b"this is not a numpy file", "file"),
         "truncated": (npy_bytes(np.zeros((2, LATENT_DIM)))[:150], "file"),
-        "pickled-objects": (b"\x93NUMPY" + b"\x01\x00" + b"\x76\x00" + b"{'descr': '|O', "
-                            b"'fortran_order': False, 'shape': (2,), }".ljust(118) + b"\n", "file"),
+        "pickled-objects": (
+            b"\x93NUMPY"
+            + b"\x01\x00"
+            + b"\x76\x00"
+            + b"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }".ljust(118)
+            + b"\n",
+            "file",
+        ),
         "nan": (npy_bytes(nan_codes), "file"),
         "too-many": (npy_bytes(np.zeros((MAX_LATENTS + 1, LATENT_DIM))), "file"),
         "3-d": (npy_bytes(np.zeros((2, 2, LATENT_DIM))), "file"),
@@ -142,12 +160,15 @@ def test_oversized_upload_is_413_before_the_body_is_read(
     assert_nothing_created(store)
 
 
-def test_bad_latent_sets_and_queries(alice: tuple[TestClient, dict[str, str]], store: Store) -> None:
+def test_bad_latent_sets_and_queries(
+    alice: tuple[TestClient, dict[str, str]], store: Store
+) -> None:
     client, headers = alice
     assert_problem(
         client.post("/v1/latent-sets", json={"model": "nope", "count": 2}, headers=headers),
-        422, field="model",
-    )  # fmt: skip
+        422,
+        field="model",
+    )
     assert_problem(
         client.post("/v1/latent-sets", json={"values": [[1.0, 2.0], [3.0]]}, headers=headers), 422
     )
@@ -159,6 +180,8 @@ def test_bad_latent_sets_and_queries(alice: tuple[TestClient, dict[str, str]], s
     assert_problem(client.get("/v1/jobs/not-a-job", headers=headers), 422, field="job_id")
     unknown = "00000000-0000-4000-8000-000000000000"
     assert_problem(client.get(f"/v1/jobs/{unknown}", headers=headers), 404)
-    assert_problem(client.get("/v1/jobs", params={"model": "a\x00b"}, headers=headers), 422, "model")
+    assert_problem(
+        client.get("/v1/jobs", params={"model": "a\x00b"}, headers=headers), 422, "model"
+    )
     assert_problem(client.get("/v1/no-such-route", headers=headers), 404)
     assert_nothing_created(store)

@@ -36,7 +36,10 @@ def test_a_campaign_is_submitted_followed_and_compared_as_one(
     assert again.status_code == 200 and again.json()["id"] == campaign["id"]
     assert_problem(client.post("/v1/campaigns", json={**SPEC, "top_k": 5}, headers=headers), 409)
 
-    assert client.get(f"/v1/campaigns/{campaign['id']}", headers=headers).json()["status"] == "succeeded"
+    assert (
+        client.get(f"/v1/campaigns/{campaign['id']}", headers=headers).json()["status"]
+        == "succeeded"
+    )
     listed = client.get("/v1/campaigns", params={"tag": "test"}, headers=headers).json()["items"]
     assert [c["id"] for c in listed] == [campaign["id"]]
 
@@ -51,7 +54,11 @@ def test_a_campaign_is_submitted_followed_and_compared_as_one(
     # Figures of the members, in the formats a paper takes.
     hessian_job, sefa_job = (m["job_id"] for m in campaign["members"])
     for path, params, magic in (
-        ("/v1/plots/spectrum", {"selection": [hessian_job, f"{MODEL}::sefa"], "format": "svg"}, b"<?xml"),
+        (
+            "/v1/plots/spectrum",
+            {"selection": [hessian_job, f"{MODEL}::sefa"], "format": "svg"},
+            b"<?xml",
+        ),
         ("/v1/plots/heatmap", {"selection": hessian_job, "format": "pdf"}, b"%PDF"),
         ("/v1/plots/homogeneity", {"selection": [hessian_job], "scale": "linear"}, b"\x89PNG"),
     ):
@@ -59,9 +66,20 @@ def test_a_campaign_is_submitted_followed_and_compared_as_one(
         assert figure.status_code == 200, figure.text
         assert figure.content.startswith(magic)
     sefa_spectrum = client.get("/v1/spectra", params={"job_id": sefa_job}, headers=headers).json()
-    montage = client.get("/v1/plots/montage", headers=headers, params={
-        "spectrum_id": sefa_spectrum["items"][0]["id"], "format": "svg", "axes": 2, "steps": 3})  # fmt: skip
-    assert montage.status_code == 200 and b"code sampled from dcgan-faces with seed 0" in montage.content
+    montage = client.get(
+        "/v1/plots/montage",
+        headers=headers,
+        params={
+            "spectrum_id": sefa_spectrum["items"][0]["id"],
+            "format": "svg",
+            "axes": 2,
+            "steps": 3,
+        },
+    )
+    assert (
+        montage.status_code == 200
+        and b"code sampled from dcgan-faces with seed 0" in montage.content
+    )
 
     cancelled = client.post(f"/v1/campaigns/{campaign['id']}/cancel", headers=headers).json()
     assert cancelled["status"] == "succeeded"  # finished members keep their results
@@ -105,8 +123,9 @@ def test_a_misspelt_filter_is_a_422_not_a_wider_selection(
     client: TestClient, token: Callable[..., str]
 ) -> None:
     headers = bearer(token("alice", "read"))
-    problem = assert_problem(client.get("/v1/spectra", params={"modle": MODEL}, headers=headers), 422,
-                             field="modle")  # fmt: skip
+    problem = assert_problem(
+        client.get("/v1/spectra", params={"modle": MODEL}, headers=headers), 422, field="modle"
+    )
     assert "unknown query parameter 'modle'" in problem["detail"]
     assert "job_id" in problem["detail"] and "model" in problem["detail"]  # what it takes
     assert_problem(client.get("/v1/jobs", params={"stauts": "running"}, headers=headers), 422)

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _subparser(name: str) -> argparse.ArgumentParser:
     parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[name]
+    subparser: argparse.ArgumentParser = action.choices[name]
+    return subparser
 
 
 @pytest.mark.parametrize("command", ["run", "submit"])
@@ -45,12 +46,33 @@ def test_run_export_import_compare_keys(
 ) -> None:
     # `run` as a user runs it: a subprocess, the bar on stderr, the job id last on stdout.
     command = [
-        sys.executable, "-m", "api.cli", "run", "--model", MODEL, "--distance", "mse",
-        "--method", "jacobian", "--latents", "2", "--seed", "0", "--top-k", "5",
-        "--dtype", "float64", "--chunk-size", "1", "--database", sqlite_url,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "api.cli",
+        "run",
+        "--model",
+        MODEL,
+        "--distance",
+        "mse",
+        "--method",
+        "jacobian",
+        "--latents",
+        "2",
+        "--seed",
+        "0",
+        "--top-k",
+        "5",
+        "--dtype",
+        "float64",
+        "--chunk-size",
+        "1",
+        "--database",
+        sqlite_url,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip().splitlines()[-1]
     assert UUID.match(job_id), done.stdout
@@ -79,19 +101,49 @@ def test_run_export_import_compare_keys(
 
     # compare -> a table, and pictures with --plots
     plots = tmp_path / "plots"
-    assert main(["compare", job_id, f"{MODEL}:mse:jacobian", "--k", "3", "--plots", str(plots),
-                 "--database", sqlite_url]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "compare",
+                job_id,
+                f"{MODEL}:mse:jacobian",
+                "--k",
+                "3",
+                "--plots",
+                str(plots),
+                "--database",
+                sqlite_url,
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert "dims_99" in report and "between-methods" in report
     # Figure names carry the selection (its label), never a path.
     assert {p.name for p in plots.iterdir()} >= {
-        "spectrum.png", "homogeneity-log.png", "homogeneity-linear.png",
-        "heatmap-dcgan-faces_mse_jacobian.png", "montage-dcgan-faces_mse_jacobian.png",
-    }  # fmt: skip
+        "spectrum.png",
+        "homogeneity-log.png",
+        "homogeneity-linear.png",
+        "heatmap-dcgan-faces_mse_jacobian.png",
+        "montage-dcgan-faces_mse_jacobian.png",
+    }
 
     # keys create -> the token last; the store knows it
-    assert main(["keys", "create", "--owner", "carol", "--scopes", "read,submit",
-                 "--database", sqlite_url]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "keys",
+                "create",
+                "--owner",
+                "carol",
+                "--scopes",
+                "read,submit",
+                "--database",
+                sqlite_url,
+            ]
+        )
+        == 0
+    )
     token = capsys.readouterr().out.strip().splitlines()[-1]
     key = store.verify_api_key(token)
     assert key is not None and key.owner == "carol" and set(key.scopes) == {"read", "submit"}
@@ -101,13 +153,19 @@ def test_run_export_import_compare_keys(
 def test_bad_arguments_exit_2_with_the_reason(
     sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["run", "--model", MODEL, "--latents", "2", "--top-k", "many",
-                 "--database", sqlite_url]) == 2  # fmt: skip
+    assert (
+        main(
+            ["run", "--model", MODEL, "--latents", "2", "--top-k", "many", "--database", sqlite_url]
+        )
+        == 2
+    )
     assert "--top-k" in capsys.readouterr().err
     assert main(["run", "--model", "no-such-gan", "--latents", "2", "--database", sqlite_url]) == 2
     assert "no-such-gan" in capsys.readouterr().err
-    assert main(["keys", "create", "--owner", "x", "--scopes", "read,root",
-                 "--database", sqlite_url]) == 2  # fmt: skip
+    assert (
+        main(["keys", "create", "--owner", "x", "--scopes", "read,root", "--database", sqlite_url])
+        == 2
+    )
     assert "scopes" in capsys.readouterr().err
     assert Store(sqlite_url).list_jobs() == []
 

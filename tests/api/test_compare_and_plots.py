@@ -20,7 +20,12 @@ def test_compare_and_pictures(client: TestClient, store: Store, token: Callable[
     headers = bearer(token("alice", "read,submit"))
     hessian = client.post(
         "/v1/jobs",
-        json={"model": MODEL, "method": "jacobian", "latents": {"count": 3, "seed": 1}, "top_k": TOP_K},
+        json={
+            "model": MODEL,
+            "method": "jacobian",
+            "latents": {"count": 3, "seed": 1},
+            "top_k": TOP_K,
+        },
         headers=headers,
     ).json()
     sefa = client.post(
@@ -54,7 +59,8 @@ def test_compare_and_pictures(client: TestClient, store: Store, token: Callable[
     assert first["anisotropy"]["dims_99"] == [s.dims_99 for s in stored]
     assert all(s.dims_99 is not None and s.dims_99 > TOP_K for s in stored)
     np.testing.assert_allclose(
-        first["anisotropy"]["participation_ratio"], [s.participation_ratio for s in stored],
+        first["anisotropy"]["participation_ratio"],
+        np.array([s.participation_ratio for s in stored], dtype=float),
         rtol=1e-12,
     )
     assert any("top 8 of 100" in note and "full spectra" in note for note in result["notes"])
@@ -81,8 +87,11 @@ def test_compare_and_pictures(client: TestClient, store: Store, token: Callable[
         assert picture.status_code == 200, picture.text
         assert picture.headers["content-type"] == "image/png" and picture.content[:8] == PNG_MAGIC
     spectrum_id = stored[0].id
-    montage = client.get("/v1/plots/montage.png", headers=headers,
-                         params={"spectrum_id": spectrum_id, "axes": 3, "steps": 4})  # fmt: skip
+    montage = client.get(
+        "/v1/plots/montage.png",
+        headers=headers,
+        params={"spectrum_id": spectrum_id, "axes": 3, "steps": 4},
+    )
     assert montage.status_code == 200, montage.text
     width, height = Image.open(io.BytesIO(montage.content)).size
     assert (height, width) == (3 * 66 - 2, 16 + 4 * 66 - 2)  # 64 px tiles, 2 px gaps, labels
@@ -91,7 +100,9 @@ def test_compare_and_pictures(client: TestClient, store: Store, token: Callable[
     missing = {"selections": [{"model": "nope", "distance": "mse", "method": "jacobian"}]}
     assert_problem(client.post("/v1/compare", json=missing, headers=headers), 404)
     assert_problem(client.post("/v1/compare", json={"selections": [{}]}, headers=headers), 422)
-    assert_problem(client.get("/v1/plots/homogeneity.png", params={"selection": sefa["id"]},
-                              headers=headers), 422)  # fmt: skip
+    assert_problem(
+        client.get("/v1/plots/homogeneity.png", params={"selection": sefa["id"]}, headers=headers),
+        422,
+    )
     other = bearer(token("bob", "read"))
     assert_problem(client.post("/v1/compare", json=body, headers=other), 404)

@@ -7,6 +7,7 @@ no server errors. Bounded (a few examples per operation and mode) to stay near a
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import schemathesis
 from fastapi import FastAPI
@@ -26,7 +27,7 @@ def test_every_operation_conforms_to_the_schema_under_every_check(
     app: FastAPI, store: Store
 ) -> None:
     load_all_checks()
-    checks = list(CHECKS.get_all())
+    checks: list[Any] = list(CHECKS.get_all())
     assert len(checks) >= 10
     app.state.dispatcher = RecordingDispatcher()
     headers = bearer(store.create_api_key("conformance", ["admin"])[1])
@@ -50,19 +51,22 @@ def test_every_operation_conforms_to_the_schema_under_every_check(
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        def exercise(case: schemathesis.Case) -> None:
+        def exercise(case: schemathesis.Case[Any]) -> None:
             try:
                 case.call_and_validate(headers=headers, checks=checks)
             except FailureGroup as group:
                 for failure in group.exceptions:
                     title = getattr(failure, "title", type(failure).__name__)
                     failures.setdefault(
-                        (case.operation.label, title), f"{group}"[:1500] + f"\n{case.as_curl_command()}"
+                        (case.operation.label, title),
+                        f"{group}"[:1500] + f"\n{case.as_curl_command()}",
                     )
 
         try:
             exercise()
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE, operation.label
-    report = "\n\n".join(f"{label}: {title}\n{detail}" for (label, title), detail in failures.items())
+    report = "\n\n".join(
+        f"{label}: {title}\n{detail}" for (label, title), detail in failures.items()
+    )
     assert not failures, f"{len(failures)} conformance failures:\n{report}"

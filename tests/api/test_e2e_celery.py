@@ -22,7 +22,7 @@ import redis
 
 from api.cli import main
 from services.store import Store
-from tests.api.conftest import LATENT_DIM, MODEL
+from tests.api.conftest import LATENT_DIM, MODEL, latent_codes_of
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
@@ -34,7 +34,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, logs: list[Path]) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, logs: list[Path]
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -63,10 +65,23 @@ def private_redis(tmp_path: Path) -> Iterator[str]:
         pytest.fail("redis-server is required for the end-to-end test and is not installed")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     client = redis.Redis(port=port, socket_connect_timeout=1)
 
     def answers() -> bool:
@@ -103,13 +118,20 @@ def test_submit_follow_query_compare_export_reimport(
     with logs[0].open("wb") as server_log, logs[1].open("wb") as worker_log:
         server = subprocess.Popen(
             [*cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env, cwd=tmp_path, stdout=server_log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         worker = subprocess.Popen(
-            [*cli, "worker", "--cpu"], env=env, cwd=tmp_path, stdout=worker_log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [*cli, "worker", "--cpu"],
+            env=env,
+            cwd=tmp_path,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
 
         def ready() -> bool:
@@ -119,16 +141,48 @@ def test_submit_follow_query_compare_export_reimport(
                 return False
 
         wait_until(ready, START_TIMEOUT_S, "the API to be ready (database and broker)", logs)
-        assert main(["keys", "create", "--owner", "erin", "--scopes", "read,submit",
-                     "--database", pg_url]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "keys",
+                    "create",
+                    "--owner",
+                    "erin",
+                    "--scopes",
+                    "read,submit",
+                    "--database",
+                    pg_url,
+                ]
+            )
+            == 0
+        )
         token = capsys.readouterr().out.strip().splitlines()[-1]
 
         # Submit over HTTP with the client command and follow it to the end.
-        code = main([
-            "submit", "--server", base, "--token", token, "--model", MODEL, "--method", "jacobian",
-            "--latents", "3", "--seed", "2", "--top-k", "6", "--chunk-size", "1",
-            "--follow", "--interval", "0.3",
-        ])  # fmt: skip
+        code = main(
+            [
+                "submit",
+                "--server",
+                base,
+                "--token",
+                token,
+                "--model",
+                MODEL,
+                "--method",
+                "jacobian",
+                "--latents",
+                "3",
+                "--seed",
+                "2",
+                "--top-k",
+                "6",
+                "--chunk-size",
+                "1",
+                "--follow",
+                "--interval",
+                "0.3",
+            ]
+        )
         output = capsys.readouterr()
         assert code == 0, output.out + output.err + logs[1].read_text()[-3000:]
         job_id = output.out.strip().splitlines()[-1]
@@ -136,7 +190,9 @@ def test_submit_follow_query_compare_export_reimport(
         job = store.get_job(job_id)
         assert (job.status, job.n_done, job.owner) == ("succeeded", 3, "erin")
         chunks = store.list_chunks(job_id)
-        assert len(chunks) == 3 and all(c.lease_owner and c.lease_owner.startswith("cpu@") for c in chunks)
+        assert len(chunks) == 3 and all(
+            c.lease_owner and c.lease_owner.startswith("cpu@") for c in chunks
+        )
 
         assert main(["status", job_id, "--server", base, "--token", token]) == 0
         assert "3/3 done" in capsys.readouterr().out
@@ -144,15 +200,45 @@ def test_submit_follow_query_compare_export_reimport(
         # Codes from a .npy file go up as a multipart upload; then follow with `status`.
         codes = np.random.default_rng(7).standard_normal((2, LATENT_DIM))
         np.save(tmp_path / "codes.npy", codes)
-        assert main(["submit", "--server", base, "--token", token, "--model", MODEL,
-                     "--latents", str(tmp_path / "codes.npy"), "--top-k", "4"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "submit",
+                    "--server",
+                    base,
+                    "--token",
+                    token,
+                    "--model",
+                    MODEL,
+                    "--latents",
+                    str(tmp_path / "codes.npy"),
+                    "--top-k",
+                    "4",
+                ]
+            )
+            == 0
+        )
         uploaded_id = capsys.readouterr().out.strip().splitlines()[-1]
-        assert main(["status", uploaded_id, "--follow", "--interval", "0.3",
-                     "--server", base, "--token", token]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "status",
+                    uploaded_id,
+                    "--follow",
+                    "--interval",
+                    "0.3",
+                    "--server",
+                    base,
+                    "--token",
+                    token,
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
         uploaded = store.get_job(uploaded_id)
         assert uploaded.status == "succeeded"
-        np.testing.assert_array_equal(store.latent_codes(uploaded.latent_set_id), codes)
+        np.testing.assert_array_equal(latent_codes_of(store, uploaded_id), codes)
 
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
@@ -162,8 +248,10 @@ def test_submit_follow_query_compare_export_reimport(
             mixed = http.post("/v1/compare", json={"selections": [{"job_id": job_id}, by_name]})
             # The uploaded job kept another top-k: the name alone mixes unlike spectra.
             assert mixed.status_code == 422 and mixed.json()["differing"] == ["kept"], mixed.text
-            compared = http.post("/v1/compare", json={"selections": [
-                {"job_id": job_id}, {**by_name, "kept": "top-6"}]})
+            compared = http.post(
+                "/v1/compare",
+                json={"selections": [{"job_id": job_id}, {**by_name, "kept": "top-6"}]},
+            )
             assert compared.status_code == 200, compared.text
             assert compared.json()["selections"][0]["n_spectra"] == 3
             exported = http.get(f"/v1/jobs/{job_id}/export.npz")
@@ -175,9 +263,13 @@ def test_submit_follow_query_compare_export_reimport(
             copy_id = reimported.json()["id"]
             first = http.get(f"/v1/spectra/{spectra[0]['id']}").json()
             copy = http.get("/v1/spectra", params={"job_id": copy_id}).json()["items"][0]
-            assert http.get(f"/v1/spectra/{copy['id']}").json()["eigenvalues"] == first["eigenvalues"]
+            assert (
+                http.get(f"/v1/spectra/{copy['id']}").json()["eigenvalues"] == first["eigenvalues"]
+            )
             metrics = http.get("/metrics").text
-            assert 'spectra_jobs_submitted_total{method="jacobian",model="dcgan-faces"} 2.0' in metrics
+            assert (
+                'spectra_jobs_submitted_total{method="jacobian",model="dcgan-faces"} 2.0' in metrics
+            )
 
         # Cancelling a finished job changes nothing, and says so (409 -> exit 1).
         capsys.readouterr()

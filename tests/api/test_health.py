@@ -64,8 +64,12 @@ def test_only_a_serving_process_leaves_its_startup_objects_out_of_collections(
         "    assert client.get('/healthz').status_code == 200\n"
         "    print(gc.get_freeze_count())\n"
     )
-    env = {**os.environ, "SPECTRA_DATABASE_URL": pg_url, "SPECTRA_MODE": "development",
-           "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = {
+        **os.environ,
+        "SPECTRA_DATABASE_URL": pg_url,
+        "SPECTRA_MODE": "development",
+        "PYTHONPATH": str(REPO),
+    }
     result = subprocess.run(
         [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120
     )

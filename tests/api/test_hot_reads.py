@@ -40,7 +40,11 @@ def test_status_of_a_running_job_is_fresh_on_every_poll(
 
     save(store, job.id, 1)  # a worker stores one more: the next poll sees it
     again = client.get(f"/v1/jobs/{job.id}", headers=headers).json()
-    assert (again["n_done"], again["progress"]["done"], again["progress"]["fraction"]) == (2, 2, 0.75)
+    assert (again["n_done"], again["progress"]["done"], again["progress"]["fraction"]) == (
+        2,
+        2,
+        0.75,
+    )
 
 
 def test_another_owners_spectra_are_404_and_unlisted_and_admin_sees_them(

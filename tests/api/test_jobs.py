@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -21,6 +22,7 @@ from tests.api.conftest import (
     RecordingDispatcher,
     assert_problem,
     bearer,
+    latent_codes_of,
     npy_bytes,
 )
 
@@ -35,8 +37,14 @@ def headers(token: Callable[..., str]) -> dict[str, str]:
 def test_submit_follow_query_export_import(
     client: TestClient, store: Store, headers: dict[str, str]
 ) -> None:
-    spec = {"model": MODEL, "distance": "mse", "method": "jacobian",
-            "latents": {"count": 3, "seed": 5}, "top_k": TOP_K, "dtype": "float64"}  # fmt: skip
+    spec = {
+        "model": MODEL,
+        "distance": "mse",
+        "method": "jacobian",
+        "latents": {"count": 3, "seed": 5},
+        "top_k": TOP_K,
+        "dtype": "float64",
+    }
     response = client.post("/v1/jobs", json=spec, headers=headers)
     assert response.status_code == 202, response.text
     submitted = response.json()
@@ -58,28 +66,37 @@ def test_submit_follow_query_export_import(
     assert eigenvalues.shape == (TOP_K,) and np.all(np.diff(eigenvalues) <= 0)
     assert detail["top_eigenvalue"] == pytest.approx(eigenvalues[0])
 
-    vectors = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": 4},
-                         headers=headers).json()  # fmt: skip
+    vectors = client.get(
+        f"/v1/spectra/{first['id']}/eigenvectors", params={"k": 4}, headers=headers
+    ).json()
     # JSON and .npy share one orientation: (d, k), eigenvectors as columns.
     json_columns = np.array(vectors["vectors"])
     assert vectors["layout"] == "columns" and vectors["shape"] == [LATENT_DIM, 4]
     assert json_columns.shape == (LATENT_DIM, 4)
     np.testing.assert_allclose(json_columns.T @ json_columns, np.eye(4), atol=1e-8)  # orthonormal
-    raw = client.get(f"/v1/spectra/{first['id']}/eigenvectors",
-                     params={"k": 4, "format": "npy"}, headers=headers)  # fmt: skip
+    raw = client.get(
+        f"/v1/spectra/{first['id']}/eigenvectors", params={"k": 4, "format": "npy"}, headers=headers
+    )
     columns = np.load(io.BytesIO(raw.content), allow_pickle=False)
     np.testing.assert_array_equal(columns, json_columns)
     np.testing.assert_array_equal(columns, store.eigenvectors(first["id"], k=4))
-    too_many = client.get(f"/v1/spectra/{first['id']}/eigenvectors", params={"k": TOP_K + 1},
-                          headers=headers)  # fmt: skip
+    too_many = client.get(
+        f"/v1/spectra/{first['id']}/eigenvectors", params={"k": TOP_K + 1}, headers=headers
+    )
     assert too_many.status_code == 422 and f"only its top {TOP_K}" in too_many.json()["detail"]
 
     # Ordering and pagination: two pages of the same query cover it once.
-    by_top = client.get("/v1/spectra", params={"job_id": job_id, "order_by": "-top_eigenvalue",
-                                               "limit": 2}, headers=headers).json()  # fmt: skip
+    by_top = client.get(
+        "/v1/spectra",
+        params={"job_id": job_id, "order_by": "-top_eigenvalue", "limit": 2},
+        headers=headers,
+    ).json()
     assert by_top["page"]["next_offset"] == 2
-    rest = client.get("/v1/spectra", params={"job_id": job_id, "order_by": "-top_eigenvalue",
-                                             "limit": 2, "offset": 2}, headers=headers).json()  # fmt: skip
+    rest = client.get(
+        "/v1/spectra",
+        params={"job_id": job_id, "order_by": "-top_eigenvalue", "limit": 2, "offset": 2},
+        headers=headers,
+    ).json()
     tops = [s["top_eigenvalue"] for s in by_top["items"] + rest["items"]]
     assert tops == sorted(tops, reverse=True) and len(tops) == 3
 
@@ -88,15 +105,24 @@ def test_submit_follow_query_export_import(
     assert exported.status_code == 200
     archive = np.load(io.BytesIO(exported.content), allow_pickle=False)
     eva, evc, feat = archive["eva"], archive["evc"], archive["feat"]
-    assert eva.shape == (3, TOP_K) and evc.shape == (3, LATENT_DIM, TOP_K) and feat.shape == (3, LATENT_DIM)
+    assert (
+        eva.shape == (3, TOP_K)
+        and evc.shape == (3, LATENT_DIM, TOP_K)
+        and feat.shape == (3, LATENT_DIM)
+    )
     np.testing.assert_array_equal(eva[0], eigenvalues[::-1])
     np.testing.assert_array_equal(evc[0][:, ::-1][:, :4], json_columns)  # the same orientation
-    codes = store.latent_codes(store.get_job(job_id).latent_set_id)
+    codes = latent_codes_of(store, job_id)
     np.testing.assert_array_equal(feat, codes)
     import json
 
     meta = json.loads(str(archive["meta"]))
-    assert (meta["model"], meta["distance"], meta["method"], meta["seed"]) == (MODEL, "mse", "jacobian", 5)
+    assert (meta["model"], meta["distance"], meta["method"], meta["seed"]) == (
+        MODEL,
+        "mse",
+        "jacobian",
+        5,
+    )
     assert meta["spec"]["latents"] == {"count": 3, "seed": 5} and "numpy" in meta["versions"]
 
     # Import: a finished job with the same numbers, joining the (model, distance, method) pool.
@@ -110,8 +136,11 @@ def test_submit_follow_query_export_import(
     copy = client.get("/v1/spectra", params={"job_id": new_id}, headers=headers).json()["items"]
     copied = client.get(f"/v1/spectra/{copy[0]['id']}", headers=headers).json()
     np.testing.assert_array_equal(copied["eigenvalues"], eigenvalues)
-    pool = client.get("/v1/spectra", params={"model": MODEL, "distance": "mse",
-                                             "method": "jacobian"}, headers=headers).json()  # fmt: skip
+    pool = client.get(
+        "/v1/spectra",
+        params={"model": MODEL, "distance": "mse", "method": "jacobian"},
+        headers=headers,
+    ).json()
     assert len(pool["items"]) == 6
 
 
@@ -124,7 +153,7 @@ def test_upload_idempotency_and_listing(
     response = client.post("/v1/jobs/upload", files=files, data={"spec": spec}, headers=headers)
     assert response.status_code == 202, response.text
     job = response.json()
-    stored = store.latent_codes(store.get_job(job["id"]).latent_set_id)
+    stored = latent_codes_of(store, job["id"])
     np.testing.assert_array_equal(stored, codes)  # bit for bit
 
     # The same request with the same key (a client retry) is the same job, not a new one.
@@ -140,8 +169,9 @@ def test_upload_idempotency_and_listing(
 
     page = client.get("/v1/jobs", params={"limit": 1}, headers=headers).json()
     assert len(page["items"]) == 1 and page["page"]["next_offset"] == 1
-    done = client.get("/v1/jobs", params={"status": "succeeded", "model": MODEL},
-                      headers=headers).json()  # fmt: skip
+    done = client.get(
+        "/v1/jobs", params={"status": "succeeded", "model": MODEL}, headers=headers
+    ).json()
     assert {j["id"] for j in done["items"]} == {job["id"], first.json()["id"]}
     assert client.get("/v1/jobs", params={"model": "other"}, headers=headers).json()["items"] == []
 
@@ -155,14 +185,20 @@ def test_an_idempotency_key_holds_across_api_processes(
     body = {"model": MODEL, "latents": {"count": 1, "seed": 11}, "top_k": 3}
     keyed = {**headers, "Idempotency-Key": "across-1"}
     with Store(pg_url) as first_store, Store(pg_url) as second_store:
-        first_app = create_app(settings=settings, store=first_store, dispatcher=RecordingDispatcher())
-        second_app = create_app(settings=settings, store=second_store, dispatcher=RecordingDispatcher())
+        first_app = create_app(
+            settings=settings, store=first_store, dispatcher=RecordingDispatcher()
+        )
+        second_app = create_app(
+            settings=settings, store=second_store, dispatcher=RecordingDispatcher()
+        )
         with TestClient(first_app) as first, TestClient(second_app) as second:
             created = first.post("/v1/jobs", json=body, headers=keyed)
             retried = second.post("/v1/jobs", json=body, headers=keyed)
             changed = second.post("/v1/jobs", json={**body, "top_k": 4}, headers=keyed)
-            bob = {**bearer(second_store.create_api_key("bob", ["read", "submit"])[1]),
-                   "Idempotency-Key": "across-1"}  # fmt: skip
+            bob = {
+                **bearer(second_store.create_api_key("bob", ["read", "submit"])[1]),
+                "Idempotency-Key": "across-1",
+            }
             bobs = second.post("/v1/jobs", json={**body, "top_k": 4}, headers=bob)
         assert created.status_code == 202 and retried.status_code == 200
         assert retried.json()["id"] == created.json()["id"]
@@ -186,30 +222,45 @@ def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None
         again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
         assert_problem(again, 409)
         assert again.json()["title"] == "Job already finished"
-        assert "already cancelled" in again.json()["detail"] and "nothing was changed" in again.json()["detail"]
+        assert (
+            "already cancelled" in again.json()["detail"]
+            and "nothing was changed" in again.json()["detail"]
+        )
         assert store.get_job(job["id"]) == before
         # Nothing to export from a job that never ran.
         assert_problem(client.get(f"/v1/jobs/{job['id']}/export.npz", headers=headers), 409)
 
 
-def test_codes_given_as_values_come_back_as_a_link(app, store: Store, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_codes_given_as_values_come_back_as_a_link(
+    app: FastAPI, store: Store, headers: dict[str, str]
+) -> None:
     """The submit answer, the job and the job list name explicit (or uploaded) codes by their
     latent set's .npy link and shape, never by echoing the values."""
     app.state.dispatcher = RecordingDispatcher()
     codes = np.random.default_rng(3).standard_normal((2, LATENT_DIM))
     with TestClient(app) as client:
-        sent = client.post("/v1/jobs", json={"model": MODEL, "latents": {"values": codes.tolist()},
-                                             "top_k": 3}, headers=headers)  # fmt: skip
-        uploaded = client.post("/v1/jobs/upload", files={"file": ("c.npy", npy_bytes(codes[:1]))},
-                               data={"spec": json.dumps({"model": MODEL, "top_k": 2})}, headers=headers)  # fmt: skip
+        sent = client.post(
+            "/v1/jobs",
+            json={"model": MODEL, "latents": {"values": codes.tolist()}, "top_k": 3},
+            headers=headers,
+        )
+        uploaded = client.post(
+            "/v1/jobs/upload",
+            files={"file": ("c.npy", npy_bytes(codes[:1]))},
+            data={"spec": json.dumps({"model": MODEL, "top_k": 2})},
+            headers=headers,
+        )
         for response, n in ((sent, 2), (uploaded, 1)):
             assert response.status_code == 202, response.text
             job_id = response.json()["id"]
             set_id = store.get_job(job_id).latent_set_id
             link = {"codes": f"/v1/latent-sets/{set_id}/codes.npy", "shape": [n, LATENT_DIM]}
             listed = client.get("/v1/jobs", headers=headers).json()["items"]
-            for body in (response.json(), client.get(f"/v1/jobs/{job_id}", headers=headers).json(),
-                         next(j for j in listed if j["id"] == job_id)):  # fmt: skip
+            for body in (
+                response.json(),
+                client.get(f"/v1/jobs/{job_id}", headers=headers).json(),
+                next(j for j in listed if j["id"] == job_id),
+            ):
                 assert body["spec"]["latents"] == link and body["latent_set_id"] == set_id
             download = client.get(link["codes"], headers=headers)
             assert download.status_code == 200

@@ -58,7 +58,10 @@ def auth(token: Callable[..., str]) -> dict[str, str]:
 
 def _counts(store: Store) -> dict[str, int]:
     with store.engine.connect() as conn:
-        return {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() for table in TABLES}
+        return {
+            table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in TABLES
+        }
 
 
 def _spectra_job(client: TestClient, auth: dict[str, str], **extra: Any) -> str:
@@ -71,11 +74,17 @@ def _spectra_job(client: TestClient, auth: dict[str, str], **extra: Any) -> str:
 
 
 def _optimise(client: TestClient, auth: dict[str, str], **spec: Any) -> dict[str, Any]:
-    body = {"model": TOY, "targets": {"count": 3, "seed": 3}, "steps": 20, "threshold": 1e-3,
-            "chunk_size": 2, **spec}  # fmt: skip
+    body = {
+        "model": TOY,
+        "targets": {"count": 3, "seed": 3},
+        "steps": 20,
+        "threshold": 1e-3,
+        "chunk_size": 2,
+        **spec,
+    }
     response = client.post("/v1/optimisations", json=body, headers=auth)
     assert response.status_code == 202, response.text
-    job = client.get(f"/v1/jobs/{response.json()['id']}", headers=auth).json()
+    job: dict[str, Any] = client.get(f"/v1/jobs/{response.json()['id']}", headers=auth).json()
     assert job["status"] == "succeeded", job
     return job
 
@@ -96,7 +105,9 @@ def test_every_optimiser_end_to_end_with_report_and_figures(
     assert jobs[2]["resolved"]["optimiser_options"]["k"] == 2
     assert jobs[1]["resolved"]["basis"]["job"] == basis
     for job in jobs:
-        results = client.get(f"/v1/optimisations/{job['id']}/results", headers=auth).json()["results"]
+        results = client.get(f"/v1/optimisations/{job['id']}/results", headers=auth).json()[
+            "results"
+        ]
         assert [r["target_index"] for r in results] == [0, 1, 2]
         for result in results:
             assert len(result["loss_per_step"]) == 21 and len(result["final_code"]) == D
@@ -113,8 +124,11 @@ def test_every_optimiser_end_to_end_with_report_and_figures(
         assert low <= median <= high
         assert stats["code_rms_error"]["median"] >= 0
     assert body["jobs"][3]["evaluations_per_step"] == 6
-    for fmt, media, magic in (("png", "image/png", b"\x89PNG"), ("svg", "image/svg+xml", b"<?xml"),
-                              ("pdf", "application/pdf", b"%PDF")):  # fmt: skip
+    for fmt, media, magic in (
+        ("png", "image/png", b"\x89PNG"),
+        ("svg", "image/svg+xml", b"<?xml"),
+        ("pdf", "application/pdf", b"%PDF"),
+    ):
         for path in ("convergence", "inversions") if fmt == "png" else ("convergence",):
             params = {"job": ids, "max_targets": 2} if path == "inversions" else {"job": ids}
             figure = client.get(f"/v1/plots/{path}.{fmt}", params=params, headers=auth)
@@ -137,9 +151,16 @@ def test_re_running_an_optimisation_writes_nothing_twice(
         np.testing.assert_array_equal(a.losses, b.losses)
     first = before[0]
     assert not store.save_optimisation_result(
-        job["id"], 0, optimiser="adam", losses=np.zeros((1, 3)), evaluations=np.arange(3.0),
-        final_code=np.zeros(D), final_image=np.zeros((3, 4, 4)), best_restart=0, diagnostics={},
-    )  # fmt: skip
+        job["id"],
+        0,
+        optimiser="adam",
+        losses=np.zeros((1, 3)),
+        evaluations=np.arange(3.0),
+        final_code=np.zeros(D),
+        final_image=np.zeros((3, 4, 4)),
+        best_restart=0,
+        diagnostics={},
+    )
     np.testing.assert_array_equal(store.optimisation_results(job["id"])[0].losses, first.losses)
     # The same spec again is the same job, with nothing new written.
     again = client.post("/v1/optimisations", json={**job["spec"]}, headers=auth)
@@ -153,11 +174,19 @@ def _png(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_uploaded_png_and_npy_targets(client: TestClient, auth: dict[str, str], store: Store) -> None:
-    files = [("files", ("a.png", _png(4), "image/png")),
-             ("files", ("b.npy", npy_bytes(np.zeros((2, 3, 4, 4))), "application/octet-stream"))]  # fmt: skip
-    response = client.post("/v1/optimisations/upload", files=files,
-                           data={"spec": f'{{"model": "{TOY}", "steps": 5}}'}, headers=auth)  # fmt: skip
+def test_uploaded_png_and_npy_targets(
+    client: TestClient, auth: dict[str, str], store: Store
+) -> None:
+    files = [
+        ("files", ("a.png", _png(4), "image/png")),
+        ("files", ("b.npy", npy_bytes(np.zeros((2, 3, 4, 4))), "application/octet-stream")),
+    ]
+    response = client.post(
+        "/v1/optimisations/upload",
+        files=files,
+        data={"spec": f'{{"model": "{TOY}", "steps": 5}}'},
+        headers=auth,
+    )
     assert response.status_code == 202, response.text
     job = store.get_job(response.json()["id"])
     assert job.status == "succeeded" and job.n_done == 3
@@ -168,8 +197,15 @@ def test_uploaded_png_and_npy_targets(client: TestClient, auth: dict[str, str], 
 
 def _fake_job_in_space(store: Store, space: str) -> str:
     """A succeeded spectra job of TOY recorded in another latent space (issue 16's w)."""
-    job, _ = store.create_job("alice", {"model": TOY}, {"model": TOY, "space": space,
-                              "method": "jacobian"}, f"fake-{space}", None, 0, [])  # fmt: skip
+    job, _ = store.create_job(
+        "alice",
+        {"model": TOY},
+        {"model": TOY, "space": space, "method": "jacobian"},
+        f"fake-{space}",
+        None,
+        0,
+        [],
+    )
     store.transition_job(job.id, ["queued"], "succeeded")
     return job.id
 
@@ -202,8 +238,12 @@ def test_bad_input_is_a_422_that_writes_nothing(
             response = client.post("/v1/optimisations", json=spec, headers=auth)
         else:
             files = [("files", ("t.bin", upload, "application/octet-stream"))]
-            response = client.post("/v1/optimisations/upload", files=files,
-                                   data={"spec": json.dumps(spec)}, headers=auth)  # fmt: skip
+            response = client.post(
+                "/v1/optimisations/upload",
+                files=files,
+                data={"spec": json.dumps(spec)},
+                headers=auth,
+            )
         body = assert_problem(response, 422, field)
         assert _counts(store) == counts, case
         assert body["detail"], case
@@ -222,17 +262,24 @@ def _bad_request(
     if case == "targets both uploaded and in the spec":
         return spec, npy_bytes(np.zeros((3, 4, 4)))
     updates: dict[str, dict[str, Any]] = {
-        "basis from another model": {"model": OTHER, "optimiser": "adam-eigenbasis", "basis": {"job": basis}},
+        "basis from another model": {
+            "model": OTHER,
+            "optimiser": "adam-eigenbasis",
+            "basis": {"job": basis},
+        },
         "basis from another space": {"optimiser": "adam-eigenbasis", "basis": {"job": other_space}},
         "k equal to d": {"optimiser": "adam-topk", "basis": {"job": basis}, "k": D},
         "partial spectrum as a full eigenbasis": {
-            "optimiser": "adam-eigenbasis", "basis": {"spectrum": partial_spectrum}
+            "optimiser": "adam-eigenbasis",
+            "basis": {"spectrum": partial_spectrum},
         },
         "unknown basis job": {
-            "optimiser": "adam-topk", "basis": {"job": "00000000-0000-4000-8000-000000000000"}, "k": 2
+            "optimiser": "adam-topk",
+            "basis": {"job": "00000000-0000-4000-8000-000000000000"},
+            "k": 2,
         },
         "basis given to raw adam": {"basis": {"job": basis}},
-    }  # fmt: skip
+    }
     return {**spec, **updates[case]}, None
 
 
@@ -241,24 +288,54 @@ def test_the_command_line_runs_and_reports(
 ) -> None:
     from api.cli import main
 
-    common = ["--model", TOY, "--targets", "3", "--steps", "8", "--threshold", "0.01",
-              "--database", sqlite_url, "--quiet"]  # fmt: skip
+    common = [
+        "--model",
+        TOY,
+        "--targets",
+        "3",
+        "--steps",
+        "8",
+        "--threshold",
+        "0.01",
+        "--database",
+        sqlite_url,
+        "--quiet",
+    ]
     assert main(["optimise", *common, "--optimiser", "adam"]) == 0
     first = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["optimise", *common, "--optimiser", "cma", "--population", "4"]) == 0
     second = capsys.readouterr().out.strip().splitlines()[-1]
     plots = tmp_path / "plots"
-    assert main(["optimise-report", first, second, "--database", sqlite_url, "--plots", str(plots),
-                 "--formats", "png,pdf", "--json", str(tmp_path / "r.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "optimise-report",
+                first,
+                second,
+                "--database",
+                sqlite_url,
+                "--plots",
+                str(plots),
+                "--formats",
+                "png,pdf",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "steps to 0.01" in out and "cma / adam: loss ratio" in out
     assert {p.name for p in plots.iterdir()} == {
-        f"{name}.{fmt}" for name in ("convergence-steps", "convergence-evaluations", "inversions")
+        f"{name}.{fmt}"
+        for name in ("convergence-steps", "convergence-evaluations", "inversions")
         for fmt in ("png", "pdf")
     }
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["evaluation_budget"] == 8 and saved["jobs"][1]["evaluations_per_step"] == 4
     # k >= d on the command line: exit 2 with the reason, nothing written
-    assert main(["optimise", *common, "--optimiser", "adam-topk", "--k", str(D),
-                 "--basis-job", first]) == 2  # fmt: skip
+    assert (
+        main(["optimise", *common, "--optimiser", "adam-topk", "--k", str(D), "--basis-job", first])
+        == 2
+    )
     assert "k=6" in capsys.readouterr().err

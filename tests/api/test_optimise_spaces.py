@@ -21,7 +21,7 @@ from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
 from tests.support.checkpoints import write_random_checkpoint
 
-SIZE = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
+SIZE: dict[str, Any] = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
 TABLES = ("jobs", "chunks", "target_sets", "optimisation_results", "latent_sets")
 
 
@@ -61,20 +61,35 @@ def _counts(store: Store) -> dict[str, int]:
 
 
 def _spectra_job(http: TestClient, headers: dict[str, str], model: str, space: str) -> str:
-    spec = {"model": model, "space": space, "psi": 0.7, "latents": {"count": 3, "seed": 1},
-            "dtype": "float64"}  # fmt: skip
+    spec = {
+        "model": model,
+        "space": space,
+        "psi": 0.7,
+        "latents": {"count": 3, "seed": 1},
+        "dtype": "float64",
+    }
     response = http.post("/v1/jobs", json=spec, headers=headers)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
 
 def _optimise_body(model: str, basis_job: str, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "space": "w", "psi": 0.7, "targets": {"count": 2, "seed": 3},
-            "optimiser": "adam-topk", "k": 2, "basis": {"job": basis_job}, "steps": 8,
-            **extra}  # fmt: skip
+    return {
+        "model": model,
+        "space": "w",
+        "psi": 0.7,
+        "targets": {"count": 2, "seed": 3},
+        "optimiser": "adam-topk",
+        "k": 2,
+        "basis": {"job": basis_job},
+        "steps": 8,
+        **extra,
+    }
 
 
-def test_optimise_in_w_runs_end_to_end_on_w_targets(client, model, store: Store) -> None:
+def test_optimise_in_w_runs_end_to_end_on_w_targets(
+    client: tuple[TestClient, dict[str, str]], model: str, store: Store
+) -> None:
     http, headers = client
     basis_job = _spectra_job(http, headers, model, "w")
     assert store.get_job(basis_job).status == "succeeded"
@@ -99,7 +114,9 @@ def test_optimise_in_w_runs_end_to_end_on_w_targets(client, model, store: Store)
     assert all(r.final_loss <= r.losses[:, 0].min() for r in results)  # Adam went downhill
 
 
-def test_a_z_basis_is_refused_for_a_w_job_and_nothing_is_written(client, model, store) -> None:
+def test_a_z_basis_is_refused_for_a_w_job_and_nothing_is_written(
+    client: tuple[TestClient, dict[str, str]], model: str, store: Store
+) -> None:
     http, headers = client
     basis_job = _spectra_job(http, headers, model, "z")
     before = _counts(store)

@@ -162,12 +162,13 @@ def test_a_seed_past_64_bits_is_422_and_the_largest_is_accepted(
         body = {"model": MODEL, "latents": {"count": 2, "seed": seed}}
         problem = assert_problem(client.post("/v1/jobs", json=body, headers=headers), 422)
         assert problem["field"] == "latents.count.seed", problem
-        response = client.post("/v1/latent-sets", json={"model": MODEL, "count": 2, "seed": seed},
-                               headers=headers)  # fmt: skip
+        response = client.post(
+            "/v1/latent-sets", json={"model": MODEL, "count": 2, "seed": seed}, headers=headers
+        )
         assert_problem(response, 422)
     assert_nothing_created(store)
-    body = {"model": MODEL, "latents": {"count": 1, "seed": 2**63 - 1}, "top_k": 2}
-    assert client.post("/v1/jobs", json=body, headers=headers).status_code == 202
+    largest = {"model": MODEL, "latents": {"count": 1, "seed": 2**63 - 1}, "top_k": 2}
+    assert client.post("/v1/jobs", json=largest, headers=headers).status_code == 202
 
 
 def test_json_bodies_and_strings_are_bounded(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,8 @@ from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
 from tests.support.checkpoints import random_state_dict, write_random_checkpoint
 
-SIZE = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
+SIZE: dict[str, Any] = {"size": 8, "style_dim": 4, "n_mlp": 1, "channels": {4: 4, 8: 3}}
+ZooClient = tuple[TestClient, dict[str, str]]
 
 
 @pytest.fixture
@@ -38,19 +41,30 @@ def client(
         yield test_client, bearer(token("alice", "read,submit"))
 
 
-def submit(client: TestClient, headers: dict[str, str], **spec: object):  # type: ignore[no-untyped-def]
-    return client.post("/v1/jobs", headers=headers, json=spec)
+def submit(client: TestClient, headers: dict[str, str], **spec: object) -> httpx.Response:
+    response: httpx.Response = client.post("/v1/jobs", headers=headers, json=spec)
+    return response
 
 
-def test_wplus_job_stores_codes_of_its_space_and_records_it(client, files, store: Store) -> None:
+def test_wplus_job_stores_codes_of_its_space_and_records_it(
+    client: ZooClient, files: dict[str, str], store: Store
+) -> None:
     http, headers = client
-    response = submit(http, headers, model=files["good"], space="w+", psi=0.7,
-                      latents={"count": 2, "seed": 3}, dtype="float64")  # fmt: skip
+    response = submit(
+        http,
+        headers,
+        model=files["good"],
+        space="w+",
+        psi=0.7,
+        latents={"count": 2, "seed": 3},
+        dtype="float64",
+    )
     assert response.status_code in (200, 201, 202), response.text
     job = store.get_job(response.json()["id"])
     assert job.resolved["space"] == "w+" and job.resolved["psi"] == 0.7
     assert job.resolved["generator"]["latent_dim"] == 4 * 4  # num_ws = 4 at 8 px
     assert job.resolved["generator"]["facts"]["space"] == "w+"
+    assert job.latent_set_id is not None
     latent_set = store.get_latent_set(job.latent_set_id, "alice")
     assert (latent_set.d, latent_set.seed) == (16, 3)
     assert "z ~ N(0, I) from numpy seed 3" in (latent_set.name or "")
@@ -58,7 +72,9 @@ def test_wplus_job_stores_codes_of_its_space_and_records_it(client, files, store
     assert np.allclose(codes[:, :4], codes[:, 12:])  # every slot holds the sampled w
 
 
-def test_ganspace_and_sefa_jobs_store_one_spectrum(client, files, store: Store) -> None:
+def test_ganspace_and_sefa_jobs_store_one_spectrum(
+    client: ZooClient, files: dict[str, str], store: Store
+) -> None:
     http, headers = client
     for spec in (
         {"method": "ganspace", "samples": 200},
@@ -70,7 +86,7 @@ def test_ganspace_and_sefa_jobs_store_one_spectrum(client, files, store: Store) 
         assert job.status == "succeeded" and job.n_latents == 1, job.error
 
 
-def test_models_describe_schemes_spaces_and_layers(client) -> None:
+def test_models_describe_schemes_spaces_and_layers(client: ZooClient) -> None:
     http, headers = client
     models = {m["name"]: m for m in http.get("/v1/models", headers=headers).json()}
     assert models["stylegan2:PATH"]["spaces"] == ["z", "w", "w+"]
@@ -89,18 +105,43 @@ def test_models_describe_schemes_spaces_and_layers(client) -> None:
         ("bad", {}, "model", "missing key 'to_rgb1.conv.modulation.bias'"),
         ("dcgan", {"space": "w+"}, "space", "exists only for StyleGAN2"),
         ("good", {"distance": "layer:synthesis.nope"}, "distance", "unknown layer"),
-        ("good", {"method": "ganspace", "layer": "nope", "latents": None}, "layer", "unknown layer"),
+        (
+            "good",
+            {"method": "ganspace", "layer": "nope", "latents": None},
+            "layer",
+            "unknown layer",
+        ),
         ("good", {"psi": 1.5}, "psi", ""),
         ("good", {"psi": 0}, "psi", ""),
         ("good", {"method": "sefa", "latents": None}, "space", "use space 'w'"),
-        ("good", {"space": "w", "method": "sefa", "layers": [40], "latents": None}, "layers", "does not exist"),
+        (
+            "good",
+            {"space": "w", "method": "sefa", "layers": [40], "latents": None},
+            "layers",
+            "does not exist",
+        ),
         ("dcgan-control", {"space": "w"}, "space", "exists only for StyleGAN2"),
     ],
-    ids=["key-mismatch", "wplus-on-dcgan", "unknown-layer", "unknown-ganspace-layer", "psi-above-1",
-         "psi-zero", "sefa-in-z", "sefa-layer", "control-space"],
-)  # fmt: skip
+    ids=[
+        "key-mismatch",
+        "wplus-on-dcgan",
+        "unknown-layer",
+        "unknown-ganspace-layer",
+        "psi-above-1",
+        "psi-zero",
+        "sefa-in-z",
+        "sefa-layer",
+        "control-space",
+    ],
+)
 def test_bad_zoo_input_is_a_4xx_and_stores_nothing(
-    client, files, store: Store, which, spec, field, says
+    client: ZooClient,
+    files: dict[str, str],
+    store: Store,
+    which: str,
+    spec: dict[str, Any],
+    field: str,
+    says: str,
 ) -> None:
     http, headers = client
     model = {"dcgan": "dcgan-faces", "dcgan-control": "shuffled:0:dcgan-faces"}.get(which)
@@ -111,7 +152,7 @@ def test_bad_zoo_input_is_a_4xx_and_stores_nothing(
     assert store.list_jobs() == [] and store.list_latent_sets("alice") == []
 
 
-def test_a_control_is_served_iff_its_base_is(client, files) -> None:
+def test_a_control_is_served_iff_its_base_is(client: ZooClient, files: dict[str, str]) -> None:
     http, headers = client
     refused = submit(
         http, headers, model="shuffled:0:stylegan2:/elsewhere.pt", latents={"count": 1}

@@ -57,10 +57,12 @@ def parse_control(name: str) -> Control | None:
     for kind in CONTROL_KINDS:
         if name.startswith(kind + ":"):
             seed_text, _, base = name.removeprefix(kind + ":").partition(":")
-            if not seed_text.isdigit() or not base:
+            # torch seeds its generators with a signed 64-bit integer: larger seeds are refused
+            # here, by name, instead of failing inside the loader.
+            if not seed_text.isdigit() or not base or int(seed_text) >= 2**63:
                 raise UnknownModelError(
-                    f"{name!r}: a control is named {kind}:SEED:BASE with an integer seed >= 0 and "
-                    f"a model name, e.g. {kind}:0:dcgan-faces"
+                    f"{name!r}: a control is named {kind}:SEED:BASE with an integer seed "
+                    f"0 <= SEED < 2**63 and a model name, e.g. {kind}:0:dcgan-faces"
                 )
             if parse_control(base) is not None:
                 raise UnknownModelError(f"{name!r}: a control of a control is not offered")
