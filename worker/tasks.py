@@ -17,8 +17,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from services import worker_devices
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import STORE_WAITS, run_chunk
-from services.pipeline.resources import set_compute_threads
 from services.pipeline.lease import LeaseSettings
+from services.pipeline.resources import set_compute_threads
 from services.store import Store
 from worker import metrics
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, SETTINGS, app

@@ -24,9 +24,9 @@ from services.pipeline import (
     run_job_inprocess,
     submit_job,
 )
+from services.pipeline.lease import LeaseSettings
 from services.pipeline.planning import choose_chunk_size, plan_column_blocks, plan_latent_chunks
 from services.pipeline.spec import canonical_json
-from services.pipeline.lease import LeaseSettings
 from services.store import NotFoundError, Store
 from tests.pipeline import toy_generators
 
@@ -140,9 +140,11 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
     assert created and other.id != job.id
     # A different option is a different job.
     different, created = submit_job(
-        store, JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),
-        "alice", None,
-    )  # fmt: skip
+        store,
+        JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),
+        "alice",
+        None,
+    )
     assert created and different.spec_hash != job.spec_hash
 
 
@@ -203,8 +205,9 @@ def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
     split, _ = submit_job(
         store,
         JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),
-        "alice", None,
-    )  # fmt: skip
+        "alice",
+        None,
+    )
     chunks = store.list_chunks(split.id)
     assert [c.column_block for c in chunks] == [(0, 4), (4, 6)] * 2
     # Run the blocks out of order: the later of each pair assembles and decomposes.

@@ -36,7 +36,9 @@ def test_migrate_from_empty_creates_every_table_and_is_idempotent(db_url: str) -
         with store.engine.connect() as conn:
             # the newest revision (one head: a second would mean two unmerged chains)
             head = ScriptDirectory.from_config(alembic_config(db_url)).get_heads()
-            assert [conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()] == head
+            assert [
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            ] == head
         command.downgrade(alembic_config(db_url), "base")
         assert _tables(store) == set()
         store.migrate()
