@@ -255,12 +255,11 @@ def run_schedule(
             time.sleep(rng.uniform(1.0, 5.0))  # a random moment in the work
             name = rng.choice(FAULT_NAMES)
             at = time.monotonic() - started
-            before = _retry(stream.stored_total)
             pending = _retry(lambda: bool(stream.active()))
             lasted = inject(rig, name, rng)
             event = FaultEvent(round(at, 1), name, round(lasted, 1), None)
             if pending:
-                event.recover_s, event.recovered = _progress_after(stream, before)
+                event.recover_s, event.recovered = _progress_after(stream)
             result.faults.append(event)
             log(
                 f"{at:7.1f} s  {name:<24} lasted {lasted:5.1f} s  recovered in "
@@ -292,9 +291,17 @@ def _retry(call: Callable[[], Any], timeout_s: float = 120.0) -> Any:
             time.sleep(0.5)
 
 
-def _progress_after(stream: Stream, before: int) -> tuple[float | None, bool]:
+def _progress_after(stream: Stream) -> tuple[float | None, bool]:
+    """Seconds from the fault's end until the next latent is stored (None: no work left)."""
     ended = time.monotonic()
+    before: int | None = None
     while time.monotonic() - ended < RECOVERY_WAIT_S:
+        if before is None:  # our own connection may need the store back first
+            with contextlib.suppress(Exception):
+                before = stream.stored_total()
+            if before is None:
+                time.sleep(0.1)
+            continue
         with contextlib.suppress(Exception):
             if stream.stored_total() > before:
                 return round(time.monotonic() - ended, 1), True
