@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from worker.celery_app import CHUNK_QUEUE
 
@@ -124,8 +124,8 @@ def start_worker(
     *,
     extra_env: Mapping[str, str] | None = None,
     loglevel: str = "INFO",
-    stdout: int | None = None,
-    stderr: int | None = None,
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start one worker in its own process group (so it and its pool child stop together),
     bound to this process's life: if the launcher dies, even by SIGKILL, the kernel kills the

@@ -28,7 +28,7 @@ def test_a_store_that_cannot_write_says_so_on_writes_and_in_readiness(
     _make_read_only(pg_url)
     with Store(pg_url) as read_only:
         dispatcher = RecordingDispatcher()  # nothing is dispatched: nothing can be written
-        app = create_app(settings=settings, store=read_only, dispatcher=dispatcher)  # type: ignore[arg-type]
+        app = create_app(settings=settings, store=read_only, dispatcher=dispatcher)
         with TestClient(app) as client:
             refused = client.post("/v1/jobs", json=JOB, headers=headers)
             listed = client.get("/v1/jobs", headers=headers)

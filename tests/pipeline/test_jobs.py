@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,7 +48,8 @@ LEASE = dataclasses.replace(LeaseSettings.defaults(), heartbeat_interval_s=0.1)
 
 def _codes(n: int, seed: int = 0) -> list[list[float]]:
     codes = np.random.default_rng(seed).standard_normal((n, toy_generators.LATENT_DIM)) * 0.5
-    return codes.tolist()
+    values: list[list[float]] = codes.tolist()
+    return values
 
 
 # --------------------------------------------------------------------------- the spec
@@ -70,15 +72,17 @@ def _codes(n: int, seed: int = 0) -> list[list[float]]:
         ({"latents": {"count": 2}, "method": "newton"}, "Input should be"),
     ],
 )
-def test_spec_refuses_what_cannot_run_with_a_clear_message(fields: dict, message: str) -> None:
+def test_spec_refuses_what_cannot_run_with_a_clear_message(
+    fields: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValidationError, match=message):
         JobSpec(**fields)
 
 
 def test_spec_accepts_method_options_where_they_belong() -> None:
-    spec = JobSpec(method="lanczos", latents={"count": 4}, top_k=5, tol=1e-6, max_iter=50)
+    spec = JobSpec(method="lanczos", latents={"count": 4}, top_k=5, tol=1e-6, max_iter=50)  # type: ignore[arg-type]
     assert spec.method_options() == {"tol": 1e-6, "max_iter": 50}
-    lpips = JobSpec(distance="lpips-alex", latents={"set": "abc"}, resize=64, random_backbone=True)
+    lpips = JobSpec(distance="lpips-alex", latents={"set": "abc"}, resize=64, random_backbone=True)  # type: ignore[arg-type]
     assert lpips.distance_options() == {"resize": 64, "random_backbone": True}
     assert JobSpec(method="sefa", layers=[0]).method_options() == {"layers": [0]}
 
@@ -94,7 +98,7 @@ def test_spec_accepts_method_options_where_they_belong() -> None:
     ],
 )
 def test_bad_spec_is_refused_at_submit_and_writes_nothing(
-    store: Store, fields: dict, field: str, message: str
+    store: Store, fields: dict[str, Any], field: str, message: str
 ) -> None:
     spec = JobSpec(**{"model": TOY, **fields})
     dispatched: list[str] = []
@@ -109,14 +113,14 @@ def test_bad_spec_is_refused_at_submit_and_writes_nothing(
 def test_unknown_or_foreign_latent_set_is_not_found(store: Store) -> None:
     own = store.create_latent_set("bob", np.zeros((2, toy_generators.LATENT_DIM)))
     with pytest.raises(NotFoundError):
-        submit_job(store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None)
+        submit_job(store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):
-        submit_job(store, JobSpec(model=TOY, latents={"set": "missing"}), "alice", None)
+        submit_job(store, JobSpec(model=TOY, latents={"set": "missing"}), "alice", None)  # type: ignore[arg-type]
 
 
 def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> None:
     dispatched: list[list[str]] = []
-    sampled = JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2)
+    sampled = JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2)  # type: ignore[arg-type]
     job, created = submit_job(store, sampled, "alice", dispatched.append)
     assert created and len(dispatched) == 1 and len(dispatched[0]) == 3
     assert job.spec_hash == hashlib.sha256(canonical_json(job.resolved).encode()).hexdigest()
@@ -124,10 +128,13 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
     assert job.resolved["latent_set"]["n"] == 5 and job.resolved["chunk_size"] == 2
 
     # The same codes written out explicitly, or by the id of their stored set: same job.
-    codes = store.latent_codes(job.latent_set_id).tolist()
+    codes = store.latent_codes(job.latent_set_id).tolist()  # type: ignore[arg-type]
     for latents in ({"values": codes}, {"set": job.latent_set_id}):
         again, created = submit_job(
-            store, JobSpec(model=TOY, latents=latents, chunk_size=2), "alice", dispatched.append
+            store,
+            JobSpec(model=TOY, latents=latents, chunk_size=2),  # type: ignore[arg-type]
+            "alice",
+            dispatched.append,
         )
         assert (again.id, created) == (job.id, False)
 
@@ -141,7 +148,7 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
     # A different option is a different job.
     different, created = submit_job(
         store,
-        JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),
+        JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),  # type: ignore[arg-type]
         "alice",
         None,
     )
@@ -180,7 +187,7 @@ def test_chosen_chunk_size_shares_a_job_between_workers_and_stays_bounded() -> N
 
 def test_inprocess_results_equal_the_core_called_directly(store: Store) -> None:
     codes = _codes(5, seed=1)
-    spec = JobSpec(model=TOY, latents={"values": codes}, chunk_size=2, dtype="float64", top_k=4)
+    spec = JobSpec(model=TOY, latents={"values": codes}, chunk_size=2, dtype="float64", top_k=4)  # type: ignore[arg-type]
     job, _ = submit_job(store, spec, "alice", None)
     seen: list[tuple[int, int]] = []
     done = run_job_inprocess(store, job.id, progress=lambda d, t: seen.append((d, t)))
@@ -200,11 +207,14 @@ def test_inprocess_results_equal_the_core_called_directly(store: Store) -> None:
 def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
     codes = _codes(2, seed=2)
     whole, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": codes}, dtype="float64"), "alice", None
+        store,
+        JobSpec(model=TOY, latents={"values": codes}, dtype="float64"),  # type: ignore[arg-type]
+        "alice",
+        None,
     )
     split, _ = submit_job(
         store,
-        JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),
+        JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),  # type: ignore[arg-type]
         "alice",
         None,
     )
@@ -232,7 +242,7 @@ def test_sefa_job_is_one_chunk_with_one_result(store: Store) -> None:
 
 
 def test_chunk_run_twice_stores_nothing_twice(store: Store) -> None:
-    spec = JobSpec(model=TOY, latents={"values": _codes(2)}, chunk_size=2)
+    spec = JobSpec(model=TOY, latents={"values": _codes(2)}, chunk_size=2)  # type: ignore[arg-type]
     job, _ = submit_job(store, spec, "a", None)
     (chunk,) = store.list_chunks(job.id)
     assert run_chunk(store, chunk.id, "first", lease=LEASE) == "succeeded"
@@ -243,7 +253,10 @@ def test_chunk_run_twice_stores_nothing_twice(store: Store) -> None:
 
 def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
     job, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3), "a", None
+        store,
+        JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3),  # type: ignore[arg-type]
+        "a",
+        None,
     )
 
     def interrupt_after_two(done: int, total: int) -> None:
@@ -265,7 +278,7 @@ def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
 def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None:
     codes = _codes(3)
     codes[1][0] = toy_generators.TRIGGER
-    job, _ = submit_job(store, JobSpec(model=TOY, latents={"values": codes}), "a", None)
+    job, _ = submit_job(store, JobSpec(model=TOY, latents={"values": codes}), "a", None)  # type: ignore[arg-type]
     done = run_job_inprocess(store, job.id, lease=LEASE)
     assert done.status == "succeeded" and (done.n_done, done.n_failed) == (2, 1)
     (failure,) = store.latent_failures(job.id)
@@ -274,7 +287,10 @@ def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None
 
 def test_cancelled_job_runs_nothing_more(store: Store) -> None:
     job, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": _codes(4)}, chunk_size=2), "a", None
+        store,
+        JobSpec(model=TOY, latents={"values": _codes(4)}, chunk_size=2),  # type: ignore[arg-type]
+        "a",
+        None,
     )
     revoked: list[str] = []
     cancelled = cancel_job(store, job.id, revoke=revoked.extend)
@@ -289,7 +305,10 @@ def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(store: Store) -> 
     its heartbeat refused, stops at the next latent and leaves the chunk to the new holder."""
     slow = f"python:{Path(toy_generators.__file__).resolve()}:slow"
     job, _ = submit_job(
-        store, JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6), "a", None
+        store,
+        JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6),  # type: ignore[arg-type]
+        "a",
+        None,
     )
     (chunk,) = store.list_chunks(job.id)
     first_result: list[str] = []

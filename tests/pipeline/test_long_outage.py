@@ -43,15 +43,15 @@ def test_reads_recover_within_seconds_of_a_long_outage_and_readiness_tells_the_t
     app = create_app(
         settings=make_settings(postgres.url()),
         store=store,
-        dispatcher=RecordingDispatcher(),  # type: ignore[arg-type]
+        dispatcher=RecordingDispatcher(),
     )
     with TestClient(app) as client:
 
         def read() -> int:
-            return client.get(f"/v1/jobs/{job.id}", headers=headers).status_code
+            return int(client.get(f"/v1/jobs/{job.id}", headers=headers).status_code)
 
         def ready() -> int:
-            return client.get("/readyz").status_code
+            return int(client.get("/readyz").status_code)
 
         for _ in range(20):  # the event loop's pool holds warm connections
             assert read() == 200

@@ -37,10 +37,10 @@ def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
 def _specs(basis_job: str) -> OptimiseSpec:
     return OptimiseSpec(
         model=TOY,
-        targets={"count": 4, "seed": 5},
+        targets={"count": 4, "seed": 5},  # type: ignore[arg-type]
         optimiser="adam-topk",
         k=3,
-        basis={"job": basis_job},
+        basis={"job": basis_job},  # type: ignore[arg-type]
         steps=20,
         chunk_size=2,
         restarts=2,
@@ -50,7 +50,7 @@ def _specs(basis_job: str) -> OptimiseSpec:
 def _basis(store: Store) -> str:
     job, _ = submit_job(
         store,
-        JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),
+        JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),  # type: ignore[arg-type]
         "worker-test",
         None,
     )

@@ -113,7 +113,7 @@ def test_1_three_chunk_job_matches_the_inprocess_runner(
 
     embedded = Store(sqlite_url)
     embedded.migrate()
-    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None)
+    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None)  # type: ignore[arg-type]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same arithmetic, to the last bit
     try:
