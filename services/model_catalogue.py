@@ -27,6 +27,8 @@ class ModelInfo:
 
 
 DCGAN_FACES = "dcgan-faces"
+OMNIART_EYE = "omniart-eye"
+OMNIART_FAMILY = "cdcgan"  # a conditional DCGAN
 
 # Scheme prefixes: a model name starting with one is loaded by that family's module.
 STYLEGAN2_SCHEME = "stylegan2:"
@@ -36,13 +38,20 @@ TORCHSCRIPT_SCHEME = "torchscript:"
 PYTHON_SCHEME = "python:"
 
 LATENT_SPACES = ("z", "w", "w+")  # StyleGAN2 (rosinality checkpoints and NVIDIA pickles)
-BIGGAN_SPACES = ("both", "noise", "class")  # "z" is accepted as the older name of "both"
-BIGGAN_LEGACY_SPACE = "z"
+# Conditional families' spaces: the input (noise ⊕ class) and its two halves; "z" is accepted
+# as a name of "both" (BigGAN jobs recorded it so before BigGAN had spaces).
+CONDITIONAL_SPACES = ("both", "noise", "class")
+CONDITIONAL_LEGACY_SPACE = "z"
+CONDITIONAL_FAMILIES = ("biggan-deep", OMNIART_FAMILY)
+BIGGAN_SPACES = CONDITIONAL_SPACES
+BIGGAN_LEGACY_SPACE = CONDITIONAL_LEGACY_SPACE
 # Every space some family offers: what a job's `space` may name at all.
 ALL_SPACES = (*LATENT_SPACES, *BIGGAN_SPACES)
 
 # The folded DCGAN's Sequential: code-to-feature map, then (ReLU, transposed conv) x 4, Tanh.
 DCGAN_LAYERS = tuple(f"net.{i}" for i in range(10))
+# omniart-eye folded the same way (its Dropout, the identity in eval mode, left out).
+OMNIART_LAYERS = tuple(f"net.{i}" for i in range(12))
 STYLEGAN2_LAYERS = (
     "w",
     "synthesis.conv1",
@@ -59,6 +68,15 @@ _BUILT_IN = (
         latent_dim=100,
         description="Pretrained DCGAN, 64x64 RGB faces (weights from the gan-face-generate package).",
         layers=DCGAN_LAYERS,
+    ),
+    ModelInfo(
+        name=OMNIART_EYE,
+        family=OMNIART_FAMILY,
+        latent_dim=108,
+        description="Pretrained conditional DCGAN, 128x128 RGB eyes from paintings: noise 100 ⊕ "
+        "one-hot colour label 8 (weights from the omniart-eye-generator package).",
+        spaces=CONDITIONAL_SPACES,
+        layers=OMNIART_LAYERS,
     ),
 )
 
@@ -116,7 +134,16 @@ _SCHEMES = (
         "shuffled:SEED:BASE",
         "as BASE",
         None,
-        "BASE with every learned tensor's entries permuted (the paper's control)",
+        "BASE with every learned tensor's entries permuted (BatchNorm statistics kept)",
+        spaces=("as BASE",),
+        layers=("as BASE",),
+        scheme=True,
+    ),
+    ModelInfo(
+        "shuffled-published:SEED:BASE",
+        "as BASE",
+        None,
+        "the published shuffle: every state-dict tensor permuted, BatchNorm statistics too",
         spaces=("as BASE",),
         layers=("as BASE",),
         scheme=True,
@@ -125,7 +152,7 @@ _SCHEMES = (
         "random-init:SEED:BASE",
         "as BASE",
         None,
-        "BASE's architecture, freshly initialised (its family's own init)",
+        "BASE's weights re-drawn by its own init, BatchNorm kept (the published random-init)",
         spaces=("as BASE",),
         layers=("as BASE",),
         scheme=True,
@@ -149,5 +176,6 @@ def built_in_names() -> list[str]:
 
 def canonical_space(family: str | None, space: str) -> str:
     """A space by its current name: what BigGAN jobs recorded as `z` before BigGAN had spaces
-    is `both`. Lets a stored job's space be compared with a new job's."""
-    return "both" if family == "biggan-deep" and space == BIGGAN_LEGACY_SPACE else space
+    is `both` (and so for every conditional family). Lets a stored job's space be compared
+    with a new job's."""
+    return "both" if family in CONDITIONAL_FAMILIES and space == CONDITIONAL_LEGACY_SPACE else space

@@ -1,12 +1,17 @@
-"""``spectra campaign compare``: the comparison matrix over a campaign's members."""
+"""``spectra campaign compare``: the comparison matrix over a campaign's members, from the
+database or a server."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from api.cli.campaigns import CampaignCommands
-from api.cli.compare import comparison_output_options, write_comparison_outputs
-from api.cli.connect import open_store
+from api.cli.compare import comparison_output_options, server_report, write_comparison_outputs
+from api.cli.connect import client, open_store, use_server
+from api.cli.ids import resolve
+from api.cli.pictures import server_plots, write_pictures
 
 
 def register(campaign: CampaignCommands) -> None:
@@ -20,12 +25,28 @@ def register(campaign: CampaignCommands) -> None:
 
 
 def cmd_campaign_compare(args: argparse.Namespace) -> int:
+    if use_server(args):
+        with client(args) as server:
+            document = server.compare_campaign(
+                args.campaign, k=args.k, include_partial=args.include_partial
+            ).raw
+            jobs = [m.job_id for m in server.campaign(args.campaign).members]
+            pictures = server_plots(server, jobs, document) if args.plots else {}
+        print(server_report(document))
+        write_pictures(args.plots, pictures)
+        if args.json:
+            Path(args.json).write_text(json.dumps(document, indent=1))
+        return 0
     from services import campaigns
     from services import comparisons as comparison
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(
-        store, args.campaign, None, k=args.k, include_partial=args.include_partial
+        store,
+        resolve(store, "campaign", args.campaign),
+        None,
+        k=args.k,
+        include_partial=args.include_partial,
     )
     print(comparison.format_report(result))
     write_comparison_outputs(store, result, args)

@@ -1,29 +1,35 @@
-"""``spectra campaign submit|status|cancel``: campaigns in the embedded store (``campaign
-compare`` lives in its own module, api.cli.campaign_compare)."""
+"""``spectra campaign submit|status|cancel``: campaigns in the embedded store, or on a server
+with ``--server`` (or SPECTRA_SERVER_URL) like ``compare`` and ``export``. ``campaign compare``
+lives in its own module (api.cli.campaign_compare)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import Any
 
-from api.cli.connect import open_store
+from api.cli.connect import client, open_store, use_server
 from api.cli.errors import LOCAL_OWNER, CliError
-from api.cli.options import database_option, names
+from api.cli.ids import resolve
+from api.cli.options import names, server_or_database
 from api.cli.registry import Commands, Handler, add_command
 from api.cli.text import table
 
 
 class CampaignCommands:
-    """The ``campaign`` sub-command table; each of its commands takes --database."""
+    """The ``campaign`` sub-command table; each of its commands takes --server or --database."""
 
     def __init__(self, commands: Commands) -> None:
         campaign = commands.table.add_parser(
-            "campaign", help="submit, follow, cancel and compare campaigns (embedded store)"
+            "campaign",
+            help="submit, follow, cancel and compare campaigns (the local database, or a "
+            "server with --server)",
         )
         self.table = campaign.add_subparsers(dest="campaign_command", required=True)
 
     def add(self, name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
         sub = add_command(self.table, name, handler, text)
-        database_option(sub)
+        server_or_database(sub)
         return sub
 
 
@@ -32,7 +38,8 @@ def register(commands: Commands) -> CampaignCommands:
     submit = campaign.add(
         "submit",
         cmd_campaign_submit,
-        "submit a campaign and run its members here; prints the campaign id last",
+        f"submit a campaign; embedded, its members run here (owner {LOCAL_OWNER!r}), on a "
+        "server its workers run them; prints the campaign id last",
     )
     submit.add_argument("--name", required=True)
     submit.add_argument("--models", required=True, help="comma-separated model names")
@@ -48,7 +55,9 @@ def register(commands: Commands) -> CampaignCommands:
     submit.add_argument("--dtype", default=None, choices=("float32", "float64"))
     submit.add_argument("--chunk-size", type=int, default=None)
     submit.add_argument("--tags", help="comma-separated tags")
-    submit.add_argument("--no-run", action="store_true", help="only submit (a worker runs them)")
+    submit.add_argument(
+        "--no-run", action="store_true", help="embedded: only submit (a worker runs them)"
+    )
     campaign.add("status", cmd_campaign_status, "each member's job status").add_argument("campaign")
     campaign.add("cancel", cmd_campaign_cancel, "cancel unfinished members").add_argument(
         "campaign"
@@ -56,12 +65,8 @@ def register(commands: Commands) -> CampaignCommands:
     return campaign
 
 
-def cmd_campaign_submit(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from services import campaigns
-    from services.pipeline import run_job_inprocess
-
+def spec_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The campaign spec as the HTTP API takes it (the options given)."""
     fields = {
         "name": args.name,
         "tags": names(args.tags) or [],
@@ -75,8 +80,24 @@ def cmd_campaign_submit(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "chunk_size": args.chunk_size,
     }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def cmd_campaign_submit(args: argparse.Namespace) -> int:
+    if use_server(args):
+        with client(args) as server:
+            submitted = server.submit_campaign(spec_fields(args))
+        state = "created" if submitted.created else "already exists"
+        print(f"campaign {submitted.name} {state}: {len(submitted.members)} members")
+        print(submitted.id)
+        return 0
+    from pydantic import ValidationError
+
+    from services import campaigns
+    from services.pipeline import run_job_inprocess
+
     try:
-        spec = campaigns.CampaignSpec(**{k: v for k, v in fields.items() if v is not None})
+        spec = campaigns.CampaignSpec(**spec_fields(args))
     except ValidationError as error:
         first = error.errors()[0]
         raise CliError(f"campaign: {first['loc']}: {first['msg']}") from None
@@ -98,22 +119,47 @@ def cmd_campaign_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_status(args: argparse.Namespace) -> int:
-    from services import campaigns
+    if use_server(args):
+        with client(args) as server:
+            document = _as_json(server.campaign(args.campaign))
+    else:
+        from services import campaigns
 
-    status = campaigns.campaign_status(open_store(args.database), args.campaign, None)
-    rows = [("member", "job", "status", "done", "failed", "planned")]
-    rows += [
-        (m.member, m.job_id, m.status, str(m.done), str(m.failed), str(m.planned))
-        for m in status.members
-    ]
-    print(f"campaign {status.campaign.name}: {status.status}")
-    print(table(rows))
+        store = open_store(args.database)
+        campaign_id = resolve(store, "campaign", args.campaign)
+        document = campaigns.campaign_status(store, campaign_id, None).to_json()
+    print(format_status(document))
     return 0
 
 
 def cmd_campaign_cancel(args: argparse.Namespace) -> int:
-    from services import campaigns
+    if use_server(args):
+        with client(args) as server:
+            document = _as_json(server.cancel_campaign(args.campaign))
+    else:
+        from services import campaigns
 
-    status = campaigns.cancel_campaign(open_store(args.database), args.campaign, None, None)
-    print(f"campaign {status.campaign.name}: {status.status}")
+        store = open_store(args.database)
+        campaign_id = resolve(store, "campaign", args.campaign)
+        document = campaigns.cancel_campaign(store, campaign_id, None, None).to_json()
+    print(f"campaign {document['name']}: {document['status']}")
     return 0
+
+
+def format_status(document: Mapping[str, Any]) -> str:
+    """A campaign's status document (the HTTP one, from either side) as a heading and a table."""
+    rows = [("member", "job", "status", "done", "failed", "planned")]
+    rows += [
+        (m["member"], m["job_id"], m["status"], str(m["done"]), str(m["failed"]), str(m["planned"]))
+        for m in document["members"]
+    ]
+    return f"campaign {document['name']}: {document['status']}\n{table(rows)}"
+
+
+def _as_json(campaign: Any) -> dict[str, Any]:
+    """The client's view back in the document's shape (the one the table is drawn from)."""
+    return {
+        "name": campaign.name,
+        "status": campaign.status,
+        "members": [vars(m) for m in campaign.members],
+    }

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli.errors import CliError
-from api.cli.options import DEFAULT_SERVER
+
+# The variable that names a server (api.client.settings.SERVER_VARIABLE; not imported from
+# there, which would load httpx for commands that read the database).
+SERVER_VARIABLE = "SPECTRA_SERVER_URL"
 
 if TYPE_CHECKING:
     from api.client import SpectraClient
@@ -36,10 +40,21 @@ def open_store(url: str | None, *, migrate: bool = True) -> Any:
 
 
 class CliClient:
-    """The typed client, with its errors turned into one-line CLI errors (exit status 1)."""
+    """The typed client, with its errors turned into one-line CLI errors (exit status 1).
+    ``job_id``: the job the command names; a 404 for it says so when the local database
+    (``database``) holds it."""
 
-    def __init__(self, server: str, token: str | None) -> None:
+    def __init__(
+        self,
+        server: str,
+        token: str | None,
+        *,
+        job_id: str | None = None,
+        database: str | None = None,
+    ) -> None:
         from api.client import SpectraClient
+
+        self.job_id, self.database = job_id, database
 
         try:
             self.client = SpectraClient(server, token)
@@ -52,16 +67,46 @@ class CliClient:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _tb: object
     ) -> None:
-        from api.client import SpectraError
+        from api.client import NotFound, SpectraError
 
         self.client.close()
         if isinstance(error, SpectraError):
-            raise CliError(str(error), 1) from None
+            hint = None
+            if isinstance(error, NotFound) and self.job_id:
+                hint = local_hint(self.job_id, self.database)
+            raise CliError(str(error) + (f"; {hint}" if hint else ""), 1) from None
 
 
-def client(args: argparse.Namespace) -> CliClient:
-    server = args.server or os.environ.get("SPECTRA_SERVER_URL") or DEFAULT_SERVER
-    return CliClient(server, args.token)
+def client(args: argparse.Namespace, *, job_id: str | None = None) -> CliClient:
+    """A client of --server and --token, else the client's settings (SPECTRA_SERVER_URL,
+    SPECTRA_TOKEN); ``job_id`` as ``CliClient`` takes it."""
+    from api.client import ClientSettings
+
+    settings = ClientSettings.from_environment(server=args.server, token=args.token)
+    database = getattr(args, "database", None)
+    return CliClient(settings.server, settings.token, job_id=job_id, database=database)
+
+
+def local_hint(job_id: str, database: str | None) -> str | None:
+    """Where a job a server does not know is, when the local database holds it: a sentence
+    naming the database and how to publish it; None otherwise. Never creates a database (a
+    missing SQLite file holds nothing) and never fails: it only adds to another error."""
+    url = database_url(database)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None
+    try:
+        store = open_store(url, migrate=False)
+        try:
+            record = store.get_job(job_id)
+        finally:
+            store.close()
+    except Exception:  # not there, no database, another schema: no hint
+        return None
+    return (
+        f"job {record.id} is in the local database ({url}, owner {record.owner!r}), not on "
+        f"the server: publish it with `spectra publish {record.id} --server URL`, or read it "
+        "with --database"
+    )
 
 
 def use_server(args: argparse.Namespace) -> bool:
@@ -70,4 +115,4 @@ def use_server(args: argparse.Namespace) -> bool:
         if args.server:
             raise CliError("give either --server or --database, not both")
         return False
-    return bool(args.server or os.environ.get("SPECTRA_SERVER_URL"))
+    return bool(args.server or os.environ.get(SERVER_VARIABLE))

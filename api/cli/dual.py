@@ -10,6 +10,7 @@ from typing import Any
 
 from api.cli.connect import client, open_store, use_server
 from api.cli.errors import CliError
+from api.cli.ids import resolve
 from api.cli.options import list_options, server_or_database
 from api.cli.pictures import server_plots, write_pictures
 from api.cli.registry import Commands
@@ -90,7 +91,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if use_server(args):
         if args.layout != "stacked":
             raise CliError("--layout gan-geometry is written from the database (--database)")
-        with client(args) as server:
+        with client(args, job_id=args.job) as server:
             data = server.export(args.job, k=args.k)
         Path(args.output).write_bytes(data)
         print(f"wrote {args.output}: {len(data)} bytes from {server.server}")
@@ -98,7 +99,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from services import export
 
     store = open_store(args.database)
-    published = export.export_job(store, args.job, k=args.k)
+    published = export.export_job(store, resolve(store, "job", args.job), k=args.k)
     n, d, k = published.eigenvectors.shape
     if args.layout == "gan-geometry":
         Path(args.output).write_bytes(export.to_gan_geometry_zip(published))
@@ -147,7 +148,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 j.n_done,
                 j.n_failed,
                 j.n_latents,
-                j.created_at,
+                j.created_at.isoformat(timespec="seconds"),
             )
             for j in page.items
         ]
@@ -197,6 +198,8 @@ def cmd_spectra(args: argparse.Namespace) -> int:
             records: list[Any] = list(server.spectra(**query).items)
     else:
         store = open_store(args.database)
+        if query["job_id"]:
+            query["job_id"] = resolve(store, "job", query["job_id"])
         records = store.list_spectrum_summaries(owner=None, **query)
     items = [{name: getattr(r, name) for name in SPECTRUM_COLUMNS} for r in records]
     if args.json:

@@ -21,12 +21,13 @@ def register(commands: Commands) -> None:
     run = commands.add(
         "run",
         cmd_run,
-        "compute a job here (embedded store, no services); prints the job id as the last line",
+        f"compute a job here (embedded store, no services; the job belongs to owner "
+        f"{LOCAL_OWNER!r}); prints the job id as the last line",
     )
     if commands.spec_options:
         add_spec_options(run)
     database_option(run)
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress display (default: off)")
 
     plan = commands.add(
         "plan",
@@ -42,7 +43,8 @@ def register(commands: Commands) -> None:
     imp = commands.add(
         "import",
         cmd_import,
-        "store .npz spectra (ours or GAN-Geometry's, docs/npz-layouts.md) as one finished job",
+        f"store .npz spectra (ours or GAN-Geometry's, docs/npz-layouts.md) as one finished job "
+        f"of owner {LOCAL_OWNER!r}",
     )
     imp.add_argument(
         "file",
@@ -76,30 +78,19 @@ def register(commands: Commands) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)  # refused here, before the pipeline (torch) loads
+    from api.client.progress import ProgressDisplay
     from services.pipeline import run_job_inprocess, submit_job
 
-    fields, codes = spec_fields_from_args(args)
-    spec = build_spec(fields, codes)
     store = open_store(args.database)
     job, created = submit_job(store, spec, LOCAL_OWNER, None)
     print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} codes)")
-    bar = tqdm(
-        total=job.n_latents,
-        file=sys.stderr,
-        unit="code",
-        desc=f"{spec.model} {spec.method}",
-        disable=args.quiet,
+    display = ProgressDisplay(
+        job.n_latents, unit="code", desc=f"{spec.model} {spec.method}", enabled=not args.quiet
     )
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    job = run_job_inprocess(store, job.id, progress)
-    bar.close()
+    job = run_job_inprocess(store, job.id, display.update)
+    display.close()
     print(
         f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
         + (f" ({job.error})" if job.error else "")
@@ -109,10 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)  # refused here, before the pipeline (torch) loads
     from services.pipeline import dry_run_job
 
-    fields, codes = spec_fields_from_args(args)
-    spec = build_spec(fields, codes)
     plan = dry_run_job(open_store(args.database), spec, LOCAL_OWNER)
     if args.json:
         print(json.dumps(plan, indent=2, sort_keys=True))

@@ -56,5 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     # The launcher replaces this process (same pid, so signals reach it): the command line
     # is an adapter and does not import the worker package.
+    if args.gpus:
+        from services.worker_devices import check_gpus
+
+        check_gpus(args.gpus.split(","))  # a ValueError: one line, exit 2
     which = ["--gpus", args.gpus] if args.gpus else ["--cpu"]
     os.execv(sys.executable, [sys.executable, "-m", "worker", *which])

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from api.cli.connect import open_store
 from api.cli.errors import LOCAL_OWNER
 from api.cli.options import database_option
 from api.cli.registry import Commands
 from api.cli.spec_options import unwrap_optional
-from services.pipeline.optimise_spec import OptimiseSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from services.pipeline.optimise_spec import OptimiseSpec
 
 OpenStore = Callable[[str | None], Any]
 SPECIAL_FIELDS = ("kind", "targets", "basis")
@@ -49,31 +49,10 @@ def register(commands: Commands) -> None:
         "invert target images with an optimiser that may "
         "use a stored eigenbasis (embedded); prints the job id last",
     )
-    group = run.add_argument_group("optimisation spec (the fields of the HTTP spec, one to one)")
-    for name, info in OptimiseSpec.model_fields.items():
-        if name in SPECIAL_FIELDS:
-            continue
-        kwargs: dict[str, Any] = {"default": None, "dest": name, "help": info.description or name}
-        annotation = unwrap_optional(info.annotation)
-        if annotation is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(annotation) is typing.Literal:
-            kwargs["choices"] = list(typing.get_args(annotation))
-        group.add_argument("--" + name.replace("_", "-"), **kwargs)
-    targets = run.add_argument_group("targets (exactly one)")
-    targets.add_argument(
-        "--targets",
-        metavar="N | FILE.png|FILE.npy ...",
-        nargs="+",
-        help="N images generated from sampled codes, or image files",
-    )
-    targets.add_argument("--target-seed", type=int, default=0, help="seed of the sampled codes")
-    targets.add_argument("--target-set", metavar="ID", help="a stored target set")
-    targets.add_argument("--latent-set", metavar="ID", help="images generated from a latent set")
-    basis = run.add_argument_group("basis (adam-eigenbasis, adam-topk, cma-topk)")
-    basis.add_argument("--basis-job", metavar="ID", help="average metric of a spectra job")
-    basis.add_argument("--basis-spectrum", metavar="ID", help="one stored spectrum")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    if commands.optimise_options:
+        # Generated from OptimiseSpec, whose module loads the geometry core (torch): only
+        # when this command runs.
+        add_optimise_options(run)
     database_option(run)
 
     rep = commands.add(
@@ -103,9 +82,43 @@ def register(commands: Commands) -> None:
     database_option(rep)
 
 
+def add_optimise_options(run: argparse.ArgumentParser) -> None:
+    """One option per OptimiseSpec field, plus the ways to name targets and a basis."""
+    from services.pipeline.optimise_spec import OptimiseSpec
+
+    group = run.add_argument_group("optimisation spec (the fields of the HTTP spec, one to one)")
+    for name, info in OptimiseSpec.model_fields.items():
+        if name in SPECIAL_FIELDS:
+            continue
+        kwargs: dict[str, Any] = {"default": None, "dest": name, "help": info.description or name}
+        annotation = unwrap_optional(info.annotation)
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(annotation))
+        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+    targets = run.add_argument_group("targets (exactly one)")
+    targets.add_argument(
+        "--targets",
+        metavar="N | FILE.png|FILE.npy ...",
+        nargs="+",
+        help="N images generated from sampled codes, or image files",
+    )
+    targets.add_argument("--target-seed", type=int, default=0, help="seed of the sampled codes")
+    targets.add_argument("--target-set", metavar="ID", help="a stored target set")
+    targets.add_argument("--latent-set", metavar="ID", help="images generated from a latent set")
+    basis = run.add_argument_group("basis (adam-eigenbasis, adam-topk, cma-topk)")
+    basis.add_argument("--basis-job", metavar="ID", help="average metric of a spectra job")
+    basis.add_argument("--basis-spectrum", metavar="ID", help="one stored spectrum")
+    run.add_argument("--quiet", action="store_true", help="no progress display (default: off)")
+
+
 def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray | None]:
     """The spec, and the images read from target files (or None)."""
-    from services.pipeline.optimise_spec import decode_target_file
+    import numpy as np
+    from pydantic import ValidationError
+
+    from services.pipeline.optimise_spec import OptimiseSpec, decode_target_file
 
     fields: dict[str, Any] = {
         name: getattr(args, name)
@@ -151,8 +164,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
 
 
 def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
-    from tqdm import tqdm
-
+    from api.client.progress import ProgressDisplay
     from services.pipeline import run_job_inprocess
     from services.pipeline.optimisation import submit_optimisation
     from services.pipeline.optimise_report import format_report, report
@@ -163,16 +175,11 @@ def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
         f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} targets, "
         f"{spec.optimiser})"
     )
-    bar = tqdm(
-        total=job.n_latents, file=sys.stderr, unit="target", desc=spec.optimiser, disable=args.quiet
+    display = ProgressDisplay(
+        job.n_latents, unit="target", desc=spec.optimiser, enabled=not args.quiet
     )
-
-    def progress(done: int, total: int) -> None:
-        bar.total, bar.n = total, done
-        bar.refresh()
-
-    job = run_job_inprocess(store, job.id, progress)
-    bar.close()
+    job = run_job_inprocess(store, job.id, display.update)
+    display.close()
     print(
         f"status {job.status}: {job.n_done} done, {job.n_failed} failed"
         + (f" ({job.error})" if job.error else "")
@@ -184,6 +191,12 @@ def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
 
 
 def cmd_report(args: argparse.Namespace, open_store: OpenStore) -> int:
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FIGURE_FORMATS))
+    if unknown:
+        raise OptimiseCliError(
+            f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}"
+        )
     from services.pipeline.optimise_report import (
         convergence_figure,
         format_report,
@@ -191,12 +204,6 @@ def cmd_report(args: argparse.Namespace, open_store: OpenStore) -> int:
         report,
     )
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = sorted(set(formats) - set(FIGURE_FORMATS))
-    if unknown:
-        raise OptimiseCliError(
-            f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}"
-        )
     store = open_store(args.database)
     result = report(
         store,

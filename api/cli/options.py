@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+# The client's default (api.client.settings.DEFAULT_SERVER), written here so that building the
+# parser does not import the client (httpx); tests/ui/test_cli_startup.py holds the two equal.
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
@@ -24,9 +25,7 @@ def server_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"API base URL (default SPECTRA_SERVER_URL, else {DEFAULT_SERVER})",
     )
-    parser.add_argument(
-        "--token", default=os.environ.get("SPECTRA_TOKEN"), help="API key (default SPECTRA_TOKEN)"
-    )
+    parser.add_argument("--token", default=None, help="API key (default SPECTRA_TOKEN)")
 
 
 def server_or_database(parser: argparse.ArgumentParser) -> None:
@@ -39,9 +38,7 @@ def server_or_database(parser: argparse.ArgumentParser) -> None:
         "database is read directly)",
     )
     parser.add_argument(
-        "--token",
-        default=os.environ.get("SPECTRA_TOKEN"),
-        help="API key for --server (default SPECTRA_TOKEN)",
+        "--token", default=None, help="API key for --server (default SPECTRA_TOKEN)"
     )
     database_option(parser)
 

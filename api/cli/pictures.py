@@ -15,12 +15,13 @@ def server_plots(
 ) -> dict[str, bytes]:
     """The spectrum figure, the homogeneity one where measured, and a montage per selection."""
     from api.client import SpectraError
+    from api.client.calls import selection_json
 
     pictures = {"spectrum.png": server.figure("spectrum", selections=selections)}
     if any(s.get("homogeneity") for s in result["selections"]):
         pictures["homogeneity.png"] = server.figure("homogeneity", selections=selections)
     for index, text in enumerate(selections):
-        query = selection_query(text)
+        query = selection_json(text)
         first = server.spectra(
             job_id=query.get("job_id"),
             model=query.get("model"),
@@ -35,13 +36,6 @@ def server_plots(
         except SpectraError as error:  # e.g. an imported result of a model the server lacks
             print(f"no montage for {text}: {error}", file=sys.stderr)
     return pictures
-
-
-def selection_query(text: str) -> dict[str, str]:
-    parts = text.rsplit(":", 2)
-    if len(parts) == 3 and all(parts):
-        return {"model": parts[0], "distance": parts[1], "method": parts[2]}
-    return {"job_id": text}
 
 
 def write_pictures(directory: str | None, pictures: dict[str, bytes]) -> None:

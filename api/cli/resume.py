@@ -10,6 +10,7 @@ import sys
 
 from api.cli.connect import client, open_store, use_server
 from api.cli.errors import LOCAL_OWNER, CliError
+from api.cli.ids import resolve
 from api.cli.options import server_or_database
 from api.cli.registry import Commands
 from api.cli.text import job_line
@@ -29,7 +30,7 @@ def register(commands: Commands) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     if use_server(args):
-        with client(args) as server:
+        with client(args, job_id=args.job) as server:
             job = server.retry_job(args.job)
         print(job_line(job))
         return 0
@@ -46,7 +47,7 @@ def _resume_here(args: argparse.Namespace) -> int:
     store = open_store(args.database)
     try:
         # The chunks run below, in order, with a progress bar; nothing to dispatch now.
-        job = resume(store, _Later(), args.job, LOCAL_OWNER)
+        job = resume(store, _Later(), resolve(store, "job", args.job), LOCAL_OWNER)
     except (ConflictError, NotFoundError) as error:
         raise CliError(str(error), 1) from None
     print(f"job {job.id} resumed: {job.n_latents - job.n_done} codes to compute")

@@ -40,15 +40,14 @@ def register(commands: Commands) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     fields, codes = spec_fields_from_args(args)
+    spec = build_spec(fields, codes)  # refuse a bad spec here, before connecting or uploading
     with client(args) as server:
         if codes is None:
-            spec = build_spec(fields, None)
             job = server.submit(
                 spec.model_dump(mode="json", exclude_none=True),
                 idempotency_key=args.idempotency_key,
             )
         else:
-            build_spec(fields, codes)  # refuse a bad spec here, before uploading
             job = server.submit_codes(codes, fields, idempotency_key=args.idempotency_key)
         print(
             f"job {job.id} {'submitted' if job.created else 'already exists'} "
@@ -68,7 +67,7 @@ def follow(server: SpectraClient, job_id: str, interval_s: float) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with client(args) as server:
+    with client(args, job_id=args.job) as server:
         if args.follow:
             return follow(server, args.job, args.interval)
         job = server.job(args.job)
@@ -81,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Exit 1 when the job had already finished (the server's 409 says so): the cancel
     did nothing, like any other refused request."""
-    with client(args) as server:
+    with client(args, job_id=args.job) as server:
         job = server.cancel(args.job)
     print(f"job {job.id} {job.status}")
     return 0

@@ -50,15 +50,21 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
                 "--latents",
                 metavar="N|FILE.npy",
                 help='codes: a number to sample (latents {"count": N}) or a .npy file of codes '
-                '(latents {"values": ...})',
+                '(latents {"values": ...}); Hessian methods need them, sefa and ganspace take '
+                "none (default: unset)",
             )
-            group.add_argument("--seed", type=int, help="seed of the sampled codes (latents.seed)")
             group.add_argument(
-                "--latent-set", metavar="ID", help='a stored latent set (latents {"set": ID})'
+                "--seed", type=int, help="seed of the sampled codes (latents.seed) (default: 0)"
+            )
+            group.add_argument(
+                "--latent-set",
+                metavar="ID",
+                help='a stored latent set (latents {"set": ID}) (default: unset)',
             )
             continue
         annotation = unwrap_optional(info.annotation)
-        kwargs: dict[str, Any] = {"default": None, "help": info.description or name, "dest": name}
+        text = option_help(name, info.description, info.default)
+        kwargs: dict[str, Any] = {"default": None, "help": text, "dest": name}
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(annotation) is typing.Literal:
@@ -68,6 +74,21 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
             kwargs["metavar"] = "I,J,..."
         # Everything else is passed as text; JobSpec parses and checks it, with its messages.
         group.add_argument(flag(name), **kwargs)
+
+
+def option_help(name: str, description: str | None, default: Any) -> str:
+    """The field's description, the methods it applies to, and its default. The option's own
+    default stays None (JobSpec fills in its defaults, so the spec hash is the HTTP one); the
+    text shows what a run gets without the option."""
+    from services.method_registry import METHOD_REGISTRY
+
+    methods = [m for m, info in METHOD_REGISTRY.items() if name in info.job_options]
+    parts = [description or name.replace("_", " ")]
+    if methods:
+        parts.append(f"[{', '.join(methods)} only]")
+    shown = "unset" if default is None else str(default)
+    parts.append(f"(default: {shown})")
+    return " ".join(parts).replace("%", "%%")
 
 
 def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -102,11 +123,11 @@ def spec_fields_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], np.
 
 def read_codes(text: str) -> np.ndarray:
     """The codes of ``--latents FILE.npy``, one per row."""
-    import numpy as np
-
     path = Path(text)
     if not path.is_file():
         raise CliError(f"--latents {text!r} is neither a number of codes nor a .npy file")
+    import numpy as np
+
     try:
         codes = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:

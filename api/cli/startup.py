@@ -7,11 +7,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-# The commands whose options are generated from JobSpec (pydantic) or OptimiseSpec (the
-# geometry core, torch); the full parser (also for `spectra --help`) is built only for these.
-SPEC_COMMANDS = ("run", "submit", "plan", "optimise", "optimise-report", None)
-# Of those, the ones whose options need OptimiseSpec (torch); None: the top-level help.
-OPTIMISE_COMMANDS = ("optimise", "optimise-report", None)
+# The commands whose options are generated from JobSpec (pydantic, no torch) or from
+# OptimiseSpec (its module loads the geometry core, torch): those options are built only
+# when one of these commands runs, so `spectra --help` and every other command start at once.
+SPEC_COMMANDS = ("run", "submit", "plan")
+OPTIMISE_COMMANDS = ("optimise",)
 
 # Optional imports that httpx and httpcore make whenever the package is installed, and that a
 # command-line process never uses: httpx's own command line (rich, click) and trio (httpcore's

@@ -31,9 +31,11 @@ from .models import (
     MODEL_SCHEMES,
     Generator,
     ModelInfo,
+    image_variation,
     list_models,
     list_schemes,
     load_generator,
+    sampled_image_variation,
 )
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
@@ -89,11 +91,13 @@ __all__ = [
     "compute_spectrum",
     "ganspace",
     "homogeneity",
+    "image_variation",
     "list_models",
     "list_schemes",
     "load_distance",
     "load_generator",
     "metric_columns",
+    "sampled_image_variation",
     "sefa",
     "spectrum_from_metric",
     "summary_of",

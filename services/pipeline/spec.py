@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from services.config import Settings, get_settings
-from services.geometry import Generator, GeometryError, InvalidOptionError, sefa
+from services.geometry import (
+    Generator,
+    GeometryError,
+    InvalidOptionError,
+    sampled_image_variation,
+    sefa,
+)
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
@@ -158,7 +164,7 @@ def resolve_spec(
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec, generator) if sampled else None,
         )
-    facts = jsonable(dict(generator.facts))
+    facts = jsonable({**generator.facts, "image_variation": sampled_image_variation(generator)})
     resolved: dict[str, Any] = {
         "model": spec.model,
         "generator": {"family": generator.family, "latent_dim": d, "facts": facts},

@@ -28,7 +28,7 @@ def test_resume_runs_a_cancelled_jobs_missing_latents_here(
     job, _ = submit_job(store, SPEC, "local", None)
     assert store.request_cancel(job.id)
 
-    assert main(["resume", job.id, "--quiet", "--database", sqlite_url]) == 0
+    assert main(["resume", job.id[:8], "--quiet", "--database", sqlite_url]) == 0  # a prefix
     out = capsys.readouterr().out
     assert f"job {job.id} resumed: 3 codes to compute" in out
     assert "status succeeded: 3 done, 0 failed" in out

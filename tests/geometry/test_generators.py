@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from services.geometry import (
+    Generator,
     GeometryError,
     InvalidGeneratorError,
     InvalidLatentError,
@@ -27,7 +28,8 @@ from services.geometry import (
     load_generator,
     sefa,
 )
-from services.geometry.models.dcgan import dcgan_faces_weights_path, tutorial_dcgan
+from services.geometry.models import FoldableFirstLayer, SefaWeights
+from services.geometry.models.dcgan import DCGAN, dcgan_faces_weights_path, tutorial_dcgan
 from services.geometry.models.generator import file_sha256
 
 from .conftest import python_generator
@@ -43,7 +45,7 @@ def test_registry_lists_dcgan_faces() -> None:
     assert (entry.family, entry.latent_dim) == ("dcgan", 100)
 
 
-def test_dcgan_faces_loads_the_packaged_weights(dcgan) -> None:
+def test_dcgan_faces_loads_the_packaged_weights(dcgan: Generator) -> None:
     assert dcgan.latent_dim == 100 and not dcgan.module.training
     assert dcgan.facts["weights_sha256"] == file_sha256(dcgan_faces_weights_path())
     assert dcgan.facts["output_shape"] == [3, 64, 64]
@@ -53,7 +55,7 @@ def test_dcgan_faces_loads_the_packaged_weights(dcgan) -> None:
     assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1
 
 
-def test_folded_dcgan_equals_the_tutorial_network_in_eval_mode(dcgan) -> None:
+def test_folded_dcgan_equals_the_tutorial_network_in_eval_mode(dcgan: Generator) -> None:
     checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
     reference = tutorial_dcgan(100, 64, 3)
     reference.load_state_dict({k.removeprefix("main."): v for k, v in checkpoint.items()})
@@ -72,12 +74,11 @@ class _CodesAsImages(nn.Module):
         self.net = net
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.net(codes[:, :, None, None])
+        images: torch.Tensor = self.net(codes[:, :, None, None])
+        return images
 
 
-def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan) -> None:
-    from services.geometry import Generator
-
+def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan: Generator) -> None:
     checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
     reference = tutorial_dcgan(100, 64, 3)
     reference.load_state_dict({k.removeprefix("main."): v for k, v in checkpoint.items()})
@@ -90,9 +91,12 @@ def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan)
         expected = reference(codes[:, :, None, None])
         assert (double.module(codes) - expected).abs().max() < 1e-12
     unfolded = Generator(
-        name="unfolded", family="dcgan", latent_dim=100,
-        module=_CodesAsImages(reference), facts={},
-    )  # fmt: skip
+        name="unfolded",
+        family="dcgan",
+        latent_dim=100,
+        module=_CodesAsImages(reference),
+        facts={},
+    )
     for parameter in unfolded.module.parameters():
         parameter.requires_grad_(False)
     mse = load_distance("mse")
@@ -103,7 +107,7 @@ def test_float64_dcgan_folds_in_float64_and_agrees_with_autograd_to_1e_12(dcgan)
     assert np.linalg.norm(fast - slow) / np.linalg.norm(slow) < 1e-12
 
 
-def test_sampling_is_deterministic_across_processes(dcgan) -> None:
+def test_sampling_is_deterministic_across_processes(dcgan: Generator) -> None:
     script = textwrap.dedent(
         """
         import json
@@ -124,7 +128,7 @@ def test_sampling_is_deterministic_across_processes(dcgan) -> None:
     assert dcgan.sample(3, seed=7).dtype == np.float64
 
 
-def test_to_returns_a_converted_copy(dcgan) -> None:
+def test_to_returns_a_converted_copy(dcgan: Generator) -> None:
     double = dcgan.to("cpu", torch.float64)
     assert double.dtype == torch.float64 and dcgan.dtype == torch.float32
     assert dcgan.to("cpu", torch.float32) is dcgan
@@ -134,7 +138,9 @@ def _convolution_weights(module: nn.Module) -> list[torch.Tensor]:
     return [p for p in module.parameters() if p.dim() == 4]
 
 
-def test_convolutional_generators_run_channels_last_on_the_cpu(dcgan, linear) -> None:
+def test_convolutional_generators_run_channels_last_on_the_cpu(
+    dcgan: Generator, linear: Generator
+) -> None:
     for generator in (dcgan, dcgan.to("cpu", torch.float64)):
         weights = _convolution_weights(generator.module)
         assert len(weights) == 4  # the first layer is a linear map
@@ -152,7 +158,7 @@ def test_a_generator_that_cannot_run_channels_last_keeps_its_own_layout() -> Non
         assert all(p.is_contiguous() for p in copy.module.parameters())
         assert copy.images(copy.sample(2, seed=0)).shape == (2, 3, 4, 4)
     with pytest.raises(RuntimeError, match="view"):  # what channels_last would have done
-        generator.module.to(memory_format=torch.channels_last)(
+        generator.module.to(memory_format=torch.channels_last)(  # type: ignore[call-overload]
             torch.as_tensor(generator.sample(2, seed=0), dtype=torch.float32)
         )
 
@@ -190,7 +196,7 @@ def test_torchscript_with_latent_dim_attribute(tmp_path: Path) -> None:
 
 
 def test_torchscript_latent_dim_from_extra_file(tmp_path: Path) -> None:
-    traced = torch.jit.trace(_Scriptable(7), torch.zeros(1, 7))
+    traced = torch.jit.trace(_Scriptable(7), torch.zeros(1, 7))  # type: ignore[no-untyped-call]
     path = tmp_path / "traced.pt"
     torch.jit.save(traced, str(path), _extra_files={"latent_dim": "7"})
     assert load_generator(f"torchscript:{path}").latent_dim == 7
@@ -198,7 +204,8 @@ def test_torchscript_latent_dim_from_extra_file(tmp_path: Path) -> None:
 
 def test_torchscript_contract_violations(tmp_path: Path) -> None:
     path = tmp_path / "nodim.pt"
-    torch.jit.save(torch.jit.trace(_Scriptable(), torch.zeros(1, 5)), str(path))
+    traced = torch.jit.trace(_Scriptable(), torch.zeros(1, 5))  # type: ignore[no-untyped-call]
+    torch.jit.save(traced, str(path))
     with pytest.raises(InvalidGeneratorError, match="latent_dim"):
         load_generator(f"torchscript:{path}")
     with pytest.raises(UnknownModelError, match="no TorchScript file"):
@@ -239,6 +246,36 @@ def test_python_factory_contract_violations() -> None:
         load_generator("python:no_such_module_here:build")
 
 
+def test_python_factory_with_batchnorm_loads_and_hashes_its_buffers(tmp_path: Path) -> None:
+    # A 0-d buffer (BatchNorm's num_batches_tracked) once broke the weights hash at load time.
+    source = tmp_path / "bn_gan.py"
+    source.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            def build(tracked=0):
+                torch.manual_seed(0)
+                net = nn.Sequential(
+                    nn.Linear(4, 2 * 3 * 3), nn.Unflatten(1, (2, 3, 3)), nn.BatchNorm2d(2),
+                    nn.Tanh(),
+                )
+                net[2].num_batches_tracked.fill_(tracked)
+                return net, 4
+
+            def build_tracked():
+                return build(tracked=7)
+            """
+        )
+    )
+    generator = load_generator(f"python:{source}:build")
+    assert generator.module.get_buffer("2.num_batches_tracked").ndim == 0
+    assert generator.images(generator.sample(3, seed=0)).shape == (3, 2, 3, 3)
+    other = load_generator(f"python:{source}:build_tracked")
+    assert generator.facts["weights_sha256"] != other.facts["weights_sha256"]  # buffers count
+
+
 def test_worked_example_in_the_docs_loads_and_runs(tmp_path: Path) -> None:
     # The first python block of docs/custom-generators.md, saved as the file it says it is.
     text = (REPO / "docs" / "custom-generators.md").read_text()
@@ -267,7 +304,7 @@ def test_unknown_model_names() -> None:
         load_generator("dcgan-faces", truncation=0.5)
 
 
-def test_code_validation_names_the_problem(dcgan) -> None:
+def test_code_validation_names_the_problem(dcgan: Generator) -> None:
     with pytest.raises(InvalidLatentError, match="dimension 50 but dcgan-faces expects 100"):
         dcgan.validate_codes(np.zeros(50))
     bad = np.zeros(100)
@@ -366,7 +403,7 @@ def test_biggan_metric_matches_bp_and_sefa_uses_noise_columns(biggan_dir: Path) 
     directions = sefa(generator)
     assert directions.eigenvectors.shape == (32, 16)
     assert np.all(directions.eigenvectors[16:] == 0)
-    weight = generator.module.generator.gen_z.weight.detach().double().numpy()[:, :16]
+    weight = generator.module.get_parameter("generator.gen_z.weight").double().numpy()[:, :16]
     assert np.allclose(
         directions.eigenvalues, np.linalg.eigvalsh(weight.T @ weight)[::-1], rtol=1e-10
     )
@@ -438,7 +475,7 @@ def test_biggan_exact_methods_match_bp_in_each_space(biggan_dir: Path, space: st
 def test_biggan_sefa_per_space(biggan_dir: Path) -> None:
     name = f"biggan-deep:{biggan_dir}"
     noise = load_generator(name, space="noise")
-    weight = noise.module.generator.gen_z.weight.detach().double().numpy()[:, :16]
+    weight = noise.module.get_parameter("generator.gen_z.weight").double().numpy()[:, :16]
     directions = sefa(noise)
     assert directions.eigenvectors.shape == (16, 16)
     assert np.allclose(
@@ -449,3 +486,36 @@ def test_biggan_sefa_per_space(biggan_dir: Path) -> None:
     assert np.allclose(np.abs(in_both.eigenvectors[:16]), np.abs(directions.eigenvectors))
     with pytest.raises(InvalidOptionError, match="space 'class' has none"):
         sefa(load_generator(name, space="class"))
+
+
+def test_dcgan_first_layer_matrix_with_and_without_the_batchnorm_folded(dcgan: Generator) -> None:
+    checkpoint = torch.load(dcgan_faces_weights_path(), map_location="cpu")["netG_state_dict"]
+    module = dcgan.module
+    assert isinstance(module, FoldableFirstLayer) and isinstance(module, SefaWeights)
+    raw = module.first_layer_matrix(batchnorm_folded=False).double()
+    folded = module.first_layer_matrix(batchnorm_folded=True).double()
+    assert torch.equal(raw, checkpoint["main.0.weight"].reshape(100, -1).T.double())
+    scale = checkpoint["main.1.weight"] / torch.sqrt(checkpoint["main.1.running_var"] + 1e-5)
+    expected = raw * scale.double().repeat_interleave(16)[:, None]  # one scale per channel
+    assert torch.allclose(folded, expected, rtol=1e-5, atol=1e-8)
+    assert isinstance(module, DCGAN)
+    (default,) = module.sefa_weights()
+    (as_run,) = module.sefa_weights(fold_batchnorm=True)
+    assert torch.equal(default.double(), raw) and torch.equal(as_run.double(), folded)
+    # The folding rescales rows unevenly, so SeFa's directions move (several degrees).
+    top = [np.linalg.eigh((a.T @ a).numpy())[1][:, -1] for a in (raw, folded)]
+    assert abs(float(top[0] @ top[1])) < np.cos(np.radians(0.1))
+
+
+def test_the_catalogue_imports_without_torch() -> None:
+    script = (
+        "import sys\n"
+        "from services.model_catalogue import list_models, list_schemes\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+        "print(sorted(m.name for m in list_models()), len(list_schemes()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("['dcgan-faces', 'omniart-eye']")

@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from services.geometry import (
+    Generator,
     InvalidGeneratorError,
     InvalidOptionError,
     MissingWeightsError,
@@ -29,7 +31,9 @@ from services.geometry import (
 from services.geometry.models.stylegan2 import StyleGAN2Architecture
 from tests.support.checkpoints import random_state_dict, write_random_checkpoint
 
-TINY = {"size": 8, "style_dim": 4, "n_mlp": 2, "channels": {4: 4, 8: 3}}
+StateDict = dict[str, torch.Tensor]
+
+TINY: dict[str, Any] = {"size": 8, "style_dim": 4, "n_mlp": 2, "channels": {4: 4, 8: 3}}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_random_checkpoint(tmp_path_factory.mktemp("sg2") / "tiny.pt", **TINY, seed=3)
 
 
-def model(checkpoint: Path, space: str = "z", psi: float | None = None):
+def model(checkpoint: Path, space: str = "z", psi: float | None = None) -> Generator:
     return load_generator(f"stylegan2:{checkpoint}", space=space, psi=psi)
 
 
@@ -47,22 +51,38 @@ def model(checkpoint: Path, space: str = "z", psi: float | None = None):
 def test_random_checkpoint_has_rosinality_keys_and_shapes() -> None:
     # Written out by hand from rosinality's Generator(8, 4, n_mlp=1) with widths 4 -> 3.
     expected = {
-        "style.1.weight": (4, 4), "style.1.bias": (4,), "input.input": (1, 4, 4, 4),
-        "conv1.conv.weight": (1, 4, 4, 3, 3), "conv1.conv.modulation.weight": (4, 4),
-        "conv1.conv.modulation.bias": (4,), "conv1.noise.weight": (1,),
-        "conv1.activate.bias": (4,), "to_rgb1.bias": (1, 3, 1, 1),
-        "to_rgb1.conv.weight": (1, 3, 4, 1, 1), "to_rgb1.conv.modulation.weight": (4, 4),
-        "to_rgb1.conv.modulation.bias": (4,), "convs.0.conv.weight": (1, 3, 4, 3, 3),
-        "convs.0.conv.blur.kernel": (4, 4), "convs.0.conv.modulation.weight": (4, 4),
-        "convs.0.conv.modulation.bias": (4,), "convs.0.noise.weight": (1,),
-        "convs.0.activate.bias": (3,), "convs.1.conv.weight": (1, 3, 3, 3, 3),
-        "convs.1.conv.modulation.weight": (3, 4), "convs.1.conv.modulation.bias": (3,),
-        "convs.1.noise.weight": (1,), "convs.1.activate.bias": (3,), "to_rgbs.0.bias": (1, 3, 1, 1),
-        "to_rgbs.0.upsample.kernel": (4, 4), "to_rgbs.0.conv.weight": (1, 3, 3, 1, 1),
-        "to_rgbs.0.conv.modulation.weight": (3, 4), "to_rgbs.0.conv.modulation.bias": (3,),
-        "noises.noise_0": (1, 1, 4, 4), "noises.noise_1": (1, 1, 8, 8),
+        "style.1.weight": (4, 4),
+        "style.1.bias": (4,),
+        "input.input": (1, 4, 4, 4),
+        "conv1.conv.weight": (1, 4, 4, 3, 3),
+        "conv1.conv.modulation.weight": (4, 4),
+        "conv1.conv.modulation.bias": (4,),
+        "conv1.noise.weight": (1,),
+        "conv1.activate.bias": (4,),
+        "to_rgb1.bias": (1, 3, 1, 1),
+        "to_rgb1.conv.weight": (1, 3, 4, 1, 1),
+        "to_rgb1.conv.modulation.weight": (4, 4),
+        "to_rgb1.conv.modulation.bias": (4,),
+        "convs.0.conv.weight": (1, 3, 4, 3, 3),
+        "convs.0.conv.blur.kernel": (4, 4),
+        "convs.0.conv.modulation.weight": (4, 4),
+        "convs.0.conv.modulation.bias": (4,),
+        "convs.0.noise.weight": (1,),
+        "convs.0.activate.bias": (3,),
+        "convs.1.conv.weight": (1, 3, 3, 3, 3),
+        "convs.1.conv.modulation.weight": (3, 4),
+        "convs.1.conv.modulation.bias": (3,),
+        "convs.1.noise.weight": (1,),
+        "convs.1.activate.bias": (3,),
+        "to_rgbs.0.bias": (1, 3, 1, 1),
+        "to_rgbs.0.upsample.kernel": (4, 4),
+        "to_rgbs.0.conv.weight": (1, 3, 3, 1, 1),
+        "to_rgbs.0.conv.modulation.weight": (3, 4),
+        "to_rgbs.0.conv.modulation.bias": (3,),
+        "noises.noise_0": (1, 1, 4, 4),
+        "noises.noise_1": (1, 1, 8, 8),
         "noises.noise_2": (1, 1, 8, 8),
-    }  # fmt: skip
+    }
     state = random_state_dict(size=8, style_dim=4, n_mlp=1, channels={4: 4, 8: 3})
     assert {k: tuple(v.shape) for k, v in state.items()} == expected
     assert list(state) == list(expected)  # rosinality's state-dict order
@@ -100,11 +120,22 @@ def _fir(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -
     return F.conv2d(x, k, groups=c)
 
 
-def _fused_conv(state, prefix, x, w, *, demodulate=True, upsample=False):
+def _fused_conv(
+    state: StateDict,
+    prefix: str,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    upsample: bool = False,
+) -> torch.Tensor:
     weight = state[f"{prefix}.weight"]  # (1, out, in, k, k)
     _, out_c, in_c, k, _ = weight.shape
-    style = F.linear(w, state[f"{prefix}.modulation.weight"] / math.sqrt(w.shape[1]),
-                     state[f"{prefix}.modulation.bias"])  # fmt: skip
+    style = F.linear(
+        w,
+        state[f"{prefix}.modulation.weight"] / math.sqrt(w.shape[1]),
+        state[f"{prefix}.modulation.bias"],
+    )
     batch = x.shape[0]
     weight = weight / math.sqrt(in_c * k * k) * style.view(batch, 1, in_c, 1, 1)
     if demodulate:
@@ -118,8 +149,12 @@ def _fused_conv(state, prefix, x, w, *, demodulate=True, upsample=False):
         )
         out = out.view(batch, out_c, *out.shape[2:])
         return _fir(out, state[f"{prefix}.blur.kernel"], 1, (1, 1))
-    out = F.conv2d(x.reshape(1, batch * in_c, *x.shape[2:]), weight.reshape(batch * out_c, in_c, k, k),
-                   padding=k // 2, groups=batch)  # fmt: skip
+    out = F.conv2d(
+        x.reshape(1, batch * in_c, *x.shape[2:]),
+        weight.reshape(batch * out_c, in_c, k, k),
+        padding=k // 2,
+        groups=batch,
+    )
     return out.view(batch, out_c, *out.shape[2:])
 
 
@@ -127,19 +162,21 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * math.sqrt(2)
 
 
-def reference_image(state, z: torch.Tensor, n_mlp: int, stages: int) -> torch.Tensor:
+def reference_image(state: StateDict, z: torch.Tensor, n_mlp: int, stages: int) -> torch.Tensor:
     x = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
     for i in range(1, n_mlp + 1):
-        x = _lrelu(F.linear(x, state[f"style.{i}.weight"] * 0.01 / math.sqrt(x.shape[1]))
-                   + state[f"style.{i}.bias"] * 0.01)  # fmt: skip
+        x = _lrelu(
+            F.linear(x, state[f"style.{i}.weight"] * 0.01 / math.sqrt(x.shape[1]))
+            + state[f"style.{i}.bias"] * 0.01
+        )
     w = x
 
-    def styled(prefix, h, noise, upsample=False):
+    def styled(prefix: str, h: torch.Tensor, noise: int, upsample: bool = False) -> torch.Tensor:
         h = _fused_conv(state, f"{prefix}.conv", h, w, upsample=upsample)
         h = h + state[f"{prefix}.noise.weight"] * state[f"noises.noise_{noise}"]
         return _lrelu(h + state[f"{prefix}.activate.bias"].view(1, -1, 1, 1))
 
-    def rgb(prefix, h, skip):
+    def rgb(prefix: str, h: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         out = _fused_conv(state, f"{prefix}.conv", h, w, demodulate=False) + state[f"{prefix}.bias"]
         if skip is not None:
             out = out + _fir(skip, state[f"{prefix}.upsample.kernel"], 2, (2, 1))

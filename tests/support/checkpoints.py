@@ -87,10 +87,15 @@ def write_random_checkpoint(
     ``write_random_checkpoint(p, size=128, style_dim=512, channels={4: 64, 8: 64, 16: 32,
     32: 32, 64: 16, 128: 16})``."""
     state = random_state_dict(
-        size=size, style_dim=style_dim, n_mlp=n_mlp, channels=channels,
-        channel_multiplier=channel_multiplier, const_size=const_size, seed=seed,
+        size=size,
+        style_dim=style_dim,
+        n_mlp=n_mlp,
+        channels=channels,
+        channel_multiplier=channel_multiplier,
+        const_size=const_size,
+        seed=seed,
         exercise_zeros=exercise_zeros,
-    )  # fmt: skip
+    )
     if not noise_buffers:
         state = {k: v for k, v in state.items() if not k.startswith("noises.")}
     checkpoint: dict[str, Any] = {"g_ema": state}

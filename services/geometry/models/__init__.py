@@ -17,17 +17,28 @@ from services.model_catalogue import (
     list_schemes,
 )
 
-from .capabilities import GanspaceLayer, NamedLayers, Refoldable, SefaWeights, UserSefaWeights
+from .capabilities import (
+    FoldableFirstLayer,
+    GanspaceLayer,
+    NamedLayers,
+    Refoldable,
+    SefaWeights,
+    UserSefaWeights,
+)
 from .controls import base_model_name, parse_control
 from .generator import Generator, file_sha256, state_dict_sha256
 from .registry import load_generator
+from .variation import DEGENERATE_PIXEL_STD, image_variation, sampled_image_variation
 
 __all__ = [
     "ALL_SPACES",
+    "DEGENERATE_PIXEL_STD",
+    "image_variation",
     "BIGGAN_SPACES",
     "DCGAN_FACES",
     "LATENT_SPACES",
     "MODEL_SCHEMES",
+    "FoldableFirstLayer",
     "GanspaceLayer",
     "Generator",
     "ModelInfo",
@@ -42,5 +53,6 @@ __all__ = [
     "list_schemes",
     "load_generator",
     "parse_control",
+    "sampled_image_variation",
     "state_dict_sha256",
 ]

@@ -148,8 +148,11 @@ def load_biggan(name: str, location: str, truncation: float, space: str = "both"
 
     def sample(n: int, rng: np.random.Generator) -> np.ndarray:
         noise, classes = draw(n, rng)
-        halves = {"both": (noise, embeddings[:, classes].T), "noise": (noise,),
-                  "class": (embeddings[:, classes].T,)}[space]  # fmt: skip
+        halves = {
+            "both": (noise, embeddings[:, classes].T),
+            "noise": (noise,),
+            "class": (embeddings[:, classes].T,),
+        }[space]
         return np.concatenate(halves, axis=1)
 
     facts: dict[str, Any] = {
@@ -168,14 +171,19 @@ def load_biggan(name: str, location: str, truncation: float, space: str = "both"
         base_noise, base_class = draw(1, np.random.default_rng(BIGGAN_FIXED_HALF_SEED))
         if space == "noise":
             fixed = embeddings[:, base_class[0]]
-            facts.update(fixed_class=int(base_class[0]), fixed_class_embedding=fixed.tolist(),
-                         latent_layout=f"noise[0:{z_dim}]; class embedding fixed (fixed_class)",
-                         latent_distribution="truncnorm(-2, 2) * truncation")  # fmt: skip
+            facts.update(
+                fixed_class=int(base_class[0]),
+                fixed_class_embedding=fixed.tolist(),
+                latent_layout=f"noise[0:{z_dim}]; class embedding fixed (fixed_class)",
+                latent_distribution="truncnorm(-2, 2) * truncation",
+            )
         else:
             fixed = base_noise[0]
-            facts.update(fixed_noise=fixed.tolist(),
-                         latent_layout=f"class_embedding[0:{z_dim}]; noise fixed (fixed_noise)",
-                         latent_distribution="embedding of a uniform random class")  # fmt: skip
+            facts.update(
+                fixed_noise=fixed.tolist(),
+                latent_layout=f"class_embedding[0:{z_dim}]; noise fixed (fixed_noise)",
+                latent_distribution="embedding of a uniform random class",
+            )
         facts.update(space=space, fixed_half_seed=BIGGAN_FIXED_HALF_SEED)
     # float64, cast to the codes' dtype when used: the recorded half is exactly the one used.
     module = BigGANLatent(

@@ -55,3 +55,13 @@ class Refoldable(Protocol):
     first dtype's rounding)."""
 
     def folded_in(self, dtype: torch.dtype) -> nn.Module: ...
+
+
+@runtime_checkable
+class FoldableFirstLayer(Protocol):
+    """A first latent layer followed by a BatchNorm (DCGAN, omniart-eye): its weight matrix
+    (outputs, d) with the BatchNorm's scale folded in or not. Such a module's `sefa_weights`
+    also takes `fold_batchnorm=` (default False: the checkpoint's weight, as published SeFa
+    reads it)."""
+
+    def first_layer_matrix(self, *, batchnorm_folded: bool) -> torch.Tensor: ...

@@ -25,11 +25,11 @@ from torch import nn
 from services.model_catalogue import DCGAN_FACES
 
 from ..errors import InvalidGeneratorError, InvalidOptionError, MissingWeightsError
-from .controls import Control, shuffle_state
+from .controls import SHUFFLED, SHUFFLED_PUBLISHED, Control, every_tensor, shuffle_state
 from .generator import Generator, file_sha256, freeze, state_dict_sha256
 
 StateDict = dict[str, torch.Tensor]
-DCGAN_FACES_PACKAGE = "gan-face-generate==1.1.1"
+DCGAN_INIT_STD = 0.02  # the PyTorch DCGAN tutorial's weights_init for convolutions
 
 
 class DCGAN(nn.Module):
@@ -40,6 +40,8 @@ class DCGAN(nn.Module):
     linear map. The first layer's original weight is kept as `first_layer_weight` for SeFa
     (folding rescales it per channel).
     """
+
+    first_layer_weight: torch.Tensor
 
     def __init__(
         self,
@@ -54,24 +56,10 @@ class DCGAN(nn.Module):
         self.nz = nz
         self._shape = (nz, ngf, nc)
         self._checkpoint = state_dict  # unfolded, as loaded: folded_in() starts from it again
-        # The layers' random initial weights are overwritten by the checkpoint: draw them from a
-        # forked RNG, so building one (also a float64 copy at compute time) leaves the caller's
-        # global torch RNG as it was.
-        with torch.random.fork_rng(devices=[]):
-            reference = tutorial_dcgan(nz, ngf, nc)
-        try:
-            reference.load_state_dict({k.removeprefix("main."): v for k, v in state_dict.items()})
-        except RuntimeError as error:
-            raise InvalidGeneratorError(
-                f"DCGAN checkpoint does not match nz={nz}, ngf={ngf}, nc={nc}: {error}"
-            ) from None
-        reference.to(dtype)
-        freeze(reference)
-        first: Any = reference[0]
-        self.register_buffer("first_layer_weight", first.weight.detach().clone(), persistent=False)
-        first_folded, *rest = _fold_batchnorm(reference)
-        assert isinstance(first_folded, nn.ConvTranspose2d)
-        self.net = nn.Sequential(_CodeToFeatureMap(first_folded), *rest)
+        self.net, first = fold_checkpoint(
+            lambda: tutorial_dcgan(nz, ngf, nc), state_dict, dtype, f"nz={nz}, ngf={ngf}, nc={nc}"
+        )
+        self.register_buffer("first_layer_weight", first, persistent=False)
         freeze(self)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -88,15 +76,58 @@ class DCGAN(nn.Module):
     def sefa_layer_names(self) -> list[str]:
         return ["main.0"]
 
-    def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
+    def first_layer_matrix(self, *, batchnorm_folded: bool) -> torch.Tensor:
+        """The (C*4*4, nz) matrix mapping the code to the first layer's output: the checkpoint's
+        weight, or (`batchnorm_folded`) with the following BatchNorm's scale γ/√(var + eps)
+        folded into each output channel's rows, as the network runs it."""
+        if batchnorm_folded:
+            return folded_first_matrix(self.net)
+        weight = self.first_layer_weight
+        return weight.reshape(self.nz, -1).T
+
+    def sefa_weights(
+        self, layers: list[int] | None = None, *, fold_batchnorm: bool = False
+    ) -> list[torch.Tensor]:
         """SeFa's A for a DCGAN: the first transposed convolution's weight (nz, C, 4, 4) as the
-        (C*4*4, nz) matrix that maps the code to that layer's output."""
+        (C*4*4, nz) matrix that maps the code to that layer's output; unfolded by default."""
         if layers not in (None, [0]):
             raise InvalidOptionError(
                 "a DCGAN has one latent-consuming layer: use layers=None or [0]"
             )
-        weight: torch.Tensor = self.first_layer_weight  # type: ignore[assignment]
-        return [weight.reshape(self.nz, -1).T]
+        return [self.first_layer_matrix(batchnorm_folded=fold_batchnorm)]
+
+
+def folded_first_matrix(net: nn.Sequential) -> torch.Tensor:
+    """The (outputs, d) weight of a folded net's first layer (its code-to-feature map)."""
+    first = net[0]
+    assert isinstance(first, _CodeToFeatureMap)
+    return first.weight.detach()
+
+
+def fold_checkpoint(
+    build: Callable[[], nn.Sequential], state: StateDict, dtype: torch.dtype, shape: str
+) -> tuple[nn.Sequential, torch.Tensor]:
+    """A DCGAN-layout checkpoint (`main.*` keys of `build()`'s Sequential) as the network that
+    runs: every ConvTranspose2d + BatchNorm2d pair folded into one ConvTranspose2d in `dtype`,
+    the first as a linear map of the code, Dropout (the identity in eval mode) left out. Also
+    returns the first layer's unfolded weight (SeFa reads it)."""
+    # The layers' random initial weights are overwritten by the checkpoint: draw them from a
+    # forked RNG, so building one (also a float64 copy at compute time) leaves the caller's
+    # global torch RNG as it was.
+    with torch.random.fork_rng(devices=[]):
+        reference = build()
+    try:
+        reference.load_state_dict({k.removeprefix("main."): v for k, v in state.items()})
+    except RuntimeError as error:
+        raise InvalidGeneratorError(f"DCGAN checkpoint does not match {shape}: {error}") from None
+    reference.to(dtype)
+    freeze(reference)
+    first: Any = reference[0]
+    kept = nn.Sequential(*(layer for layer in reference if not isinstance(layer, nn.Dropout)))
+    first_folded, *rest = _fold_batchnorm(kept)
+    assert isinstance(first_folded, nn.ConvTranspose2d)
+    net = nn.Sequential(_CodeToFeatureMap(first_folded), *rest)
+    return net, first.weight.detach().clone()
 
 
 class _CodeToFeatureMap(nn.Module):
@@ -200,41 +231,37 @@ def dcgan_is_learned(key: str) -> bool:
 
 
 def dcgan_random_init(state: StateDict, seed: int) -> StateDict:
-    """The PyTorch DCGAN tutorial's `weights_init`: convolutions N(0, 0.02), BatchNorm scales
-    N(1, 0.02) and shifts 0; a fresh BatchNorm's statistics (mean 0, variance 1)."""
+    """The published random-init on a DCGAN: the architecture's own initialisation (the
+    PyTorch tutorial's `weights_init`: transposed convolutions N(0, 0.02)) re-draws the
+    convolution weights; the BatchNorm scales, shifts and running statistics stay as trained,
+    as the architecture's init routine in GAN-Geometry's control left them."""
     generator = torch.Generator().manual_seed(seed)
-    out: StateDict = {}
+    out = dict(state)
     for key in sorted(state):
-        tensor = state[key]
-        if key.endswith("running_mean") or key.endswith("bias"):
-            out[key] = torch.zeros_like(tensor)
-        elif key.endswith("running_var"):
-            out[key] = torch.ones_like(tensor)
-        elif key.endswith("num_batches_tracked"):
-            out[key] = torch.zeros_like(tensor)
-        elif tensor.ndim == 4:  # a (transposed) convolution
-            out[key] = torch.randn(tensor.shape, generator=generator) * 0.02
-        else:  # BatchNorm scale
-            out[key] = 1 + torch.randn(tensor.shape, generator=generator) * 0.02
+        if state[key].ndim == 4:  # a (transposed) convolution's weight
+            out[key] = torch.randn(state[key].shape, generator=generator) * DCGAN_INIT_STD
     return out
+
+
+def dcgan_control_transform(control: Control) -> tuple[Callable[[StateDict], StateDict], str]:
+    """The state-dict rewrite of a control of a DCGAN-layout checkpoint, and what it keeps."""
+    if control.kind == SHUFFLED:
+        return (
+            lambda state: shuffle_state(state, control.seed, dcgan_is_learned),
+            "BatchNorm running statistics",
+        )
+    if control.kind == SHUFFLED_PUBLISHED:
+        return lambda state: shuffle_state(state, control.seed, every_tensor), "nothing"
+    return (
+        lambda state: dcgan_random_init(state, control.seed),
+        "BatchNorm scales, shifts and running statistics (as trained)",
+    )
 
 
 def load_dcgan_faces_control(name: str, control: Control) -> Generator:
     """`shuffled:SEED:dcgan-faces` / `random-init:SEED:dcgan-faces`: the checkpoint's state dict
     rewritten before the BatchNorm is folded (so a shuffle permutes the unfolded weights)."""
-    shuffled = control.kind == "shuffled"
-    if shuffled:
-
-        def transform(state: StateDict) -> StateDict:
-            return shuffle_state(state, control.seed, dcgan_is_learned)
-
-        kept = "BatchNorm running statistics"
-    else:
-
-        def transform(state: StateDict) -> StateDict:
-            return dcgan_random_init(state, control.seed)
-
-        kept = "nothing (fresh BatchNorm statistics)"
+    transform, kept = dcgan_control_transform(control)
     generator = load_dcgan_faces(transform)
     generator.name = name
     generator.facts = {

@@ -227,7 +227,8 @@ def state_dict_sha256(module: nn.Module) -> str:
     for key, tensor in sorted(module.state_dict().items()):
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{key}|{data.dtype}|{tuple(data.shape)}|".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        # Flattened first: a 0-d tensor (BatchNorm's num_batches_tracked) has no byte view.
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -38,7 +38,41 @@ from ..errors import InvalidGeneratorError, InvalidOptionError, MissingWeightsEr
 from .generator import Generator, file_sha256, freeze
 from .stylegan2 import SPACES, check_space
 
-CONTRACT = ("z_dim", "w_dim", "num_ws", "mapping", "synthesis")
+CONTRACT = "z_dim, w_dim, num_ws, mapping (with w_avg) and synthesis"
+
+
+@runtime_checkable
+class NvidiaGenerator(Protocol):
+    """The documented attributes of NVIDIA's generator that this adapter uses."""
+
+    z_dim: int
+    w_dim: int
+    num_ws: int
+    mapping: nn.Module
+    synthesis: nn.Module
+
+
+@runtime_checkable
+class AveragingMapping(Protocol):
+    w_avg: torch.Tensor
+
+
+@runtime_checkable
+class ClassConditional(Protocol):
+    c_dim: int
+
+
+@runtime_checkable
+class StyleAffine(Protocol):
+    weight: torch.Tensor
+
+
+@runtime_checkable
+class GainedAffine(Protocol):
+    """An affine whose stored weight is scaled at run time (NVIDIA's FullyConnectedLayer)."""
+
+    weight: torch.Tensor
+    weight_gain: float
 
 
 @contextmanager
@@ -72,12 +106,12 @@ def read_pickle(name: str, path: Path, code_dir: str | None) -> nn.Module:
         raise InvalidGeneratorError(
             f"{name}: {path} holds no generator module (expected a dict with 'G_ema' or 'G')"
         )
-    missing = [attr for attr in CONTRACT if not hasattr(network, attr)]
-    if missing or not hasattr(network.mapping, "w_avg"):
-        missing = missing or ["mapping.w_avg"]
+    if not isinstance(network, NvidiaGenerator) or not isinstance(
+        network.mapping, AveragingMapping
+    ):
         raise InvalidGeneratorError(
-            f"{name}: the generator lacks {', '.join(missing)}; an NVIDIA StyleGAN generator has "
-            "z_dim, w_dim, num_ws, mapping (with w_avg) and synthesis"
+            f"{name}: the generator ({type(network).__name__}) lacks part of NVIDIA's contract; "
+            f"an NVIDIA StyleGAN generator has {CONTRACT}"
         )
     return network
 
@@ -94,7 +128,8 @@ class NvidiaStyleGAN(nn.Module):
         self.synthesis = network.synthesis
         self.w = nn.Identity()
         self.z_dim, self.w_dim = int(network.z_dim), int(network.w_dim)
-        self.num_ws, self.c_dim = int(network.num_ws), int(getattr(network, "c_dim", 0))
+        self.num_ws = int(network.num_ws)
+        self.c_dim = int(network.c_dim) if isinstance(network, ClassConditional) else 0
         if self.c_dim:
             raise InvalidGeneratorError(
                 f"a class-conditional NVIDIA generator (c_dim={self.c_dim}) is not supported yet"
@@ -132,12 +167,13 @@ class NvidiaStyleGAN(nn.Module):
         ]
         return ["w", *inner]
 
-    def _affines(self) -> list[tuple[str, nn.Module]]:
+    def _affines(self) -> list[tuple[str, StyleAffine]]:
         return [
             (name, sub)
             for name, sub in self.synthesis.named_modules()
             if name.split(".")[-1] == "affine"
-            and getattr(sub, "weight", None) is not None
+            and isinstance(sub, StyleAffine)
+            and isinstance(sub.weight, torch.Tensor)
             and sub.weight.shape[-1] == self.w_dim
         ]
 
@@ -160,8 +196,9 @@ class NvidiaStyleGAN(nn.Module):
                 raise InvalidOptionError(
                     f"SeFa layer {index} does not exist: {len(affines)} affine layers"
                 )
-            module: Any = affines[index][1]
-            out.append(module.weight.detach() * float(getattr(module, "weight_gain", 1.0)))
+            module = affines[index][1]
+            gain = float(module.weight_gain) if isinstance(module, GainedAffine) else 1.0
+            out.append(module.weight.detach() * gain)
         return out
 
 
@@ -195,16 +232,26 @@ def load_nvidia(
         "weights_file": str(path.resolve()),
         "weights_sha256": file_sha256(path),
         "format": "NVIDIA network pickle (G_ema / G)",
-        "z_dim": module.z_dim, "w_dim": module.w_dim, "num_ws": module.num_ws,
-        "space": space, "psi": psi, "noise": "noise_mode='const' (the pickle's buffers)",
+        "z_dim": module.z_dim,
+        "w_dim": module.w_dim,
+        "num_ws": module.num_ws,
+        "space": space,
+        "psi": psi,
+        "noise": "noise_mode='const' (the pickle's buffers)",
         "w_avg": "G.mapping.w_avg",
-    }  # fmt: skip
+    }
     latent_dim = (
         module.num_ws * module.w_dim
         if space == "w+"
         else (module.z_dim if space == "z" else module.w_dim)
     )
     return Generator(
-        name=name, family="stylegan2-ada", latent_dim=latent_dim, module=module, facts=facts,
-        sampler=sample, space=space, spaces=SPACES,
-    )  # fmt: skip
+        name=name,
+        family="stylegan2-ada",
+        latent_dim=latent_dim,
+        module=module,
+        facts=facts,
+        sampler=sample,
+        space=space,
+        spaces=SPACES,
+    )

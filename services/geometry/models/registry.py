@@ -19,6 +19,8 @@ methods never need to know it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from services.model_catalogue import (
@@ -28,6 +30,7 @@ from services.model_catalogue import (
     DCGAN_FACES,
     MODEL_SCHEMES,
     NVIDIA_SCHEME,
+    OMNIART_EYE,
     PYTHON_SCHEME,
     STYLEGAN2_SCHEME,
     TORCHSCRIPT_SCHEME,
@@ -40,7 +43,13 @@ from ..errors import (
     NonFiniteOutputError,
     UnknownModelError,
 )
-from .controls import Control, parse_control, reinit_module, shuffle_module
+from .controls import (
+    SHUFFLED_PUBLISHED,
+    Control,
+    parse_control,
+    reinit_module,
+    shuffle_module,
+)
 from .generator import Generator, module_device, module_tensors, state_dict_sha256, to_channels_last
 
 
@@ -51,40 +60,48 @@ def load_generator(
     truncation: float | None = None,
     space: str = "z",
     psi: float | None = None,
+    nvidia_code_dir: str | None = None,
 ) -> Generator:
     """Load a generator by name (see the module docstring for the accepted names), its codes
-    in `space` (z for every family; w and w+ for StyleGAN2) with truncation `psi` (StyleGAN2)."""
+    in `space` (z for every family; w and w+ for StyleGAN2) with truncation `psi` (StyleGAN2).
+    `nvidia_code_dir` (the setting SPECTRA_NVIDIA_CODE_DIR, passed in by the caller): where
+    NVIDIA's torch_utils / dnnlib live, for `stylegan2-ada:PKL`."""
     if not isinstance(name, str) or not name:
         raise UnknownModelError(f"model name must be a non-empty string, got {name!r}")
     if truncation is not None and not name.startswith(BIGGAN_SCHEME):
         raise InvalidOptionError("truncation applies only to biggan-deep:DIR models")
     torch_device = _checked_device(device)
-    generator = _load_by_name(name, torch_device, truncation, space, psi)
+    generator = _load_by_name(name, _Options(torch_device, truncation, space, psi, nvidia_code_dir))
     generator = generator.to(torch_device, generator.dtype)
     _probe(generator)  # the contract, in the module's own layout
     _adopt_channels_last(generator)
     return generator
 
 
-def _load_by_name(
-    name: str, device: torch.device, truncation: float | None, space: str, psi: float | None
-) -> Generator:
+@dataclass(frozen=True)
+class _Options:
+    device: torch.device
+    truncation: float | None
+    space: str
+    psi: float | None
+    nvidia_code_dir: str | None
+
+
+def _load_by_name(name: str, options: _Options) -> Generator:
+    device, truncation, space, psi = options.device, options.truncation, options.space, options.psi
     control = parse_control(name)
     if control is not None:
-        return _load_control(name, control, device, truncation, space, psi)
+        return _load_control(name, control, options)
     if name.startswith(STYLEGAN2_SCHEME):
         from .stylegan2 import load_stylegan2
 
         return load_stylegan2(name, name.partition(":")[2], space=space, psi=psi)
     if name.startswith(NVIDIA_SCHEME):
-        from services.config import get_settings
-
         from .nvidia import load_nvidia
 
-        code_dir = get_settings().nvidia_code_dir or None
-        return load_nvidia(
-            name, name.removeprefix(NVIDIA_SCHEME), space=space, psi=psi, code_dir=code_dir
-        )
+        location = name.removeprefix(NVIDIA_SCHEME)
+        code_dir = options.nvidia_code_dir or None
+        return load_nvidia(name, location, space=space, psi=psi, code_dir=code_dir)
     if name.startswith(BIGGAN_SCHEME):
         from .biggan import DEFAULT_BIGGAN_TRUNCATION, load_biggan
 
@@ -96,6 +113,12 @@ def _load_by_name(
             DEFAULT_BIGGAN_TRUNCATION if truncation is None else truncation,
             space,
         )
+    if name == OMNIART_EYE:
+        from .omniart import load_omniart_eye
+
+        if psi is not None:
+            _refuse_space(name, "z", psi)
+        return load_omniart_eye(space)
     if space != "z" or psi is not None:
         _refuse_space(name, space, psi)
     if name == DCGAN_FACES:
@@ -114,33 +137,34 @@ def _load_by_name(
     raise UnknownModelError(f"unknown model {name!r}; use one of: {known}")
 
 
-def _load_control(
-    name: str,
-    control: Control,
-    device: torch.device,
-    truncation: float | None,
-    space: str,
-    psi: float | None,
-) -> Generator:
+def _load_control(name: str, control: Control, options: _Options) -> Generator:
     """A shuffled or random-initialised twin of the base model (see controls.py): the family's
     own recipe where it has one, else the generic one on the loaded module."""
+    space, psi = options.space, options.psi
     if control.base == DCGAN_FACES:
         from .dcgan import load_dcgan_faces_control
 
         if space != "z" or psi is not None:
             _refuse_space(name, space, psi)
         return load_dcgan_faces_control(name, control)
+    if control.base == OMNIART_EYE:
+        from .omniart import load_omniart_eye_control
+
+        if psi is not None:
+            _refuse_space(name, "z", psi)
+        return load_omniart_eye_control(name, control, space)
     if control.base.startswith(STYLEGAN2_SCHEME):
         from .stylegan2.controls import load_stylegan2_control
 
         return load_stylegan2_control(name, control, space=space, psi=psi)
-    generator = _load_by_name(control.base, device, truncation, space, psi)
-    if control.kind == "shuffled":
-        shuffle_module(generator.module, control.seed)
-        kept = "buffers"
+    generator = _load_by_name(control.base, options)
+    if control.shuffles:
+        published = control.kind == SHUFFLED_PUBLISHED
+        shuffle_module(generator.module, control.seed, buffers=published)
+        kept = "integer buffers" if published else "buffers"
     else:
         count = reinit_module(generator.module, control.seed, name)
-        kept = f"buffers; {count} submodules reset with reset_parameters()"
+        kept = f"buffers and normalisation layers; {count} submodules reset_parameters()"
     generator.name = name
     generator.facts = {
         **generator.facts,
@@ -157,7 +181,7 @@ def _refuse_space(name: str, space: str, psi: float | None) -> None:
         raise InvalidOptionError(f"unknown space {space!r}; use one of {', '.join(ALL_SPACES)}")
     if space != "z":
         owner = (
-            "BigGAN (biggan-deep:DIR)"
+            "BigGAN (biggan-deep:DIR) and omniart-eye"
             if space in BIGGAN_SPACES
             else "StyleGAN2 (stylegan2:PATH, stylegan2-ada:PKL)"
         )

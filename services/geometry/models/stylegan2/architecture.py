@@ -96,9 +96,11 @@ class StyleGAN2Architecture:
         for stage in range(stages):
             widths.append(shape(f"convs.{2 * stage}.conv.weight")[1])
         return cls(
-            style_dim=int(modulation[1]), n_mlp=n_mlp, const_size=int(const[2]),
+            style_dim=int(modulation[1]),
+            n_mlp=n_mlp,
+            const_size=int(const[2]),
             widths=tuple(int(w) for w in widths),
-        )  # fmt: skip
+        )
 
 
 def _styled_conv_shapes(

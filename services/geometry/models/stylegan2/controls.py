@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..controls import Control, shuffle_state
+from ..controls import SHUFFLED, SHUFFLED_PUBLISHED, Control, every_tensor, shuffle_state
 from ..generator import Generator, state_dict_sha256
 from .architecture import BLUR_TAPS, MAPPING_LR_MUL, StateDict, StyleGAN2Architecture
 from .loading import StateTransform, load_stylegan2
@@ -17,11 +17,13 @@ def stylegan2_control(kind: str, seed: int) -> tuple[StateTransform, str]:
     def fixed(key: str) -> bool:  # inputs and filters, not learned weights
         return key.startswith("noises.") or key.endswith("kernel")
 
-    if kind == "shuffled":
+    if kind == SHUFFLED:
         return (
             lambda state: shuffle_state(state, seed, lambda key: not fixed(key)),
             "noise maps and FIR kernels",
         )
+    if kind == SHUFFLED_PUBLISHED:
+        return lambda state: shuffle_state(state, seed, every_tensor), "nothing"
 
     def reinitialise(state: StateDict) -> StateDict:
         fresh = init_state_dict(StyleGAN2Architecture.from_state_dict(state), seed=seed)

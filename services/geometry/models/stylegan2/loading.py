@@ -118,16 +118,22 @@ def load_stylegan2(
         "weights_file": str(path.resolve()),
         "weights_sha256": file_sha256(path),
         "format": "rosinality/stylegan2-pytorch g_ema",
-        "architecture": {**asdict(arch), "widths": list(arch.widths), "size": arch.size,
-                         "num_ws": arch.num_ws, "mapping_lr_mul": MAPPING_LR_MUL},
+        "architecture": {
+            **asdict(arch),
+            "widths": list(arch.widths),
+            "size": arch.size,
+            "num_ws": arch.num_ws,
+            "mapping_lr_mul": MAPPING_LR_MUL,
+        },
         "space": space,
         "psi": psi,
         "w_avg": w_avg_source,
-        "noise": "checkpoint buffers noises.*" if has_noise
+        "noise": "checkpoint buffers noises.*"
+        if has_noise
         else f"drawn once from torch seed {NOISE_SEED} (the checkpoint has none)",
         "latent_distribution": _distribution(space, psi),
         **(transform_facts or {}),
-    }  # fmt: skip
+    }
     return make_generator(name, "stylegan2", module, facts)
 
 
@@ -174,9 +180,15 @@ def make_generator(name: str, family: str, module: StyleGAN2, facts: dict[str, A
 
     latent_dim = d * (arch.num_ws if space == "w+" else 1)
     return Generator(
-        name=name, family=family, latent_dim=latent_dim, module=module, facts=facts,
-        sampler=sample, space=space, spaces=SPACES,
-    )  # fmt: skip
+        name=name,
+        family=family,
+        latent_dim=latent_dim,
+        module=module,
+        facts=facts,
+        sampler=sample,
+        space=space,
+        spaces=SPACES,
+    )
 
 
 def _noise_maps(

@@ -186,8 +186,9 @@ class _Synthesis(nn.Module):
         conv1: Any = self.conv1
         to_rgb1: Any = self.to_rgb1
         layers: list[tuple[str, _ModulatedConv, int]] = [
-            ("conv1", conv1.conv, 0), ("to_rgb1", to_rgb1.conv, 1),
-        ]  # fmt: skip
+            ("conv1", conv1.conv, 0),
+            ("to_rgb1", to_rgb1.conv, 1),
+        ]
         for stage, to_rgb in enumerate(self.to_rgbs):
             first: Any = self.convs[2 * stage]
             second: Any = self.convs[2 * stage + 1]
