@@ -2,7 +2,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench bench-quick bench-gpu lint clean
 
 # Re-runs the install only when the project's dependency files change.
 install: $(STAMP)
@@ -18,8 +18,16 @@ demo: install
 test: install
 	bash deploy/check.sh
 
+# Every benchmark; each writes its JSON and a dated table to bench/results/.
 bench: install
 	$(BIN)/python bench/run_all.py
+
+bench-quick: install
+	$(BIN)/python bench/run_all.py --quick
+
+# The GPU rows in one call, on a machine with a CUDA device (refuses elsewhere).
+bench-gpu:
+	bash bench/gpu.sh
 
 clean:
 	rm -rf $(VENV) demo-output spectra.db .pytest_cache .mypy_cache .ruff_cache

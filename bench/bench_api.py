@@ -11,13 +11,15 @@ from 0.5-1.5 times the given one, seeded; pollers in lock step would instead arr
 burst of 50 every pause, and the last of each burst waits for the other 49). The server's
 CPU per request (its process group's user + system time over the run) is the figure that
 does not depend on what else the machine runs. Each workload is repeated; the table gives
-medians over repeats. Target: p99 under 50 ms at 50 clients.
+medians over repeats. Targets (issue 24): server CPU ≤ 1 ms per read request, and p99 < 10 ms
+for 50 paced (polling) clients on every read route; closed-loop figures are reported, not
+targeted (back to back on a small machine they measure queueing behind the load generator).
 
 `--server-workers 1,2` (the default) measures one and two uvicorn processes.
 
     .venv/bin/python bench/bench_api.py [--clients 50] [--requests 1500] [--repeats 3]
 
-Writes bench/results/api.json.
+Writes bench/results/api.json and api.md (bench/results_io.py).
 """
 
 from __future__ import annotations
@@ -25,12 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
-import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,16 +48,18 @@ sys.path.insert(0, str(REPO))
 from services.geometry import summary_of  # noqa: E402
 from services.store import ChunkPlan, Store  # noqa: E402
 
-PG_ADMIN_DSN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-TARGET_P99_MS = 50.0
+sys.path.insert(0, str(REPO / "bench"))
+from results_io import Table, write_results  # noqa: E402
+
+from tests.support.net import free_port  # noqa: E402
+
+PG_ADMIN_DSN = os.environ.get(
+    "SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TARGET_PACED_P99_MS = 10.0
+TARGET_CPU_MS_PER_REQUEST = 1.0
 LATENT_DIM = 100
 N_SPECTRA = 64
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def create_database() -> tuple[str, str]:
@@ -80,21 +81,38 @@ def seed(store: Store) -> tuple[str, list[str], str]:
     may be cached); returns (job id, spectrum ids, token)."""
     rng = np.random.default_rng(0)
     n_latents = N_SPECTRA + 1
-    spec = {"model": "dcgan-faces", "distance": "mse", "method": "jacobian",
-            "latents": {"count": n_latents, "seed": 0}}  # fmt: skip
+    spec = {
+        "model": "dcgan-faces",
+        "distance": "mse",
+        "method": "jacobian",
+        "latents": {"count": n_latents, "seed": 0},
+    }
     job, _ = store.create_job(
-        "bench", spec, {**spec, "bench": True}, uuid.uuid4().hex, None, n_latents,
+        "bench",
+        spec,
+        {**spec, "bench": True},
+        uuid.uuid4().hex,
+        None,
+        n_latents,
         [ChunkPlan(index=0, latent_indices=list(range(n_latents)))],
-    )  # fmt: skip
+    )
     store.transition_job(job.id, ["queued"], "running")
     for index in range(N_SPECTRA):
         vectors, _ = np.linalg.qr(rng.standard_normal((LATENT_DIM, LATENT_DIM)))
         values = np.sort(rng.lognormal(0, 2, LATENT_DIM))[::-1]
         store.save_spectrum(
-            job.id, index, rng.standard_normal(LATENT_DIM), values, vectors.astype(np.float32),
-            summary=summary_of(values), diagnostics={"wall_time_s": 0.1}, model="dcgan-faces",
-            distance="mse", method="jacobian", dtype="float32",
-        )  # fmt: skip
+            job.id,
+            index,
+            rng.standard_normal(LATENT_DIM),
+            values,
+            vectors.astype(np.float32),
+            summary=summary_of(values),
+            diagnostics={"wall_time_s": 0.1},
+            model="dcgan-faces",
+            distance="mse",
+            method="jacobian",
+            dtype="float32",
+        )
     store.record_latent_failure(job.id, N_SPECTRA, "synthetic failure, for the status view")
     ids = [s.id for s in store.list_spectra(job_id=job.id, limit=N_SPECTRA)]
     _, token = store.create_api_key("bench", ["read"])
@@ -195,13 +213,31 @@ def group_cpu_seconds(pgid: int) -> float:
 
 def start_server(url: str, processes: int) -> Server:
     port = free_port()
-    env = {**os.environ, "SPECTRA_DATABASE_URL": url, "SPECTRA_MODE": "development",
-           "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = {
+        **os.environ,
+        "SPECTRA_DATABASE_URL": url,
+        "SPECTRA_MODE": "development",
+        "PYTHONPATH": str(REPO),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--workers", str(processes)],
-        env=env, cwd=REPO, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(processes),
+        ],
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
     server = Server(process, port)
     deadline = time.monotonic() + 120
     while True:
@@ -217,9 +253,14 @@ def start_server(url: str, processes: int) -> Server:
 
 
 def measure(
-    args: argparse.Namespace, port: int, pgid: int, token: str, job_id: str,
-    spectrum_ids: list[str], processes: int,
-) -> list[dict[str, Any]]:  # fmt: skip
+    args: argparse.Namespace,
+    port: int,
+    pgid: int,
+    token: str,
+    job_id: str,
+    spectrum_ids: list[str],
+    processes: int,
+) -> list[dict[str, Any]]:
     workloads = {
         "job status  GET /v1/jobs/{id}": [f"/v1/jobs/{job_id}"],
         "spectra     GET /v1/spectra?job_id&limit=20": [
@@ -245,24 +286,40 @@ def measure(
                     run_clients(port, token, paths, clients, requests, pause)
                 )
                 cpu = group_cpu_seconds(pgid) - cpu_before
-                runs.append({
-                    "p50_ms": percentile_ms(latencies, 50),
-                    "p99_ms": percentile_ms(latencies, 99),
-                    "throughput_rps": len(latencies) / wall,
-                    "server_cpu_ms_per_request": 1000 * cpu / len(latencies),
-                    "errors": errors,
-                })  # fmt: skip
+                runs.append(
+                    {
+                        "p50_ms": percentile_ms(latencies, 50),
+                        "p99_ms": percentile_ms(latencies, 99),
+                        "throughput_rps": len(latencies) / wall,
+                        "server_cpu_ms_per_request": 1000 * cpu / len(latencies),
+                        "errors": errors,
+                    }
+                )
             summary = {
                 key: statistics.median(r[key] for r in runs)
                 for key in ("p50_ms", "p99_ms", "throughput_rps", "server_cpu_ms_per_request")
             }
-            results.append({
-                "workload": workload, "server_processes": processes, "mode": mode,
-                "clients": clients, **summary,
-                "errors": sum(r["errors"] for r in runs), "runs": runs,
-                "meets_target": summary["p99_ms"] < TARGET_P99_MS,
-            })  # fmt: skip
+            results.append(
+                {
+                    "workload": workload,
+                    "server_processes": processes,
+                    "mode": mode,
+                    "clients": clients,
+                    **summary,
+                    "errors": sum(r["errors"] for r in runs),
+                    "runs": runs,
+                    "meets_target": meets_target(mode, summary),
+                }
+            )
     return results
+
+
+def meets_target(mode: str, summary: dict[str, float]) -> bool | None:
+    """CPU per request in every mode; p99 only for paced clients; None (no target) closed loop."""
+    if mode == "closed loop":
+        return None
+    cpu_ok = summary["server_cpu_ms_per_request"] <= TARGET_CPU_MS_PER_REQUEST
+    return cpu_ok and (not mode.startswith("paced") or summary["p99_ms"] < TARGET_PACED_P99_MS)
 
 
 def percentile_ms(values: list[float], q: float) -> float:
@@ -275,8 +332,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1500, help="per workload and repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pause-ms", type=float, default=200.0, help="mean pause of paced clients")
-    parser.add_argument("--server-workers", type=lambda t: [int(x) for x in t.split(",")],
-                        default=[1, 2], help="uvicorn process counts to measure, e.g. 1,2")
+    parser.add_argument(
+        "--server-workers",
+        type=lambda t: [int(x) for x in t.split(",")],
+        default=[1, 2],
+        help="uvicorn process counts to measure, e.g. 1,2",
+    )
     args = parser.parse_args()
 
     name, url = create_database()
@@ -300,28 +361,58 @@ def main() -> int:
             finally:
                 server.stop()
 
-        header = (f"{'workload':<46} {'server':<8} {'mode':<14} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'req/s':>8} {'CPU ms/req':>10}  p99<50ms")  # fmt: skip
-        print(header)
-        print("-" * len(header))
-        for r in results:
-            print(f"{r['workload']:<46} {str(r['server_processes']) + ' proc':<8} {r['mode']:<14} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{r['throughput_rps']:>8.0f} {r['server_cpu_ms_per_request']:>10.2f}  "
-                  f"{'yes' if r['meets_target'] else 'NO'}"
-                  + (f"  ({r['errors']} errors)" if r["errors"] else ""))  # fmt: skip
-        print(f"{args.clients} clients, {args.requests} requests per run, median of "
-              f"{args.repeats} runs; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
-        out = REPO / "bench" / "results" / "api.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
-            "clients": args.clients, "requests_per_run": args.requests, "repeats": args.repeats,
-            "target_p99_ms": TARGET_P99_MS, "n_spectra": N_SPECTRA, "latent_dim": LATENT_DIM,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "load_average_1m": os.getloadavg()[0]},
-            "results": results,
-        }, indent=1))  # fmt: skip
-        print(f"wrote {out}")
+        table = Table(
+            title=f"API: read routes against `spectra serve` on PostgreSQL, {args.clients} "
+            f"clients, {args.requests} requests per run, median of {args.repeats} runs",
+            columns=[
+                "route",
+                "server",
+                "mode",
+                "p50 ms",
+                "p99 ms",
+                "req/s",
+                "server CPU ms/request",
+                "meets target",
+            ],
+            rows=[
+                [
+                    r["workload"].split("  ")[-1].strip(),
+                    f"{r['server_processes']} proc",
+                    r["mode"],
+                    r["p50_ms"],
+                    r["p99_ms"],
+                    r["throughput_rps"],
+                    r["server_cpu_ms_per_request"],
+                    "no target" if r["meets_target"] is None else r["meets_target"],
+                ]
+                for r in results
+            ],
+            notes=[
+                f"Targets: server CPU ≤ {TARGET_CPU_MS_PER_REQUEST:g} ms per request; p99 < "
+                f"{TARGET_PACED_P99_MS:g} ms for paced clients (each polls every "
+                f"{args.pause_ms:.0f} ms on average, at its own phase). Closed loop (clients back "
+                "to back) is queueing on cores shared with the load generator: reported only.",
+                *(
+                    [f"{sum(r['errors'] for r in results)} requests failed."]
+                    if any(r["errors"] for r in results)
+                    else []
+                ),
+            ],
+        )
+        write_results(
+            "api",
+            {
+                "clients": args.clients,
+                "requests_per_run": args.requests,
+                "repeats": args.repeats,
+                "target_paced_p99_ms": TARGET_PACED_P99_MS,
+                "target_cpu_ms_per_request": TARGET_CPU_MS_PER_REQUEST,
+                "n_spectra": N_SPECTRA,
+                "latent_dim": LATENT_DIM,
+                "results": results,
+            },
+            table,
+        )
         return 0
     finally:
         drop_database(name)

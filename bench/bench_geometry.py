@@ -16,7 +16,7 @@ load from other processes on a shared machine hits them alike; at 8 codes there 
 bp / floor timings are repeated with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=16 GiB (glibc
 keeps large blocks instead of returning them and faulting them in again). The homogeneity
 matrix of 1000 positions at d = 256 (float32) is timed once. Prints the tables and writes
-bench/results/bench_geometry.json (bench_geometry_cuda.json with --device cuda, where the
+bench/results/geometry.json and geometry.md (geometry_cuda.* with --device cuda, where the
 tuned-malloc table, a CPU matter, is left out).
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,7 +36,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "bench"))
+from results_io import Table, write_results  # noqa: E402
+
 METHODS = ("jacobian", "hvp", "fd", "lanczos", "bp")
 DISTANCES = ("mse", "lpips-alex")
 ERROR_CODES = 2  # codes per measurement whose H is compared with bp's
@@ -316,39 +317,6 @@ def summarise(rows: list[dict]) -> list[dict]:
     return verdicts
 
 
-def print_tables(rows: list[dict], verdicts: list[dict], homogeneity_row: dict | None) -> None:
-    header = (
-        f"{'malloc':12s} {'distance':10s} {'codes':>5s} {'method':9s} {'wall s/code':>11s} "
-        f"{'cpu s/code':>10s} {'products':>8s} {'peak MiB':>9s} {'error vs bp':>12s}"
-    )
-    print("\n" + header + "\n" + "-" * len(header))
-    for r in rows:
-        error = f"{r['error_vs_bp']:.1e}" if r.get("error_vs_bp") is not None else "-"
-        print(
-            f"{r['malloc']:12s} {r['distance']:10s} {r['codes']:5d} {r['method']:9s} "
-            f"{r['time_per_code_s']:11.4f} {r['cpu_per_code_s']:10.4f} {r['products_per_code']:8d} "
-            f"{r['peak_rss_mib']:9.0f} {error:>12s}"
-        )
-    print(
-        f"\n{'malloc':12s} {'distance':10s} {'codes':>5s} {'bp/jac wall':>11s} {'bp/jac cpu':>10s} "
-        f"{'jac/floor wall':>14s} {'jac/floor cpu':>13s} {'jac peak MiB':>12s}"
-    )
-    for v in verdicts:
-        print(
-            f"{v['malloc']:12s} {v['distance']:10s} {v['codes']:5d} {v['bp_over_jacobian']:11.1f} "
-            f"{v['bp_over_jacobian_cpu']:10.1f} {v['jacobian_over_floor']:14.2f} "
-            f"{v['jacobian_over_floor_cpu']:13.2f} {v['jacobian_peak_rss_mib']:12.0f}"
-        )
-    if homogeneity_row:
-        h = homogeneity_row
-        print(
-            f"\nhomogeneity {h['positions']} positions, d={h['latent_dim']}, float32, {h['device']}: "
-            f"{h['time_s']:.1f} s "
-            f"(published: 582 s on a GPU), peak {h['peak_rss_mib']:.0f} MiB, "
-            f"log off-diagonal mean {h['log_offdiag_mean']:.3f}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -383,36 +351,98 @@ def main() -> None:
     verdicts = summarise(rows)
     print(f"  homogeneity of {args.positions} positions ...", flush=True)
     homogeneity_row = run_worker("homogeneity", {}, positions=args.positions, device=args.device)
-    print_tables(rows, verdicts, homogeneity_row)
-    # One file per device, so a GPU run does not overwrite the CPU figures.
-    results = RESULTS_DIR / (
-        "bench_geometry.json"
-        if args.device == "cpu"
-        else f"bench_geometry_{args.device.split(':')[0]}.json"
-    )
-    results.parent.mkdir(parents=True, exist_ok=True)
+    # One name per device, so a GPU run does not overwrite the CPU figures.
+    name = "geometry" if args.device == "cpu" else f"geometry_{args.device.split(':')[0]}"
     report = {
-        "benchmark": "geometry",
         "model": "dcgan-faces",
         "lpips_backbone": "random (pnet_rand): ImageNet weights not on this machine; same cost",
         "device": args.device,
         "dtype": args.dtype,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
-        "load_average_at_end": os.getloadavg(),
         "tuned_malloc_env": TUNED_MALLOC,
         "methods": rows,
         "jacobian_targets": verdicts,
         "homogeneity": homogeneity_row,
         "total_time_s": time.perf_counter() - started,
     }
-    results.write_text(json.dumps(report, indent=2))
-    print(
-        f"\nwrote {results} in {report['total_time_s']:.0f} s (load average {os.getloadavg()[0]:.1f})"
+    write_results(name, report, tables(args, rows, verdicts, homogeneity_row))
+
+
+def tables(
+    args: argparse.Namespace, rows: list[dict], verdicts: list[dict], homogeneity_row: dict | None
+) -> list[Table]:
+    """The methods' times beside the floor, and jacobian's ratios to bp and to the floor."""
+    methods = Table(
+        title=f"Geometry: dcgan-faces (d = 100), {args.dtype}, {args.device}, per code",
+        columns=[
+            "malloc",
+            "distance",
+            "codes",
+            "method",
+            "wall s",
+            "CPU s",
+            "products",
+            "peak RSS MiB",
+            "peak GPU MiB",
+            "error vs bp",
+        ],
+        rows=[
+            [
+                r["malloc"],
+                r["distance"],
+                r["codes"],
+                r["method"],
+                r["time_per_code_s"],
+                r["cpu_per_code_s"],
+                r["products_per_code"],
+                r["peak_rss_mib"],
+                r.get("peak_gpu_mib"),
+                r.get("error_vs_bp"),
+            ]
+            for r in rows
+        ],
+        notes=[
+            "The floor is one forward pass of the generator and the distance's features over "
+            "a batch of d codes. LPIPS with a random backbone: the same cost as the real one. "
+            "Error: relative Frobenius error of H against bp in the same run (lanczos: the "
+            "largest relative error of its top-20 eigenvalues)."
+        ],
     )
+    ratios = Table(
+        title=f"Geometry: jacobian against bp and its floor ({args.device})",
+        columns=[
+            "malloc",
+            "distance",
+            "codes",
+            "bp / jacobian",
+            "jacobian / floor",
+            "jacobian / floor (CPU time)",
+            "jacobian peak RSS MiB",
+        ],
+        rows=[
+            [
+                v["malloc"],
+                v["distance"],
+                v["codes"],
+                v["bp_over_jacobian"],
+                v["jacobian_over_floor"],
+                v["jacobian_over_floor_cpu"],
+                v["jacobian_peak_rss_mib"],
+            ]
+            for v in verdicts
+        ],
+        notes=["Target (issue 24): every exact route ≤ 1.2× its floor on the CPU."]
+        + (
+            [
+                f"Homogeneity of {homogeneity_row['positions']} positions at d = "
+                f"{homogeneity_row['latent_dim']} (float32, {homogeneity_row['device']}): "
+                f"{homogeneity_row['time_s']:.3g} s, peak RSS {homogeneity_row['peak_rss_mib']:.0f} MiB "
+                "(published: 582 s for 1000 positions on a GPU)."
+            ]
+            if homogeneity_row
+            else []
+        ),
+    )
+    return [methods, ratios]
 
 
 if __name__ == "__main__":

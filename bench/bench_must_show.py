@@ -58,16 +58,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     resolutions = [2**k for k in range(2, int(np.log2(args.size)) + 1)]
     channels = {r: args.width for r in resolutions}
-    report: dict[str, Any] = {"size": args.size, "style_dim": args.style_dim, "n_mlp": args.n_mlp,
-                              "channels": channels, "budget_gb": args.budget_gb,
-                              "block_columns": args.block_columns, "batch": args.batch,
-                              "load_average_at_start": os.getloadavg()}  # fmt: skip
+    report: dict[str, Any] = {
+        "size": args.size,
+        "style_dim": args.style_dim,
+        "n_mlp": args.n_mlp,
+        "channels": channels,
+        "budget_gb": args.budget_gb,
+        "block_columns": args.block_columns,
+        "batch": args.batch,
+        "load_average_at_start": os.getloadavg(),
+    }
     name = f"spectra_mustshow_{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         checkpoint = directory / "narrow.pt"
-        write_random_checkpoint(checkpoint, size=args.size, style_dim=args.style_dim,
-                                n_mlp=args.n_mlp, channels=channels)  # fmt: skip
+        write_random_checkpoint(
+            checkpoint,
+            size=args.size,
+            style_dim=args.style_dim,
+            n_mlp=args.n_mlp,
+            channels=channels,
+        )
         create_database(name)
         url = sqlalchemy_pg_url(name)
         redis_server = PrivateRedis(free_port(), directory)
@@ -82,36 +93,66 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cluster = Cluster(worker_env(url, redis_server.url), directory / "logs")
             cluster.env["SPECTRA_WORKER_MEMORY_GB"] = str(args.budget_gb)
             cluster.env["SPECTRA_WORKER_THREADS"] = "1"  # as OMP_NUM_THREADS in worker_env
+            cluster.env["SPECTRA_WORKERS_PER_HOST"] = "2"
             cluster.start("must-a")
             cluster.start("must-b")
-            # The planner probes with the workers' one thread, so its times are theirs.
-            settings = Settings(database_url=url, worker_memory_gb=args.budget_gb, worker_threads=1)
+            # The planner probes with the workers' one thread, and measures how much the two
+            # workers computing at once on this host slow each other, so its times are theirs.
+            settings = Settings(
+                database_url=url,
+                worker_memory_gb=args.budget_gb,
+                worker_threads=1,
+                workers_per_host=2,
+            )
 
             def dispatch(chunk_ids: list[str]) -> None:
                 for chunk_id in chunk_ids:
-                    sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id,
-                                     queue=CHUNK_QUEUE)  # fmt: skip
+                    sender.send_task(
+                        CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE
+                    )
 
-            common = {"model": f"stylegan2:{checkpoint}", "space": "w+", "top_k": args.top_k,
-                      "latents": {"count": 1, "seed": 3}, "dtype": "float64"}  # fmt: skip
+            common = {
+                "model": f"stylegan2:{checkpoint}",
+                "space": "w+",
+                "top_k": args.top_k,
+                "latents": {"count": 1, "seed": 3},
+                "dtype": "float64",
+            }
             jobs: dict[str, dict[str, Any]] = {}
             for label, spec in (
-                ("blocks", {"method": "jacobian", "block_columns": args.block_columns,
-                            "batch": args.batch}),
+                (
+                    "blocks",
+                    {
+                        "method": "jacobian",
+                        "block_columns": args.block_columns,
+                        "batch": args.batch,
+                    },
+                ),
                 ("lanczos", {"method": "lanczos"}),
-            ):  # fmt: skip
+            ):
                 started = time.perf_counter()
-                job, _ = submit_job(store, JobSpec(**spec, **common), "bench", dispatch,
-                                    settings=settings)  # fmt: skip
-                # The job records only the plan's deterministic part; its times come from the
-                # dry run of the same spec (the same cached probe, so the same figures).
-                timed = dry_run_job(store, JobSpec(**spec, **common), "bench", settings=settings)
-                jobs[label] = {"id": job.id, "submitted": started,
-                               "submit_s": time.perf_counter() - started,
-                               "chunks": len(store.list_chunks(job.id)),
-                               "latent_dim": job.resolved["generator"]["latent_dim"],
-                               "planned_seconds": timed["plan"]["per_code"].get("seconds"),
-                               "planned_total_seconds": timed["plan"].get("total_seconds")}  # fmt: skip
+                # No profile of the model yet: submitted without a planning queue, the job is
+                # planned here, at once (its profile measured and stored), as a worker would.
+                job, _ = submit_job(
+                    store, JobSpec(**spec, **common), "bench", dispatch, settings=settings
+                )
+                estimate = store.get_job(job.id).estimate or {}
+                jobs[label] = {
+                    "id": job.id,
+                    "submitted": started,
+                    "submit_s": time.perf_counter() - started,
+                    "chunks": len(store.list_chunks(job.id)),
+                    "latent_dim": job.resolved["generator"]["latent_dim"],
+                    "planned_seconds": estimate.get("per_code", {}).get("seconds"),
+                    "planned_total_seconds": estimate.get("total_seconds"),
+                    "profile": estimate.get("profile"),
+                }
+                # Once profiled, a dry run of the same spec reads the stored profile: timed,
+                # and it must give the same estimate.
+                dry_started = time.perf_counter()
+                dry = dry_run_job(store, JobSpec(**spec, **common), "bench", settings=settings)
+                jobs[label]["dry_run_s"] = time.perf_counter() - dry_started
+                jobs[label]["dry_run_same_estimate"] = dry["plan"] == estimate
                 print(f"submitted {label}: {jobs[label]}", flush=True)
             loads: list[tuple[float, float]] = []
             pending = set(jobs)
@@ -127,8 +168,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         jobs[label]["wall_s"] = time.perf_counter() - jobs[label]["submitted"]
                         jobs[label]["owners"] = sorted({str(c.lease_owner) for c in chunks})
                         pending.discard(label)
-                        print(f"{label} {record.status} after {jobs[label]['wall_s']:.0f} s",
-                              flush=True)  # fmt: skip
+                        print(
+                            f"{label} {record.status} after {jobs[label]['wall_s']:.0f} s",
+                            flush=True,
+                        )
                 time.sleep(5)
             report["unfinished"] = sorted(pending)
             report["load_average_1min_during"] = {
@@ -145,11 +188,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # The plan's seconds are one worker's serial work: compare them with the sum
                 # of the chunks' durations (the block that completes the set also decomposes).
                 job_info["chunk_runs"] = [
-                    {"block": c.column_block, "owner": c.lease_owner, "seconds": (
-                        (c.finished_at - c.started_at).total_seconds()
-                        if c.finished_at and c.started_at else None)}
+                    {
+                        "block": c.column_block,
+                        "owner": c.lease_owner,
+                        "seconds": (
+                            (c.finished_at - c.started_at).total_seconds()
+                            if c.finished_at and c.started_at
+                            else None
+                        ),
+                    }
                     for c in store.list_chunks(job_info["id"])
-                ]  # fmt: skip
+                ]
                 job_info["chunk_seconds_sum"] = sum(
                     run["seconds"] or 0.0 for run in job_info["chunk_runs"]
                 )
@@ -174,8 +223,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [("job", "d", "chunks", "status", "wall s", "s est", "chunk s sum", "ratio",
-              "peak MiB est", "peak MiB", "ratio")]  # fmt: skip
+    lines = [
+        (
+            "job",
+            "d",
+            "chunks",
+            "status",
+            "wall s",
+            "s est",
+            "chunk s sum",
+            "ratio",
+            "peak MiB est",
+            "peak MiB",
+            "ratio",
+        )
+    ]
     for label, job in report.get("jobs", {}).items():
         per_code = job.get("estimate", {}).get("per_code", {})
         measured = job.get("measured", {})
@@ -185,20 +247,36 @@ def table(report: dict[str, Any]) -> str:
         def fmt(value: Any, spec: str) -> str:
             return "-" if value is None else format(value, spec)
 
-        lines.append((label, str(job["latent_dim"]), str(job["chunks"]), job.get("status", "-"),
-                      fmt(job.get("wall_s"), ".0f"), fmt(job.get("planned_seconds"), ".0f"),
-                      fmt(job.get("chunk_seconds_sum"), ".0f"),
-                      fmt(job.get("chunk_seconds_sum") and job.get("planned_seconds")
-                          and job["chunk_seconds_sum"] / job["planned_seconds"], ".2f"),
-                      fmt(per_code.get("peak_bytes") and per_code["peak_bytes"] / 2**20, ".0f"),
-                      fmt(peak and peak / 2**20, ".0f"), fmt(ratios.get("peak_bytes"), ".2f")))  # fmt: skip
+        lines.append(
+            (
+                label,
+                str(job["latent_dim"]),
+                str(job["chunks"]),
+                job.get("status", "-"),
+                fmt(job.get("wall_s"), ".0f"),
+                fmt(job.get("planned_seconds"), ".0f"),
+                fmt(job.get("chunk_seconds_sum"), ".0f"),
+                fmt(
+                    job.get("chunk_seconds_sum")
+                    and job.get("planned_seconds")
+                    and job["chunk_seconds_sum"] / job["planned_seconds"],
+                    ".2f",
+                ),
+                fmt(per_code.get("peak_bytes") and per_code["peak_bytes"] / 2**20, ".0f"),
+                fmt(peak and peak / 2**20, ".0f"),
+                fmt(ratios.get("peak_bytes"), ".2f"),
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    body = "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True))
-                     for line in lines)  # fmt: skip
+    body = "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines
+    )
     peaks = [round(p / 2**20) for p in report.get("worker_peaks_bytes", []) if p]
-    return (f"{body}\nworker peak RSS {peaks} MiB of {report['budget_gb'] * 1024:.0f} MiB each; "
-            f"top-{report.get('top_k', 20)} max relative difference "
-            f"{report.get('top_k_relative_max', float('nan')):.2e}")  # fmt: skip
+    return (
+        f"{body}\nworker peak RSS {peaks} MiB of {report['budget_gb'] * 1024:.0f} MiB each; "
+        f"top-{report.get('top_k', 20)} max relative difference "
+        f"{report.get('top_k_relative_max', float('nan')):.2e}"
+    )
 
 
 def main() -> None:

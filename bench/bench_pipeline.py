@@ -19,7 +19,6 @@ Reported as medians over repeats, all ratios from the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -47,16 +46,14 @@ from services.store import Store  # noqa: E402
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure  # noqa: E402
 from worker.launcher import WorkerPlan, start_worker, stop_workers  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from results_io import Table, write_results  # noqa: E402
+
+from tests.support.net import free_port  # noqa: E402
+
 PG_ADMIN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHUNK_SIZE = 8
 TARGET_OVERHEAD = 0.05
-RESULTS = REPO / "bench" / "results" / "pipeline.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
@@ -75,10 +72,23 @@ class Services:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.redis = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.broker_url = f"redis://127.0.0.1:{self.port}/0"
         client = redis.Redis.from_url(self.broker_url)
         wait_for(lambda: _pings(client), 10, "redis-server")
@@ -113,8 +123,11 @@ def start_workers(n: int, services: Services, logdir: Path) -> list[subprocess.P
     processes, logs = [], []
     for i in range(n):
         log = logdir / f"worker{n}-{i}.log"
-        plan = WorkerPlan(f"bench{i}-{uuid.uuid4().hex[:4]}@{socket.gethostname()}", "cpu",
-                          {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"})  # fmt: skip
+        plan = WorkerPlan(
+            f"bench{i}-{uuid.uuid4().hex[:4]}@{socket.gethostname()}",
+            "cpu",
+            {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"},
+        )
         with log.open("wb") as out:
             processes.append(
                 start_worker(plan, extra_env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -154,9 +167,13 @@ def measure(store: Store, job_id: str, started: datetime, workers: int) -> dict[
 
 def spec(n: int, seed: int) -> JobSpec:
     return JobSpec(
-        model="dcgan-faces", distance="mse", method="jacobian", dtype="float32",
-        latents={"count": n, "seed": seed}, chunk_size=CHUNK_SIZE,
-    )  # fmt: skip
+        model="dcgan-faces",
+        distance="mse",
+        method="jacobian",
+        dtype="float32",
+        latents={"count": n, "seed": seed},
+        chunk_size=CHUNK_SIZE,
+    )
 
 
 def run_celery(store: Store, sender: Celery, n: int, seed: int, workers: int) -> dict[str, Any]:
@@ -166,8 +183,12 @@ def run_celery(store: Store, sender: Celery, n: int, seed: int, workers: int) ->
 
     started = datetime.now(UTC)
     job, _ = submit_job(store, spec(n, seed), "bench", dispatch)
-    wait_for(lambda: store.get_job(job.id).status in ("succeeded", "failed", "cancelled"),
-             1800, f"job {job.id}", poll_s=0.05)  # fmt: skip
+    wait_for(
+        lambda: store.get_job(job.id).status in ("succeeded", "failed", "cancelled"),
+        1800,
+        f"job {job.id}",
+        poll_s=0.05,
+    )
     return measure(store, job.id, started, workers)
 
 
@@ -237,31 +258,76 @@ def main() -> int:
         f"{100 * one['overhead_fraction']:.2f} % of compute "
         f"(target < {100 * TARGET_OVERHEAD:.0f} %): {'PASS' if verdict else 'FAIL'}"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "pipeline",
-        "model": "dcgan-faces", "distance": "mse", "method": "jacobian", "dtype": "float32",
-        "chunk_size": CHUNK_SIZE, "latents_per_job": args.latents, "repeats": args.repeats,
-        "torch_threads_per_worker": 1, "cpu_count": os.cpu_count(),
-        "target_overhead_fraction": TARGET_OVERHEAD, "target_met": verdict,
-        "measured_at": datetime.now(UTC).isoformat(), "rows": rows,
-    }, indent=2))  # fmt: skip
-    print(f"wrote {RESULTS}")
+    write_results(
+        "pipeline",
+        {
+            "model": "dcgan-faces",
+            "distance": "mse",
+            "method": "jacobian",
+            "dtype": "float32",
+            "chunk_size": CHUNK_SIZE,
+            "latents_per_job": args.latents,
+            "repeats": args.repeats,
+            "torch_threads_per_worker": 1,
+            "target_overhead_fraction": TARGET_OVERHEAD,
+            "target_met": verdict,
+            "rows": rows,
+        },
+        Table(
+            title=f"Pipeline: dcgan-faces, mse, jacobian, float32, {args.latents} codes per job, "
+            f"{CHUNK_SIZE} per chunk, one torch thread per worker, median of {args.repeats}",
+            columns=[
+                "executor",
+                "workers",
+                "end to end s",
+                "compute s",
+                "s per code",
+                "overhead per chunk ms",
+                "overhead % of compute",
+                "codes/s",
+                "speed-up over 1 worker",
+            ],
+            rows=[
+                [
+                    r["executor"],
+                    r["workers"],
+                    r["e2e_s"],
+                    r["compute_s"],
+                    r["compute_per_latent_s"],
+                    r["overhead_per_chunk_ms"],
+                    100 * r["overhead_fraction"],
+                    r["throughput_latents_per_s"],
+                    r["speedup_vs_1_worker"],
+                ]
+                for r in rows
+            ],
+            notes=[
+                f"Target: queue overhead < {100 * TARGET_OVERHEAD:.0f} % of compute with one "
+                f"Celery worker ({'met' if verdict else 'NOT met'})."
+            ],
+        ),
+    )
     return 0
 
 
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"\npipeline: dcgan-faces, mse, jacobian, float32, {args.latents} latents/job, "
-          f"{CHUNK_SIZE}/chunk, medians of {args.repeats}")  # fmt: skip
-    header = (f"{'executor':<11}{'workers':>8}{'e2e s':>9}{'compute s':>11}{'s/latent':>10}"
-              f"{'overhead/chunk ms':>19}{'overhead %':>12}{'latents/s':>11}{'speedup':>9}")  # fmt: skip
+    print(
+        f"\npipeline: dcgan-faces, mse, jacobian, float32, {args.latents} latents/job, "
+        f"{CHUNK_SIZE}/chunk, medians of {args.repeats}"
+    )
+    header = (
+        f"{'executor':<11}{'workers':>8}{'e2e s':>9}{'compute s':>11}{'s/latent':>10}"
+        f"{'overhead/chunk ms':>19}{'overhead %':>12}{'latents/s':>11}{'speedup':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['executor']:<11}{r['workers']:>8}{r['e2e_s']:>9.2f}{r['compute_s']:>11.2f}"
-              f"{r['compute_per_latent_s']:>10.3f}{r['overhead_per_chunk_ms']:>19.1f}"
-              f"{100 * r['overhead_fraction']:>12.2f}{r['throughput_latents_per_s']:>11.2f}"
-              f"{r['speedup_vs_1_worker']:>9.2f}")  # fmt: skip
+        print(
+            f"{r['executor']:<11}{r['workers']:>8}{r['e2e_s']:>9.2f}{r['compute_s']:>11.2f}"
+            f"{r['compute_per_latent_s']:>10.3f}{r['overhead_per_chunk_ms']:>19.1f}"
+            f"{100 * r['overhead_fraction']:>12.2f}{r['throughput_latents_per_s']:>11.2f}"
+            f"{r['speedup_vs_1_worker']:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,13 @@ def _checkpoint(directory: Path, size: int, device: str) -> str:
         channels = (
             None if device != "cpu" else {r: w for r, w in NARROW_CHANNELS.items() if r <= size}
         )
-        write_random_checkpoint(path, size=size, style_dim=STYLE_DIM, n_mlp=8 if device != "cpu" else 2,
-                                channels=channels)  # fmt: skip
+        write_random_checkpoint(
+            path,
+            size=size,
+            style_dim=STYLE_DIM,
+            n_mlp=8 if device != "cpu" else 2,
+            channels=channels,
+        )
     return f"stylegan2:{path}"
 
 
@@ -85,14 +90,21 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
             for start in range(0, d, block_columns):
                 stop = min(d, start + block_columns)
                 metric[:, start:stop] = metric_columns(
-                    generator, distance, code, start, stop, dtype=dtype, batch=batch,
-                )  # fmt: skip
+                    generator,
+                    distance,
+                    code,
+                    start,
+                    stop,
+                    dtype=dtype,
+                    batch=batch,
+                )
             result = spectrum_on_device(metric, top_k=top_k, device=device)
             products = 2 * d
         else:
             options = {"batch": batch} if method == "jacobian" else {}
-            result = compute_spectrum(generator, distance, code, method=method, top_k=top_k,
-                                      dtype=dtype, **options)  # fmt: skip
+            result = compute_spectrum(
+                generator, distance, code, method=method, top_k=top_k, dtype=dtype, **options
+            )
             products = int(result.diagnostics.get("products", 0))
     seconds = time.perf_counter() - started
     probe_dtype = "float64" if method == "lanczos" else dtype
@@ -155,20 +167,31 @@ def homogeneity_against_floor(n: int, d: int, repeats: int) -> dict[str, Any]:
     floor = 2 * n * packed_size * n * d / rate
     nominal = 2 * n * packed_size * n * d / NOMINAL_FLOPS_PER_S
     return {
-        "positions": n, "latent_dim": d, "gemm_flops_per_s": rate, "floor_s": floor,
-        "time_s": float(np.median(times)), "times_s": times, "ratio": float(np.median(times)) / floor,
-        "nominal_floor_s": nominal, "ratio_to_nominal": float(np.median(times)) / nominal,
+        "positions": n,
+        "latent_dim": d,
+        "gemm_flops_per_s": rate,
+        "floor_s": floor,
+        "time_s": float(np.median(times)),
+        "times_s": times,
+        "ratio": float(np.median(times)) / floor,
+        "nominal_floor_s": nominal,
+        "ratio_to_nominal": float(np.median(times)) / nominal,
         "load_average": os.getloadavg(),
-    }  # fmt: skip
+    }
 
 
 def run_case(case: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(case)], env=env, cwd=REPO,
-            capture_output=True, text=True, timeout=timeout_s, check=False,
-        )  # fmt: skip
+            [sys.executable, __file__, "--worker", json.dumps(case)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {**case, "error": f"over the {timeout_s:.0f} s limit of a row"}
     if done.returncode != 0:
@@ -178,18 +201,40 @@ def run_case(case: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 
 def cases(args: argparse.Namespace, directory: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    base = {"device": args.device, "distance": "mse", "dtype": "float32", "top_k": None,
-            "budget_gb": args.budget_gb}  # fmt: skip
+    base = {
+        "device": args.device,
+        "distance": "mse",
+        "dtype": "float32",
+        "top_k": None,
+        "budget_gb": args.budget_gb,
+    }
     for method in args.methods:
         top_k = 20 if method == "lanczos" else None
-        rows.append({**base, "label": "dcgan-faces", "model": "dcgan-faces", "space": "z",
-                     "method": method, "top_k": top_k})  # fmt: skip
+        rows.append(
+            {
+                **base,
+                "label": "dcgan-faces",
+                "model": "dcgan-faces",
+                "space": "z",
+                "method": method,
+                "top_k": top_k,
+            }
+        )
     if args.must_show:
         model = _checkpoint(directory, 128, "cpu")
         for method, block in (("lanczos", None), ("jacobian", 3072)):
-            rows.append({**base, "label": "stylegan2-128 narrow (must-show)", "model": model,
-                         "space": "w+", "method": method, "top_k": 20, "dtype": "float64",
-                         "block_columns": block})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "label": "stylegan2-128 narrow (must-show)",
+                    "model": model,
+                    "space": "w+",
+                    "method": method,
+                    "top_k": 20,
+                    "dtype": "float64",
+                    "block_columns": block,
+                }
+            )
         return rows
     for size in args.sizes:
         model = _checkpoint(directory, size, args.device)
@@ -197,8 +242,16 @@ def cases(args: argparse.Namespace, directory: Path) -> list[dict[str, Any]]:
             for method in args.methods:
                 if space == "w+" and method != "lanczos" and args.device == "cpu" and size > 32:
                     continue  # d = n_latent x 512 exact tangents: the --must-show route
-                rows.append({**base, "label": f"stylegan2-{size}", "model": model, "space": space,
-                             "method": method, "top_k": 20 if method == "lanczos" else None})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "label": f"stylegan2-{size}",
+                        "model": model,
+                        "space": space,
+                        "method": method,
+                        "top_k": 20 if method == "lanczos" else None,
+                    }
+                )
     return rows
 
 
@@ -207,13 +260,35 @@ def _mib(value: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = ("model", "space", "d", "method", "s/code est", "s/code", "ratio", "peak MiB est",
-              "peak MiB", "ratio", "products est", "products", "stored MiB est", "stored MiB")  # fmt: skip
+    header = (
+        "model",
+        "space",
+        "d",
+        "method",
+        "s/code est",
+        "s/code",
+        "ratio",
+        "peak MiB est",
+        "peak MiB",
+        "ratio",
+        "products est",
+        "products",
+        "stored MiB est",
+        "stored MiB",
+    )
     lines = [header]
     for row in rows:
         if "error" in row:
-            lines.append((row["label"], row["space"], "-", row["method"], row["error"][:60],
-                          *[""] * (len(header) - 5)))  # fmt: skip
+            lines.append(
+                (
+                    row["label"],
+                    row["space"],
+                    "-",
+                    row["method"],
+                    row["error"][:60],
+                    *[""] * (len(header) - 5),
+                )
+            )
             continue
         est, got = row["estimate"], row["measured"]
         method = row["method"] + (
@@ -224,13 +299,24 @@ def table(rows: list[dict[str, Any]]) -> str:
             if got["peak_bytes"] and est["peak_bytes"]
             else "-"
         )
-        lines.append((
-            row["label"], row["space"], str(row["latent_dim"]), method,
-            f"{est['seconds']:.3g}", f"{got['seconds']:.3g}", f"{got['seconds'] / est['seconds']:.2f}",
-            _mib(est["peak_bytes"]), _mib(got["peak_bytes"]), peak_ratio,
-            str(est["products"]), str(got["products"]),
-            f"{est['stored_bytes'] / 2**20:.2f}", f"{got['stored_bytes'] / 2**20:.2f}",
-        ))  # fmt: skip
+        lines.append(
+            (
+                row["label"],
+                row["space"],
+                str(row["latent_dim"]),
+                method,
+                f"{est['seconds']:.3g}",
+                f"{got['seconds']:.3g}",
+                f"{got['seconds'] / est['seconds']:.2f}",
+                _mib(est["peak_bytes"]),
+                _mib(got["peak_bytes"]),
+                peak_ratio,
+                str(est["products"]),
+                str(got["products"]),
+                f"{est['stored_bytes'] / 2**20:.2f}",
+                f"{got['stored_bytes'] / 2**20:.2f}",
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(str(c).rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines
@@ -298,12 +384,16 @@ def main() -> None:
     print(table(report["rows"]))
     if args.homogeneity:
         row = report["homogeneity"] = homogeneity_against_floor(args.homogeneity, 256, 3)
-        print(f"homogeneity N = {args.homogeneity}, d = 256: {row['time_s']:.2f} s, "
-              f"floor {row['floor_s']:.2f} s, ratio {row['ratio']:.2f}; nominal floor "
-              f"{row['nominal_floor_s']:.1f} s, ratio {row['ratio_to_nominal']:.2f}")  # fmt: skip
+        print(
+            f"homogeneity N = {args.homogeneity}, d = 256: {row['time_s']:.2f} s, "
+            f"floor {row['floor_s']:.2f} s, ratio {row['ratio']:.2f}; nominal floor "
+            f"{row['nominal_floor_s']:.1f} s, ratio {row['ratio_to_nominal']:.2f}"
+        )
     save()
-    print(f"\nwrote {results} in {report['total_time_s']:.0f} s "
-          f"(load average {load_before[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end)")  # fmt: skip
+    print(
+        f"\nwrote {results} in {report['total_time_s']:.0f} s "
+        f"(load average {load_before[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end)"
+    )
 
 
 if __name__ == "__main__":

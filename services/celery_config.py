@@ -14,6 +14,18 @@ from celery import Celery
 from services.config import Settings
 
 CHUNK_TASK = "worker.tasks.run_chunk_task"
+# The planner's tasks (worker/planning.py): plan a job accepted before its model had a cost
+# profile (args: the job id), measure a profile a dry run asked for (args: the cost inputs).
+PLAN_TASK = "worker.planning.plan_job_task"
+PROFILE_TASK = "worker.planning.measure_profile_task"
+
+
+def plan_task_id(job_id: str) -> str:
+    """A job's planning message is named after the job, so the reaper sees whether the
+    broker still holds it (and a second send of it is visibly the same task)."""
+    return f"plan-{job_id}"
+
+
 CHUNK_QUEUE = "gpu"
 # A child process is replaced after this many chunks: bounds what a leak in a model, a
 # distance or the allocator can accumulate. Loaded models live in a per-process cache, so
@@ -52,7 +64,11 @@ def configure(app: Celery, settings: Settings) -> None:
         # When Redis goes away, a running chunk keeps computing and writing to PostgreSQL;
         # its lost acknowledgement only means a duplicate delivery, which does nothing.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_routes={CHUNK_TASK: {"queue": CHUNK_QUEUE}},
+        task_routes={
+            CHUNK_TASK: {"queue": CHUNK_QUEUE},
+            PLAN_TASK: {"queue": CHUNK_QUEUE},
+            PROFILE_TASK: {"queue": CHUNK_QUEUE},
+        },
         task_default_queue=CHUNK_QUEUE,
         task_serializer="json",
         accept_content=["json"],

@@ -7,6 +7,11 @@ label says so), the method with its options, the dtype, and how many eigenpairs 
 `ComparabilityKey` is that record; `group_rows` splits a selection by it and drops repeats of
 one position (the same key and the same code, however many jobs or imports hold it).
 
+`alignment_coordinates` says whether two keys' spectra live in the same coordinates (only then
+may directions be aligned): the same latent space and, for learned spaces (a mapping network's
+w, w+), the same weights. Different spaces are refused, naming them, unless the request names a
+transport the core does exactly (services.geometry.transports: w ↔ w+, z ↔ w at the same code).
+
 Pure: it reads the job's resolved spec and a spectrum's columns, never the store.
 """
 
@@ -20,6 +25,7 @@ from typing import Any
 
 from services.job_spec import RANDOM_BACKBONE_SUFFIX
 from services.model_catalogue import canonical_space
+from services.store.errors import InvalidDataError
 
 # Job statuses whose spectra are a complete run; the others are left out unless asked for.
 COMPLETE_STATUSES = ("succeeded",)
@@ -142,8 +148,11 @@ def comparability_key(
     return ComparabilityKey(
         model=model,
         weights_sha256=facts.get("weights_sha256") if isinstance(facts, dict) else None,
-        space=canonical_space(generator.get("family") if isinstance(generator, dict) else None,
-                              spec["space"]) if isinstance(spec.get("space"), str) else None,  # fmt: skip
+        space=canonical_space(
+            generator.get("family") if isinstance(generator, dict) else None, spec["space"]
+        )
+        if isinstance(spec.get("space"), str)
+        else None,
         psi=float(psi) if isinstance(psi, int | float) and not isinstance(psi, bool) else None,
         distance=distance,
         distance_options=_options(spec.get("distance_options")),
@@ -230,3 +239,62 @@ def differing_fields(keys: Sequence[ComparabilityKey]) -> list[str]:
 def canonical(key: ComparabilityKey) -> str:
     """A stable string form of a key (for campaign member names, caches)."""
     return json.dumps(key.to_json(), sort_keys=True, default=str)
+
+
+# Spaces that a network computes from the input noise: their coordinates belong to the weights.
+LEARNED_SPACES = ("w", "w+")
+# space pairs -> the exact transports between them (services.geometry.transports.TRANSPORTS)
+SPACE_TRANSPORTS: dict[frozenset[str], tuple[str, ...]] = {
+    frozenset({"w", "w+"}): ("w->w+", "w+->w"),
+    frozenset({"z", "w"}): ("z->w", "w->z"),
+}
+
+
+class SpacesDifferError(InvalidDataError):
+    """Two spectra in different coordinates asked to be aligned: the spaces named, and the
+    exact transports that would make them comparable (if any)."""
+
+
+def space_of(key: ComparabilityKey) -> str:
+    """The latent space a key's spectra live in (jobs without a space are in z)."""
+    return key.space or "z"
+
+
+def alignment_coordinates(
+    a: ComparabilityKey, b: ComparabilityKey, *, transport: str | None = None
+) -> dict[str, Any]:
+    """The coordinates two keys' directions are aligned in: {"space_a", "space_b",
+    "transport"} (transport None: the same coordinates as they are). Raises SpacesDifferError
+    naming both spaces where they differ and no fitting exact transport was asked for, or where
+    one learned space (w, w+) belongs to different weights."""
+    space_a, space_b = space_of(a), space_of(b)
+    described = f"{a.label()} is in {space_a!r}, {b.label()} in {space_b!r}"
+    if space_a == space_b:
+        if transport is not None:
+            raise SpacesDifferError(
+                f"transport {transport!r} asked for, but both are in {space_a!r}: leave it out"
+            )
+        if space_a in LEARNED_SPACES and a.weights_sha256 != b.weights_sha256:
+            raise SpacesDifferError(
+                f"{described}, but of different weights: a learned space's coordinates are its "
+                "own mapping network's, so their directions are not aligned"
+            )
+        return {"space_a": space_a, "space_b": space_b, "transport": None}
+    exact = SPACE_TRANSPORTS.get(frozenset({space_a, space_b}), ())
+    if not exact:
+        raise SpacesDifferError(
+            f"{described}: different coordinates, and no exact transport joins them; compare "
+            "spectra of one space"
+        )
+    if a.weights_sha256 is None or a.weights_sha256 != b.weights_sha256:
+        raise SpacesDifferError(
+            f"{described}: a transport ({', '.join(exact)}) is exact only within one model's "
+            "weights, and these differ or are unknown"
+        )
+    if transport not in exact:
+        raise SpacesDifferError(
+            f"{described}: different coordinates, not aligned as they are; ask for one of the "
+            f"exact transports {', '.join(exact)}"
+            + (f" (not {transport!r})" if transport is not None else "")
+        )
+    return {"space_a": space_a, "space_b": space_b, "transport": transport}

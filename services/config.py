@@ -73,13 +73,16 @@ class Settings(BaseSettings):
     # Planning (services/pipeline/estimate.py). The memory one worker may use for one code;
     # unset: most of its device's memory. Jobs that fit no worker are refused at submit.
     worker_memory_gb: float | None = Field(default=None, gt=0)
-    # Latents at least this large are probed at submit (a few small tangent batches) to
-    # plan memory and time; smaller ones are planned from counts alone.
+    # Latents at least this large are planned from a cost profile (a few tangent batches
+    # measured once per model by a worker, stored); smaller ones from counts alone.
     plan_probe_min_dim: int = Field(default=256, ge=1)
     # Threads a worker computes with (torch.set_num_threads at its start), and the planner's
     # probe with, so that planned times are a worker's; unset: torch's default (the cores,
     # or OMP_NUM_THREADS).
     worker_threads: int | None = Field(default=None, ge=1, le=1024)
+    # Workers computing at once on one host (CPU workers share its cores, caches and memory
+    # bandwidth): the planner's probe measures how much they slow each other at this count.
+    workers_per_host: int = Field(default=1, ge=1, le=256)
     # Above this latent dimension a full-spectrum job keeps only the top `default_top_k`
     # eigenvectors unless top_k is given (all eigenvalues and the trace are still kept).
     full_eigenvectors_max_dim: int = Field(default=2048, ge=1)

@@ -8,14 +8,22 @@ what is still queued); tests and the embedded mode run chunks in-process instead
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from services.celery_config import CHUNK_QUEUE, CHUNK_TASK, configure
+from services.celery_config import (
+    CHUNK_QUEUE,
+    CHUNK_TASK,
+    PLAN_TASK,
+    PROFILE_TASK,
+    configure,
+    plan_task_id,
+)
 from services.config import Settings
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from services.pipeline.costs import Workers
     from services.pipeline.lease import LeaseSettings
     from services.store import Store
 
@@ -29,6 +37,13 @@ class Dispatcher(Protocol):
     def dispatch(self, chunk_ids: list[str]) -> None: ...
 
     def revoke(self, chunk_ids: list[str]) -> None: ...
+    def plan_job(self, job_id: str, workers: Workers) -> None:
+        """Have a worker plan a job accepted before its model had a cost profile."""
+        ...
+
+    def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
+        """Have a worker measure a model's cost profile (services.pipeline.costs)."""
+        ...
 
     def ping(self, timeout_s: float) -> None:
         """Raise if whatever runs chunks cannot be reached within ``timeout_s``."""
@@ -78,6 +93,15 @@ class CeleryDispatcher:
             # The task id is the chunk id, as the worker expects (revoke by chunk id).
             self.app.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
+    def plan_job(self, job_id: str, workers: Workers) -> None:
+        # The worker plans with its own settings (its device, threads and budget).
+        self.app.send_task(
+            PLAN_TASK, args=[job_id], task_id=plan_task_id(job_id), queue=CHUNK_QUEUE
+        )
+
+    def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
+        self.app.send_task(PROFILE_TASK, args=[inputs], queue=CHUNK_QUEUE)
+
     def revoke(self, chunk_ids: list[str]) -> None:
         if chunk_ids:
             # Revoking only skips tasks not yet started; running chunks stop on the cancel flag.
@@ -119,6 +143,16 @@ class InProcessDispatcher:
             run_chunk(
                 self.store, chunk_id, INPROCESS_WORKER_ID, lease=self.lease, device=self.device
             )
+
+    def plan_job(self, job_id: str, workers: Workers) -> None:
+        from services.pipeline import costs
+
+        costs.plan_pending_job(self.store, job_id, workers, self.dispatch)
+
+    def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
+        from services.pipeline import costs
+
+        costs.measure_profile_for(self.store, inputs, workers)
 
     def revoke(self, chunk_ids: list[str]) -> None:
         # Nothing is queued: cancellation works through the store's cancel flag.

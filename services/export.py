@@ -16,6 +16,14 @@ key map documented in docs/npz-layouts.md: per-position ``Hess_BP_<i>.npz`` (``e
 ForwardIter), the older ``eigvals`` / ``eigvects`` keys, and stacked files of our own layout.
 Several per-position files are one import (`combine`). `to_gan_geometry_zip` writes a job the
 other way: one ``Hess_BP_<i>.npz`` per position, what the published ``scan_hess_npz`` reads.
+
+An export's ``meta["contents"]`` says what it holds (every eigenpair, or the top k of d) and
+which published analysis functions take it as it is: GAN-Geometry's ``average_H`` builds a
+(k, k) average from (d, d) metrics, so it takes full spectra only.
+
+Images in [0, 1] (GAN-Geometry renders so) against this service's [-1, 1]: the mse metric of
+the same generator is 1/4 of ours. An import declares its files' range (`IMAGE_RANGES`); for
+mse a [0, 1] file's eigenvalues are multiplied by 4 and the job records it.
 """
 
 from __future__ import annotations
@@ -31,11 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from services.config import get_settings
 from services.npz_safety import UnsafeArrayFileError, check_npz
 from services.store import ConflictError, InvalidDataError, JobRecord, SpectrumRecord, Store
 
 REQUIRED_KEYS = ("eva", "evc")
+# The range of the images a file's metrics were computed on -> the factor that brings its mse
+# eigenvalues to this service's [-1, 1] images (pixel differences twice as large: x4).
+IMAGE_RANGES = {"[-1,1]": 1.0, "[0,1]": 4.0}
+SERVICE_IMAGE_RANGE = "[-1,1]"
+RESCALABLE_DISTANCES = ("mse",)
 IMPORTED_METHOD_NOTE = "imported"
 
 
@@ -57,10 +69,14 @@ class NpzLayout:
 NPZ_LAYOUTS = (
     NpzLayout("latent-spectra", "eva", "evc", "feat", None, True),
     NpzLayout("gan-geometry BP", "eva_BP", "evc_BP", "feat", "gan-geometry-bp", False),
-    NpzLayout("gan-geometry BackwardIter", "eva_BI", "evc_BI", "feat", "gan-geometry-backward-iter", False),
-    NpzLayout("gan-geometry ForwardIter", "eva_FI", "evc_FI", "feat", "gan-geometry-forward-iter", False),
+    NpzLayout(
+        "gan-geometry BackwardIter", "eva_BI", "evc_BI", "feat", "gan-geometry-backward-iter", False
+    ),
+    NpzLayout(
+        "gan-geometry ForwardIter", "eva_FI", "evc_FI", "feat", "gan-geometry-forward-iter", False
+    ),
     NpzLayout("gan-geometry (older files)", "eigvals", "eigvects", "feat", None, False),
-)  # fmt: skip
+)
 # Files of averages and collections, not per-position spectra: refused, saying why.
 _NOT_SPECTRA = {
     "H_avg": "an average metric (H_avg / eva_avg / evc_avg), not per-position spectra",
@@ -139,15 +155,15 @@ def layout_of(keys: list[str]) -> NpzLayout:
     )
 
 
-def from_npz_bytes(data: bytes, *, max_array_bytes: int | None = None) -> PublishedSpectra:
+def from_npz_bytes(data: bytes, *, max_array_bytes: int) -> PublishedSpectra:
     """Read an .npz of any layout in NPZ_LAYOUTS back into descending order; every shape is
     checked.
 
     A single position saved without the leading N axis (eva (k,), evc (d, k), feat (d,) or
     (1, d)) is accepted too. Files are read without pickle: an object array is refused,
     never executed. Every member's declared size and dtype are checked first
-    (``max_array_bytes`` in all, default SPECTRA_MAX_ARRAY_BYTES), so nothing is inflated past
-    the limit.
+    (``max_array_bytes`` in all: the caller passes SPECTRA_MAX_ARRAY_BYTES), so nothing is
+    inflated past the limit.
     """
     _check_members(data, max_array_bytes)
     try:
@@ -212,9 +228,7 @@ def from_npz_bytes(data: bytes, *, max_array_bytes: int | None = None) -> Publis
     )
 
 
-def _check_members(data: bytes, max_array_bytes: int | None) -> None:
-    if max_array_bytes is None:
-        max_array_bytes = get_settings().max_array_bytes
+def _check_members(data: bytes, max_array_bytes: int) -> None:
     try:
         check_npz(data, max_total_bytes=max_array_bytes)
     except UnsafeArrayFileError as error:
@@ -224,13 +238,15 @@ def _check_members(data: bytes, max_array_bytes: int | None) -> None:
 _POSITION_NUMBER = re.compile(r"(\d+)\.npz$")
 
 
-def combine(files: list[tuple[str, bytes]]) -> tuple[PublishedSpectra, str]:
+def combine(
+    files: list[tuple[str, bytes]], *, max_array_bytes: int
+) -> tuple[PublishedSpectra, str]:
     """Several files of one run (per-position ``Hess_BP_<i>.npz``, or stacked) as one set of
     spectra, with the sha256 that identifies the combination. Latent indices come from the
     number in each file name when every name has a distinct one, else from the order given."""
     if not files:
         raise ExportFormatError("file", "no files given")
-    parts = [from_npz_bytes(data) for _, data in files]
+    parts = [from_npz_bytes(data, max_array_bytes=max_array_bytes) for _, data in files]
     shapes = {p.eigenvectors.shape[1:] for p in parts}
     if len(shapes) != 1:
         raise ExportFormatError(
@@ -242,14 +258,22 @@ def combine(files: list[tuple[str, bytes]]) -> tuple[PublishedSpectra, str]:
         raise ExportFormatError("feat", "some files hold the codes (feat) and others do not")
     numbers = [_POSITION_NUMBER.search(name) for name, _ in files]
     counts = [p.eigenvalues.shape[0] for p in parts]
-    if all(numbers) and all(c == 1 for c in counts) and len({m[1] for m in numbers if m}) == len(files):
+    if (
+        all(numbers)
+        and all(c == 1 for c in counts)
+        and len({m[1] for m in numbers if m}) == len(files)
+    ):
         indices = [int(m[1]) for m in numbers if m]
     else:
         indices = list(range(sum(counts)))
     meta = dict(parts[0].meta)
     meta["latent_indices"] = indices
     meta["source_files"] = [name for name, _ in files]
-    codes = None if parts[0].codes is None else np.concatenate([p.codes for p in parts if p.codes is not None])
+    codes = (
+        None
+        if parts[0].codes is None
+        else np.concatenate([p.codes for p in parts if p.codes is not None])
+    )
     combined = PublishedSpectra(
         eigenvalues=np.concatenate([p.eigenvalues for p in parts]),
         eigenvectors=np.concatenate([p.eigenvectors for p in parts]),
@@ -354,10 +378,50 @@ def export_job(
         "job_id": job.id,
         "latent_indices": [r.latent_index for r in records],
         "k": k,
+        "contents": export_contents(k, int(eigenvectors.shape[1])),
+        "image_range": SERVICE_IMAGE_RANGE,
         "versions": software_versions(),
         "layout": "eva (N, k) ascending; evc (N, d, k) columns, same order; feat (N, d)",
     }
     return PublishedSpectra(eigenvalues, eigenvectors, codes, meta)
+
+
+def export_contents(k: int, d: int) -> dict[str, Any]:
+    """What an export of k of d eigenpairs per position holds, and what it is good for."""
+    full = k >= d
+    return {
+        "eigenpairs": "all" if full else f"top {k} of {d}",
+        "full_spectra": full,
+        "gan_geometry": {
+            "average_H": "takes it"
+            if full
+            else (
+                "does not take it: average_H sizes its (k, k) average from eva's k and adds "
+                "(d, d) metrics; export every eigenpair (k = d) for it"
+            ),
+            "compute_hess_corr": "takes it" + ("" if full else f" (homogeneity over the top {k})"),
+            "plot_spectra": "takes it" + ("" if full else f" (the top {k} only)"),
+        },
+    }
+
+
+def image_range_scale(image_range: str | None, distance: str) -> float:
+    """The factor for a file's eigenvalues computed on images in `image_range` (None: this
+    service's own range), or a refusal saying what to do."""
+    if image_range is None or image_range == SERVICE_IMAGE_RANGE:
+        return 1.0
+    if image_range not in IMAGE_RANGES:
+        raise ExportFormatError(
+            "image_range", f"must be one of {', '.join(IMAGE_RANGES)}, got {image_range!r}"
+        )
+    if distance not in RESCALABLE_DISTANCES:
+        raise ExportFormatError(
+            "image_range",
+            f"a {image_range} image range has a known factor only for "
+            f"{', '.join(RESCALABLE_DISTANCES)} (x{IMAGE_RANGES[image_range]:g}); {distance!r} "
+            "depends on how the images were fed to it: import without image_range",
+        )
+    return IMAGE_RANGES[image_range]
 
 
 def import_job(
@@ -369,9 +433,13 @@ def import_job(
     model: str | None = None,
     distance: str | None = None,
     method: str | None = None,
+    image_range: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """Store published spectra as a finished job of ``owner``; the same file imported twice
-    is the same job. The file's ``meta`` names model, distance and method unless given here."""
+    is the same job. The file's ``meta`` names model, distance and method unless given here.
+    `image_range` declares the images the file's metrics were computed on ('[0,1]' for
+    GAN-Geometry's renders): mse eigenvalues are rescaled to this service's [-1, 1] and the
+    job records the range and the factor."""
     from services.geometry import summary_of  # the one definition of the summary columns
 
     meta = published.meta
@@ -384,21 +452,36 @@ def import_job(
                 name, f"the file's meta does not say the {name}; give it with the import"
             )
         names[name] = value
+    scale = image_range_scale(image_range, names["distance"])
+    eigenvalues = published.eigenvalues * scale
     n, d, k = published.eigenvectors.shape
     indices = meta.get("latent_indices")
-    if not (isinstance(indices, list) and len(indices) == n and len(set(indices)) == n
-            and all(isinstance(i, int) and i >= 0 for i in indices)):
+    if not (
+        isinstance(indices, list)
+        and len(indices) == n
+        and len(set(indices)) == n
+        and all(isinstance(i, int) and i >= 0 for i in indices)
+    ):
         indices = list(range(n))
     dtype = meta.get("dtype")
     if dtype not in ("float32", "float64"):
         dtype = "float32" if published.eigenvectors.dtype == np.float32 else "float64"
-    spec = {**names, "imported": {"sha256": source_sha256, "meta": meta}}
+    rescaled = {"image_range": image_range, "eigenvalue_scale": scale} if scale != 1.0 else {}
+    spec = {**names, "imported": {"sha256": source_sha256, "meta": meta, **rescaled}}
     resolved: dict[str, Any] = {
-        **names, "imported": True, "source_sha256": source_sha256, "n": n, "d": d, "k": k
-    }  # fmt: skip
+        **names,
+        "imported": True,
+        "source_sha256": source_sha256,
+        "n": n,
+        "d": d,
+        "k": k,
+        **rescaled,
+    }
     if isinstance(meta.get("resolved"), dict):  # exported by this service: the source's key
         resolved["source_resolved"] = meta["resolved"]
-    job_hash = hashlib.sha256(json.dumps(["import", source_sha256, names], sort_keys=True).encode())
+    job_hash = hashlib.sha256(
+        json.dumps(["import", source_sha256, names, *rescaled.values()], sort_keys=True).encode()
+    )
     latent_set_id = None
     if published.codes is not None:
         latent_set_id = store.create_latent_set(
@@ -416,10 +499,10 @@ def import_job(
                 job.id,
                 latent_index,
                 None if published.codes is None else published.codes[row],
-                published.eigenvalues[row],
+                eigenvalues[row],
                 published.eigenvectors[row],
-                summary=summary_of(published.eigenvalues[row]),
-                diagnostics={"imported": True, "source_sha256": source_sha256},
+                summary=summary_of(eigenvalues[row]),
+                diagnostics={"imported": True, "source_sha256": source_sha256, **rescaled},
                 model=names["model"],
                 distance=names["distance"],
                 method=names["method"],

@@ -127,7 +127,10 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        default="dcgan-faces", min_length=1, max_length=MAX_NAME_LENGTH, description="generator name"
+        default="dcgan-faces",
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="generator name",
     )
     distance: str = Field(
         default="mse",
@@ -154,14 +157,21 @@ class JobSpec(BaseModel):
         "its older name); each model's spaces: `spectra models`",
     )
     psi: float | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
         description="StyleGAN2 truncation toward w_avg, in (0, 1]; null = 1 (none)",
-    )  # fmt: skip
+    )
     # Method-specific options (see METHOD_OPTIONS / DISTANCE_OPTIONS).
     step: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="fd: step")
     tol: float | None = Field(default=None, ge=0, lt=1, description="lanczos: tolerance")
-    max_iter: int | None = Field(default=None, ge=1, le=1_000_000, description="lanczos: iteration cap")
-    batch: int | None = Field(default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch")
+    max_iter: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="lanczos: iteration cap"
+    )
+    batch: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="jacobian/hvp/fd: products per batch"
+    )
     block_columns: int | None = Field(
         default=None,
         ge=1,
@@ -171,8 +181,25 @@ class JobSpec(BaseModel):
     random_backbone: bool | None = Field(
         default=None, description="lpips: random backbone weights (testing only)"
     )
-    layers: list[Annotated[int, Field(ge=0, le=100_000)]] | None = Field(
-        default=None, min_length=1, max_length=1000, description="sefa: layers whose weights are factorized"
+    preset: Literal["genforce-all", "rosinality-cff"] | None = Field(
+        default=None,
+        description="sefa on style-based generators: genforce-all (genforce/sefa 'all', the "
+        "default) or rosinality-cff (rosinality's closed_form_factorization.py)",
+    )
+    layers: (
+        list[
+            Annotated[int, Field(ge=0, le=100_000)]
+            | Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="sefa: style layers by name (e.g. conv1, convs.0), or indices, instead of a preset",
+    )
+    fold_batchnorm: bool | None = Field(
+        default=None, description="sefa (DCGAN): fold the first BatchNorm's scale into the weights"
     )
     normalize_rows: bool | None = Field(
         default=None,
@@ -184,9 +211,11 @@ class JobSpec(BaseModel):
     )
     sample_seed: Seed | None = Field(default=None, description="ganspace: sampling seed")
     layer: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None,
+        min_length=1,
+        max_length=200,
         description="ganspace: the layer whose activations are PCA'd (default: StyleGAN2 w)",
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _options_fit_method_and_distance(self) -> JobSpec:
@@ -258,3 +287,14 @@ def canonical_json(value: Any) -> str:
 def spec_hash(resolved: dict[str, Any]) -> str:
     """sha256 of the resolved spec's canonical JSON."""
     return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
+
+
+def check_count(count: int, limit: int, field: str, noun: str) -> None:
+    """The items of one job (codes of a spectra job, targets of an optimisation job) against
+    SPECTRA_MAX_LATENTS_PER_JOB: one check for every kind of job."""
+    if count > limit:
+        raise SpecError(
+            field,
+            f"{count} {noun} exceed the limit of {limit} per job "
+            "(SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
+        )

@@ -39,8 +39,8 @@ METHOD_REGISTRY: dict[str, MethodInfo] = {
         MethodInfo("bp", core_options=(), job_options=()),
         MethodInfo(
             "sefa",
-            core_options=("layers", "normalize_rows"),
-            job_options=("layers", "normalize_rows"),
+            core_options=("preset", "layers", "normalize_rows", "fold_batchnorm"),
+            job_options=("preset", "layers", "normalize_rows", "fold_batchnorm"),
             hessian=False,
         ),
         MethodInfo(

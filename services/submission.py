@@ -13,6 +13,7 @@ from services import export
 from services.config import Settings
 from services.dispatch import Dispatcher
 from services.pipeline import JobSpec, cancel_job, submit_job
+from services.pipeline.costs import Workers
 from services.pipeline.spec import canonical_json
 from services.store import TERMINAL_STATUSES, ConflictError, JobRecord, Store
 
@@ -48,6 +49,7 @@ def submit(
             return job, False
     # The key is claimed in the transaction that creates the job: of concurrent requests
     # under one key with different bodies, one creates its job and the rest create nothing.
+    workers = Workers.from_settings(settings)
     return submit_job(
         store,
         spec,
@@ -56,6 +58,7 @@ def submit(
         settings=settings,
         idempotency_key=idempotency_key or None,
         request_sha256=digest,
+        plan_later=lambda job_id: dispatcher.plan_job(job_id, workers),
     )
 
 
@@ -99,9 +102,10 @@ def import_npz(
     overrides: dict[str, str],
     check_model: Callable[[str], None] | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Store a published-layout .npz as a finished job. ``check_model`` (the API's: the label
-    must be one the server serves) sees the model label, the override or the file's, before
-    anything is written."""
+    """Store a published-layout .npz as a finished job. `overrides`: model, distance, method,
+    image_range (export.import_job). ``check_model`` (the API's: the label must be one the
+    server serves) sees the model label, the override or the file's, before anything is
+    written."""
     # ExportFormatError names the array; nothing is inflated past SPECTRA_MAX_ARRAY_BYTES.
     published = export.from_npz_bytes(data, max_array_bytes=settings.max_array_bytes)
     n, d, _ = published.eigenvectors.shape

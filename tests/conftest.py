@@ -3,12 +3,15 @@
 A missing service is a failure, not a skip: CI must prove the real thing works.
 Each test that asks for a database gets its own, created here and dropped afterwards: an
 empty one (``pg_url``, for the migration tests) or a clone of a database migrated once per
-session (``migrated_pg_url``), which is what the other tests' stores start from.
+session (``migrated_pg_url``), which is what the other tests' stores start from: ``store`` (on
+PostgreSQL; a module that needs another backend declares its own with
+``tests.support.stores.store_fixture``).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,32 @@ import psycopg
 import pytest
 import redis
 
-PG_ADMIN_DSN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# numpy's OpenBLAS starts a busy-waiting thread per core. Beside torch's own threads and the
+# other test processes (the parallel tier runs one per core) they spin against each other on
+# a small machine, and a small QR then takes many times its time. One BLAS thread per
+# test process; set before anything imports numpy (pytest loads this file first).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# torch's OpenMP threads spin the same way: the parallel tier (pytest-xdist, one process per
+# core) gives each process its share of the cores instead of every core to each.
+_processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _processes > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _processes)))
+
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+from tests.support.stores import store_fixture  # noqa: E402  (imports numpy: after the setting)
+
+# Hypothesis keeps no example database and its caches outside the work tree (it would write
+# .hypothesis/ there): a test writes only under temporary directories.
+hypothesis_settings.register_profile("no-database", database=None)
+hypothesis_settings.load_profile("no-database")
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "latent-spectra-hypothesis")
+)
+
+PG_ADMIN_DSN = os.environ.get(
+    "SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("SPECTRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -25,7 +53,9 @@ def _pg_admin() -> psycopg.Connection:
     try:
         return psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL is required for this test and is not reachable at {PG_ADMIN_DSN}: {error}")
+        pytest.fail(
+            f"PostgreSQL is required for this test and is not reachable at {PG_ADMIN_DSN}: {error}"
+        )
 
 
 def sqlalchemy_pg_url(database: str) -> str:
@@ -86,6 +116,18 @@ def migrated_pg_url(migrated_template: str) -> Iterator[str]:
         drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def module_pg_url(migrated_template: str) -> Iterator[str]:
+    """One migrated PostgreSQL database for a whole module, for tests that share a server or
+    workers and build on each other's data (jobs keep them apart), cloned from the template."""
+    name = f"spectra_test_{uuid.uuid4().hex[:12]}"
+    create_database(name, template=migrated_template)
+    try:
+        yield sqlalchemy_pg_url(name)
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite file for one test (SQLAlchemy URL)."""
@@ -95,15 +137,17 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test once against each store backend (an empty database)."""
-    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+    return str(request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url"))
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def migrated_db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test once against each store backend, its database already migrated on
     PostgreSQL (a clone of the template; SQLite files are migrated by the test's store)."""
-    return request.getfixturevalue(
-        "migrated_pg_url" if request.param == "postgresql" else "sqlite_url"
+    return str(
+        request.getfixturevalue(
+            "migrated_pg_url" if request.param == "postgresql" else "sqlite_url"
+        )
     )
 
 
@@ -115,3 +159,7 @@ def redis_url() -> str:
     except redis.RedisError as error:
         pytest.fail(f"Redis is required for this test and is not reachable at {REDIS_URL}: {error}")
     return REDIS_URL
+
+
+# The tests' default store: a migrated PostgreSQL database of the test's own.
+store = store_fixture("migrated_pg_url")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,19 @@ import pytest
 from api import cli
 from services import export
 from services.comparisons import MixedSelectionError, Selection, compare, parse_selection
+from services.config import Settings
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.store import InvalidDataError, Store
+from tests.support.stores import store_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "dcgan-faces"
 BASE = {"model": MODEL, "distance": "mse", "method": "jacobian", "top_k": 12, "chunk_size": 1}
 
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'spectra.db'}"
+MAX_ARRAY_BYTES = Settings().max_array_bytes  # the default limit
 
 
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    store = Store(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
+store = store_fixture("sqlite_url")
 
 
 def _run(store: Store, progress: Any = None, **fields: Any) -> str:
@@ -68,7 +61,7 @@ def test_an_imported_copy_counts_once(store: Store) -> None:
     job_id = _run(store)
     published = export.export_job(store, job_id)
     data = export.to_npz_bytes(published)
-    imported, _ = export.import_job(store, cli.LOCAL_OWNER, export.from_npz_bytes(data),
+    imported, _ = export.import_job(store, cli.LOCAL_OWNER, export.from_npz_bytes(data, max_array_bytes=MAX_ARRAY_BYTES),
                                     source_sha256=export.content_sha256(data))  # fmt: skip
     alone = compare(store, [Selection(job_id=job_id)], owner=None)
     pooled = compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)

@@ -16,5 +16,5 @@ __all__ = ["CHUNK_QUEUE", "CHUNK_TASK", "SETTINGS", "app", "configure", "time_li
 
 # Read once, where the worker starts; everything below is given what it needs from it.
 SETTINGS: Settings = get_settings()
-app = Celery("latent_spectra", include=["worker.tasks"])
+app = Celery("latent_spectra", include=["worker.tasks", "worker.planning"])
 configure(app, SETTINGS)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from services.celery_config import plan_task_id
 from services.store import ACTIVE_STATUSES, ChunkRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ _ACTIVE_JOB_STATUSES = ACTIVE_STATUSES
 class ReapReport:
     requeued: list[str] = field(default_factory=list)  # stale running chunks put back
     redispatched: list[str] = field(default_factory=list)  # queued chunks with no message
+    replanned: list[str] = field(default_factory=list)  # unplanned jobs with no message
     # Stale, but the store could not answer (or write) within the staleness period: their
     # runners may be alive and waiting on it, unable to beat. Left alone this sweep.
     deferred: list[str] = field(default_factory=list)
@@ -70,6 +72,7 @@ def reap(
     queued_grace_s: float | None = None,
     now: datetime | None = None,
     outages: StoreOutages | None = None,
+    plan: Callable[[str], None] | None = None,
 ) -> ReapReport:
     """One sweep. `stale_after_s`: the lease's staleness (settings.stale_after_s). `in_flight`
     returns the chunk ids the broker still holds (queued or delivered); without it, queued
@@ -101,6 +104,11 @@ def reap(
     if orphans:
         dispatch(orphans)
         report.redispatched = orphans
+    if plan is not None:  # jobs accepted unplanned whose planning message was lost
+        for job_id in store.unplanned_job_ids(older_than_s=grace):
+            if plan_task_id(job_id) not in held:
+                plan(job_id)
+                report.replanned.append(job_id)
     return report
 
 

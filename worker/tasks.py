@@ -17,6 +17,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from services import worker_devices
 from services.dispatch import CeleryDispatcher
 from services.pipeline.chunks import STORE_WAITS, run_chunk
+from services.pipeline.costs import Workers
 from services.pipeline.lease import LeaseSettings
 from services.pipeline.resources import set_compute_threads
 from services.store import Store
@@ -123,6 +124,7 @@ def sweep_once() -> Any:
             stale_after_s=settings.stale_after_s,
             in_flight=lambda: broker_task_ids(client, CHUNK_QUEUE),
             outages=_outages,
+            plan=lambda job_id: _dispatcher.plan_job(job_id, Workers.from_settings(settings)),
         )
     finally:
         client.close()

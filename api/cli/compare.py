@@ -40,6 +40,13 @@ def register(commands: Commands) -> None:
         default=0,
         help="seed of the homogeneity's sample of positions (default 0)",
     )
+    compare.add_argument(
+        "--transport",
+        choices=("w+->w", "w->w+", "w->z"),
+        default=None,
+        help="align members of different spaces of one model through this exact move "
+        "(docs/conventions.md); without it they are not aligned",
+    )
     comparison_output_options(compare)
     server_or_database(compare)
 
@@ -66,7 +73,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if use_server(args):
         with client(args) as server:
             document = server.compare(
-                args.selections, k=args.k, max_positions=args.max_positions, seed=args.seed
+                args.selections,
+                k=args.k,
+                max_positions=args.max_positions,
+                seed=args.seed,
+                transport=args.transport,
             ).raw
             pictures = server_plots(server, args.selections, document) if args.plots else {}
         print(server_report(document))
@@ -82,7 +93,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CliError(str(error)) from None
     result = comparison.compare(
-        store, selections, owner=None, k=args.k, max_positions=args.max_positions, seed=args.seed
+        store,
+        selections,
+        owner=None,
+        k=args.k,
+        max_positions=args.max_positions,
+        seed=args.seed,
+        transport=args.transport,
     )
     print(comparison.format_report(result))
     write_comparison_outputs(store, result, args)

@@ -54,6 +54,13 @@ def register(commands: Commands) -> None:
     )
     for name in ("model", "distance", "method"):
         imp.add_argument(f"--{name}", help=f"overrides meta.{name} of the file")
+    imp.add_argument(
+        "--image-range",
+        choices=("[-1,1]", "[0,1]"),
+        default=None,
+        help="the range of the images the file's metrics were computed on (GAN-Geometry "
+        "renders [0,1]): mse eigenvalues are rescaled to the service's [-1,1] (x4), recorded",
+    )
     database_option(imp)
 
     migrate = commands.add("migrate", cmd_migrate, "create or upgrade the database schema")
@@ -143,6 +150,11 @@ def format_plan(plan: dict[str, Any]) -> str:
         ("stored in total", size(estimate.get("total_stored_bytes"))),
         ("probed", "yes" if estimate.get("probed") else "no (small latent: counts only)"),
     ]
+    profile = estimate.get("profile")
+    if profile:
+        rows.append(("cost profile", f"{profile['id']} measured {profile['measured_at']}"))
+    elif estimate.get("pending"):
+        rows.append(("cost profile", str(estimate["pending"])))
     return table([("plan", "estimate"), *rows])
 
 
@@ -155,7 +167,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         paths.extend(sorted(path.glob("*.npz")) if path.is_dir() else [path])
     if not paths:
         raise CliError(f"no .npz files in {' '.join(args.file)}")
-    published, sha256 = export.combine([(p.name, p.read_bytes()) for p in paths])
+    from services.config import get_settings  # the edge reads the settings
+
+    published, sha256 = export.combine(
+        [(p.name, p.read_bytes()) for p in paths], max_array_bytes=get_settings().max_array_bytes
+    )
     store = open_store(args.database)
     overrides = {
         name: value
@@ -163,6 +179,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             ("model", args.model),
             ("distance", args.distance),
             ("method", args.method),
+            ("image_range", args.image_range),
         )
         if value
     }

@@ -23,7 +23,7 @@ from api.cli.spec_options import unwrap_optional
 if TYPE_CHECKING:
     import numpy as np
 
-    from services.pipeline.optimise_spec import OptimiseSpec
+    from services.optimise_job_spec import OptimiseSpec
 
 OpenStore = Callable[[str | None], Any]
 SPECIAL_FIELDS = ("kind", "targets", "basis")
@@ -84,7 +84,7 @@ def register(commands: Commands) -> None:
 
 def add_optimise_options(run: argparse.ArgumentParser) -> None:
     """One option per OptimiseSpec field, plus the ways to name targets and a basis."""
-    from services.pipeline.optimise_spec import OptimiseSpec
+    from services.optimise_job_spec import OptimiseSpec
 
     group = run.add_argument_group("optimisation spec (the fields of the HTTP spec, one to one)")
     for name, info in OptimiseSpec.model_fields.items():

@@ -21,13 +21,11 @@ def flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas, got {text!r}"
-        ) from None
+def names_or_indices(text: str) -> list[int | str]:
+    """``conv1,convs.0`` or ``0,2``: names stay text, numbers become indices (JobSpec checks
+    them, with its messages)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return [int(part) if part.isdigit() else part for part in parts]
 
 
 def unwrap_optional(annotation: Any) -> Any:
@@ -70,8 +68,8 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
         elif typing.get_origin(annotation) is typing.Literal:
             kwargs["choices"] = list(typing.get_args(annotation))
         elif typing.get_origin(annotation) is list:
-            kwargs["type"] = int_list
-            kwargs["metavar"] = "I,J,..."
+            kwargs["type"] = names_or_indices
+            kwargs["metavar"] = "NAME,NAME,...|I,J,..."
         # Everything else is passed as text; JobSpec parses and checks it, with its messages.
         group.add_argument(flag(name), **kwargs)
 

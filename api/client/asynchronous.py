@@ -181,8 +181,9 @@ class AsyncSpectraClient:
         k: int = 10,
         max_positions: int = 100,
         seed: int | None = None,
+        transport: str | None = None,
     ) -> Comparison:
-        return await self._run(calls.compare(selections, k, max_positions, seed))
+        return await self._run(calls.compare(selections, k, max_positions, seed, transport))
 
     async def figure(
         self,

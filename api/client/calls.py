@@ -186,6 +186,7 @@ def compare(
     k: int,
     max_positions: int,
     seed: int | None = None,
+    transport: str | None = None,
 ) -> Call[Comparison]:
     body: dict[str, Any] = {
         "selections": [selection_json(s) for s in selections],
@@ -194,6 +195,8 @@ def compare(
     }
     if seed is not None:  # only when given: a server from before the option refuses it
         body["seed"] = seed
+    if transport is not None:  # the same: only when given
+        body["transport"] = transport
     return Call("POST", "/v1/compare", lambda r: Comparison.from_json(r.json()), json=body)
 
 

@@ -187,11 +187,13 @@ class SpectraClient:
         k: int = 10,
         max_positions: int = 100,
         seed: int | None = None,
+        transport: str | None = None,
     ) -> Comparison:
         """Selections are job ids, ``MODEL:DISTANCE:METHOD`` or ``MODEL::sefa`` texts, or dicts
         (with ``label``). Homogeneity uses at most ``max_positions`` positions, a sample drawn
-        with ``seed``."""
-        return self._run(calls.compare(selections, k, max_positions, seed))
+        with ``seed``. ``transport`` (w+->w, w->w+, w->z) aligns members of different spaces
+        of one model (docs/conventions.md)."""
+        return self._run(calls.compare(selections, k, max_positions, seed, transport))
 
     def figure(
         self,

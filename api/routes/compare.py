@@ -31,6 +31,7 @@ def compare_selections(
         owner=principal.visible_owner,
         k=body.k,
         max_positions=body.max_positions,
+        transport=body.transport,
         seed=body.seed,
         settings=get_settings(request),
     )

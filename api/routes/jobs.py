@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -38,6 +38,7 @@ from services.dispatch import Dispatcher
 from services.jsonable import jsonable
 from services.patterns import TEXT_PATTERN
 from services.pipeline import JobSpec, dry_run_job, plan_and_measurement
+from services.pipeline.costs import Workers
 from services.store import StatusName
 
 router = APIRouter(tags=["jobs"])
@@ -133,7 +134,15 @@ def submit_job(
     if dry_run:
         settings: Settings = get_settings(request)
         ensure_model_served(spec.model, settings)
-        plan = dry_run_job(get_store(request), spec, principal.owner, settings=settings)
+        dispatcher: Dispatcher = get_dispatcher(request)
+        workers = Workers.from_settings(settings)
+        plan = dry_run_job(
+            get_store(request),
+            spec,
+            principal.owner,
+            settings=settings,
+            profile_later=lambda inputs: dispatcher.measure_profile(inputs, workers),
+        )
         return JSONResponse(jsonable(plan), status_code=200)
     return _submit(request, spec, principal, idempotency_key)
 
@@ -304,12 +313,19 @@ def import_job(
     ] = None,
     distance: Annotated[str | None, Form(max_length=100, pattern=TEXT_PATTERN)] = None,
     method: Annotated[str | None, Form(max_length=50, pattern=TEXT_PATTERN)] = None,
+    image_range: Annotated[
+        Literal["[-1,1]", "[0,1]"] | None,
+        Form(description="the images' range the file's metrics were computed on (GAN-Geometry: "
+             "[0,1]); mse eigenvalues are rescaled to the service's [-1,1] (x4), recorded"),
+    ] = None,
 ) -> JSONResponse:
     settings: Settings = get_settings(request)
     data = read_upload(file, settings.max_upload_bytes)
     overrides = {
         key: value
-        for key, value in {"model": model, "distance": distance, "method": method}.items()
+        for key, value in {
+            "model": model, "distance": distance, "method": method, "image_range": image_range
+        }.items()
         if value
     }
     # The label is data only if refused here: only a model this server serves is accepted,

@@ -26,11 +26,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from services import geometry
+from services.across_members import (
+    common_k,
+    fitting_transport,
+    paired_members,
+    sefa_scale_notes,
+    spectrum_generator,
+    transported_alignment,
+)
+from services.comparability import SpacesDifferError, alignment_coordinates
 from services.config import Settings, get_settings
 from services.jsonable import jsonable
 from services.store import Store
@@ -52,6 +62,10 @@ class Comparison:
     # Seconds per stage (load, anisotropy, homogeneity, average_metric, alignment), for
     # benchmarks and logs; not part of the result's JSON.
     timings: dict[str, float] = field(default_factory=dict)
+    # Members over the same codes compared position by position (services.across_members)
+    paired: list[dict[str, Any]] = field(default_factory=list)
+    # The eigenpairs per position every member's homogeneity uses (one k: it depends on k)
+    common_k: int | None = None
 
     def to_json(self, *, matrices: bool = False) -> dict[str, Any]:
         keep = (lambda r: r) if matrices else _drop_matrices
@@ -77,6 +91,8 @@ class Comparison:
                 for s, a, h in zip(self.selections, self.anisotropy, self.homogeneity, strict=True)
             ],
             "alignments": [jsonable(keep(a)) for a in self.alignments],
+            "paired": [jsonable(p) for p in self.paired],
+            "homogeneity_common_k": self.common_k,
             "notes": self.notes,
         }
 
@@ -134,12 +150,19 @@ def compare(
     max_positions: int = DEFAULT_MAX_POSITIONS,
     seed: int = 0,
     settings: Settings | None = None,
+    transport: str | None = None,
 ) -> Comparison:
     started = time.perf_counter()
     loaded = [load_selection(store, s, owner, i) for i, s in enumerate(selections)]
     loading = time.perf_counter() - started
     result = compare_loaded(
-        store, loaded, k=k, max_positions=max_positions, seed=seed, settings=settings
+        store,
+        loaded,
+        k=k,
+        max_positions=max_positions,
+        seed=seed,
+        settings=settings,
+        transport=transport,
     )
     result.timings = {"load": loading, **result.timings}
     return result
@@ -153,8 +176,10 @@ def compare_loaded(
     max_positions: int = DEFAULT_MAX_POSITIONS,
     seed: int = 0,
     settings: Settings | None = None,
+    transport: str | None = None,
 ) -> Comparison:
-    """The analyses of loaded selections; eigenvectors are read from ``store`` as needed."""
+    """The analyses of loaded selections; eigenvectors are read from ``store`` as needed.
+    Members in different spaces are aligned only through `transport` (across_members)."""
     settings = settings or get_settings()
     device = _device(settings)
     notes: list[str] = []
@@ -171,6 +196,7 @@ def compare_loaded(
     anisotropies = [_anisotropy(s, notes) for s in loaded]
     timings["anisotropy"] = time.perf_counter() - started
     started = time.perf_counter()
+    common = common_k(loaded, notes)
     homogeneities = [
         _homogeneity(
             store,
@@ -180,10 +206,13 @@ def compare_loaded(
             seed=seed,
             max_pairs=settings.homogeneity_max_pairs,
             device=device,
+            k=common,
         )
         for s in loaded
     ]
     timings["homogeneity"] = time.perf_counter() - started
+    paired = paired_members(loaded, seed)
+    sefa_scale_notes(store, loaded, notes)
 
     # Only alignments need the average metrics: each is one streamed pass over the
     # selection's eigenvectors, computed the first time a pair asks for it.
@@ -202,6 +231,28 @@ def compare_loaded(
     for i in range(len(loaded)):
         for j in range(i + 1, len(loaded)):
             a, b = loaded[i], loaded[j]
+            try:
+                moved = alignment_coordinates(
+                    a.key, b.key, transport=fitting_transport(transport, a.key, b.key)
+                )["transport"]
+                if moved is not None:
+                    entry, pair = transported_alignment(
+                        moved,
+                        a,
+                        b,
+                        average_a=partial(average, i),
+                        average_b=partial(average, j),
+                        k=k,
+                        store=store,
+                        generator_of=partial(spectrum_generator, store),
+                        max_positions=max_positions,
+                    )
+                    alignments.append(entry)
+                    paired.extend([] if pair is None else [pair])
+                    continue
+            except SpacesDifferError as refusal:
+                notes.append(f"{a.label} vs {b.label}: not aligned: {refusal}")
+                continue
             if a.d != b.d:
                 notes.append(
                     f"{a.label} vs {b.label}: latent dimensions differ ({a.d} and {b.d}), "
@@ -220,7 +271,9 @@ def compare_loaded(
             result = geometry.alignment(vectors_a[:, :kk], vectors_b[:, :kk], metric=metric_b, k=kk)
             timings["alignment"] += time.perf_counter() - started
             alignments.append({"a": a.label, "b": b.label, "kind": kind, "k": kk, **result})
-    return Comparison(loaded, anisotropies, homogeneities, alignments, notes, timings)
+    return Comparison(
+        loaded, anisotropies, homogeneities, alignments, notes, timings, paired, common
+    )
 
 
 def _device(settings: Settings) -> str:
@@ -242,6 +295,7 @@ def _homogeneity(
     seed: int,
     max_pairs: int,
     device: str,
+    k: int | None = None,
 ) -> dict[str, Any] | None:
     """Homogeneity over every position, or over a seeded sample of them where the pairs
     exceed ``max_pairs`` or the positions ``max_positions``; only those positions'
@@ -255,7 +309,7 @@ def _homogeneity(
         n, max_pairs=max_pairs, max_positions=max_positions, seed=seed
     )
     ids = [selection.spectrum_ids[p] for p in sample.positions]
-    kv = selection.vector_k
+    kv = selection.vector_k if k is None else min(k, selection.vector_k)
     vectors = store.top_k_eigenvectors(ids, kv)
     result = geometry.homogeneity_of_sample(
         selection.eigenvalues[sample.positions, :kv], vectors, sample, device=device

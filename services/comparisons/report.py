@@ -107,8 +107,61 @@ def format_report(comparison: Comparison) -> str:
                 )
             )
         lines += ["", "alignment of top-k average-metric eigenvectors", _table(rows)]
+    lines += _conventions(data)
+    lines += _paired_rows(data["paired"])
     lines += [f"note: {note}" for note in data["notes"]]
     return "\n".join(lines)
+
+
+def _conventions(data: dict[str, Any]) -> list[str]:
+    """What the numbers above depend on: the homogeneity's k and log rule, and the paper's
+    dims statistic beside ours (docs/conventions.md)."""
+    lines = []
+    if data.get("homogeneity_common_k") is not None:
+        lines.append(
+            f"homogeneity over the top {data['homogeneity_common_k']} eigenpairs of every member; "
+            "log scale by the published rule (values <= 0 left out of that pair's correlation)"
+        )
+    published = [
+        f"{s['label']}: {s['anisotropy']['published_dims_on_mean_spectrum']['dims_99']}"
+        for s in data["selections"]
+        if s["anisotropy"].get("published_dims_on_mean_spectrum")
+    ]
+    if published:
+        lines.append(
+            "dims_99 above: per position, the first rank reaching 99 %; the paper's statistic "
+            "(ranks still below 99 % on the mean spectrum, GAN-Geometry): " + "; ".join(published)
+        )
+    return [""] + lines if lines else []
+
+
+def _paired_rows(paired: list[dict[str, Any]]) -> list[str]:
+    if not paired:
+        return []
+    rows: list[tuple[str, ...]] = [
+        ("a", "b", "matched by", "pairs", "figure", "mean a", "mean b", "mean b - a", "95% CI")
+    ]
+    for pair in paired:
+        for name, figure in pair["figures"].items():
+            ci = figure["ci"]
+            rows.append(
+                (
+                    pair["a"],
+                    pair["b"],
+                    pair["matched_by"],
+                    str(figure["n_pairs"]),
+                    name,
+                    _number(figure["mean_a"]),
+                    _number(figure["mean_b"]),
+                    _number(figure["mean_difference"]),
+                    "-" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]",
+                )
+            )
+    return [
+        "",
+        "paired over the same codes, position by position (bootstrap 95 % CI)",
+        _table(rows),
+    ]
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -87,6 +87,11 @@ class CompareRequest(BaseModel):
         le=2**63 - 1,
         description="seed of the homogeneity's sample of positions (recorded)",
     )
+    transport: Literal["w+->w", "w->w+", "w->z"] | None = Field(
+        default=None,
+        description="align members of different spaces of one model through this exact move "
+        "(docs/conventions.md); without it they are not aligned",
+    )
 
 
 def parse_selection(text: str) -> Selection:

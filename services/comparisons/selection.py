@@ -68,6 +68,8 @@ class LoadedSelection:
     # (N, d) every eigenvalue, where spectra keep the top k < d and all of them recorded theirs
     full_eigenvalues: np.ndarray | None = None
     full_missing: int = 0  # spectra of a top-k selection with no full spectrum stored
+    # One per position: the code's digest (None for directions), what paired comparisons match
+    code_digests: list[str | None] = field(default_factory=list)
 
     def is_directions(self) -> bool:
         return self.key.is_directions()
@@ -156,4 +158,5 @@ def load_selection(
         partial_left_out=grouping.partial_left_out,
         full_eigenvalues=full,
         full_missing=missing,
+        code_digests=[r.code_sha256 for r in group.rows],
     )

@@ -8,10 +8,20 @@ pairwise quantities and plain floats / ints for scalars (call ``.tolist()`` for 
 Homogeneity follows the published definition (Wang & Ponce 2021) so figures stay comparable:
 for positions i, j, a_ij[k] = u_ikᵀ H_j u_ik with H_j = U_j Λ_j U_jᵀ (from the eigenpairs
 given, i.e. Σ_m λ_jm (u_ik·u_jm)²), and the matrix entry is the Pearson correlation over ranks
-k of log10|a_ij[k]| with log10|λ_jk| (log scale) or of a_ij[k] with λ_jk (linear scale). The
-absolute value only matters for round-off-level negative eigenvalues; exact zeros are floored
-at the dtype's smallest normal number. Rows with constant values give NaN (undefined
-correlation), which the off-diagonal statistics skip.
+k of log10 a_ij[k] with log10 λ_jk (log scale) or of a_ij[k] with λ_jk (linear scale).
+
+Eigenvalues ≤ 0 (float round-off at the bottom of a spectrum) have no logarithm. The published
+rule (GAN-Geometry's compute_hess_corr: log10 turns them into NaN/−inf and the masked
+correlation leaves those ranks out, pair by pair) is the default, ``log_rule="published"``;
+``"abs"`` (log10 |x|, exact zeros floored at the dtype's smallest normal number: this
+service's earlier rule) keeps them as outliers and can differ a lot (0.716 against 0.880 on
+one set of imported files). Rows with constant values give NaN (undefined correlation), which
+the off-diagonal statistics skip.
+
+Dimensions to reach a share of the trace: ours is the first rank whose cumulative share
+reaches the level, per position. GAN-Geometry counts the ranks whose cumulative share is still
+below it (one fewer), and the paper reports that count on the mean spectrum: `anisotropy`
+gives that statistic too, labelled as the published one.
 """
 
 from __future__ import annotations
@@ -32,6 +42,19 @@ from .statistics import (
 from .streaming import AverageMetric
 
 TRACE_LEVELS = {"dims_99": 0.99, "dims_999": 0.999, "dims_9999": 0.9999, "dims_99999": 0.99999}
+LOG_RULES = {
+    "published": "log10; eigenvalues and quotients <= 0 left out of that pair's correlation "
+    "(GAN-Geometry compute_hess_corr)",
+    "abs": "log10 |x|, exact zeros floored at the dtype's smallest normal number",
+}
+DIMS_CONVENTION = (
+    "dims_*: per position, the first rank whose cumulative share of the trace reaches the level; "
+    "GAN-Geometry counts the ranks still below the level (one fewer)"
+)
+PUBLISHED_DIMS_CONVENTION = (
+    "the paper's statistic: on the mean spectrum (rank-wise mean over positions), the number "
+    "of ranks whose cumulative share of the trace is still below the level (GAN-Geometry)"
+)
 TOP_SHARE_RANK = 10  # "share of the trace in the top 10", the published anisotropy figure
 _BLOCK_ELEMENTS = 64 * 1024 * 1024  # bounds the homogeneity work arrays to ~256 MB (float32)
 
@@ -77,12 +100,26 @@ def anisotropy(eigenvalues: np.ndarray, *, latent_dim: int | None = None) -> dic
     shares = top_share(values, TOP_SHARE_RANK)
     result["top10_share"] = shares
     result["top10_share_mean"] = float(np.nanmean(shares)) if np.isfinite(shares).any() else None
+    result["dims_convention"] = DIMS_CONVENTION
+    result["published_dims_on_mean_spectrum"] = published_dims_on_mean_spectrum(values)
     trace_based = (*TRACE_LEVELS, "participation_ratio", "top10_share")
     if latent_dim is not None and values.shape[1] < latent_dim:
         for key in trace_based:
             result[key] = result[f"{key}_mean"] = None
+        result["published_dims_on_mean_spectrum"] = None
     result["statistics"] = _position_statistics(values, result, trace_based)
     return result
+
+
+def published_dims_on_mean_spectrum(eigenvalues: np.ndarray) -> dict[str, Any]:
+    """The paper's dimension counts: on the mean spectrum, the ranks whose cumulative share of
+    the trace is still below each level (GAN-Geometry's convention), labelled as such."""
+    mean = spectra(eigenvalues).mean(axis=0)
+    total = mean.sum()
+    counts: dict[str, Any] = {"convention": PUBLISHED_DIMS_CONVENTION}
+    for key, level in TRACE_LEVELS.items():
+        counts[key] = int((np.cumsum(mean) / total < level).sum()) if total > 0 else None
+    return counts
 
 
 def _position_statistics(
@@ -99,13 +136,20 @@ def homogeneity(
     *,
     dtype: str = "float64",
     device: str = "cpu",
+    log_rule: str = "published",
 ) -> dict[str, Any]:
     """The published log- and linear-scale homogeneity matrices (N, N) and their off-diagonal
-    mean / median. dtype 'float32' halves memory and time for large sets (N = 1000, d = 256).
+    mean / median, over the k eigenpairs given (homogeneity depends on k: compare members at
+    one k). dtype 'float32' halves memory and time for large sets (N = 1000, d = 256).
     `device` ('cpu', 'cuda', 'cuda:1', ...) is where the work runs; results come back as
-    numpy arrays either way."""
+    numpy arrays either way. `log_rule`: what the log scale does with values <= 0
+    (`LOG_RULES`; the default is the published one)."""
     if dtype not in ("float32", "float64"):
         raise InvalidOptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if log_rule not in LOG_RULES:
+        raise InvalidOptionError(
+            f"log_rule must be one of {', '.join(LOG_RULES)}, got {log_rule!r}"
+        )
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     torch_device = _checked_device(device)
     values = spectra(eigenvalues)
@@ -115,14 +159,25 @@ def homogeneity(
     n, d, k = u.shape
     floor = torch.finfo(torch_dtype).tiny
 
-    lam_log = lam.abs().clamp_min(floor).log10()
+    published = log_rule == "published"
+    lam_log = lam.log10() if published else lam.abs().clamp_min(floor).log10()
     lam_log_c, lam_lin_c = _centred(lam_log), _centred(lam)
+    positive_lam = bool((lam > 0).all())
     log_matrix = torch.empty((n, n), dtype=torch_dtype, device=torch_device)
     lin_matrix = torch.empty((n, n), dtype=torch_dtype, device=torch_device)
+    left_out = 0
     for start, stop, quotients in _cross_rayleigh_blocks(lam, u):  # quotients: (b, N, k)
-        log_matrix[start:stop] = _pearson(
-            _centred(quotients.abs().clamp_min(floor).log10()), lam_log_c
-        )
+        if not published:
+            log_q = quotients.abs().clamp_min(floor).log10()
+            log_matrix[start:stop] = _pearson(_centred(log_q), lam_log_c)
+        elif positive_lam and bool((quotients > 0).all()):  # nothing to leave out
+            log_matrix[start:stop] = _pearson(_centred(quotients.log10()), lam_log_c)
+        else:
+            valid = (quotients > 0) & (lam > 0)[None]
+            left_out += int((~valid).sum())
+            log_matrix[start:stop] = _masked_pearson(
+                quotients.clamp_min(floor).log10(), lam.clamp_min(floor).log10(), valid
+            )
         lin_matrix[start:stop] = _pearson(_centred(quotients), lam_lin_c)
     log_np, lin_np = log_matrix.double().cpu().numpy(), lin_matrix.double().cpu().numpy()
     off_diagonal = ~np.eye(n, dtype=bool)
@@ -136,6 +191,9 @@ def homogeneity(
         "n_positions": int(n),
         "rank": int(k),
         "dtype": dtype,
+        "log_rule": log_rule,
+        "log_rule_description": LOG_RULES[log_rule],
+        "log_entries_left_out": left_out,
     }
 
 
@@ -171,7 +229,21 @@ def _pearson(x_centred: torch.Tensor, y_centred: torch.Tensor) -> torch.Tensor:
     """Correlation over the last axis of (b, N, k) with (N, k), both already centred."""
     numerator = (x_centred * y_centred).sum(-1)
     denominator = x_centred.norm(dim=-1) * y_centred.norm(dim=-1)
-    return numerator / denominator  # 0/0 -> NaN: an undefined correlation stays visible
+    correlation: torch.Tensor = numerator / denominator  # 0/0 -> NaN: stays visible
+    return correlation
+
+
+def _masked_pearson(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Correlation over the last axis of (b, N, k) with (N, k), each pair over its own valid
+    ranks only (numpy.ma.corrcoef's pairwise masking); fewer than two valid ranks give NaN."""
+    weight = valid.to(x.dtype)
+    count = weight.sum(-1, keepdim=True)
+    x_kept, y_kept = x * weight, y[None] * weight
+    x_centred = (x_kept - x_kept.sum(-1, keepdim=True) / count) * weight
+    y_centred = (y_kept - y_kept.sum(-1, keepdim=True) / count) * weight
+    numerator = (x_centred * y_centred).sum(-1)
+    correlation: torch.Tensor = numerator / (x_centred.norm(dim=-1) * y_centred.norm(dim=-1))
+    return correlation
 
 
 def _cross_rayleigh_blocks(lam: torch.Tensor, u: torch.Tensor) -> Any:
@@ -329,4 +401,4 @@ def _directions(vectors: np.ndarray, label: str) -> np.ndarray:
     norms = np.linalg.norm(array, axis=0)
     if (norms == 0).any():
         raise InvalidOptionError(f"{label} holds a zero direction")
-    return array / norms
+    return np.asarray(array / norms, dtype=np.float64)

@@ -23,6 +23,7 @@ import torch
 
 from .errors import InvalidOptionError
 from .linalg import SpectrumResult, check_top_k, fixed_signs, summary_of
+from .models.capabilities import GanspaceLayer
 from .models.generator import Generator
 
 DEFAULT_SAMPLES = 10_000
@@ -36,7 +37,8 @@ RANK_TOLERANCE = 1e-12  # relative variance below which a component is numerical
 
 def default_layer(generator: Generator) -> str:
     names = generator.layer_names()
-    preferred = getattr(generator.module, "ganspace_layer", None)
+    module = generator.module
+    preferred = module.ganspace_layer if isinstance(module, GanspaceLayer) else None
     if isinstance(preferred, str) and preferred in names:
         return preferred
     if not names:

@@ -98,6 +98,7 @@ def homogeneity_of_sample(
     *,
     dtype: str = "float64",
     device: str = "cpu",
+    log_rule: str = "published",
 ) -> dict[str, Any]:
     """analysis.homogeneity of the sampled positions' eigenpairs ((m, k) and (m, d, k), in the
     order of `sample.positions`), with the sample's record."""
@@ -107,6 +108,6 @@ def homogeneity_of_sample(
             f"{np.asarray(eigenvalues).shape[0]}"
         )
     return {
-        **homogeneity(eigenvalues, eigenvectors, dtype=dtype, device=device),
+        **homogeneity(eigenvalues, eigenvectors, dtype=dtype, device=device, log_rule=log_rule),
         **sample.record(),
     }

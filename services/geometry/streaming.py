@@ -17,8 +17,8 @@ from .linalg import eigh_descending, fixed_signs, spectra
 
 
 def analysis_device(name: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; any other name is checked: an
-    unknown device or CUDA where there is none is an InvalidOptionError."""
+    """The device for analyses: "auto" -> "cuda" when torch sees a GPU, else "cpu"; any other
+    name is checked: an unknown device or CUDA where there is none is an InvalidOptionError."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -64,7 +64,9 @@ class AverageMetric:
             raise InvalidOptionError("eigenvectors hold NaN/inf")
         self._rank = k
         u = torch.as_tensor(np.ascontiguousarray(vectors), device=self._device).to(torch.float64)
-        lam = torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float64, device=self._device)
+        lam = torch.as_tensor(
+            np.ascontiguousarray(values), dtype=torch.float64, device=self._device
+        )
         # Σ_b U_b Λ_b U_bᵀ as one (d, b·k) @ (b·k, d) product.
         columns = u.permute(1, 0, 2).reshape(d, b * k)
         scaled = (u * lam[:, None, :]).permute(1, 0, 2).reshape(d, b * k)

@@ -36,6 +36,7 @@ from services.geometry.registry import DIRECTION_METHODS
 from services.job_spec import stored_distance_name
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
+from services.pipeline.kinds import ChunkHooks, kind_of
 from services.pipeline.lease import Heartbeat, LeaseSettings, StoreWait
 from services.pipeline.resources import PeakMemory, measure_peak
 from services.store import (
@@ -169,9 +170,8 @@ def _work(
 ) -> None:
     resolved = job.resolved
     _check_continue(store, job.id, beat)
-    if resolved.get("kind") == "optimise":
-        from services.pipeline.optimisation import ChunkHooks, run_optimisation_chunk
-
+    runner = kind_of(resolved).chunk_runner()  # None: a spectra job, run below
+    if runner is not None:
         hooks = ChunkHooks(
             check_continue=lambda: _check_continue(store, job.id, beat),
             retry=beat.retry,
@@ -179,7 +179,7 @@ def _work(
             passthrough=(_Stop, JobClosedError, *abort_on, *STORE_WAITS),
             on_target=on_latent,
         )
-        run_optimisation_chunk(store, job, chunk, device, hooks)
+        runner(store, job, chunk, device, hooks)
         return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
     generator = cached_generator(
@@ -263,7 +263,7 @@ def _run_latents_batched(
     beat: Heartbeat,
 ) -> None:
     resolved = job.resolved
-    options = _method_options(resolved)
+    options = _method_options(resolved, job.estimate)
     try:
         with measure_peak(device) as peak:
             results = jacobian_spectra(
@@ -323,7 +323,7 @@ def _run_latent(
                 method=resolved["method"],
                 top_k=resolved["top_k"],
                 dtype=resolved["dtype"],
-                **_method_options(resolved),
+                **_method_options(resolved, job.estimate),
             )
         result.diagnostics.update(peak.figures)
         _require_finite(result)
@@ -375,7 +375,7 @@ def _run_block(
                     start,
                     stop,
                     dtype=resolved["dtype"],
-                    **_method_options(resolved),
+                    **_method_options(resolved, job.estimate),
                 )
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
@@ -457,11 +457,12 @@ def _whole_code_costs(
     return figures
 
 
-def _method_options(resolved: dict[str, Any]) -> dict[str, Any]:
+def _method_options(resolved: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
     """The method's options, with the tangent batch the planner chose where none was asked
-    (the batch that fits this worker's memory budget; it does not change the numbers)."""
+    (the batch that fits this worker's memory budget; it does not change the numbers). The
+    plan is the job's estimate (jobs of older versions kept it in the resolved spec)."""
     options = dict(resolved["method_options"])
-    planned = (resolved.get("plan") or {}).get("per_code", {}).get("tangent_batch")
+    planned = (estimate or resolved.get("plan") or {}).get("per_code", {}).get("tangent_batch")
     if planned and "batch" not in options and resolved["method"] in ("jacobian", "hvp", "fd"):
         options["batch"] = int(planned)
     return options

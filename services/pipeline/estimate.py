@@ -12,8 +12,7 @@ cost table of the service (chunk sizes are chosen from it too).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 GIB = 1024**3
@@ -26,8 +25,9 @@ MAX_TANGENT_BATCH = 1024
 # symmetrised copy, eigh's vectors and workspace, the residual products.
 EIGH_SQUARE_COPIES = 5
 # ARPACK's products for the top k of a smooth, decaying spectrum, in bases of ncv = 2k + 1
-# vectors: one basis and a few restarts' worth (flatter spectra restart more; see
-# docs/planning.md). The k residual products that check convergence come on top.
+# vectors: one basis and a few restarts' worth (flatter spectra restart more: the bench's
+# measured products per code, bench/bench_scale.py, keep this in check). The k residual
+# products that check convergence come on top.
 LANCZOS_PRODUCTS_PER_NCV = 1.15
 # Lanczos's top k when a job asks for none (services.geometry.methods.DEFAULT_LANCZOS_K).
 DEFAULT_LANCZOS_K = 20
@@ -56,9 +56,15 @@ class Linear:
         return max(0.0, self.fixed) + self.per_item * batch
 
 
+# (tangent batch, bytes it added, seconds it took): one measured batch of one product kind.
+Point = tuple[int, int, float]
+PRODUCT_KINDS = ("tangent", "pullback", "hvp")
+
+
 @dataclass(frozen=True)
 class Probe:
-    """Measured costs of one generator and distance on one device and dtype."""
+    """Measured costs of one generator and distance on one device and dtype (or, with
+    `floor`, a lower bound of its memory from the architecture's shapes and no times)."""
 
     latent_dim: int
     features: int
@@ -75,6 +81,82 @@ class Probe:
     hvp_single_seconds: float  # one single-vector double-backward product (Lanczos)
     gemm_flops_per_s: float  # this device's rate for the Gram matrix, in the probe's dtype
     eigh_seconds_per_d3: float  # float64 eigh, seconds per d³
+    # The batches the probe measured, per product kind: the tangent batch is chosen among
+    # them for time (beyond the largest, no faster per tangent than it is assumed).
+    tangent_points: tuple[Point, ...] = ()
+    pullback_points: tuple[Point, ...] = ()
+    hvp_points: tuple[Point, ...] = ()
+    # How much slower a product runs while `concurrent` workers compute at once on this
+    # host (they share its cores' caches and memory bandwidth) than alone: times scale by it.
+    contention: float = 1.0
+    concurrent: int = 1
+    floor: bool = False  # counts only: memory a lower bound, no times
+
+    def seconds(self, kind: str, batch: int) -> float:
+        """One batch of `kind` products: the measured figure at a measured batch, linear
+        between two measured batches, the fitted line below the smallest and the largest's
+        rate per tangent above it (larger batches were not seen to be faster)."""
+        points: list[Point] = sorted(getattr(self, f"{kind}_points"))
+        line: Linear = getattr(self, f"{kind}_seconds")
+        if not points or batch <= points[0][0]:
+            return line.at(batch)
+        for (b1, _, s1), (b2, _, s2) in zip(points, points[1:], strict=False):
+            if b1 <= batch <= b2:
+                return s1 + (s2 - s1) * (batch - b1) / (b2 - b1)
+        last_batch, _, last_seconds = points[-1]
+        return batch * last_seconds / last_batch
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON a profile stores."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Probe:
+        values = dict(document)
+        for kind in PRODUCT_KINDS:
+            for cost in ("bytes", "seconds"):
+                values[f"{kind}_{cost}"] = Linear(**values[f"{kind}_{cost}"])
+            values[f"{kind}_points"] = tuple(
+                (int(b), int(m), float(t)) for b, m, t in values.get(f"{kind}_points", ())
+            )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the architecture's shapes say with no computation (a meta-device pass): the
+    sizes of its weights, of its output features and of its activations, in elements."""
+
+    latent_dim: int
+    features: int
+    parameters: int  # weights and buffers of the generator and the distance
+    largest_activation: int  # the largest output of any one module for one code
+    activations: int  # every module's output for one code, summed
+
+
+def floor_probe(counts: Counts, itemsize: int) -> Probe:
+    """A lower bound of every memory cost from counts: each tangent of a batch carries at
+    least the largest activation, and a Jacobian row the features. No times (zero)."""
+    per_tangent = float(counts.largest_activation * itemsize)
+    zero = Linear(0.0, 0.0)
+    return Probe(
+        latent_dim=counts.latent_dim,
+        features=counts.features,
+        itemsize=itemsize,
+        parameter_bytes=counts.parameters * itemsize,
+        tangent_bytes=Linear(0.0, per_tangent),
+        tangent_seconds=zero,
+        pullback_bytes=Linear(0.0, per_tangent),
+        pullback_seconds=zero,
+        hvp_bytes=Linear(0.0, per_tangent),
+        hvp_seconds=zero,
+        prepare_seconds=0.0,
+        hvp_graph_seconds=0.0,
+        hvp_single_seconds=0.0,
+        gemm_flops_per_s=math.inf,
+        eigh_seconds_per_d3=0.0,
+        floor=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,6 +188,9 @@ class JobEstimate:
     device: str
     fits: bool
     probed: bool
+    # Which stored profile the plan read and when it was measured (None: counts only).
+    profile: dict[str, Any] | None = None
+    from_counts_floor: bool = False  # refused from the architecture's counts, no probe
 
     def as_dict(self) -> dict[str, Any]:
         n = self.n_latents
@@ -115,6 +200,7 @@ class JobEstimate:
             "chunks": self.chunks,
             "device": self.device,
             "probed": self.probed,
+            "profile": self.profile,
             "worker_budget_bytes": self.budget_bytes,
             "fits": self.fits,
             "total_seconds": self.per_code.seconds * n,
@@ -145,8 +231,16 @@ def runtime_bytes(probe: Probe, device: str) -> int:
 
 
 def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> CodeEstimate:
-    """One code's costs with tangent batch `batch`. A probe in another dtype than the
-    computation's (lanczos is float64 always) is scaled by the item sizes."""
+    """One code's costs with tangent batch `batch`, its time as it runs beside the host's
+    other workers (the probe's contention factor)."""
+    alone = _estimate_alone(probe, request, device, batch)
+    return replace(alone, seconds=alone.seconds * probe.contention)
+
+
+def _estimate_alone(probe: Probe, request: Request, device: str, batch: int) -> CodeEstimate:
+    """One code's costs with tangent batch `batch` on an otherwise idle host. A probe in
+    another dtype than the computation's (lanczos is float64 always) is scaled by the item
+    sizes."""
     d, features = probe.latent_dim, probe.features
     item = 8 if request.method == "lanczos" or request.dtype == "float64" else 4
     if item != probe.itemsize:
@@ -185,7 +279,7 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         per_block = math.ceil(width / batch)
         seconds = math.ceil(d / width) * (
             probe.prepare_seconds
-            + per_block * (probe.tangent_seconds.at(batch) + probe.pullback_seconds.at(batch))
+            + per_block * (probe.seconds("tangent", batch) + probe.seconds("pullback", batch))
         )
         return CodeEstimate(
             "column blocks",
@@ -205,7 +299,7 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
         decompose_peak = base + EIGH_SQUARE_COPIES * square
         seconds = (
             probe.prepare_seconds
-            + batches * probe.tangent_seconds.at(batch)
+            + batches * probe.seconds("tangent", batch)
             + 2 * d * d * features / probe.gemm_flops_per_s
             + eigh_seconds
         )
@@ -219,7 +313,7 @@ def estimate_code(probe: Probe, request: Request, device: str, batch: int) -> Co
     peak = max(base + tangent + d * d * item + square, base + EIGH_SQUARE_COPIES * square)
     seconds = (
         probe.prepare_seconds
-        + math.ceil(products / step) * probe.hvp_seconds.at(step)
+        + math.ceil(products / step) * probe.seconds("hvp", step)
         + eigh_seconds
     )
     return CodeEstimate(
@@ -241,6 +335,9 @@ def _rescaled(probe: Probe, factor: float) -> Probe:
     def scaled(cost: Linear) -> Linear:
         return Linear(cost.fixed * factor, cost.per_item * factor)
 
+    def points(measured: tuple[Point, ...]) -> tuple[Point, ...]:
+        return tuple((b, int(m * factor), t * factor) for b, m, t in measured)
+
     return Probe(
         latent_dim=probe.latent_dim,
         features=probe.features,
@@ -257,6 +354,12 @@ def _rescaled(probe: Probe, factor: float) -> Probe:
         hvp_single_seconds=probe.hvp_single_seconds * factor,
         gemm_flops_per_s=probe.gemm_flops_per_s / factor,
         eigh_seconds_per_d3=probe.eigh_seconds_per_d3,
+        tangent_points=points(probe.tangent_points),
+        pullback_points=points(probe.pullback_points),
+        hvp_points=points(probe.hvp_points),
+        contention=probe.contention,
+        concurrent=probe.concurrent,
+        floor=probe.floor,
     )
 
 
@@ -274,15 +377,15 @@ def _batch_candidates(d: int, asked: int | None) -> list[int]:
 def fitting_estimate(
     probe: Probe, request: Request, device: str, budget: int
 ) -> tuple[CodeEstimate, bool]:
-    """The largest tangent batch whose code fits `budget` (the asked batch, if one was
-    asked), and whether it fits at all; when nothing fits, the smallest batch's estimate."""
+    """The fastest tangent batch whose code fits `budget` (of equally fast ones the smallest;
+    the asked batch, if one was asked), and whether any fits; when none does, the smallest
+    batch's estimate."""
     candidates = _batch_candidates(probe.latent_dim, request.batch)
-    estimate = estimate_code(probe, request, device, candidates[0])
-    for batch in candidates:
-        estimate = estimate_code(probe, request, device, batch)
-        if estimate.peak_bytes is not None and estimate.peak_bytes <= budget:
-            return estimate, True
-    return estimate, False
+    estimates = [estimate_code(probe, request, device, batch) for batch in candidates]
+    fitting = [e for e in estimates if e.peak_bytes is not None and e.peak_bytes <= budget]
+    if not fitting:
+        return estimates[-1], False
+    return min(fitting, key=lambda e: (round(e.seconds, 9), e.tangent_batch or 0)), True
 
 
 def alternatives(probe: Probe, request: Request, device: str, budget: int) -> list[str]:
@@ -311,7 +414,8 @@ def alternatives(probe: Probe, request: Request, device: str, budget: int) -> li
     for text, candidate in tried:
         estimate, fits = fitting_estimate(probe, candidate, device, budget)
         if fits and estimate.peak_bytes is not None:
-            advice.append(f"{text} (about {describe_bytes(estimate.peak_bytes)} per code)")
+            size = describe_bytes(estimate.peak_bytes)
+            advice.append(f"{text} ({'at least' if probe.floor else 'about'} {size} per code)")
     return advice
 
 
@@ -333,26 +437,58 @@ def unprobed_estimate(request: Request, d: int, seconds: float) -> CodeEstimate:
     return CodeEstimate(request.method, products, request.batch, 0, None, None, seconds, stored)
 
 
-def plan_job(
-    probe_of: Callable[[], Probe] | None,
-    request: Request,
-    *,
-    latent_dim: int,
-    n_latents: int,
-    chunks: int,
-    device: str,
-    budget: int,
-    coarse_seconds: float,
+@dataclass(frozen=True)
+class JobCounts:
+    """A job's counts and the worker it is planned for."""
+
+    n_latents: int
+    chunks: int
+    device: str
+    budget: int
+
+
+def plan_from_counts(request: Request, latent_dim: int, job: JobCounts) -> JobEstimate:
+    """A small latent's plan from counts alone (every tangent batch of it fits any worker),
+    its time from the coarse cost model."""
+    seconds = coarse_seconds_per_code(request.method, latent_dim, job.device)
+    per_code = unprobed_estimate(request, latent_dim, seconds)
+    return JobEstimate(per_code, job.n_latents, job.chunks, job.budget, job.device, True, False)
+
+
+def plan_from_floor(
+    counts: Counts, request: Request, job: JobCounts
 ) -> tuple[JobEstimate, list[str]]:
-    """The job's estimate and, when it fits no worker, what to change. `probe_of` None: a
-    small latent planned from counts alone (every tangent batch of it fits any worker)."""
-    if probe_of is None:
-        per_code = unprobed_estimate(request, latent_dim, coarse_seconds)
-        return JobEstimate(per_code, n_latents, chunks, budget, device, True, False), []
-    measured = probe_of()
-    per_code, fits = fitting_estimate(measured, request, device, budget)
-    advice = [] if fits else alternatives(measured, request, device, budget)
-    return JobEstimate(per_code, n_latents, chunks, budget, device, fits, True), advice
+    """Whether the job can fit at all, from the architecture's counts (no probe): `fits`
+    False means even the lower bound of its memory exceeds the budget at every tangent batch;
+    then the advice names what would fit by the same bound."""
+    item = 8 if request.method == "lanczos" or request.dtype == "float64" else 4
+    floor = floor_probe(counts, item)
+    per_code, fits = fitting_estimate(floor, request, job.device, job.budget)
+    advice = [] if fits else alternatives(floor, request, job.device, job.budget)
+    estimate = JobEstimate(
+        per_code,
+        job.n_latents,
+        job.chunks,
+        job.budget,
+        job.device,
+        fits,
+        False,
+        from_counts_floor=True,
+    )
+    return estimate, advice
+
+
+def plan_from_probe(
+    probe: Probe, request: Request, job: JobCounts, profile: dict[str, Any] | None = None
+) -> tuple[JobEstimate, list[str]]:
+    """The job's estimate from a measured profile and, when it fits no worker, what to
+    change. `profile` names the stored profile (id, when it was measured)."""
+    per_code, fits = fitting_estimate(probe, request, job.device, job.budget)
+    advice = [] if fits else alternatives(probe, request, job.device, job.budget)
+    estimate = JobEstimate(
+        per_code, job.n_latents, job.chunks, job.budget, job.device, fits, True, profile
+    )
+    return estimate, advice
 
 
 def refusal_message(estimate: JobEstimate, advice: list[str]) -> str:
@@ -365,8 +501,9 @@ def refusal_message(estimate: JobEstimate, advice: list[str]) -> str:
         else "; no route fits: lower top_k, use method='lanczos', set block_columns, "
         "or run it on a worker with more memory"
     )
+    about = "at least (from the architecture's counts)" if estimate.from_counts_floor else "about"
     return (
-        f"one code needs about {describe_bytes(per_code.peak_bytes)} by the {per_code.route} "
+        f"one code needs {about} {describe_bytes(per_code.peak_bytes)} by the {per_code.route} "
         f"route{batch}, more than a worker's {describe_bytes(estimate.budget_bytes)} "
         f"(SPECTRA_WORKER_MEMORY_GB){change}"
     )

@@ -10,17 +10,17 @@ the bad one is recorded as failed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from services.config import Settings
 from services.geometry.optimise import InversionResult, OptimiserSettings, invert, start_codes
+from services.optimise_job_spec import OptimiseSpec
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.jobs import Dispatch, store_and_dispatch
-from services.pipeline.optimise_spec import OptimiseSpec, load_basis, resolve_optimisation
+from services.pipeline.kinds import ChunkHooks
+from services.pipeline.optimise_spec import load_basis, resolve_optimisation
+from services.pipeline.resolved import ResolvedOptimisation
 from services.store import ChunkRecord, JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -28,24 +28,15 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_STEPS = 10  # cancellation / lease checks during a batch
 
 
-@dataclass(frozen=True)
-class ChunkHooks:
-    """What the chunk loop (services.pipeline.chunks) lends an optimisation chunk, so both
-    kinds of job stop, retry and record failures alike: `check_continue` raises when the job
-    was cancelled or the lease lost; exceptions in `passthrough` (that stop, the executor's
-    own, lost connections) leave the chunk to the loop; `retry` wraps one store call."""
-
-    check_continue: Callable[[], None]
-    retry: Callable[..., Any]
-    reason: Callable[[BaseException], str]
-    passthrough: tuple[type[BaseException], ...]
-    on_target: Callable[[int], None] | None = None
-
-
 def submit_optimisation(
-    store: Store, spec: OptimiseSpec, owner: str, dispatch: Dispatch | None, *,
-    images: np.ndarray | None = None, settings: Settings | None = None,
-) -> tuple[JobRecord, bool]:  # fmt: skip
+    store: Store,
+    spec: OptimiseSpec,
+    owner: str,
+    dispatch: Dispatch | None,
+    *,
+    images: np.ndarray | None = None,
+    settings: Settings | None = None,
+) -> tuple[JobRecord, bool]:
     """Resolve (every check first), store the targets, the job and its chunks, then dispatch.
     The same spec and targets from the same owner again give the existing job."""
     plan = resolve_optimisation(store, spec, owner, images=images, settings=settings)
@@ -53,40 +44,46 @@ def submit_optimisation(
     return store_and_dispatch(store, owner, spec.model, spec_doc, plan, dispatch)
 
 
-def settings_of(resolved: dict[str, Any]) -> OptimiserSettings:
-    options = resolved["optimiser_options"]
+def settings_of(job: ResolvedOptimisation) -> OptimiserSettings:
+    options = job.optimiser_options
     return OptimiserSettings(
-        optimiser=resolved["optimiser"], steps=options["steps"],
-        learning_rate=options["learning_rate"], restarts=options["restarts"], k=options["k"],
-        population=options["population"],
-        sigma=0.5 if options["sigma"] is None else options["sigma"],
-    )  # fmt: skip
+        optimiser=job.optimiser,
+        steps=options.steps,
+        learning_rate=options.learning_rate,
+        restarts=options.restarts,
+        k=options.k,
+        population=options.population,
+        sigma=0.5 if options.sigma is None else options.sigma,
+    )
 
 
 def run_optimisation_chunk(
     store: Store, job: JobRecord, chunk: ChunkRecord, device: str, hooks: ChunkHooks
 ) -> None:
     """Optimise the chunk's targets that have no stored result or failure yet."""
-    resolved = job.resolved
-    generator = cached_generator(
-        resolved["model"], device, "float32", resolved.get("space", "z"), resolved.get("psi")
-    )
-    distance = cached_distance(resolved["distance"], device, "float32", **resolved["distance_options"])
+    resolved = ResolvedOptimisation.from_document(job.resolved)
+    generator = cached_generator(resolved.model, device, "float32", resolved.space, resolved.psi)
+    distance = cached_distance(resolved.distance, device, "float32", **resolved.distance_options)
     finished = hooks.retry(store.stored_target_indices, job.id)
     todo = [index for index in chunk.latent_indices if index not in finished]
     if not todo:
         return
     hooks.check_continue()
-    images = hooks.retry(store.target_images, resolved["targets"]["id"])[todo]
+    images = hooks.retry(store.target_images, resolved.targets.id)[todo]
     basis = None
-    if resolved["basis"] is not None:
+    if resolved.basis is not None:
         basis, _ = load_basis(
-            store, resolved["basis"], None, model=resolved["model"], space=resolved["space"],
-            latent_dim=generator.latent_dim, psi=resolved.get("psi"),
-        )  # fmt: skip
+            store,
+            resolved.basis,
+            None,
+            model=resolved.model,
+            space=resolved.space,
+            latent_dim=generator.latent_dim,
+            psi=resolved.psi,
+        )
     settings = settings_of(resolved)
     starts = np.stack(
-        [start_codes(generator, settings.restarts, resolved["seed"], index) for index in todo]
+        [start_codes(generator, settings.restarts, resolved.seed, index) for index in todo]
     )
 
     def on_step(step: int) -> None:
@@ -95,9 +92,15 @@ def run_optimisation_chunk(
 
     def run(rows: list[int]) -> list[InversionResult]:
         return invert(
-            generator, distance, images[rows], starts[rows], settings, basis=basis,
-            seed=resolved["seed"], on_step=on_step,
-        )  # fmt: skip
+            generator,
+            distance,
+            images[rows],
+            starts[rows],
+            settings,
+            basis=basis,
+            seed=resolved.seed,
+            on_step=on_step,
+        )
 
     passthrough = hooks.passthrough
     try:
@@ -127,8 +130,14 @@ def _save(
     store: Store, job: JobRecord, index: int, result: InversionResult, hooks: ChunkHooks
 ) -> None:
     hooks.retry(
-        store.save_optimisation_result, job.id, index, optimiser=job.resolved["optimiser"],
-        losses=result.losses, evaluations=result.evaluations.astype(np.float64),
-        final_code=result.final_code, final_image=result.final_image,
-        best_restart=result.best_restart, diagnostics=result.diagnostics,
-    )  # fmt: skip
+        store.save_optimisation_result,
+        job.id,
+        index,
+        optimiser=ResolvedOptimisation.from_document(job.resolved).optimiser,
+        losses=result.losses,
+        evaluations=result.evaluations.astype(np.float64),
+        final_code=result.final_code,
+        final_image=result.final_image,
+        best_restart=result.best_restart,
+        diagnostics=result.diagnostics,
+    )

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from services.geometry.optimise import bootstrap_median, steps_to_threshold
+from services.pipeline.kinds import OPTIMISE_KIND, is_kind
+from services.pipeline.resolved import ResolvedOptimisation
 from services.store import JobRecord, NotFoundError, Store
 
 MAX_JOBS = 8
@@ -44,22 +46,24 @@ class JobCurves:
     final_codes: np.ndarray  # (n, d)
     true_codes: np.ndarray | None  # (n, d) when the targets were generated from codes
 
+    @property
+    def resolved(self) -> ResolvedOptimisation:
+        return ResolvedOptimisation.from_document(self.job.resolved)
+
 
 def job_label(job: JobRecord) -> str:
-    resolved = job.resolved
-    k = resolved["optimiser_options"].get("k")
-    return resolved["optimiser"] + (f" (k={k})" if k is not None else "")
+    return ResolvedOptimisation.from_document(job.resolved).label
 
 
 def load_curves(store: Store, job_id: str, owner: str | None) -> JobCurves:
     job = store.get_job(job_id, owner)
-    if job.resolved.get("kind") != "optimise":
+    if not is_kind(job, OPTIMISE_KIND):
         raise ReportError("job", f"job {job_id} is not an optimisation job")
     results = store.optimisation_results(job.id)
     if not results:
         raise ReportError("job", f"job {job_id} has no stored results yet ({job.status})")
     indices = np.array([r.target_index for r in results])
-    codes = store.target_codes(job.resolved["targets"]["id"])
+    codes = store.target_codes(ResolvedOptimisation.from_document(job.resolved).targets.id)
     return JobCurves(
         job=job,
         label=job_label(job),
@@ -72,32 +76,40 @@ def load_curves(store: Store, job_id: str, owner: str | None) -> JobCurves:
 
 
 def report(
-    store: Store, job_ids: list[str], owner: str | None, *, threshold: float | None = None,
-    step_budget: int | None = None, evaluation_budget: int | None = None, seed: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+    store: Store,
+    job_ids: list[str],
+    owner: str | None,
+    *,
+    threshold: float | None = None,
+    step_budget: int | None = None,
+    evaluation_budget: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Per job: the median (95 % bootstrap interval) over targets of the steps and the
     evaluations to reach `threshold`, the share of targets that reached it, and the loss at
     the equal step and evaluation budgets; and, for generated targets, the distance of the
     final code from the code that made the target."""
     jobs = _jobs(store, job_ids, owner)
-    threshold = threshold if threshold is not None else jobs[0].job.resolved.get("threshold")
+    threshold = threshold if threshold is not None else jobs[0].resolved.threshold
     if step_budget is None:
         step_budget = min(job.curves.shape[1] - 1 for job in jobs)
     if evaluation_budget is None:
         evaluation_budget = int(min(job.evaluations[-1] for job in jobs))
     for job in jobs:
         if step_budget > job.curves.shape[1] - 1:
-            raise ReportError("step_budget", f"{job.label} ran only {job.curves.shape[1] - 1} steps")
+            raise ReportError(
+                "step_budget", f"{job.label} ran only {job.curves.shape[1] - 1} steps"
+            )
         if evaluation_budget > job.evaluations[-1] or evaluation_budget < 0:
             raise ReportError(
-                "evaluation_budget", f"{job.label} spent only {int(job.evaluations[-1])} evaluations"
+                "evaluation_budget",
+                f"{job.label} spent only {int(job.evaluations[-1])} evaluations",
             )
     return {
         "threshold": threshold,
         "step_budget": step_budget,
         "evaluation_budget": evaluation_budget,
-        "interval": "median over targets, 95 % percentile bootstrap (2000 resamples, seed "
-        f"{seed})",
+        "interval": f"median over targets, 95 % percentile bootstrap (2000 resamples, seed {seed})",
         "jobs": [_job_stats(job, threshold, step_budget, evaluation_budget, seed) for job in jobs],
         "paired": _paired(jobs, step_budget, evaluation_budget, seed),
     }
@@ -112,8 +124,9 @@ def _paired(
     first = jobs[0]
     paired = []
     for job in jobs[1:]:
-        common, mine, theirs = np.intersect1d(job.target_indices, first.target_indices,
-                                              return_indices=True)  # fmt: skip
+        common, mine, theirs = np.intersect1d(
+            job.target_indices, first.target_indices, return_indices=True
+        )
         if common.size == 0:
             continue
         at_steps = job.curves[mine, step_budget] / first.curves[theirs, step_budget]
@@ -121,13 +134,17 @@ def _paired(
             loss_at_evaluations(job, evaluation_budget)[mine]
             / loss_at_evaluations(first, evaluation_budget)[theirs]
         )
-        paired.append({
-            "job_id": job.job.id, "label": job.label, "against": first.label,
-            "n_targets": int(common.size),
-            "loss_ratio_at_step_budget": bootstrap_median(at_steps, seed=seed),
-            "loss_ratio_at_evaluation_budget": bootstrap_median(at_evaluations, seed=seed),
-            "share_of_targets_better_at_step_budget": float(np.mean(at_steps < 1)),
-        })  # fmt: skip
+        paired.append(
+            {
+                "job_id": job.job.id,
+                "label": job.label,
+                "against": first.label,
+                "n_targets": int(common.size),
+                "loss_ratio_at_step_budget": bootstrap_median(at_steps, seed=seed),
+                "loss_ratio_at_evaluation_budget": bootstrap_median(at_evaluations, seed=seed),
+                "share_of_targets_better_at_step_budget": float(np.mean(at_steps < 1)),
+            }
+        )
     return paired
 
 
@@ -140,12 +157,12 @@ def loss_at_evaluations(job: JobCurves, budget: int) -> np.ndarray:
 def _job_stats(
     job: JobCurves, threshold: float | None, step_budget: int, evaluation_budget: int, seed: int
 ) -> dict[str, Any]:
-    resolved = job.job.resolved
+    resolved = job.resolved
     stats: dict[str, Any] = {
         "job_id": job.job.id,
         "label": job.label,
-        "optimiser": resolved["optimiser"],
-        "k": resolved["optimiser_options"].get("k"),
+        "optimiser": resolved.optimiser,
+        "k": resolved.optimiser_options.k,
         "status": job.job.status,
         "n_targets": int(job.curves.shape[0]),
         "steps": int(job.curves.shape[1] - 1),
@@ -175,8 +192,10 @@ def format_report(result: dict[str, Any]) -> str:
     def cell(stat: dict[str, float] | None, digits: str = ".3g") -> str:
         if stat is None:
             return "-"
+
         def show(v: float) -> str:
             return "never" if not np.isfinite(v) else format(v, digits)
+
         return f"{show(stat['median'])} [{show(stat['low'])}, {show(stat['high'])}]"
 
     header = (
@@ -204,31 +223,43 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def convergence_figure(
-    store: Store, job_ids: list[str], owner: str | None, *, x_axis: str = "steps",
-    threshold: float | None = None, fmt: str = "png",
-) -> bytes:  # fmt: skip
+    store: Store,
+    job_ids: list[str],
+    owner: str | None,
+    *,
+    x_axis: str = "steps",
+    threshold: float | None = None,
+    fmt: str = "png",
+) -> bytes:
     """The convergence plot of the jobs (one line each)."""
     from services.optimisation_plots import convergence_plot
 
     jobs = _jobs(store, job_ids, owner)
-    threshold = threshold if threshold is not None else jobs[0].job.resolved.get("threshold")
-    model = jobs[0].job.resolved["model"]
-    distance = jobs[0].job.resolved["distance"]
+    threshold = threshold if threshold is not None else jobs[0].resolved.threshold
+    model = jobs[0].resolved.model
+    distance = jobs[0].resolved.distance
     return convergence_plot(
-        [(job.label, job.curves, job.evaluations) for job in jobs], x_axis=x_axis,
-        threshold=threshold, fmt=fmt, title=f"Inverting {model} images ({distance})",
-    )  # fmt: skip
+        [(job.label, job.curves, job.evaluations) for job in jobs],
+        x_axis=x_axis,
+        threshold=threshold,
+        fmt=fmt,
+        title=f"Inverting {model} images ({distance})",
+    )
 
 
 def montage_figure(
-    store: Store, job_ids: list[str], owner: str | None, *, max_targets: int = 8,
+    store: Store,
+    job_ids: list[str],
+    owner: str | None,
+    *,
+    max_targets: int = 8,
     fmt: str = "png",
-) -> bytes:  # fmt: skip
+) -> bytes:
     """Targets beside each job's reconstructions; the jobs must share their targets."""
     from services.optimisation_plots import inversion_montage
 
     jobs = _jobs(store, job_ids, owner)
-    target_sets = {job.job.resolved["targets"]["id"] for job in jobs}
+    target_sets = {job.resolved.targets.id for job in jobs}
     if len(target_sets) != 1:
         raise ReportError("job", "a montage needs jobs on the same targets (one target set)")
     shown = sorted(set.intersection(*(set(job.target_indices.tolist()) for job in jobs)))

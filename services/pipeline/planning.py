@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from services.method_registry import DIRECTION_METHODS
 from services.pipeline.estimate import coarse_seconds_per_code
 from services.store import ChunkPlan
 
@@ -59,3 +60,16 @@ def plan_column_blocks(n_latents: int, latent_dim: int, block_columns: int) -> l
 def plan_sefa() -> list[ChunkPlan]:
     """A sefa job is one chunk with one result, stored at latent index 0 with no code."""
     return [ChunkPlan(index=0, latent_indices=[0])]
+
+
+def chunk_plans(
+    method: str, n_latents: int, latent_dim: int, block_columns: int | None, chunk_size: int | None
+) -> list[ChunkPlan]:
+    """A resolved job's chunks: at submission, or by the worker that plans a job accepted
+    before its model's profile existed (the same counts give the same chunks)."""
+    if method in DIRECTION_METHODS:
+        return plan_sefa()
+    if block_columns is not None:
+        return plan_column_blocks(n_latents, latent_dim, block_columns)
+    assert chunk_size is not None, "a resolved job of latent chunks records its chunk size"
+    return plan_latent_chunks(n_latents, chunk_size)

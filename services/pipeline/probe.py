@@ -9,9 +9,13 @@ the input of the pure cost model in services/pipeline/estimate.py.
 
 from __future__ import annotations
 
+import math
 import os
+import signal
+import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
@@ -19,7 +23,7 @@ import torch
 
 from services.geometry import Distance, Generator
 from services.geometry import methods as core
-from services.pipeline.estimate import Linear, Probe
+from services.pipeline.estimate import Counts, Linear, Point, Probe
 from services.pipeline.resources import compute_threads, resident_growth
 
 # The probe's batch sizes: a warm-up at the first, costs fitted between the two largest.
@@ -36,6 +40,12 @@ KINETO_QUIET_LEVEL = "6"
 # Of a worker's budget, the most one probe batch may take (the probe runs where jobs are
 # planned, beside whatever else that process holds).
 PROBE_BUDGET_SHARE = 0.25
+# The contention of workers sharing a host: runs timed alone, then beside the others, over
+# at least this many seconds each (at most CONTENTION_MAX_RUNS runs).
+CONTENTION_WINDOW_S = 1.0
+CONTENTION_MAX_RUNS = 20
+# The others stop by themselves after this many times the runs' expected time alone.
+CONTENTION_CHILD_LIMIT = 20
 
 
 def _timed(run: Callable[[], Any], device: torch.device) -> float:
@@ -51,8 +61,8 @@ def _timed(run: Callable[[], Any], device: torch.device) -> float:
 def _measure(run: Callable[[], Any], device: torch.device) -> tuple[int, float]:
     """(peak bytes `run` added while it ran, its seconds). On the CPU the bytes are resident
     memory, what a worker's budget and the kernel count: torch's own allocations miss
-    oneDNN's scratch space and the heap's overhead (two to three times less for a batch of
-    convolution tangents). Sampling the resident set costs the run nothing measurable, so
+    oneDNN's scratch space and the heap's overhead, and so under-count a batch of
+    convolution tangents. Sampling the resident set costs the run nothing measurable, so
     one run gives both figures; the profiler fallback is timed in a second run."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -90,25 +100,96 @@ def _fit(small: tuple[int, float], large: tuple[int, float]) -> Linear:
     return Linear(fixed=y2 - slope * b2, per_item=slope)
 
 
+class ProbeOverBudgetError(ValueError):
+    """Even the probe's smallest batch would exceed its share of the budget, by counts."""
+
+
+@dataclass(frozen=True)
+class KindCosts:
+    """One product kind's measured memory and time lines and the batches behind them."""
+
+    bytes: Linear
+    seconds: Linear
+    points: tuple[Point, ...]
+
+
 def _probe_costs(
-    run_at: Callable[[int], Callable[[], Any]], device: torch.device, d: int, limit: int | None
-) -> tuple[Linear, Linear]:
-    """Memory and time per batch of one product kind. The first batch is a warm-up (first-call
-    allocations and kernel choices) whose memory bounds the larger ones: none is probed that
-    would need more than `limit` bytes at that batch's cost per item (so the probe itself never
-    exhausts the process that plans)."""
+    run_at: Callable[[int], Callable[[], Any]],
+    device: torch.device,
+    d: int,
+    limit: int | None,
+    floor: Linear,
+) -> KindCosts:
+    """Memory and time per batch of one product kind. Only batches whose lower bound by
+    counts (`floor`) fits `limit` are tried; the first is a warm-up (first-call allocations
+    and kernel choices) whose measured memory bounds the larger ones: none is probed that
+    would need more than `limit` bytes at that batch's cost per item (so the probe itself
+    never exhausts the process that runs it). Every batch that fits is then measured."""
     batches = sorted({min(b, d) for b in PROBE_BATCHES})
+    if limit is not None:
+        batches = [b for b in batches if floor.at(b) <= limit] or [1]
+        if floor.at(batches[0]) > limit:
+            raise ProbeOverBudgetError(
+                f"one tangent needs at least {floor.at(1):.0f} bytes by the model's counts, "
+                f"more than the probe's {limit} bytes"
+            )
     first = batches[0]
     warm_bytes, _ = _measure(run_at(first), device)
     if limit is not None:
         affordable = max(first, int(limit * first / max(warm_bytes, 1)))
         batches = [b for b in batches if b <= affordable]
-    measured = [(b, *_measure(run_at(b), device)) for b in batches[-2:]]
+    measured = tuple((b, *_measure(run_at(b), device)) for b in batches)
     if len(measured) == 1:
         (b, peak, seconds) = measured[0]
-        return Linear(0.0, peak / b), Linear(0.0, seconds / b)
-    (b1, m1, s1), (b2, m2, s2) = measured
-    return _fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2))
+        return KindCosts(Linear(0.0, peak / b), Linear(0.0, seconds / b), measured)
+    (b1, m1, s1), (b2, m2, s2) = measured[-2:]
+    return KindCosts(_fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2)), measured)
+
+
+def contention_factor(run: Callable[[], Any], device: torch.device, concurrent: int) -> float:
+    """How much slower `run` is while `concurrent` - 1 other processes compute the same at
+    once than alone, as `concurrent` workers on one host do: the per-worker probe cannot see
+    that workers sharing the host's cores, caches and memory bandwidth slow each other. The
+    others are forks of this process (the model already loaded, its pages shared), each
+    computing with this process's thread count until they are killed. Processes, not
+    threads: threads of one process would also contend for its interpreter lock, which
+    workers do not share. 1.0 on a GPU (one worker per device), with one worker, or where
+    the system cannot fork."""
+    if concurrent <= 1 or device.type != "cpu" or not hasattr(os, "fork"):
+        return 1.0
+    run()  # warm-up
+    first = _timed(run, device)
+    # Medians over at least CONTENTION_WINDOW_S of runs: a single short run is mostly noise.
+    runs = max(3, min(CONTENTION_MAX_RUNS, math.ceil(CONTENTION_WINDOW_S / max(first, 1e-3))))
+    alone = statistics.median(_timed(run, device) for _ in range(runs))
+    threads = torch.get_num_threads()
+    start_read, start_write = os.pipe()
+    others: list[int] = []
+    try:
+        for _ in range(concurrent - 1):
+            pid = os.fork()
+            if pid == 0:  # the other worker: wait for the start, compute until killed
+                try:
+                    torch.set_num_threads(threads)  # a fork's thread pool starts afresh
+                    os.close(start_write)
+                    os.read(start_read, 1)
+                    # Bounded even if this process dies before killing it: never an orphan
+                    # computing on.
+                    deadline = time.monotonic() + CONTENTION_CHILD_LIMIT * runs * alone + 10
+                    while time.monotonic() < deadline:
+                        run()
+                finally:
+                    os._exit(0)
+            others.append(pid)
+        os.write(start_write, b"x" * len(others))
+        shared = statistics.median(_timed(run, device) for _ in range(runs))
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(start_read)
+        os.close(start_write)
+    return max(1.0, shared / max(alone, 1e-9))
 
 
 def _single_products(problem: Any, device: torch.device) -> tuple[float, float]:
@@ -137,16 +218,26 @@ def probe(
     seed: int = 0,
     threads: int | None = None,
     budget: int | None = None,
+    counts: Counts | None = None,
+    concurrent: int = 1,
 ) -> Probe:
     """Time and measure a few tangent batches at one sampled code, computing with `threads`
-    threads (a worker's count; None: this process's); no batch above a quarter of `budget`."""
+    threads (a worker's count; None: this process's); no batch above a quarter of `budget`,
+    none tried whose lower bound by `counts` (the architecture's shapes) exceeds it. With
+    `concurrent` > 1, also how much `concurrent` workers computing at once slow each other."""
     limit = None if budget is None else int(budget * PROBE_BUDGET_SHARE)
     with compute_threads(threads):
-        return _probe(generator, distance, dtype, seed, limit)
+        return _probe(generator, distance, dtype, seed, limit, counts, max(1, concurrent))
 
 
 def _probe(
-    generator: Generator, distance: Distance, dtype: str, seed: int, limit: int | None
+    generator: Generator,
+    distance: Distance,
+    dtype: str,
+    seed: int,
+    limit: int | None,
+    counts: Counts | None,
+    concurrent: int,
 ) -> Probe:
     code = generator.sample(1, seed)[0]
     started = time.perf_counter()
@@ -185,9 +276,19 @@ def _probe(
 
         return run
 
-    tangent_bytes, tangent_seconds = _probe_costs(tangents, device, d, limit)
-    pullback_bytes, pullback_seconds = _probe_costs(pullbacks, device, d, limit)
-    hvp_bytes, hvp_seconds = _probe_costs(hvps, device, d, limit)
+    item = problem.z0.element_size()
+    per_tangent = float((counts.largest_activation if counts else 0) * item)
+    graph = float((counts.activations if counts else 0) * item)
+    tangent = _probe_costs(tangents, device, d, limit, Linear(0.0, per_tangent))
+    pullback = _probe_costs(pullbacks, device, d, limit, Linear(graph, per_tangent))
+    hvp = _probe_costs(hvps, device, d, limit, Linear(graph, per_tangent))
+    # Contention measured on the tangent batch the probe found fastest per tangent, with
+    # room for `concurrent` of them in the probe's share of the budget.
+    affordable = [
+        p for p in tangent.points if limit is None or concurrent * p[1] <= limit
+    ] or tangent.points[:1]
+    batch = min(affordable, key=lambda p: p[2] / p[0])[0]
+    contention = contention_factor(tangents(batch), device, concurrent)
     with core._cudnn_without_tf32(device):
         hvp_graph_seconds, hvp_single_seconds = _single_products(problem, device)
     image = problem.reference
@@ -204,17 +305,22 @@ def _probe(
         features=features,
         itemsize=problem.z0.element_size(),
         parameter_bytes=int(parameters),
-        tangent_bytes=tangent_bytes,
-        tangent_seconds=tangent_seconds,
-        pullback_bytes=pullback_bytes,
-        pullback_seconds=pullback_seconds,
-        hvp_bytes=hvp_bytes,
-        hvp_seconds=hvp_seconds,
+        tangent_bytes=tangent.bytes,
+        tangent_seconds=tangent.seconds,
+        pullback_bytes=pullback.bytes,
+        pullback_seconds=pullback.seconds,
+        hvp_bytes=hvp.bytes,
+        hvp_seconds=hvp.seconds,
         prepare_seconds=prepare_seconds,
         hvp_graph_seconds=hvp_graph_seconds,
         hvp_single_seconds=hvp_single_seconds,
         gemm_flops_per_s=_gemm_rate(device, problem.z0.dtype),
         eigh_seconds_per_d3=_eigh_rate(device),
+        tangent_points=tangent.points,
+        pullback_points=pullback.points,
+        hvp_points=hvp.points,
+        contention=contention,
+        concurrent=concurrent,
     )
 
 
@@ -239,7 +345,8 @@ def _eigh_rate(device: torch.device) -> float:
 @lru_cache(maxsize=8)
 def _cached_eigh_rate(device: torch.device, threads: int) -> float:
     """Seconds per d³ of a float64 eigh: the best of two at 1024², large enough to be past
-    the small sizes' overheads (a 384² one, a few ms, read up to twice the rate of a 6144²)."""
+    the small sizes' fixed overheads, which make a small eigh's rate flatter the large ones
+    jobs decompose."""
     size = EIGH_PROBE_SIZE
     a = torch.randn((size, size), dtype=torch.float64, device=device)
     a = a + a.T

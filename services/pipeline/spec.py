@@ -9,6 +9,7 @@ the same numbers are the same job, however the latents were written down.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from services.geometry import (
     sampled_image_variation,
     sefa,
 )
+from services.geometry.sefa import sefa_options
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
 from services.job_spec import (
@@ -41,13 +43,13 @@ from services.job_spec import (
     SampledLatents,
     SpecError,
     canonical_json,
+    check_count,
     distance_options_of,
     spec_hash,
 )
 from services.jsonable import jsonable
 from services.method_registry import DIRECTION_METHODS
-from services.pipeline import estimate as planner
-from services.pipeline import probe as probing
+from services.pipeline import costs
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.planning import (
     choose_chunk_size,
@@ -55,7 +57,7 @@ from services.pipeline.planning import (
     plan_latent_chunks,
     plan_sefa,
 )
-from services.pipeline.resources import worker_budget_bytes
+from services.pipeline.resolved import GeneratorPin, ResolvedSpectra, StoredSetPin
 from services.store import ChunkPlan, LatentSetRecord, Store
 
 # --------------------------------------------------------------------------------------------
@@ -75,13 +77,16 @@ class ResolvedSpec:
     generator_family: str
     generator_facts: dict[str, Any]
 
-    # The planner's whole estimate, times included (the dry run shows it); the job records
-    # its deterministic part as resolved["plan"] (see recorded_plan).
+    # The planner's estimate, times included, and the profile it read (the job records it
+    # beside the resolved spec, out of its hash: the plan does not change the numbers).
     estimate: dict[str, Any] | None = None
+    # No cost profile of the model yet: the job is stored without chunks and a worker plans
+    # it (services/pipeline/costs.py).
+    pending: bool = False
 
     @property
     def plan(self) -> dict[str, Any]:
-        return dict(self.estimate or self.resolved["plan"])
+        return dict(self.estimate or {})
 
 
 def resolve_spec(
@@ -101,7 +106,7 @@ def resolve_spec(
     """
     settings = settings or get_settings()
     # Checked here on this process's device: the API may have no GPU while its workers do.
-    generator = _load_or_refuse(spec, settings.device)
+    generator = _load_or_refuse(spec, settings.device, settings.nvidia_code_dir)
     device = spec.device or settings.device
     d = generator.latent_dim
     if d > settings.max_latent_dim:
@@ -146,9 +151,7 @@ def resolve_spec(
     else:
         chunk_size = spec.chunk_size or choose_chunk_size(n_latents, spec.method, d, device)
         chunks = plan_latent_chunks(n_latents, chunk_size)
-    estimate = _plan_costs(
-        spec, generator, settings, device, top_k, n_latents, len(chunks), probe_always=dry_run
-    )
+    planned = _plan_costs(store, spec, generator, settings, top_k, n_latents, chunk_size)
     if dry_run:
         codes = None  # nothing is stored: the plan names no latent set
 
@@ -164,29 +167,30 @@ def resolve_spec(
             seed=spec.latents.seed if isinstance(spec.latents, SampledLatents) else None,
             name=_origin_name(spec, generator) if sampled else None,
         )
-    facts = jsonable({**generator.facts, "image_variation": sampled_image_variation(generator)})
-    resolved: dict[str, Any] = {
-        "model": spec.model,
-        "generator": {"family": generator.family, "latent_dim": d, "facts": facts},
-        "distance": None if spec.method in DIRECTION_METHODS else spec.distance,
-        "distance_options": spec.distance_options(),
-        "method": spec.method,
-        "method_options": spec.method_options(),
-        "top_k": top_k,
-        "dtype": spec.dtype,
-        "device": spec.device,
-        "space": generator.space,  # the family's name for it (BigGAN: z is both)
-        "psi": spec.psi,
-        "latent_set": None
+    facts = jsonable({**generator.facts, "image_variation": _image_variation(generator)})
+    typed = ResolvedSpectra(
+        model=spec.model,
+        generator=GeneratorPin(generator.family, d, facts),
+        distance=None if spec.method in DIRECTION_METHODS else spec.distance,
+        distance_options=spec.distance_options(),
+        method=spec.method,
+        method_options=sefa_options(generator, spec.method_options())
+        if spec.method == "sefa"
+        else spec.method_options(),
+        top_k=top_k,
+        dtype=spec.dtype,
+        device=spec.device,
+        space=generator.space,  # the family's name for it (BigGAN: z is both)
+        psi=spec.psi,
+        latent_set=None
         if stored_set is None
-        else {"id": stored_set.id, "sha256": stored_set.sha256, "n": stored_set.n},
-        "n_latents": n_latents,
-        "chunk_size": chunk_size,
-        "block_columns": spec.block_columns,
-    }
-    if top_k_rule:
-        resolved["top_k_rule"] = top_k_rule
-    resolved["plan"] = recorded_plan(estimate)
+        else StoredSetPin(stored_set.id, stored_set.sha256, stored_set.n),
+        n_latents=n_latents,
+        chunk_size=chunk_size,
+        block_columns=spec.block_columns,
+        top_k_rule=top_k_rule,
+    )
+    resolved = typed.document()
     return ResolvedSpec(
         resolved=resolved,
         spec_hash=spec_hash(resolved),
@@ -196,24 +200,24 @@ def resolve_spec(
         chunks=chunks,
         generator_family=generator.family,
         generator_facts=facts,
-        estimate=jsonable(estimate),
+        estimate=jsonable(planned.estimate),
+        pending=planned.pending,
     )
 
 
 FULL_SPECTRUM_METHODS = ("jacobian", "hvp", "fd", "bp")
-# Timings depend on the moment's load: kept out of the plan recorded with the job, which is
-# part of the resolved spec and so of its hash (the same spec must stay the same job).
-_TIMED_KEYS = ("seconds", "total_seconds")
+
+# A loaded generator's image variation (seeded: the same for every job of it), rendered once
+# per loaded generator rather than in every submission's request; weak, so a generator the
+# model cache lets go is not kept alive by it.
+_variations: weakref.WeakKeyDictionary[Generator, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def recorded_plan(estimate: dict[str, Any]) -> dict[str, Any]:
-    """The deterministic part of an estimate: counts, bytes, the tangent batch, the budget."""
-    plan = {key: value for key, value in estimate.items() if key not in _TIMED_KEYS}
-    if isinstance(plan.get("per_code"), dict):
-        plan["per_code"] = {
-            key: value for key, value in plan["per_code"].items() if key not in _TIMED_KEYS
-        }
-    return dict(jsonable(plan))
+def _image_variation(generator: Generator) -> dict[str, Any]:
+    found = _variations.get(generator)
+    if found is None:
+        found = _variations[generator] = sampled_image_variation(generator)
+    return found
 
 
 def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int | None, str | None]:
@@ -234,71 +238,51 @@ def _kept_eigenvectors(spec: JobSpec, d: int, settings: Settings) -> tuple[int |
 
 
 def _plan_costs(
+    store: Store,
     spec: JobSpec,
     generator: Generator,
     settings: Settings,
-    device: str,
     top_k: int | None,
     n_latents: int,
-    n_chunks: int,
-    *,
-    probe_always: bool = False,
-) -> dict[str, Any]:
-    """The planner's estimate for this spec; refuses (SpecError) a job that fits no worker.
-    Latents below SPECTRA_PLAN_PROBE_MIN_DIM are planned from counts unless `probe_always`
-    (a dry run, which is asked for its figures)."""
-    d = generator.latent_dim
-    budget = worker_budget_bytes(settings.worker_memory_gb, device)
-    if spec.method == "sefa":
-        return {"route": "sefa", "worker_budget_bytes": budget, "probed": False}
-    request = planner.Request(
+    chunk_size: int | None,
+) -> costs.Planned:
+    """The planner's estimate for this spec, with no probe here (services/pipeline/costs.py);
+    refuses (SpecError) a job that fits no worker by its counts or its stored profile."""
+    inputs = costs.CostInputs(
+        model=spec.model,
+        weights_sha256=generator.facts.get("weights_sha256"),
+        space=generator.space,
+        psi=spec.psi,
+        distance=None if spec.method in DIRECTION_METHODS else spec.distance,
+        distance_options=spec.distance_options(),
         method=spec.method,
         dtype=spec.dtype,
         top_k=top_k,
         batch=spec.batch,
         block_columns=spec.block_columns,
-        vector_dtype=spec.dtype,
-    )
-    probe_dtype = "float64" if spec.method == "lanczos" else spec.dtype
-    options = tuple(sorted(spec.distance_options().items()))
-    key = (spec.model, spec.space, spec.psi, spec.distance, options, settings.device, probe_dtype)
-
-    def probe() -> planner.Probe:
-        distance = cached_distance(spec.distance, settings.device, spec.dtype, **dict(options))
-        try:
-            return probing.cached_probe(
-                key,
-                generator,
-                distance,
-                probe_dtype,
-                threads=settings.worker_threads,
-                budget=budget,
-            )
-        except GeometryError as error:
-            raise SpecError("model", f"the planner's probe failed: {error}") from error
-
-    estimate, advice = planner.plan_job(
-        probe if probe_always or d >= settings.plan_probe_min_dim else None,
-        request,
-        latent_dim=d,
         n_latents=n_latents,
-        chunks=n_chunks,
-        device=device,
-        budget=budget,
-        coarse_seconds=planner.coarse_seconds_per_code(spec.method, d, device),
+        latent_dim=generator.latent_dim,
+        chunk_size=chunk_size,
+        device=spec.device,
     )
-    if not estimate.fits:
-        field = advice[0].split("=")[0].split(" ")[-1] if advice else "method"
-        raise SpecError(
-            field if field in JobSpec.model_fields else "method",
-            planner.refusal_message(estimate, advice),
+    distance = None
+    if inputs.distance is not None:
+        distance = cached_distance(
+            inputs.distance, settings.device, spec.dtype, **spec.distance_options()
         )
-    return estimate.as_dict()
+    planned = costs.plan_at_submit(
+        store, inputs, costs.Workers.from_settings(settings), generator, distance
+    )
+    if planned.refusal is not None:
+        raise SpecError(planned.refused_field, planned.refusal)
+    return planned
 
 
-def _load_or_refuse(spec: JobSpec, device: str) -> Generator:
+def _load_or_refuse(spec: JobSpec, device: str, nvidia_code_dir: str) -> Generator:
     try:
-        generator = cached_generator(spec.model, device, spec.dtype, spec.space, spec.psi)
+        generator = cached_generator(
+            spec.model, device, spec.dtype, spec.space, spec.psi, nvidia_code_dir or None
+        )
     except InvalidOptionError as error:  # a space or psi this model does not have
         raise SpecError("psi" if "psi" in str(error) else "space", str(error)) from error
     except GeometryError as error:  # unknown model, missing weights (names the file), ...
@@ -365,12 +349,7 @@ def _check_top_k(spec: JobSpec, d: int) -> None:
 
 
 def _check_count(count: int, settings: Settings) -> None:
-    if count > settings.max_latents_per_job:
-        raise SpecError(
-            "latents",
-            f"{count} codes exceed the limit of {settings.max_latents_per_job} per "
-            "job (SPECTRA_MAX_LATENTS_PER_JOB); split them over several jobs",
-        )
+    check_count(count, settings.max_latents_per_job, "latents", "codes")
 
 
 def _check_dimension(given: int, expected: int, model: str) -> None:

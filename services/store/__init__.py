@@ -12,6 +12,7 @@ from .errors import (
 )
 from .ids import ID_KINDS, AmbiguousIdError, MalformedIdError
 from .optimisations import OptimisationResultRecord, TargetSetRecord
+from .profiles import CostProfileRecord
 from .records import (
     CHUNK_STATUSES,
     JOB_STATUSES,
@@ -45,6 +46,7 @@ __all__ = [
     "ChunkPlan",
     "ChunkRecord",
     "ConflictError",
+    "CostProfileRecord",
     "GeneratorRecord",
     "IdempotencyConflictError",
     "InvalidDataError",

@@ -157,6 +157,22 @@ class JobRow(Base):
     )
 
 
+class CostProfileRow(Base):
+    """A model's measured costs (the planner's probe) for one (weights, space, distance,
+    route, device kind, thread count): measured once by a worker, read by every plan after
+    (services/store/profiles.py)."""
+
+    __tablename__ = "cost_profiles"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH), unique=True)
+    key: Mapped[dict[str, Any]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON)
+    probe_seconds: Mapped[float] = mapped_column(Float(precision=53))
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ChunkRow(Base):
     __tablename__ = "chunks"
 

@@ -9,7 +9,8 @@ message delivered twice does nothing the second time. Writes of results are idem
 The parts live by concept (see docs/architecture.md, "Store"): connection.py (engines,
 transactions, retries, migrations), codecs.py, catalogue.py, jobs.py (the job state machine), leases.py (the chunk lease protocol),
 results.py (writes of results), queries.py (reads of results), access.py (API keys,
-Idempotency-Key records). Callers only ever see this class.
+Idempotency-Key records), profiles.py (the planner's cost profiles). Callers only ever see
+this class.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .ids import IdStore
 from .jobs import JobStore
 from .leases import ChunkLeaseStore
 from .optimisations import OptimisationStore
+from .profiles import ProfileStore
 from .queries import SPECTRUM_ORDERS, ResultQueryStore, SpectraQuery
 from .results import SUMMARY_KEYS, ResultStore
 from .selections import SelectionQueryStore
@@ -42,6 +44,7 @@ class Store(
     OptimisationStore,
     IdStore,
     UiSessionStore,
+    ProfileStore,
 ):
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 

@@ -62,16 +62,6 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    store = Store(pg_url)
-    store.migrate()
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture
 def settings(pg_url: str) -> Settings:
     return make_settings(pg_url)
 

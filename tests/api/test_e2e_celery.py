@@ -8,7 +8,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ import redis
 from api.cli import main
 from services.store import Store
 from tests.api.conftest import LATENT_DIM, MODEL, latent_codes_of
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(

@@ -119,10 +119,17 @@ def test_every_optimiser_end_to_end_with_report_and_figures(
     body = report.json()
     assert body["step_budget"] == 20 and body["evaluation_budget"] == 20  # adam: 1 per step
     assert [j["label"] for j in body["jobs"]][2] == "adam-topk (k=2)"
-    for stats in body["jobs"]:
+    true_codes = store.target_codes(jobs[0]["resolved"]["targets"]["id"])
+    assert true_codes is not None and true_codes.shape == (3, D)
+    for job, stats in zip(jobs, body["jobs"], strict=True):
         low, median, high = (stats["loss_at_step_budget"][key] for key in ("low", "median", "high"))
         assert low <= median <= high
-        assert stats["code_rms_error"]["median"] >= 0
+        # Known answer: the median over targets of ‖final code − the code that made the target‖
+        # / √d, from the job's own results and the codes the store kept from the optimiser.
+        results = client.get(f"/v1/optimisations/{job['id']}/results", headers=auth).json()
+        finals = np.array([r["final_code"] for r in results["results"]])
+        errors = np.linalg.norm(finals - true_codes, axis=1) / np.sqrt(D)
+        assert stats["code_rms_error"]["median"] == pytest.approx(np.median(errors), rel=1e-9)
     assert body["jobs"][3]["evaluations_per_step"] == 6
     for fmt, media, magic in (
         ("png", "image/png", b"\x89PNG"),

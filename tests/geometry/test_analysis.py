@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -75,7 +77,7 @@ def _homogeneity_loop(values: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarr
 
 
 @pytest.mark.parametrize("k", [3, 10])  # k < d/2 and k = d take the two computation routes
-def test_homogeneity_matches_the_published_double_loop(k) -> None:
+def test_homogeneity_matches_the_published_double_loop(k: int) -> None:
     values, vectors = _random_spectra(6, 10, k, seed=1)
     result = homogeneity(values, vectors)
     log, lin = _homogeneity_loop(values, vectors)
@@ -93,7 +95,7 @@ def test_homogeneity_matches_the_published_double_loop(k) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("k", [3, 10])
-def test_homogeneity_on_cuda_matches_the_double_loop(k) -> None:
+def test_homogeneity_on_cuda_matches_the_double_loop(k: int) -> None:
     values, vectors = _random_spectra(6, 10, k, seed=1)
     result = homogeneity(values, vectors, device="cuda")
     log, lin = _homogeneity_loop(values, vectors)
@@ -157,3 +159,59 @@ def test_analysis_bad_input() -> None:
         alignment(np.eye(3), np.eye(4))
     with pytest.raises(InvalidOptionError):
         summary_of(np.ones((2, 2)))
+
+
+# --------------------------------------------------------------------------- published conventions
+
+
+def _gan_geometry_log_corr(values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """GAN-Geometry's compute_hess_corr (numpy branch), log scale, written out slowly."""
+    import numpy.ma as ma
+
+    corrcoef: Any = ma.corrcoef  # untyped in numpy
+    n = len(values)
+    log = np.zeros((n, n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(n):
+            for j in range(n):
+                inner = vectors[i].T @ vectors[j]
+                quotients = np.diag((inner * values[j][np.newaxis, :]) @ inner.T)
+                log[i, j] = corrcoef(
+                    ma.masked_invalid(np.log10(quotients)), ma.masked_invalid(np.log10(values[j]))
+                )[0, 1]
+    return log
+
+
+@pytest.mark.parametrize("k", [5, 10])  # the two computation routes
+def test_log_homogeneity_leaves_non_positive_eigenvalues_out_as_published(k: int) -> None:
+    values, vectors = _random_spectra(6, 10, k, seed=5)
+    # Round-off at the bottom of each spectrum: tiny negative and zero eigenvalues.
+    values[:, -1] = -1e-9 * np.arange(1, 7)
+    values[::2, -2] = 0.0
+    result = homogeneity(values, vectors)
+    reference = _gan_geometry_log_corr(values, vectors)
+    assert result["log_rule"] == "published" and result["log_entries_left_out"] > 0
+    assert np.isfinite(reference).all()
+    assert np.allclose(result["log"], reference, atol=1e-10)
+    if torch.cuda.is_available():  # the masked route on the device gives the same matrix
+        on_device = homogeneity(values, vectors, device="cuda")
+        assert np.allclose(on_device["log"], reference, atol=1e-10)
+        assert on_device["log_entries_left_out"] == result["log_entries_left_out"]
+    # log|λ| (the old rule) keeps them as outliers: a different number, still offered.
+    kept = homogeneity(values, vectors, log_rule="abs")
+    assert kept["log_rule"] == "abs"
+    assert abs(kept["log_offdiag_mean"] - result["log_offdiag_mean"]) > 0.01
+    with pytest.raises(InvalidOptionError, match="log_rule"):
+        homogeneity(values, vectors, log_rule="clip")
+
+
+def test_published_dims_count_on_the_mean_spectrum() -> None:
+    values = np.array([[60.0, 30.0, 9.5, 0.45, 0.05], [80.0, 15.0, 3.0, 1.7, 0.3]])
+    result = anisotropy(values)
+    # Ours, per position: the first rank reaching 99 %: 3 (99.5 %) and 4 (99.7 %).
+    assert result["dims_99"].tolist() == [3, 4]
+    # The mean spectrum [70, 22.5, 6.25, 1.075, 0.175] reaches 99.825 % at rank 4: three
+    # ranks are still below 99 %, the published count.
+    published = result["published_dims_on_mean_spectrum"]
+    assert published["dims_99"] == 3 and "mean spectrum" in published["convention"]
+    assert "one fewer" in result["dims_convention"]

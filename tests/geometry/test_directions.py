@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from services.geometry import (
     load_generator,
     sefa,
 )
+from services.geometry.models.generator import Generator
 
 from .conftest import python_generator
 from .factories import LINEAR_DIM, linear_weights
@@ -49,9 +51,14 @@ def same_directions(a: np.ndarray, b: np.ndarray, tol: float = 1e-8) -> bool:
 # --------------------------------------------------------------------------- SeFa
 
 
-def test_sefa_equals_eigh_of_the_normalised_modulation_weights(checkpoint: Path) -> None:
+def test_sefa_of_every_named_style_layer_equals_eigh_of_the_normalised_weights(
+    checkpoint: Path,
+) -> None:
     generator = load_generator(f"stylegan2:{checkpoint}", space="w")
-    result = sefa(generator)
+    # Every style layer is neither published choice (tests/geometry/test_sefa.py has those):
+    # it is asked for by name, rows normalised as the module's default says.
+    module: Any = generator.module
+    result = sefa(generator, layers=module.sefa_layer_names())
     a = modulation_weights(checkpoint)
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     values, vectors = np.linalg.eigh(a.T @ a)
@@ -63,7 +70,8 @@ def test_sefa_equals_eigh_of_the_normalised_modulation_weights(checkpoint: Path)
 
 def test_sefa_raw_variant_is_rosinalitys_closed_form_factorization(checkpoint: Path) -> None:
     generator = load_generator(f"stylegan2:{checkpoint}", space="w")
-    names = generator.module.sefa_layer_names()
+    module: Any = generator.module
+    names = module.sefa_layer_names()
     chosen = [i for i, name in enumerate(names) if not name.startswith("to_rgbs")]
     result = sefa(generator, layers=chosen, normalize_rows=False)
     a = modulation_weights(checkpoint, skip_to_rgbs=True)  # the script's selection, unscaled
@@ -84,9 +92,10 @@ def test_sefa_in_wplus_puts_each_layer_in_its_slot_and_refuses_z(checkpoint: Pat
         sefa(load_generator(f"stylegan2:{checkpoint}", space="w"), layers=[99])
 
 
-def test_sefa_row_normalised_variant_for_a_dcgan(tiny_dcgan) -> None:
+def test_sefa_row_normalised_variant_for_a_dcgan(tiny_dcgan: Generator) -> None:
     result = sefa(tiny_dcgan, normalize_rows=True)
-    a = tiny_dcgan.module.first_layer_weight.double().reshape(8, -1).T.numpy()
+    weight: Any = tiny_dcgan.module.first_layer_weight
+    a = weight.double().reshape(8, -1).T.numpy()
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     values, vectors = np.linalg.eigh(a.T @ a)
     assert np.allclose(result.eigenvalues, values[::-1], rtol=1e-10)
@@ -160,7 +169,7 @@ def test_layer_metrics_agree_with_bp_in_float64(checkpoint: Path, layer: str) ->
         assert np.linalg.norm(metric - reference) <= 1e-9 * np.linalg.norm(reference)
 
 
-def test_dcgan_layers_are_listed_and_an_unknown_layer_is_refused(tiny_dcgan) -> None:
+def test_dcgan_layers_are_listed_and_an_unknown_layer_is_refused(tiny_dcgan: Generator) -> None:
     names = tiny_dcgan.layer_names()
     assert names[0] == "net.0" and names[-1] == f"net.{len(names) - 1}"
     code = tiny_dcgan.sample(1, seed=0)[0]
@@ -168,7 +177,7 @@ def test_dcgan_layers_are_listed_and_an_unknown_layer_is_refused(tiny_dcgan) -> 
         compute_metric(tiny_dcgan, load_distance("layer:net.99"), code)
 
 
-def test_the_listed_dcgan_faces_layers_are_the_loaded_ones(dcgan) -> None:
+def test_the_listed_dcgan_faces_layers_are_the_loaded_ones(dcgan: Generator) -> None:
     from services.geometry import list_models
 
     (info,) = [m for m in list_models() if m.name == "dcgan-faces"]

@@ -10,12 +10,10 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +21,8 @@ import pytest
 import redis
 
 from services.store import Store
-from tests.conftest import create_database, drop_database, sqlalchemy_pg_url
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 from worker.launcher import WorkerPlan, start_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,24 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 0.5
 STALE_AFTER_S = 4.0
 MAX_ATTEMPTS = 3
-
-
-def wait_for(
-    condition: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.05
-) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -180,18 +161,6 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def module_pg_url(migrated_template: str) -> Iterator[str]:
-    """One PostgreSQL database for a module whose tests share workers (jobs keep them apart),
-    cloned from the session's migrated template."""
-    name = f"spectra_test_{uuid.uuid4().hex[:12]}"
-    create_database(name, template=migrated_template)
-    try:
-        yield sqlalchemy_pg_url(name)
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ act on: a PostgreSQL of our own (its data on a small disk of its own, so that it
 filled), a Redis of our own (with and without an append-only file), and real workers
 started as `spectra worker --cpu` starts them, with the DEFAULT lease settings.
 
-Also what both measure with: waits, the clean in-process reference run, the job specs.
+Also what both measure with: waits (``finished`` is tests.support's), the clean in-process
+reference run, the job specs.
 """
 
 from __future__ import annotations
@@ -277,17 +278,6 @@ def tolerant(condition: Callable[[], object]) -> Callable[[], object]:
             return False
 
     return check
-
-
-def finished(store: Store, job_id: str, timeout_s: float = 120) -> JobRecord:
-    def done() -> JobRecord | None:
-        job = store.get_job(job_id)
-        settled = all(c.status in TERMINAL for c in store.list_chunks(job_id))
-        return job if job.status in TERMINAL and settled else None
-
-    result = wait_for(tolerant(done), timeout_s, f"job {job_id} to finish", poll_s=0.1)
-    assert isinstance(result, JobRecord)
-    return result
 
 
 def part_way_chunk(store: Store, job_id: str, timeout_s: float = 60, spare: int = 1) -> Any:

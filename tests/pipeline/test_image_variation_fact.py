@@ -3,22 +3,15 @@ control (flat grey images) is flagged at resolution, the trained model is not.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from services.geometry import image_variation, load_generator
 from services.job_spec import SampledLatents
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
+from tests.support.stores import store_fixture
 
-
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    store = Store(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
+store = store_fixture("sqlite_url")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,12 @@ from services.pipeline.planning import choose_chunk_size, plan_column_blocks, pl
 from services.pipeline.spec import canonical_json
 from services.store import NotFoundError, Store
 from tests.pipeline import toy_generators
+from tests.support.stores import store_fixture
 
 TOY = f"python:{Path(toy_generators.__file__).resolve()}:nan_at_trigger"  # smooth off-trigger
 
 
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    store = Store(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
+store = store_fixture("sqlite_url")
 
 
 # Fast heartbeats, passed in as an edge would pass the settings it read.

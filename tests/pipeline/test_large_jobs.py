@@ -22,13 +22,13 @@ from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.pipeline.jobs import plan_and_measurement
 from services.store import JobRecord, Store
-from tests.pipeline.conftest import Cluster, PrivateRedis, wait_for
+from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.support import waiting
 from tests.support.checkpoints import write_random_checkpoint
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
 BUDGET_GB = 1.5
 TOP_K = 20
-TERMINAL = ("succeeded", "failed", "cancelled")
 pytestmark = pytest.mark.slow
 
 
@@ -68,17 +68,6 @@ def _submit(store: Store, sender: Celery, database_url: str, **spec: Any) -> Job
     return job
 
 
-def _finished(store: Store, job_id: str, timeout_s: float = 240) -> JobRecord:
-    def done() -> JobRecord | None:
-        job = store.get_job(job_id)
-        settled = all(c.status in TERMINAL for c in store.list_chunks(job_id))
-        return job if job.status in TERMINAL and settled else None
-
-    result = wait_for(done, timeout_s, f"job {job_id} to finish", poll_s=0.2)
-    assert isinstance(result, JobRecord)
-    return result
-
-
 def _peak_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -113,7 +102,7 @@ def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
             if method == "blocks"
             else _submit(module_store, sender, module_pg_url, method="lanczos", **common)
         )
-        finished = _finished(module_store, job.id)
+        finished = waiting.finished(module_store, job.id, timeout_s=240)
         assert finished.status == "succeeded", (
             finished.error,
             module_store.latent_failures(job.id),
@@ -139,7 +128,8 @@ def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
     budget = BUDGET_GB * 1024**3
     peaks = [_peak_rss(child) for worker in two_workers.workers for child in worker.pool_children()]
     assert peaks and max(peaks) <= budget, (peaks, budget)
-    planned = lanczos.resolved["plan"]["per_code"]["peak_bytes"]
+    assert lanczos.estimate is not None
+    planned = lanczos.estimate["per_code"]["peak_bytes"]
     measured = by_lanczos.diagnostics["peak_rss_bytes"]
     print(
         f"lanczos peak: planned {planned / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB; "

@@ -66,7 +66,6 @@ def test_sigkilled_launcher_takes_its_workers_and_their_pool_children_with_it(
             return [*workers, *children] if workers and children and ready else None
 
         found = wait_for(worker_and_pool_child, 90, "the launched worker and its pool child")
-        assert isinstance(found, list)
         tree = [launcher, *found]
 
         os.kill(launcher, signal.SIGKILL)

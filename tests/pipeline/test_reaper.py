@@ -34,13 +34,6 @@ def _job_with_chunks(store: Store, n_chunks: int) -> list[str]:
     return [chunk.id for chunk in store.list_chunks(job.id)]
 
 
-@pytest.fixture
-def store(pg_url: str) -> Store:
-    store = Store(pg_url)
-    store.migrate()
-    return store
-
-
 def test_stale_chunk_is_requeued_and_dispatched_but_a_live_one_is_not(store: Store) -> None:
     stale, live = _job_with_chunks(store, 2)
     assert store.claim_chunk(stale, "dead-worker", 3) is not None

@@ -17,8 +17,9 @@ from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
 from tests.pipeline.conftest import Cluster, PrivateRedis, free_port, wait_for
-from tests.pipeline.test_worker_scenarios import NAN_MODEL, TERMINAL
+from tests.pipeline.test_worker_scenarios import NAN_MODEL
 from tests.pipeline.toy_generators import LATENT_DIM, TRIGGER
+from tests.support.waiting import TERMINAL
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 from worker.metrics import failure_kind, queue_depth
 
@@ -99,7 +100,6 @@ def test_worker_serves_codes_failures_durations_and_queue(
         return values if values.get(("spectra_worker_codes_total", labels)) == 4 else None
 
     values = wait_for(counted, 10, "the codes to be counted")
-    assert isinstance(values, dict)
     reason = tuple(sorted((*labels, ("reason", failure_kind(failure.reason)))))
     assert failure_kind(failure.reason) == "NonFiniteOutputError"
     assert values[("spectra_worker_code_failures_total", reason)] == 1

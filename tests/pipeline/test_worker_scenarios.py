@@ -28,12 +28,12 @@ from services.store import JobRecord, Store
 from tests.conftest import PG_ADMIN_DSN
 from tests.pipeline import toy_generators
 from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster, PrivateRedis, wait_for
+from tests.support.waiting import finished
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
 TOY_FILE = Path(toy_generators.__file__).resolve()
 SLOW_MODEL = f"python:{TOY_FILE}:slow"
 NAN_MODEL = f"python:{TOY_FILE}:nan_at_trigger"
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +55,6 @@ def _submit(store: Store, sender: Celery, owner: str, **spec: Any) -> JobRecord:
     job, created = submit_job(store, JobSpec(**spec), owner, dispatch)
     assert created
     return job
-
-
-def _finished(store: Store, job_id: str, timeout_s: float = 90) -> JobRecord:
-    def done() -> JobRecord | None:
-        job = store.get_job(job_id)
-        settled = all(c.status in TERMINAL for c in store.list_chunks(job_id))
-        return job if job.status in TERMINAL and settled else None
-
-    result = wait_for(done, timeout_s, f"job {job_id} to finish", poll_s=0.1)
-    assert isinstance(result, JobRecord)
-    return result
 
 
 def _mid_chunk(store: Store, job_id: str, timeout_s: float = 60, at_least: int = 1) -> None:
@@ -107,7 +96,7 @@ def test_1_three_chunk_job_matches_the_inprocess_runner(
     )
     job = _submit(module_store, sender, "scenario-1", **spec)
     assert len(module_store.list_chunks(job.id)) == 3
-    assert _finished(module_store, job.id, timeout_s=180).status == "succeeded"
+    assert finished(module_store, job.id, timeout_s=180).status == "succeeded"
     _assert_each_latent_once(module_store, job.id, 3)
     assert all(c.attempts == 1 for c in module_store.list_chunks(job.id))
 
@@ -147,7 +136,7 @@ def test_2_pool_child_killed_mid_chunk(
     (child,) = worker.pool_children()
     os.kill(child, signal.SIGKILL)
 
-    assert _finished(module_store, job.id).status == "succeeded"
+    assert finished(module_store, job.id).status == "succeeded"
     _assert_each_latent_once(module_store, job.id, 8)
     attempts = sorted(c.attempts for c in module_store.list_chunks(job.id))
     assert attempts == [1, 2]  # the killed chunk ran again, once; the other was untouched
@@ -171,7 +160,7 @@ def test_3_whole_worker_killed_and_replaced(
     stored_before = module_store.stored_latent_indices(job.id)
 
     replacement = cluster.start()
-    assert _finished(module_store, job.id).status == "succeeded"
+    assert finished(module_store, job.id).status == "succeeded"
     _assert_each_latent_once(module_store, job.id, 8)
     chunks = module_store.list_chunks(job.id)
     assert max(c.attempts for c in chunks) == 2 and all(c.attempts <= MAX_ATTEMPTS for c in chunks)
@@ -196,7 +185,7 @@ def test_4_redis_restarted_mid_job(
     _mid_chunk(module_store, job.id)
     private_redis.restart()  # no persistence: every queued and unacknowledged message is gone
 
-    assert _finished(module_store, job.id, timeout_s=120).status == "succeeded"
+    assert finished(module_store, job.id, timeout_s=120).status == "succeeded"
     _assert_each_latent_once(module_store, job.id, 12)
     assert worker.alive()
 
@@ -217,7 +206,7 @@ def test_5_cancel_stops_at_the_next_latent_and_keeps_results(
     cancel_job(module_store, job.id, revoke=lambda ids: sender.control.revoke(ids))
     at_cancel = len(module_store.stored_latent_indices(job.id))
 
-    final = _finished(module_store, job.id, timeout_s=30)
+    final = finished(module_store, job.id, timeout_s=30)
     assert final.status == "cancelled"
     stored = len(module_store.stored_latent_indices(job.id))
     # The latent in progress when the flag was set may still be stored; nothing after it.
@@ -242,7 +231,7 @@ def test_6_generator_nan_on_one_code_fails_that_latent_only(
         latents={"values": codes.tolist()},
         chunk_size=2,
     )
-    final = _finished(module_store, job.id)
+    final = finished(module_store, job.id)
     assert final.status == "succeeded" and final.n_done == 3 and final.n_failed == 1
     (failure,) = module_store.latent_failures(job.id)
     assert failure.latent_index == 2 and "NonFiniteOutputError" in failure.reason
@@ -253,7 +242,7 @@ def test_6_generator_nan_on_one_code_fails_that_latent_only(
     next_job = _submit(
         module_store, sender, "scenario-6", model="dcgan-faces", latents={"count": 2, "seed": 6}
     )
-    assert _finished(module_store, next_job.id).status == "succeeded"
+    assert finished(module_store, next_job.id).status == "succeeded"
     assert worker.alive() and cluster.running() is worker
 
 
@@ -282,7 +271,7 @@ def test_7_database_connections_terminated_mid_job(
         terminated += sum(1 for (ok,) in rows if ok)
     assert terminated >= 2  # the worker's connections (and ours) were really cut
 
-    assert _finished(module_store, job.id).status == "succeeded"
+    assert finished(module_store, job.id).status == "succeeded"
     _assert_each_latent_once(module_store, job.id, 12)
     assert worker.alive()
 
@@ -335,7 +324,7 @@ def test_6b_poison_latents_each_fail_with_their_reason_after_the_attempt_cap(
         latents={"count": 2, "seed": 8},
         chunk_size=2,
     )
-    final = _finished(module_store, job.id, timeout_s=180)
+    final = finished(module_store, job.id, timeout_s=180)
     (chunk,) = module_store.list_chunks(job.id)
     assert chunk.status == "succeeded" and chunk.attempts <= MAX_ATTEMPTS
     failures = module_store.latent_failures(job.id)

@@ -6,7 +6,7 @@ that does not hold every position's eigenvectors at once."""
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -17,20 +17,12 @@ from services.comparisons import Selection, compare
 from services.config import Settings
 from services.store import Store
 from tests.scale import synthetic_spectra as synthetic
+from tests.support.stores import store_fixture
+
+store = store_fixture("migrated_db_url")
 
 
-@pytest.fixture
-def store(migrated_db_url: str) -> Iterator[Store]:
-    with Store(migrated_db_url) as migrated:
-        migrated.migrate()
-        yield migrated
-
-
-@pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[Store]:
-    with Store(sqlite_url) as migrated:
-        migrated.migrate()
-        yield migrated
+sqlite_store = store_fixture("sqlite_url", name="sqlite_store")
 
 
 def _settings(**overrides: object) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,16 +21,6 @@ WIDE = f"python:{Path(__file__).with_name('wide_generators.py')}:linear_wide"
 # Below what the exact route needs for d = 4096 (H and eigh's copies, ~0.7 GiB, plus the
 # runtime) and above what Lanczos needs.
 BUDGET_GB = 0.6
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    store = Store(pg_url)
-    store.migrate()
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -49,12 +40,13 @@ def _nothing_created(store: Store) -> None:
 
 def test_a_job_that_fits_no_worker_is_refused_naming_what_to_change(client, store) -> None:  # type: ignore[no-untyped-def]
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
-    spec = {"model": WIDE, "method": "jacobian", "latents": {"count": 2}}
+    spec: dict[str, Any] = {"model": WIDE, "method": "jacobian", "latents": {"count": 2}}
     body = assert_problem(client.post("/v1/jobs", json=spec, headers=headers), 422, "method")
     detail = body["detail"]
     assert "SPECTRA_WORKER_MEMORY_GB" in detail and "0.60 GiB" in detail
-    # The route that fits, with its size (top_k: the default above SPECTRA_FULL_EIGENVECTORS_MAX_DIM)
-    assert "method='lanczos' with top_k=100 (about" in detail
+    # The route that fits, with its size (top_k: the default above SPECTRA_FULL_EIGENVECTORS_MAX_DIM),
+    # by the architecture's counts: refused before any probe.
+    assert "method='lanczos' with top_k=100 (at least" in detail
     _nothing_created(store)
     # The same job by the advised route is accepted.
     spec.update(method="lanczos", top_k=100)
@@ -81,11 +73,30 @@ def test_a_dry_run_shows_the_plan_and_creates_nothing(client, store) -> None:  #
 
 
 def test_spectra_plan_prints_the_plan(pg_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
-    status = cli_main(["plan", "--model", WIDE, "--method", "lanczos", "--top-k", "5",
-                       "--latents", "2", "--database", pg_url])  # fmt: skip
+    status = cli_main(
+        [
+            "plan",
+            "--model",
+            WIDE,
+            "--method",
+            "lanczos",
+            "--top-k",
+            "5",
+            "--latents",
+            "2",
+            "--database",
+            pg_url,
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0, out
-    for row in ("products per code", "peak memory per code", "time per code", "stored per code"):
+    for row in (
+        "products per code",
+        "peak memory per code",
+        "time per code",
+        "stored per code",
+        "cost profile",
+    ):
         assert row in out
     with Store(pg_url) as store:
         assert store.list_jobs(limit=10) == []
@@ -99,8 +110,10 @@ def test_a_finished_job_shows_its_estimate_beside_its_measurement(client, store)
     job_id = submitted.json()["id"]
     detail = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
     assert detail["status"] == "succeeded"
-    assert detail["resolved"]["plan"]["per_code"]["route"] == "lanczos"
+    assert "plan" not in detail["resolved"]  # the plan is not part of the hashed spec
     report = client.get(f"/v1/jobs/{job_id}/plan", headers=headers).json()
+    assert report["estimate"]["per_code"]["route"] == "lanczos"
+    assert report["estimate"]["profile"]["measured_at"]
     measured, estimate = report["measured"], report["estimate"]["per_code"]
     assert measured["codes"] == 1 and measured["seconds"] > 0 and measured["products"] > 5
     assert measured["peak_rss_bytes"] > 0

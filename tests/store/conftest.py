@@ -1,24 +1,9 @@
-"""Store fixtures: a migrated Store on a fresh database (PostgreSQL and SQLite), plus helpers."""
+"""The store tests run once per backend: ``store`` on PostgreSQL and on SQLite, ``pg_store``
+on PostgreSQL only (each a migrated database of the test's own)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from tests.support.stores import store_fixture
 
-import pytest
-
-from services.store import Store
-
-
-@pytest.fixture
-def store(migrated_db_url: str) -> Iterator[Store]:
-    """A migrated store on its own fresh database, once per backend."""
-    with Store(migrated_db_url) as migrated:
-        migrated.migrate()
-        yield migrated
-
-
-@pytest.fixture
-def pg_store(migrated_pg_url: str) -> Iterator[Store]:
-    with Store(migrated_pg_url) as migrated:
-        migrated.migrate()
-        yield migrated
+store = store_fixture("migrated_db_url")
+pg_store = store_fixture("migrated_pg_url", name="pg_store")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,8 @@ from api.app import create_app
 from services.pipeline import run_chunk
 from services.store import Store
 from tests.api.conftest import make_settings
-from tests.conftest import _pg_admin, sqlalchemy_pg_url
 from tests.pipeline import toy_generators
+from tests.support.net import free_port
 
 NAN_MODEL = f"python:{Path(toy_generators.__file__).resolve()}:nan_at_trigger"
 
@@ -77,25 +75,6 @@ class LiveServer:
     dispatcher: BackgroundDispatcher
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def module_pg_url() -> Iterator[str]:
-    """One PostgreSQL database for the whole module (the browser tests build on each other)."""
-    name = f"spectra_ui_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield sqlalchemy_pg_url(name)
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module")
 def live_server(module_pg_url: str) -> Iterator[LiveServer]:
     store = Store(module_pg_url)
@@ -104,7 +83,7 @@ def live_server(module_pg_url: str) -> Iterator[LiveServer]:
     # The toy generator that fails on one code is served, so a job page can show a failure.
     settings = make_settings(module_pg_url, extra_models=NAN_MODEL)
     app = create_app(settings=settings, store=store, dispatcher=dispatcher)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="ui-test-server", daemon=True)
     thread.start()

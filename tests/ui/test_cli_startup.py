@@ -30,9 +30,9 @@ PROBE = (
     "print('HEAVY', heavy[:5])\n"
     "sys.exit(code)\n"
 )
-# `optimise`'s options are generated from OptimiseSpec, whose module (the planner's,
-# services/pipeline/optimise_spec.py) loads the geometry core: its --help is not instant yet.
-NOT_YET_LIGHT = {("optimise",)}
+# Every command's --help is light now: `optimise`'s options come from the torch-free
+# services/optimise_job_spec.py.
+NOT_YET_LIGHT: set[tuple[str, ...]] = set()
 
 
 def probe(args: list[str]) -> subprocess.CompletedProcess[str]:

@@ -24,14 +24,6 @@ from tests.api.conftest import RecordingDispatcher, bearer, make_settings
 JOB = {"model": "dcgan-faces", "top_k": 4, "latents": {"count": 1, "seed": 0}}
 
 
-@pytest.fixture
-def store(pg_url: str) -> Iterator[Store]:
-    store = Store(pg_url)
-    store.migrate()
-    yield store
-    store.close()
-
-
 def ui_client(store: Store, settings: Settings) -> TestClient:
     app = create_app(settings=settings, store=store, dispatcher=RecordingDispatcher())
     return TestClient(app, base_url="http://testserver")

@@ -97,7 +97,7 @@ function liveJob(section) {
     setTimeout(refresh, REFRESH_MS);
   }
   const status = document.getElementById("job-status");
-  if (!["succeeded", "failed", "cancelled"].includes(status.textContent.trim())) setTimeout(refresh, REFRESH_MS);
+  if (!["succeeded", "failed", "cancelled", "refused"].includes(status.textContent.trim())) setTimeout(refresh, REFRESH_MS);
 }
 
 const PLOT_CONFIG = { responsive: true, displaylogo: false, toImageButtonOptions: { format: "svg" } };
