@@ -10,25 +10,24 @@ status) and the recovery times.
 Runs unattended and stops by itself: faults for --minutes and until --min-faults were injected,
 but never for more than --max-minutes (default 3 x --minutes); then every job is given
 five minutes to end. Needs root (PostgreSQL's data disk is a tmpfs it mounts), PostgreSQL's
-server binaries and redis-server. Writes bench/results/fault_schedule.json and a dated
-Markdown table, bench/results/fault_schedule-YYYY-MM-DD.md (machine named). Exit status 1 when
-an invariant broke.
+server binaries and redis-server. Writes bench/results/fault_schedule.json and .md through
+bench/results_io.py (dated, machine and load named). Exit status 1 when an invariant broke.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import statistics
 import sys
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from results_io import RESULTS_DIR, Table, write_results  # noqa: E402
 
 from tests.pipeline.fault_schedule import (  # noqa: E402
     DEFAULTS_NOTE,
@@ -37,44 +36,47 @@ from tests.pipeline.fault_schedule import (  # noqa: E402
     schedule_rig,
 )
 
-RESULTS = REPO / "bench" / "results"
 
-
-def markdown(result: ScheduleResult, when: datetime, machine: str) -> str:
+def tables(result: ScheduleResult) -> list[Table]:
     data = result.as_json()
-    rows = Counter(event.fault for event in result.faults)
-    lines = [
-        f"# Randomised fault schedule, {when:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Machine: {machine}. Seed {result.seed}; {result.seconds / 60:.1f} min of faults, "
-        f"{len(result.faults)} faults; {DEFAULTS_NOTE}.",
-        "",
-        "| invariant | count |",
-        "|---|---:|",
-        f"| jobs / latents | {result.jobs} / {result.latents} |",
-        f"| stored (distinct latents) | {result.stored} |",
-        f"| lost | {result.lost} |",
-        f"| duplicated | {result.duplicated} |",
-        f"| falsely failed | {result.falsely_failed} |",
-        f"| not bit-for-bit equal to a clean run | {result.not_bitwise_equal} |",
-        f"| results landed after a terminal status | {result.landed_after_terminal} |",
-        f"| cancels / resumes | {result.cancels} / {result.resumes} |",
-        f"| faults not recovered from | {data['recover_s']['not_recovered']} |",
-        "",
-        "| fault | injected | median s to recover | max s to recover |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, count in sorted(rows.items()):
-        times = [e.recover_s for e in result.faults if e.fault == name and e.recover_s is not None]
-        median = f"{sorted(times)[len(times) // 2]:.1f}" if times else "-"
-        longest = f"{max(times):.1f}" if times else "-"
-        lines.append(f"| {name} | {count} | {median} | {longest} |")
-    lines += [
-        "",
-        "Seconds to recover: from the fault's end (a lasting fault: its whole duration) until "
-        "the next latent of any unfinished job was stored; '-' where no work was waiting.",
-    ]
-    return "\n".join(lines) + "\n"
+    invariants = Table(
+        title=f"Randomised fault schedule: invariants (seed {result.seed})",
+        columns=["invariant", "count"],
+        rows=[
+            [
+                "minutes of faults / faults injected",
+                f"{result.seconds / 60:.1f} / {len(result.faults)}",
+            ],
+            ["jobs / latents", f"{result.jobs} / {result.latents}"],
+            ["stored (distinct latents)", result.stored],
+            ["lost", result.lost],
+            ["duplicated", result.duplicated],
+            ["falsely failed", result.falsely_failed],
+            ["not bit-for-bit equal to a clean run", result.not_bitwise_equal],
+            ["results landed after a terminal status", result.landed_after_terminal],
+            ["cancels / resumes", f"{result.cancels} / {result.resumes}"],
+            ["faults not recovered from", data["recover_s"]["not_recovered"]],
+        ],
+        notes=[DEFAULTS_NOTE[0].upper() + DEFAULTS_NOTE[1:] + "."],
+    )
+    rows = []
+    for name, count in sorted(Counter(event.fault for event in result.faults).items()):
+        times = sorted(
+            e.recover_s for e in result.faults if e.fault == name and e.recover_s is not None
+        )
+        rows.append(
+            [name, count, statistics.median(times) if times else None, max(times, default=None)]
+        )
+    recovery = Table(
+        title="Randomised fault schedule: seconds to recover, per fault",
+        columns=["fault", "injected", "median s to recover", "max s to recover"],
+        rows=rows,
+        notes=[
+            "From the fault's end (a lasting fault: its whole duration) until the next latent "
+            "of any unfinished job was stored; – where no work was waiting."
+        ],
+    )
+    return [invariants, recovery]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,13 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-faults", type=int, default=100)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--seed", type=int, default=23)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     max_minutes = args.max_minutes or 3 * args.minutes
-    when = datetime.now(UTC)
-    machine = (
-        f"{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)"
-    )
     with schedule_rig() as (rig, tmp):
         result = run_schedule(
             rig,
@@ -99,17 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             min_faults=args.min_faults,
             max_seconds=60 * max_minutes,
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    document: dict[str, Any] = {
-        "date": when.isoformat(timespec="seconds"),
-        "machine": machine,
-        **result.as_json(),
-        "problems": result.problems(),
-    }
-    (args.out / "fault_schedule.json").write_text(json.dumps(document, indent=2) + "\n")
-    table = markdown(result, when, machine)
-    (args.out / f"fault_schedule-{when:%Y-%m-%d}.md").write_text(table)
-    print(table)
+    payload: dict[str, Any] = {**result.as_json(), "problems": result.problems()}
+    _, md_path = write_results("fault_schedule", payload, tables(result), results_dir=args.out)
+    print(md_path.read_text())
     for problem in result.problems():
         print(f"INVARIANT BROKEN: {problem}", file=sys.stderr)
     return 1 if result.problems() else 0
