@@ -4,8 +4,7 @@ act on: a PostgreSQL of our own (its data on a small disk of its own, so that it
 filled), a Redis of our own (with and without an append-only file), and real workers
 started as `spectra worker --cpu` starts them, with the DEFAULT lease settings.
 
-Also what both measure with: waits (``finished`` is tests.support's), the clean in-process
-reference run, the job specs.
+Also what both measure with: waits, the clean in-process reference run, the job specs.
 """
 
 from __future__ import annotations

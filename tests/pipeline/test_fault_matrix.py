@@ -46,7 +46,6 @@ from tests.pipeline.faults import (
     Rig,
     clean_eigenvalues,
     disk_full,
-    finished,
     next_latent_of,
     open_rig,
     part_way_chunk,
@@ -57,6 +56,7 @@ from tests.pipeline.faults import (
     tolerant,
 )
 from tests.pipeline.hosts import Host, Lab, PrivatePostgres, Probe
+from tests.support.waiting import finished
 
 RECOVERY_LIMIT_S = 30.0
 # Longer than the lease's staleness: heartbeats cannot be written for longer than a dead
