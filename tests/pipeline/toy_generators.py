@@ -11,6 +11,7 @@ Both are plain arithmetic, so they behave the same under vmap / jvp.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -35,7 +36,9 @@ class _Crash(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls > 1:
+        # Only in a worker: submission in the test's own process now renders the model's
+        # image variation too (more than the one probe), and must not end the test run.
+        if self.calls > 1 and "pytest" not in sys.modules:
             os._exit(13)
         images: torch.Tensor = self.inner(codes)
         return images
