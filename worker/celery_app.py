@@ -16,5 +16,7 @@ __all__ = ["CHUNK_QUEUE", "CHUNK_TASK", "SETTINGS", "app", "configure", "time_li
 
 # Read once, where the worker starts; everything below is given what it needs from it.
 SETTINGS: Settings = get_settings()
-app = Celery("latent_spectra", include=["worker.tasks", "worker.planning"])
+app = Celery(
+    "latent_spectra", include=["worker.tasks", "worker.planning", "worker.comparison_tasks"]
+)
 configure(app, SETTINGS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .access import AccessStore
 from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
+from .comparisons import ComparisonStore
 from .connection import alembic_config
 from .ids import IdStore
 from .jobs import JobStore
@@ -45,6 +46,7 @@ class Store(
     IdStore,
     UiSessionStore,
     ProfileStore,
+    ComparisonStore,
 ):
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
