@@ -34,6 +34,12 @@ INPROCESS_WORKER_ID = "api-inprocess"
 PUBLISH_TIMEOUT_S = 3.0
 
 
+class ChunkDispatcher(Protocol):
+    """The one thing a use case that only re-queues chunks needs (resume)."""
+
+    def dispatch(self, chunk_ids: list[str]) -> None: ...
+
+
 class Dispatcher(Protocol):
     def dispatch(self, chunk_ids: list[str]) -> None: ...
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from services import export
 from services.config import Settings
-from services.dispatch import Dispatcher
+from services.dispatch import ChunkDispatcher, Dispatcher
 from services.pipeline import JobSpec, cancel_job, submit_job
 from services.pipeline.costs import Workers
 from services.pipeline.spec import canonical_json
@@ -78,7 +78,7 @@ def cancel(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None)
     return cancel_job(store, job_id, dispatcher.revoke)
 
 
-def resume(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None) -> JobRecord:
+def resume(store: Store, dispatcher: ChunkDispatcher, job_id: str, owner: str | None) -> JobRecord:
     """Compute again what a finished job is missing: latents that failed (for a cause outside
     them, such as a store that was full, or their own) and chunks that were cancelled. The
     job goes back to queued; ConflictError while it is still queued or running, or when
