@@ -41,9 +41,12 @@ def _linear_generator(singular: np.ndarray, seed: int = 3) -> tuple[Generator, n
         parameter.requires_grad_(False)
     module = nn.Sequential(layer, nn.Unflatten(1, SHAPE))
     generator = Generator(
-        name="linear", family="test", latent_dim=D, module=module,
+        name="linear",
+        family="test",
+        latent_dim=D,
+        module=module,
         facts={"output_shape": list(SHAPE)},
-    )  # fmt: skip
+    )
     return generator, 2 * weight.T @ weight / n
 
 
@@ -87,7 +90,9 @@ def test_adams_first_step_is_the_learning_rate_times_the_gradients_sign(mse: obj
     generator, metric = _linear_generator(np.linspace(3.0, 0.5, D))
     truth, targets, starts = _problem(generator)
     lr = 0.01
-    results = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=1, learning_rate=lr))  # type: ignore[arg-type]
+    results = invert(
+        generator, mse, targets, starts, OptimiserSettings("adam", steps=1, learning_rate=lr)
+    )  # type: ignore[arg-type]
     for i, result in enumerate(results):
         gradient = metric @ (starts[i, 0] - truth[i])
         expected = starts[i, 0] - lr * np.sign(gradient)  # m̂ / √v̂ = g / |g| at step 1
@@ -102,7 +107,11 @@ def test_the_eigenbasis_of_an_axis_aligned_problem_is_raw_adam(mse: object) -> N
     basis = np.eye(D)[:, [3, 0, 5, 1, 4, 2]] * np.array([1, -1, 1, -1, -1, 1])
     raw = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=25))  # type: ignore[arg-type]
     rotated = invert(
-        generator, mse, targets, starts, OptimiserSettings("adam-eigenbasis", steps=25),  # type: ignore[arg-type]
+        generator,
+        mse,
+        targets,
+        starts,
+        OptimiserSettings("adam-eigenbasis", steps=25),  # type: ignore[arg-type]
         basis=basis,
     )
     for a, b in zip(raw, rotated, strict=True):
@@ -119,7 +128,11 @@ def test_the_eigenbasis_helps_adam_on_an_ill_conditioned_rotated_quadratic(mse: 
     settings = {"steps": 400, "learning_rate": 0.05}
     raw = invert(generator, mse, targets, starts, OptimiserSettings("adam", **settings))  # type: ignore[arg-type]
     eigen = invert(
-        generator, mse, targets, starts, OptimiserSettings("adam-eigenbasis", **settings),  # type: ignore[arg-type]
+        generator,
+        mse,
+        targets,
+        starts,
+        OptimiserSettings("adam-eigenbasis", **settings),  # type: ignore[arg-type]
         basis=basis,
     )
     threshold = 1e-4 * np.median([r.losses[0, 0] for r in raw])
@@ -137,16 +150,24 @@ def test_topk_converges_to_the_closed_form_floor(mse: object) -> None:
     values, basis = _eigenbasis(metric)
     k = 3
     results = invert(
-        generator, mse, targets, starts,  # type: ignore[arg-type]
-        OptimiserSettings("adam-topk", steps=1500, learning_rate=0.02, k=k), basis=basis,
-    )  # fmt: skip
+        generator,
+        mse,
+        targets,
+        starts,  # type: ignore[arg-type]
+        OptimiserSettings("adam-topk", steps=1500, learning_rate=0.02, k=k),
+        basis=basis,
+    )
     for i, result in enumerate(results):
         residual = basis.T @ (starts[i, 0] - truth[i])
         floor = 0.5 * np.sum(values[k:] * residual[k:] ** 2)
         np.testing.assert_allclose(result.final_loss, floor, rtol=1e-4)
-        np.testing.assert_allclose(basis[:, :k].T @ result.final_code, basis[:, :k].T @ truth[i], atol=1e-3)
+        np.testing.assert_allclose(
+            basis[:, :k].T @ result.final_code, basis[:, :k].T @ truth[i], atol=1e-3
+        )
         # the coordinates outside the top-k eigenspace never moved
-        np.testing.assert_allclose(basis[:, k:].T @ result.final_code, basis[:, k:].T @ starts[i, 0], atol=1e-12)
+        np.testing.assert_allclose(
+            basis[:, k:].T @ result.final_code, basis[:, k:].T @ starts[i, 0], atol=1e-12
+        )
 
 
 def test_cma_is_seeded_and_finds_the_optimum_in_the_topk_eigenspace(mse: object) -> None:
@@ -171,11 +192,18 @@ def test_restarts_keep_the_best_and_each_restart_runs_its_own_adam(mse: object) 
     generator, _ = _linear_generator(np.linspace(3.0, 0.5, D))
     truth, targets, _ = _problem(generator, 2)
     starts = np.stack([start_codes(generator, 3, 0, i) for i in range(2)])
-    together = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=10, restarts=3))  # type: ignore[arg-type]
+    together = invert(
+        generator, mse, targets, starts, OptimiserSettings("adam", steps=10, restarts=3)
+    )  # type: ignore[arg-type]
     for i, result in enumerate(together):
         for r in range(3):
-            alone = invert(generator, mse, targets[i : i + 1], starts[i : i + 1, r : r + 1],  # type: ignore[arg-type]
-                           OptimiserSettings("adam", steps=10))[0]  # fmt: skip
+            alone = invert(
+                generator,
+                mse,
+                targets[i : i + 1],
+                starts[i : i + 1, r : r + 1],  # type: ignore[arg-type]
+                OptimiserSettings("adam", steps=10),
+            )[0]
             np.testing.assert_allclose(result.losses[r], alone.losses[0], rtol=1e-10)
         assert result.best_restart == int(np.argmin(result.losses[:, -1]))
         assert result.final_loss == result.losses[result.best_restart, -1] == result.curve[-1]
@@ -193,7 +221,9 @@ def test_restarts_keep_the_best_and_each_restart_runs_its_own_adam(mse: object) 
         (OptimiserSettings("cma", steps=5, population=1), False, "at least 2"),
     ],
 )
-def test_bad_settings_are_refused(settings: OptimiserSettings, has_basis: bool, message: str) -> None:
+def test_bad_settings_are_refused(
+    settings: OptimiserSettings, has_basis: bool, message: str
+) -> None:
     with pytest.raises(InvalidOptionError, match=message):
         check_settings(settings, D, has_basis)
 
@@ -209,7 +239,13 @@ def test_a_basis_must_be_orthonormal_and_of_the_latent_dimension() -> None:
 def test_targets_of_the_wrong_shape_are_refused(mse: object) -> None:
     generator, _ = _linear_generator(np.linspace(3.0, 0.5, D))
     with pytest.raises(InvalidLatentError, match="shape"):
-        invert(generator, mse, np.zeros((1, 1, 5, 5)), np.zeros((1, 1, D)), OptimiserSettings("adam", steps=1))  # type: ignore[arg-type]
+        invert(
+            generator,
+            mse,
+            np.zeros((1, 1, 5, 5)),
+            np.zeros((1, 1, D)),
+            OptimiserSettings("adam", steps=1),
+        )  # type: ignore[arg-type]
 
 
 def test_steps_to_threshold_and_the_bootstrap_median() -> None:
@@ -224,7 +260,9 @@ def test_steps_to_threshold_and_the_bootstrap_median() -> None:
     assert never["median"] == np.inf
 
 
-def test_lpips_inversion_runs_through_the_same_code(tiny_dcgan: Generator, lpips_random: object) -> None:
+def test_lpips_inversion_runs_through_the_same_code(
+    tiny_dcgan: Generator, lpips_random: object
+) -> None:
     """LPIPS (random backbone: no weights here) as the objective: a DCGAN target generated
     from a known code, Adam from another start lowers the distance."""
     truth = tiny_dcgan.sample(1, 5)

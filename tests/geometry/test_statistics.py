@@ -95,7 +95,9 @@ def test_bootstrap_mean_interval_matches_the_normal_theory() -> None:
     assert all(math.isnan(x) for x in bootstrap_mean_interval([1.0]))
 
 
-def _offdiagonal_interval_loop(matrix: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
+def _offdiagonal_interval_loop(
+    matrix: np.ndarray, resamples: int, seed: int
+) -> tuple[float, float]:
     n = matrix.shape[0]
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     means = []

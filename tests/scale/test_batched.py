@@ -35,8 +35,9 @@ def _assert_same_spectrum(batched, single, *, rtol: float) -> None:  # type: ign
     # Deterministic signs on both routes: the vectors agree column by column, not just in
     # direction (well-separated eigenvalues only; the tail may be degenerate).
     top = min(4, single.eigenvectors.shape[1])
-    np.testing.assert_allclose(batched.eigenvectors[:, :top], single.eigenvectors[:, :top],
-                               atol=100 * rtol)  # fmt: skip
+    np.testing.assert_allclose(
+        batched.eigenvectors[:, :top], single.eigenvectors[:, :top], atol=100 * rtol
+    )
     assert batched.summary["trace"] == pytest.approx(single.summary["trace"], rel=rtol)
 
 

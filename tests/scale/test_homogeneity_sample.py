@@ -27,9 +27,18 @@ def _spectra(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 @pytest.mark.parametrize(
     ("max_pairs", "expected"),
-    [(2, 2), (5, 2), (6, 3), (11, 3), (12, 4), (249_499, 499), (249_500, 500), (250_000, 500),
-     (250_500, 501)],
-)  # fmt: skip
+    [
+        (2, 2),
+        (5, 2),
+        (6, 3),
+        (11, 3),
+        (12, 4),
+        (249_499, 499),
+        (249_500, 500),
+        (250_000, 500),
+        (250_500, 501),
+    ],
+)
 def test_positions_for_a_pair_limit(max_pairs: int, expected: int) -> None:
     m = positions_for_pairs(max_pairs)
     assert m == expected and m * (m - 1) <= max_pairs < (m + 1) * m

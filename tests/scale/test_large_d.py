@@ -29,10 +29,12 @@ def mse():  # type: ignore[no-untyped-def]
 def test_column_blocks_at_d_4096_assemble_the_exact_metric(wide, mse) -> None:
     code = wide.sample(1, 3)[0]
     half = WIDE_DIM // 2
-    assembled = np.hstack([
-        metric_columns(wide, mse, code, 0, half, batch=256),
-        metric_columns(wide, mse, code, half, WIDE_DIM, batch=512),
-    ])  # fmt: skip
+    assembled = np.hstack(
+        [
+            metric_columns(wide, mse, code, 0, half, batch=256),
+            metric_columns(wide, mse, code, half, WIDE_DIM, batch=512),
+        ]
+    )
     exact = exact_metric_columns(0, WIDE_DIM)
     assert assembled.shape == (WIDE_DIM, WIDE_DIM)
     assert np.linalg.norm(assembled - exact) / np.linalg.norm(exact) < 1e-10
@@ -46,8 +48,10 @@ def test_a_column_block_stays_within_its_planned_memory(wide, mse) -> None:
     request = planner.Request("jacobian", "float64", None, 64, 512, "float64")
     estimate = planner.estimate_code(probe, request, "cpu", 64)
     block_budget = estimate.tangent_batch_bytes + 64 * probe.features * 8 + WIDE_DIM * 512 * 16
-    peak, _ = probing._measure(lambda: metric_columns(wide, mse, code, 0, 512, dtype="float64", batch=64),
-                               probe_device := wide.device)  # fmt: skip
+    peak, _ = probing._measure(
+        lambda: metric_columns(wide, mse, code, 0, 512, dtype="float64", batch=64),
+        probe_device := wide.device,
+    )
     assert probe_device.type == "cpu"
     assert peak <= 1.3 * block_budget, (peak, block_budget)
     # ... and a block is a small fraction of the whole metric the exact route would hold.
