@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ def demo_spec(count: int = 16, seed: int = 0) -> JobSpec:
     )
 
 
-def _figures(eigenvalues: np.ndarray, homogeneity_stats: dict) -> dict[str, float]:
+def _figures(eigenvalues: np.ndarray, homogeneity_stats: dict[str, Any]) -> dict[str, float]:
     summary = anisotropy(eigenvalues)
     top10_share = eigenvalues[:, :10].sum(axis=1) / eigenvalues.sum(axis=1)
     return {

@@ -282,7 +282,7 @@ def _run_adam(
         losses[:, step] = values.detach().to("cpu", torch.float64).numpy()
         if step == settings.steps:
             break
-        values.sum().backward()  # rows are independent: each gets its own gradient
+        values.sum().backward()  # type: ignore[no-untyped-call]  # rows are independent: each gets its own gradient
         optimiser.step()
         if on_step is not None:
             on_step(step + 1)
@@ -347,7 +347,7 @@ def _run_cma(
 def steps_to_threshold(curves: np.ndarray, threshold: float) -> np.ndarray:
     """(n,) float64: the first step at which each curve (n, T) is <= threshold; inf if never."""
     reached = np.asarray(curves) <= threshold
-    first = np.argmax(reached, axis=1).astype(np.float64)
+    first: np.ndarray = np.argmax(reached, axis=1).astype(np.float64)
     first[~reached.any(axis=1)] = np.inf
     return first
 
