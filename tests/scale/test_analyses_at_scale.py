@@ -32,7 +32,8 @@ def _settings(**overrides: object) -> Settings:
 def _dims_to_reach(values: np.ndarray, level: float) -> np.ndarray:
     """The first rank (1-based) whose cumulative share of the trace reaches ``level``."""
     shares = np.cumsum(values, axis=1) / values.sum(axis=1, keepdims=True)
-    return np.argmax(shares >= level, axis=1) + 1
+    ranks: np.ndarray = np.argmax(shares >= level, axis=1) + 1
+    return ranks
 
 
 def test_the_store_reads_the_full_spectra_of_top_k_spectra(store: Store) -> None:

@@ -94,7 +94,9 @@ def test_the_sampled_matrix_is_the_homogeneity_of_those_positions() -> None:
         homogeneity_of_sample(values, vectors, sample)
 
 
-def test_packed_route_over_several_blocks_matches_a_direct_computation(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_packed_route_over_several_blocks_matches_a_direct_computation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """k = d takes the packed route; a small block bound forces several blocks through the
     reused buffers, the last one shorter."""
     from services.geometry import analysis
