@@ -40,9 +40,13 @@ class RecordingDispatcher:
         self.revoked: list[str] = []
         self.planned: list[str] = []
         self.profiled: list[dict[str, Any]] = []
+        self.comparisons: list[str] = []
 
     def dispatch(self, chunk_ids: list[str]) -> None:
         self.dispatched.extend(chunk_ids)
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        self.comparisons.append(comparison_id)
 
     def revoke(self, chunk_ids: list[str]) -> None:
         self.revoked.extend(chunk_ids)
