@@ -45,8 +45,12 @@ class CampaignSpec(BaseModel):
     name: str = Name
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     models: list[str] = Field(min_length=1, max_length=8)
-    spaces: list[str] | None = Field(default=None, min_length=1, max_length=3,
-                                     description="latent spaces (z, w, w+); null = the default")  # fmt: skip
+    spaces: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description="latent spaces (z, w, w+); null = the default",
+    )
     model_spaces: dict[str, list[str]] = Field(
         default_factory=dict,
         max_length=8,
@@ -114,20 +118,25 @@ def plan_members(spec: CampaignSpec) -> list[PlannedMember]:
             for distance in spec.distances:
                 for method in spec.methods:
                     fields = {
-                        "model": model, "distance": distance, "method": method,
+                        "model": model,
+                        "distance": distance,
+                        "method": method,
                         "latents": {"count": spec.latents.count, "seed": spec.latents.seed},
-                        "top_k": spec.top_k, "dtype": spec.dtype, "chunk_size": spec.chunk_size,
+                        "top_k": spec.top_k,
+                        "dtype": spec.dtype,
+                        "chunk_size": spec.chunk_size,
                         **extra,
-                    }  # fmt: skip
+                    }
                     planned.append(_member(member_name(model, space, distance, method), fields))
             for direction in spec.directions:
                 fields = {"model": model, "method": direction, "dtype": spec.dtype, **extra}
                 planned.append(_member(member_name(model, space, None, direction), fields))
     if len(planned) > MAX_MEMBERS:
         raise CampaignSpecError(
-            spec.name, "models", f"{len(planned)} members exceed the limit of {MAX_MEMBERS}; "
-            "split the campaign",
-        )  # fmt: skip
+            spec.name,
+            "models",
+            f"{len(planned)} members exceed the limit of {MAX_MEMBERS}; split the campaign",
+        )
     return planned
 
 
@@ -208,12 +217,21 @@ class CampaignStatus:
             "name": self.campaign.name,
             "tags": list(self.campaign.tags),
             "status": self.status,
-            "progress": {"planned": planned, "done": done,
-                         "failed": sum(m.failed for m in self.members)},  # fmt: skip
+            "progress": {
+                "planned": planned,
+                "done": done,
+                "failed": sum(m.failed for m in self.members),
+            },
             "members": [
-                {"member": m.member, "job_id": m.job_id, "status": m.status,
-                 "planned": m.planned, "done": m.done, "failed": m.failed,
-                 "links": {"job": f"/v1/jobs/{m.job_id}"}}  # fmt: skip
+                {
+                    "member": m.member,
+                    "job_id": m.job_id,
+                    "status": m.status,
+                    "planned": m.planned,
+                    "done": m.done,
+                    "failed": m.failed,
+                    "links": {"job": f"/v1/jobs/{m.job_id}"},
+                }
                 for m in self.members
             ],
             "created_at": self.campaign.created_at.isoformat(),
@@ -266,7 +284,9 @@ def compare_campaign(
     record = store.get_campaign(campaign_id, owner)
     loaded, skipped = [], []
     for index, member in enumerate(record.members):
-        selection = Selection(job_id=member.job_id, label=member.member, include_partial=include_partial)
+        selection = Selection(
+            job_id=member.job_id, label=member.member, include_partial=include_partial
+        )
         try:
             loaded.append(load_selection(store, selection, owner, index))
         except (NotFoundError, InvalidDataError) as error:

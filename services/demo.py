@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ def demo_spec(count: int = 16, seed: int = 0) -> JobSpec:
     )
 
 
-def _figures(eigenvalues: np.ndarray, homogeneity_stats: dict) -> dict[str, float]:
+def _figures(eigenvalues: np.ndarray, homogeneity_stats: dict[str, Any]) -> dict[str, float]:
     summary = anisotropy(eigenvalues)
     top10_share = eigenvalues[:, :10].sum(axis=1) / eigenvalues.sum(axis=1)
     return {
@@ -69,7 +69,9 @@ def _montage(store: Store, spectrum_id: str, code: np.ndarray, eigenvalues: np.n
     walk = axis_steps(np.asarray(eigenvalues[:6]), 7)
     images = axis_walk_images(generator.module, code, vectors, walk)
     return annotated_montage(
-        images, eigenvalues=np.asarray(eigenvalues[:6]), steps=walk,
+        images,
+        eigenvalues=np.asarray(eigenvalues[:6]),
+        steps=walk,
         title="dcgan-faces/mse/jacobian — code: latent 0",
     )
 

@@ -67,9 +67,7 @@ def read_npy_header(stream: IO[bytes], field: str = "file") -> ArrayHeader:
     return ArrayHeader(tuple(shape), dtype, math.prod(shape) * dtype.itemsize)
 
 
-def check_npy(
-    data: bytes, *, max_rows: int, max_columns: int, field: str = "file"
-) -> ArrayHeader:
+def check_npy(data: bytes, *, max_rows: int, max_columns: int, field: str = "file") -> ArrayHeader:
     """Refuse a ``.npy`` of codes whose header declares more than (max_rows, max_columns)
     or more bytes than the file holds, before numpy allocates anything."""
     stream = io.BytesIO(data)

@@ -30,9 +30,10 @@ Tag = Annotated[
 # process chose it: the operator's SPECTRA_EXTRA_MODELS for a server, the command line's own
 # arguments; never because stored data (an imported job) carries it.
 FILE_MODEL_SCHEMES = tuple(scheme.split(":")[0] + ":" for scheme in MODEL_SCHEMES)
-# shuffled:SEED:BASE / random-init:SEED:BASE (services.geometry.models.controls, which needs
-# torch): a control loads its base model.
-_CONTROL_PREFIX = re.compile(r"^(shuffled|random-init):[^:]*:")
+# shuffled:SEED:BASE / shuffled-published:SEED:BASE / random-init:SEED:BASE
+# (services.geometry.models.controls' CONTROL_KINDS, which needs torch; a test holds the two
+# equal): a control loads its base model.
+_CONTROL_PREFIX = re.compile(r"^(shuffled|shuffled-published|random-init):[^:]*:")
 
 
 def names_a_file(model: str) -> bool:

@@ -59,8 +59,7 @@ def test_dtype_top_k_weights_and_method_options_split_keys() -> None:
     # an option left unset (None) against one not given.
     assert _key({**RESOLVED, "method_options": {"seed": 0, "tol": 1e-10}}) == options
     assert (
-        _key({**RESOLVED, "method_options": {"tol": 1e-10, "seed": 0, "max_iter": None}})
-        == options
+        _key({**RESOLVED, "method_options": {"tol": 1e-10, "seed": 0, "max_iter": None}}) == options
     )
     assert set(differing_fields([base, _key(dtype="float64", k=20)])) == {"dtype", "kept"}
 

@@ -28,5 +28,8 @@ def test_demo_prints_figures_and_writes_pictures(tmp_path: Path, sqlite_url: str
     assert 6 * 64 < montage.height < montage.width
 
     again = io.StringIO()
-    assert run_demo(tmp_path / "out", sqlite_url, count=3, seed=0, stream=again).job_id == result.job_id
+    assert (
+        run_demo(tmp_path / "out", sqlite_url, count=3, seed=0, stream=again).job_id
+        == result.job_id
+    )
     assert "already stored" in again.getvalue()

@@ -17,8 +17,24 @@ from worker.metrics import QUEUE_METRICS
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 COMPOSE = DEPLOY.parent / "docker-compose.yml"
-PROMQL_WORDS = {"sum", "by", "rate", "max", "min", "histogram_quantile", "clamp_min", "increase",
-                "le", "model", "method", "route", "status", "reason", "queue", "state"}  # fmt: skip
+PROMQL_WORDS = {
+    "sum",
+    "by",
+    "rate",
+    "max",
+    "min",
+    "histogram_quantile",
+    "clamp_min",
+    "increase",
+    "le",
+    "model",
+    "method",
+    "route",
+    "status",
+    "reason",
+    "queue",
+    "state",
+}
 
 
 def exported_names() -> set[str]:
@@ -47,21 +63,30 @@ def test_every_panel_queries_exported_metrics() -> None:
             assert not unknown, f"{panel['title']}: {unknown} is not exported"
             queried |= names
     # The four worker signals and the API's are all on the dashboard.
-    for needed in ("spectra_worker_codes_total", "spectra_worker_code_failures_total",
-                   "spectra_worker_chunk_duration_seconds_bucket", "spectra_queue_depth",
-                   "spectra_http_requests_total", "spectra_http_request_duration_seconds_bucket"):  # fmt: skip
+    for needed in (
+        "spectra_worker_codes_total",
+        "spectra_worker_code_failures_total",
+        "spectra_worker_chunk_duration_seconds_bucket",
+        "spectra_queue_depth",
+        "spectra_http_requests_total",
+        "spectra_http_request_duration_seconds_bucket",
+    ):
         assert needed in queried, needed
 
 
 def test_prometheus_scrapes_the_compose_services() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     compose = yaml.safe_load(COMPOSE.read_text())
-    targets = {t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]}
+    targets = {
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    }
     for target in targets:
         service, port = target.split(":")
         assert service in compose["services"], target
         if service.startswith("worker"):
-            assert compose["services"][service]["environment"]["SPECTRA_WORKER_METRICS_PORT"] == port
+            assert (
+                compose["services"][service]["environment"]["SPECTRA_WORKER_METRICS_PORT"] == port
+            )
     assert "api:8000" in targets
     grafana = compose["services"]["grafana"]
     assert any("latent-spectra.json" in volume for volume in grafana["volumes"])

@@ -64,8 +64,12 @@ def test_an_imported_copy_counts_once(store: Store) -> None:
     job_id = _run(store)
     published = export.export_job(store, job_id)
     data = export.to_npz_bytes(published)
-    imported, _ = export.import_job(store, cli.LOCAL_OWNER, export.from_npz_bytes(data, max_array_bytes=MAX_ARRAY_BYTES),
-                                    source_sha256=export.content_sha256(data))  # fmt: skip
+    imported, _ = export.import_job(
+        store,
+        cli.LOCAL_OWNER,
+        export.from_npz_bytes(data, max_array_bytes=MAX_ARRAY_BYTES),
+        source_sha256=export.content_sha256(data),
+    )
     alone = compare(store, [Selection(job_id=job_id)], owner=None)
     pooled = compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)
     (selection,) = pooled.selections
@@ -126,14 +130,20 @@ def _readme_compare_examples() -> list[list[str]]:
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
-    return [shlex.split(line)[1:] for line in lines
-            if line.startswith("spectra compare ") and "$" not in line]  # fmt: skip
+    return [
+        shlex.split(line)[1:]
+        for line in lines
+        if line.startswith("spectra compare ") and "$" not in line
+    ]
 
 
 def test_the_readme_compare_examples_run_as_written(
-    store: Store, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    store: Store,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     examples = _readme_compare_examples()
     assert len(examples) >= 3
     job_id = _run(store, top_k=None)
@@ -166,8 +176,9 @@ def test_a_random_lpips_backbone_is_its_own_label_where_spectra_are_listed(store
     assert store.list_spectrum_summaries(model=MODEL, distance="lpips-alex") == []
     labelled = store.list_spectrum_summaries(model=MODEL, distance="lpips-alex[random-backbone]")
     assert len(labelled) == 3
-    result = compare(store, [parse_selection(f"{MODEL}:lpips-alex[random-backbone]:jacobian")],
-                     owner=None)  # fmt: skip
+    result = compare(
+        store, [parse_selection(f"{MODEL}:lpips-alex[random-backbone]:jacobian")], owner=None
+    )
     label = result.selections[0].label
     assert label.count("random") == 1 and "lpips-alex" in label, label
 

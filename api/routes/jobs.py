@@ -315,8 +315,10 @@ def import_job(
     method: Annotated[str | None, Form(max_length=50, pattern=TEXT_PATTERN)] = None,
     image_range: Annotated[
         Literal["[-1,1]", "[0,1]"] | None,
-        Form(description="the images' range the file's metrics were computed on (GAN-Geometry: "
-             "[0,1]); mse eigenvalues are rescaled to the service's [-1,1] (x4), recorded"),
+        Form(
+            description="the images' range the file's metrics were computed on (GAN-Geometry: "
+            "[0,1]); mse eigenvalues are rescaled to the service's [-1,1] (x4), recorded"
+        ),
     ] = None,
 ) -> JSONResponse:
     settings: Settings = get_settings(request)
@@ -324,7 +326,10 @@ def import_job(
     overrides = {
         key: value
         for key, value in {
-            "model": model, "distance": distance, "method": method, "image_range": image_range
+            "model": model,
+            "distance": distance,
+            "method": method,
+            "image_range": image_range,
         }.items()
         if value
     }

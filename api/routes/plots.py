@@ -39,7 +39,9 @@ router = APIRouter(tags=["plots"])
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "a PNG picture"}
 }
-SelectionText = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=TEXT_PATTERN)]
+SelectionText = Annotated[
+    str, StringConstraints(min_length=1, max_length=300, pattern=TEXT_PATTERN)
+]
 Selections = Annotated[
     list[SelectionText],
     Query(
@@ -62,9 +64,17 @@ def _comparison(
         try:
             parsed.append(parse_selection(text))
         except ValueError as error:
-            raise ApiProblem(422, "Invalid selection", str(error), field=f"selection.{index}") from None
-    return compare(get_store(request), parsed, owner=principal.visible_owner, k=1,
-                   max_positions=positions, settings=get_settings(request))  # fmt: skip
+            raise ApiProblem(
+                422, "Invalid selection", str(error), field=f"selection.{index}"
+            ) from None
+    return compare(
+        get_store(request),
+        parsed,
+        owner=principal.visible_owner,
+        k=1,
+        max_positions=positions,
+        settings=get_settings(request),
+    )
 
 
 @router.get(
@@ -128,14 +138,21 @@ FIGURE_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 def _figure(data: bytes, fmt: str, name: str) -> Response:
     return Response(
-        data, media_type=MEDIA_TYPES[fmt],
-        headers={"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{name}.{fmt}"'},
-    )  # fmt: skip
+        data,
+        media_type=MEDIA_TYPES[fmt],
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'inline; filename="{name}.{fmt}"',
+        },
+    )
 
 
-@router.get("/plots/spectrum", response_class=Response,
-            responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
-            summary="Spectra of the selections, optionally normalised (λ/λ₁ or λ/trace)")  # fmt: skip
+@router.get(
+    "/plots/spectrum",
+    response_class=Response,
+    responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
+    summary="Spectra of the selections, optionally normalised (λ/λ₁ or λ/trace)",
+)
 def spectrum_figure_route(
     request: Request,
     selection: Selections,
@@ -147,9 +164,12 @@ def spectrum_figure_route(
     return _figure(spectrum_figure(result, normalisation=normalise, fmt=fmt), fmt, "spectrum")
 
 
-@router.get("/plots/homogeneity", response_class=Response,
-            responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
-            summary="Histograms of pairwise homogeneity (log or linear scale), one per selection")  # fmt: skip
+@router.get(
+    "/plots/homogeneity",
+    response_class=Response,
+    responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
+    summary="Histograms of pairwise homogeneity (log or linear scale), one per selection",
+)
 def homogeneity_figure_route(
     request: Request,
     selection: Selections,
@@ -162,9 +182,12 @@ def homogeneity_figure_route(
     return _figure(homogeneity_figure(result, scale=scale, fmt=fmt), fmt, f"homogeneity-{scale}")
 
 
-@router.get("/plots/heatmap", response_class=Response,
-            responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
-            summary="The homogeneity matrix of one selection as a heatmap")  # fmt: skip
+@router.get(
+    "/plots/heatmap",
+    response_class=Response,
+    responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
+    summary="The homogeneity matrix of one selection as a heatmap",
+)
 def heatmap_figure_route(
     request: Request,
     selection: Annotated[SelectionText, Query(description="JOB_ID or MODEL:DISTANCE:METHOD")],
@@ -177,9 +200,12 @@ def heatmap_figure_route(
     return _figure(heatmap_figure(result, 0, scale=scale, fmt=fmt), fmt, f"heatmap-{scale}")
 
 
-@router.get("/plots/montage", response_class=Response,
-            responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
-            summary="An annotated montage: a code moved along a spectrum's top eigenvectors")  # fmt: skip
+@router.get(
+    "/plots/montage",
+    response_class=Response,
+    responses={**FIGURE_RESPONSE, **PROBLEM_RESPONSES},
+    summary="An annotated montage: a code moved along a spectrum's top eigenvectors",
+)
 def montage_figure_route(
     request: Request,
     spectrum_id: SpectrumIdQuery,
@@ -195,6 +221,13 @@ def montage_figure_route(
     if code_from is not None:
         visible_spectrum(store, code_from, principal)
     ensure_model_served(record.model, get_settings(request))
-    data = montage_figure(store, spectrum_id, axes=axes, steps=steps, code_from=code_from,
-                          code_seed=code_seed, fmt=fmt)  # fmt: skip
+    data = montage_figure(
+        store,
+        spectrum_id,
+        axes=axes,
+        steps=steps,
+        code_from=code_from,
+        code_seed=code_seed,
+        fmt=fmt,
+    )
     return _figure(data, fmt, f"montage-{spectrum_id[:8]}")

@@ -65,9 +65,11 @@ def jacobian_spectra(
     results: list[SpectrumResult | GeometryError] = []
     for i in range(n):
         if not finite_np[i]:
-            results.append(NonFiniteOutputError(
-                f"{generator.name} gave NaN/inf images or derivatives at code {i} of the batch"
-            ))  # fmt: skip
+            results.append(
+                NonFiniteOutputError(
+                    f"{generator.name} gave NaN/inf images or derivatives at code {i} of the batch"
+                )
+            )
             continue
         all_values = values_np[i]
         kept = all_values if top_k is None else all_values[:top_k]

@@ -135,7 +135,8 @@ class LPIPSDistance(Distance):
         x0, x = self._backbone_input(x0), self._backbone_input(x)
         if x0.shape[0] != x.shape[0]:
             x0 = x0.expand_as(x)
-        return self.model(x, x0, normalize=False).reshape(x.shape[0])
+        distances: torch.Tensor = self.model(x, x0, normalize=False)
+        return distances.reshape(x.shape[0])
 
     def _backbone_input(self, images: torch.Tensor) -> torch.Tensor:
         """Resized and NCHW-contiguous. A CPU generator's images come channels_last, and

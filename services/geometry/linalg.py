@@ -91,7 +91,8 @@ def residual_norms(symmetric: np.ndarray, values: np.ndarray, vectors: np.ndarra
     """‖H v − λ v‖ per column."""
     matrix, columns = torch.from_numpy(symmetric), torch.from_numpy(np.ascontiguousarray(vectors))
     residuals = matrix @ columns - columns * torch.from_numpy(np.ascontiguousarray(values))
-    return torch.linalg.vector_norm(residuals, dim=0).numpy()
+    norms: np.ndarray = torch.linalg.vector_norm(residuals, dim=0).numpy()
+    return norms
 
 
 def check_top_k(top_k: int | None, d: int) -> int | None:
@@ -106,7 +107,8 @@ def check_top_k(top_k: int | None, d: int) -> int | None:
 
 def symmetrised(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float64)
-    return (matrix + matrix.T) / 2
+    mean: np.ndarray = (matrix + matrix.T) / 2
+    return mean
 
 
 def fixed_signs(vectors: np.ndarray) -> np.ndarray:
@@ -116,7 +118,8 @@ def fixed_signs(vectors: np.ndarray) -> np.ndarray:
     rows = np.argmax(np.abs(vectors), axis=0)
     signs = np.sign(vectors[rows, np.arange(vectors.shape[1])])
     signs[signs == 0] = 1
-    return vectors * signs
+    flipped: np.ndarray = vectors * signs
+    return flipped
 
 
 def spectra(eigenvalues: Any) -> np.ndarray:

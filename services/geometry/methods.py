@@ -247,7 +247,6 @@ def metric_columns(
     return result
 
 
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -400,6 +399,7 @@ def _hvp_function(problem: _Problem) -> Callable[[torch.Tensor], torch.Tensor]:
     pull_back = vjp(grad(problem.loss), problem.z0)[1]
 
     def apply(vectors: torch.Tensor) -> torch.Tensor:
+        products: torch.Tensor
         (products,) = vmap(pull_back)(vectors.unsqueeze(1))
         return products.squeeze(1)
 
@@ -410,7 +410,8 @@ def _hvp_metric(problem: _Problem, *, batch: int) -> tuple[np.ndarray, dict[str,
     # Batched, forward-over-reverse (jvp of the gradient): faster (bench/bench_geometry.py)
     # than vmap over the reverse-over-reverse product that Lanczos uses one vector at a time.
     def product(tangent: torch.Tensor) -> torch.Tensor:
-        return jvp(grad(problem.loss), (problem.z0,), (tangent,))[1]
+        tangent_out: torch.Tensor = jvp(grad(problem.loss), (problem.z0,), (tangent,))[1]
+        return tangent_out
 
     rows = [
         vmap(product)(problem.basis(s, min(problem.d, s + batch))).squeeze(1)

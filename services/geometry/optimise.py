@@ -115,8 +115,7 @@ def check_basis(basis: np.ndarray, latent_dim: int) -> np.ndarray:
     array = np.asarray(basis, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != latent_dim or not 1 <= array.shape[1] <= latent_dim:
         raise InvalidOptionError(
-            f"basis must have shape (d, m) with d = {latent_dim} and 1 <= m <= d; "
-            f"got {array.shape}"
+            f"basis must have shape (d, m) with d = {latent_dim} and 1 <= m <= d; got {array.shape}"
         )
     if not np.isfinite(array).all():
         raise InvalidOptionError("basis contains NaN or inf")
@@ -234,9 +233,14 @@ class _Problem:
     """The loss of coordinates y: D(target of the row, G(origin_row + y Bᵀ))."""
 
     def __init__(
-        self, generator: Generator, distance: Distance, targets: torch.Tensor,
-        rows: np.ndarray, origin: np.ndarray, matrix: np.ndarray,
-    ) -> None:  # fmt: skip
+        self,
+        generator: Generator,
+        distance: Distance,
+        targets: torch.Tensor,
+        rows: np.ndarray,
+        origin: np.ndarray,
+        matrix: np.ndarray,
+    ) -> None:
         self.generator, self.distance, self.targets = generator, distance, targets
         self._to: dict[str, Any] = {"dtype": generator.dtype, "device": generator.device}
         self._origin_np, self._matrix_np = origin, matrix
@@ -279,7 +283,7 @@ def _run_adam(
         losses[:, step] = values.detach().to("cpu", torch.float64).numpy()
         if step == settings.steps:
             break
-        values.sum().backward()  # rows are independent: each gets its own gradient
+        values.sum().backward()  # type: ignore[no-untyped-call]  # rows are independent: each gets its own gradient
         optimiser.step()
         if on_step is not None:
             on_step(step + 1)
@@ -288,22 +292,32 @@ def _run_adam(
 
 
 def _run_cma(
-    problem: _Problem, y0: np.ndarray, settings: OptimiserSettings, seed: int,
+    problem: _Problem,
+    y0: np.ndarray,
+    settings: OptimiserSettings,
+    seed: int,
     on_step: StepCallback | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CMA-ES per row, run in lockstep so that each generation is one batched forward."""
     import cma  # a kept CMA-ES implementation (numpy only); imported where it is used
 
     rows, m = y0.shape
     population = settings.population or 4 + int(3 * math.log(m))
     options = {
-        "popsize": population, "verbose": -9,
+        "popsize": population,
+        "verbose": -9,
         # Run the whole budget: the comparison is at equal evaluations, not until converged.
-        "tolfun": 0, "tolx": 0, "tolfunhist": 0, "tolflatfitness": 10**9,
-        "tolstagnation": 10**9, "maxiter": settings.steps + 1,
-    }  # fmt: skip
+        "tolfun": 0,
+        "tolx": 0,
+        "tolfunhist": 0,
+        "tolflatfitness": 10**9,
+        "tolstagnation": 10**9,
+        "maxiter": settings.steps + 1,
+    }
     strategies = [
-        cma.CMAEvolutionStrategy(y0[row], settings.sigma, {**options, "seed": seed * 100_003 + row + 1})
+        cma.CMAEvolutionStrategy(
+            y0[row], settings.sigma, {**options, "seed": seed * 100_003 + row + 1}
+        )
         for row in range(rows)
     ]
     losses = np.empty((rows, settings.steps + 1))
@@ -334,15 +348,18 @@ def _run_cma(
 def steps_to_threshold(curves: np.ndarray, threshold: float) -> np.ndarray:
     """(n,) float64: the first step at which each curve (n, T) is <= threshold; inf if never."""
     reached = np.asarray(curves) <= threshold
-    first = np.argmax(reached, axis=1).astype(np.float64)
+    first: np.ndarray = np.argmax(reached, axis=1).astype(np.float64)
     first[~reached.any(axis=1)] = np.inf
     return first
 
 
 def bootstrap_median(
-    values: Sequence[float] | np.ndarray, *, seed: int = 0, resamples: int = 2000,
+    values: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+    resamples: int = 2000,
     level: float = 0.95,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Median of `values` with its bootstrap interval (THE bootstrap of
     ``statistics.bootstrap``), in the one interval shape. Values may be inf (a target that
     never reached a threshold): the median and bounds are then inf."""

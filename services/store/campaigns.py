@@ -62,22 +62,30 @@ class CampaignStore(StoreConnection):
             campaign_id = str(uuid.uuid4())
             conn.execute(
                 insert(CAMPAIGNS).values(
-                    id=campaign_id, owner=owner, name=name, tags=list(tags), spec=spec,
+                    id=campaign_id,
+                    owner=owner,
+                    name=name,
+                    tags=list(tags),
+                    spec=spec,
                     created_at=utcnow(),
-                )  # fmt: skip
+                )
             )
             if members:
                 conn.execute(
                     insert(MEMBERS),
                     [
-                        {"campaign_id": campaign_id, "member": m.member, "position": i, "job_id": m.job_id}
+                        {
+                            "campaign_id": campaign_id,
+                            "member": m.member,
+                            "position": i,
+                            "job_id": m.job_id,
+                        }
                         for i, m in enumerate(members)
                     ],
                 )
             record = _find(conn, campaign_id=campaign_id)
         assert record is not None
         return record, True
-
 
     @retry_read
     def get_campaign(self, campaign_id: str, owner: str | None = None) -> CampaignRecord:
@@ -87,7 +95,6 @@ class CampaignStore(StoreConnection):
         if record is None or (owner is not None and record.owner != owner):
             raise NotFoundError(f"campaign {campaign_id} not found")
         return record
-
 
     @retry_read
     def list_campaigns(
@@ -100,7 +107,6 @@ class CampaignStore(StoreConnection):
             ids = [row.id for row in conn.execute(query)]
             records = [r for r in (_find(conn, campaign_id=i) for i in ids) if r is not None]
         return [r for r in records if tag is None or tag in r.tags]
-
 
 
 def _find(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -20,6 +20,9 @@ from api.app import create_app
 from services.config import Settings
 from services.dispatch import InProcessDispatcher
 from services.store import Store
+
+if TYPE_CHECKING:
+    from services.pipeline.costs import Workers
 
 # Small limits so the over-the-limit inputs stay cheap to build.
 MAX_LATENTS = 16
@@ -35,6 +38,8 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.dispatched: list[str] = []
         self.revoked: list[str] = []
+        self.planned: list[str] = []
+        self.profiled: list[dict[str, Any]] = []
         self.comparisons: list[str] = []
 
     def dispatch(self, chunk_ids: list[str]) -> None:
@@ -45,6 +50,12 @@ class RecordingDispatcher:
 
     def revoke(self, chunk_ids: list[str]) -> None:
         self.revoked.extend(chunk_ids)
+
+    def plan_job(self, job_id: str, workers: Workers) -> None:
+        self.planned.append(job_id)
+
+    def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
+        self.profiled.append(inputs)
 
     def ping(self, timeout_s: float) -> None:
         return None

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -97,13 +98,16 @@ def test_nan_in_json_codes(alice: tuple[TestClient, dict[str, str]], store: Stor
     assert_nothing_created(store)
 
 
-def upload(client: TestClient, headers: dict[str, str], data: bytes, **fields: object):  # type: ignore[no-untyped-def]
-    return client.post(
+def upload(
+    client: TestClient, headers: dict[str, str], data: bytes, **fields: object
+) -> httpx.Response:
+    response: httpx.Response = client.post(
         "/v1/jobs/upload",
         files={"file": ("codes.npy", data, "application/octet-stream")},
         data={"spec": json.dumps({"model": MODEL, "top_k": 5, **fields})},
         headers=headers,
     )
+    return response
 
 
 def test_bad_npy_uploads(alice: tuple[TestClient, dict[str, str]], store: Store) -> None:

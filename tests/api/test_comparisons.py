@@ -114,8 +114,9 @@ def test_one_comparison_every_face_same_numbers(
     assert main(["compare", *selections, "--k", "4", "--database", pg_url]) == 0
     assert capsys.readouterr().out.strip() == text.strip()
     # Face 5: the Python client (its tables rendered from the document by THE renderer).
-    with SpectraClient("http://testserver", headers["Authorization"].split()[1],
-                       transport=client._transport) as python_client:  # fmt: skip
+    with SpectraClient(
+        "http://testserver", headers["Authorization"].split()[1], transport=client._transport
+    ) as python_client:
         again_stored = python_client.submit_comparison(body["selections"], k=4)
         assert again_stored.id == comparison_id  # the same comparison, not a recomputation
         fetched = python_client.comparison(comparison_id)

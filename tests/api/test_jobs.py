@@ -207,7 +207,7 @@ def test_an_idempotency_key_holds_across_api_processes(
         assert len(first_store.list_jobs()) == 2  # nothing created by the refused request
 
 
-def test_cancel_a_queued_job(app, store: Store, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_a_queued_job(app: FastAPI, store: Store, headers: dict[str, str]) -> None:
     dispatcher = RecordingDispatcher()
     app.state.dispatcher = dispatcher
     with TestClient(app) as client:

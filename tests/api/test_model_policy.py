@@ -139,8 +139,18 @@ def test_which_labels_name_files() -> None:
         "stylegan2-ada:",
         "biggan-deep:",
     }
-    assert set(CONTROL_KINDS) == {"shuffled", "random-init"}  # what names_a_file strips
-    for name in ("python:/x.py:f", "shuffled:3:stylegan2:/a.pt", "random-init:0:biggan-deep:/d"):
+    assert set(CONTROL_KINDS) == {"shuffled", "shuffled-published", "random-init"}  # stripped
+    for name in (
+        "python:/x.py:f",
+        "shuffled:3:stylegan2:/a.pt",
+        "shuffled-published:3:stylegan2:/a.pt",
+        "random-init:0:biggan-deep:/d",
+    ):
         assert names_a_file(name)
-    for name in ("dcgan-faces", "shuffled:3:dcgan-faces", "random-init:1:dcgan-faces"):
+    for name in (
+        "dcgan-faces",
+        "shuffled:3:dcgan-faces",
+        "shuffled-published:3:dcgan-faces",
+        "random-init:1:dcgan-faces",
+    ):
         assert not names_a_file(name)

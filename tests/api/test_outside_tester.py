@@ -12,6 +12,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -125,13 +126,14 @@ def test_npz_member_declaring_more_than_it_holds_or_objects_is_refused(
     assert store.list_jobs() == []
 
 
-def upload(client: TestClient, headers: dict[str, str], data: bytes):  # type: ignore[no-untyped-def]
-    return client.post(
+def upload(client: TestClient, headers: dict[str, str], data: bytes) -> httpx.Response:
+    response: httpx.Response = client.post(
         "/v1/jobs/upload",
         files={"file": ("codes.npy", data, "application/octet-stream")},
         data={"spec": json.dumps({"model": MODEL, "top_k": 5})},
         headers=headers,
     )
+    return response
 
 
 def test_a_npy_header_claiming_a_huge_shape_is_422_before_allocating(

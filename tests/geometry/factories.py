@@ -6,6 +6,8 @@ Each factory follows the documented contract: called with no arguments it return
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -125,10 +127,11 @@ class StyleLike(nn.Module):
 
     def sefa_weights(self, layers: list[int] | None = None) -> list[torch.Tensor]:
         chosen = range(len(self.styles)) if layers is None else layers
-        return [self.styles[i].weight for i in chosen]
+        linears = [style for style in self.styles if isinstance(style, nn.Linear)]
+        return [linears[i].weight for i in chosen]
 
 
-def style_like() -> tuple[nn.Module, int, dict]:
+def style_like() -> tuple[nn.Module, int, dict[str, Any]]:
     def uniform(n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-1, 1, size=(n, 5))
 

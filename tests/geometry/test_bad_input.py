@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from services.geometry import (
+    Generator,
     GeometryError,
     InvalidLatentError,
     InvalidOptionError,
@@ -37,7 +40,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("change", "error", "message"), CASES)
-def test_bad_requests_raise_typed_errors(tiny_dcgan, change, error, message) -> None:
+def test_bad_requests_raise_typed_errors(
+    tiny_dcgan: Generator, change: dict[str, Any], error: type[GeometryError], message: str
+) -> None:
     request = {
         "code": np.zeros(8),
         "method": "jacobian",
@@ -51,7 +56,7 @@ def test_bad_requests_raise_typed_errors(tiny_dcgan, change, error, message) -> 
     assert isinstance(raised.value, GeometryError) and isinstance(raised.value, ValueError)
 
 
-def test_metric_entry_points_validate_too(tiny_dcgan) -> None:
+def test_metric_entry_points_validate_too(tiny_dcgan: Generator) -> None:
     mse = load_distance("mse")
     with pytest.raises(InvalidOptionError, match="lanczos"):
         compute_metric(tiny_dcgan, mse, np.zeros(8), method="lanczos")

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from services.geometry import (
+    Distance,
     InvalidOptionError,
     MissingWeightsError,
     UnknownDistanceError,
     load_distance,
 )
-from services.geometry.distances import BACKBONE_FILES, backbone_checkpoint
+from services.geometry.distances import BACKBONE_FILES, LPIPSDistance, backbone_checkpoint
 
 
 def _images(seed: int, n: int = 3, size: int = 64) -> torch.Tensor:
@@ -22,13 +23,15 @@ def _images(seed: int, n: int = 3, size: int = 64) -> torch.Tensor:
     return torch.rand((n, 3, size, size), generator=generator) * 2 - 1
 
 
-def _weighted_feature_distance(distance, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _weighted_feature_distance(
+    distance: Distance, x0: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     weights = distance.feature_weights(tuple(x.shape))
     return ((distance.features(x) - distance.features(x0)) ** 2 * weights).sum(1)
 
 
 @pytest.mark.parametrize("resize", [None, 32])
-def test_mse_is_the_mean_over_pixels(resize) -> None:
+def test_mse_is_the_mean_over_pixels(resize: int | None) -> None:
     distance = load_distance("mse", resize=resize)
     x0, x = _images(0), _images(1)
     if resize is None:
@@ -47,7 +50,9 @@ def test_mse_is_the_mean_over_pixels(resize) -> None:
     ("name", "resize"),
     [("lpips-alex", None), ("lpips-alex", 32), ("lpips-squeeze", None), ("lpips-vgg", 32)],
 )
-def test_lpips_feature_decomposition_equals_the_package_forward(name, resize) -> None:
+def test_lpips_feature_decomposition_equals_the_package_forward(
+    name: str, resize: int | None
+) -> None:
     distance = load_distance(name, random_backbone=True, resize=resize)
     x0, x = _images(2), _images(3)
     reference = distance(x0, x)
@@ -61,12 +66,15 @@ def test_random_backbone_is_seeded_and_leaves_global_rng_alone() -> None:
     first = load_distance("lpips-alex", random_backbone=True)
     second = load_distance("lpips-alex", random_backbone=True)
     assert torch.equal(torch.random.get_rng_state(), state)
+    assert isinstance(first, LPIPSDistance) and isinstance(second, LPIPSDistance)
     for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg", "squeeze"])
-def test_missing_backbone_names_the_exact_file(net, tmp_path: Path, monkeypatch) -> None:
+def test_missing_backbone_names_the_exact_file(
+    net: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / BACKBONE_FILES[net][0]
     assert backbone_checkpoint(net) == expected
@@ -77,7 +85,7 @@ def test_missing_backbone_names_the_exact_file(net, tmp_path: Path, monkeypatch)
     assert not expected.exists()  # nothing was downloaded or created
 
 
-def test_present_backbone_file_is_used(tmp_path: Path, monkeypatch) -> None:
+def test_present_backbone_file_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from services.compat import import_torchvision
 
     torchvision = import_torchvision()
@@ -90,6 +98,7 @@ def test_present_backbone_file_is_used(tmp_path: Path, monkeypatch) -> None:
     torch.save(weights, checkpoint)
     distance = load_distance("lpips-alex")
     assert distance.facts["backbone"].startswith("torchvision ImageNet")
+    assert isinstance(distance, LPIPSDistance)
     first_conv = distance.model.net.slice1[0].weight
     assert torch.equal(first_conv, weights["features.0.weight"])
 

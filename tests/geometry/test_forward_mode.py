@@ -28,7 +28,8 @@ class _Mixed(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.linear(z)).reshape(-1, 2, 3, 3)
         x = torch.tanh(self.conv(torch.relu(self.deconv(x))))
-        return self.deconv1d(torch.relu(self.conv1d(x.flatten(2)))).flatten(1)
+        out: torch.Tensor = self.deconv1d(torch.relu(self.conv1d(x.flatten(2))))
+        return out.flatten(1)
 
 
 def _module() -> nn.Module:
@@ -45,7 +46,8 @@ def _codes(*shape: int) -> torch.Tensor:
 
 def _jacobian_rows(module: nn.Module, z0: torch.Tensor) -> torch.Tensor:
     basis = torch.eye(z0.shape[1], dtype=z0.dtype).unsqueeze(1)
-    return vmap(lambda t: jvp(module, (z0,), (t,))[1])(basis).squeeze(1)
+    rows: torch.Tensor = vmap(lambda t: jvp(module, (z0,), (t,))[1])(basis)
+    return rows.squeeze(1)
 
 
 def test_jacobian_is_unchanged() -> None:
@@ -64,7 +66,8 @@ def test_weight_tangents_still_count() -> None:
     tangents = {name: torch.randn_like(p) for name, p in params.items()}
 
     def image(weights: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        return functional_call(module, weights, (z,))
+        images: torch.Tensor = functional_call(module, weights, (z,))
+        return images
 
     z_tangent = torch.randn_like(z0)
     expected = jvp(image, (params, z0), (tangents, z_tangent))[1]
@@ -73,9 +76,9 @@ def test_weight_tangents_still_count() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
 
 
-class _CountOps(TorchDispatchMode):
+class _CountOps(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's hook is untyped
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.counts: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

@@ -27,7 +27,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def code(dcgan: Generator) -> np.ndarray:
-    return dcgan.sample(1, seed=11)[0]
+    first: np.ndarray = dcgan.sample(1, seed=11)[0]
+    return first
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +45,36 @@ def bp_lpips(dcgan: Generator, lpips_random: Distance, code: np.ndarray) -> np.n
 
 
 @pytest.mark.parametrize("method", ["jacobian", "hvp"])
-def test_exact_methods_match_bp_with_mse(dcgan, mse, code, bp_mse, method) -> None:
+def test_exact_methods_match_bp_with_mse(
+    dcgan: Generator, mse: Distance, code: np.ndarray, bp_mse: np.ndarray, method: str
+) -> None:
     metric = compute_metric(dcgan, mse, code, method=method, dtype="float64")
     assert relative_error(metric, bp_mse) <= 1e-6
 
 
 @pytest.mark.parametrize("method", ["jacobian", "hvp"])
-def test_exact_methods_match_bp_with_lpips(dcgan, lpips_random, code, bp_lpips, method) -> None:
+def test_exact_methods_match_bp_with_lpips(
+    dcgan: Generator, lpips_random: Distance, code: np.ndarray, bp_lpips: np.ndarray, method: str
+) -> None:
     metric = compute_metric(dcgan, lpips_random, code, method=method, dtype="float64")
     assert relative_error(metric, bp_lpips) <= 1e-6
 
 
-def test_bp_is_not_trivially_small(bp_mse, bp_lpips) -> None:
+def test_bp_is_not_trivially_small(bp_mse: np.ndarray, bp_lpips: np.ndarray) -> None:
     # Guards the comparisons above against a vacuous reference.
     for reference in (bp_mse, bp_lpips):
         assert np.linalg.norm(reference) > 1e-3
         assert np.linalg.matrix_rank(reference) == reference.shape[0]
 
 
-def test_fd_matches_bp_within_1e_5(dcgan, mse, code, bp_mse) -> None:
+def test_fd_matches_bp_within_1e_5(
+    dcgan: Generator, mse: Distance, code: np.ndarray, bp_mse: np.ndarray
+) -> None:
     metric = compute_metric(dcgan, mse, code, method="fd", dtype="float64")
     assert relative_error(metric, bp_mse) <= 1e-5
 
 
-def test_fd_is_not_halved(linear) -> None:
+def test_fd_is_not_halved(linear: Generator) -> None:
     # The published finite-difference variant returns Hv / 2; ours must equal the exact H.
     exact = compute_metric(
         linear, _mse(), np.zeros(linear.latent_dim), method="jacobian", dtype="float64"
@@ -107,7 +114,9 @@ def test_lanczos_non_convergence_raises() -> None:
     assert np.allclose(converged.eigenvalues, exact.eigenvalues, rtol=1e-10)
 
 
-def test_metric_columns_assemble_the_exact_metric(dcgan, lpips_random, code, bp_lpips) -> None:
+def test_metric_columns_assemble_the_exact_metric(
+    dcgan: Generator, lpips_random: Distance, code: np.ndarray, bp_lpips: np.ndarray
+) -> None:
     blocks = [
         metric_columns(dcgan, lpips_random, code, start, stop)
         for start, stop in ((0, 37), (37, 100))
@@ -120,7 +129,7 @@ def test_metric_columns_assemble_the_exact_metric(dcgan, lpips_random, code, bp_
 
 
 def test_lanczos_with_lpips_through_a_channels_last_generator(
-    dcgan, lpips_random, code, bp_lpips
+    dcgan: Generator, lpips_random: Distance, code: np.ndarray, bp_lpips: np.ndarray
 ) -> None:
     """Double backward through LPIPS under vmap, fed a channels_last generator's images (the
     CPU layout of dcgan-faces): torch refused this until the backbone got NCHW input."""
@@ -130,7 +139,9 @@ def test_lanczos_with_lpips_through_a_channels_last_generator(
     assert np.max(np.abs(result.eigenvalues - exact) / exact) <= 1e-6
 
 
-def test_spectra_are_psd_descending_with_small_residuals(dcgan, mse, lpips_random, code) -> None:
+def test_spectra_are_psd_descending_with_small_residuals(
+    dcgan: Generator, mse: Distance, lpips_random: Distance, code: np.ndarray
+) -> None:
     for distance in (mse, lpips_random):
         result = compute_spectrum(dcgan, distance, code, dtype="float64")
         values = result.eigenvalues
@@ -142,7 +153,9 @@ def test_spectra_are_psd_descending_with_small_residuals(dcgan, mse, lpips_rando
         assert np.allclose(vectors.T @ vectors, np.eye(100), atol=1e-10)
 
 
-def test_float32_jacobian_is_close_to_the_float64_reference(dcgan, mse, code, bp_mse) -> None:
+def test_float32_jacobian_is_close_to_the_float64_reference(
+    dcgan: Generator, mse: Distance, code: np.ndarray, bp_mse: np.ndarray
+) -> None:
     result = compute_spectrum(dcgan, mse, code)  # defaults: jacobian, float32
     exact = spectrum_from_metric(bp_mse)
     assert result.eigenvectors.dtype == np.float32
@@ -150,7 +163,7 @@ def test_float32_jacobian_is_close_to_the_float64_reference(dcgan, mse, code, bp
     assert np.abs(result.eigenvalues - exact.eigenvalues).max() <= 1e-5 * exact.eigenvalues[0]
 
 
-def test_chunked_jacobian_equals_one_batch(tiny_dcgan) -> None:
+def test_chunked_jacobian_equals_one_batch(tiny_dcgan: Generator) -> None:
     distance, code = _mse(), tiny_dcgan.sample(1, seed=2)[0]
     whole = compute_metric(tiny_dcgan, distance, code, dtype="float64", batch=8)
     chunked = compute_metric(tiny_dcgan, distance, code, dtype="float64", batch=3)
@@ -161,7 +174,7 @@ def test_chunked_jacobian_equals_one_batch(tiny_dcgan) -> None:
 
 
 @pytest.mark.parametrize("method", ["jacobian", "hvp", "bp", "fd"])
-def test_linear_generator_metric_is_2_wtw_over_n(linear, method) -> None:
+def test_linear_generator_metric_is_2_wtw_over_n(linear: Generator, method: str) -> None:
     weight, _ = linear_weights()
     n = int(np.prod(LINEAR_SHAPE))
     expected = 2 * weight.T @ weight / n
@@ -170,7 +183,7 @@ def test_linear_generator_metric_is_2_wtw_over_n(linear, method) -> None:
     assert relative_error(metric, expected) < (1e-9 if method == "fd" else 1e-13)
 
 
-def test_linear_generator_spectrum_and_lanczos(linear) -> None:
+def test_linear_generator_spectrum_and_lanczos(linear: Generator) -> None:
     weight, _ = linear_weights()
     expected = np.linalg.eigvalsh(2 * weight.T @ weight / weight.shape[0])[::-1]
     for method in ("jacobian", "lanczos"):
@@ -180,7 +193,7 @@ def test_linear_generator_spectrum_and_lanczos(linear) -> None:
         assert np.allclose(result.eigenvalues, expected[:4], rtol=1e-12, atol=0)
 
 
-def test_fd_works_at_the_origin(tiny_dcgan) -> None:
+def test_fd_works_at_the_origin(tiny_dcgan: Generator) -> None:
     distance, zero = _mse(), np.zeros(tiny_dcgan.latent_dim)
     exact = compute_metric(tiny_dcgan, distance, zero, method="jacobian", dtype="float64")
     fd = compute_metric(tiny_dcgan, distance, zero, method="fd", dtype="float64")
@@ -191,7 +204,7 @@ def test_fd_works_at_the_origin(tiny_dcgan) -> None:
 # --------------------------------------------------------------------------- conventions
 
 
-def test_sign_convention_and_determinism(tiny_dcgan) -> None:
+def test_sign_convention_and_determinism(tiny_dcgan: Generator) -> None:
     code = tiny_dcgan.sample(1, seed=5)[0]
     first = compute_spectrum(tiny_dcgan, _mse(), code, dtype="float64")
     second = compute_spectrum(tiny_dcgan, _mse(), code, dtype="float64")
@@ -214,7 +227,7 @@ def test_spectrum_from_metric_symmetrises_and_reports() -> None:
     assert result.eigenvectors.shape == (5, 3)
 
 
-def test_calls_leave_inputs_and_global_state_alone(tiny_dcgan) -> None:
+def test_calls_leave_inputs_and_global_state_alone(tiny_dcgan: Generator) -> None:
     grad_mode, default_dtype = torch.is_grad_enabled(), torch.get_default_dtype()
     rng_state = torch.random.get_rng_state()
     before = {k: v.clone() for k, v in tiny_dcgan.module.state_dict().items()}
@@ -229,7 +242,7 @@ def test_calls_leave_inputs_and_global_state_alone(tiny_dcgan) -> None:
     assert torch.equal(torch.random.get_rng_state(), rng_state)
 
 
-def test_diagnostics_are_complete(tiny_dcgan) -> None:
+def test_diagnostics_are_complete(tiny_dcgan: Generator) -> None:
     code = tiny_dcgan.sample(1, seed=1)[0]
     for method in METHODS:
         result = compute_spectrum(tiny_dcgan, _mse(), code, method=method, top_k=3)
@@ -240,7 +253,7 @@ def test_diagnostics_are_complete(tiny_dcgan) -> None:
 
 
 @pytest.mark.parametrize("method", ["jacobian", "hvp", "bp"])
-def test_nan_generator_mid_job_raises_typed_error(method) -> None:
+def test_nan_generator_mid_job_raises_typed_error(method: str) -> None:
     """jacobian checks G(z0) from its own primal pass, the others before differentiating:
     either way the error names the image, not the derivatives."""
     from services.geometry import NonFiniteOutputError

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from services.geometry import InvalidLatentError, InvalidOptionError, load_distance
+from services.geometry import Distance, InvalidLatentError, InvalidOptionError, load_distance
 from services.geometry.models.generator import Generator
 from services.geometry.optimise import (
     OptimiserSettings,
@@ -41,9 +41,12 @@ def _linear_generator(singular: np.ndarray, seed: int = 3) -> tuple[Generator, n
         parameter.requires_grad_(False)
     module = nn.Sequential(layer, nn.Unflatten(1, SHAPE))
     generator = Generator(
-        name="linear", family="test", latent_dim=D, module=module,
+        name="linear",
+        family="test",
+        latent_dim=D,
+        module=module,
         facts={"output_shape": list(SHAPE)},
-    )  # fmt: skip
+    )
     return generator, 2 * weight.T @ weight / n
 
 
@@ -74,35 +77,41 @@ def _problem(generator: Generator, n_targets: int = 3) -> tuple[np.ndarray, np.n
     return truth, targets, starts
 
 
-def test_the_loss_is_the_closed_form_quadratic(mse: object) -> None:
+def test_the_loss_is_the_closed_form_quadratic(mse: Distance) -> None:
     generator, metric = _linear_generator(np.linspace(3.0, 0.5, D))
     truth, targets, starts = _problem(generator)
-    results = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=1))  # type: ignore[arg-type]
+    results = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=1))
     for i, result in enumerate(results):
         delta = starts[i, 0] - truth[i]
         np.testing.assert_allclose(result.losses[0, 0], 0.5 * delta @ metric @ delta, rtol=1e-10)
 
 
-def test_adams_first_step_is_the_learning_rate_times_the_gradients_sign(mse: object) -> None:
+def test_adams_first_step_is_the_learning_rate_times_the_gradients_sign(mse: Distance) -> None:
     generator, metric = _linear_generator(np.linspace(3.0, 0.5, D))
     truth, targets, starts = _problem(generator)
     lr = 0.01
-    results = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=1, learning_rate=lr))  # type: ignore[arg-type]
+    results = invert(
+        generator, mse, targets, starts, OptimiserSettings("adam", steps=1, learning_rate=lr)
+    )
     for i, result in enumerate(results):
         gradient = metric @ (starts[i, 0] - truth[i])
         expected = starts[i, 0] - lr * np.sign(gradient)  # m̂ / √v̂ = g / |g| at step 1
         np.testing.assert_allclose(result.final_code, expected, atol=1e-7)
 
 
-def test_the_eigenbasis_of_an_axis_aligned_problem_is_raw_adam(mse: object) -> None:
+def test_the_eigenbasis_of_an_axis_aligned_problem_is_raw_adam(mse: Distance) -> None:
     """Adam is equivariant to permuting and flipping coordinates: in a signed permutation
     basis the trajectory is raw Adam's, step for step."""
     generator, _ = _linear_generator(np.linspace(3.0, 0.5, D))
     _, targets, starts = _problem(generator)
     basis = np.eye(D)[:, [3, 0, 5, 1, 4, 2]] * np.array([1, -1, 1, -1, -1, 1])
-    raw = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=25))  # type: ignore[arg-type]
+    raw = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=25))
     rotated = invert(
-        generator, mse, targets, starts, OptimiserSettings("adam-eigenbasis", steps=25),  # type: ignore[arg-type]
+        generator,
+        mse,
+        targets,
+        starts,
+        OptimiserSettings("adam-eigenbasis", steps=25),
         basis=basis,
     )
     for a, b in zip(raw, rotated, strict=True):
@@ -110,16 +119,26 @@ def test_the_eigenbasis_of_an_axis_aligned_problem_is_raw_adam(mse: object) -> N
         np.testing.assert_allclose(a.final_code, b.final_code, atol=1e-10)
 
 
-def test_the_eigenbasis_helps_adam_on_an_ill_conditioned_rotated_quadratic(mse: object) -> None:
+def test_the_eigenbasis_helps_adam_on_an_ill_conditioned_rotated_quadratic(mse: Distance) -> None:
     """Condition number 10⁴ on rotated axes: Adam's per-coordinate scaling fits the eigen-axes
     (where the problem separates), not the raw ones."""
     generator, metric = _linear_generator(np.geomspace(10.0, 0.1, D))
     _, targets, starts = _problem(generator, 4)
     _, basis = _eigenbasis(metric)
-    settings = {"steps": 400, "learning_rate": 0.05}
-    raw = invert(generator, mse, targets, starts, OptimiserSettings("adam", **settings))  # type: ignore[arg-type]
+    steps, learning_rate = 400, 0.05
+    raw = invert(
+        generator,
+        mse,
+        targets,
+        starts,
+        OptimiserSettings("adam", steps=steps, learning_rate=learning_rate),
+    )
     eigen = invert(
-        generator, mse, targets, starts, OptimiserSettings("adam-eigenbasis", **settings),  # type: ignore[arg-type]
+        generator,
+        mse,
+        targets,
+        starts,
+        OptimiserSettings("adam-eigenbasis", steps=steps, learning_rate=learning_rate),
         basis=basis,
     )
     threshold = 1e-4 * np.median([r.losses[0, 0] for r in raw])
@@ -129,7 +148,7 @@ def test_the_eigenbasis_helps_adam_on_an_ill_conditioned_rotated_quadratic(mse: 
     assert np.median(eigen_steps) < 0.5 * np.median(raw_steps)
 
 
-def test_topk_converges_to_the_closed_form_floor(mse: object) -> None:
+def test_topk_converges_to_the_closed_form_floor(mse: Distance) -> None:
     """Restricted to z_start + span(U_k), the minimum is ½ Σ_{i>k} λ_i ((Uᵀ(z_start − z*))_i)²
     (the quadratic separates in the eigenbasis), reached at the target's top-k coordinates."""
     generator, metric = _linear_generator(np.linspace(2.0, 0.5, D))
@@ -137,25 +156,33 @@ def test_topk_converges_to_the_closed_form_floor(mse: object) -> None:
     values, basis = _eigenbasis(metric)
     k = 3
     results = invert(
-        generator, mse, targets, starts,  # type: ignore[arg-type]
-        OptimiserSettings("adam-topk", steps=1500, learning_rate=0.02, k=k), basis=basis,
-    )  # fmt: skip
+        generator,
+        mse,
+        targets,
+        starts,
+        OptimiserSettings("adam-topk", steps=1500, learning_rate=0.02, k=k),
+        basis=basis,
+    )
     for i, result in enumerate(results):
         residual = basis.T @ (starts[i, 0] - truth[i])
         floor = 0.5 * np.sum(values[k:] * residual[k:] ** 2)
         np.testing.assert_allclose(result.final_loss, floor, rtol=1e-4)
-        np.testing.assert_allclose(basis[:, :k].T @ result.final_code, basis[:, :k].T @ truth[i], atol=1e-3)
+        np.testing.assert_allclose(
+            basis[:, :k].T @ result.final_code, basis[:, :k].T @ truth[i], atol=1e-3
+        )
         # the coordinates outside the top-k eigenspace never moved
-        np.testing.assert_allclose(basis[:, k:].T @ result.final_code, basis[:, k:].T @ starts[i, 0], atol=1e-12)
+        np.testing.assert_allclose(
+            basis[:, k:].T @ result.final_code, basis[:, k:].T @ starts[i, 0], atol=1e-12
+        )
 
 
-def test_cma_is_seeded_and_finds_the_optimum_in_the_topk_eigenspace(mse: object) -> None:
+def test_cma_is_seeded_and_finds_the_optimum_in_the_topk_eigenspace(mse: Distance) -> None:
     generator, metric = _linear_generator(np.linspace(2.0, 0.5, D))
     truth, targets, starts = _problem(generator, 2)
     values, basis = _eigenbasis(metric)
     settings = OptimiserSettings("cma-topk", steps=60, k=2, population=8, sigma=0.5)
-    first = invert(generator, mse, targets, starts, settings, basis=basis, seed=4)  # type: ignore[arg-type]
-    again = invert(generator, mse, targets, starts, settings, basis=basis, seed=4)  # type: ignore[arg-type]
+    first = invert(generator, mse, targets, starts, settings, basis=basis, seed=4)
+    again = invert(generator, mse, targets, starts, settings, basis=basis, seed=4)
     for i, (a, b) in enumerate(zip(first, again, strict=True)):
         np.testing.assert_array_equal(a.losses, b.losses)
         residual = basis.T @ (starts[i, 0] - truth[i])
@@ -167,15 +194,22 @@ def test_cma_is_seeded_and_finds_the_optimum_in_the_topk_eigenspace(mse: object)
         assert a.evaluations[-1] == 60 * 8
 
 
-def test_restarts_keep_the_best_and_each_restart_runs_its_own_adam(mse: object) -> None:
+def test_restarts_keep_the_best_and_each_restart_runs_its_own_adam(mse: Distance) -> None:
     generator, _ = _linear_generator(np.linspace(3.0, 0.5, D))
     truth, targets, _ = _problem(generator, 2)
     starts = np.stack([start_codes(generator, 3, 0, i) for i in range(2)])
-    together = invert(generator, mse, targets, starts, OptimiserSettings("adam", steps=10, restarts=3))  # type: ignore[arg-type]
+    together = invert(
+        generator, mse, targets, starts, OptimiserSettings("adam", steps=10, restarts=3)
+    )
     for i, result in enumerate(together):
         for r in range(3):
-            alone = invert(generator, mse, targets[i : i + 1], starts[i : i + 1, r : r + 1],  # type: ignore[arg-type]
-                           OptimiserSettings("adam", steps=10))[0]  # fmt: skip
+            alone = invert(
+                generator,
+                mse,
+                targets[i : i + 1],
+                starts[i : i + 1, r : r + 1],
+                OptimiserSettings("adam", steps=10),
+            )[0]
             np.testing.assert_allclose(result.losses[r], alone.losses[0], rtol=1e-10)
         assert result.best_restart == int(np.argmin(result.losses[:, -1]))
         assert result.final_loss == result.losses[result.best_restart, -1] == result.curve[-1]
@@ -193,7 +227,9 @@ def test_restarts_keep_the_best_and_each_restart_runs_its_own_adam(mse: object) 
         (OptimiserSettings("cma", steps=5, population=1), False, "at least 2"),
     ],
 )
-def test_bad_settings_are_refused(settings: OptimiserSettings, has_basis: bool, message: str) -> None:
+def test_bad_settings_are_refused(
+    settings: OptimiserSettings, has_basis: bool, message: str
+) -> None:
     with pytest.raises(InvalidOptionError, match=message):
         check_settings(settings, D, has_basis)
 
@@ -206,10 +242,16 @@ def test_a_basis_must_be_orthonormal_and_of_the_latent_dimension() -> None:
     np.testing.assert_array_equal(check_basis(np.eye(D)[:, :3], D), np.eye(D)[:, :3])
 
 
-def test_targets_of_the_wrong_shape_are_refused(mse: object) -> None:
+def test_targets_of_the_wrong_shape_are_refused(mse: Distance) -> None:
     generator, _ = _linear_generator(np.linspace(3.0, 0.5, D))
     with pytest.raises(InvalidLatentError, match="shape"):
-        invert(generator, mse, np.zeros((1, 1, 5, 5)), np.zeros((1, 1, D)), OptimiserSettings("adam", steps=1))  # type: ignore[arg-type]
+        invert(
+            generator,
+            mse,
+            np.zeros((1, 1, 5, 5)),
+            np.zeros((1, 1, D)),
+            OptimiserSettings("adam", steps=1),
+        )
 
 
 def test_steps_to_threshold_and_the_bootstrap_median() -> None:
@@ -224,13 +266,15 @@ def test_steps_to_threshold_and_the_bootstrap_median() -> None:
     assert never["median"] == np.inf
 
 
-def test_lpips_inversion_runs_through_the_same_code(tiny_dcgan: Generator, lpips_random: object) -> None:
+def test_lpips_inversion_runs_through_the_same_code(
+    tiny_dcgan: Generator, lpips_random: Distance
+) -> None:
     """LPIPS (random backbone: no weights here) as the objective: a DCGAN target generated
     from a known code, Adam from another start lowers the distance."""
     truth = tiny_dcgan.sample(1, 5)
     target = tiny_dcgan.images(truth).numpy()
     starts = start_codes(tiny_dcgan, 1, 0, 0)[None]
-    result = invert(tiny_dcgan, lpips_random, target, starts, OptimiserSettings("adam", steps=8))[0]  # type: ignore[arg-type]
+    result = invert(tiny_dcgan, lpips_random, target, starts, OptimiserSettings("adam", steps=8))[0]
     assert np.isfinite(result.losses).all()
     assert result.final_loss < result.losses[0, 0]
     assert result.final_image.shape == target.shape[1:]

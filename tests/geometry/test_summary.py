@@ -43,8 +43,13 @@ def test_summary_of_a_spectrum_with_closed_form_figures() -> None:
     # 4, 2, 1, 1: trace 8; cumulative shares 0.5, 0.75, 0.875, 1 (99 % at rank 4); participation
     # ratio 8² / (16 + 4 + 1 + 1) = 64 / 22.
     summary = summary_of(np.array([4.0, 2.0, 1.0, 1.0]))
-    assert summary == {"top_eigenvalue": 4.0, "trace": 8.0, "dims_99": 4, "dims_999": 4,
-                       "participation_ratio": pytest.approx(64 / 22, rel=1e-15)}
+    assert summary == {
+        "top_eigenvalue": 4.0,
+        "trace": 8.0,
+        "dims_99": 4,
+        "dims_999": 4,
+        "participation_ratio": pytest.approx(64 / 22, rel=1e-15),
+    }
     # 100 equal eigenvalues then 0.5 spread thin: rank 99 holds 99 / 100.5 < 99 % of the trace,
     # rank 100 holds 100 / 100.5 > 99 %.
     flat = np.concatenate([np.ones(100), np.full(101, 0.5 / 101)])

@@ -32,8 +32,10 @@ from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.pipeline import cache as generator_cache
 from services.store import JobRecord, Store
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import REPO, Cluster, Worker, free_port, wait_for
+from tests.pipeline.conftest import REPO, Cluster, Worker
 from tests.pipeline.hosts import PrivatePostgres
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
 TOY_FILE = Path(toy_generators.__file__).resolve()

@@ -36,7 +36,7 @@ import pytest
 from services.pipeline import cancel_job
 from services.store import JobRecord, Store
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import REPO, wait_for
+from tests.pipeline.conftest import REPO
 from tests.pipeline.faults import (
     DEFAULTS,
     SLOW_MODEL,
@@ -56,7 +56,7 @@ from tests.pipeline.faults import (
     tolerant,
 )
 from tests.pipeline.hosts import Host, Lab, PrivatePostgres, Probe
-from tests.support.waiting import finished
+from tests.support.waiting import finished, wait_for
 
 RECOVERY_LIMIT_S = 30.0
 # Longer than the lease's staleness: heartbeats cannot be written for longer than a dead

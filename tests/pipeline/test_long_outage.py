@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from services.store import ChunkPlan, Store
 from tests.api.conftest import RecordingDispatcher, bearer, make_settings
-from tests.pipeline.conftest import free_port
 from tests.pipeline.hosts import PrivatePostgres
+from tests.support.net import free_port
 
 OUTAGE_S = 90.0  # the outside tester's outage
 RECOVERY_LIMIT_S = 5.0

@@ -27,8 +27,8 @@ from services.pipeline import JobSpec, cancel_job, run_job_inprocess, submit_job
 from services.store import JobRecord, Store
 from tests.conftest import PG_ADMIN_DSN
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster, PrivateRedis, wait_for
-from tests.support.waiting import finished
+from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster, PrivateRedis
+from tests.support.waiting import finished, wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
 TOY_FILE = Path(toy_generators.__file__).resolve()

@@ -59,8 +59,13 @@ def write_job(
     with ``full`` every eigenvalue is recorded in the diagnostics (as the full methods do),
     except for the positions in ``without_full`` (as Lanczos would)."""
     distance = "none" if method in ("sefa", "ganspace") else "mse"  # directions have none
-    resolved = {"model": model, "distance": distance, "method": method, "top_k": k,
-                "synthetic": {"seed": seed, "n": n, "d": d}}  # fmt: skip
+    resolved = {
+        "model": model,
+        "distance": distance,
+        "method": method,
+        "top_k": k,
+        "synthetic": {"seed": seed, "n": n, "d": d},
+    }
     job, created = store.create_job(
         OWNER, resolved, resolved, f"synthetic-{model}-{method}-{seed}-{n}-{d}-{k}", None, n, []
     )
@@ -69,10 +74,21 @@ def write_job(
     for index, p in enumerate(positions(seed, n, d, k)):
         keeps_all = full and index not in without_full
         store.save_spectrum(
-            job.id, index, None if distance == "none" else p.code, p.eigenvalues[:k], p.eigenvectors,
-            summary=summary_of(p.eigenvalues) if keeps_all else {"top_eigenvalue": p.eigenvalues[0]},
-            diagnostics={"method": method, **(
-                {"eigenvalues_all": p.eigenvalues.tolist()} if keeps_all and k < d else {})},
-            model=model, distance=distance, method=method, dtype="float32",
-        )  # fmt: skip
+            job.id,
+            index,
+            None if distance == "none" else p.code,
+            p.eigenvalues[:k],
+            p.eigenvectors,
+            summary=summary_of(p.eigenvalues)
+            if keeps_all
+            else {"top_eigenvalue": p.eigenvalues[0]},
+            diagnostics={
+                "method": method,
+                **({"eigenvalues_all": p.eigenvalues.tolist()} if keeps_all and k < d else {}),
+            },
+            model=model,
+            distance=distance,
+            method=method,
+            dtype="float32",
+        )
     return store.refresh_job_status(job.id).id

@@ -32,7 +32,8 @@ def _settings(**overrides: object) -> Settings:
 def _dims_to_reach(values: np.ndarray, level: float) -> np.ndarray:
     """The first rank (1-based) whose cumulative share of the trace reaches ``level``."""
     shares = np.cumsum(values, axis=1) / values.sum(axis=1, keepdims=True)
-    return np.argmax(shares >= level, axis=1) + 1
+    ranks: np.ndarray = np.argmax(shares >= level, axis=1) + 1
+    return ranks
 
 
 def test_the_store_reads_the_full_spectra_of_top_k_spectra(store: Store) -> None:
@@ -43,7 +44,9 @@ def test_the_store_reads_the_full_spectra_of_top_k_spectra(store: Store) -> None
     assert missing == [ids[3]]
     for row, index in enumerate(reversed(range(n))):
         if index != 3:
-            np.testing.assert_array_equal(every[row], synthetic.position(1, index, d, k).eigenvalues)
+            np.testing.assert_array_equal(
+                every[row], synthetic.position(1, index, d, k).eigenvalues
+            )
 
 
 def test_anisotropy_of_top_k_spectra_is_that_of_the_full_spectra(store: Store) -> None:
@@ -77,8 +80,13 @@ def test_top_k_spectra_without_full_spectra_keep_the_trace_figures_out(sqlite_st
 
 
 def _sampled(store: Store, job: str, seed: int, max_pairs: int = 90) -> comparison.Comparison:
-    return compare(store, [Selection(job_id=job)], owner=None, seed=seed,
-                   settings=_settings(homogeneity_max_pairs=max_pairs))  # fmt: skip
+    return compare(
+        store,
+        [Selection(job_id=job)],
+        owner=None,
+        seed=seed,
+        settings=_settings(homogeneity_max_pairs=max_pairs),
+    )
 
 
 def test_homogeneity_over_a_seeded_sample_of_positions(sqlite_store: Store) -> None:
@@ -123,8 +131,9 @@ def test_homogeneity_over_every_position_when_the_pairs_fit(sqlite_store: Store)
     expected = geometry.homogeneity(values, synthetic.stored_vectors(5, range(n), d, k))
     np.testing.assert_allclose(h["log"], expected["log"], rtol=1e-12)
     # The request's max_positions caps it too, and the note names it.
-    capped = compare(sqlite_store, [Selection(job_id=job)], owner=None, max_positions=5,
-                     settings=_settings())  # fmt: skip
+    capped = compare(
+        sqlite_store, [Selection(job_id=job)], owner=None, max_positions=5, settings=_settings()
+    )
     h = capped.homogeneity[0]
     assert h is not None and h["limited_by"] == "max_positions" and h["n_positions_used"] == 5
     assert any("max_positions = 5" in note for note in capped.notes)
@@ -133,8 +142,9 @@ def test_homogeneity_over_every_position_when_the_pairs_fit(sqlite_store: Store)
 def test_the_streamed_average_metric_is_that_of_every_position(sqlite_store: Store) -> None:
     n, d, k = 40, 12, 5
     job = synthetic.write_job(sqlite_store, n=n, d=d, k=k, seed=6)
-    (loaded,) = comparison.compare(sqlite_store, [Selection(job_id=job)], owner=None,
-                                   settings=_settings()).selections  # fmt: skip
+    (loaded,) = comparison.compare(
+        sqlite_store, [Selection(job_id=job)], owner=None, settings=_settings()
+    ).selections
     # A tiny chunk: 3 positions per read (12 * 5 float64 = 480 bytes each).
     streamed = comparison.average_metric(sqlite_store, loaded, chunk_mb=3 * 480 / 2**20)
     values = np.stack([p.eigenvalues[:k] for p in synthetic.positions(6, n, d, k)])
@@ -150,8 +160,12 @@ def test_cuda_asked_for_without_cuda_says_which_setting_to_change(sqlite_store: 
         pytest.skip("this machine has CUDA")
     job = synthetic.write_job(sqlite_store, n=3, d=8, k=8, seed=7)
     with pytest.raises(geometry.InvalidOptionError, match="SPECTRA_ANALYSIS_DEVICE=cpu"):
-        compare(sqlite_store, [Selection(job_id=job)], owner=None,
-                settings=_settings(analysis_device="cuda"))  # fmt: skip
+        compare(
+            sqlite_store,
+            [Selection(job_id=job)],
+            owner=None,
+            settings=_settings(analysis_device="cuda"),
+        )
 
 
 class CountingStore(Store):

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from services.geometry import compute_spectrum, load_distance, load_generator, spectrum_from_metric
+from services.geometry import (
+    Distance,
+    Generator,
+    SpectrumResult,
+    compute_spectrum,
+    load_distance,
+    load_generator,
+    spectrum_from_metric,
+)
 from services.geometry.batched import jacobian_spectra, spectrum_on_device
 from services.geometry.errors import NonFiniteOutputError
 
@@ -20,28 +28,31 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.fixture(scope="module")
-def tiny_dcgan():  # type: ignore[no-untyped-def]
+def tiny_dcgan() -> Generator:
     return load_generator(f"python:{FACTORIES}:tiny_dcgan")
 
 
 @pytest.fixture(scope="module")
-def mse():  # type: ignore[no-untyped-def]
+def mse() -> Distance:
     return load_distance("mse")
 
 
-def _assert_same_spectrum(batched, single, *, rtol: float) -> None:  # type: ignore[no-untyped-def]
+def _assert_same_spectrum(batched: SpectrumResult, single: SpectrumResult, *, rtol: float) -> None:
     scale = single.eigenvalues[0]
     assert np.max(np.abs(batched.eigenvalues - single.eigenvalues)) / scale < rtol
     # Deterministic signs on both routes: the vectors agree column by column, not just in
     # direction (well-separated eigenvalues only; the tail may be degenerate).
     top = min(4, single.eigenvectors.shape[1])
-    np.testing.assert_allclose(batched.eigenvectors[:, :top], single.eigenvectors[:, :top],
-                               atol=100 * rtol)  # fmt: skip
+    np.testing.assert_allclose(
+        batched.eigenvectors[:, :top], single.eigenvectors[:, :top], atol=100 * rtol
+    )
     assert batched.summary["trace"] == pytest.approx(single.summary["trace"], rel=rtol)
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-5)])
-def test_batched_codes_match_one_code_at_a_time(tiny_dcgan, mse, dtype: str, rtol: float) -> None:
+def test_batched_codes_match_one_code_at_a_time(
+    tiny_dcgan: Generator, mse: Distance, dtype: str, rtol: float
+) -> None:
     codes = tiny_dcgan.sample(5, 11)
     batched = jacobian_spectra(tiny_dcgan, mse, codes, dtype=dtype, batch=6)
     assert len(batched) == 5
@@ -53,7 +64,9 @@ def test_batched_codes_match_one_code_at_a_time(tiny_dcgan, mse, dtype: str, rto
         assert result.diagnostics["codes_in_pass"] == 5
 
 
-def test_batched_top_k_keeps_every_eigenvalue_for_the_figures(tiny_dcgan, mse) -> None:
+def test_batched_top_k_keeps_every_eigenvalue_for_the_figures(
+    tiny_dcgan: Generator, mse: Distance
+) -> None:
     codes = tiny_dcgan.sample(2, 3)
     (first, _) = jacobian_spectra(tiny_dcgan, mse, codes, top_k=3, dtype="float64")
     full = compute_spectrum(tiny_dcgan, mse, codes[0], dtype="float64")
@@ -74,9 +87,10 @@ def test_one_non_finite_code_fails_alone() -> None:
     results = jacobian_spectra(generator, load_distance("mse"), codes, dtype="float64")
     assert isinstance(results[1], NonFiniteOutputError)
     for index in (0, 2):
-        assert not isinstance(results[index], Exception)
+        result = results[index]
+        assert not isinstance(result, Exception)
         single = compute_spectrum(generator, load_distance("mse"), codes[index], dtype="float64")
-        _assert_same_spectrum(results[index], single, rtol=1e-10)
+        _assert_same_spectrum(result, single, rtol=1e-10)
 
 
 def test_device_decomposition_on_the_cpu_is_the_reference_one() -> None:
@@ -89,7 +103,7 @@ def test_device_decomposition_on_the_cpu_is_the_reference_one() -> None:
 
 
 @needs_cuda
-def test_batched_codes_on_cuda_match_the_cpu(tiny_dcgan, mse) -> None:
+def test_batched_codes_on_cuda_match_the_cpu(tiny_dcgan: Generator, mse: Distance) -> None:
     codes = tiny_dcgan.sample(8, 5)
     on_gpu = jacobian_spectra(tiny_dcgan.to("cuda", torch.float32), mse, codes, dtype="float64")
     for code, result in zip(codes, on_gpu, strict=True):

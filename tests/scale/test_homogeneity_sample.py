@@ -27,9 +27,18 @@ def _spectra(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 @pytest.mark.parametrize(
     ("max_pairs", "expected"),
-    [(2, 2), (5, 2), (6, 3), (11, 3), (12, 4), (249_499, 499), (249_500, 500), (250_000, 500),
-     (250_500, 501)],
-)  # fmt: skip
+    [
+        (2, 2),
+        (5, 2),
+        (6, 3),
+        (11, 3),
+        (12, 4),
+        (249_499, 499),
+        (249_500, 500),
+        (250_000, 500),
+        (250_500, 501),
+    ],
+)
 def test_positions_for_a_pair_limit(max_pairs: int, expected: int) -> None:
     m = positions_for_pairs(max_pairs)
     assert m == expected and m * (m - 1) <= max_pairs < (m + 1) * m
@@ -85,7 +94,9 @@ def test_the_sampled_matrix_is_the_homogeneity_of_those_positions() -> None:
         homogeneity_of_sample(values, vectors, sample)
 
 
-def test_packed_route_over_several_blocks_matches_a_direct_computation(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_packed_route_over_several_blocks_matches_a_direct_computation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """k = d takes the packed route; a small block bound forces several blocks through the
     reused buffers, the last one shorter."""
     from services.geometry import analysis

@@ -38,7 +38,9 @@ def _nothing_created(store: Store) -> None:
     assert store.list_latent_sets("alice", limit=10) == []
 
 
-def test_a_job_that_fits_no_worker_is_refused_naming_what_to_change(client, store) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_that_fits_no_worker_is_refused_naming_what_to_change(
+    client: TestClient, store: Store
+) -> None:
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
     spec: dict[str, Any] = {"model": WIDE, "method": "jacobian", "latents": {"count": 2}}
     body = assert_problem(client.post("/v1/jobs", json=spec, headers=headers), 422, "method")
@@ -57,7 +59,7 @@ def test_a_job_that_fits_no_worker_is_refused_naming_what_to_change(client, stor
     assert plan["per_code"]["peak_bytes"] <= BUDGET_GB * 1024**3
 
 
-def test_a_dry_run_shows_the_plan_and_creates_nothing(client, store) -> None:  # type: ignore[no-untyped-def]
+def test_a_dry_run_shows_the_plan_and_creates_nothing(client: TestClient, store: Store) -> None:
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
     spec = {"model": WIDE, "method": "lanczos", "top_k": 10, "latents": {"count": 3}}
     response = client.post("/v1/jobs?dry_run=true", json=spec, headers=headers)
@@ -72,7 +74,7 @@ def test_a_dry_run_shows_the_plan_and_creates_nothing(client, store) -> None:  #
     _nothing_created(store)
 
 
-def test_spectra_plan_prints_the_plan(pg_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_spectra_plan_prints_the_plan(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     status = cli_main(
         [
             "plan",
@@ -102,7 +104,9 @@ def test_spectra_plan_prints_the_plan(pg_url: str, capsys) -> None:  # type: ign
         assert store.list_jobs(limit=10) == []
 
 
-def test_a_finished_job_shows_its_estimate_beside_its_measurement(client, store) -> None:  # type: ignore[no-untyped-def]
+def test_a_finished_job_shows_its_estimate_beside_its_measurement(
+    client: TestClient, store: Store
+) -> None:
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
     spec = {"model": WIDE, "method": "lanczos", "top_k": 5, "latents": {"count": 1}}
     submitted = client.post("/v1/jobs", json=spec, headers=headers)  # runs in-process

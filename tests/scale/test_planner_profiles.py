@@ -141,7 +141,9 @@ def _profiles(store: Store) -> int:
         return int(conn.execute(select(func.count()).select_from(COST_PROFILES)).scalar_one())
 
 
-def test_the_probe_never_tries_a_batch_its_counts_say_is_over_its_budget(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_probe_never_tries_a_batch_its_counts_say_is_over_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     generator = cached_generator("dcgan-faces", "cpu", "float32")
     distance = cached_distance("mse", "cpu", "float32")
     counts = model_counts(generator, distance)

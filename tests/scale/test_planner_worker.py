@@ -19,11 +19,10 @@ from tests.api.conftest import bearer, make_settings
 from tests.pipeline.conftest import (  # noqa: F401  (module fixtures: workers on a private Redis)
     Cluster,
     cluster,
-    module_pg_url,
     module_store,
     private_redis,
-    wait_for,
 )
+from tests.support.waiting import wait_for
 
 WIDE = f"python:{Path(__file__).with_name('wide_generators.py')}:linear_wide"
 BUDGET_GB = 0.6

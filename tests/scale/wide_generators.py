@@ -38,7 +38,8 @@ def exact_top(k: int) -> tuple[np.ndarray, np.ndarray]:
 def exact_metric_columns(start: int, stop: int) -> np.ndarray:
     _, singular, right = wide_factors()
     features = int(np.prod(WIDE_SHAPE))
-    return (right * (2 * singular**2 / features)) @ right[start:stop].T
+    columns: np.ndarray = (right * (2 * singular**2 / features)) @ right[start:stop].T
+    return columns
 
 
 def linear_wide() -> tuple[nn.Module, int]:

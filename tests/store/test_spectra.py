@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -98,12 +99,14 @@ def test_postgres_top_k_reads_only_the_needed_toast_chunks(pg_store: Store) -> N
         """Buffers touched by the store's own PostgreSQL eigenvector query."""
         driver = pg_store.engine.raw_connection()
         try:
-            with driver.cursor() as cursor:
+            with contextlib.closing(driver.cursor()) as cursor:
                 cursor.execute(
                     "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _VECTOR_SQL_POSTGRES,
                     {"k": k, "ids": [record.id]},
                 )
-                plan = cursor.fetchone()[0]
+                row = cursor.fetchone()
+                assert row is not None  # EXPLAIN answers one row
+                plan = row[0]
         finally:
             driver.close()
         node = plan[0]["Plan"]

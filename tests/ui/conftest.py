@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import uvicorn
@@ -26,6 +26,9 @@ from services.store import Store
 from tests.api.conftest import make_settings
 from tests.pipeline import toy_generators
 from tests.support.net import free_port
+
+if TYPE_CHECKING:
+    from services.pipeline.costs import Workers
 
 NAN_MODEL = f"python:{Path(toy_generators.__file__).resolve()}:nan_at_trigger"
 
@@ -59,8 +62,21 @@ class BackgroundDispatcher:
     def revoke(self, chunk_ids: list[str]) -> None:
         return None  # the store's cancel flag closes queued chunks
 
+    def plan_job(self, job_id: str, workers: Workers) -> None:
+        from services.pipeline import costs
+
+        costs.plan_pending_job(self.store, job_id, workers, self.dispatch)
+
+    def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
+        from services.pipeline import costs
+
+        costs.measure_profile_for(self.store, inputs, workers)
+
     def ping(self, timeout_s: float) -> None:
         return None
+
+    def devices(self) -> set[str] | None:
+        return None  # unknown: a job's device is not checked
 
     def _run(self) -> None:
         from services.comparisons.stored import run_comparison
@@ -130,8 +146,14 @@ def browser() -> Iterator[Any]:
     binary, driver_path = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,1000", "--force-device-scale-factor=1"):  # fmt: skip
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     driver.set_page_load_timeout(60)

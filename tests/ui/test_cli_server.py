@@ -41,9 +41,13 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_lists_status_compare_export_plots_against_a_server(
-    live_server: LiveServer, computed: dict[str, Any], tmp_path: Path, module_pg_url: str,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    tmp_path: Path,
+    module_pg_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)  # the environment names the server
     monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     job_id = computed["job"]
@@ -79,15 +83,22 @@ def test_lists_status_compare_export_plots_against_a_server(
     # The embedded path (the same database, in process): the same tables, flags and files.
     monkeypatch.delenv("SPECTRA_SERVER_URL")
     local_plots = tmp_path / "local-plots"
-    code, local_out, _ = run(["compare", *asked, "--plots", str(local_plots), "--database", module_pg_url], capsys)
+    code, local_out, _ = run(
+        ["compare", *asked, "--plots", str(local_plots), "--database", module_pg_url], capsys
+    )
     assert code == 0
-    tables = lambda text: text.split("\nwrote ")[0]  # noqa: E731 - the file lines name the directory
+
+    def tables(text: str) -> str:
+        return text.split("\nwrote ")[0]  # the file lines name the directory
+
     assert tables(local_out) == tables(out)
     assert {p.name for p in local_plots.iterdir()} == {p.name for p in plots.iterdir()}
     assert {"spectrum.png", "spectrum.svg", "homogeneity-log.png", "homogeneity-linear.svg"} <= {
         p.name for p in plots.iterdir()
     }
-    code, csv_out, _ = run(["compare", *asked, "--table-format", "csv", "--database", module_pg_url], capsys)
+    code, csv_out, _ = run(
+        ["compare", *asked, "--table-format", "csv", "--database", module_pg_url], capsys
+    )
     assert code == 0 and csv_out.startswith("table,member,")
     monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
 
