@@ -162,3 +162,65 @@ def test_the_length_rule_sees_files_in_nested_packages(tmp_path: Path) -> None:
 def test_no_module_over_600_lines_in_any_package() -> None:
     """One concept per file: no module of services/, api/ or worker/ grows past 600 lines."""
     assert files_over(MAX_LINES) == {}
+
+
+def _external_imports(path: Path) -> set[str]:
+    """The top-level names of every package a module imports that is not the project's own
+    (imports under ``if TYPE_CHECKING:`` included: a type-only import of SQLAlchemy in the core
+    would still say the core knows about SQL)."""
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names - set(PACKAGES)
+
+
+SQL_PACKAGES = {"sqlalchemy", "psycopg", "psycopg_pool", "alembic"}
+SERVICE_PACKAGES = {"celery", "kombu", "redis", "fastapi", "starlette", "httpx", "uvicorn"}
+
+
+def test_only_the_store_speaks_sql() -> None:
+    speakers = sorted(
+        name
+        for name, path in _modules().items()
+        if _external_imports(path) & SQL_PACKAGES and not name.startswith("services.store")
+    )
+    assert speakers == []
+
+
+def test_the_geometry_core_knows_no_store_no_pipeline_and_no_service() -> None:
+    graph = import_graph()
+    outward = sorted(
+        f"{module} -> {dep}"
+        for module, deps in graph.items()
+        if module.startswith("services.geometry")
+        for dep in deps
+        if dep.startswith(("services.store", "services.pipeline", "services.comparisons"))
+    )
+    services_used = sorted(
+        f"{name} -> {package}"
+        for name, path in _modules().items()
+        if name.startswith("services.geometry")
+        for package in _external_imports(path) & (SERVICE_PACKAGES | SQL_PACKAGES)
+    )
+    assert outward == [] and services_used == []
+
+
+# `get_settings()` reads the environment; `api.deps.get_settings(request)` only hands on the
+# app's own Settings. The edges: where a process starts (the app factory, the worker, the command line's entry and
+# its process launcher, Alembic's environment) and the definition itself.
+SETTINGS_EDGES = ("api.app", "api.cli", "worker", "services.config", "services.store.migrations")
+
+
+def test_settings_are_read_only_at_the_edges() -> None:
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if "get_settings()" in path.read_text()
+        and not ".".join(path.relative_to(ROOT).with_suffix("").parts).startswith(SETTINGS_EDGES)
+    )
+    assert readers == []
