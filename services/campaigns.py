@@ -132,7 +132,7 @@ def submit_campaign(
     owner: str,
     dispatch: Dispatch | None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     check_model: Callable[[str], None] | None = None,
 ) -> tuple[CampaignRecord, bool]:
     """Submit every member (the same spec again is the same job) and store the campaign.
@@ -193,12 +193,21 @@ class CampaignStatus:
             "name": self.campaign.name,
             "tags": list(self.campaign.tags),
             "status": self.status,
-            "progress": {"planned": planned, "done": done,
-                         "failed": sum(m.failed for m in self.members)},  # fmt: skip
+            "progress": {
+                "planned": planned,
+                "done": done,
+                "failed": sum(m.failed for m in self.members),
+            },  # fmt: skip
             "members": [
-                {"member": m.member, "job_id": m.job_id, "status": m.status,
-                 "planned": m.planned, "done": m.done, "failed": m.failed,
-                 "links": {"job": f"/v1/jobs/{m.job_id}"}}  # fmt: skip
+                {
+                    "member": m.member,
+                    "job_id": m.job_id,
+                    "status": m.status,
+                    "planned": m.planned,
+                    "done": m.done,
+                    "failed": m.failed,
+                    "links": {"job": f"/v1/jobs/{m.job_id}"},
+                }  # fmt: skip
                 for m in self.members
             ],
             "created_at": self.campaign.created_at.isoformat(),
@@ -251,7 +260,9 @@ def compare_campaign(
     record = store.get_campaign(campaign_id, owner)
     loaded, skipped = [], []
     for index, member in enumerate(record.members):
-        selection = Selection(job_id=member.job_id, label=member.member, include_partial=include_partial)
+        selection = Selection(
+            job_id=member.job_id, label=member.member, include_partial=include_partial
+        )
         try:
             loaded.append(load_selection(store, selection, owner, index))
         except (NotFoundError, InvalidDataError) as error:

@@ -32,7 +32,7 @@ store = store_fixture("sqlite_url")
 
 def _run(store: Store, progress: Any = None, **fields: Any) -> str:
     spec = JobSpec(**{**BASE, "latents": {"count": 3, "seed": 5}, **fields})
-    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None)
+    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None, settings=Settings())
     return run_job_inprocess(store, job.id, progress).id
 
 
@@ -80,7 +80,7 @@ def test_a_cancelled_jobs_partial_results_are_left_out_unless_asked(store: Store
             store.request_cancel(holder["id"])
 
     spec = JobSpec(**{**BASE, "latents": {"count": 3, "seed": 9}})
-    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None)
+    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None, settings=Settings())
     holder["id"] = job.id
     cancelled = run_job_inprocess(store, job.id, cancel_after_first)
     assert cancelled.status == "cancelled" and 1 <= cancelled.n_done < 3
@@ -132,7 +132,9 @@ def test_the_readme_compare_examples_run_as_written(
     examples = _readme_compare_examples()
     assert len(examples) >= 3
     job_id = _run(store, top_k=None)
-    sefa, _ = submit_job(store, JobSpec(model=MODEL, method="sefa"), cli.LOCAL_OWNER, None)
+    sefa, _ = submit_job(
+        store, JobSpec(model=MODEL, method="sefa"), cli.LOCAL_OWNER, None, settings=Settings()
+    )
     run_job_inprocess(store, sefa.id)
     monkeypatch.chdir(tmp_path)
     for argv in examples:
@@ -147,7 +149,9 @@ def test_the_readme_compare_examples_run_as_written(
     assert np.asarray(result["selections"][0]["homogeneity"]["log"]).shape == (3, 3)
     for name in ("spectrum.png", "spectrum.svg", "spectrum.pdf", "homogeneity-log.pdf"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
-    assert any(p.name.startswith("montage-dcgan-faces_sefa") for p in (tmp_path / "plots").iterdir())
+    assert any(
+        p.name.startswith("montage-dcgan-faces_sefa") for p in (tmp_path / "plots").iterdir()
+    )
 
 
 def test_a_random_lpips_backbone_is_its_own_label_where_spectra_are_listed(store: Store) -> None:

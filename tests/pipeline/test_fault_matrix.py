@@ -181,7 +181,7 @@ class Rig:
                 self.sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id,
                                       queue=CHUNK_QUEUE)  # fmt: skip
 
-        job, created = submit_job(self.store, JobSpec(**spec), owner, dispatch)
+        job, created = submit_job(self.store, JobSpec(**spec), owner, dispatch, settings=Settings())
         assert created
         return job
 
@@ -264,7 +264,7 @@ def clean_eigenvalues(spec: dict[str, Any], tmp: Path) -> dict[int, np.ndarray]:
     os.environ["SPECTRA_TEST_CRASH_RAISES"] = "1"  # a poison latent fails here, not the test
     generator_cache.clear()  # the toy reads its sleep when loaded
     try:
-        job, _ = submit_job(embedded, JobSpec(**spec), "clean", None)
+        job, _ = submit_job(embedded, JobSpec(**spec), "clean", None, settings=Settings())
         run_job_inprocess(embedded, job.id)
         return {s.latent_index: np.asarray(s.eigenvalues) for s in embedded.list_spectra(
             job_id=job.id, limit=1000)}  # fmt: skip
@@ -503,7 +503,7 @@ def create_db():
 retry(create_db)
 retry(lambda: redis.Redis(host="{db.address}", port=6379).ping())
 from services.store import Store
-store = Store("{env['SPECTRA_DATABASE_URL']}")
+store = Store("{env["SPECTRA_DATABASE_URL"]}")
 store.migrate()
 token = store.create_api_key("lab", ["read", "submit"])[1]
 headers = {{"Authorization": "Bearer " + token}}

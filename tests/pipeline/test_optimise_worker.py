@@ -43,7 +43,7 @@ def _specs(basis_job: str) -> OptimiseSpec:
 
 def _basis(store: Store) -> str:
     job, _ = submit_job(store, JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),
-                        "worker-test", None)  # fmt: skip
+                        "worker-test", None, settings=Settings())  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -62,7 +62,9 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
         for chunk_id in chunk_ids:
             sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
-    job, created = submit_optimisation(module_store, _specs(_basis(module_store)), "worker-test", dispatch)
+    job, created = submit_optimisation(
+        module_store, _specs(_basis(module_store)), "worker-test", dispatch, settings=Settings()
+    )
     assert created and len(module_store.list_chunks(job.id)) == 2
 
     def finished() -> bool:
@@ -75,7 +77,9 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
 
     embedded = Store(sqlite_url)
     embedded.migrate()
-    local, _ = submit_optimisation(embedded, _specs(_basis(embedded)), "worker-test", None)
+    local, _ = submit_optimisation(
+        embedded, _specs(_basis(embedded)), "worker-test", None, settings=Settings()
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers
     try:
@@ -84,7 +88,9 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
         torch.set_num_threads(threads)
     assert local.resolved["targets"]["sha256"] == remote.resolved["targets"]["sha256"]
     for mine, theirs in zip(
-        embedded.optimisation_results(local.id), module_store.optimisation_results(job.id), strict=True
+        embedded.optimisation_results(local.id),
+        module_store.optimisation_results(job.id),
+        strict=True,
     ):
         assert mine.target_index == theirs.target_index and mine.restarts == 2
         np.testing.assert_allclose(mine.losses, theirs.losses, rtol=1e-6)

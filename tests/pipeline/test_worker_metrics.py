@@ -55,7 +55,10 @@ def test_queue_depth_counts_waiting_messages(private_redis: PrivateRedis, sender
 
 
 def test_failure_kind_is_bounded() -> None:
-    assert failure_kind("NonFiniteOutputError: NaN in the image (at chunks.py:12)") == "NonFiniteOutputError"
+    assert (
+        failure_kind("NonFiniteOutputError: NaN in the image (at chunks.py:12)")
+        == "NonFiniteOutputError"
+    )
     assert failure_kind("a message: with colons") == "other"
     assert failure_kind("") == "other"
 
@@ -74,7 +77,10 @@ def test_worker_serves_codes_failures_durations_and_queue(
         module_store,
         JobSpec(model=NAN_MODEL, latents={"values": codes.tolist()}, chunk_size=2),  # type: ignore[arg-type]
         "metrics",
-        lambda ids: [sender.send_task(CHUNK_TASK, args=[i], task_id=i, queue=CHUNK_QUEUE) for i in ids],
+        lambda ids: [
+            sender.send_task(CHUNK_TASK, args=[i], task_id=i, queue=CHUNK_QUEUE) for i in ids
+        ],
+        settings=Settings(),
     )
     wait_for(lambda: module_store.get_job(job.id).status in TERMINAL
              and all(c.status in TERMINAL for c in module_store.list_chunks(job.id)), 120, "the job")  # fmt: skip
