@@ -19,6 +19,7 @@ from services.patterns import TEXT_PATTERN
 __all__ = [
     "TEXT_PATTERN",
     "CampaignIdPath",
+    "ComparisonIdPath",
     "CodeFromQuery",
     "SpectrumIdQuery",
     "JobIdPath",
@@ -33,6 +34,7 @@ JobIdPath = Annotated[str, resolved_id("job", "job_id")]
 SpectrumIdPath = Annotated[str, resolved_id("spectrum", "spectrum_id")]
 LatentSetIdPath = Annotated[str, resolved_id("latent_set", "set_id")]
 CampaignIdPath = Annotated[str, resolved_id("campaign", "campaign_id")]
+ComparisonIdPath = Annotated[str, resolved_id("comparison", "comparison_id")]
 # ?spectrum_id= / ?code_from= on the figure routes.
 SpectrumIdQuery = Annotated[str, resolved_id("spectrum", "spectrum_id", in_query=True)]
 CodeFromQuery = Annotated[

@@ -1,15 +1,20 @@
-"""Analyses at campaign scale: one comparison of 10⁴ stored spectra at d = 512.
+"""Analyses at campaign scale: one comparison of 10⁴ stored spectra at d = 512, submitted over
+HTTP as a stored comparison and completed by a worker in bounded memory.
 
-Writes N synthetic spectra (top-k eigenvectors float32, every eigenvalue recorded with them,
-as the full methods do) into an embedded SQLite store in a temporary directory through the
-store's insert path (save_spectrum, one transaction per spectrum, as an import writes), plus
-one SeFa-like set of directions on the same model so that the comparison also aligns the
-two average metrics. Then, in a fresh process (its peak RSS is the comparison's own), runs
-the comparison use case once with the default settings (homogeneity's pair limit, chunked
-eigenvector reads, the analysis device) and max_positions = 500.
+1. Writes N synthetic spectra (top-k eigenvectors float32, every eigenvalue recorded with them,
+   as the full methods do) into an embedded SQLite store in a temporary directory through the
+   store's insert path, plus one SeFa-like set of directions on the same model, so that the
+   comparison also aligns the two average metrics.
+2. Serves the real API (``create_app``, uvicorn, one process) on that store, with a dispatcher
+   that only queues what it is handed (as Celery would), and times ``POST /v1/comparisons``
+   from an HTTP client: the first submission (census of the spectra, the record written, the
+   hand-off), then the same request again (the stored comparison found: idempotent).
+3. Runs the worker's code path (``services.comparisons.stored.run_comparison``, what the Celery
+   task calls) in a fresh process, so its peak RSS is the comparison's own, with the default
+   settings (homogeneity's pair limit, chunked eigenvector reads, the analysis device) and
+   max_positions = 500; then reads the stored comparison back over HTTP.
 
-Prints a table (N, d, k, seconds per stage, peak RSS, the homogeneity's sample) and writes
-bench/results/bench_analysis_scale.json.
+Prints a table and writes bench/results/bench_analysis_scale.json (with the date and machine).
 
     python bench/bench_analysis_scale.py                   # N = 10000, d = 512, k = 64
     python bench/bench_analysis_scale.py --n 2000 --d 256 --k 32
@@ -21,17 +26,24 @@ import argparse
 import json
 import os
 import resource
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from results_io import Table, write_results  # noqa: E402  (bench/ is not a package)
+
+REPEATS = 5
 
 
 def write(url: str, n: int, d: int, k: int) -> dict[str, Any]:
@@ -47,98 +59,229 @@ def write(url: str, n: int, d: int, k: int) -> dict[str, Any]:
     return {"hessians": hessians, "directions": directions, "write_s": written}
 
 
-def compare(url: str, jobs: dict[str, Any], max_positions: int) -> dict[str, Any]:
-    """One comparison, in this (fresh) process."""
-    from services.comparisons import Selection, compare
-    from services.config import get_settings
+class QueueingDispatcher:
+    """Accepts work and keeps it (as a broker would); nothing runs in the server process."""
+
+    def __init__(self) -> None:
+        self.comparisons: list[str] = []
+
+    def dispatch(self, chunk_ids: list[str]) -> None:
+        return None
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        self.comparisons.append(comparison_id)
+
+    def revoke(self, chunk_ids: list[str]) -> None:
+        return None
+
+    def ping(self, timeout_s: float) -> None:
+        return None
+
+    def devices(self) -> set[str] | None:
+        return {"cpu"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_and_submit(url: str, jobs: dict[str, Any], max_positions: int) -> dict[str, Any]:
+    """The real API over the store; the submission's latency as an HTTP client sees it."""
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+    from services.config import Settings
     from services.store import Store
 
-    settings = get_settings()
+    store = Store(url)
+    settings = Settings(mode="development", database_url=url)
+    dispatcher = QueueingDispatcher()
+    app = create_app(settings=settings, store=store, dispatcher=dispatcher)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    # The synthetic jobs belong to the embedded owner ("local"): an admin key sees them.
+    token = store.create_api_key("bench", ["read", "submit", "admin"])[1]
+    body = {
+        "selections": [
+            {"job_id": jobs["hessians"], "label": "hessians"},
+            {"job_id": jobs["directions"], "label": "directions"},
+        ],
+        "k": 10,
+        "max_positions": max_positions,
+    }
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+        ) as client:
+            client.get("/v1/comparisons")  # a warm connection and key cache, as a client has
+            started = time.perf_counter()
+            first = client.post("/v1/comparisons", json=body)
+            first_ms = (time.perf_counter() - started) * 1000
+            assert first.status_code == 202, first.text
+            again_ms = []
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                repeat = client.post("/v1/comparisons", json=body)
+                again_ms.append((time.perf_counter() - started) * 1000)
+                assert repeat.status_code == 200 and repeat.json()["id"] == first.json()["id"]
+            comparison_id = first.json()["id"]
+            assert dispatcher.comparisons == [comparison_id]
+            worker = run_worker(url, comparison_id)
+            started = time.perf_counter()
+            stored = client.get(f"/v1/comparisons/{comparison_id}")
+            get_ms = (time.perf_counter() - started) * 1000
+            view = stored.json()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+    return {
+        "comparison_id": comparison_id,
+        "submit_first_ms": first_ms,
+        "submit_again_ms_median": statistics.median(again_ms),
+        "get_ms": get_ms,
+        "status": view["status"],
+        "n_spectra": view["n_spectra"],
+        "figures": sorted(view["links"]["figures"]),
+        "worker": worker,
+        "document_homogeneity": view["document"]["members"][0]["homogeneity"]
+        if view["document"]
+        else None,
+        "notes": (view["document"] or {}).get("notes", []),
+    }
+
+
+def run_worker(url: str, comparison_id: str) -> dict[str, Any]:
+    """The worker's code path in a fresh process (its peak RSS is the comparison's own)."""
+    run = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps({"url": url, "id": comparison_id})],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr)
+    return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+def worker(url: str, comparison_id: str) -> dict[str, Any]:
+    from services.comparisons.stored import run_comparison
+    from services.config import Settings
+    from services.store import Store
+
+    settings = Settings(database_url=url)
     with Store(url) as store:
         started = time.perf_counter()
-        result = compare(
-            store,
-            [Selection(job_id=jobs["hessians"], label="hessians"),
-             Selection(job_id=jobs["directions"], label="directions")],
-            owner=None, k=10, max_positions=max_positions, settings=settings,
-        )  # fmt: skip
+        record = run_comparison(store, comparison_id, settings)
         total = time.perf_counter() - started
-    h = result.homogeneity[0] or {}
-    a = result.anisotropy[0]
-    (alignment,) = result.alignments
     return {
+        "status": record.status,
+        "error": record.error,
         "total_s": total,
-        "stages_s": result.timings,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "homogeneity": {key: h.get(key) for key in (
-            "sampled", "seed", "n_positions_total", "n_positions_used", "n_pairs",
-            "n_pairs_total", "limited_by", "log_offdiag_mean")},  # fmt: skip
-        "anisotropy": {"n_positions": a["n_positions"], "rank": a["rank"],
-                       "dims_99_mean": a["dims_99_mean"],
-                       "participation_ratio_mean": a["participation_ratio_mean"]},  # fmt: skip
-        "alignment_smallest_angle_deg": alignment["smallest_principal_angle_deg"],
-        "settings": {"homogeneity_max_pairs": settings.homogeneity_max_pairs,
-                     "analysis_device": settings.analysis_device,
-                     "analysis_chunk_mb": settings.analysis_chunk_mb},  # fmt: skip
-        "notes": result.notes,
+        "settings": {
+            "homogeneity_max_pairs": settings.homogeneity_max_pairs,
+            "analysis_device": settings.analysis_device,
+            "analysis_chunk_mb": settings.analysis_chunk_mb,
+        },
     }
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--d", type=int, default=512)
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--max-positions", type=int, default=500)
-    parser.add_argument("--compare", help=argparse.SUPPRESS)  # the fresh process's arguments
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # the fresh process's arguments
     args = parser.parse_args()
-    if args.compare:
-        case = json.loads(args.compare)
-        print(json.dumps(compare(case["url"], case["jobs"], case["max_positions"])))
+    if args.worker:
+        case = json.loads(args.worker)
+        print(json.dumps(worker(case["url"], case["id"])))
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as directory:
         url = f"sqlite:///{directory}/spectra.db"
         jobs = write(url, args.n, args.d, args.k)
         size = os.path.getsize(f"{directory}/spectra.db")
-        case = {"url": url, "jobs": jobs, "max_positions": args.max_positions}
-        run = subprocess.run(
-            [sys.executable, __file__, "--compare", json.dumps(case)],
-            cwd=REPO, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if run.returncode != 0:
-            print(run.stderr, file=sys.stderr)
-            return run.returncode
-        measured = json.loads(run.stdout.strip().splitlines()[-1])
-    stages = measured["stages_s"]
-    h = measured["homogeneity"]
+        measured = serve_and_submit(url, jobs, args.max_positions)
+    w = measured["worker"]
+    h = (measured["document_homogeneity"] or {}).get("sample") or {}
     at_once_mib = args.n * args.d * min(args.k, 128) * 4 / 2**20
-    rows = [
-        ("N", "d", "k", "write s", "load s", "anisotropy s", "homogeneity s", "avg metric s",
-         "alignment s", "total s", "peak RSS MiB", "vectors at once MiB", "homogeneity sample"),
-        (str(args.n), str(args.d), str(args.k), f"{jobs['write_s']:.1f}",
-         *(f"{stages[key]:.2f}" for key in
-           ("load", "anisotropy", "homogeneity", "average_metric", "alignment")),
-         f"{measured['total_s']:.1f}", f"{measured['peak_rss_mib']:.0f}", f"{at_once_mib:.0f}",
-         f"{h['n_positions_used']} of {h['n_positions_total']} positions, {h['n_pairs']} pairs"
-         + (f" (seed {h['seed']}, {h['limited_by']})" if h["sampled"] else " (all)")),
-    ]  # fmt: skip
+    rows: list[tuple[str, ...]] = [
+        (
+            "N",
+            "d",
+            "k",
+            "write s",
+            "POST ms (first)",
+            f"POST ms (again, median of {REPEATS})",
+            "GET ms",
+            "worker s",
+            "worker peak RSS MiB",
+            "vectors at once MiB",
+            "status",
+            "homogeneity sample",
+        ),
+        (
+            str(args.n),
+            str(args.d),
+            str(args.k),
+            f"{jobs['write_s']:.1f}",
+            f"{measured['submit_first_ms']:.1f}",
+            f"{measured['submit_again_ms_median']:.1f}",
+            f"{measured['get_ms']:.1f}",
+            f"{w['total_s']:.1f}",
+            f"{w['peak_rss_mib']:.0f}",
+            f"{at_once_mib:.0f}",
+            w["status"],
+            f"{h.get('n_positions_used')} of {h.get('n_positions_total')} positions, "
+            f"{h.get('n_pairs')} pairs"
+            + (f" (seed {h.get('seed')}, {h.get('limited_by')})" if h.get("sampled") else " (all)"),
+        ),
+    ]
     print(_table(rows))
     for note in measured["notes"]:
         print(f"note: {note}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / "bench_analysis_scale.json"
-    out.write_text(json.dumps({
-        "n": args.n, "d": args.d, "k": args.k, "max_positions": args.max_positions,
-        "write_s": jobs["write_s"], "store_bytes": size, "eigenvectors_at_once_mib": at_once_mib,
+    payload = {
+        "n": args.n,
+        "d": args.d,
+        "k": args.k,
+        "max_positions": args.max_positions,
+        "write_s": jobs["write_s"],
+        "store_bytes": size,
+        "eigenvectors_at_once_mib": at_once_mib,
         **measured,
-    }, indent=1))  # fmt: skip
-    print(f"wrote {out.relative_to(REPO)}")
+    }
+    table = Table(
+        title="A campaign-sized comparison submitted over HTTP, completed by a worker",
+        columns=rows[0],
+        rows=rows[1:],
+        notes=[
+            "POST: POST /v1/comparisons to the real API (uvicorn) from an HTTP client; "
+            "worker: services.comparisons.stored.run_comparison (the Celery task's code) in a "
+            "fresh process, its peak RSS the comparison's own; vectors at once: what holding "
+            "every position's eigenvectors would take",
+        ],
+    )
+    json_path, _ = write_results("bench_analysis_scale", payload, table)
+    print(f"wrote {json_path.relative_to(REPO)}")
     return 0
 
 

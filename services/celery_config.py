@@ -27,6 +27,8 @@ def plan_task_id(job_id: str) -> str:
 
 
 CHUNK_QUEUE = "gpu"
+# A stored comparison, computed on the same workers (on the GPU where they have one).
+COMPARISON_TASK = "worker.comparison_tasks.run_comparison_task"
 # A child process is replaced after this many chunks: bounds what a leak in a model, a
 # distance or the allocator can accumulate. Loaded models live in a per-process cache, so
 # a new child reloads them once.
@@ -68,6 +70,7 @@ def configure(app: Celery, settings: Settings) -> None:
             CHUNK_TASK: {"queue": CHUNK_QUEUE},
             PLAN_TASK: {"queue": CHUNK_QUEUE},
             PROFILE_TASK: {"queue": CHUNK_QUEUE},
+            COMPARISON_TASK: {"queue": CHUNK_QUEUE},
         },
         task_default_queue=CHUNK_QUEUE,
         task_serializer="json",

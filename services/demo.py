@@ -16,7 +16,13 @@ import torch
 from services.config import Settings
 from services.geometry import anisotropy, homogeneity, load_generator
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
-from services.plots import axis_walk_montage, homogeneity_histogram, spectrum_plot
+from services.plots import (
+    annotated_montage,
+    axis_steps,
+    axis_walk_images,
+    homogeneity_histogram,
+    spectrum_plot,
+)
 from services.store import Store
 
 DEMO_OWNER = "local"
@@ -61,8 +67,11 @@ def _figures(eigenvalues: np.ndarray, homogeneity_stats: dict) -> dict[str, floa
 def _montage(store: Store, spectrum_id: str, code: np.ndarray, eigenvalues: np.ndarray) -> bytes:
     generator = load_generator("dcgan-faces").to("cpu", torch.float64)
     vectors = store.eigenvectors(spectrum_id, k=6)
-    return axis_walk_montage(
-        generator.module, code, eigenvalues, vectors, steps=7, label="axis ", label_width=44
+    walk = axis_steps(np.asarray(eigenvalues[:6]), 7)
+    images = axis_walk_images(generator.module, code, vectors, walk)
+    return annotated_montage(
+        images, eigenvalues=np.asarray(eigenvalues[:6]), steps=walk,
+        title="dcgan-faces/mse/jacobian — code: latent 0",
     )
 
 

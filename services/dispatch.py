@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from services.celery_config import (
     CHUNK_QUEUE,
     CHUNK_TASK,
+    COMPARISON_TASK,
     PLAN_TASK,
     PROFILE_TASK,
     configure,
@@ -34,6 +35,10 @@ PUBLISH_TIMEOUT_S = 3.0
 
 class Dispatcher(Protocol):
     def dispatch(self, chunk_ids: list[str]) -> None: ...
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        """Hand a stored comparison (committed, queued) to whatever computes it."""
+        ...
 
     def revoke(self, chunk_ids: list[str]) -> None: ...
     def plan_job(self, job_id: str, workers: Workers) -> None:
@@ -98,6 +103,14 @@ class CeleryDispatcher:
     def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
         self.app.send_task(PROFILE_TASK, args=[inputs], queue=CHUNK_QUEUE)
 
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        self.app.send_task(
+            COMPARISON_TASK,
+            args=[comparison_id],
+            task_id=f"comparison-{comparison_id}",
+            queue=CHUNK_QUEUE,
+        )
+
     def revoke(self, chunk_ids: list[str]) -> None:
         if chunk_ids:
             # Revoking only skips tasks not yet started; running chunks stop on the cancel flag.
@@ -122,9 +135,10 @@ class CeleryDispatcher:
 class InProcessDispatcher:
     """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
 
-    def __init__(self, store: Store, device: str = "cpu") -> None:
+    def __init__(self, store: Store, device: str = "cpu", settings: Settings | None = None) -> None:
         self.store = store
         self.device = device
+        self.settings = settings
 
     def dispatch(self, chunk_ids: list[str]) -> None:
         from services.pipeline import run_chunk
@@ -141,6 +155,11 @@ class InProcessDispatcher:
         from services.pipeline import costs
 
         costs.measure_profile_for(self.store, inputs, workers)
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        from services.comparisons.stored import run_comparison
+
+        run_comparison(self.store, comparison_id, self.settings or Settings())
 
     def revoke(self, chunk_ids: list[str]) -> None:
         # Nothing is queued: cancellation works through the store's cancel flag.

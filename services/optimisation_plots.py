@@ -6,7 +6,6 @@ Rendering only; the numbers come from services.pipeline.optimise_report.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import matplotlib
@@ -16,26 +15,20 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from services.figure_files import save_figure  # noqa: E402
 from services.geometry.optimise import curve_band  # noqa: E402
 
-FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 X_AXES = ("steps", "evaluations")
 
 
-def _render(figure: plt.Figure, fmt: str) -> bytes:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 def convergence_plot(
-    series: Sequence[tuple[str, np.ndarray, np.ndarray]], *, x_axis: str = "steps",
-    threshold: float | None = None, fmt: str = "png",
+    series: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    *,
+    x_axis: str = "steps",
+    threshold: float | None = None,
+    fmt: str = "png",
     title: str = "Inversion: loss against budget",
-) -> bytes:  # fmt: skip
+) -> bytes:
     """Log loss against steps (or distance evaluations): the median over targets as a line and
     the 25–75 % band, one line per (label, curves (n, T), evaluations (T,))."""
     if not series:
@@ -47,25 +40,33 @@ def convergence_plot(
         band = curve_band(curves)
         x = np.arange(curves.shape[1]) if x_axis == "steps" else np.asarray(evaluations)
         (line,) = axes.plot(x, band["median"], label=f"{label} (n={curves.shape[0]})")
-        axes.fill_between(x, band["low"], band["high"], color=line.get_color(), alpha=0.2, linewidth=0)
+        axes.fill_between(
+            x, band["low"], band["high"], color=line.get_color(), alpha=0.2, linewidth=0
+        )
     if threshold is not None:
-        axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        axes.axhline(
+            threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}"
+        )
     axes.set_yscale("log")
     axes.set_xlabel(
-        "step (Adam step / CMA-ES generation)" if x_axis == "steps"
+        "step (Adam step / CMA-ES generation)"
+        if x_axis == "steps"
         else "distance evaluations per target (gradient step = 1, generation = population)"
-    )  # fmt: skip
+    )
     axes.set_ylabel("loss (median, 25–75 % band over targets)")
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small")
-    return _render(figure, fmt)
+    return save_figure(figure, fmt)
 
 
 def inversion_montage(
-    targets: np.ndarray, reconstructions: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
-    fmt: str = "png", title: str = "Targets and reconstructions",
-) -> bytes:  # fmt: skip
+    targets: np.ndarray,
+    reconstructions: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    *,
+    fmt: str = "png",
+    title: str = "Targets and reconstructions",
+) -> bytes:
     """A grid: one row per target, its image first, then each optimiser's final image with its
     final loss. targets (n, C, H, W) in [-1, 1]; reconstructions (label, images (n, C, H, W),
     final losses (n,))."""
@@ -88,7 +89,7 @@ def inversion_montage(
             if loss is not None:
                 axes.set_xlabel(f"{loss:.2g}", fontsize=7)
     figure.suptitle(f"{title} (loss under each image)", fontsize=10)
-    return _render(figure, fmt)
+    return save_figure(figure, fmt)
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:

@@ -8,9 +8,8 @@ callers (API, CLI, demo) decide where the bytes go.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import matplotlib
 
@@ -19,16 +18,19 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from services.figure_files import (  # noqa: E402
+    check_format,
+    save_figure,
+)
 
 # Eigenvalues at or below this fraction of a spectrum's largest are drawn at the floor: a log
 # axis cannot show zero, and float round-off puts the tail of exact spectra around 1e-16.
 LOG_FLOOR_RATIO = 1e-14
 
 
-FigureFormat = Literal["png", "svg", "pdf"]
-FIGURE_FORMATS: tuple[FigureFormat, ...] = ("png", "svg", "pdf")
-MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 Normalisation = Literal["none", "top", "trace"]
 NORMALISATIONS: tuple[Normalisation, ...] = ("none", "top", "trace")
 _NORMALISED_LABEL = {
@@ -37,41 +39,46 @@ _NORMALISED_LABEL = {
     "trace": "λ / trace",
 }
 
-# Text in SVG stays text (searchable, editable in a paper's figure), and PDF embeds TrueType.
-matplotlib.rcParams["svg.fonttype"] = "none"
-matplotlib.rcParams["pdf.fonttype"] = 42
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FIGURE_FORMATS:
-        raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
-
-
-def _save(figure: plt.Figure, fmt: str = "png") -> bytes:
-    _check_format(fmt)
-    buffer = io.BytesIO()
-    # Fixed metadata: the same figure gives the same bytes (no creation date in SVG / PDF).
-    metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else {}
-    figure.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _png(figure: plt.Figure) -> bytes:
-    return _save(figure, "png")
-
 
 def normalise_spectra(values: np.ndarray, normalisation: str) -> np.ndarray:
-    """(N, k) eigenvalues divided per row by λ₁ ("top") or by their sum ("trace")."""
+    """THE spectrum normalisation (every chart and document uses it): (N, k) eigenvalues
+    divided per row by λ₁ ("top") or by their sum ("trace"). A row whose λ₁ (or trace) is not
+    positive has no meaningful normalised form: it becomes NaN (left out of bands, never drawn
+    as if it were normalised)."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(
             f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
         )
+    values = np.asarray(values, dtype=np.float64)
     if normalisation == "none":
         return values
     scale = values[:, :1] if normalisation == "top" else values.sum(axis=1, keepdims=True)
-    scale = np.where(scale > 0, scale, 1.0)
-    return values / scale
+    usable = scale > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(usable, values / np.where(usable, scale, 1.0), np.nan)
+
+
+BAND_PERCENTILES = (5.0, 50.0, 95.0)
+
+
+def spectrum_bands(eigenvalues: np.ndarray, normalisation: str) -> dict[str, Any]:
+    """Per rank: the 5th, 50th and 95th percentiles over positions of the normalised
+    eigenvalues (positions that cannot be normalised left out) and how many positions were
+    used: what every spectrum chart (PNG, SVG, PDF, the UI's) draws."""
+    values = normalise_spectra(
+        np.atleast_2d(np.asarray(eigenvalues, dtype=np.float64)), normalisation
+    )
+    usable = np.isfinite(values[:, 0])
+    if not usable.any():
+        return {"p5": None, "median": None, "p95": None, "n": 0}
+    low, median, high = np.percentile(values[usable], BAND_PERCENTILES, axis=0)
+    return {"p5": low, "median": median, "p95": high, "n": int(usable.sum())}
+
+
+def _legend_outside(axes: Any) -> None:
+    """The legend beside the axes, never over the data (``bbox_inches="tight"`` keeps it)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 def spectrum_plot(
@@ -87,24 +94,25 @@ def spectrum_plot(
     units differ, on one axis."""
     if not selections:
         raise ValueError("spectrum_plot needs at least one (label, eigenvalues) selection")
-    _check_format(fmt)
+    check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, eigenvalues in selections:
-        values = np.atleast_2d(np.asarray(eigenvalues, dtype=np.float64))
-        values = normalise_spectra(values, normalisation)
-        floor = LOG_FLOOR_RATIO * max(float(np.max(values)), np.finfo(np.float64).tiny)
-        values = np.maximum(values, floor)
-        ranks = np.arange(1, values.shape[1] + 1)
-        low, median, high = np.percentile(values, [5, 50, 95], axis=0)
-        (line,) = axes.plot(ranks, median, label=f"{label} (n={values.shape[0]})")
+        bands = spectrum_bands(eigenvalues, normalisation)
+        if bands["n"] == 0:
+            continue  # nothing normalisable: said by the legend of the others and the notes
+        low, median, high = (np.asarray(bands[key]) for key in ("p5", "median", "p95"))
+        floor = LOG_FLOOR_RATIO * max(float(np.nanmax(high)), np.finfo(np.float64).tiny)
+        low, median, high = (np.maximum(v, floor) for v in (low, median, high))
+        ranks = np.arange(1, median.size + 1)
+        (line,) = axes.plot(ranks, median, label=f"{label} (n={bands['n']})")
         axes.fill_between(ranks, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     axes.set_yscale("log")
     axes.set_xlabel("rank")
     axes.set_ylabel(f"{_NORMALISED_LABEL[normalisation]} (median, 5–95 % band)")
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize="small")
-    return _save(figure, fmt)
+    _legend_outside(axes)
+    return save_figure(figure, fmt)
 
 
 _SCALE_AXIS = {
@@ -126,9 +134,11 @@ def homogeneity_histogram(
         raise ValueError("homogeneity_histogram needs at least one labelled set of values")
     if scale not in _SCALE_AXIS:
         raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
-    _check_format(fmt)
+    check_format(fmt)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    everything = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values_by_label.values()])
+    everything = np.concatenate(
+        [np.asarray(v, dtype=np.float64).ravel() for v in values_by_label.values()]
+    )
     everything = everything[np.isfinite(everything)]
     low = min(-0.2, float(everything.min())) if everything.size else -1.0
     bins = np.linspace(low, 1.0, 61).tolist()
@@ -140,16 +150,33 @@ def homogeneity_histogram(
             continue
         color = colors[index % len(colors)]
         axes.hist(
-            finite, bins=bins, alpha=0.5, density=True, color=color,
+            finite,
+            bins=bins,
+            alpha=0.5,
+            density=True,
+            color=color,
             label=f"{label}: mean {finite.mean():.3f}, median {np.median(finite):.3f}",
-        )  # fmt: skip
+        )
         axes.axvline(float(finite.mean()), color=color, linestyle="--", linewidth=1)
         axes.axvline(float(np.median(finite)), color=color, linestyle=":", linewidth=1)
     axes.set_xlabel(f"{_SCALE_AXIS[scale]}  ({scale} scale; dashed: mean, dotted: median)")
     axes.set_ylabel("density of position pairs")
     axes.set_title(title)
-    axes.legend(fontsize="small")
-    return _save(figure, fmt)
+    _legend_outside(axes)
+    return save_figure(figure, fmt)
+
+
+def heatmap_range(off_diagonal: np.ndarray) -> tuple[float, float]:
+    """The colour range of a homogeneity heatmap: its finite off-diagonal values' min and max
+    (widened a little when they are all equal)."""
+    finite = np.asarray(off_diagonal, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return -1.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if high - low < 1e-6:
+        low, high = low - 0.01, high + 0.01
+    return low, high
 
 
 def homogeneity_heatmap(
@@ -159,22 +186,31 @@ def homogeneity_heatmap(
     the title (the published figure)."""
     if scale not in _SCALE_AXIS:
         raise ValueError(f"scale must be 'log' or 'linear', got {scale!r}")
-    _check_format(fmt)
+    check_format(fmt)
     values = np.asarray(matrix, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
         raise ValueError(f"a homogeneity matrix must be (N, N), got shape {values.shape}")
     off = values[~np.eye(values.shape[0], dtype=bool)]
     off = off[np.isfinite(off)]
     figure, axes = plt.subplots(figsize=(5.5, 4.8))
-    image = axes.imshow(values, vmin=min(0.0, float(off.min()) if off.size else 0.0), vmax=1.0,
-                        cmap="viridis", interpolation="nearest")  # fmt: skip
-    figure.colorbar(image, ax=axes, label=_SCALE_AXIS[scale])
+    # The colour scale spans the data's off-diagonal range (the diagonal is 1 by definition):
+    # a fixed [0, 1] scale paints 0.8-1.0 as one colour.
+    low, high = heatmap_range(off)
+    image = axes.imshow(values, vmin=low, vmax=high, cmap="viridis", interpolation="nearest")
+    figure.colorbar(
+        image,
+        ax=axes,
+        label=f"{_SCALE_AXIS[scale]}\n(colours span the off-diagonal range; diagonal = 1)",
+    )
     axes.set_xlabel("position j")
     axes.set_ylabel("position i")
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))  # positions are whole numbers
     stats = f"off-diagonal mean {off.mean():.3f}, median {np.median(off):.3f}" if off.size else ""
-    axes.set_title(f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}",
-                   fontsize="medium")  # fmt: skip
-    return _save(figure, fmt)
+    axes.set_title(
+        f"{label}\nhomogeneity, {scale} scale, N = {values.shape[0]}\n{stats}", fontsize="medium"
+    )
+    return save_figure(figure, fmt)
 
 
 def axis_steps(eigenvalues: np.ndarray, n_steps: int, *, max_step: float = 8.0) -> np.ndarray:
@@ -188,7 +224,7 @@ def axis_steps(eigenvalues: np.ndarray, n_steps: int, *, max_step: float = 8.0) 
     top = max(float(eigenvalues[0]), np.finfo(np.float64).tiny)
     reach = 2.0 * np.sqrt(top / np.maximum(eigenvalues, top * 1e-12))
     reach = np.minimum(reach, max_step)
-    return reach[:, None] * np.linspace(-1.0, 1.0, n_steps)[None, :]
+    return np.asarray(reach[:, None] * np.linspace(-1.0, 1.0, n_steps)[None, :])
 
 
 @torch.no_grad()
@@ -202,32 +238,16 @@ def axis_walk_images(
     `steps[k]`: (n_axes, n_steps, C, H, W) in the generator's output range."""
     n_axes, n_steps = steps.shape
     directions = np.asarray(eigenvectors, dtype=np.float64)[:, :n_axes].T  # (n_axes, d)
-    codes = np.asarray(code, dtype=np.float64)[None, None, :] + steps[:, :, None] * directions[:, None, :]
+    codes = (
+        np.asarray(code, dtype=np.float64)[None, None, :]
+        + steps[:, :, None] * directions[:, None, :]
+    )
     parameter = next(module.parameters(), None)
     dtype = parameter.dtype if parameter is not None else torch.float32
     device = parameter.device if parameter is not None else torch.device("cpu")
     batch = torch.as_tensor(codes.reshape(n_axes * n_steps, -1), dtype=dtype, device=device)
     images = module(batch).detach().cpu().to(torch.float64).numpy()
-    return images.reshape(n_axes, n_steps, *images.shape[1:])
-
-
-def axis_walk_montage(
-    module: torch.nn.Module,
-    code: np.ndarray,
-    eigenvalues: np.ndarray,
-    eigenvectors: np.ndarray,
-    *,
-    steps: int = 7,
-    label: str = "",
-    label_width: int = 16,
-) -> bytes:
-    """The eigen-axis montage: one row per column of `eigenvectors` (top first), `steps`
-    images each, rows labelled f"{label}{rank}" in a left margin of `label_width` pixels."""
-    axes = eigenvectors.shape[1]
-    walk = axis_steps(np.asarray(eigenvalues[:axes]), steps)
-    images = axis_walk_images(module, code, eigenvectors, walk)
-    labels = [f"{label}{rank + 1}" for rank in range(axes)]
-    return eigen_axis_montage(images, row_labels=labels, label_width=label_width)
+    return np.asarray(images.reshape(n_axes, n_steps, *images.shape[1:]))
 
 
 def annotated_montage(
@@ -239,36 +259,67 @@ def annotated_montage(
     row_names: Sequence[str] | None = None,
     fmt: str = "png",
 ) -> bytes:
-    """The eigen-axis montage as a figure: one row per axis, labelled with its rank (or
-    ``row_names``), λ and step range; columns labelled with the step; the title names the
-    selection and the code. (rows, cols, C, H, W) images in [-1, 1]."""
-    _check_format(fmt)
-    tiles = to_uint8(images)
-    if tiles.ndim != 5:
-        raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
-    rows, cols = tiles.shape[:2]
-    figure, grid = plt.subplots(
-        rows, cols, figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.9), squeeze=False,
-        gridspec_kw={"wspace": 0.04, "hspace": 0.12},
-    )  # fmt: skip
-    for r in range(rows):
-        name = row_names[r] if row_names else f"axis {r + 1}"
-        for c in range(cols):
-            axes = grid[r, c]
-            tile = tiles[r, c]
-            axes.imshow(tile[..., 0] if tile.shape[-1] == 1 else tile[..., :3],
-                        cmap="gray" if tile.shape[-1] == 1 else None, interpolation="nearest")  # fmt: skip
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if c == 0:
-                axes.set_ylabel(f"{name}\nλ={float(eigenvalues[r]):.3g}", fontsize=7,
-                                rotation=0, ha="right", va="center")  # fmt: skip
-            if r == rows - 1:
-                axes.set_xlabel(f"t={float(steps[r, c]):+.2g}", fontsize=6)
-            elif r == 0 or not np.allclose(steps[r], steps[0]):
-                axes.set_title(f"{float(steps[r, c]):+.2g}", fontsize=6, pad=1)
-    figure.suptitle(title, fontsize=8)
-    return _save(figure, fmt)
+    """THE eigen-axis montage (every face draws this one): the tiles composed pixel-exact
+    (``montage_grid``), one row per axis labelled with its rank (or ``row_names``) and λ on the
+    left and its steps on the right, the reference code's column (t = 0) framed and named, and
+    the title naming the selection, the code and which axes were chosen. (rows, cols, C, H, W)
+    images in [-1, 1]; ``steps`` (rows, cols)."""
+    check_format(fmt)
+    if np.asarray(images).ndim != 5:
+        raise ValueError(
+            f"montage expects (rows, cols, C, H, W) images, got shape {np.shape(images)}"
+        )
+    rows, cols, _, height, width = np.shape(images)
+    gap = max(2, width // 16)
+    canvas = montage_grid(images, gap=gap)
+    scale = 1.1 / max(height, width)
+    figure, axes = plt.subplots(
+        figsize=(cols * 1.1 * width * scale + 3.2, rows * 1.1 * height * scale + 1.2)
+    )
+    axes.imshow(canvas, interpolation="nearest")
+    centres_y = [r * (height + gap) + height / 2 for r in range(rows)]
+    centres_x = [c * (width + gap) + width / 2 for c in range(cols)]
+    names = list(row_names) if row_names else [f"axis {r + 1}" for r in range(rows)]
+    axes.set_yticks(
+        centres_y, [f"{names[r]}\nλ={float(eigenvalues[r]):.3g}" for r in range(rows)], fontsize=7
+    )
+    axes.set_xticks(centres_x, [f"{c - cols // 2:+d}" for c in range(cols)], fontsize=6)
+    axes.set_xlabel("step index along the axis (0: the reference code)", fontsize=7)
+    side = axes.secondary_yaxis("right")
+    side.set_yticks(
+        centres_y,
+        [f"t=[{float(steps[r, 0]):+.2g} … {float(steps[r, -1]):+.2g}]" for r in range(rows)],
+        fontsize=6,
+    )
+    reference = int(np.argmin(np.abs(np.asarray(steps)[0])))
+    left = reference * (width + gap) - gap / 2
+    axes.add_patch(
+        Rectangle(
+            (left, -gap / 2),
+            width + gap,
+            rows * (height + gap),
+            fill=False,
+            edgecolor="#D55E00",
+            linewidth=1.5,
+        )
+    )
+    axes.text(
+        left + (width + gap) / 2,
+        -gap,
+        "reference code",
+        ha="center",
+        va="bottom",
+        fontsize=6,
+        color="#D55E00",
+    )
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    axes.set_title(
+        f"{title}\naxes: the top {rows} eigenvectors (ranks 1-{rows}), step ∝ 1/√λ",
+        fontsize=8,
+        pad=14,
+    )
+    return save_figure(figure, fmt)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -277,34 +328,20 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.rint(scaled).astype(np.uint8), -3, -1)
 
 
-def eigen_axis_montage(
-    images: np.ndarray,
-    *,
-    row_labels: Sequence[str] | None = None,
-    gap: int = 2,
-    label_width: int = 0,
-) -> bytes:
-    """Grid of images (rows, cols, C, H, W) in [-1, 1] as a PNG, pixel-exact: tile (r, c)
-    starts at (r·(H+gap), label_width + c·(W+gap)). Optional row labels are drawn in a
-    left margin of `label_width` pixels (0 = no margin)."""
+def montage_grid(images: np.ndarray, *, gap: int = 2) -> np.ndarray:
+    """The montage's tiles composed pixel-exact: (rows, cols, C, H, W) in [-1, 1] to an RGB
+    uint8 canvas where tile (r, c) starts at (r·(H+gap), c·(W+gap)), white between tiles."""
     tiles = to_uint8(images)
     if tiles.ndim != 5:
-        raise ValueError(f"montage expects (rows, cols, C, H, W) images, got shape {images.shape}")
+        raise ValueError(
+            f"montage expects (rows, cols, C, H, W) images, got shape {np.shape(images)}"
+        )
     rows, cols, height, width, channels = tiles.shape
     if channels == 1:
         tiles = np.repeat(tiles, 3, axis=-1)
-    canvas = np.full(
-        (rows * (height + gap) - gap, label_width + cols * (width + gap) - gap, 3), 255, np.uint8
-    )
+    canvas = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap, 3), 255, np.uint8)
     for r in range(rows):
         for c in range(cols):
-            top, left = r * (height + gap), label_width + c * (width + gap)
+            top, left = r * (height + gap), c * (width + gap)
             canvas[top : top + height, left : left + width] = tiles[r, c, :, :, :3]
-    picture = Image.fromarray(canvas)
-    if row_labels and label_width:
-        draw = ImageDraw.Draw(picture)
-        for r, label in enumerate(row_labels[:rows]):
-            draw.text((2, r * (height + gap) + height // 2 - 5), label, fill=(0, 0, 0))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return canvas

@@ -12,8 +12,8 @@ from PIL import Image
 from services.plots import (
     axis_steps,
     axis_walk_images,
-    eigen_axis_montage,
     homogeneity_histogram,
+    montage_grid,
     spectrum_plot,
     to_uint8,
 )
@@ -27,13 +27,14 @@ def _open(png: bytes) -> Image.Image:
 def test_montage_places_every_tile_pixel_exact() -> None:
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, size=(3, 4, 3, 8, 6))
-    picture = np.asarray(_open(eigen_axis_montage(images, gap=2, label_width=10)).convert("RGB"))
-    assert picture.shape == (3 * 10 - 2, 10 + 4 * 8 - 2, 3)
+    picture = montage_grid(images, gap=2)
+    assert picture.shape == (3 * 10 - 2, 4 * 8 - 2, 3)
     expected = to_uint8(images)
     for r in range(3):
         for c in range(4):
-            tile = picture[r * 10 : r * 10 + 8, 10 + c * 8 : 10 + c * 8 + 6]
+            tile = picture[r * 10 : r * 10 + 8, c * 8 : c * 8 + 6]
             np.testing.assert_array_equal(tile, expected[r, c])
+    assert (picture[8:10] == 255).all() and (picture[:, 6:8] == 255).all()  # white gaps
 
 
 def test_to_uint8_maps_the_output_range_end_points() -> None:
@@ -43,7 +44,7 @@ def test_to_uint8_maps_the_output_range_end_points() -> None:
 
 def test_montage_rejects_a_flat_array() -> None:
     with pytest.raises(ValueError, match="rows, cols, C, H, W"):
-        eigen_axis_montage(np.zeros((4, 3, 8, 8)))
+        montage_grid(np.zeros((4, 3, 8, 8)))
 
 
 def test_axis_steps_equalise_image_change_and_respect_the_cap() -> None:
@@ -108,15 +109,21 @@ def test_every_figure_renders_in_every_format(fmt: str) -> None:
         spectrum_plot([("dcgan-faces/mse/jacobian", spectra)], normalisation="top", fmt=fmt),
         homogeneity_histogram({"a": matrix.ravel()}, scale="linear", fmt=fmt),
         homogeneity_heatmap(matrix, label="dcgan-faces/mse/jacobian", fmt=fmt),
-        annotated_montage(images, eigenvalues=np.array([2.0, 1.0]), steps=steps,
-                          title="selection, code 0", fmt=fmt),  # fmt: skip
+        annotated_montage(
+            images,
+            eigenvalues=np.array([2.0, 1.0]),
+            steps=steps,
+            title="selection, code 0",
+            fmt=fmt,
+        ),
     ]
     magic = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}[fmt]
     for data in outputs:
         assert data.startswith(magic)
     if fmt == "svg":  # labels stay text, readable in the file
         assert b"dcgan-faces/mse/jacobian" in outputs[0] and "λ / λ₁".encode() in outputs[0]
-        assert "λ=2".encode() in outputs[3] and b"t=+2" in outputs[3]
+        assert "λ=2".encode() in outputs[3] and b"+2" in outputs[3]
+        assert b"reference code" in outputs[3] and b"top 2 eigenvectors" in outputs[3]
 
 
 def test_figures_refuse_an_unknown_format() -> None:

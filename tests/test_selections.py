@@ -17,7 +17,7 @@ from services import export
 from services.comparisons import MixedSelectionError, Selection, compare, parse_selection
 from services.config import Settings
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
-from services.store import InvalidDataError, Store
+from services.store import InvalidDataError, NotFoundError, Store
 from tests.support.stores import store_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,8 @@ def test_float32_and_float64_are_not_mixed_and_a_filter_picks_one(store: Store) 
     with pytest.raises(MixedSelectionError) as caught:
         compare(store, [pooled], owner=None)
     error = caught.value
-    assert error.extra["differing"] == ["dtype"] and len(error.extra["groups"]) == 2
+    groups = error.extra["groups"]
+    assert error.extra["differing"] == ["dtype"] and isinstance(groups, list) and len(groups) == 2
     assert '"dtype"' in str(error) and "float64" in str(error)
     result = compare(store, [pooled.model_copy(update={"dtype": "float32"})], owner=None)
     (chosen,) = result.selections
@@ -53,7 +54,9 @@ def test_float32_and_float64_are_not_mixed_and_a_filter_picks_one(store: Store) 
 def test_top_k_and_full_spectra_are_not_mixed(store: Store) -> None:
     _run(store)
     _run(store, top_k=None)
-    with pytest.raises(MixedSelectionError, match="kept"):
+    with pytest.raises(
+        MixedSelectionError, match=r"command line: SELECTION@kept=(all|top-[0-9]+)\)"
+    ):
         compare(store, [Selection(model=MODEL, distance="mse", method="jacobian")], owner=None)
 
 
@@ -68,7 +71,9 @@ def test_an_imported_copy_counts_once(store: Store) -> None:
     (selection,) = pooled.selections
     assert selection.eigenvalues.shape[0] == 3 and selection.duplicates_dropped == 3
     assert selection.job_ids == [job_id] and imported.id != job_id
-    assert pooled.homogeneity[0]["log_offdiag_mean"] == alone.homogeneity[0]["log_offdiag_mean"]
+    pooled_h, alone_h = pooled.homogeneity[0], alone.homogeneity[0]
+    assert pooled_h is not None and alone_h is not None
+    assert pooled_h["log_offdiag_mean"] == alone_h["log_offdiag_mean"]
     assert any("repeats of positions" in note for note in pooled.notes)
 
 
@@ -79,7 +84,7 @@ def test_a_cancelled_jobs_partial_results_are_left_out_unless_asked(store: Store
         if done == 1:
             store.request_cancel(holder["id"])
 
-    spec = JobSpec(**{**BASE, "latents": {"count": 3, "seed": 9}})
+    spec = JobSpec.model_validate({**BASE, "latents": {"count": 3, "seed": 9}})
     job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None, settings=Settings())
     holder["id"] = job.id
     cancelled = run_job_inprocess(store, job.id, cancel_after_first)
@@ -144,9 +149,10 @@ def test_the_readme_compare_examples_run_as_written(
     output = capsys.readouterr().out
     assert "sefa-vs-hessian" in output and "(exact)" in output
     result = json.loads((tmp_path / "result.json").read_text())
-    pair = result["alignments"][0]
-    assert pair["kind"] == "sefa-vs-hessian" and len(pair["abs_cosine"]) == 10  # full result
-    assert np.asarray(result["selections"][0]["homogeneity"]["log"]).shape == (3, 3)
+    pair = result["alignments"][0]  # the result document (version 1)
+    assert result["version"] == 1 and pair["kind"] == "sefa-vs-hessian"
+    assert np.asarray(pair["abs_cosine"]).shape == (10, 10)  # the k x k |cos| matrix
+    assert result["members"][0]["homogeneity"]["n_positions"] == 3
     for name in ("spectrum.png", "spectrum.svg", "spectrum.pdf", "homogeneity-log.pdf"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     assert any(
@@ -166,3 +172,28 @@ def test_a_random_lpips_backbone_is_its_own_label_where_spectra_are_listed(store
                      owner=None)  # fmt: skip
     label = result.selections[0].label
     assert label.count("random") == 1 and "lpips-alex" in label, label
+
+
+def test_every_narrowing_a_refusal_suggests_can_be_written_as_text() -> None:
+    selection = parse_selection("dcgan-faces:mse:jacobian@kept=top-20,dtype=float32,space=w")
+    assert (selection.model, selection.distance, selection.method) == (
+        "dcgan-faces",
+        "mse",
+        "jacobian",
+    )
+    assert (selection.kept, selection.dtype, selection.space) == ("top-20", "float32", "w")
+    assert parse_selection("dcgan-faces::sefa@include_partial=true").include_partial is True
+    assert parse_selection("0a1b2c3d@kept=all").job_id == "0a1b2c3d"  # a job id prefix too
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_selection("dcgan-faces:mse:jacobian@colour=red")
+    with pytest.raises(ValueError):
+        parse_selection("dcgan-faces:mse:jacobian@kept=twenty")  # the field's own rule
+
+
+def test_directions_not_stored_yet_name_the_command(store: Store) -> None:
+    from services.comparisons.selection import nothing_stored
+
+    message = nothing_stored(Selection(model="stylegan2:ffhq.pt", method="sefa"))
+    assert "spectra run --model stylegan2:ffhq.pt --method sefa" in message
+    with pytest.raises(NotFoundError, match="spectra run --model dcgan-faces --method ganspace"):
+        compare(store, [Selection(model=MODEL, method="ganspace")], owner=None)

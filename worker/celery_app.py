@@ -14,5 +14,5 @@ from services.config import get_settings
 
 __all__ = ["CHUNK_QUEUE", "CHUNK_TASK", "app", "configure", "time_limits"]
 
-app = Celery("latent_spectra", include=["worker.tasks", "worker.planning"])
+app = Celery("latent_spectra", include=["worker.tasks", "worker.planning", "worker.comparison_tasks"])
 configure(app, get_settings())

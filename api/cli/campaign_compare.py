@@ -4,14 +4,16 @@ database or a server."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from api.cli.campaigns import CampaignCommands
-from api.cli.compare import comparison_output_options, server_report, write_comparison_outputs
+from api.cli.compare import (
+    comparison_output_options,
+    write_comparison,
+    write_comparison_outputs,
+)
 from api.cli.connect import client, open_store, use_server
 from api.cli.ids import resolve
-from api.cli.pictures import server_plots, write_pictures
+from api.cli.pictures import server_plots
 
 
 def register(campaign: CampaignCommands) -> None:
@@ -32,13 +34,11 @@ def cmd_campaign_compare(args: argparse.Namespace) -> int:
             ).raw
             jobs = [m.job_id for m in server.campaign(args.campaign).members]
             pictures = server_plots(server, jobs, document) if args.plots else {}
-        print(server_report(document))
-        write_pictures(args.plots, pictures)
-        if args.json:
-            Path(args.json).write_text(json.dumps(document, indent=1))
+        # THE tables of the result document the server sent, as the embedded path prints them.
+        write_comparison(document["document"], pictures, args)
         return 0
     from services import campaigns
-    from services import comparisons as comparison
+    from services.config import get_settings
 
     store = open_store(args.database)
     result = campaigns.compare_campaign(
@@ -47,7 +47,7 @@ def cmd_campaign_compare(args: argparse.Namespace) -> int:
         None,
         k=args.k,
         include_partial=args.include_partial,
+        settings=get_settings(),
     )
-    print(comparison.format_report(result))
     write_comparison_outputs(store, result, args)
     return 0

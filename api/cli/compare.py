@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from api.cli.connect import client, open_store, use_server
-from api.cli.errors import CliError
+from api.cli.errors import LOCAL_OWNER, CliError
 from api.cli.options import server_or_database
-from api.cli.pictures import server_plots, write_pictures
+from api.cli.pictures import write_pictures
 from api.cli.registry import Commands
-from api.cli.text import number, table
 
 
 def register(commands: Commands) -> None:
@@ -52,6 +51,12 @@ def register(commands: Commands) -> None:
 
 
 def comparison_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--table-format",
+        choices=("text", "csv", "markdown", "latex"),
+        default="text",
+        help="how the tables print: aligned text, CSV, Markdown or LaTeX booktabs (default text)",
+    )
     parser.add_argument("--plots", metavar="DIR", help="also write the figures into DIR")
     parser.add_argument(
         "--formats",
@@ -66,111 +71,92 @@ def comparison_output_options(parser: argparse.ArgumentParser) -> None:
         help="spectra as λ, λ/λ1 or λ/trace (default: λ/λ1 when Hessians and "
         "directions are drawn together, else λ)",
     )
-    parser.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    parser.add_argument("--json", metavar="FILE", help="also write the result document as JSON")
+
+
+def _formats(args: argparse.Namespace) -> list[str]:
+    formats = list(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if unknown or not formats:
+        raise CliError(f"--formats: choose from png, svg, pdf (got {args.formats!r})")
+    return formats
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The stored comparison's request options: the same on both paths."""
+    return {
+        "k": args.k,
+        "max_positions": args.max_positions,
+        "seed": args.seed,
+        "formats": _formats(args),
+        "normalise": args.normalise,
+        "montages": bool(args.plots),
+        "transport": args.transport,
+    }
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """One stored comparison, computed by the server's workers (``--server``) or in this
+    process (the same use case, the same record): the same tables, flags and files."""
     if use_server(args):
         with client(args) as server:
-            document = server.compare(
-                args.selections,
-                k=args.k,
-                max_positions=args.max_positions,
-                seed=args.seed,
-                transport=args.transport,
-            ).raw
-            pictures = server_plots(server, args.selections, document) if args.plots else {}
-        print(server_report(document))
-        write_pictures(args.plots, pictures)
-        if args.json:
-            Path(args.json).write_text(json.dumps(document, indent=1))
+            stored = server.submit_comparison(args.selections, **_options(args))
+            stored = server.follow_comparison(stored.id, interval_s=0.5)
+            if stored.status != "succeeded" or stored.document is None:
+                raise CliError(f"comparison {stored.id} {stored.status}: {stored.error}", 1)
+            pictures = (
+                {name: server.comparison_figure(stored.id, name) for name in stored.figures}
+                if args.plots
+                else {}
+            )
+        write_comparison(stored.document, pictures, args)
         return 0
     from services import comparisons as comparison
+    from services.comparisons.requests import ComparisonRequest
+    from services.comparisons.stored import compare_in_process
+    from services.config import get_settings
 
     store = open_store(args.database)
     try:
         selections = [comparison.parse_selection(text) for text in args.selections]
+        request = ComparisonRequest(selections=selections, **_options(args))
     except ValueError as error:
         raise CliError(str(error)) from None
-    result = comparison.compare(
-        store,
-        selections,
-        owner=None,
-        k=args.k,
-        max_positions=args.max_positions,
-        seed=args.seed,
-        transport=args.transport,
+    record = compare_in_process(store, request, owner=LOCAL_OWNER, settings=get_settings())
+    if record.status != "succeeded" or record.document is None:
+        raise CliError(f"comparison {record.id} {record.status}: {record.error}", 1)
+    pictures = (
+        {name: store.comparison_figure(record.id, name).data for name in record.figures}
+        if args.plots
+        else {}
     )
-    print(comparison.format_report(result))
-    write_comparison_outputs(store, result, args)
+    write_comparison(record.document, pictures, args)
     return 0
 
 
-def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
-    """--plots DIR (in every --format) and --json FILE (the full result, matrices too)."""
-    from services import comparisons as comparison
+def write_comparison(
+    document: dict[str, Any], pictures: dict[str, bytes], args: argparse.Namespace
+) -> None:
+    """THE tables on stdout; --plots DIR (every figure in every --format) and --json FILE (the
+    result document)."""
+    from services.comparisons.tables import render_tables
 
-    if args.plots:
-        out = Path(args.plots)
-        out.mkdir(parents=True, exist_ok=True)
-        formats = tuple(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
-        pictures = comparison.render_plots(
-            store, result, formats=formats, normalisation=args.normalise
-        )
-        for name, data in pictures.items():
-            (out / name).write_bytes(data)
-            print(f"wrote {out / name}")
+    print(render_tables(document, args.table_format))
+    write_pictures(args.plots, pictures)
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_json(matrices=True), indent=1))
+        Path(args.json).write_text(json.dumps(document, indent=1))
         print(f"wrote {args.json}")
 
 
-def server_report(result: dict[str, Any]) -> str:
-    """A server's comparison document as the same text tables the database path prints."""
-    rows: list[tuple[str, ...]] = [
-        (
-            "selection",
-            "N",
-            "d",
-            "k",
-            "dims_99",
-            "dims_99.9",
-            "dims_99.99",
-            "PR",
-            "homog. log",
-            "homog. lin",
+def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
+    """A campaign's comparison (computed in process): the same tables and files."""
+    from services import comparisons as comparison
+
+    pictures = (
+        comparison.render_plots(
+            store, result, formats=tuple(_formats(args)), normalisation=args.normalise
         )
-    ]
-    for s in result["selections"]:
-        a, h = s["anisotropy"], s.get("homogeneity") or {}
-        rows.append(
-            (
-                s["label"],
-                str(s["n_spectra"]),
-                str(s["d"]),
-                str(s["k"]),
-                number(a.get("dims_99_mean")),
-                number(a.get("dims_999_mean")),
-                number(a.get("dims_9999_mean")),
-                number(a.get("participation_ratio_mean")),
-                number(h.get("log_offdiag_mean")),
-                number(h.get("linear_offdiag_mean")),
-            )
-        )
-    lines = ["anisotropy (means over positions) and homogeneity (off-diagonal means)", table(rows)]
-    if result.get("alignments"):
-        rows = [("a", "b", "kind", "k", "matched |cos| (top 5)", "principal angles deg (top 5)")]
-        for a in result["alignments"]:
-            rows.append(
-                (
-                    a["a"],
-                    a["b"],
-                    a["kind"],
-                    str(a["k"]),
-                    " ".join(number(x, 2) for x in a["matched_abs_cosine"][:5]),
-                    " ".join(number(x, 3) for x in a["principal_angles_deg"][:5]),
-                )
-            )
-        lines += ["", "alignment of top-k average-metric eigenvectors", table(rows)]
-    lines += [f"note: {note}" for note in result.get("notes", [])]
-    return "\n".join(lines)
+        if args.plots
+        else {}
+    )
+    write_comparison(comparison.result_document(result), pictures, args)

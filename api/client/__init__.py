@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from api.client.asynchronous import AsyncSpectraClient
 from api.client.calls import FigureKind
+from api.client.comparisons import StoredComparison
 from api.client.errors import (
     Conflict,
     Forbidden,
@@ -76,6 +77,7 @@ __all__ = [
     "SpectraClient",
     "SpectraError",
     "Spectrum",
+    "StoredComparison",
     "SpectrumSummary",
     "Timings",
     "Unauthorized",

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from api.client import calls
+from api.client import calls, comparisons
 from api.client.calls import Call, FigureKind, answer, request_options
+from api.client.comparisons import StoredComparison
 from api.client.errors import ServerUnreachable
 from api.client.progress import job_progress, show_progress
 from api.client.settings import ClientSettings, tls_verify
@@ -222,3 +223,33 @@ class AsyncSpectraClient:
         return await self._run(
             calls.compare_campaign(campaign_id, k, max_positions, seed, include_partial)
         )
+
+    # stored comparisons
+    async def submit_comparison(
+        self, selections: Sequence[str | Mapping[str, Any]], **options: Any
+    ) -> StoredComparison:
+        return await self._run(comparisons.submit(selections, options))
+
+    async def comparison(self, comparison_id: str) -> StoredComparison:
+        return await self._run(comparisons.get(comparison_id))
+
+    async def comparisons(self, *, limit: int = 50) -> list[StoredComparison]:
+        return await self._run(comparisons.listing(limit))
+
+    async def cancel_comparison(self, comparison_id: str) -> StoredComparison:
+        return await self._run(comparisons.cancel(comparison_id))
+
+    async def comparison_figure(self, comparison_id: str, name: str) -> bytes:
+        return await self._run(comparisons.figure(comparison_id, name))
+
+    async def follow_comparison(
+        self, comparison_id: str, *, interval_s: float = 1.0, timeout_s: float | None = None
+    ) -> StoredComparison:
+        import asyncio
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (stored := await self.comparison(comparison_id)).finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"comparison {comparison_id} still {stored.status}")
+            await asyncio.sleep(interval_s)
+        return stored

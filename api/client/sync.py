@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from api.client import calls
+from api.client import calls, comparisons
 from api.client.calls import Call, FigureKind, answer, request_options
+from api.client.comparisons import StoredComparison
 from api.client.errors import ServerUnreachable
 from api.client.progress import job_progress, show_progress
 from api.client.settings import ClientSettings, tls_verify
@@ -233,3 +234,34 @@ class SpectraClient:
         return self._run(
             calls.compare_campaign(campaign_id, k, max_positions, seed, include_partial)
         )
+
+    # stored comparisons
+    def submit_comparison(
+        self, selections: Sequence[str | Mapping[str, Any]], **options: Any
+    ) -> StoredComparison:
+        """Submit a stored comparison (options: k, max_positions, seed, formats, normalise,
+        montages, transport); the same request over the same spectra returns the stored one."""
+        return self._run(comparisons.submit(selections, options))
+
+    def comparison(self, comparison_id: str) -> StoredComparison:
+        return self._run(comparisons.get(comparison_id))
+
+    def comparisons(self, *, limit: int = 50) -> list[StoredComparison]:
+        return self._run(comparisons.listing(limit))
+
+    def cancel_comparison(self, comparison_id: str) -> StoredComparison:
+        return self._run(comparisons.cancel(comparison_id))
+
+    def comparison_figure(self, comparison_id: str, name: str) -> bytes:
+        return self._run(comparisons.figure(comparison_id, name))
+
+    def follow_comparison(
+        self, comparison_id: str, *, interval_s: float = 1.0, timeout_s: float | None = None
+    ) -> StoredComparison:
+        """Poll until the comparison ends; TimeoutError after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (stored := self.comparison(comparison_id)).finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"comparison {comparison_id} still {stored.status}")
+            time.sleep(interval_s)
+        return stored

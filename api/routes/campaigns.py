@@ -16,7 +16,7 @@ from api.errors import ApiProblem
 from api.params import CampaignIdPath
 from api.routes.jobs import PROBLEM_RESPONSES
 from services import campaigns
-from services.comparisons import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS
+from services.comparisons import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS, result_document
 from services.patterns import TEXT_PATTERN
 
 router = APIRouter(tags=["campaigns"])
@@ -106,4 +106,5 @@ def compare_campaign(
         store, campaign_id, principal.visible_owner, k=body.k, max_positions=body.max_positions,
         include_partial=body.include_partial, seed=body.seed, settings=settings,
     )  # fmt: skip
-    return result.to_json()
+    # The earlier shape and THE result document every face renders.
+    return {**result.to_json(), "document": result_document(result)}

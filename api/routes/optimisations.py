@@ -22,7 +22,7 @@ from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served, 
 from api.errors import ApiProblem, validation_error
 from api.params import JobIdPath
 from api.routes.jobs import PROBLEM_RESPONSES, _submitted_response
-from services.optimisation_plots import FORMATS
+from services.figure_files import MEDIA_TYPES as FORMATS
 from services.pipeline.optimisation import submit_optimisation
 from services.pipeline.optimise_report import (
     ReportError,

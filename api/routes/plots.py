@@ -32,7 +32,7 @@ from services.comparisons import (
     spectrum_figure,
     spectrum_png,
 )
-from services.plots import MEDIA_TYPES
+from services.figure_files import MEDIA_TYPES
 
 router = APIRouter(tags=["plots"])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Form, Query, Request
@@ -16,12 +17,21 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.params import TEXT_PATTERN
 from api.ui import figures
 from api.ui.session import CsrfChecked, UiUser, UserDep, sign_in, sign_out
 from services import comparisons as comparison
 from services import submission
+from services.comparisons.requests import ComparisonRequest
+from services.comparisons.stored import (
+    SYNC_MAX_SPECTRA,
+    census,
+    spectra_count,
+    submit_comparison,
+    with_full_job_ids,
+)
+from services.comparisons.tables import comparison_tables, format_cell
 from services.jsonable import jsonable
+from services.patterns import TEXT_PATTERN
 from services.store import JOB_STATUSES, TERMINAL_STATUSES, InvalidDataError, NotFoundError
 
 router = APIRouter(include_in_schema=False)
@@ -39,7 +49,8 @@ def _store(request: Request) -> Any:
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-    return request.app.state.templates.page(request, name, status_code, **context)
+    page: Response = request.app.state.templates.page(request, name, status_code, **context)
+    return page
 
 
 def _redirect(path: str) -> RedirectResponse:
@@ -66,13 +77,19 @@ async def login(
     api_key: Annotated[str, Form(max_length=500)] = "",
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    record = await run_in_threadpool(_store(request).verify_api_key, api_key.strip()) if api_key else None
+    record = (
+        await run_in_threadpool(_store(request).verify_api_key, api_key.strip())
+        if api_key
+        else None
+    )
     if record is None:
         return _page(request, "login.html", 401, title="Sign in", next=next,
                      error="This API key is not valid. Create one with "
                            "`spectra keys create --owner NAME --scopes read,submit`.")  # fmt: skip
     await sign_in(request, record.id)
-    target = next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
+    target = (
+        next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"
+    )
     return _redirect(target)
 
 
@@ -110,8 +127,9 @@ def job_row(store: Any, job: Any) -> dict[str, Any]:
 
 def _jobs(request: Request, user: UiUser, status: str | None, offset: int) -> list[dict[str, Any]]:
     store = _store(request)
-    jobs = store.list_jobs(owner=user.principal.visible_owner, status=status,
-                           limit=JOBS_PER_PAGE, offset=offset)  # fmt: skip
+    jobs = store.list_jobs(
+        owner=user.principal.visible_owner, status=status, limit=JOBS_PER_PAGE, offset=offset
+    )
     return [job_row(store, job) for job in jobs]
 
 
@@ -124,9 +142,17 @@ def jobs_page(
 ) -> Response:
     status = status if status in JOB_STATUSES else None
     rows = _jobs(request, user, status, offset)
-    return _page(request, "jobs.html", title="Jobs", jobs=rows, status=status,
-                 statuses=JOB_STATUSES, offset=offset, per_page=JOBS_PER_PAGE,
-                 campaigns=_campaigns(request, user))  # fmt: skip
+    return _page(
+        request,
+        "jobs.html",
+        title="Jobs",
+        jobs=rows,
+        status=status,
+        statuses=JOB_STATUSES,
+        offset=offset,
+        per_page=JOBS_PER_PAGE,
+        campaigns=_campaigns(request, user),
+    )
 
 
 @router.get("/jobs.json")
@@ -154,11 +180,16 @@ def job_page(request: Request, user: UserDep, job_id: str) -> Response:
     job = store.get_job(job_id, owner=user.principal.visible_owner)
     failures = store.latent_failures(job.id) if job.n_failed else []
     return _page(
-        request, "job.html", title=f"Job {job.id[:8]}", job=job, row=job_row(store, job),
+        request,
+        "job.html",
+        title=f"Job {job.id[:8]}",
+        job=job,
+        row=job_row(store, job),
         spec_json=json.dumps(displayed_spec(job.spec), indent=2, sort_keys=True),
-        resolved=job.resolved, failures=failures,
+        resolved=job.resolved,
+        failures=failures,
         can_cancel=user.principal.allows("submit") and job.status not in TERMINAL_STATUSES,
-    )  # fmt: skip
+    )
 
 
 def displayed_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +199,10 @@ def displayed_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if isinstance(latents, dict) and isinstance(latents.get("values"), list):
         values = latents["values"]
         width = len(values[0]) if values and isinstance(values[0], list) else 0
-        return {**spec, "latents": {**latents, "values": f"<{len(values)} codes of dimension {width}>"}}
+        return {
+            **spec,
+            "latents": {**latents, "values": f"<{len(values)} codes of dimension {width}>"},
+        }
     return spec
 
 
@@ -181,10 +215,16 @@ def job_json(request: Request, user: UserDep, job_id: str) -> JSONResponse:
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, user: UserDep, _csrf: CsrfChecked, job_id: str) -> Response:
     if not user.principal.allows("submit"):
-        return _page(request, "error.html", 403, title="Not allowed",
-                     message="This API key lacks the 'submit' scope needed to cancel a job.")  # fmt: skip
-    submission.cancel(_store(request), request.app.state.dispatcher, job_id,
-                        user.principal.visible_owner)  # fmt: skip
+        return _page(
+            request,
+            "error.html",
+            403,
+            title="Not allowed",
+            message="This API key lacks the 'submit' scope needed to cancel a job.",
+        )
+    submission.cancel(
+        _store(request), request.app.state.dispatcher, job_id, user.principal.visible_owner
+    )
     return _redirect(f"{PREFIX}/jobs/{job_id}")
 
 
@@ -208,8 +248,14 @@ def spectra_page(
     """One selection (a job, or MODEL:DISTANCE:METHOD): band plot, heatmap, the spectra."""
     store = _store(request)
     owner = user.principal.visible_owner
-    result = comparison.compare(store, _parse([selection]), owner=owner, k=1,
-                                max_positions=MAX_HEATMAP_POSITIONS)  # fmt: skip
+    result = comparison.compare(
+        store,
+        _parse([selection]),
+        owner=owner,
+        k=1,
+        max_positions=MAX_HEATMAP_POSITIONS,
+        settings=request.app.state.settings,
+    )
     loaded = result.selections[0]
     eigenvalues = loaded.eigenvalues[:MAX_PLOT_POSITIONS]
     series = [(loaded.label, eigenvalues)]
@@ -221,20 +267,35 @@ def spectra_page(
         heatmap = figures.homogeneity_figure(np.asarray(homogeneity["log"]), indices)
     query = comparison.Selection.model_validate(loaded.selection.model_dump())
     listing = store.list_spectrum_summaries(
-        job_id=query.job_id, model=query.model, distance=query.distance, method=query.method,
-        owner=owner, limit=JOBS_PER_PAGE, offset=offset,
-    )  # fmt: skip
+        job_id=query.job_id,
+        model=query.model,
+        distance=query.distance,
+        method=query.method,
+        owner=owner,
+        limit=JOBS_PER_PAGE,
+        offset=offset,
+    )
     return _page(
-        request, "spectra.html", title=f"Spectra: {loaded.label}", label=loaded.label,
-        selection=selection, n_spectra=int(loaded.eigenvalues.shape[0]),
-        n_plotted=int(eigenvalues.shape[0]), k=int(eigenvalues.shape[1]),
+        request,
+        "spectra.html",
+        title=f"Spectra: {loaded.label}",
+        label=loaded.label,
+        selection=selection,
+        n_spectra=int(loaded.eigenvalues.shape[0]),
+        n_plotted=int(eigenvalues.shape[0]),
+        k=int(eigenvalues.shape[1]),
         d=loaded.d,
-        spectrum_figures={"raw": figures.spectrum_figure(series, normalise=False),
-                          "normalised": figures.spectrum_figure(series, normalise=True)},
-        heatmap=heatmap, homogeneity=homogeneity and jsonable(
-            {k: v for k, v in homogeneity.items() if not isinstance(v, np.ndarray)}),
-        spectra=listing, offset=offset, per_page=JOBS_PER_PAGE, notes=result.notes,
-    )  # fmt: skip
+        spectrum_figures=figures.spectrum_variants(
+            [(label, figures.bands_of(values)) for label, values in series]
+        ),
+        heatmap=heatmap,
+        homogeneity=homogeneity
+        and jsonable({k: v for k, v in homogeneity.items() if not isinstance(v, np.ndarray)}),
+        spectra=listing,
+        offset=offset,
+        per_page=JOBS_PER_PAGE,
+        notes=result.notes,
+    )
 
 
 @router.get("/spectra/{spectrum_id}")
@@ -245,13 +306,37 @@ def spectrum_page(request: Request, user: UserDep, spectrum_id: str) -> Response
     except NotFoundError:
         raise NotFoundError(f"no spectrum {spectrum_id!r} visible to you") from None
     return _page(
-        request, "spectrum.html", title=f"Spectrum {record.id[:8]}", spectrum=record,
+        request,
+        "spectrum.html",
+        title=f"Spectrum {record.id[:8]}",
+        spectrum=record,
         figure=figures.single_spectrum_figure(np.asarray(record.eigenvalues)),
         diagnostics=json.dumps(jsonable(record.diagnostics), indent=2, sort_keys=True),
-    )  # fmt: skip
+    )
 
 
 # -- comparisons ---------------------------------------------------------------------------
+
+
+def _document_context(document: dict[str, Any], pictures: list[tuple[str, str]]) -> dict[str, Any]:
+    """What ``_comparison.html`` shows: THE tables (cells formatted as every text format
+    formats them), the chart under each normalisation from the document's bands, figures."""
+    tables = [
+        {
+            "name": table.name,
+            "caption": table.caption,
+            "columns": table.columns,
+            "rows": [[format_cell(cell) for cell in row] for row in table.rows],
+        }
+        for table in comparison_tables(document)
+    ]
+    series = [(m["label"], m["spectrum_bands"]) for m in document["members"]]
+    return {
+        "document": document,
+        "tables": tables,
+        "figures": figures.spectrum_variants(series),
+        "pictures": pictures,
+    }
 
 
 @router.get("/compare")
@@ -265,20 +350,90 @@ def compare_page(
     owner = user.principal.visible_owner
     chosen = [s.strip() for s in selection or [] if s.strip()]
     finished = store.list_jobs(owner=owner, status="succeeded", limit=200, offset=0)
-    context: dict[str, Any] = {"jobs": finished, "chosen": chosen, "k": k, "result": None,
-                               "figures": None, "error": None}  # fmt: skip
+    context: dict[str, Any] = {
+        "jobs": finished,
+        "chosen": chosen,
+        "k": k,
+        "document": None,
+        "error": None,
+        "stored_link": None,
+    }
     if chosen:
+        query = "".join(f"selection={quote(c)}&" for c in chosen)
         try:
-            result = comparison.compare(store, _parse(chosen), owner=owner, k=k)
+            parsed = _parse(chosen)
+            asked = with_full_job_ids(store, ComparisonRequest(selections=parsed, k=k), owner)
+            if spectra_count(census(store, asked, owner)) > SYNC_MAX_SPECTRA:
+                # Too large for a page request: a stored comparison, computed by a worker.
+                record, _ = submit_comparison(
+                    store,
+                    asked,
+                    owner=user.principal.owner,
+                    visible_owner=owner,
+                    dispatch=request.app.state.dispatcher.dispatch_comparison,
+                )
+                context["stored_link"] = f"{PREFIX}/comparisons/{record.id}"
+                return _page(request, "compare.html", title="Compare", **context)
+            result = comparison.compare(
+                store, parsed, owner=owner, k=k, settings=request.app.state.settings
+            )
         except (NotFoundError, InvalidDataError, ValueError) as error:
             context["error"] = str(error)
         else:
-            context["result"] = result.to_json()
-            series = [(s.label, s.eigenvalues) for s in result.selections]
-            context["figures"] = {"raw": figures.spectrum_figure(series, normalise=False),
-                                  "normalised": figures.spectrum_figure(series, normalise=True)}  # fmt: skip
-            context["has_homogeneity"] = any(h is not None for h in result.homogeneity)
+            document = comparison.result_document(result)
+            pictures = [("spectrum.png", f"{PREFIX}/figures/spectrum.png?{query}")]
+            if any(h is not None for h in result.homogeneity):
+                pictures.append(("homogeneity.png", f"{PREFIX}/figures/homogeneity.png?{query}"))
+            context.update(_document_context(document, pictures), query=query)
     return _page(request, "compare.html", title="Compare", **context)
+
+
+@router.get("/comparisons/{comparison_id}")
+def stored_comparison_page(request: Request, user: UserDep, comparison_id: str) -> Response:
+    """A stored comparison: its status while a worker computes it, then its document and its
+    stored figures (the same ones the API serves)."""
+    record = _store(request).get_comparison(comparison_id, owner=user.principal.visible_owner)
+    context: dict[str, Any] = {"record": record, "document": None}
+    if record.document is not None:
+        base = f"{PREFIX}/comparisons/{record.id}/figures"
+        names = sorted(
+            (name for name in record.figures if name.endswith(".png")),
+            key=lambda name: (not name.startswith("spectrum"), name),  # the spectra first
+        )
+        pictures = [(name, f"{base}/{name}") for name in names]
+        context.update(_document_context(record.document, pictures))
+    return _page(request, "comparison.html", title=f"Comparison {record.id[:8]}", **context)
+
+
+@router.get("/comparisons/{comparison_id}/figures/{name}")
+def stored_comparison_figure(
+    request: Request, user: UserDep, comparison_id: str, name: str, download: bool = False
+) -> Response:
+    store = _store(request)
+    store.get_comparison(comparison_id, owner=user.principal.visible_owner)  # 404 if not visible
+    figure = store.comparison_figure(comparison_id, name)
+    headers = {"Cache-Control": "no-store"}
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{comparison.file_stem(name)}"'
+    return Response(figure.data, media_type=figure.media_type, headers=headers)
+
+
+@router.get("/comparisons/{comparison_id}/tables")
+def stored_comparison_tables(
+    request: Request,
+    user: UserDep,
+    comparison_id: str,
+    format: Annotated[str, Query(pattern="^(text|csv|markdown|latex)$")] = "csv",
+) -> Response:
+    record = _store(request).get_comparison(comparison_id, owner=user.principal.visible_owner)
+    if record.document is None:
+        raise InvalidDataError(f"comparison {comparison_id} is {record.status}: no tables yet")
+    suffix = {"text": "txt", "csv": "csv", "markdown": "md", "latex": "tex"}[format]
+    return Response(
+        comparison.render_tables(record.document, format),
+        media_type="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="comparison.{suffix}"'},
+    )
 
 
 @router.get("/compare.json")
@@ -288,10 +443,18 @@ def compare_json(
     selection: Annotated[list[str], Query(min_length=1, max_length=comparison.MAX_SELECTIONS)],
     k: Annotated[int, Query(ge=1, le=comparison.MAX_VECTORS)] = 10,
 ) -> Response:
-    result = comparison.compare(_store(request), _parse(selection),
-                                owner=user.principal.visible_owner, k=k)  # fmt: skip
-    return Response(json.dumps(result.to_json(), indent=1), media_type="application/json",
-                    headers={"Content-Disposition": 'attachment; filename="comparison.json"'})  # fmt: skip
+    result = comparison.compare(
+        _store(request),
+        _parse(selection),
+        owner=user.principal.visible_owner,
+        k=k,
+        settings=request.app.state.settings,
+    )
+    return Response(
+        json.dumps(result.to_json(), indent=1),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="comparison.json"'},
+    )
 
 
 @router.get("/figures/{kind}.png")
@@ -317,9 +480,17 @@ def figure_png(
         ensure_model_served(record.model, request.app.state.settings)
         data = comparison.montage_png(store, record.id, axes=axes, steps=steps)
     elif kind in ("spectrum", "homogeneity") and selection:
-        result = comparison.compare(store, _parse(selection), owner=owner, k=1,
-                                    max_positions=2 if kind == "spectrum" else 100)  # fmt: skip
-        data = (comparison.spectrum_png if kind == "spectrum" else comparison.homogeneity_png)(result)
+        result = comparison.compare(
+            store,
+            _parse(selection),
+            owner=owner,
+            k=1,
+            max_positions=2 if kind == "spectrum" else 100,
+            settings=request.app.state.settings,
+        )
+        data = (comparison.spectrum_png if kind == "spectrum" else comparison.homogeneity_png)(
+            result
+        )
     else:
         raise NotFoundError(f"no figure {kind!r} for these parameters")
     headers = {"Cache-Control": "no-store"}
@@ -346,8 +517,21 @@ def montage_page(
     if job_id is None and spectrum_id:
         job_id = store.get_spectrum(spectrum_id, owner=owner).job_id
     job_id = job_id or (jobs[0].id if jobs else None)
-    codes = store.list_spectrum_summaries(job_id=job_id, owner=owner, limit=200, offset=0) if job_id else []
+    codes = (
+        store.list_spectrum_summaries(job_id=job_id, owner=owner, limit=200, offset=0)
+        if job_id
+        else []
+    )
     if spectrum_id is None and codes:
         spectrum_id = codes[0].id
-    return _page(request, "montage.html", title="Montage", jobs=jobs, job_id=job_id, codes=codes,
-                 spectrum_id=spectrum_id, axes=axes, steps=steps)  # fmt: skip
+    return _page(
+        request,
+        "montage.html",
+        title="Montage",
+        jobs=jobs,
+        job_id=job_id,
+        codes=codes,
+        spectrum_id=spectrum_id,
+        axes=axes,
+        steps=steps,
+    )

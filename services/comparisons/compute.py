@@ -25,6 +25,7 @@ metric run on `Settings.analysis_device`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -41,7 +42,7 @@ from services.across_members import (
     transported_alignment,
 )
 from services.comparability import SpacesDifferError, alignment_coordinates
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.jsonable import jsonable
 from services.store import Store
 
@@ -177,10 +178,16 @@ def compare_loaded(
     seed: int = 0,
     settings: Settings | None = None,
     transport: str | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
 ) -> Comparison:
     """The analyses of loaded selections; eigenvectors are read from ``store`` as needed.
-    Members in different spaces are aligned only through `transport` (across_members)."""
-    settings = settings or get_settings()
+    Members in different spaces are aligned only through `transport` (across_members).
+    ``on_progress(fraction, stage)`` is called between stages (a stored comparison records
+    it; an exception it raises, e.g. on a cancel, stops the computation there)."""
+    # Settings are read at the edges and passed in; without them, the documented defaults
+    # (never the environment, read only at the edges).
+    settings = settings if settings is not None else Settings.model_construct()
+    report = on_progress or (lambda fraction, stage: None)
     device = _device(settings)
     notes: list[str] = []
     for s in loaded:
@@ -195,6 +202,7 @@ def compare_loaded(
     started = time.perf_counter()
     anisotropies = [_anisotropy(s, notes) for s in loaded]
     timings["anisotropy"] = time.perf_counter() - started
+    report(0.1, "homogeneity")
     started = time.perf_counter()
     common = common_k(loaded, notes)
     homogeneities = [
@@ -211,6 +219,7 @@ def compare_loaded(
         for s in loaded
     ]
     timings["homogeneity"] = time.perf_counter() - started
+    report(0.6, "average metrics and alignments")
     paired = paired_members(loaded, seed)
     sefa_scale_notes(store, loaded, notes)
 
@@ -225,6 +234,7 @@ def compare_loaded(
                 store, loaded[index], device=device, chunk_mb=settings.analysis_chunk_mb
             )
             timings["average_metric"] += time.perf_counter() - started
+            report(0.6 + 0.35 * len(averages) / len(loaded), "average metrics and alignments")
         return averages[index]
 
     alignments: list[dict[str, Any]] = []

@@ -119,14 +119,10 @@ def montage_png(
     device: str = "cpu",
     code_seed: int = 0,
 ) -> bytes:
-    """The pixel-exact montage (64 px tiles, rank labels): the spectrum's code moved along
-    its top ``axes`` eigenvectors; directions start from a sampled code, not zero."""
-    record = store.get_spectrum(spectrum_id)
-    axes = min(axes, record.k)
-    generator = _generator_of(store, record, device)
-    code = record.code if record.code is not None else generator.sample(1, seed=code_seed)[0]
-    vectors = store.eigenvectors(spectrum_id, k=axes)
-    return plots.axis_walk_montage(generator.module, code, record.eigenvalues, vectors, steps=steps)
+    """The annotated montage as PNG (the one montage every face draws: ``montage_figure``)."""
+    return montage_figure(
+        store, spectrum_id, axes=axes, steps=steps, device=device, code_seed=code_seed, fmt="png"
+    )
 
 
 def _generator_of(store: Store, record: Any, device: str) -> Any:
@@ -160,10 +156,11 @@ def render_plots(
     normalisation: str | None = None,
     axes: int = 6,
     steps: int = 7,
+    montages: bool = True,
 ) -> dict[str, bytes]:
     """Every figure a comparison has, by file name, in each of ``formats``: the spectra, the
-    homogeneity histograms (log and linear) and heatmaps, and one montage per selection (its
-    name carries the selection's label)."""
+    homogeneity histograms (log and linear) and heatmaps, and (``montages``) one montage per
+    selection (its name carries the selection's label)."""
     pictures: dict[str, bytes] = {}
     for fmt in formats:
         pictures[f"spectrum.{fmt}"] = spectrum_figure(
@@ -179,6 +176,8 @@ def render_plots(
             stem = stems[index]
             if comparison.homogeneity[index] is not None:
                 pictures[f"heatmap-{stem}.{fmt}"] = heatmap_figure(comparison, index, fmt=fmt)
+            if not montages:
+                continue
             code_from = _code_source(comparison, s)
             try:
                 pictures[f"montage-{stem}.{fmt}"] = montage_figure(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.comparability import DIRECTION_METHODS, SEFA_DISTANCE
-from services.patterns import TEXT_PATTERN, UUID_PATTERN
+from services.patterns import TEXT_PATTERN
 
 # Homogeneity is O(N^2 k d): beyond this many positions (or the pairs the settings allow) a
 # selection uses a seeded random sample of its positions.
@@ -18,6 +18,8 @@ MAX_POSITIONS = 500
 MAX_VECTORS = 128
 MAX_SELECTIONS = 8
 MAX_CAMPAIGN_SELECTIONS = 32
+# An id or the unique prefix the tables print; resolved against the owner's jobs.
+JOB_ID_OR_PREFIX = r"^[0-9a-fA-F][0-9a-fA-F-]{3,35}$"
 KNOWN_DISTANCES = ("mse", "lpips-alex", "lpips-vgg", "lpips-squeeze")
 
 
@@ -26,7 +28,11 @@ class Selection(BaseModel):
     optional filters that pick one comparable group."""
 
     model_config = ConfigDict(extra="forbid")
-    job_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    job_id: str | None = Field(
+        default=None,
+        pattern=JOB_ID_OR_PREFIX,
+        description="a job id, or a unique prefix of one (at least 4 characters)",
+    )
     model: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     distance: str | None = Field(default=None, min_length=1, max_length=100, pattern=TEXT_PATTERN)
     method: str | None = Field(default=None, min_length=1, max_length=50, pattern=TEXT_PATTERN)
@@ -94,9 +100,54 @@ class CompareRequest(BaseModel):
     )
 
 
+class ComparisonRequest(CompareRequest):
+    """A stored comparison (``POST /v1/comparisons``): what to compare and which figures to
+    keep with it."""
+
+    formats: list[Literal["png", "svg", "pdf"]] = Field(
+        default=["png"], min_length=1, max_length=3, description="figure formats to store"
+    )
+    normalise: Literal["none", "top", "trace"] | None = Field(
+        default=None,
+        description="spectrum figure as λ, λ/λ₁ or λ/trace (default: λ/λ₁ when Hessians and "
+        "directions are drawn together, else λ)",
+    )
+    montages: bool = Field(
+        default=False, description="also render a montage per selection (loads each generator)"
+    )
+
+
+SELECTION_FILTERS = ("dtype", "kept", "space", "include_partial")
+
+
 def parse_selection(text: str) -> Selection:
     """``JOB_ID``, ``MODEL:DISTANCE:METHOD``, or directions ``MODEL::METHOD`` /
-    ``MODEL:METHOD`` (sefa, ganspace). The model may itself contain colons."""
+    ``MODEL:METHOD`` (sefa, ganspace). The model may itself contain colons. Any of them may end
+    with filters, ``@kept=top-20,dtype=float32,space=w,include_partial=true``: every narrowing
+    a refusal suggests can be written on the command line."""
+    text, _, filters = text.partition("@")
+    narrowing = _filters(text, filters) if filters else {}
+    return _parse_target(text).model_copy(update=narrowing)
+
+
+def _filters(text: str, filters: str) -> dict[str, object]:
+    narrowing: dict[str, object] = {}
+    for item in filters.split(","):
+        key, _, value = item.partition("=")
+        if key not in SELECTION_FILTERS or not value:
+            raise ValueError(
+                f"selection {text!r}: filter {item!r} is not KEY=VALUE with KEY one of "
+                f"{', '.join(SELECTION_FILTERS)} (e.g. {text}@kept=top-20,dtype=float32)"
+            )
+        narrowing[key] = (
+            value.lower() in ("1", "true", "yes") if key == "include_partial" else value
+        )
+    # Checked as the JSON request is: a bad value is refused with the field's rule.
+    Selection.model_validate({"job_id": "0000", **narrowing})
+    return narrowing
+
+
+def _parse_target(text: str) -> Selection:
     if ":" not in text:
         return Selection(job_id=text)
     head, _, method = text.rpartition(":")

@@ -4,6 +4,7 @@ groups found and how to pick one."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,14 @@ class MixedSelectionError(InvalidDataError):
             for g in groups
         )
         hint = ", ".join(f'"{f}"' for f in fields if f in ("dtype", "kept", "space")) or None
+        example = ",".join(
+            f"{f}={getattr(groups[0].key, f) or 'z'}"
+            for f in fields
+            if f in ("dtype", "kept", "space")
+        )
         how = (
-            f"narrow it with {hint} in the selection, or select one job by its id"
+            f"narrow it with {hint} in the selection (on the command line: SELECTION@{example}), "
+            "or select one job by its id"
             if hint
             else "select one job by its id (e.g. one of "
             + ", ".join(g.job_ids[0] for g in groups if g.job_ids)
@@ -68,6 +75,8 @@ class LoadedSelection:
     # (N, d) every eigenvalue, where spectra keep the top k < d and all of them recorded theirs
     full_eigenvalues: np.ndarray | None = None
     full_missing: int = 0  # spectra of a top-k selection with no full spectrum stored
+    # the generator's recorded image variation ({pixel_std, degenerate, threshold}), if any
+    image_variation: dict[str, Any] | None = None
     # One per position: the code's digest (None for directions), what paired comparisons match
     code_digests: list[str | None] = field(default_factory=list)
 
@@ -103,7 +112,8 @@ def load_selection(
     """The selection's comparable spectra: ids, eigenvalues (and every eigenvalue where they
     keep the top k of d), never eigenvectors (the analyses read those in chunks)."""
     if selection.job_id is not None:
-        job = store.get_job(selection.job_id, owner=owner)  # 404 if not visible
+        job_id = store.resolve_id("job", selection.job_id, owner)  # a prefix names one job
+        job = store.get_job(job_id, owner=owner)  # 404 if not visible
         raw = store.selection_rows(job_ids=[job.id], owner=owner)
     else:
         raw = store.selection_rows(
@@ -125,7 +135,7 @@ def load_selection(
                 f"selection {selection.describe()!r} has only partial results ({left}); add "
                 '"include_partial": true to use them'
             )
-        raise NotFoundError(f"selection {selection.describe()!r} matches no stored spectra")
+        raise NotFoundError(nothing_stored(selection))
     if len(groups) > 1:
         raise MixedSelectionError(selection, groups, index)
     (group,) = groups
@@ -158,5 +168,27 @@ def load_selection(
         partial_left_out=grouping.partial_left_out,
         full_eigenvalues=full,
         full_missing=missing,
+        image_variation=_image_variation(first.job_resolved),
         code_digests=[r.code_sha256 for r in group.rows],
     )
+
+
+def nothing_stored(selection: Selection) -> str:
+    """What a selection that matches nothing should do next: closed-form directions are one
+    command away (they take a second)."""
+    message = f"selection {selection.describe()!r} matches no stored spectra"
+    if selection.job_id is None and selection.method in DIRECTION_METHODS:
+        message += (
+            f"; {selection.method} directions are computed from the weights in about a second: "
+            f"spectra run --model {selection.model} --method {selection.method}"
+        )
+    return message
+
+
+def _image_variation(resolved: dict[str, Any]) -> dict[str, Any] | None:
+    """What the job recorded about its generator's image variation (degenerate generators
+    are flagged in every table and figure)."""
+    generator = resolved.get("generator")
+    facts = generator.get("facts") if isinstance(generator, dict) else None
+    variation = facts.get("image_variation") if isinstance(facts, dict) else None
+    return dict(variation) if isinstance(variation, dict) else None

@@ -40,9 +40,12 @@ from .models import (
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
 from .statistics import (
-    bootstrap_mean_interval,
-    bootstrap_offdiagonal_interval,
+    Interval,
+    bootstrap,
+    bootstrap_offdiagonal,
     expected_abs_cosine,
+    paired_difference,
+    percentile_bounds,
     position_statistics,
     random_abs_cosine_baseline,
     random_subspace_baseline,
@@ -78,8 +81,11 @@ __all__ = [
     "UnknownMethodError",
     "UnknownModelError",
     "alignment",
-    "bootstrap_mean_interval",
-    "bootstrap_offdiagonal_interval",
+    "Interval",
+    "bootstrap",
+    "bootstrap_offdiagonal",
+    "paired_difference",
+    "percentile_bounds",
     "expected_abs_cosine",
     "position_statistics",
     "random_abs_cosine_baseline",

@@ -34,7 +34,7 @@ import torch
 from .errors import InvalidOptionError
 from .linalg import dims_to_reach, participation_ratio, spectra
 from .statistics import (
-    bootstrap_offdiagonal_interval,
+    bootstrap_offdiagonal,
     position_statistics,
     random_subspace_baseline,
     top_share,
@@ -186,8 +186,8 @@ def homogeneity(
         "linear": lin_np,
         **_offdiagonal_stats("log", log_np[off_diagonal]),
         **_offdiagonal_stats("linear", lin_np[off_diagonal]),
-        "log_offdiag_mean_ci95": _interval(bootstrap_offdiagonal_interval(log_np)),
-        "linear_offdiag_mean_ci95": _interval(bootstrap_offdiagonal_interval(lin_np)),
+        "log_offdiag_mean_ci95": bootstrap_offdiagonal(log_np).bounds(),
+        "linear_offdiag_mean_ci95": bootstrap_offdiagonal(lin_np).bounds(),
         "n_positions": int(n),
         "rank": int(k),
         "dtype": dtype,
@@ -195,10 +195,6 @@ def homogeneity(
         "log_rule_description": LOG_RULES[log_rule],
         "log_entries_left_out": left_out,
     }
-
-
-def _interval(bounds: tuple[float, float]) -> list[float] | None:
-    return None if not all(np.isfinite(bounds)) else [float(bounds[0]), float(bounds[1])]
 
 
 def _checked_device(device: str) -> torch.device:

@@ -31,6 +31,7 @@ import torch
 from .distances import Distance
 from .errors import InvalidLatentError, InvalidOptionError, NonFiniteOutputError
 from .models.generator import Generator
+from .statistics import bootstrap
 
 OPTIMISERS = ("adam", "adam-eigenbasis", "adam-topk", "cma", "cma-topk")
 BASIS_OPTIMISERS = frozenset({"adam-eigenbasis", "adam-topk", "cma-topk"})
@@ -341,25 +342,14 @@ def steps_to_threshold(curves: np.ndarray, threshold: float) -> np.ndarray:
 def bootstrap_median(
     values: Sequence[float] | np.ndarray, *, seed: int = 0, resamples: int = 2000,
     level: float = 0.95,
-) -> dict[str, float]:  # fmt: skip
-    """Median of `values` with a percentile bootstrap interval over them (seeded). Values may
-    be inf (a target that never reached a threshold): the median and bounds are then inf."""
+) -> dict[str, Any]:  # fmt: skip
+    """Median of `values` with its bootstrap interval (THE bootstrap of
+    ``statistics.bootstrap``), in the one interval shape. Values may be inf (a target that
+    never reached a threshold): the median and bounds are then inf."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or array.size == 0:
         raise InvalidOptionError("bootstrap_median needs a non-empty 1-D array")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, array.size, size=(resamples, array.size))
-    medians = np.median(array[picks], axis=1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(medians, [alpha, 1 - alpha], method="lower")
-    return {
-        "median": float(np.median(array)),
-        "low": float(low),
-        "high": float(high),
-        "level": level,
-        "resamples": resamples,
-        "n": int(array.size),
-    }
+    return bootstrap(array, "median", seed=seed, resamples=resamples, level=level).to_json()
 
 
 def curve_band(curves: np.ndarray, low: float = 0.25, high: float = 0.75) -> dict[str, np.ndarray]:

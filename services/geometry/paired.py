@@ -5,7 +5,7 @@ at w = f(z), two distances at one code) differ at each position by more than the
 spreads suggest: the positions' own variation cancels in the differences. For each
 per-position figure (the top eigenvalue, dimensions to 99 %, participation ratio, top-10
 share), the paired differences b − a, their mean and median, and a bootstrap 95 % interval of
-the mean difference (statistics.bootstrap_mean_interval: positions resampled, seeded).
+the mean difference (statistics.paired_difference, THE bootstrap: positions resampled, seeded).
 
 Positions are matched by a key per position (a code's digest, or the latent set's seed and
 index where the two spaces' codes differ but come from the same draws); only keys both members
@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InvalidOptionError
 from .linalg import dims_to_reach, participation_ratio, spectra
-from .statistics import bootstrap_mean_interval, top_share
+from .statistics import paired_difference, top_share
 
 MIN_PAIRS = 2
 
@@ -85,14 +85,14 @@ def paired_differences(
         if int(both.sum()) < MIN_PAIRS:
             continue
         difference = b[both] - a[both]
-        low, high = bootstrap_mean_interval(difference, level=level, seed=seed)
+        interval = paired_difference(a[both], b[both], level=level, seed=seed)
         result[name] = {
             "n_pairs": int(both.sum()),
             "mean_a": float(a[both].mean()),
             "mean_b": float(b[both].mean()),
             "mean_difference": float(difference.mean()),
             "median_difference": float(np.median(difference)),
-            "ci": None if np.isnan(low) else [low, high],
+            "ci": interval.bounds(),
             "level": level,
             "share_b_greater": float((difference > 0).mean()),
         }

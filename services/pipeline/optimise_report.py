@@ -193,7 +193,9 @@ def format_report(result: dict[str, Any]) -> str:
         if stat is None:
             return "-"
 
-        def show(v: float) -> str:
+        def show(v: float | None) -> str:
+            if v is None:  # one target: no interval
+                return "-"
             return "never" if not np.isfinite(v) else format(v, digits)
 
         return f"{show(stat['median'])} [{show(stat['low'])}, {show(stat['high'])}]"

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
 
+from .comparisons import COMPARISONS
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
 from .models import Base
@@ -64,6 +65,7 @@ ID_KINDS: dict[str, IdKind] = {
     "latent_set": _owned("latent set", LATENT_SETS.c.id, LATENT_SETS.c.owner),
     # Optimisation jobs are jobs: their ids are job ids.
     "optimisation": _owned("optimisation", JOBS.c.id, JOBS.c.owner),
+    "comparison": _owned("comparison", COMPARISONS.c.id, COMPARISONS.c.owner),
 }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 
 from .connection import StoreConnection, retry_read
 from .models import Base
@@ -57,10 +57,20 @@ class SelectionQueryStore(StoreConnection):
         narrows the selection, ``owner`` to that owner's jobs. At most ``limit`` rows."""
         query = (
             select(
-                SPECTRA.c.id, SPECTRA.c.job_id, JOBS.c.status, JOBS.c.resolved,
-                SPECTRA.c.latent_index, SPECTRA.c.model, SPECTRA.c.distance, SPECTRA.c.method,
-                SPECTRA.c.dtype, SPECTRA.c.k, SPECTRA.c.d, SPECTRA.c.code, SPECTRA.c.eigenvalues,
-            )  # fmt: skip
+                SPECTRA.c.id,
+                SPECTRA.c.job_id,
+                JOBS.c.status,
+                JOBS.c.resolved,
+                SPECTRA.c.latent_index,
+                SPECTRA.c.model,
+                SPECTRA.c.distance,
+                SPECTRA.c.method,
+                SPECTRA.c.dtype,
+                SPECTRA.c.k,
+                SPECTRA.c.d,
+                SPECTRA.c.code,
+                SPECTRA.c.eigenvalues,
+            )
             .join(JOBS, JOBS.c.id == SPECTRA.c.job_id)
             .order_by(JOBS.c.created_at, SPECTRA.c.job_id, SPECTRA.c.latent_index)
             .limit(limit)
@@ -76,19 +86,54 @@ class SelectionQueryStore(StoreConnection):
             rows = conn.execute(query).all()
         return [
             SelectionRow(
-                spectrum_id=row.id, job_id=row.job_id, job_status=row.status,
-                job_resolved=dict(row.resolved or {}), latent_index=row.latent_index,
-                model=row.model, distance=row.distance, method=row.method, dtype=row.dtype,
-                k=row.k, d=row.d, code=None if row.code is None else bytes(row.code),
+                spectrum_id=row.id,
+                job_id=row.job_id,
+                job_status=row.status,
+                job_resolved=dict(row.resolved or {}),
+                latent_index=row.latent_index,
+                model=row.model,
+                distance=row.distance,
+                method=row.method,
+                dtype=row.dtype,
+                k=row.k,
+                d=row.d,
+                code=None if row.code is None else bytes(row.code),
                 eigenvalues=bytes(row.eigenvalues),
-            )  # fmt: skip
+            )
             for row in rows
         ]
 
     @retry_read
-    def full_eigenvalues(
-        self, spectrum_ids: Sequence[str], d: int
-    ) -> tuple[np.ndarray, list[str]]:
+    def selection_census(
+        self,
+        *,
+        job_ids: list[str] | None = None,
+        model: str | None = None,
+        distance: str | None = None,
+        method: str | None = None,
+        owner: str | None = None,
+    ) -> list[tuple[str, str, int]]:
+        """(job id, job status, number of spectra) of what ``selection_rows`` would read, by
+        job: a cheap fingerprint of a selection's spectra (stored spectra never change, so the
+        same jobs with the same counts hold the same spectra)."""
+        query = (
+            select(SPECTRA.c.job_id, JOBS.c.status, func.count())
+            .join(JOBS, JOBS.c.id == SPECTRA.c.job_id)
+            .group_by(SPECTRA.c.job_id, JOBS.c.status)
+            .order_by(SPECTRA.c.job_id)
+        )
+        if job_ids is not None:
+            query = query.where(SPECTRA.c.job_id.in_(job_ids))
+        for column, value in (("model", model), ("distance", distance), ("method", method)):
+            if value is not None:
+                query = query.where(SPECTRA.c[column] == value)
+        if owner is not None:
+            query = query.where(JOBS.c.owner == owner)
+        with self._read() as conn:
+            return [(row[0], row[1], int(row[2])) for row in conn.execute(query)]
+
+    @retry_read
+    def full_eigenvalues(self, spectrum_ids: Sequence[str], d: int) -> tuple[np.ndarray, list[str]]:
         """(n, d) float64: every eigenvalue (descending) of each spectrum, in the order
         given, for spectra that keep only their top k of d. They come from
         ``diagnostics.eigenvalues_all``, which the full methods record with a top-k spectrum;

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .access import AccessStore
 from .campaigns import CampaignStore
 from .catalogue import CatalogueStore
+from .comparisons import ComparisonStore
 from .connection import alembic_config
 from .ids import IdStore
 from .jobs import JobStore
@@ -35,7 +36,7 @@ __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_
 class Store(
     CatalogueStore, JobStore, ChunkLeaseStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
     AccessStore, OptimisationStore, IdStore, UiSessionStore,
-    ProfileStore,
+    ProfileStore, ComparisonStore,
 ):  # fmt: skip
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 

@@ -35,9 +35,13 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.dispatched: list[str] = []
         self.revoked: list[str] = []
+        self.comparisons: list[str] = []
 
     def dispatch(self, chunk_ids: list[str]) -> None:
         self.dispatched.extend(chunk_ids)
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        self.comparisons.append(comparison_id)
 
     def revoke(self, chunk_ids: list[str]) -> None:
         self.revoked.extend(chunk_ids)

@@ -118,7 +118,7 @@ def test_run_export_import_compare_keys(
         == 0
     )
     report = capsys.readouterr().out
-    assert "dims_99" in report and "between-methods" in report
+    assert "dims 99 % median" in report and "between-methods" in report
     # Figure names carry the selection (its label), never a path.
     assert {p.name for p in plots.iterdir()} >= {
         "spectrum.png",

@@ -7,7 +7,7 @@ import pytest
 
 from services.geometry import InvalidOptionError
 from services.geometry.paired import matched_positions, paired_comparison, paired_differences
-from services.geometry.statistics import bootstrap_mean_interval
+from services.geometry.statistics import bootstrap, paired_difference
 
 
 def test_positions_are_matched_by_key_in_the_first_members_order() -> None:
@@ -36,11 +36,11 @@ def test_pairing_sees_a_difference_the_pooled_spread_hides() -> None:
     low, high = paired["ci"]
     assert low > 0  # the paired interval excludes no difference
     # Each member's own interval of its mean: they overlap, so an unpaired reading sees nothing.
-    a_low, a_high = bootstrap_mean_interval(a)
-    b_low, b_high = bootstrap_mean_interval(b)
+    a_low, a_high = bootstrap(a).low, bootstrap(a).high
+    b_low, b_high = bootstrap(b).low, bootstrap(b).high
     assert a_high > b_low and b_high > a_low
-    # THE bootstrap of the differences (statistics.bootstrap_mean_interval), not another one.
-    assert [low, high] == list(bootstrap_mean_interval(b - a))
+    # THE bootstrap of the differences (statistics.paired_difference), not another one.
+    assert [low, high] == paired_difference(a, b).bounds() == bootstrap(b - a).bounds()
 
 
 def test_paired_comparison_of_spectra_over_shared_codes() -> None:

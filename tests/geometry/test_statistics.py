@@ -11,10 +11,12 @@ from services.geometry import (
     InvalidOptionError,
     alignment,
     anisotropy,
-    bootstrap_mean_interval,
-    bootstrap_offdiagonal_interval,
+    bootstrap,
+    bootstrap_offdiagonal,
     expected_abs_cosine,
     homogeneity,
+    paired_difference,
+    percentile_bounds,
     random_abs_cosine_baseline,
     random_subspace_baseline,
     top_share,
@@ -87,15 +89,74 @@ def test_subspace_baseline_bounds_its_work(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_bootstrap_mean_interval_matches_the_normal_theory() -> None:
     values = np.random.default_rng(0).normal(5.0, 2.0, size=400)
-    low, high = bootstrap_mean_interval(values, seed=1)
+    interval = bootstrap(values, seed=1)
     half = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
-    assert low < values.mean() < high
-    assert (high - low) / 2 == pytest.approx(half, rel=0.12)
-    assert bootstrap_mean_interval(values, seed=1) == (low, high)
-    assert all(math.isnan(x) for x in bootstrap_mean_interval([1.0]))
+    assert interval.estimate == pytest.approx(values.mean())
+    assert interval.low < values.mean() < interval.high
+    assert (interval.high - interval.low) / 2 == pytest.approx(half, rel=0.12)
+    assert bootstrap(values, seed=1) == interval  # seeded
+    assert bootstrap([1.0]).bounds() is None
+    assert bootstrap([1.0]).to_json()["low"] is None
 
 
-def _offdiagonal_interval_loop(matrix: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
+def _bootstrap_loop(
+    values: np.ndarray, statistic: str, resamples: int, seed: int
+) -> tuple[float, float]:
+    """The slow reference: one resample at a time, the same seeded stream, numpy's linear
+    percentiles (the convention the service states)."""
+    rng = np.random.default_rng(seed)
+    reduce = np.mean if statistic == "mean" else np.median
+    draws = [
+        reduce(values[rng.integers(0, values.size, size=(1, values.size))][0])
+        for _ in range(resamples)
+    ]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "median"])
+def test_the_one_bootstrap_matches_a_loop_for_each_statistic(statistic: str) -> None:
+    values = np.random.default_rng(3).exponential(2.0, size=57)
+    interval = bootstrap(values, statistic, resamples=300, seed=5)  # type: ignore[arg-type]
+    assert (interval.low, interval.high) == pytest.approx(
+        _bootstrap_loop(values, statistic, 300, 5)
+    )
+    reduce = np.mean if statistic == "mean" else np.median
+    assert interval.estimate == pytest.approx(reduce(values))
+    document = interval.to_json()
+    assert document[statistic] == interval.estimate and document["n"] == 57
+    assert (
+        document["low"] == interval.low and document["resamples"] == 300 and document["seed"] == 5
+    )
+
+
+def test_the_quantile_convention_is_numpys_linear_one_extended_to_infinity() -> None:
+    draws = np.random.default_rng(2).normal(size=101)
+    assert percentile_bounds(draws, 0.9) == pytest.approx(tuple(np.percentile(draws, [5, 95])))
+    assert percentile_bounds([1.0, 2.0, np.inf, np.inf], 0.5) == (1.75, math.inf)
+    assert percentile_bounds([np.inf] * 4) == (math.inf, math.inf)
+    never = bootstrap(np.array([np.inf, np.inf, 3.0]), "median", seed=0)
+    assert never.estimate == math.inf and never.high == math.inf
+
+
+def test_paired_difference_keeps_the_pairing() -> None:
+    """A large shift shared by both members cancels when units are paired: the interval of the
+    paired mean difference is as narrow as the noise of the difference, not of the values."""
+    rng = np.random.default_rng(8)
+    base = rng.normal(0.0, 10.0, size=200)  # position-to-position spread
+    first, second = base + rng.normal(0, 0.1, 200), base + 1.0 + rng.normal(0, 0.1, 200)
+    paired = paired_difference(first, second, seed=2)
+    assert paired.statistic == "mean difference"
+    assert paired.low < 1.0 < paired.high and paired.high - paired.low < 0.1
+    unpaired = bootstrap(second, seed=2).high - bootstrap(first, seed=2).low
+    assert unpaired > 1.5  # the values alone cannot resolve the shift
+    with pytest.raises(InvalidOptionError, match="one value per unit"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def _offdiagonal_interval_loop(
+    matrix: np.ndarray, resamples: int, seed: int
+) -> tuple[float, float]:
     n = matrix.shape[0]
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     means = []
@@ -110,10 +171,12 @@ def test_bootstrap_offdiagonal_interval_matches_a_loop() -> None:
     rng = np.random.default_rng(4)
     matrix = rng.uniform(0.5, 1.0, size=(9, 9))
     matrix[2, 5] = np.nan
-    fast = bootstrap_offdiagonal_interval(matrix, resamples=200, seed=7)
-    assert fast == pytest.approx(_offdiagonal_interval_loop(matrix, 200, 7))
+    fast = bootstrap_offdiagonal(matrix, resamples=200, seed=7)
+    assert (fast.low, fast.high) == pytest.approx(_offdiagonal_interval_loop(matrix, 200, 7))
+    off = ~np.eye(9, dtype=bool) & np.isfinite(matrix)
+    assert fast.estimate == pytest.approx(matrix[off].mean())
     constant = np.full((5, 5), 0.9)
-    assert bootstrap_offdiagonal_interval(constant) == pytest.approx((0.9, 0.9))
+    assert bootstrap_offdiagonal(constant).bounds() == pytest.approx([0.9, 0.9])
 
 
 def test_top_share_and_the_99999_level() -> None:

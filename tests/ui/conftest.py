@@ -41,7 +41,7 @@ class BackgroundDispatcher:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.held = False
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="ui-test-worker", daemon=True)
         self._thread.start()
 
@@ -51,7 +51,10 @@ class BackgroundDispatcher:
     def dispatch(self, chunk_ids: list[str]) -> None:
         if not self.held:
             for chunk_id in chunk_ids:
-                self._queue.put(chunk_id)
+                self._queue.put(("chunk", chunk_id))
+
+    def dispatch_comparison(self, comparison_id: str) -> None:
+        self._queue.put(("comparison", comparison_id))
 
     def revoke(self, chunk_ids: list[str]) -> None:
         return None  # the store's cancel flag closes queued chunks
@@ -60,8 +63,15 @@ class BackgroundDispatcher:
         return None
 
     def _run(self) -> None:
-        while (chunk_id := self._queue.get()) is not None:
-            run_chunk(self.store, chunk_id, WORKER_ID)
+        from services.comparisons.stored import run_comparison
+        from services.config import Settings
+
+        while (item := self._queue.get()) is not None:
+            kind, item_id = item
+            if kind == "chunk":
+                run_chunk(self.store, item_id, WORKER_ID)
+            else:
+                run_comparison(self.store, item_id, Settings(analysis_device="cpu"))
 
     def close(self) -> None:
         self._queue.put(None)

@@ -21,11 +21,13 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from api.client import SpectraClient
+from services.geometry.statistics import expected_abs_cosine
 from tests.pipeline.toy_generators import LATENT_DIM, TRIGGER
 from tests.ui.conftest import NAN_MODEL, LiveServer
 
 MODEL = "dcgan-faces"
 N_CODES = 3
+LATENT_DIM_DCGAN = 100
 TOP_K = 12
 WAIT_S = 60
 
@@ -74,14 +76,23 @@ def test_job_appears_and_finishes(
     browser.get(f"{live_server.url}/ui/jobs")
     assert browser.find_element(By.ID, "jobs-empty").is_displayed()
     with SpectraClient(live_server.url, alice) as client:
-        job = client.submit({"model": MODEL, "method": "jacobian", "top_k": TOP_K, "chunk_size": 1,
-                             "latents": {"count": N_CODES, "seed": 3}})  # fmt: skip
+        job = client.submit(
+            {
+                "model": MODEL,
+                "method": "jacobian",
+                "top_k": TOP_K,
+                "chunk_size": 1,
+                "latents": {"count": N_CODES, "seed": 3},
+            }
+        )
     state["job"] = job.id
     row = f"tr[data-job='{job.id}']"
     wait_for(browser, ec.presence_of_element_located((By.CSS_SELECTOR, row)))  # appears live
     screenshot("02-job-appeared")
-    wait_for(browser, ec.presence_of_element_located(
-        (By.CSS_SELECTOR, f"{row}[data-status='succeeded']")))  # fmt: skip
+    wait_for(
+        browser,
+        ec.presence_of_element_located((By.CSS_SELECTOR, f"{row}[data-status='succeeded']")),
+    )
     cells = browser.find_element(By.CSS_SELECTOR, row).find_elements(By.TAG_NAME, "td")
     assert cells[1].text == MODEL and "jacobian" in cells[2].text
     assert f"{N_CODES}/{N_CODES}" in cells[4].text and "codes/s" in cells[5].text
@@ -104,7 +115,8 @@ def test_plot_draws_the_stored_spectra(
     browser.find_element(By.ID, "spectra-link").click()
     plot = wait_for(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#bands .main-svg")))
     traces = browser.execute_script(
-        "return document.getElementById('bands').data.map(t => ({name: t.name, y: t.y}))")
+        "return document.getElementById('bands').data.map(t => ({name: t.name, y: t.y}))"
+    )
     stored = np.array([s.eigenvalues for s in live_server.store.list_spectra(job_id=job_id)])
     assert stored.shape == (N_CODES, TOP_K)
     high, low, median = (np.array(t["y"], dtype=float) for t in traces)
@@ -113,24 +125,34 @@ def test_plot_draws_the_stored_spectra(
     np.testing.assert_allclose(high, np.percentile(stored, 95, axis=0), rtol=1e-9)
     assert f"median of {N_CODES}" in traces[2]["name"]
     assert plot.find_elements(By.CSS_SELECTOR, ".scatterlayer path.js-line")  # drawn, not only data
-    assert browser.execute_script("return document.getElementById('bands').layout.yaxis.type") == "log"
+    assert (
+        browser.execute_script("return document.getElementById('bands').layout.yaxis.type") == "log"
+    )
 
     # Hover shows the values: move to the middle of the plot area and read the hover label.
     from selenium.webdriver.common.action_chains import ActionChains
 
     area = browser.find_element(By.CSS_SELECTOR, "#bands .nsewdrag")
     ActionChains(browser).move_to_element(area).perform()
-    label = wait_for(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#bands .hovertext")))
+    label = wait_for(
+        browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#bands .hovertext"))
+    )
     assert "median" in label.text and "5-95 %" in label.text
 
-    browser.find_element(By.CSS_SELECTOR, "input[name=bands-normalise]").click()
-    wait_for(browser, lambda b: b.find_element(By.ID, "bands").get_attribute("data-drawn") == "normalised")
+    assert browser.find_element(By.ID, "bands").get_attribute("data-drawn") == "none"  # one kind: λ
+    browser.find_element(By.CSS_SELECTOR, "input[name=bands-normalise][value=top]").click()
+    wait_for(browser, lambda b: b.find_element(By.ID, "bands").get_attribute("data-drawn") == "top")
     normalised = browser.execute_script("return document.getElementById('bands').data[2].y")
     np.testing.assert_allclose(normalised, np.median(stored / stored[:, :1], axis=0), rtol=1e-9)
     assert normalised[0] == pytest.approx(1.0)
     browser.find_element(By.CSS_SELECTOR, "input[name=bands-scale][value=linear]").click()
-    wait_for(browser, lambda b: b.execute_script(
-        "return document.getElementById('bands').layout.yaxis.type") == "linear")  # fmt: skip
+    wait_for(
+        browser,
+        lambda b: (
+            b.execute_script("return document.getElementById('bands').layout.yaxis.type")
+            == "linear"
+        ),
+    )
 
     heatmap = browser.execute_script("return document.getElementById('heatmap').data[0].z")
     matrix = np.array(heatmap, dtype=float)
@@ -149,23 +171,83 @@ def test_comparison_page(
     browser: Any, live_server: LiveServer, alice: str, state: dict[str, Any], screenshot: Any
 ) -> None:
     with SpectraClient(live_server.url, alice) as client:
-        sefa = client.follow(client.submit({"model": MODEL, "method": "sefa", "top_k": TOP_K}).id,
-                             interval_s=0.2, progress=False, timeout_s=WAIT_S)  # fmt: skip
+        sefa = client.follow(
+            client.submit({"model": MODEL, "method": "sefa", "top_k": TOP_K}).id,
+            interval_s=0.2,
+            progress=False,
+            timeout_s=WAIT_S,
+        )
     assert sefa.status == "succeeded", sefa.error
     browser.get(f"{live_server.url}/ui/compare")
     for job_id in (state["job"], sefa.id):
         browser.find_element(By.CSS_SELECTOR, f"input[name=selection][value='{job_id}']").click()
     browser.find_element(By.ID, "compare-button").click()
-    table = wait_for(browser, ec.presence_of_element_located((By.ID, "comparison-table")))
+    table = wait_for(browser, ec.presence_of_element_located((By.ID, "hessians-table")))
     rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert len(rows) == 2 and sum("sefa" in row.text for row in rows) == 1
-    alignment = browser.find_element(By.ID, "alignment-table").text
-    assert "sefa-vs-hessian" in alignment
+    assert len(rows) == 1 and "jacobian" in rows[0].text
+    directions = browser.find_element(By.ID, "directions-table").find_elements(
+        By.CSS_SELECTOR, "tbody tr"
+    )
+    assert len(directions) == 1 and "sefa" in directions[0].text  # a table apart from Hessians
+    alignment = browser.find_element(By.ID, "alignments-table").text
+    assert "sefa-vs-hessian" in alignment and "same-rank |cos| mean" in alignment
+    # The exact baseline the command line reports, never "near √(k/d)".
+    exact = f"{expected_abs_cosine(LATENT_DIM_DCGAN):.4g}"
+    assert exact in browser.find_element(By.ID, "baselines").text
+    assert "√(k/d)" not in browser.page_source
     wait_for(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#bands .main-svg")))
-    wait_for(browser, lambda b: b.execute_script(
-        "const i = document.getElementById('spectrum-png'); return i.complete && i.naturalWidth > 0"))  # fmt: skip
+    # Hessians and directions together: the chart's default is λ/λ₁, as the PNG below it.
+    assert browser.find_element(By.ID, "bands").get_attribute("data-drawn") == "top"
+    assert browser.find_element(
+        By.CSS_SELECTOR, "input[name=bands-normalise][value=top]"
+    ).is_selected()
+    wait_for(
+        browser,
+        lambda b: b.execute_script(
+            "const i = document.getElementById('figure-spectrum-png'); return i.complete && i.naturalWidth > 0"
+        ),
+    )
     assert browser.find_element(By.ID, "download-json").get_attribute("href").endswith("k=10")
     screenshot("07-comparison")
+    state["sefa"] = sefa.id
+
+
+def test_stored_comparison_page(
+    browser: Any, live_server: LiveServer, alice: str, state: dict[str, Any], screenshot: Any
+) -> None:
+    """A stored comparison submitted over HTTP, shown by the UI with THE tables: the numbers in
+    the page are those of the stored document, formatted as every text format formats them."""
+    import httpx
+
+    from services.comparisons.tables import comparison_tables, format_cell
+
+    body = {"selections": [{"job_id": state["job"]}, {"job_id": state["sefa"]}], "k": 5}
+    headers = {"Authorization": f"Bearer {alice}"}
+    submitted = httpx.post(
+        f"{live_server.url}/v1/comparisons", json=body, headers=headers, timeout=WAIT_S
+    )
+    assert submitted.status_code in (200, 202), submitted.text
+    comparison_id = submitted.json()["id"]
+    for _ in range(int(WAIT_S / 0.2)):
+        stored = httpx.get(
+            f"{live_server.url}/v1/comparisons/{comparison_id}", headers=headers
+        ).json()
+        if stored["status"] == "succeeded":
+            break
+        time.sleep(0.2)
+    assert stored["status"] == "succeeded", stored
+    browser.get(f"{live_server.url}/ui/comparisons/{comparison_id}")
+    assert browser.find_element(By.ID, "comparison-status").text == "succeeded"
+    table = comparison_tables(stored["document"])[0]
+    shown = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#hessians-table tbody tr > *")]
+    assert shown == [format_cell(cell) for cell in table.rows[0]]
+    wait_for(
+        browser,
+        lambda b: b.execute_script(
+            "const i = document.getElementById('figure-spectrum-png'); return i.complete && i.naturalWidth > 0"
+        ),
+    )
+    screenshot("07b-stored-comparison")
 
 
 def test_montage_page(
@@ -180,10 +262,15 @@ def test_montage_page(
         field.clear()
         field.send_keys(value)
     field.submit()
-    wait_for(browser, lambda b: b.execute_script(
-        "const i = document.getElementById('montage-img'); return i && i.complete && i.naturalWidth > 0"))  # fmt: skip
+    wait_for(
+        browser,
+        lambda b: b.execute_script(
+            "const i = document.getElementById('montage-img'); return i && i.complete && i.naturalWidth > 0"
+        ),
+    )
     size = browser.execute_script(
-        "const i = document.getElementById('montage-img'); return [i.naturalWidth, i.naturalHeight]")
+        "const i = document.getElementById('montage-img'); return [i.naturalWidth, i.naturalHeight]"
+    )
     assert size[0] > size[1] > 0  # 5 steps wide, 3 axes high
     screenshot("08-montage")
 
@@ -211,7 +298,9 @@ def test_cancel(
     live_server.dispatcher.hold()  # nothing runs it: the job waits, queued
     try:
         with SpectraClient(live_server.url, alice) as client:
-            waiting = client.submit({"model": MODEL, "top_k": TOP_K, "latents": {"count": 2, "seed": 9}})
+            waiting = client.submit(
+                {"model": MODEL, "top_k": TOP_K, "latents": {"count": 2, "seed": 9}}
+            )
     finally:
         live_server.dispatcher.hold(False)
     state["waiting"] = waiting.id
@@ -231,7 +320,8 @@ def test_another_owner_sees_nothing(
     browser.find_element(By.CSS_SELECTOR, ".signout button").click()
     wait_for(browser, ec.url_contains("/ui/login"))
     assert browser.get_cookie("spectra_session") is None or "owner" not in str(
-        browser.get_cookie("spectra_session"))
+        browser.get_cookie("spectra_session")
+    )
     sign_in(browser, live_server, bob)
     wait_for(browser, ec.url_contains("/ui/jobs"))
     assert browser.find_element(By.CSS_SELECTOR, "[data-testid=owner]").text == "bob"

@@ -41,12 +41,9 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_lists_status_compare_export_plots_against_a_server(
-    live_server: LiveServer,
-    computed: dict[str, Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+    live_server: LiveServer, computed: dict[str, Any], tmp_path: Path, module_pg_url: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)  # the environment names the server
     monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     job_id = computed["job"]
@@ -73,29 +70,26 @@ def test_lists_status_compare_export_plots_against_a_server(
 
     plots = tmp_path / "plots"
     report = tmp_path / "compare.json"
-    code, out, _ = run(
-        [
-            "compare",
-            job_id,
-            f"{MODEL}:mse:jacobian",
-            "--k",
-            "3",
-            "--plots",
-            str(plots),
-            "--json",
-            str(report),
-        ],
-        capsys,
-    )
-    assert code == 0 and "dims_99" in out and "between-methods" in out
-    assert {p.name for p in plots.iterdir()} == {
-        "spectrum.png",
-        "homogeneity.png",
-        "montage-0.png",
-        "montage-1.png",
+    asked = [job_id, f"{MODEL}:mse:jacobian", "--k", "3", "--formats", "png,svg"]
+    code, out, _ = run(["compare", *asked, "--plots", str(plots), "--json", str(report)], capsys)
+    assert code == 0 and "dims 99 % median" in out and "between-methods" in out
+    assert all(p.read_bytes()[:4] in (b"\x89PNG", b"<?xm") for p in plots.iterdir())
+    document = json.loads(report.read_text())
+    assert document["version"] == 1 and document["alignments"][0]["k"] == 3
+    # The embedded path (the same database, in process): the same tables, flags and files.
+    monkeypatch.delenv("SPECTRA_SERVER_URL")
+    local_plots = tmp_path / "local-plots"
+    code, local_out, _ = run(["compare", *asked, "--plots", str(local_plots), "--database", module_pg_url], capsys)
+    assert code == 0
+    tables = lambda text: text.split("\nwrote ")[0]  # noqa: E731 - the file lines name the directory
+    assert tables(local_out) == tables(out)
+    assert {p.name for p in local_plots.iterdir()} == {p.name for p in plots.iterdir()}
+    assert {"spectrum.png", "spectrum.svg", "homogeneity-log.png", "homogeneity-linear.svg"} <= {
+        p.name for p in plots.iterdir()
     }
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in plots.iterdir())
-    assert json.loads(report.read_text())["alignments"][0]["k"] == 3
+    code, csv_out, _ = run(["compare", *asked, "--table-format", "csv", "--database", module_pg_url], capsys)
+    assert code == 0 and csv_out.startswith("table,member,")
+    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
 
     out_file = tmp_path / "job.npz"
     code, _, _ = run(["export", job_id, "-o", str(out_file)], capsys)

@@ -110,12 +110,15 @@ function spectrumWithControls(node) {
   const variants = JSON.parse(document.getElementById(node.dataset.variants).textContent);
   const controls = document.querySelector(`[data-controls="${node.id}"]`);
   function redraw() {
-    const normalise = controls && controls.querySelector(`input[name="${node.id}-normalise"]`).checked;
+    // One normalisation rule, computed on the server (THE bands of the result document); the
+    // default checked is the one the PNG uses.
+    const chosen = controls && controls.querySelector(`input[name="${node.id}-normalise"]:checked`);
+    const normalisation = chosen ? chosen.value : node.dataset.default || "none";
     const scale = controls ? controls.querySelector(`input[name="${node.id}-scale"]:checked`).value : "log";
-    const spec = structuredClone(normalise ? variants.normalised : variants.raw);
+    const spec = structuredClone(variants[normalisation]);
     spec.layout.yaxis.type = scale;
     drawFigure(node, spec);
-    node.dataset.drawn = normalise ? "normalised" : "raw";
+    node.dataset.drawn = normalisation;
     node.dataset.scale = scale;
   }
   if (controls) controls.addEventListener("change", redraw);
