@@ -70,7 +70,9 @@ def _montage(store: Store, spectrum_id: str, code: np.ndarray, eigenvalues: np.n
     walk = axis_steps(np.asarray(eigenvalues[:6]), 7)
     images = axis_walk_images(generator.module, code, vectors, walk)
     return annotated_montage(
-        images, eigenvalues=np.asarray(eigenvalues[:6]), steps=walk,
+        images,
+        eigenvalues=np.asarray(eigenvalues[:6]),
+        steps=walk,
         title="dcgan-faces/mse/jacobian — code: latent 0",
     )
 
