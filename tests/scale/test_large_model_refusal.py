@@ -18,7 +18,12 @@ from api.app import create_app
 from api.cli import main as cli_main
 from services.dispatch import InProcessDispatcher
 from services.geometry import load_generator
-from services.geometry.models.contract import CHECK_CODES, VALUE_CHECK_ACTIVATIONS, meta_pass
+from services.geometry.models.contract import (
+    CHECK_CODES,
+    VALUE_CHECK_ACTIVATIONS,
+    meta_pass,
+    warm_meta_device,
+)
 from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
 from tests.support.checkpoints import write_random_checkpoint
@@ -61,12 +66,6 @@ def real_forwards() -> Iterator[list[str]]:
         handle.remove()
 
 
-def _warm_meta_kernels() -> None:
-    """torch imports its meta kernels (torch._dynamo) on a process's first meta-device call:
-    a one-time import, not the request's work."""
-    meta_pass(nn.Sequential(nn.Linear(2, 12), nn.Unflatten(1, (3, 2, 2))), 2, torch.float32)
-
-
 def test_the_test_model_is_over_the_load_time_forward_limit(model: str) -> None:
     generator = load_generator(model, space="w+")
     shapes = meta_pass(generator.module, generator.latent_dim, generator.dtype, CHECK_CODES)
@@ -98,7 +97,7 @@ def test_a_large_submission_is_refused_from_counts_without_a_forward_pass(
     )
     app = create_app(settings=settings, store=store, dispatcher=InProcessDispatcher(store))
     headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
-    _warm_meta_kernels()
+    warm_meta_device()  # as a serving process does at its start (api/app.py)
     with TestClient(app) as client:
         real_forwards.clear()
         started = time.perf_counter()

@@ -67,6 +67,14 @@ def meta_pass(module: nn.Module, latent_dim: int, dtype: torch.dtype, batch: int
     return MetaPass(tuple(int(size) for size in output.shape), largest, total)
 
 
+def warm_meta_device() -> None:
+    """Run a two-layer module on the meta device: torch imports what its meta kernels need
+    (torch._dynamo) on a process's first meta call, seconds that a serving process spends at
+    its start rather than in its first request."""
+    module = nn.Sequential(nn.Linear(2, 12), nn.Unflatten(1, (3, 2, 2)))
+    meta_pass(module, 2, torch.float32)
+
+
 def check_contract(generator: Generator) -> None:
     """Check `generator` against the contract (see the module docstring) and record its
     output shape in its facts; on the CPU, keep its 4-D weights channels_last where a real
