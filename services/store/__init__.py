@@ -4,8 +4,11 @@ from .errors import (
     ConflictError,
     IdempotencyConflictError,
     InvalidDataError,
+    JobClosedError,
     NotFoundError,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
 )
 from .ids import ID_KINDS, AmbiguousIdError, MalformedIdError
 from .optimisations import OptimisationResultRecord, TargetSetRecord
@@ -47,6 +50,7 @@ __all__ = [
     "GeneratorRecord",
     "IdempotencyConflictError",
     "InvalidDataError",
+    "JobClosedError",
     "JobProgress",
     "JobRecord",
     "LatentFailureRecord",
@@ -57,6 +61,8 @@ __all__ = [
     "SpectrumSummaryRecord",
     "Store",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "TargetSetRecord",
     "alembic_config",
 ]

@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
+    Select,
     bindparam,
     delete,
+    literal_column,
     select,
     text,
     update,
@@ -31,13 +34,14 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
-from .jobs import job_not_found, require_job
+from .jobs import job_closed, job_not_found, require_open_job
 from .models import utcnow
 from .prepared import ReadPlan, prepare
 from .records import (
     VECTOR_DTYPES,
     LatentFailureRecord,
 )
+from .status import TERMINAL_STATUSES
 from .tables import (
     COLUMN_BLOCKS,
     EIGENVECTORS,
@@ -88,14 +92,14 @@ def _summary_columns(summary: Mapping[str, Any]) -> dict[str, float | int | None
 
 
 # save_spectrum on PostgreSQL in two statements of one transaction instead of five. The first
-# checks the job, inserts the spectrum row (first write wins) and, only if it was new, its
+# checks the job (locking its row, and storing nothing once it is terminal), inserts the spectrum row (first write wins) and, only if it was new, its
 # eigenvector bytes; the second, sent once the thread hashing those bytes is done (it ran while
 # the server stored them), records the sha256 and counts the spectrum on its job, clearing a
 # failure recorded earlier for the same latent. Casts type the NULL-able parameters, which an
 # INSERT ... SELECT cannot infer from the target columns.
 _INSERT_SPECTRUM_POSTGRES = text(
     """
-WITH job AS (SELECT id FROM jobs WHERE id = :job_id),
+WITH job AS (SELECT id, status FROM jobs WHERE id = :job_id FOR UPDATE),
 spectrum AS (
     INSERT INTO spectra (id, job_id, latent_index, model, distance, method, dtype, k, d,
                          eigenvalues, code, top_eigenvalue, trace, dims_99, dims_999,
@@ -105,7 +109,7 @@ spectrum AS (
            CAST(:trace AS double precision), CAST(:dims_99 AS integer),
            CAST(:dims_999 AS integer), CAST(:participation_ratio AS double precision),
            CAST(:wall_time_s AS double precision), CAST(:diagnostics AS json), :created_at
-    FROM job
+    FROM job WHERE job.status IN ('queued', 'running')
     ON CONFLICT (job_id, latent_index) DO NOTHING
     RETURNING id
 ),
@@ -114,7 +118,7 @@ vectors AS (
     SELECT id, :vector_dtype, :k, :d, '', :data FROM spectrum
     RETURNING spectrum_id
 )
-SELECT EXISTS (SELECT FROM job) AS job_found, EXISTS (SELECT FROM vectors) AS stored
+SELECT (SELECT status FROM job) AS job_status, EXISTS (SELECT FROM vectors) AS stored
 """
 )
 _COUNT_SPECTRUM_POSTGRES = text(
@@ -130,6 +134,12 @@ UPDATE jobs SET n_done = n_done + 1, n_failed = n_failed - (SELECT count(*) FROM
 WHERE id = :job_id
 """
 )
+
+
+def _spectrum_of(job_id: str, latent_index: int) -> Select[Any]:
+    return select(SPECTRA.c.id).where(
+        SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
+    )
 
 
 class ResultStore(StoreConnection):
@@ -230,7 +240,13 @@ class ResultStore(StoreConnection):
         digest: Digest,
     ) -> bool:
         """save_spectrum on SQLite: statement by statement, through the models."""
-        job_failures = require_job(conn, spectrum["job_id"])
+        job_failures = require_open_job(
+            conn,
+            spectrum["job_id"],
+            stored=_spectrum_of(spectrum["job_id"], spectrum["latent_index"]),
+        )
+        if job_failures is None:
+            return False
         statement = (
             self._insert(SPECTRA)
             .values(**spectrum)
@@ -260,7 +276,7 @@ class ResultStore(StoreConnection):
         digest: Digest,
     ) -> bool:
         """save_spectrum on PostgreSQL: two statements (see _INSERT_SPECTRUM_POSTGRES)."""
-        found, stored = conn.execute(
+        status, stored = conn.execute(
             _INSERT_SPECTRUM_POSTGRES,
             {
                 **spectrum,
@@ -269,8 +285,12 @@ class ResultStore(StoreConnection):
                 "data": data,
             },
         ).one()
-        if not found:
+        if status is None:
             raise job_not_found(spectrum["job_id"])
+        if status in TERMINAL_STATUSES:
+            if conn.execute(_spectrum_of(spectrum["job_id"], spectrum["latent_index"])).first():
+                return False  # a repeated write of a result stored before the job ended
+            raise job_closed(spectrum["job_id"], status)
         if not stored:
             return False
         conn.execute(
@@ -316,13 +336,19 @@ class ResultStore(StoreConnection):
             .returning(LATENT_FAILURES.c.id)
         )
         with self._write() as conn:
-            require_job(conn, job_id)
-            done = conn.execute(
-                select(SPECTRA.c.id).where(
-                    SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
-                )
-            ).first()
-            if done is not None or conn.execute(statement).scalar_one_or_none() is None:
+            done = _spectrum_of(job_id, latent_index)
+            failed = select(LATENT_FAILURES.c.id).where(
+                LATENT_FAILURES.c.job_id == job_id, LATENT_FAILURES.c.latent_index == latent_index
+            )
+            either: CompoundSelect[Any] = done.with_only_columns(literal_column("1")).union_all(
+                failed.with_only_columns(literal_column("1"))
+            )
+            if require_open_job(conn, job_id, stored=either) is None:
+                return False
+            if (
+                conn.execute(done).first() is not None
+                or conn.execute(statement).scalar_one_or_none() is None
+            ):
                 return False
             conn.execute(
                 update(JOBS).where(JOBS.c.id == job_id).values(n_failed=JOBS.c.n_failed + 1)
@@ -354,9 +380,16 @@ class ResultStore(StoreConnection):
     # -- column blocks of one large Hessian ------------------------------------------------
 
     def save_column_block(
-        self, job_id: str, latent_index: int, start: int, stop: int, block: np.ndarray,
-        *, seconds: float | None = None, peak_bytes: int | None = None,
-    ) -> bool:  # fmt: skip
+        self,
+        job_id: str,
+        latent_index: int,
+        start: int,
+        stop: int,
+        block: np.ndarray,
+        *,
+        seconds: float | None = None,
+        peak_bytes: int | None = None,
+    ) -> bool:
         """Store H[:, start:stop] (shape (d, stop - start), float32/float64 kept bit for bit),
         with what computing it cost (seconds, peak resident bytes) where measured.
         Idempotent on (job_id, latent_index, start): False if already stored."""
@@ -384,13 +417,21 @@ class ResultStore(StoreConnection):
                 data=data,
                 created_at=utcnow(),
                 seconds=None if seconds is None else float(seconds),
-                peak_bytes=None if peak_bytes is None else non_negative_int(peak_bytes, "peak_bytes"),
+                peak_bytes=None
+                if peak_bytes is None
+                else non_negative_int(peak_bytes, "peak_bytes"),
             )
             .on_conflict_do_nothing(index_elements=["job_id", "latent_index", "start"])
             .returning(COLUMN_BLOCKS.c.start)
         )
         with self._write() as conn:
-            require_job(conn, job_id)
+            block_there = select(COLUMN_BLOCKS.c.start).where(
+                COLUMN_BLOCKS.c.job_id == job_id,
+                COLUMN_BLOCKS.c.latent_index == latent_index,
+                COLUMN_BLOCKS.c.start == start,
+            )
+            if require_open_job(conn, job_id, stored=block_there) is None:
+                return False
             return conn.execute(statement).scalar_one_or_none() is not None
 
     @retry_read
@@ -399,13 +440,19 @@ class ResultStore(StoreConnection):
     ) -> list[tuple[int, int, float | None, int | None]]:
         """(start, stop, seconds, peak bytes) of one latent's stored blocks, by start; no data."""
         query = (
-            select(COLUMN_BLOCKS.c.start, COLUMN_BLOCKS.c.stop, COLUMN_BLOCKS.c.seconds,
-                   COLUMN_BLOCKS.c.peak_bytes)
+            select(
+                COLUMN_BLOCKS.c.start,
+                COLUMN_BLOCKS.c.stop,
+                COLUMN_BLOCKS.c.seconds,
+                COLUMN_BLOCKS.c.peak_bytes,
+            )
             .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
             .order_by(COLUMN_BLOCKS.c.start)
-        )  # fmt: skip
+        )
         with self._read() as conn:
-            return [(row.start, row.stop, row.seconds, row.peak_bytes) for row in conn.execute(query)]
+            return [
+                (row.start, row.stop, row.seconds, row.peak_bytes) for row in conn.execute(query)
+            ]
 
     def column_blocks(self, job_id: str, latent_index: int) -> list[tuple[int, int, np.ndarray]]:
         """Stored blocks of one latent's Hessian as (start, stop, (d, stop - start)), by start."""

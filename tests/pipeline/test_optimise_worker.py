@@ -36,14 +36,25 @@ def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
 
 def _specs(basis_job: str) -> OptimiseSpec:
     return OptimiseSpec(
-        model=TOY, targets={"count": 4, "seed": 5}, optimiser="adam-topk", k=3,
-        basis={"job": basis_job}, steps=20, chunk_size=2, restarts=2,
-    )  # fmt: skip
+        model=TOY,
+        targets={"count": 4, "seed": 5},  # type: ignore[arg-type]
+        optimiser="adam-topk",
+        k=3,
+        basis={"job": basis_job},  # type: ignore[arg-type]
+        steps=20,
+        chunk_size=2,
+        restarts=2,
+    )
 
 
 def _basis(store: Store) -> str:
-    job, _ = submit_job(store, JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),
-                        "worker-test", None, settings=Settings())  # fmt: skip
+    job, _ = submit_job(
+        store,
+        JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),  # type: ignore[arg-type]
+        "worker-test",
+        None,
+        settings=Settings(),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -73,17 +73,26 @@ def test_worker_serves_codes_failures_durations_and_queue(
 
     codes = np.random.default_rng(0).standard_normal((4, LATENT_DIM))
     codes[2, 0] = TRIGGER  # this code fails with NaN images
+
+    def dispatch(ids: list[str]) -> None:
+        for chunk_id in ids:
+            sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
+
     job, _ = submit_job(
         module_store,
         JobSpec(model=NAN_MODEL, latents={"values": codes.tolist()}, chunk_size=2),  # type: ignore[arg-type]
         "metrics",
-        lambda ids: [
-            sender.send_task(CHUNK_TASK, args=[i], task_id=i, queue=CHUNK_QUEUE) for i in ids
-        ],
+        dispatch,
         settings=Settings(),
     )
-    wait_for(lambda: module_store.get_job(job.id).status in TERMINAL
-             and all(c.status in TERMINAL for c in module_store.list_chunks(job.id)), 120, "the job")  # fmt: skip
+    wait_for(
+        lambda: (
+            module_store.get_job(job.id).status in TERMINAL
+            and all(c.status in TERMINAL for c in module_store.list_chunks(job.id))
+        ),
+        120,
+        "the job",
+    )
     (failure,) = module_store.latent_failures(job.id)
     labels = (("method", "jacobian"), ("model", NAN_MODEL))
 
