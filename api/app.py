@@ -59,6 +59,12 @@ def create_app(
         # Status polls and spectra queries then wait on PostgreSQL without a thread each.
         await store.open_async_reads()
         if freeze_gc:
+            # A serving process: torch's meta-device kernels (the loader's contract check of a
+            # large model, services/geometry/models/contract.py) are imported now, once, not
+            # by the first submission that needs them.
+            from services.geometry.models.contract import warm_meta_device
+
+            warm_meta_device()
             # What is loaded by now (torch, the app: hundreds of thousands of objects) lives
             # as long as the process; a full collection walking it stalls every in-flight
             # request (bench/bench_api.py shows it in the p99). Collected once, then

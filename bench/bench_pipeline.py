@@ -182,7 +182,7 @@ def run_celery(store: Store, sender: Celery, n: int, seed: int, workers: int) ->
             sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
     started = datetime.now(UTC)
-    job, _ = submit_job(store, spec(n, seed), "bench", dispatch)
+    job, _ = submit_job(store, spec(n, seed), "bench", dispatch, settings=Settings())
     wait_for(
         lambda: store.get_job(job.id).status in ("succeeded", "failed", "cancelled"),
         1800,
@@ -194,7 +194,7 @@ def run_celery(store: Store, sender: Celery, n: int, seed: int, workers: int) ->
 
 def run_inprocess(store: Store, n: int, seed: int) -> dict[str, Any]:
     started = datetime.now(UTC)
-    job, _ = submit_job(store, spec(n, seed), "bench", None)
+    job, _ = submit_job(store, spec(n, seed), "bench", None, settings=Settings())
     run_job_inprocess(store, job.id)
     return measure(store, job.id, started, 1)
 

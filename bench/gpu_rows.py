@@ -41,6 +41,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from results_io import RESULTS_DIR, Table, write_results  # noqa: E402
 
+from services.config import Settings  # noqa: E402
 from services.geometry import compute_spectrum, homogeneity, load_distance, load_generator  # noqa: E402
 from services.geometry.batched import jacobian_spectra  # noqa: E402
 
@@ -146,11 +147,19 @@ def worker_rate_row(
     with tempfile.TemporaryDirectory() as directory, Store(f"sqlite:///{directory}/g.db") as store:
         store.migrate()
         warm, _ = submit_job(
-            store, JobSpec(**spec, latents={"count": chunk_size, "seed": 1}), "bench", None
+            store,
+            JobSpec(**spec, latents={"count": chunk_size, "seed": 1}),
+            "bench",
+            None,
+            settings=Settings(),
         )
         run_job_inprocess(store, warm.id, device=device)  # model load, kernels
         job, _ = submit_job(
-            store, JobSpec(**spec, latents={"count": codes, "seed": 2}), "bench", None
+            store,
+            JobSpec(**spec, latents={"count": codes, "seed": 2}),
+            "bench",
+            None,
+            settings=Settings(),
         )
         sync(device)
         started = time.perf_counter()

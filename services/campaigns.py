@@ -156,7 +156,7 @@ def submit_campaign(
     owner: str,
     dispatch: Dispatch | None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     check_model: Callable[[str], None] | None = None,
 ) -> tuple[CampaignRecord, bool]:
     """Submit every member (the same spec again is the same job) and store the campaign.

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from services.config import Settings
 from services.geometry import anisotropy, homogeneity, load_generator
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.plots import (
@@ -77,13 +78,21 @@ def _montage(store: Store, spectrum_id: str, code: np.ndarray, eigenvalues: np.n
 
 
 def run_demo(
-    out_dir: Path, database_url: str, *, count: int = 16, seed: int = 0, stream: TextIO = sys.stdout
+    out_dir: Path,
+    database_url: str,
+    *,
+    settings: Settings,
+    count: int = 16,
+    seed: int = 0,
+    stream: TextIO = sys.stdout,
 ) -> DemoResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Store(database_url)
     store.migrate()
     started = time.perf_counter()
-    job, created = submit_job(store, demo_spec(count, seed), DEMO_OWNER, dispatch=None)
+    job, created = submit_job(
+        store, demo_spec(count, seed), DEMO_OWNER, dispatch=None, settings=settings
+    )
     job = run_job_inprocess(store, job.id)  # also finishes a job an earlier run left behind
     if job.status != "succeeded":
         raise RuntimeError(f"demo job {job.id} ended {job.status}: {job.error}")

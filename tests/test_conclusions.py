@@ -12,6 +12,7 @@ import pytest
 from api.cli.errors import LOCAL_OWNER
 from services import geometry
 from services.comparisons import Selection, compare, format_report
+from services.config import Settings
 from services.pipeline import JobSpec, run_job_inprocess, submit_job
 from services.store import Store
 from tests.support.checkpoints import write_random_checkpoint
@@ -42,7 +43,7 @@ def _run(store: Store, model: str, **fields: Any) -> str:
     }
     # A field given as None is left out (directions take no codes, no chunk size).
     spec = JobSpec(**{k: v for k, v in {**defaults, **fields}.items() if v is not None})
-    job, _ = submit_job(store, spec, LOCAL_OWNER, None)
+    job, _ = submit_job(store, spec, LOCAL_OWNER, None, settings=Settings())
     return run_job_inprocess(store, job.id, None).id
 
 

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from PIL import Image
 
+from services.config import Settings
 from services.demo import run_demo
 
 
 def test_demo_prints_figures_and_writes_pictures(tmp_path: Path, sqlite_url: str) -> None:
     out = io.StringIO()
-    result = run_demo(tmp_path / "out", sqlite_url, count=3, seed=0, stream=out)
+    result = run_demo(
+        tmp_path / "out", sqlite_url, count=3, seed=0, stream=out, settings=Settings()
+    )
     text = out.getvalue()
     assert f"job {result.job_id}: 3 spectra" in text
     assert result.figures["positions"] == 3 and result.figures["latent dimension"] == 100
@@ -29,7 +32,9 @@ def test_demo_prints_figures_and_writes_pictures(tmp_path: Path, sqlite_url: str
 
     again = io.StringIO()
     assert (
-        run_demo(tmp_path / "out", sqlite_url, count=3, seed=0, stream=again).job_id
+        run_demo(
+            tmp_path / "out", sqlite_url, count=3, seed=0, stream=again, settings=Settings()
+        ).job_id
         == result.job_id
     )
     assert "already stored" in again.getvalue()

@@ -32,7 +32,7 @@ store = store_fixture("sqlite_url")
 
 def _run(store: Store, progress: Any = None, **fields: Any) -> str:
     spec = JobSpec(**{**BASE, "latents": {"count": 3, "seed": 5}, **fields})
-    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None)
+    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None, settings=Settings())
     return run_job_inprocess(store, job.id, progress).id
 
 
@@ -89,7 +89,7 @@ def test_a_cancelled_jobs_partial_results_are_left_out_unless_asked(store: Store
             store.request_cancel(holder["id"])
 
     spec = JobSpec.model_validate({**BASE, "latents": {"count": 3, "seed": 9}})
-    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None)
+    job, _ = submit_job(store, spec, cli.LOCAL_OWNER, None, settings=Settings())
     holder["id"] = job.id
     cancelled = run_job_inprocess(store, job.id, cancel_after_first)
     assert cancelled.status == "cancelled" and 1 <= cancelled.n_done < 3
@@ -147,7 +147,9 @@ def test_the_readme_compare_examples_run_as_written(
     examples = _readme_compare_examples()
     assert len(examples) >= 3
     job_id = _run(store, top_k=None)
-    sefa, _ = submit_job(store, JobSpec(model=MODEL, method="sefa"), cli.LOCAL_OWNER, None)
+    sefa, _ = submit_job(
+        store, JobSpec(model=MODEL, method="sefa"), cli.LOCAL_OWNER, None, settings=Settings()
+    )
     run_job_inprocess(store, sefa.id)
     monkeypatch.chdir(tmp_path)
     for argv in examples:

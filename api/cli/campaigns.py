@@ -116,6 +116,7 @@ def cmd_campaign_submit(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from services import campaigns
+    from services.config import get_settings  # the edge reads the settings
     from services.pipeline import run_job_inprocess
 
     try:
@@ -125,7 +126,9 @@ def cmd_campaign_submit(args: argparse.Namespace) -> int:
         raise CliError(f"campaign: {first['loc']}: {first['msg']}") from None
     store = open_store(args.database)
     try:
-        record, created = campaigns.submit_campaign(store, spec, LOCAL_OWNER, None)
+        record, created = campaigns.submit_campaign(
+            store, spec, LOCAL_OWNER, None, settings=get_settings()
+        )
     except campaigns.CampaignSpecError as error:
         raise CliError(str(error)) from None
     print(

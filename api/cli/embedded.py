@@ -91,7 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from services.pipeline import run_job_inprocess, submit_job
 
     store = open_store(args.database)
-    job, created = submit_job(store, spec, LOCAL_OWNER, None)
+    from services.config import get_settings  # the edge reads the settings
+
+    job, created = submit_job(store, spec, LOCAL_OWNER, None, settings=get_settings())
     print(f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} codes)")
     display = ProgressDisplay(
         job.n_latents, unit="code", desc=f"{spec.model} {spec.method}", enabled=not args.quiet
@@ -109,9 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     fields, codes = spec_fields_from_args(args)
     spec = build_spec(fields, codes)  # refused here, before the pipeline (torch) loads
+    from services.config import get_settings  # the edge reads the settings
     from services.pipeline import dry_run_job
 
-    plan = dry_run_job(open_store(args.database), spec, LOCAL_OWNER)
+    plan = dry_run_job(open_store(args.database), spec, LOCAL_OWNER, settings=get_settings())
     if args.json:
         print(json.dumps(plan, indent=2, sort_keys=True))
         return 0
@@ -248,7 +251,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from services.config import get_settings  # the edge reads the settings
     from services.demo import run_demo
 
-    run_demo(Path(args.out), database_url(args.database))
+    run_demo(Path(args.out), database_url(args.database), settings=get_settings())
     return 0

@@ -165,12 +165,15 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
 
 def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
     from api.client.progress import ProgressDisplay
+    from services.config import get_settings  # the edge reads the settings
     from services.pipeline import run_job_inprocess
     from services.pipeline.optimisation import submit_optimisation
     from services.pipeline.optimise_report import format_report, report
 
     spec, images = spec_from_args(args)
-    job, created = submit_optimisation(store, spec, owner, None, images=images)
+    job, created = submit_optimisation(
+        store, spec, owner, None, images=images, settings=get_settings()
+    )
     print(
         f"job {job.id} {'created' if created else 'already exists'} ({job.n_latents} targets, "
         f"{spec.optimiser})"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.geometry import GeometryError
 from services.pipeline import costs
 from services.pipeline.probe import ProbeOverBudgetError
@@ -36,7 +36,7 @@ def submit_job(
     owner: str,
     dispatch: Dispatch | None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     idempotency_key: str | None = None,
     request_sha256: str | None = None,
     plan_later: PlanLater | None = None,
@@ -57,7 +57,6 @@ def submit_job(
     transaction that creates the job: IdempotencyConflictError, and no job, if the key is
     bound to another request.
     """
-    settings = settings or get_settings()
     plan = resolve_spec(store, spec, owner, settings=settings)
     job, created = store_and_dispatch(
         store,
@@ -147,7 +146,7 @@ def dry_run_job(
     spec: JobSpec,
     owner: str,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     profile_later: ProfileLater | None = None,
 ) -> dict[str, Any]:
     """What `submit_job` would create, without creating anything: the resolved spec, its
@@ -155,7 +154,6 @@ def dry_run_job(
     same stored profile). Refuses (SpecError) exactly what submit refuses. A model with no
     profile yet: with `profile_later`, a worker is asked to measure it and the answer says
     the plan is pending; without, it is measured here (the embedded command line)."""
-    settings = settings or get_settings()
     plan: ResolvedSpec = resolve_spec(store, spec, owner, settings=settings, dry_run=True)
     if plan.pending:
         inputs = costs.CostInputs.from_resolved(plan.resolved)

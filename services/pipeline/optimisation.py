@@ -35,7 +35,7 @@ def submit_optimisation(
     dispatch: Dispatch | None,
     *,
     images: np.ndarray | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> tuple[JobRecord, bool]:
     """Resolve (every check first), store the targets, the job and its chunks, then dispatch.
     The same spec and targets from the same owner again give the existing job."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.geometry import Generator, GeometryError, InvalidOptionError, average_metric
 from services.geometry.optimise import (
     check_settings,
@@ -108,13 +108,12 @@ def resolve_optimisation(
     owner: str,
     *,
     images: np.ndarray | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> ResolvedSpec:
     """Check `spec` (and uploaded `images` (n, C, H, W), if any) against the generator, the
     basis and the limits; then store the targets and plan one chunk per batch of targets.
 
     Raises SpecError naming the field; nothing is written unless every check passed."""
-    settings = settings or get_settings()
     generator = _load(spec, settings.device, settings.nvidia_code_dir)
     d = generator.latent_dim
     try:

@@ -4,9 +4,9 @@ Two depths. `output_counts` reads what the loader recorded (the output image's s
 the weights' sizes: nothing runs, so a submission's request can afford it; its activation
 figures are the output image alone, a lower bound of every activation. `model_counts` runs
 one code through the model on torch's meta device, where every tensor has a shape and no
-storage: every module's output is counted, at no memory whatever the model's size, but
-torch's first meta call of each operation takes a noticeable time, so it runs on the worker
-that probes (to keep the probe's batches inside the budget it was given).
+storage (the loader's contract check, services/geometry/models/contract.py, runs the same
+pass): every module's output is counted, at no memory whatever the model's size; it runs
+on the worker that probes (to keep the probe's batches inside the budget it was given).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from services.geometry import Distance, Generator
 from services.geometry.distances import LayerDistance
+from services.geometry.models.contract import meta_pass
 from services.pipeline.estimate import Counts
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,20 @@ def model_counts(generator: Generator, distance: Distance) -> Counts | None:
         generator = generator.at_layer(distance.layer)
     module = generator.module
     try:
-        output_shape, largest, total = _meta_pass(module, generator.latent_dim, generator.dtype)
+        shapes = meta_pass(module, generator.latent_dim, generator.dtype)
+        if len(shapes.output_shape) != 4:
+            raise ValueError(f"the module's meta output has shape {shapes.output_shape}")
     except Exception as error:  # any module code may refuse meta tensors
         log.info("no meta-device pass of %s (%s): planned by its probe", generator.name, error)
         return None
-    features = int(distance.feature_weights((1, *output_shape)).numel())
+    features = int(distance.feature_weights((1, *shapes.output_shape[1:])).numel())
     parameters = _elements(module) + _elements(getattr(distance, "model", None))
     return Counts(
         latent_dim=generator.latent_dim,
         features=features,
         parameters=parameters,
-        largest_activation=largest,
-        activations=total,
+        largest_activation=shapes.largest_activation,
+        activations=shapes.activations,
     )
 
 
@@ -65,33 +68,3 @@ def _elements(module: Any) -> int:
     if not isinstance(module, torch.nn.Module):
         return 0
     return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
-
-
-def _meta_pass(
-    module: torch.nn.Module, latent_dim: int, dtype: torch.dtype
-) -> tuple[tuple[int, ...], int, int]:
-    """(output shape without the batch, the largest module output, all module outputs
-    summed), in elements, for one code, computed on meta tensors."""
-    largest = total = 0
-
-    def record(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
-        nonlocal largest, total
-        if isinstance(output, torch.Tensor):
-            largest = max(largest, output.numel())
-            total += output.numel()
-
-    meta = {
-        name: torch.empty_like(tensor, device="meta")
-        for name, tensor in (*module.named_parameters(), *module.named_buffers())
-    }
-    hooks = [child.register_forward_hook(record) for child in module.modules()]
-    try:
-        with torch.no_grad():
-            code = torch.empty((1, latent_dim), dtype=dtype, device="meta")
-            output = torch.func.functional_call(module, meta, (code,), strict=False)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    if not isinstance(output, torch.Tensor) or output.ndim != 4:
-        raise ValueError(f"the module's meta output is not an image batch: {output!r}")
-    return tuple(int(size) for size in output.shape[1:]), largest, total

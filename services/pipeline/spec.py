@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.geometry import (
     Generator,
     GeometryError,
@@ -94,7 +94,7 @@ def resolve_spec(
     spec: JobSpec,
     owner: str,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     dry_run: bool = False,
 ) -> ResolvedSpec:
     """Check `spec` against its generator and the limits, plan its chunks and its costs (a
@@ -104,7 +104,6 @@ def resolve_spec(
     Every check runs before anything is written: a spec refused here leaves no row behind.
     Raises SpecError (naming the field), or the store's NotFoundError for an unknown set.
     """
-    settings = settings or get_settings()
     # Checked here on this process's device: the API may have no GPU while its workers do.
     generator = _load_or_refuse(spec, settings.device, settings.nvidia_code_dir)
     device = spec.device or settings.device

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
+from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
 from tests.api.conftest import MODEL
@@ -25,7 +26,7 @@ def test_resume_runs_a_cancelled_jobs_missing_latents_here(
 ) -> None:
     store = Store(sqlite_url)
     store.migrate()
-    job, _ = submit_job(store, SPEC, "local", None)
+    job, _ = submit_job(store, SPEC, "local", None, settings=Settings())
     assert store.request_cancel(job.id)
 
     assert main(["resume", job.id[:8], "--quiet", "--database", sqlite_url]) == 0  # a prefix

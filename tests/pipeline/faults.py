@@ -136,7 +136,9 @@ class Rig:
         self.sender.control.revoke(chunk_ids)
 
     def submit(self, owner: str, **spec: Any) -> JobRecord:
-        job, created = submit_job(self.store, JobSpec(**spec), owner, self.dispatch)
+        job, created = submit_job(
+            self.store, JobSpec(**spec), owner, self.dispatch, settings=Settings()
+        )
         assert created
         return job
 
@@ -312,7 +314,7 @@ def clean_eigenvalues(spec: dict[str, Any], tmp: Path) -> dict[int, np.ndarray]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        job, _ = submit_job(embedded, JobSpec(**spec), "clean", None)
+        job, _ = submit_job(embedded, JobSpec(**spec), "clean", None, settings=Settings())
         run_job_inprocess(embedded, job.id)
         return {
             s.latent_index: np.asarray(s.eigenvalues)

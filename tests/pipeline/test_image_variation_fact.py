@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.config import Settings
 from services.geometry import image_variation, load_generator
 from services.job_spec import SampledLatents
 from services.pipeline import JobSpec, submit_job
@@ -19,7 +20,7 @@ store = store_fixture("sqlite_url")
 )
 def test_resolution_records_image_variation(store: Store, model: str, degenerate: bool) -> None:
     spec = JobSpec(model=model, latents=SampledLatents(count=2, seed=1), top_k=3)
-    job, _ = submit_job(store, spec, "alice", None)
+    job, _ = submit_job(store, spec, "alice", None, settings=Settings())
     recorded = job.resolved["generator"]["facts"]["image_variation"]
     assert set(recorded) == {"pixel_std", "degenerate", "threshold", "codes"}
     assert recorded["degenerate"] is degenerate and recorded["threshold"] == 0.02

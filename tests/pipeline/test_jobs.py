@@ -108,15 +108,23 @@ def test_bad_spec_is_refused_at_submit_and_writes_nothing(
 def test_unknown_or_foreign_latent_set_is_not_found(store: Store) -> None:
     own = store.create_latent_set("bob", np.zeros((2, toy_generators.LATENT_DIM)))
     with pytest.raises(NotFoundError):
-        submit_job(store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None)  # type: ignore[arg-type]
+        submit_job(
+            store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None, settings=Settings()
+        )  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):
-        submit_job(store, JobSpec(model=TOY, latents={"set": "missing"}), "alice", None)  # type: ignore[arg-type]
+        submit_job(
+            store,
+            JobSpec(model=TOY, latents={"set": "missing"}),
+            "alice",
+            None,
+            settings=Settings(),
+        )  # type: ignore[arg-type]
 
 
 def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> None:
     dispatched: list[list[str]] = []
     sampled = JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2)  # type: ignore[arg-type]
-    job, created = submit_job(store, sampled, "alice", dispatched.append)
+    job, created = submit_job(store, sampled, "alice", dispatched.append, settings=Settings())
     assert created and len(dispatched) == 1 and len(dispatched[0]) == 3
     assert job.spec_hash == hashlib.sha256(canonical_json(job.resolved).encode()).hexdigest()
     assert job.resolved["generator"]["facts"]["weights_sha256"]
@@ -130,15 +138,16 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
             JobSpec(model=TOY, latents=latents, chunk_size=2),  # type: ignore[arg-type]
             "alice",
             dispatched.append,
+            settings=Settings(),
         )
         assert (again.id, created) == (job.id, False)
 
     # Finished work is never dispatched again; another owner gets a job of their own.
     assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     dispatched.clear()
-    again, created = submit_job(store, sampled, "alice", dispatched.append)
+    again, created = submit_job(store, sampled, "alice", dispatched.append, settings=Settings())
     assert (again.id, created, dispatched) == (job.id, False, [])
-    other, created = submit_job(store, sampled, "carol", dispatched.append)
+    other, created = submit_job(store, sampled, "carol", dispatched.append, settings=Settings())
     assert created and other.id != job.id
     # A different option is a different job.
     different, created = submit_job(
@@ -146,6 +155,7 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
         JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),  # type: ignore[arg-type]
         "alice",
         None,
+        settings=Settings(),
     )
     assert created and different.spec_hash != job.spec_hash
 
@@ -183,7 +193,7 @@ def test_chosen_chunk_size_shares_a_job_between_workers_and_stays_bounded() -> N
 def test_inprocess_results_equal_the_core_called_directly(store: Store) -> None:
     codes = _codes(5, seed=1)
     spec = JobSpec(model=TOY, latents={"values": codes}, chunk_size=2, dtype="float64", top_k=4)  # type: ignore[arg-type]
-    job, _ = submit_job(store, spec, "alice", None)
+    job, _ = submit_job(store, spec, "alice", None, settings=Settings())
     seen: list[tuple[int, int]] = []
     done = run_job_inprocess(store, job.id, progress=lambda d, t: seen.append((d, t)))
     assert done.status == "succeeded" and done.n_done == 5
@@ -206,12 +216,14 @@ def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
         JobSpec(model=TOY, latents={"values": codes}, dtype="float64"),  # type: ignore[arg-type]
         "alice",
         None,
+        settings=Settings(),
     )
     split, _ = submit_job(
         store,
         JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),  # type: ignore[arg-type]
         "alice",
         None,
+        settings=Settings(),
     )
     chunks = store.list_chunks(split.id)
     assert [c.column_block for c in chunks] == [(0, 4), (4, 6)] * 2
@@ -228,7 +240,9 @@ def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
 
 
 def test_sefa_job_is_one_chunk_with_one_result(store: Store) -> None:
-    job, _ = submit_job(store, JobSpec(model="dcgan-faces", method="sefa", top_k=10), "a", None)
+    job, _ = submit_job(
+        store, JobSpec(model="dcgan-faces", method="sefa", top_k=10), "a", None, settings=Settings()
+    )
     assert [c.latent_indices for c in store.list_chunks(job.id)] == [(0,)]
     assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     (record,) = store.list_spectra(job_id=job.id)
@@ -238,7 +252,7 @@ def test_sefa_job_is_one_chunk_with_one_result(store: Store) -> None:
 
 def test_chunk_run_twice_stores_nothing_twice(store: Store) -> None:
     spec = JobSpec(model=TOY, latents={"values": _codes(2)}, chunk_size=2)  # type: ignore[arg-type]
-    job, _ = submit_job(store, spec, "a", None)
+    job, _ = submit_job(store, spec, "a", None, settings=Settings())
     (chunk,) = store.list_chunks(job.id)
     assert run_chunk(store, chunk.id, "first", lease=LEASE) == "succeeded"
     assert run_chunk(store, chunk.id, "second", lease=LEASE) == "succeeded"  # a duplicate delivery
@@ -252,6 +266,7 @@ def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
         JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3),  # type: ignore[arg-type]
         "a",
         None,
+        settings=Settings(),
     )
 
     def interrupt_after_two(done: int, total: int) -> None:
@@ -273,7 +288,9 @@ def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
 def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None:
     codes = _codes(3)
     codes[1][0] = toy_generators.TRIGGER
-    job, _ = submit_job(store, JobSpec(model=TOY, latents={"values": codes}), "a", None)  # type: ignore[arg-type]
+    job, _ = submit_job(
+        store, JobSpec(model=TOY, latents={"values": codes}), "a", None, settings=Settings()
+    )  # type: ignore[arg-type]
     done = run_job_inprocess(store, job.id, lease=LEASE)
     assert done.status == "succeeded" and (done.n_done, done.n_failed) == (2, 1)
     (failure,) = store.latent_failures(job.id)
@@ -286,6 +303,7 @@ def test_cancelled_job_runs_nothing_more(store: Store) -> None:
         JobSpec(model=TOY, latents={"values": _codes(4)}, chunk_size=2),  # type: ignore[arg-type]
         "a",
         None,
+        settings=Settings(),
     )
     revoked: list[str] = []
     cancelled = cancel_job(store, job.id, revoke=revoked.extend)
@@ -304,6 +322,7 @@ def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(store: Store) -> 
         JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6),  # type: ignore[arg-type]
         "a",
         None,
+        settings=Settings(),
     )
     (chunk,) = store.list_chunks(job.id)
     first_result: list[str] = []

@@ -54,6 +54,7 @@ def _basis(store: Store) -> str:
         JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),  # type: ignore[arg-type]
         "worker-test",
         None,
+        settings=Settings(),
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -74,7 +75,7 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
             sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
     job, created = submit_optimisation(
-        module_store, _specs(_basis(module_store)), "worker-test", dispatch
+        module_store, _specs(_basis(module_store)), "worker-test", dispatch, settings=Settings()
     )
     assert created and len(module_store.list_chunks(job.id)) == 2
 
@@ -88,7 +89,9 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
 
     embedded = Store(sqlite_url)
     embedded.migrate()
-    local, _ = submit_optimisation(embedded, _specs(_basis(embedded)), "worker-test", None)
+    local, _ = submit_optimisation(
+        embedded, _specs(_basis(embedded)), "worker-test", None, settings=Settings()
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers
     try:

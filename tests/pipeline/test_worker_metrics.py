@@ -84,6 +84,7 @@ def test_worker_serves_codes_failures_durations_and_queue(
         JobSpec(model=NAN_MODEL, latents={"values": codes.tolist()}, chunk_size=2),  # type: ignore[arg-type]
         "metrics",
         dispatch,
+        settings=Settings(),
     )
     wait_for(
         lambda: (

@@ -52,7 +52,7 @@ def _submit(store: Store, sender: Celery, owner: str, **spec: Any) -> JobRecord:
         for chunk_id in chunk_ids:
             sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
-    job, created = submit_job(store, JobSpec(**spec), owner, dispatch)
+    job, created = submit_job(store, JobSpec(**spec), owner, dispatch, settings=Settings())
     assert created
     return job
 
@@ -102,7 +102,7 @@ def test_1_three_chunk_job_matches_the_inprocess_runner(
 
     embedded = Store(sqlite_url)
     embedded.migrate()
-    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None)  # type: ignore[arg-type]
+    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None, settings=Settings())  # type: ignore[arg-type]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same arithmetic, to the last bit
     try:

@@ -107,7 +107,7 @@ class Generator:
             module: nn.Module = self.module.folded_in(dtype).to(device=device)
             facts = {**self.facts, "batchnorm_folded_in": str(dtype).removeprefix("torch.")}
         else:
-            module = copy.deepcopy(self.module).to(device=device, dtype=dtype)
+            module = _converted_copy(self.module, device, dtype)
         if self.channels_last and device.type == "cpu":
             to_channels_last(module)
         return Generator(
@@ -153,6 +153,27 @@ class Generator:
         if not torch.isfinite(out).all():
             raise NonFiniteOutputError(f"{self.name} produced NaN/inf images for these codes")
         return out
+
+
+def _converted_copy(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A deep copy of `module` whose floating-point tensors are on `device` in `dtype` (what
+    `deepcopy(module).to(device, dtype)` gives), converting each tensor once instead of
+    copying it first: deepcopy takes the converted tensors from its memo."""
+    memo: dict[int, Any] = {}
+    for tensor in module_tensors(module):
+        if id(tensor) in memo:
+            continue
+        if tensor.is_floating_point():
+            converted = tensor.detach().to(device=device, dtype=dtype, copy=True)
+        else:
+            converted = tensor.detach().to(device=device, copy=True)
+        if isinstance(tensor, nn.Parameter):
+            converted = nn.Parameter(converted, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = converted
+    # A TorchScript module copies its tensors without the memo: `.to` converts those (and is
+    # a no-op on tensors converted already).
+    copied: nn.Module = copy.deepcopy(module, memo).to(device=device, dtype=dtype)
+    return copied
 
 
 def validate_codes(codes: Any, latent_dim: int, model: str) -> np.ndarray:

@@ -9,7 +9,8 @@ catalogue (catalogue.py) lists them without torch.
 Every loader returns a frozen, eval-mode module mapping latent codes (B, d) to images
 (B, C, H, W) in [-1, 1], with its latent dimension, how to sample codes from a seed, and the
 facts to record with every result (weights sha256, options). Here the result is checked once
-(`_probe`: two sampled codes through it) where the message can still name the file.
+(contract.py: shapes on the meta device, values on two codes where that is cheap) where the
+message can still name the file.
 
 Latent spaces: every generator has ``z``; StyleGAN2 families also ``w`` and ``w+``, with a
 truncation ``psi``; BigGAN has ``both`` (= its ``z``), ``noise`` and ``class``. The space is a
@@ -38,11 +39,10 @@ from services.model_catalogue import (
 )
 
 from ..errors import (
-    InvalidGeneratorError,
     InvalidOptionError,
-    NonFiniteOutputError,
     UnknownModelError,
 )
+from .contract import check_contract
 from .controls import (
     SHUFFLED_PUBLISHED,
     Control,
@@ -50,7 +50,7 @@ from .controls import (
     reinit_module,
     shuffle_module,
 )
-from .generator import Generator, module_device, module_tensors, state_dict_sha256, to_channels_last
+from .generator import Generator, state_dict_sha256
 
 
 def load_generator(
@@ -73,8 +73,7 @@ def load_generator(
     torch_device = _checked_device(device)
     generator = _load_by_name(name, _Options(torch_device, truncation, space, psi, nvidia_code_dir))
     generator = generator.to(torch_device, generator.dtype)
-    _probe(generator)  # the contract, in the module's own layout
-    _adopt_channels_last(generator)
+    check_contract(generator)
     return generator
 
 
@@ -203,47 +202,3 @@ def _checked_device(device: str | torch.device) -> torch.device:
             f"device {device!r} requested but CUDA is not available here; use 'cpu'"
         )
     return torch_device
-
-
-def _adopt_channels_last(generator: Generator) -> None:
-    """On the CPU, 4-D weights (2-D convolutions) channels_last, in place: oneDNN's
-    convolutions then keep activations channels_last instead of converting every output back
-    to NCHW (faster forward and `jacobian`; bench/results has the measurement). Kept only if
-    the module still runs that way (one that reshapes activations with `.view` cannot); else
-    its own layout stays. Elsewhere the layout is left as it is (not measured there)."""
-    module = generator.module
-    if module_device(module).type != "cpu" or not any(t.dim() == 4 for t in module_tensors(module)):
-        return
-    to_channels_last(module)
-    codes = torch.as_tensor(generator.sample(2, seed=0), dtype=generator.dtype)
-    try:
-        with torch.no_grad():
-            module(codes)
-    except Exception:  # the user's module may raise anything; it ran in its own layout
-        module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-        return
-    generator.channels_last = True
-
-
-@torch.no_grad()
-def _probe(generator: Generator) -> None:
-    """Run two sampled codes through the module: catch contract violations at load time,
-    where the message can still say which file is wrong, and record the output shape."""
-    codes = torch.as_tensor(
-        generator.sample(2, seed=0), dtype=generator.dtype, device=generator.device
-    )
-    try:
-        out = generator.module(codes)
-    except Exception as error:  # the user's module may raise anything
-        raise InvalidGeneratorError(
-            f"{generator.name} failed on a batch of codes of shape (2, {generator.latent_dim}): "
-            f"{type(error).__name__}: {error}. The module must map (B, d) codes to (B, C, H, W) images."
-        ) from error
-    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise InvalidGeneratorError(
-            f"{generator.name} returned {shape} for 2 codes; it must return images of shape (2, C, H, W)"
-        )
-    if not torch.isfinite(out).all():
-        raise NonFiniteOutputError(f"{generator.name} produced NaN/inf images for sampled codes")
-    generator.facts.setdefault("output_shape", list(out.shape[1:]))

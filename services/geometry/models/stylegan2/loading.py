@@ -97,7 +97,8 @@ def load_stylegan2(
     has_noise = check_state_dict(state, arch)
     if transform is not None:
         state = transform(state)
-    state = {k: v.detach().to(torch.float32).clone() for k, v in state.items()}
+    # The checkpoint's tensors are this load's own (read just now): no copy where already float32.
+    state = {k: v.detach().to(torch.float32) for k, v in state.items()}
     noises = _noise_maps(state, arch, has_noise)
     w_avg_source = "checkpoint latent_avg"
     if latent_avg is None or transform is not None:
