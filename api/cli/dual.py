@@ -67,7 +67,9 @@ def register(commands: Commands) -> None:
     server_or_database(plots)
 
     jobs = commands.add("jobs", cmd_jobs, "list jobs, newest first")
-    jobs.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled", "refused"))
+    jobs.add_argument(
+        "--status", choices=("queued", "running", "succeeded", "failed", "cancelled", "refused")
+    )
     jobs.add_argument("--model", default=None)
     list_options(jobs)
     server_or_database(jobs)

@@ -79,7 +79,9 @@ def test_lists_status_compare_export_plots_against_a_server(
     # The embedded path (the same database, in process): the same tables, flags and files.
     monkeypatch.delenv("SPECTRA_SERVER_URL")
     local_plots = tmp_path / "local-plots"
-    code, local_out, _ = run(["compare", *asked, "--plots", str(local_plots), "--database", module_pg_url], capsys)
+    code, local_out, _ = run(
+        ["compare", *asked, "--plots", str(local_plots), "--database", module_pg_url], capsys
+    )
     assert code == 0
     tables = lambda text: text.split("\nwrote ")[0]  # noqa: E731 - the file lines name the directory
     assert tables(local_out) == tables(out)
@@ -87,7 +89,9 @@ def test_lists_status_compare_export_plots_against_a_server(
     assert {"spectrum.png", "spectrum.svg", "homogeneity-log.png", "homogeneity-linear.svg"} <= {
         p.name for p in plots.iterdir()
     }
-    code, csv_out, _ = run(["compare", *asked, "--table-format", "csv", "--database", module_pg_url], capsys)
+    code, csv_out, _ = run(
+        ["compare", *asked, "--table-format", "csv", "--database", module_pg_url], capsys
+    )
     assert code == 0 and csv_out.startswith("table,member,")
     monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
 
@@ -312,13 +316,24 @@ def test_campaign_commands_against_a_server(
     assert code == 0, err
     assert "anisotropy" in out and MODEL in out
     assert (plots / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # Nothing left to cancel: the campaign stays succeeded (or, once the server answers a
-    # finished campaign's cancel with 409 as it does a job's, the refusal is printed).
+    tables = "".join(line for line in out.splitlines(True) if not line.startswith("wrote "))
+    with SpectraClient(live_server.url, computed["token"]) as client:
+        stored = client.compare_campaign(campaign_id, k=2)  # the one the command stored
+        assert stored.status == "succeeded" and stored.raw["skipped"] == []
+        assert [m["label"] for m in (stored.document or {})["members"]] == [
+            m.member for m in campaign.members
+        ]
+    # The same comparison again is the stored one, and the embedded path prints the same table.
+    code, again, _ = run(["campaign", "compare", campaign_id, "--k", "2"], capsys)
+    assert code == 0 and again == tables
+    code, embedded, err = run(
+        ["campaign", "compare", campaign_id, "--k", "2", "--database", module_pg_url], capsys
+    )
+    assert code == 0, err
+    assert embedded == tables
+    # Nothing left to cancel: a 409 as for a finished job, printed; the campaign stays succeeded.
     code, out, err = run(["campaign", "cancel", campaign_id], capsys)
-    if code == 0:
-        assert out == "campaign cli-campaign: succeeded\n"
-    else:
-        assert code == 1 and "HTTP 409" in err
+    assert code == 1 and "HTTP 409" in err and "already ended" in err
     code, _, err = run(["campaign", "status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
 
