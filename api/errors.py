@@ -38,8 +38,9 @@ from services.store import (
     InvalidDataError,
     NotFoundError,
     StoreError,
+    StoreFull,
 )
-from services.store.availability import DATABASE_UNAVAILABLE_ERRORS
+from services.store.availability import STORE_FULL_MESSAGE, STORE_UNAVAILABLE_ERRORS
 from services.submission import ImportTooLargeError, JobAlreadyFinishedError
 
 PROBLEM_JSON = "application/problem+json"
@@ -253,6 +254,19 @@ def validation_error(error: ValidationError, prefix: str | None = None) -> ApiPr
     )
 
 
+def store_full(instance: str | None = None) -> JSONResponse:
+    """503 for a store whose disk is full (or that is read-only): reads work, writes wait."""
+    return problem_response(
+        503,
+        "Store full or read-only",
+        f"{STORE_FULL_MESSAGE[0].upper()}{STORE_FULL_MESSAGE[1:]}. Nothing was changed; retry "
+        f"after {RETRY_AFTER_S} s.",
+        slug="store-full",
+        instance=instance,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def database_unavailable(instance: str | None = None) -> JSONResponse:
     """503 for a database that cannot be reached now: the request was fine, send it again."""
     return problem_response(
@@ -368,9 +382,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def _unavailable(request: Request, error: Exception) -> JSONResponse:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+        if isinstance(error, StoreFull):
+            return store_full(request.url.path)
         return database_unavailable(request.url.path)
 
-    for kind in DATABASE_UNAVAILABLE_ERRORS:
+    # The store's own types (it translates the driver's): the same set the worker waits on.
+    for kind in STORE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)

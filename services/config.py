@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=4.0, gt=0)
     stale_after_s: float = Field(default=15.0, gt=0)
     max_chunk_attempts: int = Field(default=3, ge=1)
+    # How long a chunk's runner waits on a store that cannot answer (down, or its disk full)
+    # before it hands its chunk back, charging nothing to the latent it was computing.
+    # Embedded runs (`spectra run`) wait at most a minute and then say so.
+    store_wait_s: float = Field(default=1800.0, gt=0)
     # A worker's Prometheus /metrics port (0: none). `spectra worker` gives its N-th device
     # worker this port + N.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -25,12 +25,19 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from services.pipeline.costs import Workers
+    from services.pipeline.lease import LeaseSettings
     from services.store import Store
 
 log = logging.getLogger("api")
 
 INPROCESS_WORKER_ID = "api-inprocess"
 PUBLISH_TIMEOUT_S = 3.0
+
+
+class ChunkDispatcher(Protocol):
+    """The one thing a use case that only re-queues chunks needs (resume)."""
+
+    def dispatch(self, chunk_ids: list[str]) -> None: ...
 
 
 class Dispatcher(Protocol):
@@ -84,9 +91,12 @@ class CeleryDispatcher:
         app.conf.update(
             broker_connection_timeout=PUBLISH_TIMEOUT_S,
             task_publish_retry_policy={
-                "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
+                "max_retries": 2,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
             },
-        )  # fmt: skip
+        )
         return app
 
     def dispatch(self, chunk_ids: list[str]) -> None:
@@ -135,8 +145,19 @@ class CeleryDispatcher:
 class InProcessDispatcher:
     """Run each chunk synchronously in the calling thread (embedded mode and tests)."""
 
-    def __init__(self, store: Store, device: str = "cpu", settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        device: str = "cpu",
+        settings: Settings | None = None,
+        *,
+        lease: LeaseSettings | None = None,
+    ) -> None:
+        from services.pipeline.lease import LeaseSettings
+
         self.store = store
+        # The edge that builds it passes LeaseSettings.of(settings); tests take the defaults.
+        self.lease = lease or LeaseSettings.defaults()
         self.device = device
         self.settings = settings
 
@@ -144,7 +165,9 @@ class InProcessDispatcher:
         from services.pipeline import run_chunk
 
         for chunk_id in chunk_ids:
-            run_chunk(self.store, chunk_id, INPROCESS_WORKER_ID, device=self.device)
+            run_chunk(
+                self.store, chunk_id, INPROCESS_WORKER_ID, lease=self.lease, device=self.device
+            )
 
     def plan_job(self, job_id: str, workers: Workers) -> None:
         from services.pipeline import costs

@@ -1,5 +1,6 @@
 """The job use cases shared by the HTTP routes and the command line, so both behave alike:
-submission with its Idempotency-Key, cancellation with the visibility check, and export /
+submission with its Idempotency-Key, cancellation with the visibility check, resuming a
+finished job's missing latents, and export /
 import of the published ``.npz`` layout through services.export.
 """
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 from services import export
 from services.config import Settings
-from services.dispatch import Dispatcher
+from services.dispatch import ChunkDispatcher, Dispatcher
 from services.pipeline import JobSpec, cancel_job, submit_job
 from services.pipeline.costs import Workers
 from services.pipeline.spec import canonical_json
@@ -50,10 +51,15 @@ def submit(
     # under one key with different bodies, one creates its job and the rest create nothing.
     workers = Workers.from_settings(settings)
     return submit_job(
-        store, spec, owner, dispatcher.dispatch, settings=settings,
-        idempotency_key=idempotency_key or None, request_sha256=digest,
+        store,
+        spec,
+        owner,
+        dispatcher.dispatch,
+        settings=settings,
+        idempotency_key=idempotency_key or None,
+        request_sha256=digest,
         plan_later=lambda job_id: dispatcher.plan_job(job_id, workers),
-    )  # fmt: skip
+    )
 
 
 class JobAlreadyFinishedError(ConflictError):
@@ -70,6 +76,18 @@ def cancel(store: Store, dispatcher: Dispatcher, job_id: str, owner: str | None)
             "(only a queued or running job can be cancelled)"
         )
     return cancel_job(store, job_id, dispatcher.revoke)
+
+
+def resume(store: Store, dispatcher: ChunkDispatcher, job_id: str, owner: str | None) -> JobRecord:
+    """Compute again what a finished job is missing: latents that failed (for a cause outside
+    them, such as a store that was full, or their own) and chunks that were cancelled. The
+    job goes back to queued; ConflictError while it is still queued or running, or when
+    nothing is missing."""
+    store.get_job(job_id, owner=owner)  # NotFoundError for a job this owner may not see
+    job, chunk_ids = store.reopen_job(job_id)
+    # After the commit; a dispatch lost now is redispatched by the reaper (queued, no message).
+    dispatcher.dispatch(chunk_ids)
+    return job
 
 
 def export_npz(store: Store, job_id: str, owner: str | None, k: int | None) -> bytes:

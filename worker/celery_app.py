@@ -10,9 +10,13 @@ from __future__ import annotations
 from celery import Celery
 
 from services.celery_config import CHUNK_QUEUE, CHUNK_TASK, configure, time_limits
-from services.config import get_settings
+from services.config import Settings, get_settings
 
-__all__ = ["CHUNK_QUEUE", "CHUNK_TASK", "app", "configure", "time_limits"]
+__all__ = ["CHUNK_QUEUE", "CHUNK_TASK", "SETTINGS", "app", "configure", "time_limits"]
 
-app = Celery("latent_spectra", include=["worker.tasks", "worker.planning", "worker.comparison_tasks"])
-configure(app, get_settings())
+# Read once, where the worker starts; everything below is given what it needs from it.
+SETTINGS: Settings = get_settings()
+app = Celery(
+    "latent_spectra", include=["worker.tasks", "worker.planning", "worker.comparison_tasks"]
+)
+configure(app, SETTINGS)

@@ -8,20 +8,19 @@ from celery import Task
 
 from services.celery_config import COMPARISON_TASK
 from services.comparisons.stored import run_comparison
-from services.config import get_settings
-from services.pipeline.chunks import TRANSIENT_DB_ERRORS
-from worker.celery_app import app
+from services.pipeline.chunks import STORE_WAITS
+from worker.celery_app import SETTINGS, app
 from worker.tasks import get_store
 
 
 @app.task(  # type: ignore[untyped-decorator]  # celery ships no types
     bind=True,
     name=COMPARISON_TASK,
-    autoretry_for=TRANSIENT_DB_ERRORS,
+    autoretry_for=STORE_WAITS,
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=8,
 )
 def run_comparison_task(self: Task, comparison_id: str) -> str:
     """Compute one stored comparison; its status and progress are in the store."""
-    return str(run_comparison(get_store(), comparison_id, get_settings()).status)
+    return str(run_comparison(get_store(), comparison_id, SETTINGS).status)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from worker.celery_app import CHUNK_QUEUE
 
@@ -72,14 +72,26 @@ def plan_workers(
 def worker_command(node_name: str, *, loglevel: str = "INFO") -> list[str]:
     """The `celery worker` command line for one device."""
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", "prefork", "--concurrency", "1",
-        "--queues", CHUNK_QUEUE,
-        "--hostname", node_name,
-        "--loglevel", loglevel,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app:app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--queues",
+        CHUNK_QUEUE,
+        "--hostname",
+        node_name,
+        "--loglevel",
+        loglevel,
         # Mingle and gossip only slow the start; correctness never depends on them.
-        "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
 _PR_SET_PDEATHSIG = 1  # prctl(2) option, from <linux/prctl.h>
@@ -112,8 +124,8 @@ def start_worker(
     *,
     extra_env: Mapping[str, str] | None = None,
     loglevel: str = "INFO",
-    stdout: int | None = None,
-    stderr: int | None = None,
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start one worker in its own process group (so it and its pool child stop together),
     bound to this process's life: if the launcher dies, even by SIGKILL, the kernel kills the
@@ -125,11 +137,12 @@ def start_worker(
         env[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix=f"spectra-metrics-{plan.node_name}-")
     return subprocess.Popen(
         worker_command(plan.node_name, loglevel=loglevel),
-        env=env, start_new_session=True, stdout=stdout, stderr=stderr,
-        preexec_fn=functools.partial(
-            die_with_parent, expected_parent=os.getpid(), prctl=_prctl()
-        ),
-    )  # fmt: skip
+        env=env,
+        start_new_session=True,
+        stdout=stdout,
+        stderr=stderr,
+        preexec_fn=functools.partial(die_with_parent, expected_parent=os.getpid(), prctl=_prctl()),
+    )
 
 
 def stop_workers(

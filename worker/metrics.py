@@ -67,9 +67,12 @@ def queue_depth(client: redis.Redis, queue: str) -> tuple[int, int]:
     waiting = 0
     for key in client.scan_iter(match=f"{queue}*", count=100):
         name = key.decode() if isinstance(key, bytes) else key
-        if (name == queue or name.startswith(f"{queue}\x06\x16")) and client.type(key) in (b"list", "list"):
-            waiting += int(client.llen(key))  # type: ignore[arg-type]
-    return waiting, int(client.hlen(KOMBU_UNACKED_KEY))  # type: ignore[arg-type]
+        if (name == queue or name.startswith(f"{queue}\x06\x16")) and client.type(key) in (
+            b"list",
+            "list",
+        ):
+            waiting += int(client.llen(key))
+    return waiting, int(client.hlen(KOMBU_UNACKED_KEY))
 
 
 class QueueDepthCollector(Collector):
@@ -102,7 +105,7 @@ def exporter_registry(broker_url: str, queue: str) -> CollectorRegistry:
     process's own (a solo pool), plus the queue depth."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     registry.register(QueueDepthCollector(broker_url, queue))
@@ -111,7 +114,9 @@ def exporter_registry(broker_url: str, queue: str) -> CollectorRegistry:
 
 def serve(port: int, broker_url: str, queue: str, host: str = "0.0.0.0") -> Any:
     """Start the /metrics HTTP server in a daemon thread of the calling (main) process."""
-    server, _thread = start_http_server(port, addr=host, registry=exporter_registry(broker_url, queue))
+    server, _thread = start_http_server(
+        port, addr=host, registry=exporter_registry(broker_url, queue)
+    )
     log.info("worker metrics on http://%s:%d/metrics", host, port)
     return server
 
@@ -159,4 +164,6 @@ def measured_chunk(store: Any, chunk_id: str, run: Callable[[Callable[[int], Non
 
 
 def _failed_in(store: Any, job_id: str, indices: set[int]) -> dict[int, str]:
-    return {f.latent_index: f.reason for f in store.latent_failures(job_id) if f.latent_index in indices}
+    return {
+        f.latent_index: f.reason for f in store.latent_failures(job_id) if f.latent_index in indices
+    }

@@ -13,11 +13,10 @@ from typing import Any
 from celery import signals
 
 from services.celery_config import PLAN_TASK, PROFILE_TASK
-from services.config import get_settings
 from services.pipeline import costs
 from services.pipeline.cache import configure_loading
-from services.pipeline.chunks import TRANSIENT_DB_ERRORS
-from worker.celery_app import app
+from services.pipeline.chunks import STORE_WAITS
+from worker.celery_app import SETTINGS, app
 from worker.tasks import dispatch, get_store
 
 log = logging.getLogger(__name__)
@@ -27,14 +26,14 @@ log = logging.getLogger(__name__)
 def _configure_loading(**_: Any) -> None:
     # Where NVIDIA pickles find their code, for the chunk function (it loads models without
     # the settings at hand): this worker's setting, read at its start.
-    configure_loading(get_settings().nvidia_code_dir or None)
+    configure_loading(SETTINGS.nvidia_code_dir or None)
 
 
 def _workers() -> costs.Workers:
-    return costs.Workers.from_settings(get_settings())
+    return costs.Workers.from_settings(SETTINGS)
 
 
-@app.task(name=PLAN_TASK, autoretry_for=TRANSIENT_DB_ERRORS, retry_backoff=2, max_retries=8)  # type: ignore[untyped-decorator]
+@app.task(name=PLAN_TASK, autoretry_for=STORE_WAITS, retry_backoff=2, max_retries=8)  # type: ignore[untyped-decorator]
 def plan_job_task(job_id: str) -> str:
     """Measure (or read) the job's model profile, then dispatch its chunks or refuse it."""
     outcome = costs.plan_pending_job(get_store(), job_id, _workers(), dispatch)
@@ -42,7 +41,7 @@ def plan_job_task(job_id: str) -> str:
     return outcome
 
 
-@app.task(name=PROFILE_TASK, autoretry_for=TRANSIENT_DB_ERRORS, retry_backoff=2, max_retries=8)  # type: ignore[untyped-decorator]
+@app.task(name=PROFILE_TASK, autoretry_for=STORE_WAITS, retry_backoff=2, max_retries=8)  # type: ignore[untyped-decorator]
 def measure_profile_task(inputs: dict[str, Any]) -> str:
     """Measure a model's cost profile for a later plan (a dry run of an unprofiled model)."""
     return costs.measure_profile_for(get_store(), inputs, _workers())

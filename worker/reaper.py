@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,8 +27,7 @@ from datetime import UTC, datetime
 import redis
 
 from services.celery_config import plan_task_id
-from services.config import get_settings
-from services.store import ACTIVE_STATUSES, Store
+from services.store import ACTIVE_STATUSES, ChunkRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +42,51 @@ class ReapReport:
     requeued: list[str] = field(default_factory=list)  # stale running chunks put back
     redispatched: list[str] = field(default_factory=list)  # queued chunks with no message
     replanned: list[str] = field(default_factory=list)  # unplanned jobs with no message
+    # Stale, but the store could not answer (or write) within the staleness period: their
+    # runners may be alive and waiting on it, unable to beat. Left alone this sweep.
+    deferred: list[str] = field(default_factory=list)
+
+
+class StoreOutages:
+    """When the reaper last found the store unable to answer or to write. A heartbeat that
+    went silent while the store was down (or its disk full) says nothing about its worker:
+    the beat could not be written. Leases are judged again once the store has answered for a
+    whole staleness period."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+
+    def saw_one(self) -> None:
+        self._last = time.monotonic()
+
+    def answered_for_s(self) -> float:
+        return math.inf if self._last is None else time.monotonic() - self._last
 
 
 def reap(
     store: Store,
     dispatch: Callable[[list[str]], None],
     *,
-    stale_after_s: float | None = None,
+    stale_after_s: float,
     in_flight: Callable[[], set[str]] | None = None,
     queued_grace_s: float | None = None,
     now: datetime | None = None,
+    outages: StoreOutages | None = None,
     plan: Callable[[str], None] | None = None,
 ) -> ReapReport:
-    """One sweep. `stale_after_s` defaults to settings.stale_after_s. `in_flight` returns the chunk ids the broker still holds (queued or
-    delivered); without it, queued chunks are left alone (only stale ones are repaired).
-    `queued_grace_s` (default `stale_after_s`) spares chunks just created, whose message
-    may be on its way."""
-    if stale_after_s is None:
-        stale_after_s = get_settings().stale_after_s
+    """One sweep. `stale_after_s`: the lease's staleness (settings.stale_after_s). `in_flight`
+    returns the chunk ids the broker still holds (queued or delivered); without it, queued
+    chunks are left alone (only stale ones are repaired). `queued_grace_s` (default
+    `stale_after_s`) spares chunks just created, whose message may be on its way.
+    `outages`: the sweeps' memory of the store being unable to answer or write (probed
+    each sweep); while it answered for less than `stale_after_s`, no lease is judged stale."""
     report = ReapReport()
-    for chunk in store.stale_chunks(stale_after_s):
-        if store.requeue_chunk(chunk.id, older_than_s=stale_after_s):
-            report.requeued.append(chunk.id)
+    try:
+        _requeue_stale(store, stale_after_s, outages, report)
+    except StoreUnavailable:
+        if outages is not None:
+            outages.saw_one()
+        raise
     if report.requeued:
         dispatch(report.requeued)
     if in_flight is None:
@@ -88,11 +112,25 @@ def reap(
     return report
 
 
+def _requeue_stale(
+    store: Store, stale_after_s: float, outages: StoreOutages | None, report: ReapReport
+) -> None:
+    if outages is not None:
+        store.probe_writes()  # StoreFull while the disk is full: beats cannot be written
+    stale = store.stale_chunks(stale_after_s)
+    if outages is not None and outages.answered_for_s() < stale_after_s:
+        report.deferred = [chunk.id for chunk in stale]
+        return
+    for chunk in stale:
+        if store.requeue_chunk(chunk.id, older_than_s=stale_after_s):
+            report.requeued.append(chunk.id)
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _queued_chunks(store: Store) -> Iterable:
+def _queued_chunks(store: Store) -> Iterable[ChunkRecord]:
     for status in _ACTIVE_JOB_STATUSES:
         offset = 0
         while True:
@@ -177,8 +215,10 @@ class ReaperThread(threading.Thread):
                 if report.requeued or report.redispatched:
                     log.warning(
                         "reaper: requeued %d stale chunk(s) %s, redispatched %d orphan(s) %s",
-                        len(report.requeued), report.requeued,
-                        len(report.redispatched), report.redispatched,
-                    )  # fmt: skip
+                        len(report.requeued),
+                        report.requeued,
+                        len(report.redispatched),
+                        report.redispatched,
+                    )
             except Exception:  # the broker or the database is down: try again next time
                 log.exception("reaper sweep failed; retrying in %.1f s", self._interval_s)

@@ -46,3 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what to do; a traceback would only hide it.
         print(f"spectra {args.command}: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if not _store_unavailable(error):
+            raise
+        # The database cannot answer (down, or its disk full): one line that says which.
+        print(f"spectra {args.command}: {error}", file=sys.stderr)
+        return 3
+
+
+def _store_unavailable(error: Exception) -> bool:
+    """A StoreUnavailable (StoreFull included), without importing the store to ask: if the
+    error is one, its module is loaded."""
+    errors = sys.modules.get("services.store.errors")
+    return errors is not None and isinstance(error, errors.StoreUnavailable)

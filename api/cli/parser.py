@@ -12,6 +12,7 @@ from api.cli import (
     embedded,
     launch,
     optimise,
+    resume,
     server_commands,
     world,
 )
@@ -45,6 +46,7 @@ def build_parser(
     campaign_compare.register(campaigns.register(commands))
     server_commands.register(commands)
     world.register(commands)
+    resume.register(commands)
     launch.register(commands)
     optimise.register(commands)
     return parser

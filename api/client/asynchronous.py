@@ -96,6 +96,10 @@ class AsyncSpectraClient:
     async def cancel(self, job_id: str) -> Job:
         return await self._run(calls.cancel(job_id))
 
+    async def retry_job(self, job_id: str) -> Job:
+        """Resume a finished job (see the sync client's retry_job)."""
+        return await self._run(calls.retry_job(job_id))
+
     async def follow(
         self,
         job_id: str,

@@ -143,6 +143,10 @@ def cancel(job_id: str) -> Call[Job]:
     return Call("POST", f"/v1/jobs/{job_id}/cancel", _job)
 
 
+def retry_job(job_id: str) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{job_id}/retry", _job)
+
+
 def spectra(query: Mapping[str, Any]) -> Call[Page[SpectrumSummary]]:
     def parse(response: httpx.Response) -> Page[SpectrumSummary]:
         body = response.json()

@@ -98,6 +98,11 @@ class SpectraClient:
     def cancel(self, job_id: str) -> Job:
         return self._run(calls.cancel(job_id))
 
+    def retry_job(self, job_id: str) -> Job:
+        """Resume a finished job: its failed latents and cancelled chunks are computed again
+        (POST /v1/jobs/{id}/retry); the job is queued again."""
+        return self._run(calls.retry_job(job_id))
+
     def follow(
         self,
         job_id: str,

@@ -1,4 +1,5 @@
-"""Liveness, readiness (database and broker reachable) and Prometheus metrics."""
+"""Liveness, readiness (database reachable and writable, broker reachable) and Prometheus
+metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import RETRY_AFTER_S, problem_response, problem_responses
+from services.store import StoreFull
+from services.store.availability import STORE_FULL_MESSAGE
 
 router = APIRouter(tags=["health"])
 
@@ -21,11 +24,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check(name: str, probe: Any) -> tuple[str, str]:
+async def _check(name: str, probe: Any, *, on_loop: bool = False) -> tuple[str, str]:
+    """``probe``: a blocking callable (run in a thread) or, ``on_loop``, an awaitable's
+    factory (the API's own hot-read path)."""
     try:
-        await asyncio.wait_for(run_in_threadpool(probe), timeout=READY_TIMEOUT_S)
+        running = probe() if on_loop else run_in_threadpool(probe)
+        await asyncio.wait_for(running, timeout=READY_TIMEOUT_S)
     except TimeoutError:
         return name, f"timed out after {READY_TIMEOUT_S:.0f} s"
+    except StoreFull:
+        return name, STORE_FULL_MESSAGE
     except Exception as error:  # any failure means not ready; say which and why
         return name, f"unreachable: {type(error).__name__}: {error}"
     return name, "ok"
@@ -33,7 +41,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database and the broker are reachable",
+    summary="The database answers (on both read paths) and can write; the broker answers",
     responses=problem_responses(503),
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -41,6 +49,7 @@ async def readyz(request: Request) -> JSONResponse:
     dispatcher = request.app.state.dispatcher
     results = await asyncio.gather(
         _check("database", store.ping),
+        _check("database reads", store.ping_async, on_loop=True),
         _check("broker", lambda: dispatcher.ping(READY_TIMEOUT_S)),
     )
     checks = dict(results)
@@ -50,7 +59,7 @@ async def readyz(request: Request) -> JSONResponse:
     return problem_response(
         503,
         "Not ready",
-        f"A dependency is unreachable: {failing}. Retry after {RETRY_AFTER_S} s.",
+        f"A dependency is not ready: {failing}. Retry after {RETRY_AFTER_S} s.",
         slug="not-ready",
         instance=request.url.path,
         headers={"Retry-After": str(RETRY_AFTER_S)},

@@ -259,6 +259,24 @@ def cancel_job(
     return JobView.model_validate(job)
 
 
+@router.post(
+    "/jobs/{job_id}/retry",
+    response_model=JobView,
+    responses=PROBLEM_RESPONSES,
+    summary="Resume a finished job: compute again its latents that failed and its cancelled "
+    "chunks (409 while it runs, or when nothing is missing)",
+)
+def retry_job(
+    request: Request,
+    job_id: JobIdPath,
+    principal: SubmitPrincipal,
+) -> JobView:
+    job = submission.resume(
+        get_store(request), get_dispatcher(request), job_id, principal.visible_owner
+    )
+    return JobView.model_validate(job)
+
+
 @router.get(
     "/jobs/{job_id}/export.npz",
     response_class=Response,

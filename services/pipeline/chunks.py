@@ -15,25 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import InterfaceError, OperationalError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
-from services.config import get_settings
 from services.geometry import (
     NonFiniteOutputError,
     SpectrumResult,
@@ -49,102 +37,27 @@ from services.job_spec import stored_distance_name
 from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.kinds import ChunkHooks, kind_of
+from services.pipeline.lease import Heartbeat, LeaseSettings, StoreWait
 from services.pipeline.resources import PeakMemory, measure_peak
-from services.store import TERMINAL_STATUSES, ChunkRecord, JobRecord, Store
+from services.store import (
+    TERMINAL_STATUSES,
+    ChunkRecord,
+    JobClosedError,
+    JobRecord,
+    Store,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
-# A connection killed under us (pg_terminate_backend, a database restart, a network blip):
-# the pool replaces it on the next checkout, so the same call is simply tried again.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
-DB_RETRIES = 5
-DB_RETRY_BASE_S = 0.2
+# Store calls that met a database unable to answer: waited on (StoreWait), then left to the
+# executor; never a failure of the chunk or of a latent.
+STORE_WAITS: tuple[type[BaseException], ...] = (StoreUnavailable,)
 SEFA_DISTANCE = "none"  # sefa and ganspace results have no image distance
-
-T = TypeVar("T")
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def with_db_retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one store call, retrying a few times with backoff (0.2 s, 0.4 s, ...) on a lost
-    connection, then raising the last error. Store calls are single transactions and
-    idempotent, so a retry never half-writes."""
-
-    def warn(_state: RetryCallState) -> None:
-        log.warning("database connection lost in %s; retrying", getattr(call, "__name__", call))
-
-    retrying = Retrying(
-        retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
-        stop=stop_after_attempt(DB_RETRIES),
-        wait=wait_exponential(multiplier=DB_RETRY_BASE_S),
-        before_sleep=warn,
-        reraise=True,
-    )
-    return retrying(call, *args, **kwargs)
-
-
-class Heartbeat(AbstractContextManager["Heartbeat"]):
-    """Beats for a claimed chunk from a background thread while the chunk computes (a single
-    code can take minutes on a large model). `lost` turns true when the store says the lease
-    is no longer ours (the reaper gave the chunk to someone else): stop, write nothing more."""
-
-    def __init__(self, store: Store, chunk_id: str, worker_id: str, interval_s: float) -> None:
-        self._store, self._chunk_id, self._worker_id = store, chunk_id, worker_id
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self.lost = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chunk-heartbeat", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def still_ours(self) -> bool:
-        """Renew the lease now and say whether it is still ours: asked before every write,
-        so a worker that was cut off or frozen past the staleness limit (its chunk given to
-        another) stops before writing anything, instead of at its next beat."""
-        if self.lost.is_set():
-            return False
-        if not with_db_retry(self._store.heartbeat, self._chunk_id, self._worker_id):
-            self.lost.set()
-            return False
-        return True
-
-    def starting(self, latent_index: int) -> bool:
-        """Record (with the lease renewed) that this latent is being computed now: if the run
-        dies on it, the next run of the chunk knows which latent it died on, and a latent
-        that kills every run is recorded as that latent's failure (see claim_chunk)."""
-        if self.lost.is_set():
-            return False
-        if not with_db_retry(
-            self._store.start_latent, self._chunk_id, self._worker_id, latent_index
-        ):
-            self.lost.set()
-            return False
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                if not self._store.heartbeat(self._chunk_id, self._worker_id):
-                    self.lost.set()
-                    return
-            except Exception:  # database briefly unreachable: beat again next interval
-                log.warning(
-                    "heartbeat for chunk %s failed; retrying", self._chunk_id, exc_info=True
-                )
 
 
 class _Stop(Exception):
@@ -159,6 +72,7 @@ def run_chunk(
     chunk_id: str,
     worker_id: str,
     *,
+    lease: LeaseSettings | None = None,
     device: str = "cpu",
     on_latent: Callable[[int], None] | None = None,
     abort_on: tuple[type[BaseException], ...] = (),
@@ -169,19 +83,23 @@ def run_chunk(
     `on_latent(latent_index)` is called after each latent is stored or recorded as failed.
     Exceptions in `abort_on` (e.g. Celery's soft time limit) propagate with the chunk left
     running: its heartbeat stops and the reaper gives it back, to resume where it stopped.
-    Transient database errors propagate after a few retries, for the executor to retry.
+    A store that cannot answer is waited on (``lease.store_wait_s`` per call, the lease kept);
+    past that the chunk is handed back uncharged and StoreUnavailable propagates, for the
+    executor to retry later. A result the store refuses because the job ended meanwhile (a
+    cancel) ends the chunk as cancelled.
     """
-    settings = get_settings()
-    chunk = _claim(store, chunk_id, worker_id)
+    lease = lease or LeaseSettings.defaults()  # the edges pass LeaseSettings.of(settings)
+    retry = StoreWait(lease.store_wait_s)
+    chunk = _claim(store, chunk_id, worker_id, lease, retry)
     if chunk is None:
-        current = with_db_retry(store.get_chunk, chunk_id)
+        current = retry(store.get_chunk, chunk_id)
         if current.status in TERMINAL_STATUSES:
             # The claim itself may have just closed it (attempts exhausted): settle the job.
-            with_db_retry(store.refresh_job_status, current.job_id)
+            retry(store.refresh_job_status, current.job_id)
         return current.status
-    job = with_db_retry(store.get_job, chunk.job_id)
+    job = retry(store.get_job, chunk.job_id)
     status, error = "succeeded", None
-    with Heartbeat(store, chunk_id, worker_id, settings.heartbeat_interval_s) as beat:
+    with Heartbeat(store, chunk_id, worker_id, lease.heartbeat_interval_s, retry) as beat:
         try:
             _work(
                 store, job, chunk, beat, job.resolved.get("device") or device, on_latent, abort_on
@@ -190,40 +108,54 @@ def run_chunk(
             if stop.status is None:  # the lease is someone else's now: touch nothing
                 return "running"
             status = stop.status
+        except JobClosedError:  # cancelled between our last look and the write
+            status = "cancelled"
         except abort_on:
             raise
-        except TRANSIENT_DB_ERRORS:
+        except STORE_WAITS:
+            _hand_back(store, chunk_id, worker_id)
             raise
         except Exception as exc:  # the chunk as a whole cannot run (model will not load, ...)
             status, error = "failed", _reason(exc)
             log.exception("chunk %s failed", chunk_id)
-    finished = with_db_retry(store.finish_chunk, chunk_id, worker_id, status, error)
-    with_db_retry(store.refresh_job_status, job.id)
+    finished = retry(store.finish_chunk, chunk_id, worker_id, status, error)
+    retry(store.refresh_job_status, job.id)
     if not finished:
-        return with_db_retry(store.get_chunk, chunk_id).status
+        return retry(store.get_chunk, chunk_id).status
     return status
 
 
-def _claim(store: Store, chunk_id: str, worker_id: str) -> ChunkRecord | None:
-    settings = get_settings()
-    chunk = with_db_retry(store.claim_chunk, chunk_id, worker_id, settings.max_chunk_attempts)
+def _hand_back(store: Store, chunk_id: str, worker_id: str) -> None:
+    """The store stayed unavailable past the wait: give the chunk back at once, charging
+    neither an attempt nor the latent in progress (if the store answers for that)."""
+    try:
+        store.release_chunk(chunk_id, worker_id)
+    except StoreUnavailable:
+        log.warning(
+            "chunk %s: the store is still unavailable; the reaper will requeue it once it answers",
+            chunk_id,
+        )
+
+
+def _claim(
+    store: Store, chunk_id: str, worker_id: str, lease: LeaseSettings, retry: StoreWait
+) -> ChunkRecord | None:
+    chunk = retry(store.claim_chunk, chunk_id, worker_id, lease.max_chunk_attempts)
     if chunk is not None:
         return chunk
     # Running under our own lease: an earlier run of ours died (a killed pool child, a lost
     # connection) and the message came back to us. Take it over once its heartbeat has
     # stopped for two intervals, which a live run (even in a second pool process) never lets
     # happen; waiting for the reaper's longer staleness would only lose time.
-    silent_for = 2 * settings.heartbeat_interval_s
+    silent_for = 2 * lease.heartbeat_interval_s
     deadline = time.monotonic() + 2 * silent_for
     while time.monotonic() < deadline:
-        current = with_db_retry(store.get_chunk, chunk_id)
+        current = retry(store.get_chunk, chunk_id)
         if current.status != "running" or current.lease_owner != worker_id:
             return None
-        if with_db_retry(store.requeue_chunk, chunk_id, older_than_s=silent_for):
-            return with_db_retry(
-                store.claim_chunk, chunk_id, worker_id, settings.max_chunk_attempts
-            )
-        time.sleep(settings.heartbeat_interval_s / 2)
+        if retry(store.requeue_chunk, chunk_id, older_than_s=silent_for):
+            return retry(store.claim_chunk, chunk_id, worker_id, lease.max_chunk_attempts)
+        time.sleep(lease.heartbeat_interval_s / 2)
     return None
 
 
@@ -241,10 +173,12 @@ def _work(
     runner = kind_of(resolved).chunk_runner()  # None: a spectra job, run below
     if runner is not None:
         hooks = ChunkHooks(
-            check_continue=lambda: _check_continue(store, job.id, beat), retry=with_db_retry,
-            reason=_reason, passthrough=(_Stop, *abort_on, *TRANSIENT_DB_ERRORS),
+            check_continue=lambda: _check_continue(store, job.id, beat),
+            retry=beat.retry,
+            reason=_reason,
+            passthrough=(_Stop, JobClosedError, *abort_on, *STORE_WAITS),
             on_target=on_latent,
-        )  # fmt: skip
+        )
         runner(store, job, chunk, device, hooks)
         return
     dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
@@ -252,13 +186,13 @@ def _work(
         resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")
     )
     if resolved["method"] in DIRECTION_METHODS:
-        _run_directions(store, job, generator)
+        _run_directions(store, job, generator, beat)
         if on_latent:
             on_latent(0)
         return
     distance = cached_distance(resolved["distance"], device, dtype, **resolved["distance_options"])
-    codes = with_db_retry(store.latent_codes, job.latent_set_id)
-    finished = with_db_retry(store.stored_latent_indices, job.id)
+    codes = beat.retry(store.latent_codes, job.latent_set_id)
+    finished = beat.retry(store.stored_latent_indices, job.id)
     pending = [i for i in chunk.latent_indices if i not in finished]
     if _batches_codes(resolved, chunk, device, len(pending)):
         _check_continue(store, job.id, beat)
@@ -280,11 +214,21 @@ def _work(
             raise _Stop(None)
         if chunk.column_block is not None:
             _run_block(
-                store, job, generator, distance, codes[index], index, chunk.column_block,
-                abort_on, beat, device,
-            )  # fmt: skip
+                store,
+                job,
+                generator,
+                distance,
+                codes[index],
+                index,
+                chunk.column_block,
+                abort_on,
+                beat,
+                device,
+            )
         else:
-            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat, device)
+            _run_latent(
+                store, job, generator, distance, codes[index], index, abort_on, beat, device
+            )
         if on_latent:
             on_latent(index)
 
@@ -292,7 +236,7 @@ def _work(
 def _check_continue(store: Store, job_id: str, beat: Heartbeat) -> None:
     if beat.lost.is_set():
         raise _Stop(None)
-    if with_db_retry(store.is_cancelled, job_id):
+    if beat.retry(store.is_cancelled, job_id):
         raise _Stop("cancelled")
 
 
@@ -308,17 +252,28 @@ def _batches_codes(resolved: dict[str, Any], chunk: ChunkRecord, device: str, n:
 
 
 def _run_latents_batched(
-    store: Store, job: JobRecord, generator: Any, distance: Any, codes: np.ndarray,
-    indices: list[int], device: str, abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
-) -> None:  # fmt: skip
+    store: Store,
+    job: JobRecord,
+    generator: Any,
+    distance: Any,
+    codes: np.ndarray,
+    indices: list[int],
+    device: str,
+    abort_on: tuple[type[BaseException], ...],
+    beat: Heartbeat,
+) -> None:
     resolved = job.resolved
     options = _method_options(resolved, job.estimate)
     try:
         with measure_peak(device) as peak:
             results = jacobian_spectra(
-                generator, distance, codes[indices], top_k=resolved["top_k"],
-                dtype=resolved["dtype"], **({"batch": options["batch"]} if "batch" in options else {}),
-            )  # fmt: skip
+                generator,
+                distance,
+                codes[indices],
+                top_k=resolved["top_k"],
+                dtype=resolved["dtype"],
+                **({"batch": options["batch"]} if "batch" in options else {}),
+            )
     except abort_on:
         raise
     except Exception as exc:  # the pass as a whole failed: each code's own route decides
@@ -326,70 +281,116 @@ def _run_latents_batched(
         for index in indices:
             if not beat.starting(index):
                 raise _Stop(None) from exc
-            _run_latent(store, job, generator, distance, codes[index], index, abort_on, beat, device)
+            _run_latent(
+                store, job, generator, distance, codes[index], index, abort_on, beat, device
+            )
         return
     _require_lease(beat)
     for index, result in zip(indices, results, strict=True):
         if isinstance(result, Exception):
-            with_db_retry(store.record_latent_failure, job.id, index, _reason(result))
+            beat.retry(store.record_latent_failure, job.id, index, _reason(result))
             continue
         result.diagnostics.update(peak.figures)
-        _save(store, job, index, codes[index], result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
+        _save(
+            store,
+            job,
+            index,
+            codes[index],
+            result,
+            stored_distance_name(resolved["distance"], resolved.get("distance_options")),
+            beat,
+        )
 
 
 def _run_latent(
-    store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
-    abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+    store: Store,
+    job: JobRecord,
+    generator: Any,
+    distance: Any,
+    code: np.ndarray,
+    index: int,
+    abort_on: tuple[type[BaseException], ...],
+    beat: Heartbeat,
     device: str = "cpu",
-) -> None:  # fmt: skip
+) -> None:
     resolved = job.resolved
     try:
         with measure_peak(device) as peak:
             result = compute_spectrum(
-                generator, distance, code, method=resolved["method"], top_k=resolved["top_k"],
-                dtype=resolved["dtype"], **_method_options(resolved, job.estimate),
-            )  # fmt: skip
+                generator,
+                distance,
+                code,
+                method=resolved["method"],
+                top_k=resolved["top_k"],
+                dtype=resolved["dtype"],
+                **_method_options(resolved, job.estimate),
+            )
         result.diagnostics.update(peak.figures)
         _require_finite(result)
     except abort_on:
         raise
     except Exception as exc:  # NonFiniteOutputError, or anything the generator raised on it
         _require_lease(beat)
-        with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
+        beat.retry(store.record_latent_failure, job.id, index, _reason(exc))
         log.warning("latent %d of job %s failed: %s", index, job.id, _reason(exc))
         return
     _require_lease(beat)
-    _save(store, job, index, code, result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
+    _save(
+        store,
+        job,
+        index,
+        code,
+        result,
+        stored_distance_name(resolved["distance"], resolved.get("distance_options")),
+        beat,
+    )
 
 
 def _run_block(
-    store: Store, job: JobRecord, generator: Any, distance: Any, code: np.ndarray, index: int,
-    block: tuple[int, int], abort_on: tuple[type[BaseException], ...], beat: Heartbeat,
+    store: Store,
+    job: JobRecord,
+    generator: Any,
+    distance: Any,
+    code: np.ndarray,
+    index: int,
+    block: tuple[int, int],
+    abort_on: tuple[type[BaseException], ...],
+    beat: Heartbeat,
     device: str = "cpu",
-) -> None:  # fmt: skip
+) -> None:
     """One column block of one latent's Hessian; whoever completes the set decomposes it.
     Each chunk saves its block and then looks: of two chunks finishing together, at least
     the later one sees every block, and saving the spectrum twice is a no-op."""
     resolved = job.resolved
     start, stop = block
-    have = {(s, e) for s, e, _ in with_db_retry(store.column_blocks, job.id, index)}
+    have = {(s, e) for s, e, _ in beat.retry(store.column_blocks, job.id, index)}
     try:
         if (start, stop) not in have:
             started = time.perf_counter()
             with measure_peak(device) as block_peak:
                 columns = metric_columns(
-                    generator, distance, code, start, stop, dtype=resolved["dtype"],
+                    generator,
+                    distance,
+                    code,
+                    start,
+                    stop,
+                    dtype=resolved["dtype"],
                     **_method_options(resolved, job.estimate),
-                )  # fmt: skip
+                )
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
             _require_lease(beat)
-            with_db_retry(
-                store.save_column_block, job.id, index, start, stop, columns,
+            beat.retry(
+                store.save_column_block,
+                job.id,
+                index,
+                start,
+                stop,
+                columns,
                 seconds=time.perf_counter() - started,
                 peak_bytes=block_peak.device_bytes or block_peak.rss_bytes,
-            )  # fmt: skip
-        blocks = with_db_retry(store.column_blocks, job.id, index)
+            )
+        blocks = beat.retry(store.column_blocks, job.id, index)
         d = int(code.shape[0])
         if not _tiles(blocks, d):
             return  # other blocks still to come; the chunk that completes them decomposes
@@ -403,27 +404,39 @@ def _run_block(
             result = spectrum_on_device(metric, top_k=resolved["top_k"], device=device)
         result.diagnostics.setdefault("decompose_time_s", time.perf_counter() - started)
         result.diagnostics.update({f"decompose_{k}": v for k, v in peak.figures.items()})
-        costs = with_db_retry(store.column_block_costs, job.id, index)
+        costs = beat.retry(store.column_block_costs, job.id, index)
         result.diagnostics.update(_whole_code_costs(costs, result.diagnostics, peak, d))
         _require_finite(result)
     except abort_on:
         raise
-    except TRANSIENT_DB_ERRORS:
+    except STORE_WAITS:
+        raise
+    except JobClosedError:
         raise
     except _Stop:
         raise
     except Exception as exc:
         _require_lease(beat)
-        with_db_retry(store.record_latent_failure, job.id, index, _reason(exc))
+        beat.retry(store.record_latent_failure, job.id, index, _reason(exc))
         return
     _require_lease(beat)
-    _save(store, job, index, code, result, stored_distance_name(resolved["distance"], resolved.get("distance_options")))
+    _save(
+        store,
+        job,
+        index,
+        code,
+        result,
+        stored_distance_name(resolved["distance"], resolved.get("distance_options")),
+        beat,
+    )
 
 
 def _whole_code_costs(
-    costs: list[tuple[int, int, float | None, int | None]], diagnostics: dict[str, Any],
-    decompose: PeakMemory, d: int,
-) -> dict[str, Any]:  # fmt: skip
+    costs: list[tuple[int, int, float | None, int | None]],
+    diagnostics: dict[str, Any],
+    decompose: PeakMemory,
+    d: int,
+) -> dict[str, Any]:
     """One code's measurement over all its blocks, whichever workers ran them: the blocks'
     seconds summed with the decomposition's, the largest peak of any of them, and 2d products
     (one forward- and one reverse-mode product per column); what the plan estimated."""
@@ -470,13 +483,13 @@ def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:
     return end == d
 
 
-def _run_directions(store: Store, job: JobRecord, generator: Any) -> None:
+def _run_directions(store: Store, job: JobRecord, generator: Any, beat: Heartbeat) -> None:
     """SeFa or GANSpace: one set of directions for the model, stored at latent index 0."""
     resolved = job.resolved
     method = sefa if resolved["method"] == "sefa" else ganspace
     result = method(generator, top_k=resolved["top_k"], **resolved["method_options"])
     _require_finite(result)
-    _save(store, job, 0, None, result, SEFA_DISTANCE)
+    _save(store, job, 0, None, result, SEFA_DISTANCE, beat)
 
 
 def _require_finite(result: SpectrumResult) -> None:
@@ -488,19 +501,31 @@ def _require_finite(result: SpectrumResult) -> None:
 
 
 def _save(
-    store: Store, job: JobRecord, index: int, code: np.ndarray | None, result: SpectrumResult,
+    store: Store,
+    job: JobRecord,
+    index: int,
+    code: np.ndarray | None,
+    result: SpectrumResult,
     distance: str,
-) -> None:  # fmt: skip
+    beat: Heartbeat,
+) -> None:
     resolved = job.resolved
     eigenvalues = np.asarray(result.eigenvalues, dtype=np.float64)
-    with_db_retry(
-        store.save_spectrum, job.id, index, code, eigenvalues,
+    beat.retry(
+        store.save_spectrum,
+        job.id,
+        index,
+        code,
+        eigenvalues,
         # Stored in the job's dtype (float32 unless asked), whatever the route computed in.
         np.asarray(result.eigenvectors, dtype=resolved["dtype"]),
-        summary=result.summary or summary_of(eigenvalues), diagnostics=jsonable(dict(result.diagnostics)),
-        model=resolved["model"], distance=distance, method=resolved["method"],
+        summary=result.summary or summary_of(eigenvalues),
+        diagnostics=jsonable(dict(result.diagnostics)),
+        model=resolved["model"],
+        distance=distance,
+        method=resolved["method"],
         dtype=resolved["dtype"],
-    )  # fmt: skip
+    )
 
 
 def _reason(exc: BaseException) -> str:

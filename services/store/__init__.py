@@ -4,8 +4,11 @@ from .errors import (
     ConflictError,
     IdempotencyConflictError,
     InvalidDataError,
+    JobClosedError,
     NotFoundError,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
 )
 from .ids import ID_KINDS, AmbiguousIdError, MalformedIdError
 from .optimisations import OptimisationResultRecord, TargetSetRecord
@@ -48,6 +51,7 @@ __all__ = [
     "GeneratorRecord",
     "IdempotencyConflictError",
     "InvalidDataError",
+    "JobClosedError",
     "JobProgress",
     "JobRecord",
     "LatentFailureRecord",
@@ -59,6 +63,8 @@ __all__ = [
     "SpectrumToSave",
     "Store",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "TargetSetRecord",
     "alembic_config",
 ]

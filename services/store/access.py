@@ -119,5 +119,3 @@ class AccessStore(StoreConnection):
         with self._write() as conn:
             require_job(conn, job_id)
             record_idempotency_key(conn, self._insert, owner, key, request_sha256, job_id)
-
-

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.engine import make_url
 
+from .availability import store_errors
 from .engine import PG_CONNECT_TIMEOUT_S
 from .prepared import Disconnected, ReadPlan, in_utc
 
@@ -51,6 +52,8 @@ class AsyncReads:
         self._run_sync = run_sync
         self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stale = False  # the pool gave no connection in time: renew it when one works
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def is_open(self) -> bool:
@@ -86,15 +89,38 @@ class AsyncReads:
         if pool is None or self._loop is not asyncio.get_running_loop():
             result: _T = await asyncio.to_thread(self._run_sync, plan)
             return result
-        try:
-            return plan.finish(await self._rows(pool, plan))
-        except Disconnected:
-            # A dead connection (server restart, pg_terminate_backend) is dropped by the pool
-            # when returned, and every idle one may be dead too: the pool checks them (one
-            # round trip each) and the read runs once more, as the threaded reads do. Other
-            # errors (a pool timeout, a cancelled query) are not retried, as there.
-            await pool.check()
-            return plan.finish(await self._rows(pool, plan))
+        if self._stale:
+            return await self._read_and_renew(plan)
+        with store_errors():
+            try:
+                return plan.finish(await self._rows(pool, plan))
+            except Disconnected:
+                # A dead connection (server restart, pg_terminate_backend) is dropped by the
+                # pool when returned, and every idle one may be dead too: the pool checks
+                # them (one round trip each) and the read runs once more, as the threaded
+                # reads do. A cancelled query is not retried, as there.
+                await pool.check()
+                return plan.finish(await self._rows(pool, plan))
+            except PoolTimeout:
+                # No connection came: the database is down, or was, and the pool's own
+                # reconnection backs off (up to a minute after a long outage). Reads go the
+                # threaded way, which connects afresh, until one succeeds; then a new pool.
+                self._stale = True
+                return await self._read_and_renew(plan)
+
+    async def _read_and_renew(self, plan: ReadPlan[_T]) -> _T:
+        """A read on a fresh connection in a thread (StoreUnavailable while the database is
+        still down); once one succeeds, the pool is replaced by a new one."""
+        result: _T = await asyncio.to_thread(self._run_sync, plan)
+        if self._stale:
+            self._stale = False
+            old, self._pool = self._pool, None
+            await self.open()
+            if old is not None:
+                closing = asyncio.create_task(old.close(timeout=1.0))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        return result
 
     @staticmethod
     async def _rows(pool: AsyncConnectionPool, plan: ReadPlan[Any]) -> list[dict[str, Any]]:

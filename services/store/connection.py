@@ -10,23 +10,25 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, ParamSpec, Self, TypeVar
 
-from sqlalchemy import (
-    Engine,
-    Table,
-    func,
-    select,
-)
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Engine, Table, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .async_reads import AsyncReads
+from .availability import STORE_FULL_MESSAGE, store_errors
 from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
-from .errors import StoreError
-from .prepared import Disconnected, ReadPlan, fetch
+from .errors import StoreFull, StoreUnavailable
+from .prepared import ReadPlan, fetch, prepare
 
 ALEMBIC_LOCK_KEY = 0x5350_4543  # pg advisory lock held while migrating ("SPEC")
+_SELECT_ONE = prepare(select(literal_column("1").label("one")))
+# Sorted under a 64 kB work_mem, these rows go to temporary files (in the data directory's
+# filesystem unless temp_tablespaces says otherwise).
+_SPILLING_SORT = (
+    "SELECT count(*) FROM (SELECT md5(g::text) AS h FROM generate_series(1, 20000) AS g "
+    "ORDER BY h OFFSET 0) AS spilled"
+)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -34,18 +36,20 @@ _R = TypeVar("_R")
 
 def retry_read(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run a read again, once, on a fresh pool if its connection turned out to be dead
-    (server restart, pg_terminate_backend): reads skip the pre-ping round trip instead."""
+    (server restart, pg_terminate_backend): reads skip the pre-ping round trip instead.
+    Any other unavailability drops the pool too, so that the first read after the database
+    is back connects afresh instead of meeting the connections of before the outage."""
 
     @functools.wraps(method)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        store = args[0]
+        assert isinstance(store, StoreConnection)
         try:
             return method(*args, **kwargs)
-        except (sa_exc.DBAPIError, Disconnected) as error:
-            if isinstance(error, sa_exc.DBAPIError) and not error.connection_invalidated:
-                raise
-            store = args[0]
-            assert isinstance(store, StoreConnection)
+        except StoreUnavailable as error:
             store._reader.dispose(close=False)  # every pooled connection may be dead
+            if not error.connection_lost:
+                raise
             return method(*args, **kwargs)
 
     return wrapper
@@ -83,11 +87,12 @@ class StoreConnection:
     def _read(self) -> Iterator[Connection]:
         """A connection for reads (autocommit on PostgreSQL; see make_read_engine). Methods
         using it are decorated with retry_read."""
-        with self._reader.connect() as conn:
+        with store_errors(), self._reader.connect() as conn:
             yield conn
 
     @retry_read
     def _run_read(self, plan: ReadPlan[_R]) -> _R:
+        # Translated by _read; retried once on a fresh pool by retry_read.
         with self._read() as conn:
             rows = fetch(conn, plan.read, plan.params)
         return plan.finish(rows)
@@ -104,7 +109,7 @@ class StoreConnection:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One transaction; committed on success, rolled back (nothing written) on error."""
-        with self._engine.connect() as conn:
+        with store_errors(), self._engine.connect() as conn:
             if not self._postgres:
                 conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
@@ -127,19 +132,33 @@ class StoreConnection:
             command.upgrade(config, "head")
 
     def ping(self) -> None:
-        """Raise StoreError if the database cannot be reached or answer."""
-        try:
-            self._select_one()
-        except sa_exc.DBAPIError as error:
-            raise StoreError(
-                f"database at {self._engine.url.render_as_string(hide_password=True)} is not "
-                f"reachable: {error.orig}. Check SPECTRA_DATABASE_URL and that the server runs."
-            ) from error
+        """Raise StoreUnavailable if the database cannot be reached or answer, StoreFull if
+        it cannot write (see probe_writes)."""
+        self._select_one()
+        self.probe_writes()
+
+    async def ping_async(self) -> None:
+        """ping's read half on the path the API's hot reads take (the event loop's pool), so
+        readiness tells what those reads will meet, not only what a fresh connection meets."""
+        await self._async_reads.run(ReadPlan(_SELECT_ONE, {}, lambda rows: None))
 
     @retry_read
     def _select_one(self) -> None:
         with self._read() as conn:
             conn.execute(select(1)).scalar_one()
+
+    def probe_writes(self) -> None:
+        """StoreFull unless the database can write to its disk now. PostgreSQL: not read-only,
+        and a sort made to spill a few hundred kilobytes to temporary files in the data
+        directory succeeds (a full disk fails it; nothing is left behind, no table grows).
+        SQLite: a write transaction can begin."""
+        with self._write() as conn:
+            if not self._postgres:
+                return
+            if conn.execute(text("SHOW transaction_read_only")).scalar_one() == "on":
+                raise StoreFull(STORE_FULL_MESSAGE)
+            conn.execute(text("SET LOCAL work_mem = '64kB'"))
+            conn.execute(text(_SPILLING_SORT)).scalar_one()
 
 
 def alembic_config(url: str) -> Any:

@@ -35,9 +35,12 @@ def make_engine(url: str) -> Engine:
         # pre_ping: a worker's connection may be killed (pg_terminate_backend, a restart)
         # mid-job; the next checkout then replaces it instead of failing the next call.
         return create_engine(
-            url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
             connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
-        )  # fmt: skip
+        )
     if backend == "sqlite":
         engine = create_engine(
             url,
@@ -63,9 +66,12 @@ def make_read_engine(url: str, engine: Engine) -> Engine:
     if engine.dialect.name != "postgresql":
         return engine
     return create_engine(
-        normalise_url(url), isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=0,
+        normalise_url(url),
+        isolation_level="AUTOCOMMIT",
+        pool_size=10,
+        max_overflow=0,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
-    )  # fmt: skip
+    )
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor) -> None:

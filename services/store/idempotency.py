@@ -19,9 +19,13 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 def record_idempotency_key(
-    conn: Connection, insert: Callable[[Table], Any], owner: str, key: str,
-    request_sha256: str, job_id: str,
-) -> None:  # fmt: skip
+    conn: Connection,
+    insert: Callable[[Table], Any],
+    owner: str,
+    key: str,
+    request_sha256: str,
+    job_id: str,
+) -> None:
     """Bind ``key`` to ``job_id`` (replacing a record older than 24 hours). Two transactions
     claiming one key queue on its row; the later one finds the earlier's request, and if it
     is not the same one raises IdempotencyConflictError (its transaction then rolls back)."""

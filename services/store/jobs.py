@@ -15,11 +15,13 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    delete,
     func,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
 
 from .codecs import (
     check_page,
@@ -29,7 +31,7 @@ from .codecs import (
     non_negative_int,
 )
 from .connection import StoreConnection, retry_read
-from .errors import InvalidDataError, NotFoundError
+from .errors import ConflictError, InvalidDataError, JobClosedError, NotFoundError
 from .idempotency import record_idempotency_key
 from .models import utcnow
 from .prepared import ReadPlan, prepare
@@ -41,12 +43,7 @@ from .records import (
     JobProgress,
     JobRecord,
 )
-from .tables import (
-    CHUNKS,
-    JOBS,
-    LATENT_FAILURES,
-    LATENT_SETS,
-)
+from .tables import CHUNKS, JOBS, LATENT_FAILURES, LATENT_SETS, OPTIMISATION_RESULTS, SPECTRA
 
 _JOB_BY_ID = prepare(select(JOBS).where(JOBS.c.id == bindparam("id")))
 _JOB_OF_OWNER = prepare(
@@ -64,6 +61,34 @@ def require_job(conn: Connection, job_id: str) -> int:
     if n_failed is None:
         raise job_not_found(job_id)
     return int(n_failed)
+
+
+def require_open_job(
+    conn: Connection, job_id: str, *, stored: Executable | None = None
+) -> int | None:
+    """NotFoundError unless the job exists, JobClosedError once it is succeeded, failed or
+    cancelled; returns its count of failed latents. The job's row stays locked until the
+    transaction ends (PostgreSQL), so a cancel committed meanwhile is seen: a result is either
+    stored before the terminal status or not at all. ``stored``: a select of the result being
+    written; when the job is terminal and it is already there, None (a repeated write, which
+    changes nothing) instead of the error."""
+    row = conn.execute(
+        select(JOBS.c.n_failed, JOBS.c.status).where(JOBS.c.id == job_id).with_for_update()
+    ).first()
+    if row is None:
+        raise job_not_found(job_id)
+    if row.status in TERMINAL_STATUSES:
+        if stored is not None and conn.execute(stored).first() is not None:
+            return None
+        raise job_closed(job_id, row.status)
+    return int(row.n_failed)
+
+
+def job_closed(job_id: str, status: str) -> JobClosedError:
+    return JobClosedError(
+        f"job {job_id} is {status}: nothing more is stored for it (a result computed after "
+        "the job ended is dropped; resume the job to compute what is missing)"
+    )
 
 
 def job_read(job_id: str, owner: str | None) -> ReadPlan[JobRecord]:
@@ -300,6 +325,87 @@ class JobStore(StoreConnection):
                 .values(status="cancelled", finished_at=now, error="job cancelled")
             )
             return True
+
+    def reopen_job(self, job_id: str) -> tuple[JobRecord, list[str]]:
+        """Resume a finished job (succeeded with latents missing, failed or cancelled): every
+        latent without a stored result is computed again. Its recorded failures are cleared
+        (a latent that fails for its own reason fails again, with the same reason), the chunks
+        that hold such latents go back to queued with fresh ids and no attempts (messages of
+        the old ids, revoked at a cancel, stay dead) and the job to queued. Returns the job
+        and the chunk ids to dispatch. ConflictError while the job is still queued or running,
+        or when every latent has its result already."""
+        with self._write() as conn:
+            job = self._job(conn, select(JOBS).where(JOBS.c.id == job_id).with_for_update())
+            if job.status in ACTIVE_STATUSES:
+                raise ConflictError(
+                    f"job {job_id} is {job.status}: only a finished job can be resumed (wait "
+                    "for it, or cancel it first)"
+                )
+            results = OPTIMISATION_RESULTS if job.resolved.get("kind") == "optimise" else SPECTRA
+            index = (
+                results.c.target_index
+                if results is OPTIMISATION_RESULTS
+                else results.c.latent_index
+            )
+            stored = set(conn.execute(select(index).where(results.c.job_id == job_id)).scalars())
+            chunks = conn.execute(
+                select(CHUNKS.c.id, CHUNKS.c.status, CHUNKS.c.latent_indices).where(
+                    CHUNKS.c.job_id == job_id
+                )
+            ).all()
+            reopened = [
+                chunk.id
+                for chunk in chunks
+                if chunk.status != "succeeded" or not set(chunk.latent_indices) <= stored
+            ]
+            if not reopened:
+                raise ConflictError(
+                    f"every latent of job {job_id} has its result stored: nothing to resume"
+                )
+            return self._reopen(conn, job_id, reopened), self._fresh_chunk_ids(conn, reopened)
+
+    def _reopen(self, conn: Connection, job_id: str, chunk_ids: list[str]) -> JobRecord:
+        now = utcnow()
+        cleared = conn.execute(
+            delete(LATENT_FAILURES).where(LATENT_FAILURES.c.job_id == job_id)
+        ).rowcount
+        conn.execute(
+            update(CHUNKS)
+            .where(CHUNKS.c.id.in_(chunk_ids))
+            .values(
+                status="queued",
+                attempts=0,
+                lease_owner=None,
+                heartbeat_at=None,
+                started_at=None,
+                finished_at=None,
+                error=None,
+                current_latent=None,
+                current_latent_deaths=0,
+            )
+        )
+        conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id)
+            .values(
+                status="queued",
+                cancel_requested=False,
+                finished_at=None,
+                error=None,
+                updated_at=now,
+                n_failed=JOBS.c.n_failed - cleared,
+            )
+        )
+        return self._job(conn, select(JOBS).where(JOBS.c.id == job_id))
+
+    @staticmethod
+    def _fresh_chunk_ids(conn: Connection, chunk_ids: list[str]) -> list[str]:
+        fresh = []
+        for old in chunk_ids:
+            new = new_id()
+            conn.execute(update(CHUNKS).where(CHUNKS.c.id == old).values(id=new))
+            fresh.append(new)
+        return fresh
 
     @retry_read
     def is_cancelled(self, job_id: str) -> bool:

@@ -14,9 +14,13 @@ from .tables import CHUNKS, JOBS, LATENT_FAILURES, SPECTRA
 
 
 def count_run_ended_on_latent(
-    conn: Connection, insert: Callable[[Table], Any], postgres: bool, chunk_id: str,
-    max_attempts: int, now: datetime,
-) -> None:  # fmt: skip
+    conn: Connection,
+    insert: Callable[[Table], Any],
+    postgres: bool,
+    chunk_id: str,
+    max_attempts: int,
+    now: datetime,
+) -> None:
     """Part of claim_chunk's transaction: if the run before this claim ended while computing
     ``current_latent`` (not stored, not failed), count it against that latent; at
     ``max_attempts`` such runs record the latent as failed with the reason, give back the

@@ -175,7 +175,7 @@ class ChunkLeaseStore(StoreConnection):
                     finished_at=utcnow(),
                     current_latent=None,
                     current_latent_deaths=0,
-                )  # fmt: skip
+                )
             )
             return result.rowcount == 1
 
@@ -210,6 +210,31 @@ class ChunkLeaseStore(StoreConnection):
                     lease_owner=None,
                     heartbeat_at=None,
                     error=f"requeued: no heartbeat for more than {older_than_s:g} s",
+                )
+            )
+            return result.rowcount == 1
+
+    def release_chunk(self, chunk_id: str, worker_id: str) -> bool:
+        """CAS running (leased by worker_id) -> queued, charging nothing: the run gave the
+        chunk back for a cause outside it (the store was unavailable too long), so the attempt
+        it used is given back and the latent it was computing is not marked as one it died
+        on. False if the chunk is not running under this worker."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(CHUNKS)
+                .where(
+                    CHUNKS.c.id == chunk_id,
+                    CHUNKS.c.status == "running",
+                    CHUNKS.c.lease_owner == worker_id,
+                )
+                .values(
+                    status="queued",
+                    lease_owner=None,
+                    heartbeat_at=None,
+                    attempts=case((CHUNKS.c.attempts > 0, CHUNKS.c.attempts - 1), else_=0),
+                    current_latent=None,
+                    current_latent_deaths=0,
+                    error="handed back: the store was unavailable",
                 )
             )
             return result.rowcount == 1

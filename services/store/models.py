@@ -385,7 +385,9 @@ class TargetSetRow(Base):
     __table_args__ = (
         UniqueConstraint("owner", "sha256"),
         CheckConstraint(_in_list("source", TARGET_SOURCES), name="source_known"),
-        CheckConstraint("n > 0 AND channels > 0 AND height > 0 AND width > 0", name="shape_positive"),
+        CheckConstraint(
+            "n > 0 AND channels > 0 AND height > 0 AND width > 0", name="shape_positive"
+        ),
     )
 
 

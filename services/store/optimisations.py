@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
     delete,
+    literal_column,
     select,
     update,
 )
@@ -31,7 +33,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
-from .jobs import require_job
+from .jobs import require_open_job
 from .models import TARGET_SOURCES, utcnow
 from .tables import JOBS, LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
 
@@ -85,9 +87,14 @@ class OptimisationStore(StoreConnection):
     # -- target sets ------------------------------------------------------------------------
 
     def create_target_set(
-        self, owner: str, images: np.ndarray, *, codes: np.ndarray | None = None,
-        source: str = "uploaded", model: str | None = None,
-    ) -> TargetSetRecord:  # fmt: skip
+        self,
+        owner: str,
+        images: np.ndarray,
+        *,
+        codes: np.ndarray | None = None,
+        source: str = "uploaded",
+        model: str | None = None,
+    ) -> TargetSetRecord:
         """Store target images (n, C, H, W) as float32 once per owner (deduplicated by
         content, codes included); generated targets keep their codes (n, d)."""
 
@@ -108,19 +115,33 @@ class OptimisationStore(StoreConnection):
         statement = (
             self._insert(TARGET_SETS)
             .values(
-                id=new_id(), owner=owner, source=source, model=model, n=n, channels=channels,
-                height=height, width=width, d=d, sha256=digest, images=data, codes=code_data,
+                id=new_id(),
+                owner=owner,
+                source=source,
+                model=model,
+                n=n,
+                channels=channels,
+                height=height,
+                width=width,
+                d=d,
+                sha256=digest,
+                images=data,
+                codes=code_data,
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["owner", "sha256"])
-        )  # fmt: skip
+        )
         with self._write() as conn:
             conn.execute(statement)
-            row = conn.execute(
-                select(*_TARGET_META).where(
-                    TARGET_SETS.c.owner == owner, TARGET_SETS.c.sha256 == digest
+            row = (
+                conn.execute(
+                    select(*_TARGET_META).where(
+                        TARGET_SETS.c.owner == owner, TARGET_SETS.c.sha256 == digest
+                    )
                 )
-            ).mappings().one()  # fmt: skip
+                .mappings()
+                .one()
+            )
             return TargetSetRecord(**row)
 
     @retry_read
@@ -162,10 +183,18 @@ class OptimisationStore(StoreConnection):
     # -- results ----------------------------------------------------------------------------
 
     def save_optimisation_result(
-        self, job_id: str, target_index: int, *, optimiser: str, losses: np.ndarray,
-        evaluations: np.ndarray, final_code: np.ndarray, final_image: np.ndarray,
-        best_restart: int, diagnostics: dict[str, Any],
-    ) -> bool:  # fmt: skip
+        self,
+        job_id: str,
+        target_index: int,
+        *,
+        optimiser: str,
+        losses: np.ndarray,
+        evaluations: np.ndarray,
+        final_code: np.ndarray,
+        final_image: np.ndarray,
+        best_restart: int,
+        diagnostics: dict[str, Any],
+    ) -> bool:
         """Store one target's result and count it on its job, in one transaction. True if
         stored; False if (job, target) was already there (the first write wins)."""
 
@@ -181,15 +210,22 @@ class OptimisationStore(StoreConnection):
         if best_restart >= restarts or columns < 2:
             raise InvalidDataError("best_restart must index a restart; losses need 2+ steps")
         values = {
-            "job_id": job_id, "target_index": target_index, "optimiser": optimiser,
-            "steps": columns - 1, "restarts": restarts, "d": int(code.shape[0]),
-            "best_restart": best_restart, "final_loss": float(loss_array[best_restart, -1]),
+            "job_id": job_id,
+            "target_index": target_index,
+            "optimiser": optimiser,
+            "steps": columns - 1,
+            "restarts": restarts,
+            "d": int(code.shape[0]),
+            "best_restart": best_restart,
+            "final_loss": float(loss_array[best_restart, -1]),
             "losses": le_bytes(loss_array, "float64"),
             "evaluations": le_bytes(evaluation_array, "float64"),
             "final_code": le_bytes(code, "float64"),
-            "final_image": le_bytes(image, "float32"), "image_shape": list(image.shape),
-            "diagnostics": json_document(diagnostics, "diagnostics"), "created_at": utcnow(),
-        }  # fmt: skip
+            "final_image": le_bytes(image, "float32"),
+            "image_shape": list(image.shape),
+            "diagnostics": json_document(diagnostics, "diagnostics"),
+            "created_at": utcnow(),
+        }
         statement = (
             self._insert(OPTIMISATION_RESULTS)
             .values(**values)
@@ -197,8 +233,13 @@ class OptimisationStore(StoreConnection):
             .returning(OPTIMISATION_RESULTS.c.id)
         )
         jobs, failures = JOBS, LATENT_FAILURES
+        done = select(OPTIMISATION_RESULTS.c.id).where(
+            OPTIMISATION_RESULTS.c.job_id == job_id,
+            OPTIMISATION_RESULTS.c.target_index == target_index,
+        )
         with self._write() as conn:
-            require_job(conn, job_id)
+            if require_open_job(conn, job_id, stored=done) is None:
+                return False
             if conn.execute(statement).scalar_one_or_none() is None:
                 return False
             cleared = conn.execute(  # a target that failed before and now succeeded
@@ -227,14 +268,20 @@ class OptimisationStore(StoreConnection):
             .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
             .returning(failures.c.id)
         )
+        result = select(OPTIMISATION_RESULTS.c.id).where(
+            OPTIMISATION_RESULTS.c.job_id == job_id,
+            OPTIMISATION_RESULTS.c.target_index == target_index,
+        )
+        failed = select(failures.c.id).where(
+            failures.c.job_id == job_id, failures.c.latent_index == target_index
+        )
         with self._write() as conn:
-            require_job(conn, job_id)
-            done = conn.execute(
-                select(OPTIMISATION_RESULTS.c.id).where(
-                    OPTIMISATION_RESULTS.c.job_id == job_id,
-                    OPTIMISATION_RESULTS.c.target_index == target_index,
-                )
-            ).first()
+            either: CompoundSelect[Any] = result.with_only_columns(literal_column("1")).union_all(
+                failed.with_only_columns(literal_column("1"))
+            )
+            if require_open_job(conn, job_id, stored=either) is None:
+                return False
+            done = conn.execute(result).first()
             if done is not None or conn.execute(statement).scalar_one_or_none() is None:
                 return False
             conn.execute(
@@ -257,9 +304,15 @@ class OptimisationStore(StoreConnection):
     def optimisation_results(self, job_id: str) -> list[OptimisationResultRecord]:
         """Every stored result of the job, by target index (arrays read-only)."""
         with self._read() as conn:
-            rows = conn.execute(
-                select(*_RESULT_META).where(OPTIMISATION_RESULTS.c.job_id == job_id).order_by(OPTIMISATION_RESULTS.c.target_index)
-            ).mappings().all()  # fmt: skip
+            rows = (
+                conn.execute(
+                    select(*_RESULT_META)
+                    .where(OPTIMISATION_RESULTS.c.job_id == job_id)
+                    .order_by(OPTIMISATION_RESULTS.c.target_index)
+                )
+                .mappings()
+                .all()
+            )
         return [_result(row) for row in rows]
 
     @retry_read

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from .models import UTCDateTime
 
-_POSTGRESQL = postgresql_psycopg.dialect()
+_POSTGRESQL = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
 
 _T = TypeVar("_T")
 
@@ -66,7 +66,9 @@ def fetch(conn: Connection, read: PreparedRead, params: Mapping[str, Any]) -> li
     """The rows of ``read`` as dicts keyed by column name, timestamps aware and in UTC."""
     if conn.dialect.name != "postgresql":
         return [dict(row) for row in conn.execute(read.statement, dict(params)).mappings()]
-    rows: list[dict[str, Any]] = run_on_driver(conn, read.postgres_sql, params, row_factory=dict_row)
+    rows: list[dict[str, Any]] = run_on_driver(
+        conn, read.postgres_sql, params, row_factory=dict_row
+    )
     return in_utc(rows, read)
 
 
@@ -94,7 +96,8 @@ def run_on_driver(
     try:
         with driver.cursor(binary=binary, row_factory=row_factory) as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            rows: list[Any] = cursor.fetchall()
+            return rows
     except psycopg.OperationalError as error:
         if driver.broken or driver.closed:
             conn.invalidate(error)

@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
+    Select,
     bindparam,
     delete,
+    literal_column,
     select,
     text,
     update,
@@ -32,13 +35,14 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
-from .jobs import job_not_found, require_job
+from .jobs import job_closed, job_not_found, require_open_job
 from .models import utcnow
 from .prepared import ReadPlan, prepare
 from .records import (
     VECTOR_DTYPES,
     LatentFailureRecord,
 )
+from .status import TERMINAL_STATUSES
 from .tables import (
     COLUMN_BLOCKS,
     EIGENVECTORS,
@@ -89,14 +93,14 @@ def _summary_columns(summary: Mapping[str, Any]) -> dict[str, float | int | None
 
 
 # save_spectrum on PostgreSQL in two statements of one transaction instead of five. The first
-# checks the job, inserts the spectrum row (first write wins) and, only if it was new, its
+# checks the job (locking its row, and storing nothing once it is terminal), inserts the spectrum row (first write wins) and, only if it was new, its
 # eigenvector bytes; the second, sent once the thread hashing those bytes is done (it ran while
 # the server stored them), records the sha256 and counts the spectrum on its job, clearing a
 # failure recorded earlier for the same latent. Casts type the NULL-able parameters, which an
 # INSERT ... SELECT cannot infer from the target columns.
 _INSERT_SPECTRUM_POSTGRES = text(
     """
-WITH job AS (SELECT id FROM jobs WHERE id = :job_id),
+WITH job AS (SELECT id, status FROM jobs WHERE id = :job_id FOR UPDATE),
 spectrum AS (
     INSERT INTO spectra (id, job_id, latent_index, model, distance, method, dtype, k, d,
                          eigenvalues, code, top_eigenvalue, trace, dims_99, dims_999,
@@ -106,7 +110,7 @@ spectrum AS (
            CAST(:trace AS double precision), CAST(:dims_99 AS integer),
            CAST(:dims_999 AS integer), CAST(:participation_ratio AS double precision),
            CAST(:wall_time_s AS double precision), CAST(:diagnostics AS json), :created_at
-    FROM job
+    FROM job WHERE job.status IN ('queued', 'running')
     ON CONFLICT (job_id, latent_index) DO NOTHING
     RETURNING id
 ),
@@ -115,7 +119,7 @@ vectors AS (
     SELECT id, :vector_dtype, :k, :d, '', :data FROM spectrum
     RETURNING spectrum_id
 )
-SELECT EXISTS (SELECT FROM job) AS job_found, EXISTS (SELECT FROM vectors) AS stored
+SELECT (SELECT status FROM job) AS job_status, EXISTS (SELECT FROM vectors) AS stored
 """
 )
 _COUNT_SPECTRUM_POSTGRES = text(
@@ -207,6 +211,12 @@ def _prepared(spectrum: SpectrumToSave) -> tuple[dict[str, Any], str, bytes]:
     return row, vectors.dtype.name, le_bytes(vectors.T, vectors.dtype.name)
 
 
+def _spectrum_of(job_id: str, latent_index: int) -> Select[Any]:
+    return select(SPECTRA.c.id).where(
+        SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
+    )
+
+
 class ResultStore(StoreConnection):
     # -- spectra ---------------------------------------------------------------------------
 
@@ -276,7 +286,13 @@ class ResultStore(StoreConnection):
         digest: Digest,
     ) -> bool:
         """save_spectrum on SQLite: statement by statement, through the models."""
-        job_failures = require_job(conn, spectrum["job_id"])
+        job_failures = require_open_job(
+            conn,
+            spectrum["job_id"],
+            stored=_spectrum_of(spectrum["job_id"], spectrum["latent_index"]),
+        )
+        if job_failures is None:
+            return False
         statement = (
             self._insert(SPECTRA)
             .values(**spectrum)
@@ -306,7 +322,7 @@ class ResultStore(StoreConnection):
         digest: Digest,
     ) -> bool:
         """save_spectrum on PostgreSQL: two statements (see _INSERT_SPECTRUM_POSTGRES)."""
-        found, stored = conn.execute(
+        status, stored = conn.execute(
             _INSERT_SPECTRUM_POSTGRES,
             {
                 **spectrum,
@@ -315,8 +331,12 @@ class ResultStore(StoreConnection):
                 "data": data,
             },
         ).one()
-        if not found:
+        if status is None:
             raise job_not_found(spectrum["job_id"])
+        if status in TERMINAL_STATUSES:
+            if conn.execute(_spectrum_of(spectrum["job_id"], spectrum["latent_index"])).first():
+                return False  # a repeated write of a result stored before the job ended
+            raise job_closed(spectrum["job_id"], status)
         if not stored:
             return False
         conn.execute(
@@ -362,13 +382,19 @@ class ResultStore(StoreConnection):
             .returning(LATENT_FAILURES.c.id)
         )
         with self._write() as conn:
-            require_job(conn, job_id)
-            done = conn.execute(
-                select(SPECTRA.c.id).where(
-                    SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
-                )
-            ).first()
-            if done is not None or conn.execute(statement).scalar_one_or_none() is None:
+            done = _spectrum_of(job_id, latent_index)
+            failed = select(LATENT_FAILURES.c.id).where(
+                LATENT_FAILURES.c.job_id == job_id, LATENT_FAILURES.c.latent_index == latent_index
+            )
+            either: CompoundSelect[Any] = done.with_only_columns(literal_column("1")).union_all(
+                failed.with_only_columns(literal_column("1"))
+            )
+            if require_open_job(conn, job_id, stored=either) is None:
+                return False
+            if (
+                conn.execute(done).first() is not None
+                or conn.execute(statement).scalar_one_or_none() is None
+            ):
                 return False
             conn.execute(
                 update(JOBS).where(JOBS.c.id == job_id).values(n_failed=JOBS.c.n_failed + 1)
@@ -445,7 +471,13 @@ class ResultStore(StoreConnection):
             .returning(COLUMN_BLOCKS.c.start)
         )
         with self._write() as conn:
-            require_job(conn, job_id)
+            block_there = select(COLUMN_BLOCKS.c.start).where(
+                COLUMN_BLOCKS.c.job_id == job_id,
+                COLUMN_BLOCKS.c.latent_index == latent_index,
+                COLUMN_BLOCKS.c.start == start,
+            )
+            if require_open_job(conn, job_id, stored=block_there) is None:
+                return False
             return conn.execute(statement).scalar_one_or_none() is not None
 
     @retry_read

@@ -34,10 +34,20 @@ __all__ = ["SPECTRUM_ORDERS", "SUMMARY_KEYS", "SpectraQuery", "Store", "alembic_
 
 
 class Store(
-    CatalogueStore, JobStore, ChunkLeaseStore, ResultStore, ResultQueryStore, SelectionQueryStore, CampaignStore,
-    AccessStore, OptimisationStore, IdStore, UiSessionStore,
-    ProfileStore, ComparisonStore,
-):  # fmt: skip
+    CatalogueStore,
+    JobStore,
+    ChunkLeaseStore,
+    ResultStore,
+    ResultQueryStore,
+    SelectionQueryStore,
+    CampaignStore,
+    AccessStore,
+    OptimisationStore,
+    IdStore,
+    UiSessionStore,
+    ProfileStore,
+    ComparisonStore,
+):
     """Results, jobs, chunks, latent sets, generators and API keys in one SQL database.
 
     ``url``: ``sqlite:///path.db`` (embedded) or ``postgresql+psycopg://user@host/db``.

@@ -49,10 +49,23 @@ class PrivateRedis:
         if binary is None:
             pytest.fail("redis-server is required for the pipeline tests and is not installed")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), 10, "the private redis-server to answer")
 
@@ -106,8 +119,11 @@ class Cluster:
 
     def start(self, name: str = "cpu") -> Worker:
         log = self.log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        plan = WorkerPlan(f"{name}-{uuid.uuid4().hex[:6]}@test", "cpu",
-                          {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"})  # fmt: skip
+        plan = WorkerPlan(
+            f"{name}-{uuid.uuid4().hex[:6]}@test",
+            "cpu",
+            {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"},
+        )
         with log.open("wb") as out:
             process = start_worker(plan, extra_env=self.env, stdout=out, stderr=subprocess.STDOUT)
         worker = Worker(process, log)
@@ -174,9 +190,11 @@ def worker_env(database_url: str, broker_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster(
-    module_pg_url: str, module_store: Store, private_redis: PrivateRedis,
+    module_pg_url: str,
+    module_store: Store,
+    private_redis: PrivateRedis,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:  # fmt: skip
+) -> Iterator[Cluster]:
     group = Cluster(
         worker_env(module_pg_url, private_redis.url), tmp_path_factory.mktemp("workers")
     )

@@ -59,17 +59,47 @@ def run(command: Sequence[str], *, check: bool = True) -> subprocess.CompletedPr
 @dataclass
 class PrivatePostgres:
     """A PostgreSQL server of our own in a temporary directory, fast and throw-away (fsync
-    off), on ``host:port``, optionally inside the network namespace ``netns``."""
+    off), on ``host:port``, optionally inside the network namespace ``netns``.
+
+    ``disk_mb``: the data directory lives on a filesystem of that size of its own (a tmpfs
+    this object mounts, root only), so that ``fill_disk`` can fill it as a full disk would:
+    PostgreSQL then fails every write that needs new space (SQLSTATE 53100) while reads go
+    on; ``free_disk`` gives the space back. The write-ahead log stays outside it (a full
+    WAL disk stops the server instead, which is the "PostgreSQL down" fault)."""
 
     host: str
     port: int
     netns: str | None = None
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ls-pg-")))
     process: subprocess.Popen[bytes] | None = None
+    disk_mb: int | None = None
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk"
 
     @property
     def data(self) -> Path:
-        return self.directory / "data"
+        return (self.disk if self.disk_mb else self.directory) / "data"
+
+    @property
+    def ballast(self) -> Path:
+        return self.disk / "ballast"
+
+    def fill_disk(self) -> None:
+        """Fill the data directory's filesystem to the last byte (with incompressible data)."""
+        assert self.disk_mb, "this server has no disk of its own (disk_mb)"
+        chunk = os.urandom(1 << 20)
+        with self.ballast.open("ab", buffering=0) as ballast:
+            with contextlib.suppress(OSError):  # ENOSPC: full
+                while True:
+                    ballast.write(chunk)
+            with contextlib.suppress(OSError):
+                while True:
+                    ballast.write(b"x" * 4096)
+
+    def free_disk(self) -> None:
+        self.ballast.unlink(missing_ok=True)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
@@ -79,21 +109,69 @@ class PrivatePostgres:
 
     def init(self) -> None:
         self.directory.chmod(0o755)
+        wal: list[str] = []
+        if self.disk_mb:
+            self.disk.mkdir()
+            run(
+                [
+                    "mount",
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    f"size={self.disk_mb}m,mode=0755",
+                    "tmpfs",
+                    str(self.disk),
+                ]
+            )
+            wal = ["--waldir", str(self.directory / "pg_wal")]
         self.data.mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.data, "postgres", "postgres")
+            if wal:
+                shutil.chown(self.directory, "postgres", "postgres")
         self.data.chmod(0o700)
-        run(_as_postgres([_pg_binary("initdb"), "-D", str(self.data), "-A", "trust",
-                          "-U", "postgres", "--no-sync", "-E", "UTF8"]))  # fmt: skip
+        run(
+            _as_postgres(
+                [
+                    _pg_binary("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    *wal,
+                ]
+            )
+        )
         with (self.data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {LAB_PREFIX}.0.0/{LAB_NETMASK} trust\n")
 
     def start(self) -> None:
-        command = _as_postgres([
-            _pg_binary("postgres"), "-D", str(self.data), "-h", self.host, "-p", str(self.port),
-            "-k", str(self.data), "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "max_connections=200",
-        ])  # fmt: skip
+        command = _as_postgres(
+            [
+                _pg_binary("postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ]
+        )
         if self.netns:
             command = ["ip", "netns", "exec", self.netns, *command]
         log = (self.directory / "postgres.log").open("ab")
@@ -133,6 +211,8 @@ class PrivatePostgres:
 
     def close(self) -> None:
         self.stop("immediate")
+        if self.disk_mb:
+            run(["umount", "--lazy", str(self.disk)], check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -166,8 +246,23 @@ class Lab:
         port = f"p-{name}"[:15]
         run(["ip", "netns", "add", netns])
         run(["ip", "-n", netns, "link", "set", "lo", "up"])
-        run(["ip", "-n", self.switch, "link", "add", port, "type", "veth",
-             "peer", "name", "eth0", "netns", netns])  # fmt: skip
+        run(
+            [
+                "ip",
+                "-n",
+                self.switch,
+                "link",
+                "add",
+                port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                netns,
+            ]
+        )
         run(["ip", "-n", self.switch, "link", "set", port, "master", "br0", "up"])
         run(["ip", "-n", netns, "addr", "add", f"{address}/{LAB_NETMASK}", "dev", "eth0"])
         run(["ip", "-n", netns, "link", "set", "eth0", "up"])
@@ -183,17 +278,36 @@ class Lab:
         run(["ip", "-n", self.switch, "link", "set", host.switch_port, "up"])
 
     def spawn(
-        self, host: Host, command: Sequence[str], *, env: dict[str, str] | None = None,
+        self,
+        host: Host,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
         log_name: str | None = None,
-    ) -> subprocess.Popen[bytes]:  # fmt: skip
+    ) -> subprocess.Popen[bytes]:
         """Run ``command`` on ``host``: in its network namespace, with its own host name."""
-        wrapped = ["ip", "netns", "exec", host.netns, "unshare", "--uts", "sh", "-c",
-                   f'hostname {host.name} && exec "$@"', "sh", *command]  # fmt: skip
+        wrapped = [
+            "ip",
+            "netns",
+            "exec",
+            host.netns,
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname {host.name} && exec "$@"',
+            "sh",
+            *command,
+        ]
         log = (self.directory / f"{log_name or host.name}.log").open("ab")
         process = subprocess.Popen(
-            wrapped, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            wrapped,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self.processes.append(process)
         return process
 
@@ -232,9 +346,14 @@ class Probe:
     def __init__(self, lab: Lab, host: Host, env: dict[str, str]) -> None:
         command = ["ip", "netns", "exec", host.netns, sys.executable, "-u", str(PROBE)]
         self.process = subprocess.Popen(
-            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=(lab.directory / "probe.log").open("ab"), start_new_session=True, text=True,
-        )  # fmt: skip
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(lab.directory / "probe.log").open("ab"),
+            start_new_session=True,
+            text=True,
+        )
         lab.processes.append(self.process)  # type: ignore[arg-type]
 
     def exec(self, code: str) -> Any:

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from services.config import Settings, get_settings
+from services.config import Settings
 from services.geometry import compute_spectrum, load_distance, load_generator
 from services.pipeline import (
     JobSpec,
@@ -23,6 +24,7 @@ from services.pipeline import (
     run_job_inprocess,
     submit_job,
 )
+from services.pipeline.lease import LeaseSettings
 from services.pipeline.planning import choose_chunk_size, plan_column_blocks, plan_latent_chunks
 from services.pipeline.spec import canonical_json
 from services.store import NotFoundError, Store
@@ -35,18 +37,14 @@ TOY = f"python:{Path(toy_generators.__file__).resolve()}:nan_at_trigger"  # smoo
 store = store_fixture("sqlite_url")
 
 
-@pytest.fixture
-def fast_heartbeats(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SPECTRA_HEARTBEAT_INTERVAL_S", "0.1")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+# Fast heartbeats, passed in as an edge would pass the settings it read.
+LEASE = dataclasses.replace(LeaseSettings.defaults(), heartbeat_interval_s=0.1)
 
 
 def _codes(n: int, seed: int = 0) -> list[list[float]]:
     codes = np.random.default_rng(seed).standard_normal((n, toy_generators.LATENT_DIM)) * 0.5
-    return codes.tolist()
+    values: list[list[float]] = codes.tolist()
+    return values
 
 
 # --------------------------------------------------------------------------- the spec
@@ -69,15 +67,17 @@ def _codes(n: int, seed: int = 0) -> list[list[float]]:
         ({"latents": {"count": 2}, "method": "newton"}, "Input should be"),
     ],
 )
-def test_spec_refuses_what_cannot_run_with_a_clear_message(fields: dict, message: str) -> None:
+def test_spec_refuses_what_cannot_run_with_a_clear_message(
+    fields: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValidationError, match=message):
         JobSpec(**fields)
 
 
 def test_spec_accepts_method_options_where_they_belong() -> None:
-    spec = JobSpec(method="lanczos", latents={"count": 4}, top_k=5, tol=1e-6, max_iter=50)
+    spec = JobSpec(method="lanczos", latents={"count": 4}, top_k=5, tol=1e-6, max_iter=50)  # type: ignore[arg-type]
     assert spec.method_options() == {"tol": 1e-6, "max_iter": 50}
-    lpips = JobSpec(distance="lpips-alex", latents={"set": "abc"}, resize=64, random_backbone=True)
+    lpips = JobSpec(distance="lpips-alex", latents={"set": "abc"}, resize=64, random_backbone=True)  # type: ignore[arg-type]
     assert lpips.distance_options() == {"resize": 64, "random_backbone": True}
     assert JobSpec(method="sefa", layers=[0]).method_options() == {"layers": [0]}
 
@@ -93,7 +93,7 @@ def test_spec_accepts_method_options_where_they_belong() -> None:
     ],
 )
 def test_bad_spec_is_refused_at_submit_and_writes_nothing(
-    store: Store, fields: dict, field: str, message: str
+    store: Store, fields: dict[str, Any], field: str, message: str
 ) -> None:
     spec = JobSpec(**{"model": TOY, **fields})
     dispatched: list[str] = []
@@ -108,14 +108,14 @@ def test_bad_spec_is_refused_at_submit_and_writes_nothing(
 def test_unknown_or_foreign_latent_set_is_not_found(store: Store) -> None:
     own = store.create_latent_set("bob", np.zeros((2, toy_generators.LATENT_DIM)))
     with pytest.raises(NotFoundError):
-        submit_job(store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None)
+        submit_job(store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):
-        submit_job(store, JobSpec(model=TOY, latents={"set": "missing"}), "alice", None)
+        submit_job(store, JobSpec(model=TOY, latents={"set": "missing"}), "alice", None)  # type: ignore[arg-type]
 
 
 def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> None:
     dispatched: list[list[str]] = []
-    sampled = JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2)
+    sampled = JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2)  # type: ignore[arg-type]
     job, created = submit_job(store, sampled, "alice", dispatched.append)
     assert created and len(dispatched) == 1 and len(dispatched[0]) == 3
     assert job.spec_hash == hashlib.sha256(canonical_json(job.resolved).encode()).hexdigest()
@@ -123,15 +123,18 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
     assert job.resolved["latent_set"]["n"] == 5 and job.resolved["chunk_size"] == 2
 
     # The same codes written out explicitly, or by the id of their stored set: same job.
-    codes = store.latent_codes(job.latent_set_id).tolist()
+    codes = store.latent_codes(job.latent_set_id).tolist()  # type: ignore[arg-type]
     for latents in ({"values": codes}, {"set": job.latent_set_id}):
         again, created = submit_job(
-            store, JobSpec(model=TOY, latents=latents, chunk_size=2), "alice", dispatched.append
+            store,
+            JobSpec(model=TOY, latents=latents, chunk_size=2),  # type: ignore[arg-type]
+            "alice",
+            dispatched.append,
         )
         assert (again.id, created) == (job.id, False)
 
     # Finished work is never dispatched again; another owner gets a job of their own.
-    assert run_job_inprocess(store, job.id).status == "succeeded"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     dispatched.clear()
     again, created = submit_job(store, sampled, "alice", dispatched.append)
     assert (again.id, created, dispatched) == (job.id, False, [])
@@ -139,9 +142,11 @@ def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> 
     assert created and other.id != job.id
     # A different option is a different job.
     different, created = submit_job(
-        store, JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),
-        "alice", None,
-    )  # fmt: skip
+        store,
+        JobSpec(model=TOY, latents={"count": 5, "seed": 3}, chunk_size=2, dtype="float64"),  # type: ignore[arg-type]
+        "alice",
+        None,
+    )
     assert created and different.spec_hash != job.spec_hash
 
 
@@ -177,7 +182,7 @@ def test_chosen_chunk_size_shares_a_job_between_workers_and_stays_bounded() -> N
 
 def test_inprocess_results_equal_the_core_called_directly(store: Store) -> None:
     codes = _codes(5, seed=1)
-    spec = JobSpec(model=TOY, latents={"values": codes}, chunk_size=2, dtype="float64", top_k=4)
+    spec = JobSpec(model=TOY, latents={"values": codes}, chunk_size=2, dtype="float64", top_k=4)  # type: ignore[arg-type]
     job, _ = submit_job(store, spec, "alice", None)
     seen: list[tuple[int, int]] = []
     done = run_job_inprocess(store, job.id, progress=lambda d, t: seen.append((d, t)))
@@ -197,19 +202,23 @@ def test_inprocess_results_equal_the_core_called_directly(store: Store) -> None:
 def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
     codes = _codes(2, seed=2)
     whole, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": codes}, dtype="float64"), "alice", None
+        store,
+        JobSpec(model=TOY, latents={"values": codes}, dtype="float64"),  # type: ignore[arg-type]
+        "alice",
+        None,
     )
     split, _ = submit_job(
         store,
-        JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),
-        "alice", None,
-    )  # fmt: skip
+        JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),  # type: ignore[arg-type]
+        "alice",
+        None,
+    )
     chunks = store.list_chunks(split.id)
     assert [c.column_block for c in chunks] == [(0, 4), (4, 6)] * 2
     # Run the blocks out of order: the later of each pair assembles and decomposes.
     for chunk in reversed(chunks):
-        assert run_chunk(store, chunk.id, "w") == "succeeded"
-    assert run_job_inprocess(store, whole.id).status == "succeeded"
+        assert run_chunk(store, chunk.id, "w", lease=LEASE) == "succeeded"
+    assert run_job_inprocess(store, whole.id, lease=LEASE).status == "succeeded"
     assert store.refresh_job_status(split.id).status == "succeeded"
     for a, b in zip(
         store.list_spectra(job_id=whole.id), store.list_spectra(job_id=split.id), strict=True
@@ -221,25 +230,28 @@ def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
 def test_sefa_job_is_one_chunk_with_one_result(store: Store) -> None:
     job, _ = submit_job(store, JobSpec(model="dcgan-faces", method="sefa", top_k=10), "a", None)
     assert [c.latent_indices for c in store.list_chunks(job.id)] == [(0,)]
-    assert run_job_inprocess(store, job.id).status == "succeeded"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     (record,) = store.list_spectra(job_id=job.id)
     assert record.latent_index == 0 and record.code is None and record.k == 10
     assert record.distance == "none" and record.method == "sefa"
 
 
 def test_chunk_run_twice_stores_nothing_twice(store: Store) -> None:
-    spec = JobSpec(model=TOY, latents={"values": _codes(2)}, chunk_size=2)
+    spec = JobSpec(model=TOY, latents={"values": _codes(2)}, chunk_size=2)  # type: ignore[arg-type]
     job, _ = submit_job(store, spec, "a", None)
     (chunk,) = store.list_chunks(job.id)
-    assert run_chunk(store, chunk.id, "first") == "succeeded"
-    assert run_chunk(store, chunk.id, "second") == "succeeded"  # a duplicate delivery
+    assert run_chunk(store, chunk.id, "first", lease=LEASE) == "succeeded"
+    assert run_chunk(store, chunk.id, "second", lease=LEASE) == "succeeded"  # a duplicate delivery
     assert len(store.list_spectra(job_id=job.id)) == 2
     assert store.get_chunk(chunk.id).attempts == 1
 
 
-def test_interrupted_run_resumes_without_recomputing(store: Store, fast_heartbeats: None) -> None:
+def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
     job, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3), "a", None
+        store,
+        JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3),  # type: ignore[arg-type]
+        "a",
+        None,
     )
 
     def interrupt_after_two(done: int, total: int) -> None:
@@ -247,12 +259,12 @@ def test_interrupted_run_resumes_without_recomputing(store: Store, fast_heartbea
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_job_inprocess(store, job.id, progress=interrupt_after_two)
+        run_job_inprocess(store, job.id, progress=interrupt_after_two, lease=LEASE)
     first = {s.latent_index: s.id for s in store.list_spectra(job_id=job.id)}
     assert sorted(first) == [0, 1]
     assert store.list_chunks(job.id)[0].status == "running"  # left behind by the "crash"
 
-    assert run_job_inprocess(store, job.id).status == "succeeded"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "succeeded"
     after = {s.latent_index: s.id for s in store.list_spectra(job_id=job.id)}
     assert sorted(after) == list(range(6))
     assert all(after[i] == first[i] for i in first)  # kept, not recomputed
@@ -261,8 +273,8 @@ def test_interrupted_run_resumes_without_recomputing(store: Store, fast_heartbea
 def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None:
     codes = _codes(3)
     codes[1][0] = toy_generators.TRIGGER
-    job, _ = submit_job(store, JobSpec(model=TOY, latents={"values": codes}), "a", None)
-    done = run_job_inprocess(store, job.id)
+    job, _ = submit_job(store, JobSpec(model=TOY, latents={"values": codes}), "a", None)  # type: ignore[arg-type]
+    done = run_job_inprocess(store, job.id, lease=LEASE)
     assert done.status == "succeeded" and (done.n_done, done.n_failed) == (2, 1)
     (failure,) = store.latent_failures(job.id)
     assert failure.latent_index == 1 and "NaN" in failure.reason
@@ -270,28 +282,34 @@ def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None
 
 def test_cancelled_job_runs_nothing_more(store: Store) -> None:
     job, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": _codes(4)}, chunk_size=2), "a", None
+        store,
+        JobSpec(model=TOY, latents={"values": _codes(4)}, chunk_size=2),  # type: ignore[arg-type]
+        "a",
+        None,
     )
     revoked: list[str] = []
     cancelled = cancel_job(store, job.id, revoke=revoked.extend)
     assert cancelled.status == "cancelled" and cancelled.cancel_requested
     assert sorted(revoked) == sorted(c.id for c in store.list_chunks(job.id))
-    assert run_job_inprocess(store, job.id).status == "cancelled"
+    assert run_job_inprocess(store, job.id, lease=LEASE).status == "cancelled"
     assert store.list_spectra(job_id=job.id) == []
 
 
-def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(
-    store: Store, fast_heartbeats: None
-) -> None:
+def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(store: Store) -> None:
     """The reaper judged a slow runner dead and gave its chunk to another: the first one sees
     its heartbeat refused, stops at the next latent and leaves the chunk to the new holder."""
     slow = f"python:{Path(toy_generators.__file__).resolve()}:slow"
     job, _ = submit_job(
-        store, JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6), "a", None
+        store,
+        JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6),  # type: ignore[arg-type]
+        "a",
+        None,
     )
     (chunk,) = store.list_chunks(job.id)
     first_result: list[str] = []
-    runner = threading.Thread(target=lambda: first_result.append(run_chunk(store, chunk.id, "A")))
+    runner = threading.Thread(
+        target=lambda: first_result.append(run_chunk(store, chunk.id, "A", lease=LEASE))
+    )
     runner.start()
     deadline = time.monotonic() + 60
     while not store.stored_latent_indices(job.id) and time.monotonic() < deadline:
@@ -306,5 +324,5 @@ def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(
     stopped_at = len(store.stored_latent_indices(job.id))
     assert stopped_at < 6
     # B (a redelivery to B's worker) takes over its own silent lease and completes the rest.
-    assert run_chunk(store, chunk.id, "B") == "succeeded"
+    assert run_chunk(store, chunk.id, "B", lease=LEASE) == "succeeded"
     assert sorted(s.latent_index for s in store.list_spectra(job_id=job.id)) == list(range(6))

@@ -76,21 +76,32 @@ def _peak_rss(pid: int) -> int:
 
 
 def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
-    two_workers: Cluster, module_store: Store, module_pg_url: str, sender: Celery,
+    two_workers: Cluster,
+    module_store: Store,
+    module_pg_url: str,
+    sender: Celery,
     wplus_model: str,
-) -> None:  # fmt: skip
-    common = {"model": wplus_model, "space": "w+", "latents": {"count": 1, "seed": 3},
-              "top_k": TOP_K, "dtype": "float64"}  # fmt: skip
+) -> None:
+    common = {
+        "model": wplus_model,
+        "space": "w+",
+        "latents": {"count": 1, "seed": 3},
+        "top_k": TOP_K,
+        "dtype": "float64",
+    }
     # The blocks first, alone, so that both idle workers take some of them.
-    blocks = _submit(module_store, sender, module_pg_url, method="jacobian", block_columns=96,
-                     **common)  # fmt: skip
+    blocks = _submit(
+        module_store, sender, module_pg_url, method="jacobian", block_columns=96, **common
+    )
     d = blocks.resolved["generator"]["latent_dim"]
     assert d == 6 * 64 and len(module_store.list_chunks(blocks.id)) == 4
     lanczos: JobRecord | None = None
     for method in ("blocks", "lanczos"):
-        job = blocks if method == "blocks" else _submit(
-            module_store, sender, module_pg_url, method="lanczos", **common
-        )  # fmt: skip
+        job = (
+            blocks
+            if method == "blocks"
+            else _submit(module_store, sender, module_pg_url, method="lanczos", **common)
+        )
         finished = waiting.finished(module_store, job.id, timeout_s=240)
         assert finished.status == "succeeded", (
             finished.error,
@@ -120,14 +131,21 @@ def test_wplus_lanczos_and_column_blocks_over_two_workers_agree_within_budget(
     assert lanczos.estimate is not None
     planned = lanczos.estimate["per_code"]["peak_bytes"]
     measured = by_lanczos.diagnostics["peak_rss_bytes"]
-    print(f"lanczos peak: planned {planned / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB; "
-          f"worker peaks {[round(p / 2**20) for p in peaks]} MiB of {budget / 2**20:.0f}")  # fmt: skip
+    print(
+        f"lanczos peak: planned {planned / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB; "
+        f"worker peaks {[round(p / 2**20) for p in peaks]} MiB of {budget / 2**20:.0f}"
+    )
     assert abs(planned - measured) / measured < 0.3
 
     # The spectrum the last block completed carries the whole code's measurement: every
     # block's seconds and peak (from both workers) beside the decomposition's.
     costs = module_store.column_block_costs(blocks.id, 0)
-    assert [(start, stop) for start, stop, _, _ in costs] == [(0, 96), (96, 192), (192, 288), (288, 384)]
+    assert [(start, stop) for start, stop, _, _ in costs] == [
+        (0, 96),
+        (96, 192),
+        (192, 288),
+        (288, 384),
+    ]
     diagnostics = by_blocks.diagnostics
     assert diagnostics["products"] == 2 * d
     assert diagnostics["block_seconds"] == [seconds for _, _, seconds, _ in costs]

@@ -47,10 +47,13 @@ def test_sigkilled_launcher_takes_its_workers_and_their_pool_children_with_it(
     log = tmp_path / "launcher.log"
     with log.open("wb") as out:
         parent = subprocess.Popen(
-            [sys.executable, "-c", SUBREAPER], stdout=subprocess.PIPE, stderr=out, text=True,
+            [sys.executable, "-c", SUBREAPER],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
             env={**os.environ, **worker_env(module_pg_url, private_redis.url)},
             start_new_session=True,
-        )  # fmt: skip
+        )
     tree: list[int] = []
     try:
         assert parent.stdout is not None
@@ -76,4 +79,3 @@ def test_sigkilled_launcher_takes_its_workers_and_their_pool_children_with_it(
                     os.kill(pid, signal.SIGKILL)
             os.killpg(parent.pid, signal.SIGKILL)
             parent.wait()
-

@@ -36,14 +36,24 @@ def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
 
 def _specs(basis_job: str) -> OptimiseSpec:
     return OptimiseSpec(
-        model=TOY, targets={"count": 4, "seed": 5}, optimiser="adam-topk", k=3,
-        basis={"job": basis_job}, steps=20, chunk_size=2, restarts=2,
-    )  # fmt: skip
+        model=TOY,
+        targets={"count": 4, "seed": 5},  # type: ignore[arg-type]
+        optimiser="adam-topk",
+        k=3,
+        basis={"job": basis_job},  # type: ignore[arg-type]
+        steps=20,
+        chunk_size=2,
+        restarts=2,
+    )
 
 
 def _basis(store: Store) -> str:
-    job, _ = submit_job(store, JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),
-                        "worker-test", None)  # fmt: skip
+    job, _ = submit_job(
+        store,
+        JobSpec(model=TOY, latents={"count": 4, "seed": 2}, dtype="float64"),  # type: ignore[arg-type]
+        "worker-test",
+        None,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -62,7 +72,9 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
         for chunk_id in chunk_ids:
             sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
 
-    job, created = submit_optimisation(module_store, _specs(_basis(module_store)), "worker-test", dispatch)
+    job, created = submit_optimisation(
+        module_store, _specs(_basis(module_store)), "worker-test", dispatch
+    )
     assert created and len(module_store.list_chunks(job.id)) == 2
 
     def finished() -> bool:
@@ -84,7 +96,9 @@ def test_an_optimisation_job_runs_in_a_celery_worker_as_in_process(
         torch.set_num_threads(threads)
     assert local.resolved["targets"]["sha256"] == remote.resolved["targets"]["sha256"]
     for mine, theirs in zip(
-        embedded.optimisation_results(local.id), module_store.optimisation_results(job.id), strict=True
+        embedded.optimisation_results(local.id),
+        module_store.optimisation_results(job.id),
+        strict=True,
     ):
         assert mine.target_index == theirs.target_index and mine.restarts == 2
         np.testing.assert_allclose(mine.losses, theirs.losses, rtol=1e-6)

@@ -35,12 +35,20 @@ print(json.dumps({"before": before, "window": peak.rss_bytes}))
 
 
 def _window(mode: str) -> dict[str, int]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MALLOC_MMAP_MAX_": "0",
-           "MALLOC_TRIM_THRESHOLD_": str(8 * 1024**3)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": str(8 * 1024**3),
+    }
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", SCRIPT, mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -13,19 +13,24 @@ import redis
 from celery import Celery
 
 from services.config import Settings
-from services.store import ChunkPlan, Store
+from services.store import ChunkPlan, Store, StoreUnavailable
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, app, time_limits
 from worker.launcher import plan_workers, worker_command
-from worker.reaper import broker_task_ids, reap
+from worker.reaper import StoreOutages, broker_task_ids, reap
 
 
 def _job_with_chunks(store: Store, n_chunks: int) -> list[str]:
     codes = np.random.default_rng(0).standard_normal((n_chunks, 3))
     latent_set = store.create_latent_set("owner", codes)
     job, _ = store.create_job(
-        "owner", {"test": uuid.uuid4().hex}, {"model": "none"}, uuid.uuid4().hex,
-        latent_set.id, n_chunks, [ChunkPlan(i, [i]) for i in range(n_chunks)],
-    )  # fmt: skip
+        "owner",
+        {"test": uuid.uuid4().hex},
+        {"model": "none"},
+        uuid.uuid4().hex,
+        latent_set.id,
+        n_chunks,
+        [ChunkPlan(i, [i]) for i in range(n_chunks)],
+    )
     return [chunk.id for chunk in store.list_chunks(job.id)]
 
 
@@ -45,6 +50,28 @@ def test_stale_chunk_is_requeued_and_dispatched_but_a_live_one_is_not(store: Sto
     # The requeued chunk is claimable again, with its attempt counted.
     again = store.claim_chunk(stale, "new-worker", 3)
     assert again is not None and again.attempts == 2
+
+
+def test_a_lease_that_went_silent_during_a_store_outage_is_not_judged_stale(store: Store) -> None:
+    """Heartbeats cannot be written while the store is down or full: a lease is judged stale
+    only once the store has answered for a whole staleness period since its last outage. A
+    sweep that finds the store unable to answer remembers it, and says so."""
+    (chunk_id,) = _job_with_chunks(store, 1)
+    assert store.claim_chunk(chunk_id, "waiting-worker", 3) is not None
+    time.sleep(0.4)
+    sent: list[str] = []
+    outages = StoreOutages()
+    with (
+        Store("postgresql+psycopg://postgres@127.0.0.1:1/down") as down,
+        pytest.raises(StoreUnavailable),
+    ):
+        reap(down, sent.extend, stale_after_s=0.3, outages=outages)
+    report = reap(store, sent.extend, stale_after_s=0.3, outages=outages)
+    assert report.deferred == [chunk_id] and report.requeued == [] and sent == []
+    assert store.get_chunk(chunk_id).status == "running"
+    time.sleep(0.35)  # the store has answered for a staleness period: judged as usual now
+    report = reap(store, sent.extend, stale_after_s=0.3, outages=outages)
+    assert report.requeued == [chunk_id] and sent == [chunk_id]
 
 
 def test_poison_chunk_ends_failed_with_its_reason_after_max_attempts(store: Store) -> None:
@@ -70,9 +97,13 @@ def test_queued_chunk_without_a_message_is_redispatched(store: Store) -> None:
     sent: list[str] = []
 
     report = reap(
-        store, sent.extend, stale_after_s=5, in_flight=lambda: {held},
-        now=later, queued_grace_s=5,
-    )  # fmt: skip
+        store,
+        sent.extend,
+        stale_after_s=5,
+        in_flight=lambda: {held},
+        now=later,
+        queued_grace_s=5,
+    )
     assert sorted(report.redispatched) == sorted([orphan, fresh]) and sorted(sent) == sorted(
         [orphan, fresh]
     )

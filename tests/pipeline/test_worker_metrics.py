@@ -55,7 +55,10 @@ def test_queue_depth_counts_waiting_messages(private_redis: PrivateRedis, sender
 
 
 def test_failure_kind_is_bounded() -> None:
-    assert failure_kind("NonFiniteOutputError: NaN in the image (at chunks.py:12)") == "NonFiniteOutputError"
+    assert (
+        failure_kind("NonFiniteOutputError: NaN in the image (at chunks.py:12)")
+        == "NonFiniteOutputError"
+    )
     assert failure_kind("a message: with colons") == "other"
     assert failure_kind("") == "other"
 
@@ -70,14 +73,25 @@ def test_worker_serves_codes_failures_durations_and_queue(
 
     codes = np.random.default_rng(0).standard_normal((4, LATENT_DIM))
     codes[2, 0] = TRIGGER  # this code fails with NaN images
+
+    def dispatch(ids: list[str]) -> None:
+        for chunk_id in ids:
+            sender.send_task(CHUNK_TASK, args=[chunk_id], task_id=chunk_id, queue=CHUNK_QUEUE)
+
     job, _ = submit_job(
         module_store,
         JobSpec(model=NAN_MODEL, latents={"values": codes.tolist()}, chunk_size=2),  # type: ignore[arg-type]
         "metrics",
-        lambda ids: [sender.send_task(CHUNK_TASK, args=[i], task_id=i, queue=CHUNK_QUEUE) for i in ids],
+        dispatch,
     )
-    wait_for(lambda: module_store.get_job(job.id).status in TERMINAL
-             and all(c.status in TERMINAL for c in module_store.list_chunks(job.id)), 120, "the job")  # fmt: skip
+    wait_for(
+        lambda: (
+            module_store.get_job(job.id).status in TERMINAL
+            and all(c.status in TERMINAL for c in module_store.list_chunks(job.id))
+        ),
+        120,
+        "the job",
+    )
     (failure,) = module_store.latent_failures(job.id)
     labels = (("method", "jacobian"), ("model", NAN_MODEL))
 

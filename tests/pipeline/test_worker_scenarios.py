@@ -87,9 +87,13 @@ def test_1_three_chunk_job_matches_the_inprocess_runner(
 ) -> None:
     cluster.running()
     spec = dict(
-        model="dcgan-faces", distance="mse", method="jacobian", dtype="float32",
-        latents={"count": 3, "seed": 11}, chunk_size=1,
-    )  # fmt: skip
+        model="dcgan-faces",
+        distance="mse",
+        method="jacobian",
+        dtype="float32",
+        latents={"count": 3, "seed": 11},
+        chunk_size=1,
+    )
     job = _submit(module_store, sender, "scenario-1", **spec)
     assert len(module_store.list_chunks(job.id)) == 3
     assert finished(module_store, job.id, timeout_s=180).status == "succeeded"
@@ -98,7 +102,7 @@ def test_1_three_chunk_job_matches_the_inprocess_runner(
 
     embedded = Store(sqlite_url)
     embedded.migrate()
-    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None)
+    local, _ = submit_job(embedded, JobSpec(**spec), "scenario-1", None)  # type: ignore[arg-type]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same arithmetic, to the last bit
     try:
@@ -121,9 +125,13 @@ def test_2_pool_child_killed_mid_chunk(
 ) -> None:
     worker = cluster.running()
     job = _submit(
-        module_store, sender, "scenario-2", model=SLOW_MODEL, latents={"count": 8, "seed": 2},
+        module_store,
+        sender,
+        "scenario-2",
+        model=SLOW_MODEL,
+        latents={"count": 8, "seed": 2},
         chunk_size=4,
-    )  # fmt: skip
+    )
     _mid_chunk(module_store, job.id)
     (child,) = worker.pool_children()
     os.kill(child, signal.SIGKILL)
@@ -140,9 +148,13 @@ def test_3_whole_worker_killed_and_replaced(
 ) -> None:
     worker = cluster.running()
     job = _submit(
-        module_store, sender, "scenario-3", model=SLOW_MODEL, latents={"count": 8, "seed": 3},
+        module_store,
+        sender,
+        "scenario-3",
+        model=SLOW_MODEL,
+        latents={"count": 8, "seed": 3},
         chunk_size=4,
-    )  # fmt: skip
+    )
     _mid_chunk(module_store, job.id)
     cluster.kill(worker)
     stored_before = module_store.stored_latent_indices(job.id)
@@ -163,9 +175,13 @@ def test_4_redis_restarted_mid_job(
 ) -> None:
     worker = cluster.running()
     job = _submit(
-        module_store, sender, "scenario-4", model=SLOW_MODEL, latents={"count": 12, "seed": 4},
+        module_store,
+        sender,
+        "scenario-4",
+        model=SLOW_MODEL,
+        latents={"count": 12, "seed": 4},
         chunk_size=4,
-    )  # fmt: skip
+    )
     _mid_chunk(module_store, job.id)
     private_redis.restart()  # no persistence: every queued and unacknowledged message is gone
 
@@ -179,9 +195,13 @@ def test_5_cancel_stops_at_the_next_latent_and_keeps_results(
 ) -> None:
     cluster.running()
     job = _submit(
-        module_store, sender, "scenario-5", model=SLOW_MODEL, latents={"count": 12, "seed": 5},
+        module_store,
+        sender,
+        "scenario-5",
+        model=SLOW_MODEL,
+        latents={"count": 12, "seed": 5},
         chunk_size=4,
-    )  # fmt: skip
+    )
     _mid_chunk(module_store, job.id)
     cancel_job(module_store, job.id, revoke=lambda ids: sender.control.revoke(ids))
     at_cancel = len(module_store.stored_latent_indices(job.id))
@@ -204,9 +224,13 @@ def test_6_generator_nan_on_one_code_fails_that_latent_only(
     codes = np.random.default_rng(6).standard_normal((4, toy_generators.LATENT_DIM))
     codes[2, 0] = toy_generators.TRIGGER
     job = _submit(
-        module_store, sender, "scenario-6", model=NAN_MODEL,
-        latents={"values": codes.tolist()}, chunk_size=2,
-    )  # fmt: skip
+        module_store,
+        sender,
+        "scenario-6",
+        model=NAN_MODEL,
+        latents={"values": codes.tolist()},
+        chunk_size=2,
+    )
     final = finished(module_store, job.id)
     assert final.status == "succeeded" and final.n_done == 3 and final.n_failed == 1
     (failure,) = module_store.latent_failures(job.id)
@@ -228,9 +252,13 @@ def test_7_database_connections_terminated_mid_job(
     worker = cluster.running()
     database = module_pg_url.rsplit("/", 1)[1]
     job = _submit(
-        module_store, sender, "scenario-7", model=SLOW_MODEL, latents={"count": 12, "seed": 7},
+        module_store,
+        sender,
+        "scenario-7",
+        model=SLOW_MODEL,
+        latents={"count": 12, "seed": 7},
         chunk_size=4,
-    )  # fmt: skip
+    )
     terminated = 0
     for at_least in (1, 6):
         _mid_chunk(module_store, job.id, at_least=at_least)
@@ -258,11 +286,16 @@ def test_launcher_starts_a_cpu_worker_and_stops_it_on_sigterm(
     log = tmp_path / "launcher.log"
     with log.open("wb") as out:
         launcher = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from worker.launcher import launch; "
-             "sys.exit(launch(None, cpu=True))"],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from worker.launcher import launch; sys.exit(launch(None, cpu=True))",
+            ],
             env={**os.environ, **worker_env(module_pg_url, private_redis.url)},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for(lambda: "ready." in log.read_text(errors="replace"), 90, "the launched worker")
         text = log.read_text(errors="replace")
@@ -284,9 +317,13 @@ def test_6b_poison_latents_each_fail_with_their_reason_after_the_attempt_cap(
     worker = cluster.running()
     children_before = set(worker.pool_children())
     job = _submit(
-        module_store, sender, "scenario-6b", model=f"python:{TOY_FILE}:crash",
-        latents={"count": 2, "seed": 8}, chunk_size=2,
-    )  # fmt: skip
+        module_store,
+        sender,
+        "scenario-6b",
+        model=f"python:{TOY_FILE}:crash",
+        latents={"count": 2, "seed": 8},
+        chunk_size=2,
+    )
     final = finished(module_store, job.id, timeout_s=180)
     (chunk,) = module_store.list_chunks(job.id)
     assert chunk.status == "succeeded" and chunk.attempts <= MAX_ATTEMPTS

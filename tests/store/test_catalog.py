@@ -91,13 +91,14 @@ def test_api_keys_store_only_a_hash_and_can_be_revoked(store: Store) -> None:
 
 
 def test_ping_says_what_to_check_when_the_server_is_unreachable(tmp_path: object) -> None:
-    from services.store import StoreError
+    from services.store import StoreUnavailable
 
     with (
         Store("postgresql+psycopg://postgres@127.0.0.1:1/nothing") as store,
-        pytest.raises(StoreError, match="SPECTRA_DATABASE_URL"),
+        pytest.raises(StoreUnavailable, match="SPECTRA_DATABASE_URL") as raised,
     ):
         store.ping()
+    assert "Connection refused" in str(raised.value) and not raised.value.connection_lost
 
 
 def test_idempotency_keys_hold_a_day_per_owner_and_refuse_another_request(store: Store) -> None:

@@ -36,7 +36,9 @@ def test_migrate_from_empty_creates_every_table_and_is_idempotent(db_url: str) -
         with store.engine.connect() as conn:
             # the newest revision (one head: a second would mean two unmerged chains)
             head = ScriptDirectory.from_config(alembic_config(db_url)).get_heads()
-            assert [conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()] == head
+            assert [
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            ] == head
         command.downgrade(alembic_config(db_url), "base")
         assert _tables(store) == set()
         store.migrate()
@@ -83,7 +85,7 @@ def test_concurrent_migrations_from_empty_both_succeed(db_url: str) -> None:
         store.close()
 
 
-def test_a_new_sqlite_store_waits_for_a_writer_instead_of_failing(tmp_path) -> None:
+def test_a_new_sqlite_store_waits_for_a_writer_instead_of_failing(tmp_path: Path) -> None:
     """Switching a fresh file to WAL while another connection holds a write transaction gets
     "database is locked" from SQLite at once, with no busy wait; the store waits it out."""
     path = tmp_path / "fresh.db"
@@ -127,7 +129,7 @@ def test_alembic_cli_check_uses_spectra_database_url(pg_url: str) -> None:
 
 def test_postgres_binary_columns_are_stored_external_uncompressed(pg_store: Store) -> None:
     with pg_store.engine.connect() as conn:
-        storage = dict(
+        storage: dict[str, str] = dict(
             conn.execute(
                 text(
                     "SELECT attrelid::regclass::text || '.' || attname, attstorage "

@@ -1,0 +1,24 @@
+"""A short randomised fault schedule (the long one: bench/bench_fault_schedule.py): a seeded
+stream of jobs on two real workers with the matrix's faults injected at random moments, some
+cancels and resumes among them; nothing lost, duplicated or falsely failed, every spectrum bit
+for bit a clean run's, nothing landing on a terminal job, and every fault recovered from."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.pipeline.fault_schedule import run_schedule, schedule_rig
+
+SEED = int(os.environ.get("SPECTRA_SCHEDULE_SEED", "2311"))
+SECONDS = float(os.environ.get("SPECTRA_SCHEDULE_SECONDS", "90"))
+
+
+@pytest.mark.slow
+def test_a_short_randomised_fault_schedule_keeps_every_invariant() -> None:
+    with schedule_rig() as (rig, tmp):
+        result = run_schedule(rig, seed=SEED, seconds=SECONDS, tmp=tmp, min_faults=4)
+    assert result.faults, "the schedule injected no fault"
+    assert result.latents > 0 and result.stored + result.lost <= result.latents
+    assert result.problems() == [], result.as_json()
