@@ -14,6 +14,13 @@ from services.store import InvalidDataError, Store
 
 from .compute import Comparison
 from .selection import LoadedSelection
+from .tables import marked_label
+
+
+def legend_label(selection: LoadedSelection) -> str:
+    """The member's name in a figure, marked as the tables mark it when its generator is
+    degenerate."""
+    return marked_label(selection.label, selection.is_degenerate())
 
 
 def spectrum_figure(
@@ -25,7 +32,7 @@ def spectrum_figure(
         kinds = {s.is_directions() for s in comparison.selections}
         normalisation = "top" if len(kinds) > 1 else "none"
     return plots.spectrum_plot(
-        [(s.label, s.eigenvalues) for s in comparison.selections],
+        [(legend_label(s), s.eigenvalues) for s in comparison.selections],
         normalisation=normalisation,
         fmt=fmt,
     )
@@ -42,7 +49,7 @@ def homogeneity_figure(comparison: Comparison, *, scale: str = "log", fmt: str =
             continue
         matrix = np.asarray(h[scale])
         off_diagonal = ~np.eye(matrix.shape[0], dtype=bool)
-        values[s.label] = matrix[off_diagonal]
+        values[legend_label(s)] = matrix[off_diagonal]
     if not values:
         raise InvalidDataError("homogeneity needs a selection with at least two spectra")
     return plots.homogeneity_histogram(values, scale=scale, fmt=fmt)
@@ -59,7 +66,7 @@ def heatmap_figure(
     if h is None:
         raise InvalidDataError("homogeneity needs a selection with at least two spectra")
     return plots.homogeneity_heatmap(
-        np.asarray(h[scale]), label=comparison.selections[index].label, scale=scale, fmt=fmt
+        np.asarray(h[scale]), label=legend_label(comparison.selections[index]), scale=scale, fmt=fmt
     )
 
 
@@ -185,7 +192,7 @@ def render_plots(
                     s.spectrum_ids[0],
                     axes=axes,
                     steps=steps,
-                    label=s.label,
+                    label=legend_label(s),
                     code_from=code_from,
                     fmt=fmt,
                 )
