@@ -105,6 +105,13 @@ def test_lists_status_compare_export_plots_against_a_server(
 
     code, _, _ = run(["plots", job_id, "--out", str(tmp_path / "only")], capsys)
     assert code == 0 and (tmp_path / "only" / "spectrum.png").exists()
+    code, _, err = run(
+        ["plots", job_id, "--out", str(tmp_path / "local"), "--database", module_pg_url], capsys
+    )
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "only").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "local").iterdir())  # the same files
+    assert any(name.startswith("montage-") for name in names) and "homogeneity-log.png" in names
 
     code, _, err = run(["status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
