@@ -189,3 +189,30 @@ def test_a_degenerate_generator_is_flagged_in_every_figure_legend() -> None:
         assert b"sefa [DEGENERATE]" not in picture, name
     clean = render_plots(cast(Any, None), _comparison()[0], formats=("svg",), montages=False)
     assert not any(b"DEGENERATE" in picture for picture in clean.values())
+
+
+def test_the_clients_frames_are_the_tables_as_dataframes() -> None:
+    """StoredComparison.frames(): one pandas DataFrame per table, its columns and values the
+    CSV's (full precision, intervals as two columns), the known numbers in their cells."""
+    import pandas as pd  # a dev extra (pyproject.toml): the tests run with it
+
+    from api.client.comparisons import StoredComparison
+
+    document = result_document(_comparison()[0])
+    view = {"id": "c", "status": "succeeded", "progress": 1.0, "document": document}
+    frames = StoredComparison.from_json(view).frames()
+    tables = comparison_tables(document)
+    assert list(frames) == [table.name for table in tables]
+    csv_blocks = render_tables(document, "csv").split("\n\n")
+    for table, block in zip(tables, csv_blocks, strict=False):
+        frame = frames[table.name]
+        assert isinstance(frame, pd.DataFrame) and len(frame) == len(table.rows)
+        header = next(csv.reader(io.StringIO(block)))
+        assert ["table", *frame.columns] == header
+    top = document["members"][0]["anisotropy"]["statistics"]["top_eigenvalue"]
+    hessians = frames[tables[0].name]
+    assert hessians.loc[0, "λ₁ median"] == top["median"]
+    assert hessians.loc[0, "λ₁ mean 95 % CI low"] == top["ci95"][0]
+    assert hessians.loc[0, "λ₁ mean 95 % CI high"] == top["ci95"][1]
+    with pytest.raises(ValueError, match="no result yet"):
+        StoredComparison.from_json({**view, "status": "running", "document": None}).frames()
