@@ -84,9 +84,15 @@ async def login(
         else None
     )
     if record is None:
-        return _page(request, "login.html", 401, title="Sign in", next=next,
-                     error="This API key is not valid. Create one with "
-                           "`spectra keys create --owner NAME --scopes read,submit`.")  # fmt: skip
+        return _page(
+            request,
+            "login.html",
+            401,
+            title="Sign in",
+            next=next,
+            error="This API key is not valid. Create one with "
+            "`spectra keys create --owner NAME --scopes read,submit`.",
+        )
     await sign_in(request, record.id)
     target = (
         next if next.startswith(f"{PREFIX}/") and not next.startswith("//") else f"{PREFIX}/jobs"

@@ -41,9 +41,13 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_lists_status_compare_export_plots_against_a_server(
-    live_server: LiveServer, computed: dict[str, Any], tmp_path: Path, module_pg_url: str,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    live_server: LiveServer,
+    computed: dict[str, Any],
+    tmp_path: Path,
+    module_pg_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)  # the environment names the server
     monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     job_id = computed["job"]
