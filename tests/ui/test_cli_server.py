@@ -345,6 +345,8 @@ def test_campaign_commands_against_a_server(
     # Nothing left to cancel: a 409 as for a finished job, printed; the campaign stays succeeded.
     code, out, err = run(["campaign", "cancel", campaign_id], capsys)
     assert code == 1 and "HTTP 409" in err and "already ended" in err
+    code, _, err = run(["campaign", "cancel", campaign_id, "--database", module_pg_url], capsys)
+    assert code == 2 and "already ended (succeeded); nothing to cancel" in err
     code, _, err = run(["campaign", "status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
 
