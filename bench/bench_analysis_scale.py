@@ -3,7 +3,7 @@ HTTP as a stored comparison and completed by a worker in bounded memory.
 
 1. Writes N synthetic spectra (top-k eigenvectors float32, every eigenvalue recorded with them,
    as the full methods do) into an embedded SQLite store in a temporary directory through the
-   store's insert path, plus one SeFa-like set of directions on the same model, so that the
+   store's batch insert path (save_spectra, one transaction per batch), plus one SeFa-like set of directions on the same model, so that the
    comparison also aligns the two average metrics.
 2. Serves the real API (``create_app``, uvicorn, one process) on that store, with a dispatcher
    that only queues what it is handed (as Celery would), and times ``POST /v1/comparisons``
@@ -14,9 +14,16 @@ HTTP as a stored comparison and completed by a worker in bounded memory.
    settings (homogeneity's pair limit, chunked eigenvector reads, the analysis device) and
    max_positions = 500; then reads the stored comparison back over HTTP.
 
-Prints a table and writes bench/results/bench_analysis_scale.json (with the date and machine).
+Each N given is measured in its own store: bounded memory shows as a worker peak RSS that
+stays about the same from one N to the next while holding every position's eigenvectors
+("vectors at once") would grow with N. Prints a table and writes
+bench/results/bench_analysis_scale.json (with the date and machine) through bench/results_io.
 
-    python bench/bench_analysis_scale.py                   # N = 10000, d = 512, k = 64
+numpy's BLAS runs single-threaded here (OPENBLAS_NUM_THREADS=1, as the tests and workers do):
+with its default thread pool each small QR of the synthetic writer fights the other threads for
+the cores and writing the spectra, not comparing them, dominated the run.
+
+    python bench/bench_analysis_scale.py                   # N = 2500 and 10000, d = 512, k = 64
     python bench/bench_analysis_scale.py --n 2000 --d 256 --k 32
 """
 
@@ -34,7 +41,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+for _blas in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_blas, "1")  # before numpy loads; the worker's process inherits it
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -42,6 +52,9 @@ if str(REPO) not in sys.path:
 sys.path.insert(0, str(REPO / "bench"))
 
 from results_io import Table, write_results  # noqa: E402  (bench/ is not a package)
+
+if TYPE_CHECKING:
+    from services.pipeline.costs import Workers
 
 REPEATS = 5
 
@@ -72,6 +85,12 @@ class QueueingDispatcher:
         self.comparisons.append(comparison_id)
 
     def revoke(self, chunk_ids: list[str]) -> None:
+        return None
+
+    def plan_job(self, job_id: str, workers: Workers) -> None:
+        return None
+
+    def measure_profile(self, inputs: dict[str, Any], workers: Workers) -> None:
         return None
 
     def ping(self, timeout_s: float) -> None:
@@ -203,9 +222,51 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     )
 
 
+def measure(n: int, d: int, k: int, max_positions: int) -> dict[str, Any]:
+    """One size: write, submit over HTTP, complete on the worker's code path, read back."""
+    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as directory:
+        url = f"sqlite:///{directory}/spectra.db"
+        jobs = write(url, n, d, k)
+        size = os.path.getsize(f"{directory}/spectra.db")
+        measured = serve_and_submit(url, jobs, max_positions)
+    return {
+        "n": n,
+        "d": d,
+        "k": k,
+        "write_s": jobs["write_s"],
+        "store_bytes": size,
+        "eigenvectors_at_once_mib": n * d * min(k, 128) * 4 / 2**20,
+        **measured,
+    }
+
+
+def _row(run: dict[str, Any]) -> tuple[str, ...]:
+    w = run["worker"]
+    h = (run["document_homogeneity"] or {}).get("sample") or {}
+    sample = (
+        f"{h.get('n_positions_used')} of {h.get('n_positions_total')} positions, "
+        f"{h.get('n_pairs')} pairs"
+        + (f" (seed {h.get('seed')}, {h.get('limited_by')})" if h.get("sampled") else " (all)")
+    )
+    return (
+        str(run["n"]),
+        str(run["d"]),
+        str(run["k"]),
+        f"{run['write_s']:.1f}",
+        f"{run['submit_first_ms']:.1f}",
+        f"{run['submit_again_ms_median']:.1f}",
+        f"{run['get_ms']:.1f}",
+        f"{w['total_s']:.1f}",
+        f"{w['peak_rss_mib']:.0f}",
+        f"{run['eigenvectors_at_once_mib']:.0f}",
+        w["status"],
+        sample,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--n", type=int, nargs="+", default=[2_500, 10_000])
     parser.add_argument("--d", type=int, default=512)
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--max-positions", type=int, default=500)
@@ -215,59 +276,39 @@ def main() -> int:
         case = json.loads(args.worker)
         print(json.dumps(worker(case["url"], case["id"])))
         return 0
+    load_at_start = os.getloadavg()
 
-    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as directory:
-        url = f"sqlite:///{directory}/spectra.db"
-        jobs = write(url, args.n, args.d, args.k)
-        size = os.path.getsize(f"{directory}/spectra.db")
-        measured = serve_and_submit(url, jobs, args.max_positions)
-    w = measured["worker"]
-    h = (measured["document_homogeneity"] or {}).get("sample") or {}
-    at_once_mib = args.n * args.d * min(args.k, 128) * 4 / 2**20
-    rows: list[tuple[str, ...]] = [
-        (
-            "N",
-            "d",
-            "k",
-            "write s",
-            "POST ms (first)",
-            f"POST ms (again, median of {REPEATS})",
-            "GET ms",
-            "worker s",
-            "worker peak RSS MiB",
-            "vectors at once MiB",
-            "status",
-            "homogeneity sample",
-        ),
-        (
-            str(args.n),
-            str(args.d),
-            str(args.k),
-            f"{jobs['write_s']:.1f}",
-            f"{measured['submit_first_ms']:.1f}",
-            f"{measured['submit_again_ms_median']:.1f}",
-            f"{measured['get_ms']:.1f}",
-            f"{w['total_s']:.1f}",
-            f"{w['peak_rss_mib']:.0f}",
-            f"{at_once_mib:.0f}",
-            w["status"],
-            f"{h.get('n_positions_used')} of {h.get('n_positions_total')} positions, "
-            f"{h.get('n_pairs')} pairs"
-            + (f" (seed {h.get('seed')}, {h.get('limited_by')})" if h.get("sampled") else " (all)"),
-        ),
-    ]
+    header: tuple[str, ...] = (
+        "N",
+        "d",
+        "k",
+        "write s",
+        "POST ms (first)",
+        f"POST ms (again, median of {REPEATS})",
+        "GET ms",
+        "worker s",
+        "worker peak RSS MiB",
+        "vectors at once MiB",
+        "status",
+        "homogeneity sample",
+    )
+    rows: list[tuple[str, ...]] = [header]
+    runs = []
+    for n in args.n:
+        run = measure(n, args.d, args.k, args.max_positions)
+        runs.append(run)
+        rows.append(_row(run))
+        print(_table([header, rows[-1]]), flush=True)
     print(_table(rows))
-    for note in measured["notes"]:
+    for note in runs[-1]["notes"]:
         print(f"note: {note}")
     payload = {
-        "n": args.n,
         "d": args.d,
         "k": args.k,
         "max_positions": args.max_positions,
-        "write_s": jobs["write_s"],
-        "store_bytes": size,
-        "eigenvectors_at_once_mib": at_once_mib,
-        **measured,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "load_average_at_start": load_at_start,
+        "runs": runs,
     }
     table = Table(
         title="A campaign-sized comparison submitted over HTTP, completed by a worker",
@@ -278,6 +319,8 @@ def main() -> int:
             "worker: services.comparisons.stored.run_comparison (the Celery task's code) in a "
             "fresh process, its peak RSS the comparison's own; vectors at once: what holding "
             "every position's eigenvectors would take",
+            f"{os.cpu_count()} cores shared with other work (load average at start "
+            f"{load_at_start[0]:.1f}): the seconds are a loaded machine's",
         ],
     )
     json_path, _ = write_results("bench_analysis_scale", payload, table)

@@ -32,7 +32,8 @@ from services import geometry
 from services.comparability import ComparabilityKey, SpacesDifferError, space_of
 from services.geometry import paired as geometry_paired
 from services.geometry import transports
-from services.store import Store
+from services.patterns import names_a_file
+from services.store import InvalidDataError, Store
 
 COMPARISON_TRANSPORTS = ("w+->w", "w->w+", "w->z")
 _SPACES = {"w+->w": ("w", "w+"), "w->w+": ("w", "w+"), "w->z": ("z", "w"), "z->w": ("z", "w")}
@@ -100,16 +101,23 @@ def _full(member: Member) -> bool:
     return member.full_eigenvalues is not None or member.key.kept == "all"
 
 
-def spectrum_generator(store: Store, spectrum_id: str) -> Any:
-    """The generator a stored spectrum was computed on, in its job's space with its ψ (the
-    codes and eigenvectors live there), on the CPU in float32 (the moves copy what they
-    need to float64)."""
+def spectrum_generator(store: Store, spectrum_id: str, device: str = "cpu") -> Any:
+    """The generator a stored spectrum was computed on, in its job's space (z, or a
+    StyleGAN2's w / w+) with its ψ: the codes and eigenvectors live there. In float32 (the
+    moves copy what they need to float64). An imported job whose model names a file is refused
+    (InvalidDataError): its label came with someone's file and is kept as data, never loaded
+    (loading would run or unpickle whatever it names on this machine)."""
     from services.pipeline.cache import cached_generator
 
     record = store.get_spectrum(spectrum_id)
     resolved = store.get_job(record.job_id).resolved
+    if resolved.get("imported") and names_a_file(record.model):
+        raise InvalidDataError(
+            f"job {record.job_id[:8]} was imported: its model {record.model!r} names a file "
+            "and is kept as data only, never loaded; compute the spectra here to draw them"
+        )
     space = resolved.get("space") or "z"
-    return cached_generator(record.model, "cpu", "float32", space, resolved.get("psi"))
+    return cached_generator(record.model, device, "float32", space, resolved.get("psi"))
 
 
 def sefa_scale_notes(store: Store, members: Sequence[Member], notes: list[str]) -> None:

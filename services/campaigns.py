@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from services.config import Settings
 from services.patterns import TEXT_PATTERN, Seed, Tag
 from services.pipeline import JobSpec, SpecError, cancel_job, submit_job
-from services.store import InvalidDataError, NotFoundError, Store
+from services.store import ConflictError, InvalidDataError, Store
 from services.store.campaigns import CampaignMember, CampaignRecord
 
 if TYPE_CHECKING:
-    from services.comparisons import Comparison
+    from services.comparisons.requests import ComparisonRequest
+    from services.store.comparisons import ComparisonRecord
 
 MAX_MEMBERS = 32
 Dispatch = Callable[[list[str]], None]
@@ -256,48 +257,93 @@ def campaign_status(store: Store, campaign_id: str, owner: str | None) -> Campai
 def cancel_campaign(
     store: Store, campaign_id: str, owner: str | None, revoke: Dispatch | None
 ) -> CampaignStatus:
-    """Cancel every member still queued or running (finished members keep their results)."""
+    """Cancel every member still queued or running (finished members keep their results); a
+    campaign with nothing left to cancel is a ConflictError (409), as a finished job's is."""
     record = store.get_campaign(campaign_id, owner)
-    for member in record.members:
-        if store.get_job(member.job_id).status in ("queued", "running"):
-            cancel_job(store, member.job_id, revoke)
+    unfinished = [
+        m.job_id for m in record.members if store.get_job(m.job_id).status in ("queued", "running")
+    ]
+    if not unfinished:
+        status = campaign_status(store, campaign_id, owner)
+        raise ConflictError(
+            f"campaign {record.name!r} has already ended ({status.status}); nothing to cancel"
+        )
+    for job_id in unfinished:
+        cancel_job(store, job_id, revoke)
     return campaign_status(store, campaign_id, owner)
 
 
-def compare_campaign(
-    store: Store,
-    campaign_id: str,
-    owner: str | None,
-    *,
-    k: int = 10,
-    max_positions: int = 100,
-    include_partial: bool = False,
-    seed: int = 0,
-    settings: Settings | None = None,
-) -> Comparison:
-    """The comparison matrix over a campaign's members, each labelled by its member name:
-    anisotropy and homogeneity per member; Hessian <-> SeFa <-> GANSpace, model <-> model
-    (where dimensions match) and method <-> method alignments for every pair. Members with
-    nothing comparable yet (still queued, or only partial results) are named in the notes."""
-    from services.comparisons import Selection, compare_loaded, load_selection
+@dataclass(frozen=True)
+class CampaignComparisonOptions:
+    """What a campaign's comparison takes beyond its members (as ``POST /v1/comparisons``)."""
+
+    k: int = 10
+    max_positions: int = 100
+    seed: int = 0
+    include_partial: bool = False
+    formats: tuple[str, ...] = ("png",)
+    normalise: str | None = None
+    montages: bool = False
+
+
+def campaign_comparison_request(
+    store: Store, campaign_id: str, owner: str | None, options: CampaignComparisonOptions
+) -> tuple[ComparisonRequest, list[str]]:
+    """The stored comparison that compares a campaign: one selection per member with results,
+    labelled by its member name, and a note per member left out (still queued, or only partial
+    results without ``include_partial``). Anisotropy and homogeneity per member; Hessian <->
+    SeFa <-> GANSpace, model <-> model (where dimensions match) and method <-> method
+    alignments for every pair."""
+    from services.comparisons.requests import ComparisonRequest, Selection
 
     record = store.get_campaign(campaign_id, owner)
-    loaded, skipped = [], []
-    for index, member in enumerate(record.members):
+    selections, skipped = [], []
+    for member in record.members:
+        job = store.get_job(member.job_id)
+        if job.n_done == 0 or not (options.include_partial or job.status == "succeeded"):
+            skipped.append(
+                f"{member.member}: not compared (job {job.id} {job.status}, "
+                f"{job.n_done} spectra; include_partial uses partial results)"
+            )
+            continue
         selection = Selection(
-            job_id=member.job_id, label=member.member, include_partial=include_partial
+            job_id=member.job_id, label=member.member, include_partial=options.include_partial
         )
-        try:
-            loaded.append(load_selection(store, selection, owner, index))
-        except (NotFoundError, InvalidDataError) as error:
-            skipped.append(f"{member.member}: not compared ({error})")
-    if not loaded:
+        selections.append(selection)
+    if not selections:
         raise InvalidDataError(
             f"campaign {record.name!r} has no member with results yet; follow it with "
             f"GET /v1/campaigns/{record.id}"
         )
-    result = compare_loaded(
-        store, loaded, k=k, max_positions=max_positions, seed=seed, settings=settings
+    request = ComparisonRequest.model_validate(
+        {
+            "selections": selections,
+            "k": options.k,
+            "max_positions": options.max_positions,
+            "seed": options.seed,
+            "formats": list(options.formats),
+            "normalise": options.normalise,
+            "montages": options.montages,
+        }
     )
-    result.notes.extend(skipped)
-    return result
+    return request, skipped
+
+
+def submit_campaign_comparison(
+    store: Store,
+    campaign_id: str,
+    options: CampaignComparisonOptions,
+    *,
+    owner: str,
+    visible_owner: str | None,
+    dispatch: Callable[[str], None],
+) -> tuple[ComparisonRecord, bool, list[str]]:
+    """A campaign's comparison as ONE stored comparison (the same request over the same
+    spectra is the same one): (record, created, members left out). Nothing is computed here."""
+    from services.comparisons.stored import submit_comparison
+
+    request, skipped = campaign_comparison_request(store, campaign_id, visible_owner, options)
+    record, created = submit_comparison(
+        store, request, owner=owner, visible_owner=visible_owner, dispatch=dispatch
+    )
+    return record, created, skipped

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from services.comparability import ComparabilityKey
 from services.comparisons import Selection
 from services.comparisons.compute import Comparison
 from services.comparisons.document import DOCUMENT_VERSION, result_document
+from services.comparisons.figures import render_plots
 from services.comparisons.selection import LoadedSelection
 from services.comparisons.tables import TABLE_FORMATS, comparison_tables, render_tables
 
@@ -169,3 +171,48 @@ def test_the_heatmap_colour_scale_spans_the_data() -> None:
     assert plots.heatmap_range(off) == (0.81, 0.97)
     low, high = plots.heatmap_range(np.array([0.9, 0.9]))
     assert low < 0.9 < high and not math.isclose(low, high)
+
+
+def test_a_degenerate_generator_is_flagged_in_every_figure_legend() -> None:
+    """The figures name the member as the tables do (SVG keeps its text as text)."""
+    flagged = render_plots(
+        cast(Any, None), _comparison(degenerate=True)[0], formats=("svg",), montages=False
+    )
+    assert sorted(flagged) == [
+        "heatmap-hess.svg",
+        "homogeneity-linear.svg",
+        "homogeneity-log.svg",
+        "spectrum.svg",
+    ]
+    for name, picture in flagged.items():
+        assert b"hess [DEGENERATE]" in picture, name
+        assert b"sefa [DEGENERATE]" not in picture, name
+    clean = render_plots(cast(Any, None), _comparison()[0], formats=("svg",), montages=False)
+    assert not any(b"DEGENERATE" in picture for picture in clean.values())
+
+
+def test_the_clients_frames_are_the_tables_as_dataframes() -> None:
+    """StoredComparison.frames(): one pandas DataFrame per table, its columns and values the
+    CSV's (full precision, intervals as two columns), the known numbers in their cells."""
+    import pandas as pd  # a dev extra (pyproject.toml): the tests run with it
+
+    from api.client.comparisons import StoredComparison
+
+    document = result_document(_comparison()[0])
+    view = {"id": "c", "status": "succeeded", "progress": 1.0, "document": document}
+    frames = StoredComparison.from_json(view).frames()
+    tables = comparison_tables(document)
+    assert list(frames) == [table.name for table in tables]
+    csv_blocks = render_tables(document, "csv").split("\n\n")
+    for table, block in zip(tables, csv_blocks, strict=False):
+        frame = frames[table.name]
+        assert isinstance(frame, pd.DataFrame) and len(frame) == len(table.rows)
+        header = next(csv.reader(io.StringIO(block)))
+        assert ["table", *frame.columns] == header
+    top = document["members"][0]["anisotropy"]["statistics"]["top_eigenvalue"]
+    hessians = frames[tables[0].name]
+    assert hessians.loc[0, "λ₁ median"] == top["median"]
+    assert hessians.loc[0, "λ₁ mean 95 % CI low"] == top["ci95"][0]
+    assert hessians.loc[0, "λ₁ mean 95 % CI high"] == top["ci95"][1]
+    with pytest.raises(ValueError, match="no result yet"):
+        StoredComparison.from_json({**view, "status": "running", "document": None}).frames()

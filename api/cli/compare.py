@@ -74,7 +74,7 @@ def comparison_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the result document as JSON")
 
 
-def _formats(args: argparse.Namespace) -> list[str]:
+def figure_formats(args: argparse.Namespace) -> list[str]:
     formats = list(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
     unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
     if unknown or not formats:
@@ -82,13 +82,13 @@ def _formats(args: argparse.Namespace) -> list[str]:
     return formats
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def comparison_options(args: argparse.Namespace) -> dict[str, Any]:
     """The stored comparison's request options: the same on both paths."""
     return {
         "k": args.k,
         "max_positions": args.max_positions,
         "seed": args.seed,
-        "formats": _formats(args),
+        "formats": figure_formats(args),
         "normalise": args.normalise,
         "montages": bool(args.plots),
         "transport": args.transport,
@@ -100,16 +100,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     process (the same use case, the same record): the same tables, flags and files."""
     if use_server(args):
         with client(args) as server:
-            stored = server.submit_comparison(args.selections, **_options(args))
-            stored = server.follow_comparison(stored.id, interval_s=0.5)
-            if stored.status != "succeeded" or stored.document is None:
-                raise CliError(f"comparison {stored.id} {stored.status}: {stored.error}", 1)
-            pictures = (
-                {name: server.comparison_figure(stored.id, name) for name in stored.figures}
-                if args.plots
-                else {}
-            )
-        write_comparison(stored.document, pictures, args)
+            stored = server.submit_comparison(args.selections, **comparison_options(args))
+            show_server_comparison(server, stored.id, args)
         return 0
     from services import comparisons as comparison
     from services.comparisons.requests import ComparisonRequest
@@ -119,10 +111,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store = open_store(args.database)
     try:
         selections = [comparison.parse_selection(text) for text in args.selections]
-        request = ComparisonRequest(selections=selections, **_options(args))
+        request = ComparisonRequest(selections=selections, **comparison_options(args))
     except ValueError as error:
         raise CliError(str(error)) from None
     record = compare_in_process(store, request, owner=LOCAL_OWNER, settings=get_settings())
+    show_local_comparison(store, record, args)
+    return 0
+
+
+def show_server_comparison(server: Any, comparison_id: str, args: argparse.Namespace) -> None:
+    """Follow a server's stored comparison to its end, then write it as the embedded path does."""
+    stored = server.follow_comparison(comparison_id, interval_s=0.5)
+    if stored.status != "succeeded" or stored.document is None:
+        raise CliError(f"comparison {stored.id} {stored.status}: {stored.error}", 1)
+    pictures = (
+        {name: server.comparison_figure(stored.id, name) for name in stored.figures}
+        if args.plots
+        else {}
+    )
+    write_comparison(stored.document, pictures, args)
+
+
+def show_local_comparison(store: Any, record: Any, args: argparse.Namespace) -> None:
+    """A stored comparison computed in process: THE tables and the requested files."""
     if record.status != "succeeded" or record.document is None:
         raise CliError(f"comparison {record.id} {record.status}: {record.error}", 1)
     pictures = (
@@ -131,7 +142,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else {}
     )
     write_comparison(record.document, pictures, args)
-    return 0
 
 
 def write_comparison(
@@ -146,17 +156,3 @@ def write_comparison(
     if args.json:
         Path(args.json).write_text(json.dumps(document, indent=1))
         print(f"wrote {args.json}")
-
-
-def write_comparison_outputs(store: Any, result: Any, args: argparse.Namespace) -> None:
-    """A campaign's comparison (computed in process): the same tables and files."""
-    from services import comparisons as comparison
-
-    pictures = (
-        comparison.render_plots(
-            store, result, formats=tuple(_formats(args)), normalisation=args.normalise
-        )
-        if args.plots
-        else {}
-    )
-    write_comparison(comparison.result_document(result), pictures, args)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from api.cli.connect import client, open_store, use_server
-from api.cli.errors import CliError
+from api.cli.errors import LOCAL_OWNER, CliError
 from api.cli.ids import resolve
 from api.cli.options import list_options, server_or_database
-from api.cli.pictures import server_plots, write_pictures
+from api.cli.pictures import write_pictures
 from api.cli.registry import Commands
 from api.cli.text import number, table
 
@@ -115,19 +115,33 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
-    """The comparison's pictures only (spectrum, homogeneity, a montage per selection)."""
+    """The comparison's pictures only (spectra, homogeneity, a heatmap and a montage per
+    selection): one stored comparison with montages, on the server's workers or in this
+    process, so both write the same files under the same names as ``compare --plots``."""
+    options: dict[str, Any] = {"k": 1, "montages": True}
     if use_server(args):
         with client(args) as server:
-            result = server.compare(args.selections, k=1).raw
-            pictures = server_plots(server, args.selections, result)
+            stored = server.submit_comparison(args.selections, **options)
+            stored = server.follow_comparison(stored.id, interval_s=0.5)
+            if stored.status != "succeeded":
+                raise CliError(f"comparison {stored.id} {stored.status}: {stored.error}", 1)
+            pictures = {name: server.comparison_figure(stored.id, name) for name in stored.figures}
     else:
         from services import comparisons as comparison
+        from services.comparisons.requests import ComparisonRequest
+        from services.comparisons.stored import compare_in_process
+        from services.config import get_settings
 
         store = open_store(args.database)
-        selections = [comparison.parse_selection(text) for text in args.selections]
-        pictures = comparison.render_plots(
-            store, comparison.compare(store, selections, owner=None, k=1)
-        )
+        try:
+            selections = [comparison.parse_selection(text) for text in args.selections]
+            request = ComparisonRequest(selections=selections, **options)
+        except ValueError as error:
+            raise CliError(str(error)) from None
+        record = compare_in_process(store, request, owner=LOCAL_OWNER, settings=get_settings())
+        if record.status != "succeeded":
+            raise CliError(f"comparison {record.id} {record.status}: {record.error}", 1)
+        pictures = {name: store.comparison_figure(record.id, name).data for name in record.figures}
     write_pictures(args.out, pictures)
     return 0
 

@@ -214,19 +214,12 @@ class AsyncSpectraClient:
     async def cancel_campaign(self, campaign_id: str) -> Campaign:
         return await self._run(calls.cancel_campaign(campaign_id))
 
-    async def compare_campaign(
-        self,
-        campaign_id: str,
-        *,
-        k: int = 10,
-        max_positions: int = 100,
-        seed: int = 0,
-        include_partial: bool = False,
-    ) -> Comparison:
-        """The comparison over the campaign's members (as ``compare`` of their jobs)."""
-        return await self._run(
-            calls.compare_campaign(campaign_id, k, max_positions, seed, include_partial)
-        )
+    async def compare_campaign(self, campaign_id: str, **options: Any) -> StoredComparison:
+        """Submit the campaign's comparison: ONE stored comparison over its members with results
+        (options: k, max_positions, seed, include_partial, formats, normalise, montages); the
+        view's ``raw["skipped"]`` names the members left out. Follow it with
+        ``follow_comparison``."""
+        return await self._run(comparisons.campaign(campaign_id, options))
 
     # stored comparisons
     async def submit_comparison(

@@ -250,20 +250,3 @@ def campaigns(tag: str | None) -> Call[list[Campaign]]:
 
 def cancel_campaign(campaign_id: str) -> Call[Campaign]:
     return Call("POST", f"/v1/campaigns/{campaign_id}/cancel", _campaign)
-
-
-def compare_campaign(
-    campaign_id: str, k: int, max_positions: int, seed: int, include_partial: bool
-) -> Call[Comparison]:
-    body = {
-        "k": k,
-        "max_positions": max_positions,
-        "seed": seed,
-        "include_partial": include_partial,
-    }
-    return Call(
-        "POST",
-        f"/v1/campaigns/{campaign_id}/compare",
-        lambda r: Comparison.from_json(r.json()),
-        json=body,
-    )

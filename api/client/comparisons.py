@@ -76,6 +76,12 @@ def submit(
     return Call("POST", "/v1/comparisons", _view, json=body)
 
 
+def campaign(campaign_id: str, options: Mapping[str, Any]) -> Call[StoredComparison]:
+    """A campaign's comparison: ONE stored comparison over its members with results."""
+    given = {key: value for key, value in options.items() if value is not None}
+    return Call("POST", f"/v1/campaigns/{campaign_id}/compare", _view, json=given)
+
+
 def get(comparison_id: str) -> Call[StoredComparison]:
     return Call("GET", f"/v1/comparisons/{comparison_id}", _view)
 

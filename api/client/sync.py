@@ -226,19 +226,12 @@ class SpectraClient:
     def cancel_campaign(self, campaign_id: str) -> Campaign:
         return self._run(calls.cancel_campaign(campaign_id))
 
-    def compare_campaign(
-        self,
-        campaign_id: str,
-        *,
-        k: int = 10,
-        max_positions: int = 100,
-        seed: int = 0,
-        include_partial: bool = False,
-    ) -> Comparison:
-        """The comparison over the campaign's members (as ``compare`` of their jobs)."""
-        return self._run(
-            calls.compare_campaign(campaign_id, k, max_positions, seed, include_partial)
-        )
+    def compare_campaign(self, campaign_id: str, **options: Any) -> StoredComparison:
+        """Submit the campaign's comparison: ONE stored comparison over its members with results
+        (options: k, max_positions, seed, include_partial, formats, normalise, montages); the
+        view's ``raw["skipped"]`` names the members left out. Follow it with
+        ``follow_comparison``."""
+        return self._run(comparisons.campaign(campaign_id, options))
 
     # stored comparisons
     def submit_comparison(

@@ -4,7 +4,7 @@ member is an ordinary job (``/v1/jobs/{id}``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -14,9 +14,10 @@ from api.auth import ReadPrincipal, SubmitPrincipal
 from api.deps import DispatcherDep, SettingsDep, StoreDep, ensure_model_served
 from api.errors import ApiProblem
 from api.params import CampaignIdPath
+from api.routes.compare import submitted_comparison
 from api.routes.jobs import PROBLEM_RESPONSES
 from services import campaigns
-from services.comparisons import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS, result_document
+from services.comparisons import DEFAULT_MAX_POSITIONS, MAX_POSITIONS, MAX_VECTORS
 from services.patterns import TEXT_PATTERN
 
 router = APIRouter(tags=["campaigns"])
@@ -40,6 +41,13 @@ class CampaignCompareRequest(BaseModel):
         description="seed of the homogeneity's sample of positions (recorded)",
     )
     include_partial: bool = Field(default=False, description="use members' partial results")
+    formats: list[Literal["png", "svg", "pdf"]] = Field(
+        default=["png"], min_length=1, max_length=3, description="figure formats to store"
+    )
+    normalise: Literal["none", "top", "trace"] | None = Field(
+        default=None, description="spectrum figure as λ, λ/λ₁ or λ/trace (as /v1/comparisons)"
+    )
+    montages: bool = Field(default=False, description="also render a montage per member")
 
 
 def _invalid(error: campaigns.CampaignSpecError) -> ApiProblem:
@@ -128,25 +136,35 @@ def cancel_campaign(
 
 @router.post(
     "/campaigns/{campaign_id}/compare",
-    responses=PROBLEM_RESPONSES,
-    summary="The comparison matrix over a campaign's members",
+    status_code=202,
+    responses={
+        200: {"description": "The same comparison over the same spectra: the stored one"},
+        **PROBLEM_RESPONSES,
+    },
+    summary="Compare a campaign's members: ONE stored comparison (202 and its link)",
 )
 def compare_campaign(
     campaign_id: CampaignId,
     body: CampaignCompareRequest,
     store: StoreDep,
-    settings: SettingsDep,
-    principal: ReadPrincipal,
-) -> dict[str, Any]:
-    result = campaigns.compare_campaign(
-        store,
-        campaign_id,
-        principal.visible_owner,
+    dispatcher: DispatcherDep,
+    principal: SubmitPrincipal,
+) -> JSONResponse:
+    options = campaigns.CampaignComparisonOptions(
         k=body.k,
         max_positions=body.max_positions,
-        include_partial=body.include_partial,
         seed=body.seed,
-        settings=settings,
+        include_partial=body.include_partial,
+        formats=tuple(body.formats),
+        normalise=body.normalise,
+        montages=body.montages,
     )
-    # The earlier shape and THE result document every face renders.
-    return {**result.to_json(), "document": result_document(result)}
+    record, created, skipped = campaigns.submit_campaign_comparison(
+        store,
+        campaign_id,
+        options,
+        owner=principal.owner,
+        visible_owner=principal.visible_owner,
+        dispatch=dispatcher.dispatch_comparison,
+    )
+    return submitted_comparison(record, created, skipped=skipped)

@@ -76,8 +76,13 @@ def comparison_view(record: ComparisonRecord) -> dict[str, Any]:
     return view
 
 
-def _submitted(record: ComparisonRecord, created: bool) -> JSONResponse:
+def submitted_comparison(
+    record: ComparisonRecord, created: bool, *, skipped: list[str] | None = None
+) -> JSONResponse:
+    """202 for a new comparison, 200 for the stored one; ``skipped``: what was left out."""
     view = comparison_view(record)
+    if skipped is not None:
+        view["skipped"] = skipped
     return JSONResponse(
         view, status_code=202 if created else 200, headers={"Location": view["links"]["self"]}
     )
@@ -97,7 +102,7 @@ def submit(request: Request, body: ComparisonRequest, principal: SubmitPrincipal
         visible_owner=principal.visible_owner,
         dispatch=get_dispatcher(request).dispatch_comparison,
     )
-    return _submitted(record, created)
+    return submitted_comparison(record, created)
 
 
 @router.get("/comparisons", responses=PROBLEM_RESPONSES, summary="List comparisons, newest first")
@@ -199,7 +204,7 @@ def compare_selections(
             visible_owner=principal.visible_owner,
             dispatch=get_dispatcher(request).dispatch_comparison,
         )
-        response = _submitted(record, created)
+        response = submitted_comparison(record, created)
         response.status_code = 202
         return response
     result = compare(

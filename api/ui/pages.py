@@ -21,6 +21,7 @@ from api.ui import figures
 from api.ui.session import CsrfChecked, UiUser, UserDep, sign_in, sign_out
 from services import comparisons as comparison
 from services import submission
+from services.comparisons.figures import legend_label
 from services.comparisons.requests import ComparisonRequest
 from services.comparisons.stored import (
     SYNC_MAX_SPECTRA,
@@ -264,7 +265,7 @@ def spectra_page(
     )
     loaded = result.selections[0]
     eigenvalues = loaded.eigenvalues[:MAX_PLOT_POSITIONS]
-    series = [(loaded.label, eigenvalues)]
+    series = [(legend_label(loaded), eigenvalues)]
     heatmap = None
     homogeneity = result.homogeneity[0]
     if homogeneity is not None:

@@ -4,16 +4,22 @@ set of files a comparison writes."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 
 from services import plots
-from services.patterns import names_a_file
+from services.across_members import spectrum_generator
 from services.store import InvalidDataError, Store
 
 from .compute import Comparison
 from .selection import LoadedSelection
+from .tables import marked_label
+
+
+def legend_label(selection: LoadedSelection) -> str:
+    """The member's name in a figure, marked as the tables mark it when its generator is
+    degenerate."""
+    return marked_label(selection.label, selection.is_degenerate())
 
 
 def spectrum_figure(
@@ -25,7 +31,7 @@ def spectrum_figure(
         kinds = {s.is_directions() for s in comparison.selections}
         normalisation = "top" if len(kinds) > 1 else "none"
     return plots.spectrum_plot(
-        [(s.label, s.eigenvalues) for s in comparison.selections],
+        [(legend_label(s), s.eigenvalues) for s in comparison.selections],
         normalisation=normalisation,
         fmt=fmt,
     )
@@ -42,7 +48,7 @@ def homogeneity_figure(comparison: Comparison, *, scale: str = "log", fmt: str =
             continue
         matrix = np.asarray(h[scale])
         off_diagonal = ~np.eye(matrix.shape[0], dtype=bool)
-        values[s.label] = matrix[off_diagonal]
+        values[legend_label(s)] = matrix[off_diagonal]
     if not values:
         raise InvalidDataError("homogeneity needs a selection with at least two spectra")
     return plots.homogeneity_histogram(values, scale=scale, fmt=fmt)
@@ -59,7 +65,7 @@ def heatmap_figure(
     if h is None:
         raise InvalidDataError("homogeneity needs a selection with at least two spectra")
     return plots.homogeneity_heatmap(
-        np.asarray(h[scale]), label=comparison.selections[index].label, scale=scale, fmt=fmt
+        np.asarray(h[scale]), label=legend_label(comparison.selections[index]), scale=scale, fmt=fmt
     )
 
 
@@ -81,7 +87,7 @@ def montage_figure(
     with ``code_seed``, never from zero."""
     record = store.get_spectrum(spectrum_id)
     axes = min(axes, record.k)
-    generator = _generator_of(store, record, device)
+    generator = spectrum_generator(store, spectrum_id, device)
     if code_from is not None:
         source = store.get_spectrum(code_from)
         if source.code is None or source.d != record.d:
@@ -122,24 +128,6 @@ def montage_png(
     """The annotated montage as PNG (the one montage every face draws: ``montage_figure``)."""
     return montage_figure(
         store, spectrum_id, axes=axes, steps=steps, device=device, code_seed=code_seed, fmt="png"
-    )
-
-
-def _generator_of(store: Store, record: Any, device: str) -> Any:
-    """The generator a spectrum was computed on, in its job's latent space (z, or a
-    StyleGAN2's w / w+, with its ψ): the codes and eigenvectors live there."""
-    from services.pipeline.cache import cached_generator
-
-    resolved = store.get_job(record.job_id).resolved
-    if resolved.get("imported") and names_a_file(record.model):
-        # An imported label came with someone's file: data only, never loaded (it would run
-        # or unpickle whatever the label names on this machine).
-        raise InvalidDataError(
-            f"job {record.job_id[:8]} was imported: its model {record.model!r} names a file "
-            "and is kept as data only, never loaded; compute the spectra here to draw them"
-        )
-    return cached_generator(
-        record.model, device, "float32", resolved.get("space") or "z", resolved.get("psi")
     )
 
 
@@ -185,7 +173,7 @@ def render_plots(
                     s.spectrum_ids[0],
                     axes=axes,
                     steps=steps,
-                    label=s.label,
+                    label=legend_label(s),
                     code_from=code_from,
                     fmt=fmt,
                 )

@@ -83,6 +83,10 @@ class LoadedSelection:
     def is_directions(self) -> bool:
         return self.key.is_directions()
 
+    def is_degenerate(self) -> bool:
+        """Its generator's images barely vary (the job's recorded image variation says so)."""
+        return bool((self.image_variation or {}).get("degenerate"))
+
 
 def _selected(row: SelectionRow) -> SelectedRow:
     key = comparability_key(

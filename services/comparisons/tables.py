@@ -132,9 +132,17 @@ def _statistic_cells(stats: dict[str, Any] | None) -> tuple[Cell, ...]:
     return (stats.get("median"), stats.get("mean"), None if ci is None else (ci[0], ci[1]))
 
 
+DEGENERATE_MARK = " [DEGENERATE]"
+
+
+def marked_label(label: str, degenerate: bool) -> str:
+    """A member's name as every table row and figure legend shows it: a generator whose images
+    barely vary is marked wherever the member is named."""
+    return label + (DEGENERATE_MARK if degenerate else "")
+
+
 def _member_label(member: dict[str, Any]) -> str:
-    label = str(member["label"])
-    return label + (" [DEGENERATE]" if member.get("degenerate_generator") else "")
+    return marked_label(str(member["label"]), bool(member.get("degenerate_generator")))
 
 
 def _member_table(

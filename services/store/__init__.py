@@ -27,6 +27,7 @@ from .records import (
     SpectrumRecord,
     SpectrumSummaryRecord,
 )
+from .results import SpectrumToSave
 from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, StatusName
 from .store import SPECTRUM_ORDERS, SUMMARY_KEYS, Store, alembic_config
 
@@ -59,6 +60,7 @@ __all__ = [
     "OptimisationResultRecord",
     "SpectrumRecord",
     "SpectrumSummaryRecord",
+    "SpectrumToSave",
     "Store",
     "StoreError",
     "StoreFull",

@@ -5,7 +5,8 @@ Hessian split across chunks."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,80 @@ WHERE id = :job_id
 )
 
 
+@dataclass(frozen=True)
+class SpectrumToSave:
+    """One spectrum as save_spectrum takes it (see there for the arrays' shapes and dtypes)."""
+
+    job_id: str
+    latent_index: int
+    code: np.ndarray | None
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    _: KW_ONLY
+    summary: dict[str, Any]
+    diagnostics: dict[str, Any]
+    model: str
+    distance: str
+    method: str
+    dtype: str
+
+
+def _prepared(spectrum: SpectrumToSave) -> tuple[dict[str, Any], str, bytes]:
+    """The checked spectrum row, its eigenvectors' dtype and their bytes; InvalidDataError
+    (nothing written) for anything the store would not take."""
+    latent_index = non_negative_int(spectrum.latent_index, "latent_index")
+    check_status(spectrum.dtype, VECTOR_DTYPES, "dtype")
+    values = float_array(spectrum.eigenvalues, "eigenvalues", ndim=1)
+    vectors = float_array(spectrum.eigenvectors, "eigenvectors", ndim=2)
+    if vectors.dtype.name not in VECTOR_DTYPES:
+        raise InvalidDataError(
+            f"eigenvectors must be float32 or float64, got {vectors.dtype}; convert them first"
+        )
+    d, k = vectors.shape
+    if np.any(np.diff(values.astype(np.float64)) > 0):
+        raise InvalidDataError(
+            "eigenvalues must be in descending order, with the eigenvector columns in the "
+            "same order (top-k reads take the first k); sort both first"
+        )
+    if values.shape[0] != k:
+        raise InvalidDataError(
+            f"eigenvectors must be (d, k) with k = len(eigenvalues) = {values.shape[0]}, "
+            f"got shape {vectors.shape}"
+        )
+    if k > d:
+        raise InvalidDataError(f"eigenvectors shape {vectors.shape}: more vectors than dimensions")
+    code_bytes = None
+    if spectrum.code is not None:
+        code_array = float_array(spectrum.code, "latent code", ndim=1)
+        if code_array.shape[0] != d:
+            raise InvalidDataError(
+                f"latent code has dimension {code_array.shape[0]} but eigenvectors have d = {d}"
+            )
+        code_bytes = le_bytes(code_array, "float64")
+    columns = _summary_columns(spectrum.summary)
+    diagnostics_doc = json_document(spectrum.diagnostics, "diagnostics")
+    wall_time = diagnostics_doc.get("wall_time_s")
+    row = {
+        "id": new_id(),
+        "job_id": spectrum.job_id,
+        "latent_index": latent_index,
+        "model": spectrum.model,
+        "distance": spectrum.distance,
+        "method": spectrum.method,
+        "dtype": spectrum.dtype,
+        "k": k,
+        "d": d,
+        "eigenvalues": le_bytes(values, "float64"),
+        "code": code_bytes,
+        "wall_time_s": float(wall_time) if isinstance(wall_time, int | float) else None,
+        "diagnostics": diagnostics_doc,
+        "created_at": utcnow(),
+        **dict.fromkeys(SUMMARY_KEYS),
+        **columns,
+    }
+    return row, vectors.dtype.name, le_bytes(vectors.T, vectors.dtype.name)
+
+
 def _spectrum_of(job_id: str, latent_index: int) -> Select[Any]:
     return select(SPECTRA.c.id).where(
         SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
@@ -168,68 +243,39 @@ class ResultStore(StoreConnection):
         ``dtype`` is the computation dtype, recorded. A latent failure recorded earlier for the
         same latent is removed (the retry succeeded).
         """
-        latent_index = non_negative_int(latent_index, "latent_index")
-        check_status(dtype, VECTOR_DTYPES, "dtype")
-        values = float_array(eigenvalues, "eigenvalues", ndim=1)
-        vectors = float_array(eigenvectors, "eigenvectors", ndim=2)
-        if vectors.dtype.name not in VECTOR_DTYPES:
-            raise InvalidDataError(
-                f"eigenvectors must be float32 or float64, got {vectors.dtype}; convert them first"
-            )
-        d, k = vectors.shape
-        if np.any(np.diff(values.astype(np.float64)) > 0):
-            raise InvalidDataError(
-                "eigenvalues must be in descending order, with the eigenvector columns in the "
-                "same order (top-k reads take the first k); sort both first"
-            )
-        if values.shape[0] != k:
-            raise InvalidDataError(
-                f"eigenvectors must be (d, k) with k = len(eigenvalues) = {values.shape[0]}, "
-                f"got shape {vectors.shape}"
-            )
-        if k > d:
-            raise InvalidDataError(
-                f"eigenvectors shape {vectors.shape}: more vectors than dimensions"
-            )
-        code_bytes = None
-        if code is not None:
-            code_array = float_array(code, "latent code", ndim=1)
-            if code_array.shape[0] != d:
-                raise InvalidDataError(
-                    f"latent code has dimension {code_array.shape[0]} but eigenvectors have d = {d}"
-                )
-            code_bytes = le_bytes(code_array, "float64")
-        columns = _summary_columns(summary)
-        diagnostics_doc = json_document(diagnostics, "diagnostics")
-        wall_time = diagnostics_doc.get("wall_time_s")
-        spectrum = {
-            "id": new_id(),
-            "job_id": job_id,
-            "latent_index": latent_index,
-            "model": model,
-            "distance": distance,
-            "method": method,
-            "dtype": dtype,
-            "k": k,
-            "d": d,
-            "eigenvalues": le_bytes(values, "float64"),
-            "code": code_bytes,
-            "wall_time_s": float(wall_time) if isinstance(wall_time, int | float) else None,
-            "diagnostics": diagnostics_doc,
-            "created_at": utcnow(),
-            **dict.fromkeys(SUMMARY_KEYS),
-            **columns,
-        }
-        data = le_bytes(vectors.T, vectors.dtype.name)
+        spectrum = SpectrumToSave(
+            job_id,
+            latent_index,
+            code,
+            eigenvalues,
+            eigenvectors,
+            summary=summary,
+            diagnostics=diagnostics,
+            model=model,
+            distance=distance,
+            method=method,
+            dtype=dtype,
+        )
+        return self.save_spectra([spectrum])[0]
+
+    def save_spectra(self, spectra: Sequence[SpectrumToSave]) -> list[bool]:
+        """Store a batch of spectra in ONE transaction (all or nothing), each as save_spectrum
+        would; one flag per spectrum, in order. An import or a bulk writer pays one commit per
+        batch instead of one per spectrum (a commit is a disk sync on SQLite)."""
+        prepared = [_prepared(spectrum) for spectrum in spectra]
         # sha256 of a large matrix is not free; it runs in a thread (hashlib releases the
         # GIL) while the server stores the data.
-        digest = Digest(data)
+        digests = [Digest(data) for _, _, data in prepared]
         try:
             with self._write() as conn:
                 save = self._save_postgres if self._postgres else self._save_portable
-                return save(conn, spectrum, vectors.dtype.name, data, digest)
+                return [
+                    save(conn, row, vector_dtype, data, digest)
+                    for (row, vector_dtype, data), digest in zip(prepared, digests, strict=True)
+                ]
         finally:
-            digest.result()
+            for digest in digests:
+                digest.result()
 
     def _save_portable(
         self,

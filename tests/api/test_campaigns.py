@@ -43,13 +43,31 @@ def test_a_campaign_is_submitted_followed_and_compared_as_one(
     listed = client.get("/v1/campaigns", params={"tag": "test"}, headers=headers).json()["items"]
     assert [c["id"] for c in listed] == [campaign["id"]]
 
-    result = client.post(f"/v1/campaigns/{campaign['id']}/compare", json={"k": 4}, headers=headers)
-    assert result.status_code == 200, result.text
-    body = result.json()
-    assert [s["label"] for s in body["selections"]] == [f"{MODEL}/mse/jacobian", f"{MODEL}/sefa"]
-    (pair,) = body["alignments"]
+    # The campaign's comparison is ONE stored comparison: 202 and its link, computed by the
+    # worker (in process here), the same request again is the same comparison.
+    url = f"/v1/campaigns/{campaign['id']}/compare"
+    submitted = client.post(url, json={"k": 4}, headers=headers)
+    assert submitted.status_code == 202, submitted.text
+    comparison_id = submitted.json()["id"]
+    assert submitted.headers["Location"] == f"/v1/comparisons/{comparison_id}"
+    assert submitted.json()["skipped"] == []
+    again = client.post(url, json={"k": 4}, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == comparison_id
+    [listed_comparison] = client.get("/v1/comparisons", headers=headers).json()["items"]
+    assert listed_comparison["id"] == comparison_id
+    stored = client.get(f"/v1/comparisons/{comparison_id}", headers=headers).json()
+    assert stored["status"] == "succeeded", stored
+    document = stored["document"]
+    assert [m["label"] for m in document["members"]] == [f"{MODEL}/mse/jacobian", f"{MODEL}/sefa"]
+    assert stored["n_spectra"] == [2, 1]
+    (pair,) = document["alignments"]
     assert pair["kind"] == "sefa-vs-hessian" and pair["a"] == f"{MODEL}/sefa"
-    assert pair["baseline"]["abs_cosine"]["method"] == "exact"
+    assert pair["baselines"]["same_rank_abs_cosine"]["method"] == "exact"
+    assert "spectrum.png" in stored["links"]["figures"]
+    # Another owner cannot reach the campaign, so cannot compare it either.
+    assert_problem(
+        client.post(url, json={"k": 4}, headers=bearer(token("bob", "read,submit"))), 404
+    )
 
     # Figures of the members, in the formats a paper takes.
     hessian_job, sefa_job = (m["job_id"] for m in campaign["members"])
@@ -81,8 +99,12 @@ def test_a_campaign_is_submitted_followed_and_compared_as_one(
         and b"code sampled from dcgan-faces with seed 0" in montage.content
     )
 
-    cancelled = client.post(f"/v1/campaigns/{campaign['id']}/cancel", headers=headers).json()
-    assert cancelled["status"] == "succeeded"  # finished members keep their results
+    # Nothing left to cancel: a 409 as for a finished job, and the members keep their results.
+    refused = client.post(f"/v1/campaigns/{campaign['id']}/cancel", headers=headers)
+    assert "already ended (succeeded)" in assert_problem(refused, 409)["detail"]
+    assert client.get(f"/v1/campaigns/{campaign['id']}", headers=headers).json()["status"] == (
+        "succeeded"
+    )
 
     other = bearer(token("bob", "read,submit"))
     assert_problem(client.get(f"/v1/campaigns/{campaign['id']}", headers=other), 404)

@@ -109,16 +109,20 @@ def test_unknown_or_foreign_latent_set_is_not_found(store: Store) -> None:
     own = store.create_latent_set("bob", np.zeros((2, toy_generators.LATENT_DIM)))
     with pytest.raises(NotFoundError):
         submit_job(
-            store, JobSpec(model=TOY, latents={"set": own.id}), "alice", None, settings=Settings()
-        )  # type: ignore[arg-type]
-    with pytest.raises(NotFoundError):
-        submit_job(
             store,
-            JobSpec(model=TOY, latents={"set": "missing"}),
+            JobSpec.model_validate({"model": TOY, "latents": {"set": own.id}}),
             "alice",
             None,
             settings=Settings(),
-        )  # type: ignore[arg-type]
+        )
+    with pytest.raises(NotFoundError):
+        submit_job(
+            store,
+            JobSpec.model_validate({"model": TOY, "latents": {"set": "missing"}}),
+            "alice",
+            None,
+            settings=Settings(),
+        )
 
 
 def test_same_spec_is_the_same_job_however_the_codes_are_given(store: Store) -> None:
@@ -289,8 +293,12 @@ def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None
     codes = _codes(3)
     codes[1][0] = toy_generators.TRIGGER
     job, _ = submit_job(
-        store, JobSpec(model=TOY, latents={"values": codes}), "a", None, settings=Settings()
-    )  # type: ignore[arg-type]
+        store,
+        JobSpec.model_validate({"model": TOY, "latents": {"values": codes}}),
+        "a",
+        None,
+        settings=Settings(),
+    )
     done = run_job_inprocess(store, job.id, lease=LEASE)
     assert done.status == "succeeded" and (done.n_done, done.n_failed) == (2, 1)
     (failure,) = store.latent_failures(job.id)

@@ -1,7 +1,7 @@
 """Synthetic stored spectra with known arrays, for the analyses at scale (tests and
 bench/bench_analysis_scale.py): each position is drawn from its own seeded stream, so any
 position's arrays can be rebuilt without holding the others, and a job of them is written
-through the store's own insert path (save_spectrum), as import_job does."""
+through the store's own batch insert path (save_spectra, one transaction per batch)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.geometry import summary_of
-from services.store import Store
+from services.store import SpectrumToSave, Store
+
+BATCH = 200  # spectra per transaction: one commit per batch, a bounded batch in memory
 
 OWNER = "local"
 
@@ -71,24 +73,30 @@ def write_job(
     )
     assert created, "a synthetic job is written once per store"
     store.transition_job(job.id, ["queued"], "running")
+    batch: list[SpectrumToSave] = []
     for index, p in enumerate(positions(seed, n, d, k)):
         keeps_all = full and index not in without_full
-        store.save_spectrum(
-            job.id,
-            index,
-            None if distance == "none" else p.code,
-            p.eigenvalues[:k],
-            p.eigenvectors,
-            summary=summary_of(p.eigenvalues)
-            if keeps_all
-            else {"top_eigenvalue": p.eigenvalues[0]},
-            diagnostics={
-                "method": method,
-                **({"eigenvalues_all": p.eigenvalues.tolist()} if keeps_all and k < d else {}),
-            },
-            model=model,
-            distance=distance,
-            method=method,
-            dtype="float32",
+        batch.append(
+            SpectrumToSave(
+                job.id,
+                index,
+                None if distance == "none" else p.code,
+                p.eigenvalues[:k],
+                p.eigenvectors,
+                summary=summary_of(p.eigenvalues)
+                if keeps_all
+                else {"top_eigenvalue": p.eigenvalues[0]},
+                diagnostics={
+                    "method": method,
+                    **({"eigenvalues_all": p.eigenvalues.tolist()} if keeps_all and k < d else {}),
+                },
+                model=model,
+                distance=distance,
+                method=method,
+                dtype="float32",
+            )
         )
+        if len(batch) == BATCH or index == n - 1:
+            store.save_spectra(batch)
+            batch = []
     return store.refresh_job_status(job.id).id

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
-from services.store import InvalidDataError, NotFoundError, Store
+from services.store import InvalidDataError, NotFoundError, SpectrumToSave, Store
 from services.store.queries import _VECTOR_SQL_POSTGRES
 
 from .helpers import count_rows, make_job, save, spectrum_arrays
@@ -144,6 +144,58 @@ def test_second_write_of_a_latent_is_a_no_op(store: Store) -> None:
     assert _bits(store.eigenvectors(record.id)) == _bits(spectrum_arrays(seed=1)[2])
     assert count_rows(store, "eigenvectors") == 1
     assert store.get_job(job.id).n_done == 1
+
+
+def _to_save(job_id: str, latent_index: int, seed: int) -> SpectrumToSave:
+    code, eigenvalues, vectors = spectrum_arrays(seed=seed)
+    return SpectrumToSave(
+        job_id,
+        latent_index,
+        code,
+        eigenvalues,
+        vectors,
+        summary=SUMMARY,
+        diagnostics={},
+        model="m",
+        distance="mse",
+        method="jacobian",
+        dtype="float32",
+    )
+
+
+def test_a_batch_is_stored_as_each_spectrum_would_be(store: Store) -> None:
+    job = make_job(store)
+    assert save(store, job.id, 1, seed=9) is True  # already there: the first write wins
+    flags = store.save_spectra([_to_save(job.id, i, seed=i) for i in range(4)])
+    assert flags == [True, False, True, True]
+    records = {r.latent_index: r for r in store.list_spectra(job_id=job.id)}
+    assert sorted(records) == [0, 1, 2, 3]
+    for index, seed in ((0, 0), (1, 9), (2, 2), (3, 3)):
+        stored = store.eigenvectors(records[index].id)
+        assert _bits(stored) == _bits(spectrum_arrays(seed=seed)[2])
+    assert store.get_job(job.id).n_done == 4
+
+
+def test_a_batch_with_one_bad_spectrum_writes_nothing(store: Store) -> None:
+    job = make_job(store)
+    bad = _to_save(job.id, 2, seed=2)
+    bad = SpectrumToSave(
+        bad.job_id,
+        bad.latent_index,
+        bad.code,
+        bad.eigenvalues[::-1].copy(),  # ascending: refused
+        bad.eigenvectors,
+        summary=SUMMARY,
+        diagnostics={},
+        model="m",
+        distance="mse",
+        method="jacobian",
+        dtype="float32",
+    )
+    with pytest.raises(InvalidDataError, match="descending"):
+        store.save_spectra([_to_save(job.id, 0, seed=0), _to_save(job.id, 1, seed=1), bad])
+    assert count_rows(store, "spectra") == count_rows(store, "eigenvectors") == 0
+    assert store.get_job(job.id).n_done == 0
 
 
 def test_two_concurrent_writers_store_one_row_and_both_return(db_url: str) -> None:

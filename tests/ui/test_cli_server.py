@@ -112,6 +112,13 @@ def test_lists_status_compare_export_plots_against_a_server(
 
     code, _, _ = run(["plots", job_id, "--out", str(tmp_path / "only")], capsys)
     assert code == 0 and (tmp_path / "only" / "spectrum.png").exists()
+    code, _, err = run(
+        ["plots", job_id, "--out", str(tmp_path / "local"), "--database", module_pg_url], capsys
+    )
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "only").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "local").iterdir())  # the same files
+    assert any(name.startswith("montage-") for name in names) and "homogeneity-log.png" in names
 
     code, _, err = run(["status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
@@ -323,13 +330,26 @@ def test_campaign_commands_against_a_server(
     assert code == 0, err
     assert "anisotropy" in out and MODEL in out
     assert (plots / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # Nothing left to cancel: the campaign stays succeeded (or, once the server answers a
-    # finished campaign's cancel with 409 as it does a job's, the refusal is printed).
+    tables = "".join(line for line in out.splitlines(True) if not line.startswith("wrote "))
+    with SpectraClient(live_server.url, computed["token"]) as client:
+        stored = client.compare_campaign(campaign_id, k=2)  # the one the command stored
+        assert stored.status == "succeeded" and stored.raw["skipped"] == []
+        assert [m["label"] for m in (stored.document or {})["members"]] == [
+            m.member for m in campaign.members
+        ]
+    # The same comparison again is the stored one, and the embedded path prints the same table.
+    code, again, _ = run(["campaign", "compare", campaign_id, "--k", "2"], capsys)
+    assert code == 0 and again == tables
+    code, embedded, err = run(
+        ["campaign", "compare", campaign_id, "--k", "2", "--database", module_pg_url], capsys
+    )
+    assert code == 0, err
+    assert embedded == tables
+    # Nothing left to cancel: a 409 as for a finished job, printed; the campaign stays succeeded.
     code, out, err = run(["campaign", "cancel", campaign_id], capsys)
-    if code == 0:
-        assert out == "campaign cli-campaign: succeeded\n"
-    else:
-        assert code == 1 and "HTTP 409" in err
+    assert code == 1 and "HTTP 409" in err and "already ended" in err
+    code, _, err = run(["campaign", "cancel", campaign_id, "--database", module_pg_url], capsys)
+    assert code == 2 and "already ended (succeeded); nothing to cancel" in err
     code, _, err = run(["campaign", "status", "00000000-0000-4000-8000-000000000000"], capsys)
     assert code == 1 and "HTTP 404" in err
 
