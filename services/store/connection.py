@@ -17,7 +17,14 @@ from sqlalchemy.engine import Connection
 
 from .async_reads import AsyncReads
 from .availability import STORE_FULL_MESSAGE, store_errors
-from .engine import SQLITE_BEGIN_OPTION, make_engine, make_read_engine, normalise_url
+from .engine import (
+    SQLITE_BEGIN_OPTION,
+    broken_foreign_keys,
+    make_engine,
+    make_read_engine,
+    normalise_url,
+    sqlite_foreign_keys_off,
+)
 from .errors import StoreFull, StoreUnavailable
 from .prepared import ReadPlan, fetch, prepare
 
@@ -125,11 +132,16 @@ class StoreConnection:
         from alembic import command
 
         config = alembic_config(self.url)
-        with self._write() as conn:
-            if self._postgres:
-                conn.execute(select(func.pg_advisory_xact_lock(ALEMBIC_LOCK_KEY)))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with store_errors(), self._engine.connect() as conn, sqlite_foreign_keys_off(conn):
+            if not self._postgres:
+                conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                if self._postgres:
+                    conn.execute(select(func.pg_advisory_xact_lock(ALEMBIC_LOCK_KEY)))
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                if broken := broken_foreign_keys(conn):
+                    raise RuntimeError(f"a migration left references that point nowhere: {broken}")
 
     def ping(self) -> None:
         """Raise StoreUnavailable if the database cannot be reached or answer, StoreFull if

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -113,3 +115,32 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """Foreign keys off on a SQLite connection while a migration runs, then on again.
+
+    A batch migration rebuilds a table (copy, drop, rename), and with foreign keys on the drop
+    first deletes the table's rows, and through ON DELETE CASCADE every row that references
+    them: an embedded store holding jobs would lose its chunks and spectra, or refuse to
+    migrate. SQLite ignores the pragma inside a transaction, so it is set on the driver's
+    connection before BEGIN. Elsewhere nothing is done."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def broken_foreign_keys(conn: Connection) -> list[tuple[object, ...]]:
+    """The rows whose references point nowhere (SQLite's foreign_key_check), checked at the end
+    of a migration run with the keys off; PostgreSQL enforces them throughout."""
+    if conn.dialect.name != "sqlite":
+        return []
+    return [tuple(row) for row in conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()]

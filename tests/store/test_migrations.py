@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from services.store import Store, alembic_config
 from services.store.models import Base
 
-from .helpers import make_job
+from .helpers import make_job, save
 
 STORE_DIR = Path(__file__).resolve().parents[2] / "services" / "store"
 
@@ -59,6 +59,22 @@ def test_a_store_at_the_first_revision_upgrades_with_its_jobs(db_url: str) -> No
         assert store.get_job(job.id) == job
         store.remember_idempotency_key("alice", "k", "a" * 64, job.id)
         assert store.job_for_idempotency_key("alice", "k", "a" * 64) == job
+
+
+def test_a_store_holding_results_keeps_every_row_through_table_rebuilds(db_url: str) -> None:
+    """SQLite migrates by rebuilding tables (copy, drop, rename); with foreign keys on, dropping
+    `jobs` deleted the chunks and spectra that reference it (ON DELETE CASCADE) or refused to
+    migrate. Down past the rebuilding revisions and up again, every row is still there."""
+    with Store(db_url) as store:
+        store.migrate()
+        job = make_job(store, n_latents=4, chunk_size=2)
+        assert save(store, job.id, 0) and save(store, job.id, 1, seed=1)
+        spectra_before = [s.id for s in store.list_spectra(job_id=job.id)]
+        command.downgrade(alembic_config(db_url), "0005")
+        store.migrate()
+        assert len(store.list_chunks(job.id)) == 2
+        assert [s.id for s in store.list_spectra(job_id=job.id)] == spectra_before
+        assert len(spectra_before) == 2
 
 
 def test_concurrent_migrations_from_empty_both_succeed(db_url: str) -> None:
@@ -145,7 +161,7 @@ def test_constraints_are_enforced_by_the_database(store: Store) -> None:
     """The CHECK on job status holds even for SQL that bypasses the Store."""
     from sqlalchemy.exc import IntegrityError
 
-    from .helpers import make_job
+    from .helpers import make_job, save
 
     job = make_job(store)
     with pytest.raises(IntegrityError), store.engine.begin() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from services.store.engine import make_engine
+from services.store.engine import broken_foreign_keys, make_engine, sqlite_foreign_keys_off
 from services.store.models import Base
 
 target_metadata = Base.metadata
@@ -38,10 +38,12 @@ def run_migrations_online() -> None:
         url = get_settings().database_url
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, sqlite_foreign_keys_off(conn):
             _configure(conn)
             with context.begin_transaction():
                 context.run_migrations()
+                if broken := broken_foreign_keys(conn):
+                    raise RuntimeError(f"a migration left references that point nowhere: {broken}")
     finally:
         engine.dispose()
 
