@@ -132,7 +132,7 @@ def test_w_and_z_at_the_same_codes_is_one_comparison_through_the_pull_back(
     assert top["mean_b"] == pytest.approx(float(w_top.mean()))
     assert {"dims_99", "participation_ratio", "top10_share"} <= set(paired["figures"])
     report = format_report(result)
-    assert "across-spaces (w->z)" in report and "paired over the same codes" in report
+    assert "across-spaces (w->z)" in report and "Paired over the same codes" in report
     assert "the paper's statistic" in report and "top 5 eigenpairs" in report
 
 

@@ -206,7 +206,7 @@ def _alignment_table(alignments: list[dict[str, Any]]) -> Table:
             (
                 a["a"],
                 a["b"],
-                a["kind"],
+                f"{a['kind']} ({a['transport']})" if a.get("transport") else a["kind"],
                 a["k"],
                 a["same_rank_abs_cosine_mean"],
                 base["same_rank_abs_cosine"]["mean"],
