@@ -75,8 +75,7 @@ def ensure_device_served(device: str | None, dispatcher: Dispatcher, field: str 
     read: the job then waits for a worker as any other does."""
     if device is None:
         return
-    lookup = getattr(dispatcher, "devices", None)
-    available = lookup() if lookup is not None else None
+    available = dispatcher.devices()
     if available is None or device_is_served(device, available):
         return
     have = ", ".join(sorted(available)) or "none"

@@ -5,7 +5,6 @@ fixed metadata so the same figure gives the same bytes."""
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 import matplotlib
 
@@ -14,9 +13,9 @@ matplotlib.use("Agg")  # headless: workers and servers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-FigureFormat = Literal["png", "svg", "pdf"]
-FIGURE_FORMATS: tuple[FigureFormat, ...] = ("png", "svg", "pdf")
-MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+from services.figure_formats import FIGURE_FORMATS, MEDIA_TYPES, FigureFormat  # noqa: E402
+
+__all__ = ["DPI", "FIGURE_FORMATS", "MEDIA_TYPES", "FigureFormat", "check_format", "save_figure"]
 DPI = 150
 
 # Text in SVG stays text (searchable, editable in a paper's figure), and PDF embeds TrueType.

@@ -13,6 +13,7 @@ from api.cli.errors import LOCAL_OWNER, CliError
 from api.cli.options import server_or_database
 from api.cli.pictures import write_pictures
 from api.cli.registry import Commands
+from services.figure_formats import FIGURE_FORMATS
 
 
 def register(commands: Commands) -> None:
@@ -76,9 +77,9 @@ def comparison_output_options(parser: argparse.ArgumentParser) -> None:
 
 def figure_formats(args: argparse.Namespace) -> list[str]:
     formats = list(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
     if unknown or not formats:
-        raise CliError(f"--formats: choose from png, svg, pdf (got {args.formats!r})")
+        raise CliError(f"--formats: choose from {', '.join(FIGURE_FORMATS)} (got {args.formats!r})")
     return formats
 
 

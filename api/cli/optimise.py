@@ -19,6 +19,7 @@ from api.cli.errors import LOCAL_OWNER
 from api.cli.options import database_option
 from api.cli.registry import Commands
 from api.cli.spec_options import unwrap_optional
+from services.figure_formats import FIGURE_FORMATS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 OpenStore = Callable[[str | None], Any]
 SPECIAL_FIELDS = ("kind", "targets", "basis")
-FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
 class OptimiseCliError(ValueError):
