@@ -161,7 +161,7 @@ def test_constraints_are_enforced_by_the_database(store: Store) -> None:
     """The CHECK on job status holds even for SQL that bypasses the Store."""
     from sqlalchemy.exc import IntegrityError
 
-    from .helpers import make_job, save
+    from .helpers import make_job
 
     job = make_job(store)
     with pytest.raises(IntegrityError), store.engine.begin() as conn:
