@@ -181,10 +181,26 @@ def _campaigns(request: Request, user: UiUser) -> list[Any] | None:
     return list(lister(owner=user.principal.visible_owner))
 
 
+def _full_id(request: Request, user: UiUser, kind: str, value: str) -> str:
+    """The full id that ``value`` names, by id or by unique prefix (the 8-character ids the
+    pages print), among what this user may see: as every API route takes ids. An unknown
+    prefix is the not-found page, an ambiguous or malformed one the page that says why."""
+    full: str = _store(request).resolve_id(kind, value, user.principal.visible_owner)
+    return full
+
+
+# Before /jobs/{job_id}: that pattern would take "ID.json" as an id.
+@router.get("/jobs/{job_id}.json")
+def job_json(request: Request, user: UserDep, job_id: str) -> JSONResponse:
+    store = _store(request)
+    job_id = _full_id(request, user, "job", job_id)
+    return JSONResponse(job_row(store, store.get_job(job_id, owner=user.principal.visible_owner)))
+
+
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, user: UserDep, job_id: str) -> Response:
     store = _store(request)
-    job = store.get_job(job_id, owner=user.principal.visible_owner)
+    job = store.get_job(_full_id(request, user, "job", job_id), owner=user.principal.visible_owner)
     failures = store.latent_failures(job.id) if job.n_failed else []
     return _page(
         request,
@@ -213,12 +229,6 @@ def displayed_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-@router.get("/jobs/{job_id}.json")
-def job_json(request: Request, user: UserDep, job_id: str) -> JSONResponse:
-    store = _store(request)
-    return JSONResponse(job_row(store, store.get_job(job_id, owner=user.principal.visible_owner)))
-
-
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, user: UserDep, _csrf: CsrfChecked, job_id: str) -> Response:
     if not user.principal.allows("submit"):
@@ -229,6 +239,7 @@ def cancel(request: Request, user: UserDep, _csrf: CsrfChecked, job_id: str) -> 
             title="Not allowed",
             message="This API key lacks the 'submit' scope needed to cancel a job.",
         )
+    job_id = _full_id(request, user, "job", job_id)
     submission.cancel(
         _store(request), request.app.state.dispatcher, job_id, user.principal.visible_owner
     )
@@ -308,6 +319,7 @@ def spectra_page(
 @router.get("/spectra/{spectrum_id}")
 def spectrum_page(request: Request, user: UserDep, spectrum_id: str) -> Response:
     store = _store(request)
+    spectrum_id = _full_id(request, user, "spectrum", spectrum_id)
     try:
         record = store.get_spectrum(spectrum_id, owner=user.principal.visible_owner)
     except NotFoundError:
@@ -399,6 +411,7 @@ def compare_page(
 def stored_comparison_page(request: Request, user: UserDep, comparison_id: str) -> Response:
     """A stored comparison: its status while a worker computes it, then its document and its
     stored figures (the same ones the API serves)."""
+    comparison_id = _full_id(request, user, "comparison", comparison_id)
     record = _store(request).get_comparison(comparison_id, owner=user.principal.visible_owner)
     context: dict[str, Any] = {"record": record, "document": None}
     if record.document is not None:
@@ -417,6 +430,7 @@ def stored_comparison_figure(
     request: Request, user: UserDep, comparison_id: str, name: str, download: bool = False
 ) -> Response:
     store = _store(request)
+    comparison_id = _full_id(request, user, "comparison", comparison_id)
     store.get_comparison(comparison_id, owner=user.principal.visible_owner)  # 404 if not visible
     figure = store.comparison_figure(comparison_id, name)
     headers = {"Cache-Control": "no-store"}
@@ -432,6 +446,7 @@ def stored_comparison_tables(
     comparison_id: str,
     format: Annotated[str, Query(pattern="^(text|csv|markdown|latex)$")] = "csv",
 ) -> Response:
+    comparison_id = _full_id(request, user, "comparison", comparison_id)
     record = _store(request).get_comparison(comparison_id, owner=user.principal.visible_owner)
     if record.document is None:
         raise InvalidDataError(f"comparison {comparison_id} is {record.status}: no tables yet")

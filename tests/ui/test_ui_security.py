@@ -140,6 +140,19 @@ def test_read_only_key_cannot_cancel(
     assert response.status_code == 403 and store.get_job(job["id"]).status == "queued"
 
 
+def test_pages_take_the_short_ids_they_print_and_only_the_users_own(
+    client: TestClient, make_token: Callable[..., str]
+) -> None:
+    job = client.post("/v1/jobs", json=JOB, headers=bearer(make_token())).json()
+    sign_in(client, make_token())
+    page = client.get(f"/ui/jobs/{job['id'][:8]}")
+    assert page.status_code == 200 and job["id"] in page.text
+    assert client.get(f"/ui/jobs/{job['id'][:8]}.json").json()["id"] == job["id"]
+    assert client.get("/ui/jobs/not-an-id!").status_code == 422
+    sign_in(client, make_token("bob"))
+    assert client.get(f"/ui/jobs/{job['id'][:8]}").status_code == 404
+
+
 def test_bad_selection_is_a_clear_page_not_a_500(
     client: TestClient, make_token: Callable[..., str]
 ) -> None:
