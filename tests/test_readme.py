@@ -50,8 +50,9 @@ def test_the_readme_command_line_example_runs_as_written(
             assert "dcgan-faces" in printed and ("sefa" in printed) == any(
                 "sefa" in word for word in argv[1:3]
             )
-    # The JSON of the second comparison: the 8 stored spectra of the first run, and SeFa's.
-    hessian, sefa = json.loads((tmp_path / "result.json").read_text())["selections"]
+    # The result document of the second comparison: the 8 stored spectra of the first run, and
+    # SeFa's.
+    hessian, sefa = json.loads((tmp_path / "result.json").read_text())["members"]
     assert (hessian["n_spectra"], hessian["k"], hessian["d"]) == (8, 20, 100)
     assert hessian["job_ids"] == [job_ids[0]] and sefa["job_ids"] == [job_ids[1]]
     for name in ("spectrum.png", "spectrum.svg", "spectrum.pdf"):
