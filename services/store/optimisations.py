@@ -32,7 +32,7 @@ from .codecs import (
     sha256_hex,
 )
 from .connection import StoreConnection, retry_read
-from .errors import InvalidDataError, NotFoundError
+from .errors import InvalidDataError
 from .jobs import require_open_job
 from .models import TARGET_SOURCES, utcnow
 from .tables import JOBS, LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
@@ -112,9 +112,10 @@ class OptimisationStore(StoreConnection):
             d = int(code_array.shape[1])
             code_data = le_bytes(code_array, "float64")
         digest = sha256_hex(f"{array.shape}:{d}:".encode() + data + (code_data or b""))
-        statement = (
-            self._insert(TARGET_SETS)
-            .values(
+        row = self._insert_once_per_owner(
+            TARGET_SETS,
+            _TARGET_META,
+            dict(
                 id=new_id(),
                 owner=owner,
                 source=source,
@@ -128,31 +129,13 @@ class OptimisationStore(StoreConnection):
                 images=data,
                 codes=code_data,
                 created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["owner", "sha256"])
+            ),
         )
-        with self._write() as conn:
-            conn.execute(statement)
-            row = (
-                conn.execute(
-                    select(*_TARGET_META).where(
-                        TARGET_SETS.c.owner == owner, TARGET_SETS.c.sha256 == digest
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            return TargetSetRecord(**row)
+        return TargetSetRecord(**row)
 
     @retry_read
     def get_target_set(self, set_id: str, owner: str | None = None) -> TargetSetRecord:
-        query = select(*_TARGET_META).where(TARGET_SETS.c.id == set_id)
-        if owner is not None:
-            query = query.where(TARGET_SETS.c.owner == owner)
-        with self._read() as conn:
-            row = conn.execute(query).mappings().one_or_none()
-        if row is None:
-            raise NotFoundError(f"target set {set_id!r} not found")
+        row = self._owned_row(TARGET_SETS, _TARGET_META, set_id, owner, "target set")
         return TargetSetRecord(**row)
 
     @retry_read
