@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    CompoundSelect,
     delete,
-    literal_column,
     select,
     update,
 )
@@ -33,6 +31,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
+from .failures import record_failure_once
 from .jobs import require_open_job
 from .models import TARGET_SOURCES, utcnow
 from .tables import JOBS, LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
@@ -244,33 +243,12 @@ class OptimisationStore(StoreConnection):
         target_index = non_negative_int(target_index, "target_index")
         if not reason:
             raise InvalidDataError("a target failure needs a reason")
-        jobs, failures = JOBS, LATENT_FAILURES
-        statement = (
-            self._insert(failures)
-            .values(job_id=job_id, latent_index=target_index, reason=reason, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
-            .returning(failures.c.id)
-        )
         result = select(OPTIMISATION_RESULTS.c.id).where(
             OPTIMISATION_RESULTS.c.job_id == job_id,
             OPTIMISATION_RESULTS.c.target_index == target_index,
         )
-        failed = select(failures.c.id).where(
-            failures.c.job_id == job_id, failures.c.latent_index == target_index
-        )
         with self._write() as conn:
-            either: CompoundSelect[Any] = result.with_only_columns(literal_column("1")).union_all(
-                failed.with_only_columns(literal_column("1"))
-            )
-            if require_open_job(conn, job_id, stored=either) is None:
-                return False
-            done = conn.execute(result).first()
-            if done is not None or conn.execute(statement).scalar_one_or_none() is None:
-                return False
-            conn.execute(
-                update(jobs).where(jobs.c.id == job_id).values(n_failed=jobs.c.n_failed + 1)
-            )
-            return True
+            return record_failure_once(conn, self._insert, job_id, target_index, reason, result)
 
     @retry_read
     def stored_target_indices(self, job_id: str) -> set[int]:

@@ -11,11 +11,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    CompoundSelect,
     Select,
     bindparam,
     delete,
-    literal_column,
     select,
     text,
     update,
@@ -35,6 +33,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
+from .failures import record_failure_once
 from .jobs import job_closed, job_not_found, require_open_job
 from .models import utcnow
 from .prepared import ReadPlan, prepare
@@ -375,31 +374,10 @@ class ResultStore(StoreConnection):
         latent_index = non_negative_int(latent_index, "latent_index")
         if not reason:
             raise InvalidDataError("a latent failure needs a reason")
-        statement = (
-            self._insert(LATENT_FAILURES)
-            .values(job_id=job_id, latent_index=latent_index, reason=reason, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
-            .returning(LATENT_FAILURES.c.id)
-        )
         with self._write() as conn:
-            done = _spectrum_of(job_id, latent_index)
-            failed = select(LATENT_FAILURES.c.id).where(
-                LATENT_FAILURES.c.job_id == job_id, LATENT_FAILURES.c.latent_index == latent_index
+            return record_failure_once(
+                conn, self._insert, job_id, latent_index, reason, _spectrum_of(job_id, latent_index)
             )
-            either: CompoundSelect[Any] = done.with_only_columns(literal_column("1")).union_all(
-                failed.with_only_columns(literal_column("1"))
-            )
-            if require_open_job(conn, job_id, stored=either) is None:
-                return False
-            if (
-                conn.execute(done).first() is not None
-                or conn.execute(statement).scalar_one_or_none() is None
-            ):
-                return False
-            conn.execute(
-                update(JOBS).where(JOBS.c.id == job_id).values(n_failed=JOBS.c.n_failed + 1)
-            )
-            return True
 
     def latent_failures(self, job_id: str) -> list[LatentFailureRecord]:
         return self._run_read(self._latent_failures_read(job_id))
