@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    Column,
     Select,
     bindparam,
     delete,
@@ -213,6 +214,15 @@ def _prepared(spectrum: SpectrumToSave) -> tuple[dict[str, Any], str, bytes]:
 def _spectrum_of(job_id: str, latent_index: int) -> Select[Any]:
     return select(SPECTRA.c.id).where(
         SPECTRA.c.job_id == job_id, SPECTRA.c.latent_index == latent_index
+    )
+
+
+def _blocks_of(job_id: str, latent_index: int, *columns: Column[Any]) -> Select[Any]:
+    """Start, stop and ``columns`` of one latent's stored column blocks, by start."""
+    return (
+        select(COLUMN_BLOCKS.c.start, COLUMN_BLOCKS.c.stop, *columns)
+        .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
+        .order_by(COLUMN_BLOCKS.c.start)
     )
 
 
@@ -463,15 +473,8 @@ class ResultStore(StoreConnection):
         self, job_id: str, latent_index: int
     ) -> list[tuple[int, int, float | None, int | None]]:
         """(start, stop, seconds, peak bytes) of one latent's stored blocks, by start; no data."""
-        query = (
-            select(
-                COLUMN_BLOCKS.c.start,
-                COLUMN_BLOCKS.c.stop,
-                COLUMN_BLOCKS.c.seconds,
-                COLUMN_BLOCKS.c.peak_bytes,
-            )
-            .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
-            .order_by(COLUMN_BLOCKS.c.start)
+        query = _blocks_of(
+            job_id, latent_index, COLUMN_BLOCKS.c.seconds, COLUMN_BLOCKS.c.peak_bytes
         )
         with self._read() as conn:
             return [
@@ -480,16 +483,8 @@ class ResultStore(StoreConnection):
 
     def column_blocks(self, job_id: str, latent_index: int) -> list[tuple[int, int, np.ndarray]]:
         """Stored blocks of one latent's Hessian as (start, stop, (d, stop - start)), by start."""
-        query = (
-            select(
-                COLUMN_BLOCKS.c.start,
-                COLUMN_BLOCKS.c.stop,
-                COLUMN_BLOCKS.c.rows,
-                COLUMN_BLOCKS.c.dtype,
-                COLUMN_BLOCKS.c.data,
-            )
-            .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
-            .order_by(COLUMN_BLOCKS.c.start)
+        query = _blocks_of(
+            job_id, latent_index, COLUMN_BLOCKS.c.rows, COLUMN_BLOCKS.c.dtype, COLUMN_BLOCKS.c.data
         )
         with self._read() as conn:
             return [
