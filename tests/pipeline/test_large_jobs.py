@@ -22,9 +22,10 @@ from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.pipeline.jobs import plan_and_measurement
 from services.store import JobRecord, Store
-from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.pipeline.conftest import Cluster
 from tests.support import waiting
 from tests.support.checkpoints import write_random_checkpoint
+from tests.support.redis_server import PrivateRedis
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
 BUDGET_GB = 1.5

@@ -18,7 +18,8 @@ from services.pipeline.optimisation import submit_optimisation
 from services.pipeline.optimise_spec import OptimiseSpec
 from services.store import Store
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.pipeline.conftest import Cluster
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 

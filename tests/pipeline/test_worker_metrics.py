@@ -16,10 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
-from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.pipeline.conftest import Cluster
 from tests.pipeline.test_worker_scenarios import NAN_MODEL
 from tests.pipeline.toy_generators import LATENT_DIM, TRIGGER
 from tests.support.net import free_port
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import TERMINAL, wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 from worker.metrics import failure_kind, queue_depth

@@ -27,7 +27,8 @@ from services.pipeline import JobSpec, cancel_job, run_job_inprocess, submit_job
 from services.store import JobRecord, Store
 from tests.conftest import PG_ADMIN_DSN
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster, PrivateRedis
+from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import finished, wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
