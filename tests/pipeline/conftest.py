@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
+from services.config import Settings
 from services.store import Store
 from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import wait_for
+from worker.celery_app import configure
 from worker.launcher import WorkerPlan, start_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +108,17 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
+    """The API side: enqueues and revokes on the private Redis, with the workers' settings."""
+    app = Celery("test-sender")
+    configure(app, Settings(broker_url=private_redis.url))
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 @pytest.fixture(scope="module")

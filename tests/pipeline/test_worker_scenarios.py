@@ -12,13 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-import pytest
 import torch
 from celery import Celery
 
@@ -30,22 +28,11 @@ from tests.pipeline import toy_generators
 from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster
 from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import finished, wait_for
-from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
 
 TOY_FILE = Path(toy_generators.__file__).resolve()
 SLOW_MODEL = f"python:{TOY_FILE}:slow"
 NAN_MODEL = f"python:{TOY_FILE}:nan_at_trigger"
-
-
-@pytest.fixture(scope="module")
-def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
-    """The API side: enqueues and revokes on the private Redis, with the workers' settings."""
-    app = Celery("test-sender")
-    configure(app, Settings(broker_url=private_redis.url))
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 def _submit(store: Store, sender: Celery, owner: str, **spec: Any) -> JobRecord:
