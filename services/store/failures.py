@@ -1,12 +1,12 @@
-"""Recording, once, that one item of a job (a latent of a spectra job, a target of an
-optimisation job) could not be computed: both kinds keep their failures in one table."""
+"""Counting one item of a job (a latent of a spectra job, a target of an optimisation job) as
+done or, once, as failed: both kinds keep their failures in one table."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, Table, literal_column, select, update
+from sqlalchemy import CompoundSelect, Select, Table, delete, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from .jobs import require_open_job
@@ -47,3 +47,21 @@ def record_failure_once(
         return False
     conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(n_failed=JOBS.c.n_failed + 1))
     return True
+
+
+def count_done(conn: Connection, job_id: str, index: int, *, may_have_failed: bool = True) -> None:
+    """Part of the caller's write transaction: count a newly stored result of item ``index`` on
+    its job; a failure recorded earlier for the item (a retry that succeeded) is removed and
+    uncounted. ``may_have_failed`` False (the job counts no failure) skips looking for one."""
+    cleared = 0
+    if may_have_failed:
+        cleared = conn.execute(
+            delete(LATENT_FAILURES).where(
+                LATENT_FAILURES.c.job_id == job_id, LATENT_FAILURES.c.latent_index == index
+            )
+        ).rowcount
+    conn.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id)
+        .values(n_done=JOBS.c.n_done + 1, n_failed=JOBS.c.n_failed - cleared)
+    )

@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    delete,
     select,
-    update,
 )
 
 from .codecs import (
@@ -31,10 +29,10 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
-from .failures import record_failure_once
+from .failures import count_done, record_failure_once
 from .jobs import require_open_job
 from .models import TARGET_SOURCES, utcnow
-from .tables import JOBS, LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
+from .tables import LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
 
 
 @dataclass(frozen=True)
@@ -214,7 +212,6 @@ class OptimisationStore(StoreConnection):
             .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
             .returning(OPTIMISATION_RESULTS.c.id)
         )
-        jobs, failures = JOBS, LATENT_FAILURES
         done = select(OPTIMISATION_RESULTS.c.id).where(
             OPTIMISATION_RESULTS.c.job_id == job_id,
             OPTIMISATION_RESULTS.c.target_index == target_index,
@@ -224,16 +221,7 @@ class OptimisationStore(StoreConnection):
                 return False
             if conn.execute(statement).scalar_one_or_none() is None:
                 return False
-            cleared = conn.execute(  # a target that failed before and now succeeded
-                delete(failures).where(
-                    failures.c.job_id == job_id, failures.c.latent_index == target_index
-                )
-            ).rowcount
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(n_done=jobs.c.n_done + 1, n_failed=jobs.c.n_failed - cleared)
-            )
+            count_done(conn, job_id, target_index)  # a target that failed before: uncounted
             return True
 
     def record_target_failure(self, job_id: str, target_index: int, reason: str) -> bool:

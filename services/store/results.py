@@ -14,10 +14,8 @@ from sqlalchemy import (
     Column,
     Select,
     bindparam,
-    delete,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import Connection
 
@@ -34,7 +32,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
-from .failures import record_failure_once
+from .failures import count_done, record_failure_once
 from .jobs import job_closed, job_not_found, require_open_job
 from .models import utcnow
 from .prepared import ReadPlan, prepare
@@ -46,7 +44,6 @@ from .status import TERMINAL_STATUSES
 from .tables import (
     COLUMN_BLOCKS,
     EIGENVECTORS,
-    JOBS,
     LATENT_FAILURES,
     SPECTRA,
 )
@@ -363,19 +360,7 @@ class ResultStore(StoreConnection):
     def _count_done(conn: Connection, job_id: str, latent_index: int, job_failures: int) -> bool:
         """Count a newly stored spectrum on its job; a failure recorded earlier for the same
         latent (the retry succeeded) is removed and uncounted."""
-        cleared = 0
-        if job_failures:  # a retry of a latent that failed before replaces its failure
-            cleared = conn.execute(
-                delete(LATENT_FAILURES).where(
-                    LATENT_FAILURES.c.job_id == job_id,
-                    LATENT_FAILURES.c.latent_index == latent_index,
-                )
-            ).rowcount
-        conn.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id)
-            .values(n_done=JOBS.c.n_done + 1, n_failed=JOBS.c.n_failed - cleared)
-        )
+        count_done(conn, job_id, latent_index, may_have_failed=bool(job_failures))
         return True
 
     def record_latent_failure(self, job_id: str, latent_index: int, reason: str) -> bool:
