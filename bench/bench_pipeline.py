@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
-import redis  # noqa: E402
 import torch  # noqa: E402
 from celery import Celery  # noqa: E402
 
@@ -49,49 +47,21 @@ from worker.launcher import WorkerPlan, start_worker, stop_workers  # noqa: E402
 sys.path.insert(0, str(REPO / "bench"))
 from results_io import Table, write_results  # noqa: E402
 
-from tests.support.net import free_port  # noqa: E402
+from tests.support.redis_server import PrivateRedis  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 PG_ADMIN = os.environ.get("SPECTRA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHUNK_SIZE = 8
 TARGET_OVERHEAD = 0.05
 
 
-def wait_for(condition: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 class Services:
     """A private redis-server and a fresh PostgreSQL database, removed afterwards."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.redis = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.broker_url = f"redis://127.0.0.1:{self.port}/0"
-        client = redis.Redis.from_url(self.broker_url)
-        wait_for(lambda: _pings(client), 10, "redis-server")
+        self.redis = PrivateRedis(workdir)
+        self.redis.start()
+        self.broker_url = self.redis.url
         self.database = f"spectra_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{self.database}"')
@@ -99,17 +69,9 @@ class Services:
         self.database_url = f"{base}/{self.database}"
 
     def close(self) -> None:
-        self.redis.kill()
-        self.redis.wait()
+        self.redis.stop()
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def start_workers(n: int, services: Services, logdir: Path) -> list[subprocess.Popen[bytes]]:

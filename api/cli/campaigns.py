@@ -5,7 +5,8 @@ lives in its own module (api.cli.campaign_compare)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from api.cli.connect import client, open_store, use_server
@@ -144,29 +145,23 @@ def cmd_campaign_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_status(args: argparse.Namespace) -> int:
-    if use_server(args):
-        with client(args) as server:
-            document = _as_json(server.campaign(args.campaign))
-    else:
-        from services import campaigns
-
-        store = open_store(args.database)
-        campaign_id = resolve(store, "campaign", args.campaign)
-        document = campaigns.campaign_status(store, campaign_id, None).to_json()
+    document = _campaign_document(
+        args,
+        lambda server, ref: server.campaign(ref),
+        lambda campaigns, store, campaign_id: campaigns.campaign_status(store, campaign_id, None),
+    )
     print(format_status(document))
     return 0
 
 
 def cmd_campaign_cancel(args: argparse.Namespace) -> int:
-    if use_server(args):
-        with client(args) as server:
-            document = _as_json(server.cancel_campaign(args.campaign))
-    else:
-        from services import campaigns
-
-        store = open_store(args.database)
-        campaign_id = resolve(store, "campaign", args.campaign)
-        document = campaigns.cancel_campaign(store, campaign_id, None, None).to_json()
+    document = _campaign_document(
+        args,
+        lambda server, ref: server.cancel_campaign(ref),
+        lambda campaigns, store, campaign_id: campaigns.cancel_campaign(
+            store, campaign_id, None, None
+        ),
+    )
     print(f"campaign {document['name']}: {document['status']}")
     return 0
 
@@ -179,6 +174,25 @@ def format_status(document: Mapping[str, Any]) -> str:
         for m in document["members"]
     ]
     return f"campaign {document['name']}: {document['status']}\n{table(rows)}"
+
+
+def _campaign_document(
+    args: argparse.Namespace,
+    on_server: Callable[[Any, str], Any],
+    locally: Callable[[ModuleType, Any, str], Any],
+) -> dict[str, Any]:
+    """What ``on_server`` (the client, the campaign's name or id) or ``locally`` (the
+    services.campaigns module, the store, the resolved id) answers about ``args.campaign``, as
+    the campaign's document. services.campaigns is imported only for the local path."""
+    if use_server(args):
+        with client(args) as server:
+            return _as_json(on_server(server, args.campaign))
+    from services import campaigns
+
+    store = open_store(args.database)
+    campaign_id = resolve(store, "campaign", args.campaign)
+    document: dict[str, Any] = locally(campaigns, store, campaign_id).to_json()
+    return document
 
 
 def _as_json(campaign: Any) -> dict[str, Any]:

@@ -291,15 +291,7 @@ def _run_latents_batched(
             beat.retry(store.record_latent_failure, job.id, index, _reason(result))
             continue
         result.diagnostics.update(peak.figures)
-        _save(
-            store,
-            job,
-            index,
-            codes[index],
-            result,
-            stored_distance_name(resolved["distance"], resolved.get("distance_options")),
-            beat,
-        )
+        _save_latent(store, job, index, codes[index], result, beat)
 
 
 def _run_latent(
@@ -330,20 +322,11 @@ def _run_latent(
     except abort_on:
         raise
     except Exception as exc:  # NonFiniteOutputError, or anything the generator raised on it
-        _require_lease(beat)
-        beat.retry(store.record_latent_failure, job.id, index, _reason(exc))
+        _fail_latent(store, job, index, exc, beat)
         log.warning("latent %d of job %s failed: %s", index, job.id, _reason(exc))
         return
     _require_lease(beat)
-    _save(
-        store,
-        job,
-        index,
-        code,
-        result,
-        stored_distance_name(resolved["distance"], resolved.get("distance_options")),
-        beat,
-    )
+    _save_latent(store, job, index, code, result, beat)
 
 
 def _run_block(
@@ -416,19 +399,10 @@ def _run_block(
     except _Stop:
         raise
     except Exception as exc:
-        _require_lease(beat)
-        beat.retry(store.record_latent_failure, job.id, index, _reason(exc))
+        _fail_latent(store, job, index, exc, beat)
         return
     _require_lease(beat)
-    _save(
-        store,
-        job,
-        index,
-        code,
-        result,
-        stored_distance_name(resolved["distance"], resolved.get("distance_options")),
-        beat,
-    )
+    _save_latent(store, job, index, code, result, beat)
 
 
 def _whole_code_costs(
@@ -498,6 +472,28 @@ def _require_finite(result: SpectrumResult) -> None:
             "the spectrum contains NaN or inf: the generator or the distance produced "
             "non-finite values at this code"
         )
+
+
+def _fail_latent(
+    store: Store, job: JobRecord, index: int, exc: BaseException, beat: Heartbeat
+) -> None:
+    """Record the latent's failure, while the lease is still this run's."""
+    _require_lease(beat)
+    beat.retry(store.record_latent_failure, job.id, index, _reason(exc))
+
+
+def _save_latent(
+    store: Store,
+    job: JobRecord,
+    index: int,
+    code: np.ndarray,
+    result: SpectrumResult,
+    beat: Heartbeat,
+) -> None:
+    """Save one latent's spectrum under the distance name the job stores its spectra with."""
+    resolved = job.resolved
+    distance = stored_distance_name(resolved["distance"], resolved.get("distance_options"))
+    _save(store, job, index, code, result, distance, beat)
 
 
 def _save(

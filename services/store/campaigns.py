@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import ColumnElement, Table, insert, select
 from sqlalchemy.engine import Connection
 
 from .connection import StoreConnection, retry_read
@@ -52,7 +52,7 @@ class CampaignStore(StoreConnection):
         """Store a campaign over existing jobs; (record, created). The same (owner, name) again
         returns the stored one if its spec is the same, else ConflictError."""
         with self._write() as conn:
-            existing = _find(conn, owner=owner, name=name)
+            existing = _find(conn, CAMPAIGNS.c.owner == owner, CAMPAIGNS.c.name == name)
             if existing is not None:
                 if existing.spec != spec:
                     raise ConflictError(
@@ -83,7 +83,7 @@ class CampaignStore(StoreConnection):
                         for i, m in enumerate(members)
                     ],
                 )
-            record = _find(conn, campaign_id=campaign_id)
+            record = _find(conn, CAMPAIGNS.c.id == campaign_id)
         assert record is not None
         return record, True
 
@@ -91,7 +91,7 @@ class CampaignStore(StoreConnection):
     def get_campaign(self, campaign_id: str, owner: str | None = None) -> CampaignRecord:
         """A campaign by id; NotFoundError when absent or another owner's (``owner`` given)."""
         with self._read() as conn:
-            record = _find(conn, campaign_id=campaign_id)
+            record = _find(conn, CAMPAIGNS.c.id == campaign_id)
         if record is None or (owner is not None and record.owner != owner):
             raise NotFoundError(f"campaign {campaign_id} not found")
         return record
@@ -105,23 +105,13 @@ class CampaignStore(StoreConnection):
             query = query.where(CAMPAIGNS.c.owner == owner)
         with self._read() as conn:
             ids = [row.id for row in conn.execute(query)]
-            records = [r for r in (_find(conn, campaign_id=i) for i in ids) if r is not None]
+            records = [r for r in (_find(conn, CAMPAIGNS.c.id == i) for i in ids) if r is not None]
         return [r for r in records if tag is None or tag in r.tags]
 
 
-def _find(
-    conn: Connection,
-    *,
-    campaign_id: str | None = None,
-    owner: str | None = None,
-    name: str | None = None,
-) -> CampaignRecord | None:
-    query = select(CAMPAIGNS)
-    if campaign_id is not None:
-        query = query.where(CAMPAIGNS.c.id == campaign_id)
-    else:
-        query = query.where(CAMPAIGNS.c.owner == owner, CAMPAIGNS.c.name == name)
-    row = conn.execute(query).first()
+def _find(conn: Connection, *where: ColumnElement[bool]) -> CampaignRecord | None:
+    """The campaign matching ``where`` (its id, or its owner and name), with its members."""
+    row = conn.execute(select(CAMPAIGNS).where(*where)).first()
     if row is None:
         return None
     members = conn.execute(

@@ -92,9 +92,10 @@ class CatalogueStore(StoreConnection):
         n, d = array.shape
         data = le_bytes(array, "float64")
         digest = sha256_hex(f"{n}x{d}:".encode() + data)
-        statement = (
-            self._insert(LATENT_SETS)
-            .values(
+        row = self._insert_once_per_owner(
+            LATENT_SETS,
+            _LATENT_SET_META,
+            dict(
                 id=new_id(),
                 owner=owner,
                 name=name,
@@ -106,32 +107,14 @@ class CatalogueStore(StoreConnection):
                 sha256=digest,
                 codes=data,
                 created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["owner", "sha256"])
+            ),
         )
-        with self._write() as conn:
-            conn.execute(statement)
-            row = (
-                conn.execute(
-                    select(*_LATENT_SET_META).where(
-                        LATENT_SETS.c.owner == owner, LATENT_SETS.c.sha256 == digest
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            return LatentSetRecord(**row)
+        return LatentSetRecord(**row)
 
     @retry_read
     def get_latent_set(self, set_id: str, owner: str | None = None) -> LatentSetRecord:
         """The set's metadata; NotFoundError if it does not exist or ``owner`` does not own it."""
-        query = select(*_LATENT_SET_META).where(LATENT_SETS.c.id == set_id)
-        if owner is not None:
-            query = query.where(LATENT_SETS.c.owner == owner)
-        with self._read() as conn:
-            row = conn.execute(query).mappings().one_or_none()
-        if row is None:
-            raise NotFoundError(f"latent set {set_id!r} not found")
+        row = self._owned_row(LATENT_SETS, _LATENT_SET_META, set_id, owner, "latent set")
         return LatentSetRecord(**row)
 
     @retry_read

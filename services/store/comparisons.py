@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -105,7 +106,9 @@ class ComparisonStore(StoreConnection):
         """A queued comparison, or the stored one with the same (owner, fingerprint):
         (record, created). A failed or cancelled one is queued again (its figures dropped)."""
         with self._write() as conn:
-            existing = _find(conn, owner=owner, fingerprint=fingerprint)
+            existing = _find(
+                conn, COMPARISONS.c.owner == owner, COMPARISONS.c.fingerprint == fingerprint
+            )
             if existing is not None and existing.status not in (Status.FAILED, Status.CANCELLED):
                 return existing, False
             if existing is not None:
@@ -126,7 +129,7 @@ class ComparisonStore(StoreConnection):
                         software_version=software_version,
                     )
                 )
-                record = _find(conn, comparison_id=existing.id)
+                record = _find(conn, COMPARISONS.c.id == existing.id)
                 assert record is not None
                 return record, True
             comparison_id = str(uuid.uuid4())
@@ -142,7 +145,7 @@ class ComparisonStore(StoreConnection):
                     created_at=utcnow(),
                 )
             )
-            record = _find(conn, comparison_id=comparison_id)
+            record = _find(conn, COMPARISONS.c.id == comparison_id)
         assert record is not None
         return record, True
 
@@ -151,7 +154,7 @@ class ComparisonStore(StoreConnection):
         """The comparison; NotFoundError where it does not exist or belongs to another owner
         (``owner`` None: any)."""
         with self._read() as conn:
-            record = _find(conn, comparison_id=comparison_id)
+            record = _find(conn, COMPARISONS.c.id == comparison_id)
         if record is None or (owner is not None and record.owner != owner):
             raise NotFoundError(f"comparison {comparison_id} not found")
         return record
@@ -285,19 +288,9 @@ def _figure_names(conn: Connection, ids: list[str]) -> dict[str, tuple[str, ...]
     return {key: tuple(value) for key, value in names.items()}
 
 
-def _find(
-    conn: Connection,
-    *,
-    comparison_id: str | None = None,
-    owner: str | None = None,
-    fingerprint: str | None = None,
-) -> ComparisonRecord | None:
-    query = select(COMPARISONS)
-    if comparison_id is not None:
-        query = query.where(COMPARISONS.c.id == comparison_id)
-    else:
-        query = query.where(COMPARISONS.c.owner == owner, COMPARISONS.c.fingerprint == fingerprint)
-    row = conn.execute(query).first()
+def _find(conn: Connection, *where: ColumnElement[bool]) -> ComparisonRecord | None:
+    """The comparison matching ``where`` (its id, or its owner and fingerprint)."""
+    row = conn.execute(select(COMPARISONS).where(*where)).first()
     if row is None:
         return None
     return _record(row, _figure_names(conn, [row.id]).get(row.id, ()))

@@ -5,12 +5,12 @@ reads, migrations and the ping."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, ParamSpec, Self, TypeVar
 
-from sqlalchemy import Engine, Table, func, literal_column, select, text
+from sqlalchemy import Column, Engine, RowMapping, Table, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -25,7 +25,7 @@ from .engine import (
     normalise_url,
     sqlite_foreign_keys_off,
 )
-from .errors import StoreFull, StoreUnavailable
+from .errors import NotFoundError, StoreFull, StoreUnavailable
 from .prepared import ReadPlan, fetch, prepare
 
 ALEMBIC_LOCK_KEY = 0x5350_4543  # pg advisory lock held while migrating ("SPEC")
@@ -124,6 +124,38 @@ class StoreConnection:
 
     def _insert(self, table: Table) -> Any:
         return pg_insert(table) if self._postgres else sqlite_insert(table)
+
+    def _insert_once_per_owner(
+        self, table: Table, meta: Sequence[Column[Any]], values: Mapping[str, Any]
+    ) -> RowMapping:
+        """Insert a content-addressed set (unique on owner and sha256) unless its owner already
+        holds the same bytes; the stored row's ``meta`` columns either way, so that a re-upload
+        answers with the first upload's id."""
+        statement = (
+            self._insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["owner", "sha256"])
+        )
+        stored = select(*meta).where(
+            table.c.owner == values["owner"], table.c.sha256 == values["sha256"]
+        )
+        with self._write() as conn:
+            conn.execute(statement)
+            return conn.execute(stored).mappings().one()
+
+    def _owned_row(
+        self, table: Table, meta: Sequence[Column[Any]], row_id: str, owner: str | None, noun: str
+    ) -> RowMapping:
+        """The ``meta`` columns of row ``row_id``; NotFoundError (naming the ``noun``) if it does
+        not exist or ``owner``, when given, does not own it. Callers are decorated with retry_read."""
+        query = select(*meta).where(table.c.id == row_id)
+        if owner is not None:
+            query = query.where(table.c.owner == owner)
+        with self._read() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        if row is None:
+            raise NotFoundError(f"{noun} {row_id!r} not found")
+        return row
 
     def migrate(self) -> None:
         """``alembic upgrade head`` on this store's database, in one transaction. Idempotent,

@@ -9,6 +9,7 @@ against that latent at the next claim (latent_deaths.py).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import RowMapping, String, case, cast, literal, select, update
 
@@ -30,6 +31,22 @@ class ChunkLeaseStore(StoreConnection):
         values["column_block"] = None if start is None else (start, stop)
         values["latent_indices"] = tuple(values["latent_indices"])
         return ChunkRecord(**values)
+
+    def _update_leased(self, chunk_id: str, worker_id: str, **values: Any) -> bool:
+        """CAS on a chunk running under ``worker_id``'s lease: set ``values``; False (nothing
+        changed) if the chunk is not running under this worker (requeued, cancelled, finished,
+        a duplicate delivery)."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(CHUNKS)
+                .where(
+                    CHUNKS.c.id == chunk_id,
+                    CHUNKS.c.status == "running",
+                    CHUNKS.c.lease_owner == worker_id,
+                )
+                .values(**values)
+            )
+            return result.rowcount == 1
 
     @retry_read
     def list_chunks(self, job_id: str) -> list[ChunkRecord]:
@@ -121,39 +138,21 @@ class ChunkLeaseStore(StoreConnection):
         """Record that this run is computing ``latent_index`` now (renewing the lease). False
         if the chunk is no longer running under this worker: stop then, as for heartbeat."""
         latent_index = non_negative_int(latent_index, "latent_index")
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(
-                    heartbeat_at=utcnow(),
-                    current_latent_deaths=case(
-                        (CHUNKS.c.current_latent == latent_index, CHUNKS.c.current_latent_deaths),
-                        else_=0,
-                    ),
-                    current_latent=latent_index,
-                )
-            )
-            return result.rowcount == 1
+        return self._update_leased(
+            chunk_id,
+            worker_id,
+            heartbeat_at=utcnow(),
+            current_latent_deaths=case(
+                (CHUNKS.c.current_latent == latent_index, CHUNKS.c.current_latent_deaths),
+                else_=0,
+            ),
+            current_latent=latent_index,
+        )
 
     def heartbeat(self, chunk_id: str, worker_id: str) -> bool:
         """Renew the lease. False if the chunk is no longer running under this worker (it was
         requeued, cancelled or finished): the worker should then stop working on it."""
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(heartbeat_at=utcnow())
-            )
-            return result.rowcount == 1
+        return self._update_leased(chunk_id, worker_id, heartbeat_at=utcnow())
 
     def finish_chunk(
         self, chunk_id: str, worker_id: str, status: str, error: str | None = None
@@ -161,23 +160,15 @@ class ChunkLeaseStore(StoreConnection):
         """CAS running (leased by worker_id) -> succeeded / failed / cancelled. False if the
         chunk is not running under this worker (a duplicate delivery, a lost lease)."""
         check_status(status, TERMINAL_STATUSES, "final chunk status")
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(
-                    status=status,
-                    error=error,
-                    finished_at=utcnow(),
-                    current_latent=None,
-                    current_latent_deaths=0,
-                )
-            )
-            return result.rowcount == 1
+        return self._update_leased(
+            chunk_id,
+            worker_id,
+            status=status,
+            error=error,
+            finished_at=utcnow(),
+            current_latent=None,
+            current_latent_deaths=0,
+        )
 
     @retry_read
     def stale_chunks(self, older_than_s: float) -> list[ChunkRecord]:
@@ -219,22 +210,14 @@ class ChunkLeaseStore(StoreConnection):
         chunk back for a cause outside it (the store was unavailable too long), so the attempt
         it used is given back and the latent it was computing is not marked as one it died
         on. False if the chunk is not running under this worker."""
-        with self._write() as conn:
-            result = conn.execute(
-                update(CHUNKS)
-                .where(
-                    CHUNKS.c.id == chunk_id,
-                    CHUNKS.c.status == "running",
-                    CHUNKS.c.lease_owner == worker_id,
-                )
-                .values(
-                    status="queued",
-                    lease_owner=None,
-                    heartbeat_at=None,
-                    attempts=case((CHUNKS.c.attempts > 0, CHUNKS.c.attempts - 1), else_=0),
-                    current_latent=None,
-                    current_latent_deaths=0,
-                    error="handed back: the store was unavailable",
-                )
-            )
-            return result.rowcount == 1
+        return self._update_leased(
+            chunk_id,
+            worker_id,
+            status="queued",
+            lease_owner=None,
+            heartbeat_at=None,
+            attempts=case((CHUNKS.c.attempts > 0, CHUNKS.c.attempts - 1), else_=0),
+            current_latent=None,
+            current_latent_deaths=0,
+            error="handed back: the store was unavailable",
+        )

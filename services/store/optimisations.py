@@ -14,11 +14,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    CompoundSelect,
-    delete,
-    literal_column,
     select,
-    update,
 )
 
 from .codecs import (
@@ -32,10 +28,11 @@ from .codecs import (
     sha256_hex,
 )
 from .connection import StoreConnection, retry_read
-from .errors import InvalidDataError, NotFoundError
+from .errors import InvalidDataError
+from .failures import count_done, record_failure_once
 from .jobs import require_open_job
 from .models import TARGET_SOURCES, utcnow
-from .tables import JOBS, LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
+from .tables import LATENT_FAILURES, OPTIMISATION_RESULTS, TARGET_SETS
 
 
 @dataclass(frozen=True)
@@ -112,9 +109,10 @@ class OptimisationStore(StoreConnection):
             d = int(code_array.shape[1])
             code_data = le_bytes(code_array, "float64")
         digest = sha256_hex(f"{array.shape}:{d}:".encode() + data + (code_data or b""))
-        statement = (
-            self._insert(TARGET_SETS)
-            .values(
+        row = self._insert_once_per_owner(
+            TARGET_SETS,
+            _TARGET_META,
+            dict(
                 id=new_id(),
                 owner=owner,
                 source=source,
@@ -128,31 +126,13 @@ class OptimisationStore(StoreConnection):
                 images=data,
                 codes=code_data,
                 created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["owner", "sha256"])
+            ),
         )
-        with self._write() as conn:
-            conn.execute(statement)
-            row = (
-                conn.execute(
-                    select(*_TARGET_META).where(
-                        TARGET_SETS.c.owner == owner, TARGET_SETS.c.sha256 == digest
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            return TargetSetRecord(**row)
+        return TargetSetRecord(**row)
 
     @retry_read
     def get_target_set(self, set_id: str, owner: str | None = None) -> TargetSetRecord:
-        query = select(*_TARGET_META).where(TARGET_SETS.c.id == set_id)
-        if owner is not None:
-            query = query.where(TARGET_SETS.c.owner == owner)
-        with self._read() as conn:
-            row = conn.execute(query).mappings().one_or_none()
-        if row is None:
-            raise NotFoundError(f"target set {set_id!r} not found")
+        row = self._owned_row(TARGET_SETS, _TARGET_META, set_id, owner, "target set")
         return TargetSetRecord(**row)
 
     @retry_read
@@ -232,7 +212,6 @@ class OptimisationStore(StoreConnection):
             .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
             .returning(OPTIMISATION_RESULTS.c.id)
         )
-        jobs, failures = JOBS, LATENT_FAILURES
         done = select(OPTIMISATION_RESULTS.c.id).where(
             OPTIMISATION_RESULTS.c.job_id == job_id,
             OPTIMISATION_RESULTS.c.target_index == target_index,
@@ -242,16 +221,7 @@ class OptimisationStore(StoreConnection):
                 return False
             if conn.execute(statement).scalar_one_or_none() is None:
                 return False
-            cleared = conn.execute(  # a target that failed before and now succeeded
-                delete(failures).where(
-                    failures.c.job_id == job_id, failures.c.latent_index == target_index
-                )
-            ).rowcount
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(n_done=jobs.c.n_done + 1, n_failed=jobs.c.n_failed - cleared)
-            )
+            count_done(conn, job_id, target_index)  # a target that failed before: uncounted
             return True
 
     def record_target_failure(self, job_id: str, target_index: int, reason: str) -> bool:
@@ -261,33 +231,12 @@ class OptimisationStore(StoreConnection):
         target_index = non_negative_int(target_index, "target_index")
         if not reason:
             raise InvalidDataError("a target failure needs a reason")
-        jobs, failures = JOBS, LATENT_FAILURES
-        statement = (
-            self._insert(failures)
-            .values(job_id=job_id, latent_index=target_index, reason=reason, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
-            .returning(failures.c.id)
-        )
         result = select(OPTIMISATION_RESULTS.c.id).where(
             OPTIMISATION_RESULTS.c.job_id == job_id,
             OPTIMISATION_RESULTS.c.target_index == target_index,
         )
-        failed = select(failures.c.id).where(
-            failures.c.job_id == job_id, failures.c.latent_index == target_index
-        )
         with self._write() as conn:
-            either: CompoundSelect[Any] = result.with_only_columns(literal_column("1")).union_all(
-                failed.with_only_columns(literal_column("1"))
-            )
-            if require_open_job(conn, job_id, stored=either) is None:
-                return False
-            done = conn.execute(result).first()
-            if done is not None or conn.execute(statement).scalar_one_or_none() is None:
-                return False
-            conn.execute(
-                update(jobs).where(jobs.c.id == job_id).values(n_failed=jobs.c.n_failed + 1)
-            )
-            return True
+            return record_failure_once(conn, self._insert, job_id, target_index, reason, result)
 
     @retry_read
     def stored_target_indices(self, job_id: str) -> set[int]:

@@ -11,14 +11,11 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    CompoundSelect,
+    Column,
     Select,
     bindparam,
-    delete,
-    literal_column,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import Connection
 
@@ -35,6 +32,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError
+from .failures import count_done, record_failure_once
 from .jobs import job_closed, job_not_found, require_open_job
 from .models import utcnow
 from .prepared import ReadPlan, prepare
@@ -46,7 +44,6 @@ from .status import TERMINAL_STATUSES
 from .tables import (
     COLUMN_BLOCKS,
     EIGENVECTORS,
-    JOBS,
     LATENT_FAILURES,
     SPECTRA,
 )
@@ -217,6 +214,15 @@ def _spectrum_of(job_id: str, latent_index: int) -> Select[Any]:
     )
 
 
+def _blocks_of(job_id: str, latent_index: int, *columns: Column[Any]) -> Select[Any]:
+    """Start, stop and ``columns`` of one latent's stored column blocks, by start."""
+    return (
+        select(COLUMN_BLOCKS.c.start, COLUMN_BLOCKS.c.stop, *columns)
+        .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
+        .order_by(COLUMN_BLOCKS.c.start)
+    )
+
+
 class ResultStore(StoreConnection):
     # -- spectra ---------------------------------------------------------------------------
 
@@ -354,19 +360,7 @@ class ResultStore(StoreConnection):
     def _count_done(conn: Connection, job_id: str, latent_index: int, job_failures: int) -> bool:
         """Count a newly stored spectrum on its job; a failure recorded earlier for the same
         latent (the retry succeeded) is removed and uncounted."""
-        cleared = 0
-        if job_failures:  # a retry of a latent that failed before replaces its failure
-            cleared = conn.execute(
-                delete(LATENT_FAILURES).where(
-                    LATENT_FAILURES.c.job_id == job_id,
-                    LATENT_FAILURES.c.latent_index == latent_index,
-                )
-            ).rowcount
-        conn.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id)
-            .values(n_done=JOBS.c.n_done + 1, n_failed=JOBS.c.n_failed - cleared)
-        )
+        count_done(conn, job_id, latent_index, may_have_failed=bool(job_failures))
         return True
 
     def record_latent_failure(self, job_id: str, latent_index: int, reason: str) -> bool:
@@ -375,31 +369,10 @@ class ResultStore(StoreConnection):
         latent_index = non_negative_int(latent_index, "latent_index")
         if not reason:
             raise InvalidDataError("a latent failure needs a reason")
-        statement = (
-            self._insert(LATENT_FAILURES)
-            .values(job_id=job_id, latent_index=latent_index, reason=reason, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["job_id", "latent_index"])
-            .returning(LATENT_FAILURES.c.id)
-        )
         with self._write() as conn:
-            done = _spectrum_of(job_id, latent_index)
-            failed = select(LATENT_FAILURES.c.id).where(
-                LATENT_FAILURES.c.job_id == job_id, LATENT_FAILURES.c.latent_index == latent_index
+            return record_failure_once(
+                conn, self._insert, job_id, latent_index, reason, _spectrum_of(job_id, latent_index)
             )
-            either: CompoundSelect[Any] = done.with_only_columns(literal_column("1")).union_all(
-                failed.with_only_columns(literal_column("1"))
-            )
-            if require_open_job(conn, job_id, stored=either) is None:
-                return False
-            if (
-                conn.execute(done).first() is not None
-                or conn.execute(statement).scalar_one_or_none() is None
-            ):
-                return False
-            conn.execute(
-                update(JOBS).where(JOBS.c.id == job_id).values(n_failed=JOBS.c.n_failed + 1)
-            )
-            return True
 
     def latent_failures(self, job_id: str) -> list[LatentFailureRecord]:
         return self._run_read(self._latent_failures_read(job_id))
@@ -485,15 +458,8 @@ class ResultStore(StoreConnection):
         self, job_id: str, latent_index: int
     ) -> list[tuple[int, int, float | None, int | None]]:
         """(start, stop, seconds, peak bytes) of one latent's stored blocks, by start; no data."""
-        query = (
-            select(
-                COLUMN_BLOCKS.c.start,
-                COLUMN_BLOCKS.c.stop,
-                COLUMN_BLOCKS.c.seconds,
-                COLUMN_BLOCKS.c.peak_bytes,
-            )
-            .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
-            .order_by(COLUMN_BLOCKS.c.start)
+        query = _blocks_of(
+            job_id, latent_index, COLUMN_BLOCKS.c.seconds, COLUMN_BLOCKS.c.peak_bytes
         )
         with self._read() as conn:
             return [
@@ -502,16 +468,8 @@ class ResultStore(StoreConnection):
 
     def column_blocks(self, job_id: str, latent_index: int) -> list[tuple[int, int, np.ndarray]]:
         """Stored blocks of one latent's Hessian as (start, stop, (d, stop - start)), by start."""
-        query = (
-            select(
-                COLUMN_BLOCKS.c.start,
-                COLUMN_BLOCKS.c.stop,
-                COLUMN_BLOCKS.c.rows,
-                COLUMN_BLOCKS.c.dtype,
-                COLUMN_BLOCKS.c.data,
-            )
-            .where(COLUMN_BLOCKS.c.job_id == job_id, COLUMN_BLOCKS.c.latent_index == latent_index)
-            .order_by(COLUMN_BLOCKS.c.start)
+        query = _blocks_of(
+            job_id, latent_index, COLUMN_BLOCKS.c.rows, COLUMN_BLOCKS.c.dtype, COLUMN_BLOCKS.c.data
         )
         with self._read() as conn:
             return [

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, func, select
 
 from .connection import StoreConnection, retry_read
 from .models import Base
@@ -39,6 +39,25 @@ class SelectionRow:
     d: int
     code: bytes | None
     eigenvalues: bytes  # (k,) float64 little-endian, descending
+
+
+def _narrowed(
+    query: Select[Any],
+    job_ids: list[str] | None,
+    model: str | None,
+    distance: str | None,
+    method: str | None,
+    owner: str | None,
+) -> Select[Any]:
+    """``query`` (over SPECTRA joined to JOBS) narrowed by each selection filter given."""
+    if job_ids is not None:
+        query = query.where(SPECTRA.c.job_id.in_(job_ids))
+    for column, value in (("model", model), ("distance", distance), ("method", method)):
+        if value is not None:
+            query = query.where(SPECTRA.c[column] == value)
+    if owner is not None:
+        query = query.where(JOBS.c.owner == owner)
+    return query
 
 
 class SelectionQueryStore(StoreConnection):
@@ -75,13 +94,7 @@ class SelectionQueryStore(StoreConnection):
             .order_by(JOBS.c.created_at, SPECTRA.c.job_id, SPECTRA.c.latent_index)
             .limit(limit)
         )
-        if job_ids is not None:
-            query = query.where(SPECTRA.c.job_id.in_(job_ids))
-        for column, value in (("model", model), ("distance", distance), ("method", method)):
-            if value is not None:
-                query = query.where(SPECTRA.c[column] == value)
-        if owner is not None:
-            query = query.where(JOBS.c.owner == owner)
+        query = _narrowed(query, job_ids, model, distance, method, owner)
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [
@@ -122,13 +135,7 @@ class SelectionQueryStore(StoreConnection):
             .group_by(SPECTRA.c.job_id, JOBS.c.status)
             .order_by(SPECTRA.c.job_id)
         )
-        if job_ids is not None:
-            query = query.where(SPECTRA.c.job_id.in_(job_ids))
-        for column, value in (("model", model), ("distance", distance), ("method", method)):
-            if value is not None:
-                query = query.where(SPECTRA.c[column] == value)
-        if owner is not None:
-            query = query.where(JOBS.c.owner == owner)
+        query = _narrowed(query, job_ids, model, distance, method, owner)
         with self._read() as conn:
             return [(row[0], row[1], int(row[2])) for row in conn.execute(query)]
 

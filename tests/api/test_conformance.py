@@ -11,7 +11,7 @@ from typing import Any
 
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
@@ -19,6 +19,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from services.store import Store
 from tests.api.conftest import RecordingDispatcher, bearer
+from tests.support.fuzzing import repeatable
 
 EXAMPLES_PER_OPERATION = 6  # per operation and generation mode
 
@@ -44,13 +45,7 @@ def test_every_operation_conforms_to_the_schema_under_every_check(
         operation = result.ok()
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @repeatable(EXAMPLES_PER_OPERATION)
         def exercise(case: schemathesis.Case[Any]) -> None:
             try:
                 case.call_and_validate(headers=headers, checks=checks)

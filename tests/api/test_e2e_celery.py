@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +16,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 
 from api.cli import main
 from services.store import Store
 from tests.api.conftest import LATENT_DIM, MODEL, latent_codes_of
 from tests.support.net import free_port
+from tests.support.redis_server import PrivateRedis
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
@@ -54,41 +53,12 @@ def _stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of our own: no other test's worker can take our messages."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is required for the end-to-end test and is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = redis.Redis(port=port, socket_connect_timeout=1)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
+    server = PrivateRedis(tmp_path)
+    server.start()
     try:
-        wait_until(answers, 10, "the private redis-server", [])
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        _stop(process, 10)
+        server.stop()
 
 
 def test_submit_follow_query_compare_export_reimport(

@@ -15,12 +15,13 @@ from typing import Any
 
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 
 from services.store import Store
 from tests.api.conftest import RecordingDispatcher, bearer
+from tests.support.fuzzing import repeatable
 
 EXAMPLES_PER_OPERATION = 10  # per operation, for valid and for invalid data each
 
@@ -37,13 +38,7 @@ def test_no_operation_answers_with_a_server_error(app: FastAPI, store: Store) ->
     for operation, mode in itertools.product(operations, GenerationMode):
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @repeatable(EXAMPLES_PER_OPERATION)
         def exercise(case: schemathesis.Case[Any]) -> None:
             response = case.call(headers=headers)
             statuses[response.status_code] += 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
+from celery import Celery
 
+from services.config import Settings
 from services.store import Store
-from tests.support.net import free_port
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import wait_for
+from worker.celery_app import configure
 from worker.launcher import WorkerPlan, start_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,60 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 0.5
 STALE_AFTER_S = 4.0
 MAX_ATTEMPTS = 3
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server of our own, without persistence: a restart loses every message."""
-
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is required for the pipeline tests and is not installed")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_for(lambda: _pings(client), 10, "the private redis-server to answer")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @dataclass
@@ -155,12 +102,23 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(free_port(), tmp_path_factory.mktemp("redis"))
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
+    """The API side: enqueues and revokes on the private Redis, with the workers' settings."""
+    app = Celery("test-sender")
+    configure(app, Settings(broker_url=private_redis.url))
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-import redis
 import torch
 from celery import Celery
 
@@ -35,6 +32,7 @@ from tests.pipeline import toy_generators
 from tests.pipeline.conftest import REPO, Cluster, Worker
 from tests.pipeline.hosts import PrivatePostgres
 from tests.support.net import free_port
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
@@ -48,82 +46,10 @@ DEFAULTS = Settings()  # the lease settings every scenario runs with
 PG_DISK_MB = 160
 
 
-class Broker:
-    """A private redis-server; ``aof`` keeps every message across a restart (fsync always)."""
-
-    def __init__(self, directory: Path, aof: bool) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.aof = aof
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "always"]
-            if self.aof
-            else ["--appendonly", "no"]
-        )
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(self.directory),
-                *persistence,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_for(lambda: _pings(client), 10, "the private redis-server")
-        client.close()
-
-    def set_aof(self, on: bool) -> None:
-        """Turn the append-only file on or off in the running server (and for its restarts)."""
-        client = redis.Redis.from_url(self.url)
-        client.config_set("appendonly", "yes" if on else "no")
-        if on:
-            client.config_set("appendfsync", "always")
-
-            def written() -> bool:
-                info = client.info("persistence")
-                return bool(info["aof_enabled"]) and not info["aof_rewrite_in_progress"]
-
-            wait_for(written, 30, "Redis to write its append-only file")
-        client.close()
-        self.aof = on
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
 @dataclass
 class Rig:
     store: Store
-    broker: Broker
+    broker: PrivateRedis
     cluster: Cluster
     sender: Celery
     postgres: PrivatePostgres
@@ -160,7 +86,7 @@ def open_rig(
     store: Store, postgres: PrivatePostgres, tmp: Path, aof: bool, slow_s: float | None = None
 ) -> Iterator[Rig]:
     """``slow_s``: the toys' sleep per forward pass in the workers (default: the toys')."""
-    broker = Broker(tmp, aof)
+    broker = PrivateRedis(tmp, aof=aof)
     broker.start()
     env = {
         **({"SPECTRA_TEST_SLOW_S": str(slow_s)} if slow_s is not None else {}),
@@ -180,7 +106,7 @@ def open_rig(
     finally:
         cluster.stop_all()
         sender.close()
-        broker.kill()
+        broker.stop()
         postgres.free_disk()
 
 

@@ -27,7 +27,7 @@ from services.pipeline import (
 from services.pipeline.lease import LeaseSettings
 from services.pipeline.planning import choose_chunk_size, plan_column_blocks, plan_latent_chunks
 from services.pipeline.spec import canonical_json
-from services.store import NotFoundError, Store
+from services.store import JobRecord, NotFoundError, Store
 from tests.pipeline import toy_generators
 from tests.support.stores import store_fixture
 
@@ -45,6 +45,12 @@ def _codes(n: int, seed: int = 0) -> list[list[float]]:
     codes = np.random.default_rng(seed).standard_normal((n, toy_generators.LATENT_DIM)) * 0.5
     values: list[list[float]] = codes.tolist()
     return values
+
+
+def _submitted(store: Store, owner: str = "a", **spec: Any) -> JobRecord:
+    """The job of ``spec``, submitted without a dispatcher: the test runs it in-process."""
+    job, _ = submit_job(store, JobSpec.model_validate(spec), owner, None, settings=Settings())
+    return job
 
 
 # --------------------------------------------------------------------------- the spec
@@ -215,19 +221,9 @@ def test_inprocess_results_equal_the_core_called_directly(store: Store) -> None:
 
 def test_column_block_job_assembles_the_same_spectrum(store: Store) -> None:
     codes = _codes(2, seed=2)
-    whole, _ = submit_job(
-        store,
-        JobSpec(model=TOY, latents={"values": codes}, dtype="float64"),  # type: ignore[arg-type]
-        "alice",
-        None,
-        settings=Settings(),
-    )
-    split, _ = submit_job(
-        store,
-        JobSpec(model=TOY, latents={"values": codes}, dtype="float64", block_columns=4),  # type: ignore[arg-type]
-        "alice",
-        None,
-        settings=Settings(),
+    whole = _submitted(store, owner="alice", model=TOY, latents={"values": codes}, dtype="float64")
+    split = _submitted(
+        store, owner="alice", model=TOY, latents={"values": codes}, dtype="float64", block_columns=4
     )
     chunks = store.list_chunks(split.id)
     assert [c.column_block for c in chunks] == [(0, 4), (4, 6)] * 2
@@ -265,13 +261,7 @@ def test_chunk_run_twice_stores_nothing_twice(store: Store) -> None:
 
 
 def test_interrupted_run_resumes_without_recomputing(store: Store) -> None:
-    job, _ = submit_job(
-        store,
-        JobSpec(model=TOY, latents={"values": _codes(6)}, chunk_size=3),  # type: ignore[arg-type]
-        "a",
-        None,
-        settings=Settings(),
-    )
+    job = _submitted(store, model=TOY, latents={"values": _codes(6)}, chunk_size=3)
 
     def interrupt_after_two(done: int, total: int) -> None:
         if done == 2:
@@ -306,13 +296,7 @@ def test_latent_failure_is_recorded_and_the_rest_completes(store: Store) -> None
 
 
 def test_cancelled_job_runs_nothing_more(store: Store) -> None:
-    job, _ = submit_job(
-        store,
-        JobSpec(model=TOY, latents={"values": _codes(4)}, chunk_size=2),  # type: ignore[arg-type]
-        "a",
-        None,
-        settings=Settings(),
-    )
+    job = _submitted(store, model=TOY, latents={"values": _codes(4)}, chunk_size=2)
     revoked: list[str] = []
     cancelled = cancel_job(store, job.id, revoke=revoked.extend)
     assert cancelled.status == "cancelled" and cancelled.cancel_requested
@@ -325,13 +309,7 @@ def test_a_runner_that_lost_its_lease_stops_at_the_next_latent(store: Store) -> 
     """The reaper judged a slow runner dead and gave its chunk to another: the first one sees
     its heartbeat refused, stops at the next latent and leaves the chunk to the new holder."""
     slow = f"python:{Path(toy_generators.__file__).resolve()}:slow"
-    job, _ = submit_job(
-        store,
-        JobSpec(model=slow, latents={"values": _codes(6)}, chunk_size=6),  # type: ignore[arg-type]
-        "a",
-        None,
-        settings=Settings(),
-    )
+    job = _submitted(store, model=slow, latents={"values": _codes(6)}, chunk_size=6)
     (chunk,) = store.list_chunks(job.id)
     first_result: list[str] = []
     runner = threading.Thread(

@@ -10,7 +10,6 @@ threshold, four column blocks, the decomposition done once by whoever completes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,10 @@ from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.pipeline.jobs import plan_and_measurement
 from services.store import JobRecord, Store
-from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.pipeline.conftest import Cluster
 from tests.support import waiting
 from tests.support.checkpoints import write_random_checkpoint
-from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
 
 BUDGET_GB = 1.5
 TOP_K = 20
@@ -37,16 +36,6 @@ def wplus_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("stylegan2") / "narrow16.pt"
     write_random_checkpoint(path, size=16, style_dim=64, n_mlp=2, channels={4: 16, 8: 16, 16: 8})
     return f"stylegan2:{path}"
-
-
-@pytest.fixture(scope="module")
-def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
-    app = Celery("test-sender")
-    configure(app, Settings(broker_url=private_redis.url))
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.pipeline.conftest import PrivateRedis, worker_env
+from tests.pipeline.conftest import worker_env
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import wait_for
 
 SUBREAPER = """

@@ -4,11 +4,9 @@ job's kind, and it stores what the in-process runner stores."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from celery import Celery
 
@@ -18,21 +16,11 @@ from services.pipeline.optimisation import submit_optimisation
 from services.pipeline.optimise_spec import OptimiseSpec
 from services.store import Store
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.pipeline.conftest import Cluster
 from tests.support.waiting import wait_for
-from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
 
 TOY = f"python:{Path(toy_generators.__file__).resolve()}:nan_at_trigger"
-
-
-@pytest.fixture(scope="module")
-def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
-    app = Celery("test-optimise-sender")
-    configure(app, Settings(broker_url=private_redis.url))
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 def _specs(basis_job: str) -> OptimiseSpec:

@@ -5,10 +5,8 @@ chunk durations, and the queue depth read from Redis."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 
 import numpy as np
-import pytest
 import redis
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,21 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.config import Settings
 from services.pipeline import JobSpec, submit_job
 from services.store import Store
-from tests.pipeline.conftest import Cluster, PrivateRedis
+from tests.pipeline.conftest import Cluster
 from tests.pipeline.test_worker_scenarios import NAN_MODEL
 from tests.pipeline.toy_generators import LATENT_DIM, TRIGGER
 from tests.support.net import free_port
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import TERMINAL, wait_for
-from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
 from worker.metrics import failure_kind, queue_depth
-
-
-@pytest.fixture(scope="module")
-def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
-    app = Celery("metrics-sender")
-    configure(app, Settings(broker_url=private_redis.url))
-    yield app
-    app.close()
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

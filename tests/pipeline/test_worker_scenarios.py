@@ -12,13 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-import pytest
 import torch
 from celery import Celery
 
@@ -27,24 +25,14 @@ from services.pipeline import JobSpec, cancel_job, run_job_inprocess, submit_job
 from services.store import JobRecord, Store
 from tests.conftest import PG_ADMIN_DSN
 from tests.pipeline import toy_generators
-from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster, PrivateRedis
+from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster
+from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import finished, wait_for
-from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
+from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
 
 TOY_FILE = Path(toy_generators.__file__).resolve()
 SLOW_MODEL = f"python:{TOY_FILE}:slow"
 NAN_MODEL = f"python:{TOY_FILE}:nan_at_trigger"
-
-
-@pytest.fixture(scope="module")
-def sender(private_redis: PrivateRedis) -> Iterator[Celery]:
-    """The API side: enqueues and revokes on the private Redis, with the workers' settings."""
-    app = Celery("test-sender")
-    configure(app, Settings(broker_url=private_redis.url))
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 def _submit(store: Store, sender: Celery, owner: str, **spec: Any) -> JobRecord:
@@ -55,6 +43,18 @@ def _submit(store: Store, sender: Celery, owner: str, **spec: Any) -> JobRecord:
     job, created = submit_job(store, JobSpec(**spec), owner, dispatch, settings=Settings())
     assert created
     return job
+
+
+def _submit_slow(store: Store, sender: Celery, scenario: int, count: int) -> JobRecord:
+    """``count`` codes of the slow toy in chunks of 4, owned by and seeded with the scenario."""
+    return _submit(
+        store,
+        sender,
+        f"scenario-{scenario}",
+        model=SLOW_MODEL,
+        latents={"count": count, "seed": scenario},
+        chunk_size=4,
+    )
 
 
 def _mid_chunk(store: Store, job_id: str, timeout_s: float = 60, at_least: int = 1) -> None:
@@ -124,14 +124,7 @@ def test_2_pool_child_killed_mid_chunk(
     cluster: Cluster, module_store: Store, sender: Celery
 ) -> None:
     worker = cluster.running()
-    job = _submit(
-        module_store,
-        sender,
-        "scenario-2",
-        model=SLOW_MODEL,
-        latents={"count": 8, "seed": 2},
-        chunk_size=4,
-    )
+    job = _submit_slow(module_store, sender, 2, count=8)
     _mid_chunk(module_store, job.id)
     (child,) = worker.pool_children()
     os.kill(child, signal.SIGKILL)
@@ -147,14 +140,7 @@ def test_3_whole_worker_killed_and_replaced(
     cluster: Cluster, module_store: Store, sender: Celery
 ) -> None:
     worker = cluster.running()
-    job = _submit(
-        module_store,
-        sender,
-        "scenario-3",
-        model=SLOW_MODEL,
-        latents={"count": 8, "seed": 3},
-        chunk_size=4,
-    )
+    job = _submit_slow(module_store, sender, 3, count=8)
     _mid_chunk(module_store, job.id)
     cluster.kill(worker)
     stored_before = module_store.stored_latent_indices(job.id)
@@ -174,14 +160,7 @@ def test_4_redis_restarted_mid_job(
     cluster: Cluster, module_store: Store, sender: Celery, private_redis: PrivateRedis
 ) -> None:
     worker = cluster.running()
-    job = _submit(
-        module_store,
-        sender,
-        "scenario-4",
-        model=SLOW_MODEL,
-        latents={"count": 12, "seed": 4},
-        chunk_size=4,
-    )
+    job = _submit_slow(module_store, sender, 4, count=12)
     _mid_chunk(module_store, job.id)
     private_redis.restart()  # no persistence: every queued and unacknowledged message is gone
 
@@ -194,14 +173,7 @@ def test_5_cancel_stops_at_the_next_latent_and_keeps_results(
     cluster: Cluster, module_store: Store, sender: Celery
 ) -> None:
     cluster.running()
-    job = _submit(
-        module_store,
-        sender,
-        "scenario-5",
-        model=SLOW_MODEL,
-        latents={"count": 12, "seed": 5},
-        chunk_size=4,
-    )
+    job = _submit_slow(module_store, sender, 5, count=12)
     _mid_chunk(module_store, job.id)
     cancel_job(module_store, job.id, revoke=lambda ids: sender.control.revoke(ids))
     at_cancel = len(module_store.stored_latent_indices(job.id))
@@ -251,14 +223,7 @@ def test_7_database_connections_terminated_mid_job(
 ) -> None:
     worker = cluster.running()
     database = module_pg_url.rsplit("/", 1)[1]
-    job = _submit(
-        module_store,
-        sender,
-        "scenario-7",
-        model=SLOW_MODEL,
-        latents={"count": 12, "seed": 7},
-        chunk_size=4,
-    )
+    job = _submit_slow(module_store, sender, 7, count=12)
     terminated = 0
     for at_least in (1, 6):
         _mid_chunk(module_store, job.id, at_least=at_least)

@@ -34,6 +34,15 @@ def computed(live_server: LiveServer) -> dict[str, Any]:
     return {"token": token, "job": job.id}
 
 
+@pytest.fixture
+def server_in_env(
+    live_server: LiveServer, computed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment names the server and carries the token, as a user's shell would."""
+    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
+    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
+
+
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(args)
     out = capsys.readouterr()
@@ -47,9 +56,8 @@ def test_lists_status_compare_export_plots_against_a_server(
     module_pg_url: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    server_in_env: None,
 ) -> None:
-    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)  # the environment names the server
-    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     job_id = computed["job"]
 
     code, out, _ = run(["jobs"], capsys)
@@ -224,12 +232,11 @@ def test_publish_a_local_job_and_the_404_that_points_at_it(
     sqlite_url: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    server_in_env: None,
 ) -> None:
     """A job computed embedded belongs to `local` in the local database; the server does not
     know it, and its 404 says where the job is and how to publish it; `publish` copies it
     (the same eigenvalues, the key's owner) and is idempotent."""
-    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
-    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     monkeypatch.setenv("SPECTRA_DATABASE_URL", sqlite_url)
     from services.config import get_settings
 
@@ -292,12 +299,10 @@ def test_campaign_commands_against_a_server(
     module_pg_url: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    server_in_env: None,
 ) -> None:
     """`spectra campaign` works against a server as `compare` and `export` do, and prints
     the same status table as from the database."""
-    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
-    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     submit = ["campaign", "submit", "--name", "cli-campaign", "--models", MODEL, "--latents", "2"]
     code, out, err = run([*submit, "--top-k", "4", "--directions", "", "--tags", "cli"], capsys)
     assert code == 0, err
@@ -358,12 +363,10 @@ def test_compare_against_a_server_reads_direction_selections(
     live_server: LiveServer,
     computed: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    server_in_env: None,
 ) -> None:
     """`MODEL::sefa` is read by the service's selection parser on the client too (the CLI's own
     parser used to send it as a job id, and the server refused the pattern)."""
-    monkeypatch.setenv("SPECTRA_SERVER_URL", live_server.url)
-    monkeypatch.setenv("SPECTRA_TOKEN", computed["token"])
     with SpectraClient(live_server.url, computed["token"]) as client:
         sefa = client.submit({"model": MODEL, "method": "sefa", "top_k": 6})
         assert client.follow(sefa.id, progress=False, interval_s=0.2, timeout_s=120).status == (
