@@ -38,6 +38,7 @@ from services.jsonable import jsonable
 from services.pipeline.cache import cached_distance, cached_generator
 from services.pipeline.kinds import ChunkHooks, kind_of
 from services.pipeline.lease import Heartbeat, LeaseSettings, StoreWait
+from services.pipeline.resolved import ResolvedSpectra
 from services.pipeline.resources import PeakMemory, measure_peak
 from services.store import (
     TERMINAL_STATUSES,
@@ -181,20 +182,20 @@ def _work(
         )
         runner(store, job, chunk, device, hooks)
         return
-    dtype = "float64" if resolved["method"] == "lanczos" else resolved["dtype"]
-    generator = cached_generator(
-        resolved["model"], device, dtype, resolved.get("space", "z"), resolved.get("psi")
-    )
-    if resolved["method"] in DIRECTION_METHODS:
+    spec = _spec(job)
+    dtype = "float64" if spec.method == "lanczos" else spec.dtype
+    generator = cached_generator(spec.model, device, dtype, spec.space, spec.psi)
+    if spec.method in DIRECTION_METHODS:
         _run_directions(store, job, generator, beat)
         if on_latent:
             on_latent(0)
         return
-    distance = cached_distance(resolved["distance"], device, dtype, **resolved["distance_options"])
+    assert spec.distance is not None  # a direction method has none, and returned above
+    distance = cached_distance(spec.distance, device, dtype, **spec.distance_options)
     codes = beat.retry(store.latent_codes, job.latent_set_id)
     finished = beat.retry(store.stored_latent_indices, job.id)
     pending = [i for i in chunk.latent_indices if i not in finished]
-    if _batches_codes(resolved, chunk, device, len(pending)):
+    if _batches_codes(spec, chunk, device, len(pending)):
         _check_continue(store, job.id, beat)
         # A run that dies in the shared pass is recorded against its first code.
         if not beat.starting(pending[0]):
@@ -240,13 +241,13 @@ def _check_continue(store: Store, job_id: str, beat: Heartbeat) -> None:
         raise _Stop("cancelled")
 
 
-def _batches_codes(resolved: dict[str, Any], chunk: ChunkRecord, device: str, n: int) -> bool:
+def _batches_codes(spec: ResolvedSpectra, chunk: ChunkRecord, device: str, n: int) -> bool:
     """On a GPU, `jacobian` codes of a chunk go through one vectorised pass (per-call costs
     dominate there); on the CPU one code at a time (each stored, cancellable, at once)."""
     return (
         n >= 2
         and chunk.column_block is None
-        and resolved["method"] == "jacobian"
+        and spec.method == "jacobian"
         and device.startswith("cuda")
     )
 
@@ -262,16 +263,16 @@ def _run_latents_batched(
     abort_on: tuple[type[BaseException], ...],
     beat: Heartbeat,
 ) -> None:
-    resolved = job.resolved
-    options = _method_options(resolved, job.estimate)
+    spec = _spec(job)
+    options = _method_options(spec, job)
     try:
         with measure_peak(device) as peak:
             results = jacobian_spectra(
                 generator,
                 distance,
                 codes[indices],
-                top_k=resolved["top_k"],
-                dtype=resolved["dtype"],
+                top_k=spec.top_k,
+                dtype=spec.dtype,
                 **({"batch": options["batch"]} if "batch" in options else {}),
             )
     except abort_on:
@@ -305,17 +306,17 @@ def _run_latent(
     beat: Heartbeat,
     device: str = "cpu",
 ) -> None:
-    resolved = job.resolved
+    spec = _spec(job)
     try:
         with measure_peak(device) as peak:
             result = compute_spectrum(
                 generator,
                 distance,
                 code,
-                method=resolved["method"],
-                top_k=resolved["top_k"],
-                dtype=resolved["dtype"],
-                **_method_options(resolved, job.estimate),
+                method=spec.method,
+                top_k=spec.top_k,
+                dtype=spec.dtype,
+                **_method_options(spec, job),
             )
         result.diagnostics.update(peak.figures)
         _require_finite(result)
@@ -344,7 +345,7 @@ def _run_block(
     """One column block of one latent's Hessian; whoever completes the set decomposes it.
     Each chunk saves its block and then looks: of two chunks finishing together, at least
     the later one sees every block, and saving the spectrum twice is a no-op."""
-    resolved = job.resolved
+    spec = _spec(job)
     start, stop = block
     have = {(s, e) for s, e, _ in beat.retry(store.column_blocks, job.id, index)}
     try:
@@ -357,8 +358,8 @@ def _run_block(
                     code,
                     start,
                     stop,
-                    dtype=resolved["dtype"],
-                    **_method_options(resolved, job.estimate),
+                    dtype=spec.dtype,
+                    **_method_options(spec, job),
                 )
             if not np.isfinite(columns).all():
                 raise NonFiniteOutputError(f"metric columns {start}:{stop} contain NaN or inf")
@@ -384,7 +385,7 @@ def _run_block(
         started = time.perf_counter()
         with measure_peak(device) as peak:
             # On a GPU worker the float64 eigh runs on the device.
-            result = spectrum_on_device(metric, top_k=resolved["top_k"], device=device)
+            result = spectrum_on_device(metric, top_k=spec.top_k, device=device)
         result.diagnostics.setdefault("decompose_time_s", time.perf_counter() - started)
         result.diagnostics.update({f"decompose_{k}": v for k, v in peak.figures.items()})
         costs = beat.retry(store.column_block_costs, job.id, index)
@@ -431,13 +432,15 @@ def _whole_code_costs(
     return figures
 
 
-def _method_options(resolved: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
+def _method_options(spec: ResolvedSpectra, job: JobRecord) -> dict[str, Any]:
     """The method's options, with the tangent batch the planner chose where none was asked
     (the batch that fits this worker's memory budget; it does not change the numbers). The
-    plan is the job's estimate (jobs of older versions kept it in the resolved spec)."""
-    options = dict(resolved["method_options"])
-    planned = (estimate or resolved.get("plan") or {}).get("per_code", {}).get("tangent_batch")
-    if planned and "batch" not in options and resolved["method"] in ("jacobian", "hvp", "fd"):
+    plan is the job's estimate (jobs of older versions kept it in the resolved spec, outside
+    the typed record)."""
+    options = dict(spec.method_options)
+    plan = job.estimate or job.resolved.get("plan") or {}
+    planned = plan.get("per_code", {}).get("tangent_batch")
+    if planned and "batch" not in options and spec.method in ("jacobian", "hvp", "fd"):
         options["batch"] = int(planned)
     return options
 
@@ -459,11 +462,16 @@ def _tiles(blocks: list[tuple[int, int, np.ndarray]], d: int) -> bool:
 
 def _run_directions(store: Store, job: JobRecord, generator: Any, beat: Heartbeat) -> None:
     """SeFa or GANSpace: one set of directions for the model, stored at latent index 0."""
-    resolved = job.resolved
-    method = sefa if resolved["method"] == "sefa" else ganspace
-    result = method(generator, top_k=resolved["top_k"], **resolved["method_options"])
+    spec = _spec(job)
+    method = sefa if spec.method == "sefa" else ganspace
+    result = method(generator, top_k=spec.top_k, **spec.method_options)
     _require_finite(result)
     _save(store, job, 0, None, result, SEFA_DISTANCE, beat)
+
+
+def _spec(job: JobRecord) -> ResolvedSpectra:
+    """A spectra job's resolved spec as its typed record (read from the stored document)."""
+    return ResolvedSpectra.from_document(job.resolved)
 
 
 def _require_finite(result: SpectrumResult) -> None:
@@ -491,8 +499,9 @@ def _save_latent(
     beat: Heartbeat,
 ) -> None:
     """Save one latent's spectrum under the distance name the job stores its spectra with."""
-    resolved = job.resolved
-    distance = stored_distance_name(resolved["distance"], resolved.get("distance_options"))
+    spec = _spec(job)
+    assert spec.distance is not None  # latents are saved by Hessian routes only
+    distance = stored_distance_name(spec.distance, spec.distance_options)
     _save(store, job, index, code, result, distance, beat)
 
 
@@ -505,7 +514,7 @@ def _save(
     distance: str,
     beat: Heartbeat,
 ) -> None:
-    resolved = job.resolved
+    spec = _spec(job)
     eigenvalues = np.asarray(result.eigenvalues, dtype=np.float64)
     beat.retry(
         store.save_spectrum,
@@ -514,13 +523,13 @@ def _save(
         code,
         eigenvalues,
         # Stored in the job's dtype (float32 unless asked), whatever the route computed in.
-        np.asarray(result.eigenvectors, dtype=resolved["dtype"]),
+        np.asarray(result.eigenvectors, dtype=spec.dtype),
         summary=result.summary or summary_of(eigenvalues),
         diagnostics=jsonable(dict(result.diagnostics)),
-        model=resolved["model"],
+        model=spec.model,
         distance=distance,
-        method=resolved["method"],
-        dtype=resolved["dtype"],
+        method=spec.method,
+        dtype=spec.dtype,
     )
 
 
