@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli.connect import open_store
-from api.cli.errors import LOCAL_OWNER
+from api.cli.errors import LOCAL_OWNER, CliError
 from api.cli.options import database_option
 from api.cli.registry import Commands
 from api.cli.spec_options import unwrap_optional
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
 
 OpenStore = Callable[[str | None], Any]
 SPECIAL_FIELDS = ("kind", "targets", "basis")
-
-
-class OptimiseCliError(ValueError):
-    """A user error on these commands: `spectra` prints it on one line and exits 2."""
 
 
 def register(commands: Commands) -> None:
@@ -127,9 +123,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
     }
     given = [flag for flag in ("targets", "target_set", "latent_set") if getattr(args, flag)]
     if len(given) != 1:
-        raise OptimiseCliError(
-            "give the targets exactly one way: --targets, --target-set or --latent-set"
-        )
+        raise CliError("give the targets exactly one way: --targets, --target-set or --latent-set")
     images = None
     if args.target_set:
         fields["targets"] = {"target_set": args.target_set}
@@ -142,13 +136,13 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
         for name in args.targets:
             path = Path(name)
             if not path.is_file():
-                raise OptimiseCliError(f"--targets {name!r} is neither a number nor an image file")
+                raise CliError(f"--targets {name!r} is neither a number nor an image file")
             arrays.append(decode_target_file(path.read_bytes(), path.name))
         if len({a.shape[1:] for a in arrays}) != 1:
-            raise OptimiseCliError("the target files differ in image shape")
+            raise CliError("the target files differ in image shape")
         images = np.concatenate(arrays)
     if args.basis_job and args.basis_spectrum:
-        raise OptimiseCliError("give either --basis-job or --basis-spectrum, not both")
+        raise CliError("give either --basis-job or --basis-spectrum, not both")
     if args.basis_job:
         fields["basis"] = {"job": args.basis_job}
     elif args.basis_spectrum:
@@ -160,7 +154,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[OptimiseSpec, np.ndarray |
             f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-') or 'spec'}: {e['msg']}"
             for e in error.errors()
         )
-        raise OptimiseCliError(f"invalid optimisation spec: {reasons}") from None
+        raise CliError(f"invalid optimisation spec: {reasons}") from None
 
 
 def cmd_optimise(args: argparse.Namespace, store: Any, owner: str) -> int:
@@ -197,9 +191,7 @@ def cmd_report(args: argparse.Namespace, open_store: OpenStore) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FIGURE_FORMATS))
     if unknown:
-        raise OptimiseCliError(
-            f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}"
-        )
+        raise CliError(f"unknown figure formats {unknown}; choose from {', '.join(FIGURE_FORMATS)}")
     from services.pipeline.optimise_report import (
         convergence_figure,
         format_report,
