@@ -67,7 +67,7 @@ def test_health_and_metrics_need_no_key(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "database reads": "ok", "broker": "ok"}
     client.get("/v1/jobs")  # a 401, counted by route template
     metrics = client.get("/metrics").text
     assert 'spectra_http_requests_total{method="GET",route="/v1/jobs",status="401"} 1.0' in metrics
