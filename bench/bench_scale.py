@@ -37,7 +37,7 @@ RESULTS_DIR = REPO / "bench" / "results"
 # within reach of two cores. Config-f (channel multiplier 2) is the default of the writer.
 NARROW_CHANNELS = {4: 32, 8: 32, 16: 16, 32: 16, 64: 8, 128: 8, 256: 8}
 STYLE_DIM = 512
-# The 2-core machine's float32 rate that ../shared/DESIGN.md §6 states its floor at; the
+# The 2-core machine's nominal float32 rate (bench/results/history.md states its floor); the
 # measured rate of the same GEMM shape in the same run is the floor the ratio is taken to.
 NOMINAL_FLOPS_PER_S = 200e9
 

@@ -10,7 +10,7 @@
 set -euo pipefail
 bin="${VENV:-.venv}/bin"
 export PATH="$bin:$PATH"
-# Keep large blocks mapped between batched products (DESIGN.md §5): less time in the kernel.
+# Keep large blocks mapped between batched products: less time in the kernel.
 export MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
 
 all_gpus() {

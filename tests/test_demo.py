@@ -19,7 +19,7 @@ def test_demo_prints_figures_and_writes_pictures(tmp_path: Path, sqlite_url: str
     text = out.getvalue()
     assert f"job {result.job_id}: 3 spectra" in text
     assert result.figures["positions"] == 3 and result.figures["latent dimension"] == 100
-    # DESIGN.md §5: the top 10 of 100 eigenvalues hold 82-90 % of the trace on this model.
+    # The published figure for this model: the top 10 of 100 eigenvalues hold 82-90 % of the trace.
     assert 0.75 < result.figures["share of trace in top 10 (mean)"] < 0.95
     assert 1 <= result.figures["dims for 99% of trace (mean)"] <= 100
     for path in result.pictures.values():
