@@ -154,39 +154,13 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             page = server.jobs(
                 status=args.status, model=args.model, limit=args.limit, offset=args.offset
             )
-        items = [
-            (
-                j.id,
-                j.owner,
-                j.status,
-                j.model or "",
-                str(j.spec.get("method", "")),
-                j.n_done,
-                j.n_failed,
-                j.n_latents,
-                j.created_at.isoformat(timespec="seconds"),
-            )
-            for j in page.items
-        ]
+        items = [_job_row(j) for j in page.items]
     else:
         store = open_store(args.database)
         jobs = store.list_jobs(
             owner=None, status=args.status, model=args.model, limit=args.limit, offset=args.offset
         )
-        items = [
-            (
-                j.id,
-                j.owner,
-                j.status,
-                j.model or "",
-                str(j.spec.get("method", "")),
-                j.n_done,
-                j.n_failed,
-                j.n_latents,
-                j.created_at.isoformat(timespec="seconds"),
-            )
-            for j in jobs
-        ]
+        items = [_job_row(j) for j in jobs]
     if args.json:
         print(json.dumps([dict(zip(JOB_KEYS, item, strict=True)) for item in items], indent=1))
         return 0
@@ -224,3 +198,19 @@ def cmd_spectra(args: argparse.Namespace) -> int:
     rows = [SPECTRUM_COLUMNS] + [tuple(number(item[c]) for c in SPECTRUM_COLUMNS) for item in items]
     print(table(rows) if items else "no spectra")
     return 0
+
+
+def _job_row(job: Any) -> tuple[Any, ...]:
+    """One row of the jobs table, from the server's view of a job or the store's record (the
+    same fields under the same names)."""
+    return (
+        job.id,
+        job.owner,
+        job.status,
+        job.model or "",
+        str(job.spec.get("method", "")),
+        job.n_done,
+        job.n_failed,
+        job.n_latents,
+        job.created_at.isoformat(timespec="seconds"),
+    )
