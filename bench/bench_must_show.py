@@ -11,13 +11,12 @@ budget, the plan's time and memory estimates against the measurement, and wall t
     python bench/bench_must_show.py                         # the issue's case (long on 2 cores)
     python bench/bench_must_show.py --size 16 --style-dim 64 --width 8   # a quick rehearsal
 
-Writes bench/results/bench_must_show.json.
+Writes bench/results/must_show.json and its dated table (bench/results/must_show.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -30,7 +29,10 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "bench_must_show.json"
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # run as a script: tests' helpers, results_io
+
+from results_io import Table, write_results  # noqa: E402
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -52,8 +54,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from services.pipeline.jobs import dry_run_job, plan_and_measurement
     from services.store import Store
     from tests.conftest import create_database, drop_database, sqlalchemy_pg_url
-    from tests.pipeline.conftest import Cluster, PrivateRedis, free_port, worker_env
+    from tests.pipeline.conftest import Cluster, worker_env
     from tests.support.checkpoints import write_random_checkpoint
+    from tests.support.redis_server import PrivateRedis
     from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK, configure
 
     resolutions = [2**k for k in range(2, int(np.log2(args.size)) + 1)]
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         create_database(name)
         url = sqlalchemy_pg_url(name)
-        redis_server = PrivateRedis(free_port(), directory)
+        redis_server = PrivateRedis(directory)
         cluster: Cluster | None = None
         store = Store(url)
         sender = Celery("must-show-sender")
@@ -147,6 +150,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "planned_total_seconds": estimate.get("total_seconds"),
                     "profile": estimate.get("profile"),
                 }
+                profile = store.cost_profile(estimate.get("profile", {}).get("key_sha256", ""))
+                if profile is not None:  # what the plan's times rest on
+                    measured_probe = profile.profile
+                    jobs[label]["probe"] = {
+                        key: measured_probe.get(key)
+                        for key in (
+                            "contention",
+                            "concurrent",
+                            "tangent_points",
+                            "pullback_points",
+                            "eigh_seconds_per_d3",
+                            "prepare_seconds",
+                        )
+                    }
                 # Once profiled, a dry run of the same spec reads the stored profile: timed,
                 # and it must give the same estimate.
                 dry_started = time.perf_counter()
@@ -210,7 +227,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if jobs["blocks"]["top_eigenvalues"] and jobs["lanczos"]["top_eigenvalues"]:
                 exact = np.asarray(jobs["blocks"]["top_eigenvalues"])
                 approx = np.asarray(jobs["lanczos"]["top_eigenvalues"])
-                report["top_k_relative_max"] = float(np.max(np.abs(approx - exact) / exact))
+                # A narrow generator's H has a small rank: past it both routes return rounding
+                # noise, so the relative agreement is taken over the eigenvalues above noise,
+                # and the difference over all k relative to the largest eigenvalue.
+                above_noise = exact > 1e-10 * exact[0]
+                report["top_k_rank"] = int(above_noise.sum())
+                report["top_k_relative_max"] = float(
+                    np.max(np.abs(approx - exact)[above_noise] / exact[above_noise])
+                )
+                report["top_k_difference_over_lambda1"] = float(
+                    np.max(np.abs(approx - exact)) / exact[0]
+                )
         finally:
             if cluster is not None:
                 cluster.stop_all()
@@ -222,60 +249,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def table(report: dict[str, Any]) -> str:
-    lines = [
-        (
+def table(report: dict[str, Any]) -> Table:
+    """One row per job: the plan's time and memory against the measurement, and their ratio."""
+    rows: list[list[Any]] = []
+    for label, job in report.get("jobs", {}).items():
+        per_code = job.get("estimate", {}).get("per_code", {})
+        measured = job.get("measured", {})
+        peak = measured.get("peak_device_bytes") or measured.get("peak_rss_bytes")
+        planned_s = job.get("planned_seconds")
+        chunk_s = job.get("chunk_seconds_sum")
+        planned_peak = per_code.get("peak_bytes")
+        rows.append(
+            [
+                label,
+                job["latent_dim"],
+                job["chunks"],
+                job.get("status"),
+                job.get("wall_s"),
+                planned_s,
+                chunk_s,
+                chunk_s / planned_s if chunk_s and planned_s else None,
+                planned_peak / 2**20 if planned_peak else None,
+                peak / 2**20 if peak else None,
+                job.get("measured_over_estimate", {}).get("peak_bytes"),
+                job.get("submit_s"),
+                job.get("dry_run_s"),
+                job.get("dry_run_same_estimate"),
+            ]
+        )
+    peaks = [round(p / 2**20) for p in report.get("worker_peaks_bytes", []) if p]
+    during = report.get("load_average_1min_during", {})
+    return Table(
+        title=(
+            f"Must-show: w+ StyleGAN2 at {report['size']} px, d = {report.get('latent_dim')}, "
+            "two workers computing at once"
+        ),
+        columns=[
             "job",
             "d",
             "chunks",
             "status",
             "wall s",
-            "s est",
+            "s planned",
             "chunk s sum",
-            "ratio",
-            "peak MiB est",
-            "peak MiB",
-            "ratio",
-        )
-    ]
-    for label, job in report.get("jobs", {}).items():
-        per_code = job.get("estimate", {}).get("per_code", {})
-        measured = job.get("measured", {})
-        ratios = job.get("measured_over_estimate", {})
-        peak = measured.get("peak_device_bytes") or measured.get("peak_rss_bytes")
-
-        def fmt(value: Any, spec: str) -> str:
-            return "-" if value is None else format(value, spec)
-
-        lines.append(
-            (
-                label,
-                str(job["latent_dim"]),
-                str(job["chunks"]),
-                job.get("status", "-"),
-                fmt(job.get("wall_s"), ".0f"),
-                fmt(job.get("planned_seconds"), ".0f"),
-                fmt(job.get("chunk_seconds_sum"), ".0f"),
-                fmt(
-                    job.get("chunk_seconds_sum")
-                    and job.get("planned_seconds")
-                    and job["chunk_seconds_sum"] / job["planned_seconds"],
-                    ".2f",
-                ),
-                fmt(per_code.get("peak_bytes") and per_code["peak_bytes"] / 2**20, ".0f"),
-                fmt(peak and peak / 2**20, ".0f"),
-                fmt(ratios.get("peak_bytes"), ".2f"),
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    body = "\n".join(
-        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines
-    )
-    peaks = [round(p / 2**20) for p in report.get("worker_peaks_bytes", []) if p]
-    return (
-        f"{body}\nworker peak RSS {peaks} MiB of {report['budget_gb'] * 1024:.0f} MiB each; "
-        f"top-{report.get('top_k', 20)} max relative difference "
-        f"{report.get('top_k_relative_max', float('nan')):.2e}"
+            "s measured / planned",
+            "peak MiB planned",
+            "peak MiB measured",
+            "peak measured / planned",
+            "submit s",
+            "dry run s (profiled)",
+            "dry run = submission",
+        ],
+        rows=rows,
+        notes=[
+            f"Two celery workers (prefork, one thread each, {report['budget_gb']:g} GiB budget "
+            f"each) on this host; worker peak RSS {peaks} MiB. Top-{report.get('top_k', 20)} "
+            "Lanczos against the exact blocks: max relative difference "
+            f"{report.get('top_k_relative_max', float('nan')):.2e} over the "
+            f"{report.get('top_k_rank')} eigenvalues above 1e-10·λ₁ (the rest are rounding "
+            f"noise of a low-rank H), max difference over all of them "
+            f"{report.get('top_k_difference_over_lambda1', float('nan')):.2e}·λ₁.",
+            "s planned: the plan's serial seconds for the job (its profile measured with two "
+            "workers computing at once); chunk s sum: the chunks' own durations.",
+            f"Load average (1 min) while the jobs ran: median {during.get('median')}, "
+            f"max {during.get('max')}.",
+        ],
     )
 
 
@@ -297,10 +335,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     report = run(args)
     report["top_k"] = args.top_k
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str))
-    print(table(report))
-    print(f"wrote {RESULTS}")
+    report["latent_dim"] = next(iter(report.get("jobs", {}).values()), {}).get("latent_dim")
+    write_results("must_show", report, table(report))
 
 
 if __name__ == "__main__":

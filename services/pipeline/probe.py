@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ KINETO_QUIET_LEVEL = "6"
 PROBE_BUDGET_SHARE = 0.25
 # The contention of workers sharing a host: runs timed alone, then beside the others, over
 # at least this many seconds each (at most CONTENTION_MAX_RUNS runs).
-CONTENTION_WINDOW_S = 1.0
+CONTENTION_WINDOW_S = 2.0
 CONTENTION_MAX_RUNS = 20
 # The others stop by themselves after this many times the runs' expected time alone.
 CONTENTION_CHILD_LIMIT = 20
@@ -122,9 +121,9 @@ def _probe_costs(
 ) -> KindCosts:
     """Memory and time per batch of one product kind. Only batches whose lower bound by
     counts (`floor`) fits `limit` are tried; the first is a warm-up (first-call allocations
-    and kernel choices) whose measured memory bounds the larger ones: none is probed that
-    would need more than `limit` bytes at that batch's cost per item (so the probe itself
-    never exhausts the process that runs it). Every batch that fits is then measured."""
+    and kernel choices); each larger batch is measured only where the batches measured
+    before it predict it within `limit` bytes (so the probe itself never exhausts the
+    process that runs it), and every batch that does is measured."""
     batches = sorted({min(b, d) for b in PROBE_BATCHES})
     if limit is not None:
         batches = [b for b in batches if floor.at(b) <= limit] or [1]
@@ -135,15 +134,28 @@ def _probe_costs(
             )
     first = batches[0]
     warm_bytes, _ = _measure(run_at(first), device)
-    if limit is not None:
-        affordable = max(first, int(limit * first / max(warm_bytes, 1)))
-        batches = [b for b in batches if b <= affordable]
-    measured = tuple((b, *_measure(run_at(b), device)) for b in batches)
+    measured: tuple[Point, ...] = ()
+    for batch in batches:
+        over = limit is not None and _predicted_bytes(measured, first, warm_bytes, batch) > limit
+        if measured and over:  # the first (the warm-up's batch) is measured whatever it took
+            break
+        measured += ((batch, *_measure(run_at(batch), device)),)
     if len(measured) == 1:
         (b, peak, seconds) = measured[0]
         return KindCosts(Linear(0.0, peak / b), Linear(0.0, seconds / b), measured)
     (b1, m1, s1), (b2, m2, s2) = measured[-2:]
     return KindCosts(_fit((b1, m1), (b2, m2)), _fit((b1, s1), (b2, s2)), measured)
+
+
+def _predicted_bytes(measured: tuple[Point, ...], first: int, warm: int, batch: int) -> float:
+    """What `batch` will take by the batches measured so far: the line through the last two
+    (the fixed part, the model's graph and buffers, is not charged per tangent: a batch that
+    fits is not left unmeasured, and the plan not left to extrapolate to it), or, before
+    two, the warm-up's bytes scaled as if they were all per tangent (an upper bound)."""
+    if len(measured) < 2:
+        return warm * batch / first
+    (b1, m1, _), (b2, m2, _) = measured[-2:]
+    return m2 + max(m2 - m1, 0) / (b2 - b1) * (batch - b2)
 
 
 def contention_factor(run: Callable[[], Any], device: torch.device, concurrent: int) -> float:
@@ -159,9 +171,12 @@ def contention_factor(run: Callable[[], Any], device: torch.device, concurrent: 
         return 1.0
     run()  # warm-up
     first = _timed(run, device)
-    # Medians over at least CONTENTION_WINDOW_S of runs: a single short run is mostly noise.
+    # The fastest of at least CONTENTION_WINDOW_S of runs, alone and shared: contention slows
+    # every shared run alike, while load from outside the host's workers (the process that
+    # plans, a test beside it) comes and goes and would make a median's ratio say
+    # contention where the workers themselves do not slow each other.
     runs = max(3, min(CONTENTION_MAX_RUNS, math.ceil(CONTENTION_WINDOW_S / max(first, 1e-3))))
-    alone = statistics.median(_timed(run, device) for _ in range(runs))
+    alone = min(_timed(run, device) for _ in range(runs))
     threads = torch.get_num_threads()
     start_read, start_write = os.pipe()
     others: list[int] = []
@@ -182,7 +197,7 @@ def contention_factor(run: Callable[[], Any], device: torch.device, concurrent: 
                     os._exit(0)
             others.append(pid)
         os.write(start_write, b"x" * len(others))
-        shared = statistics.median(_timed(run, device) for _ in range(runs))
+        shared = min(_timed(run, device) for _ in range(runs))
     finally:
         for pid in others:
             os.kill(pid, signal.SIGKILL)
