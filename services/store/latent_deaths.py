@@ -1,5 +1,12 @@
 """Poison latents: a latent that kills every run of its chunk (its worker process dies on
-it) is recorded as that latent's failure, so the rest of the chunk goes on."""
+it) is recorded as that latent's failure, so the rest of the chunk goes on.
+
+A chunk's ``attempts`` counts its runs, and ``current_latent_deaths`` those among them that
+ended on ``current_latent`` while it has no result. Those have a cap of their own: at
+``max_attempts`` the latent is recorded as failed and they are given back. The chunk's cap
+applies to the other runs (``chunk_attempts``): one that ended before it marked any latent
+(its model's load killed it, or its lease went stale while it loaded) is the chunk's, and must
+not use up the cap of the next latent's runs."""
 
 from __future__ import annotations
 
@@ -7,10 +14,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, exists, func, update
+from sqlalchemy import ColumnElement, Table, case, exists, func, null, update
 from sqlalchemy.engine import Connection
 
 from .tables import CHUNKS, JOBS, LATENT_FAILURES, SPECTRA
+
+
+def chunk_attempts() -> ColumnElement[int]:
+    """The runs of a chunk charged to the chunk itself: its attempts less the runs that ended
+    on the latent in progress (those count against that latent, and are given back if it is
+    recorded as failed). Meaningful after count_run_ended_on_latent in the same transaction,
+    which leaves ``current_latent_deaths`` at 0 unless ``current_latent`` has no result."""
+    return CHUNKS.c.attempts - CHUNKS.c.current_latent_deaths
 
 
 def count_run_ended_on_latent(
@@ -24,7 +39,9 @@ def count_run_ended_on_latent(
     """Part of claim_chunk's transaction: if the run before this claim ended while computing
     ``current_latent`` (not stored, not failed), count it against that latent; at
     ``max_attempts`` such runs record the latent as failed with the reason, give back the
-    attempts it used and clear the mark, so the claim goes on with the rest of the chunk."""
+    attempts it used and clear the mark, so the claim goes on with the rest of the chunk.
+    A mark whose latent has its result by now is cleared with its count: the runs that died
+    on it stay charged to the chunk (a chunk that kills its worker ends failed by its cap)."""
     unfinished = ~exists().where(
         SPECTRA.c.job_id == CHUNKS.c.job_id, SPECTRA.c.latent_index == CHUNKS.c.current_latent
     ) & ~exists().where(
@@ -38,15 +55,24 @@ def count_run_ended_on_latent(
                 CHUNKS.c.id == chunk_id,
                 CHUNKS.c.status == "queued",
                 CHUNKS.c.current_latent.is_not(None),
-                unfinished,
             )
-            .values(current_latent_deaths=CHUNKS.c.current_latent_deaths + 1)
+            .values(
+                # Both read the row as it was before this update: kept or cleared together.
+                current_latent_deaths=case(
+                    (unfinished, CHUNKS.c.current_latent_deaths + 1), else_=0
+                ),
+                current_latent=case((unfinished, CHUNKS.c.current_latent), else_=null()),
+            )
             .returning(CHUNKS.c.job_id, CHUNKS.c.current_latent, CHUNKS.c.current_latent_deaths)
         )
         .mappings()
         .one_or_none()
     )
-    if counted is None or counted["current_latent_deaths"] < max_attempts:
+    if (
+        counted is None
+        or counted["current_latent"] is None
+        or counted["current_latent_deaths"] < max_attempts
+    ):
         return
     latent, deaths = counted["current_latent"], counted["current_latent_deaths"]
     reason = (

@@ -17,7 +17,7 @@ from .codecs import check_status, non_negative_int
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
 from .jobs import cas_job
-from .latent_deaths import count_run_ended_on_latent
+from .latent_deaths import chunk_attempts, count_run_ended_on_latent
 from .models import utcnow
 from .records import TERMINAL_STATUSES, ChunkRecord
 from .tables import CHUNKS
@@ -66,11 +66,12 @@ class ChunkLeaseStore(StoreConnection):
         """Take the lease on a queued chunk.
 
         One transaction:
-        1. CAS queued -> running where attempts < max_attempts: attempts += 1, lease_owner =
-           worker_id, heartbeat_at = started_at = now, error cleared; the job moves
-           queued -> running (started_at set once). Returns the claimed chunk.
-        2. Otherwise, if the chunk is queued with attempts >= max_attempts, CAS it to failed
-           with error "attempts exhausted (<n> of <max>)"; returns None.
+        1. CAS queued -> running where the runs charged to the chunk (its attempts less the
+           runs that ended on the latent in progress, see below) < max_attempts: attempts
+           += 1, lease_owner = worker_id, heartbeat_at = started_at = now, error cleared; the
+           job moves queued -> running (started_at set once). Returns the claimed chunk.
+        2. Otherwise, if the chunk is queued with max_attempts runs charged to it, CAS it to
+           failed with error "attempts exhausted (<n> of <max>)"; returns None.
         3. Otherwise (running under someone's lease, finished, cancelled) returns None and
            changes nothing. NotFoundError if the chunk does not exist.
 
@@ -78,7 +79,11 @@ class ChunkLeaseStore(StoreConnection):
         ``start_latent``) counts against that latent. Once ``max_attempts`` runs ended on
         the same latent, the latent is recorded as failed with that reason, the attempts it
         used are given back, and the claim goes on with the rest of the chunk: one latent that
-        kills its worker every time costs its own result, not the chunk's.
+        kills its worker every time costs its own result, not the chunk's. Until then those
+        runs count towards the latent's cap, not the chunk's, so that a run charged to the
+        chunk (one that ended before it marked a latent: its model's load killed it, or the
+        reaper requeued it while it was still loading) cannot close the chunk before the
+        latent's own cap is reached.
         """
         if non_negative_int(max_attempts, "max_attempts") < 1:
             raise InvalidDataError("max_attempts must be at least 1")
@@ -93,7 +98,7 @@ class ChunkLeaseStore(StoreConnection):
                     .where(
                         CHUNKS.c.id == chunk_id,
                         CHUNKS.c.status == "queued",
-                        CHUNKS.c.attempts < max_attempts,
+                        chunk_attempts() < max_attempts,
                     )
                     .values(
                         status="running",
@@ -117,14 +122,14 @@ class ChunkLeaseStore(StoreConnection):
                 .where(
                     CHUNKS.c.id == chunk_id,
                     CHUNKS.c.status == "queued",
-                    CHUNKS.c.attempts >= max_attempts,
+                    chunk_attempts() >= max_attempts,
                 )
                 .values(
                     status="failed",
                     finished_at=now,
                     lease_owner=None,
                     error=literal("attempts exhausted (")
-                    + cast(CHUNKS.c.attempts, String)
+                    + cast(chunk_attempts(), String)
                     + literal(f" of {max_attempts})"),
                 )
             )
@@ -216,7 +221,12 @@ class ChunkLeaseStore(StoreConnection):
             status="queued",
             lease_owner=None,
             heartbeat_at=None,
-            attempts=case((CHUNKS.c.attempts > 0, CHUNKS.c.attempts - 1), else_=0),
+            # The mark is cleared, so the runs it counted leave with it: charged to neither
+            # the latent nor the chunk, as this run is charged to neither.
+            attempts=case(
+                (chunk_attempts() > 0, chunk_attempts() - 1),
+                else_=0,
+            ),
             current_latent=None,
             current_latent_deaths=0,
             error="handed back: the store was unavailable",

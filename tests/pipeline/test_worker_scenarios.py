@@ -292,9 +292,7 @@ def test_6b_poison_latents_each_fail_with_their_reason_after_the_attempt_cap(
     final = finished(module_store, job.id, timeout_s=180)
     (chunk,) = module_store.list_chunks(job.id)
     failures = module_store.latent_failures(job.id)
-    # Known open: in the full serial tier the attempt cap sometimes closes the chunk (failed)
-    # right after its last latent was recorded; every latent-level check below still holds.
-    assert chunk.status in ("succeeded", "failed"), (chunk, failures)
+    assert chunk.status == "succeeded" and chunk.attempts <= MAX_ATTEMPTS, (chunk, failures)
     assert sorted(f.latent_index for f in failures) == [0, 1]
     for failure in failures:
         assert f"({MAX_ATTEMPTS} of {MAX_ATTEMPTS} attempts)" in failure.reason, failure.reason
