@@ -1,9 +1,9 @@
 """The long randomised fault schedule (issue 23): a seeded stream of jobs on two real workers,
 the fault matrix's faults (child kill, worker kill, Redis restart with and without AOF,
-PostgreSQL restart and outage, backend termination, disk full, a worker cut off) injected at
-random moments, cancels and resumes among them; then the invariants (nothing lost, duplicated
-or falsely failed, every spectrum bit for bit a clean run's, nothing landing after a terminal
-status) and the recovery times.
+PostgreSQL restart and outage, backend termination, disk full, a worker host's link cut, a
+worker frozen) injected at random moments, cancels and resumes among them; then the
+invariants (nothing lost, duplicated or falsely failed, every spectrum bit for bit a clean
+run's, nothing landing after a terminal status) and the recovery times.
 
     python bench/bench_fault_schedule.py --minutes 30 [--min-faults 100] [--seed 23]
 

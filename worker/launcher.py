@@ -126,17 +126,22 @@ def start_worker(
     loglevel: str = "INFO",
     stdout: int | IO[bytes] | None = None,
     stderr: int | IO[bytes] | None = None,
+    command_prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start one worker in its own process group (so it and its pool child stop together),
     bound to this process's life: if the launcher dies, even by SIGKILL, the kernel kills the
     worker (and the worker's pool child, bound the same way in worker.tasks), and what they
     held is left for the reaper to give to another worker. No orphan computes on. A worker
-    that serves metrics gets a fresh directory for its pool children's values."""
+    that serves metrics gets a fresh directory for its pool children's values.
+
+    ``command_prefix``: a program that sets something up and then execs the worker in its
+    own process (`ip netns exec NS`, `numactl --cpunodebind=0`, `nice -n 5`), so the
+    process started is still the worker."""
     env = {**os.environ, **plan.env, **(extra_env or {})}
     if env.get(METRICS_PORT_ENV, "0") not in ("", "0") and not env.get(MULTIPROC_DIR_ENV):
         env[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix=f"spectra-metrics-{plan.node_name}-")
     return subprocess.Popen(
-        worker_command(plan.node_name, loglevel=loglevel),
+        [*command_prefix, *worker_command(plan.node_name, loglevel=loglevel)],
         env=env,
         start_new_session=True,
         stdout=stdout,

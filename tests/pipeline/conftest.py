@@ -37,6 +37,7 @@ MAX_ATTEMPTS = 3
 class Worker:
     process: subprocess.Popen[bytes]
     log: Path
+    netns: str | None = None  # the network namespace (a lab host) it runs in, if any
 
     @property
     def pid(self) -> int:
@@ -63,6 +64,8 @@ class Cluster:
     env: dict[str, str]
     log_dir: Path
     workers: list[Worker] = field(default_factory=list)
+    # Lab hosts' network namespaces: the nth worker started runs on the (n mod len)th.
+    netns: list[str] = field(default_factory=list)
 
     def start(self, name: str = "cpu") -> Worker:
         log = self.log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
@@ -71,9 +74,16 @@ class Cluster:
             "cpu",
             {"CUDA_VISIBLE_DEVICES": "", "SPECTRA_DEVICE": "cpu"},
         )
+        netns = self.netns[len(self.workers) % len(self.netns)] if self.netns else None
         with log.open("wb") as out:
-            process = start_worker(plan, extra_env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        worker = Worker(process, log)
+            process = start_worker(
+                plan,
+                extra_env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                command_prefix=["ip", "netns", "exec", netns] if netns else (),
+            )
+        worker = Worker(process, log, netns)
         self.workers.append(worker)
         try:
             wait_for(lambda: "ready." in worker.log_text() or not worker.alive(), 90, "a worker")

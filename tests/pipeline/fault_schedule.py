@@ -33,6 +33,7 @@ from services.pipeline import cancel_job
 from services.store import TERMINAL_STATUSES, ConflictError, Store
 from tests.pipeline import faults
 from tests.pipeline.faults import SLOW_MODEL, WIDE_MODEL, Rig
+from tests.pipeline.hosts import Lab
 
 FAULT_NAMES = (
     "pool child killed",
@@ -43,9 +44,11 @@ FAULT_NAMES = (
     "PostgreSQL down",
     "backends terminated",
     "disk full",
-    "worker cut off",
+    "host link cut",
+    "worker frozen",
 )
-LASTING = {"PostgreSQL down", "disk full", "worker cut off"}  # these last a random while
+# These last a random while.
+LASTING = {"PostgreSQL down", "disk full", "host link cut", "worker frozen"}
 LONGEST_FAULT_S = 25.0
 RECOVERY_WAIT_S = 90.0  # past this the work did not recover: recorded as such
 ACTIVE_JOBS = 2
@@ -168,7 +171,8 @@ def inject(rig: Rig, name: str, rng: random.Random) -> float:
         "PostgreSQL down": lambda: faults.postgres_outage(rig, lasting),
         "backends terminated": lambda: faults.terminate_backends(rig),
         "disk full": lambda: faults.disk_full(rig, lasting),
-        "worker cut off": lambda: faults.cut_off_worker(rig, lasting),
+        "host link cut": lambda: faults.cut_host_link(rig, lasting),
+        "worker frozen": lambda: faults.freeze_worker(rig, lasting),
     }
     actions[name]()
     return time.monotonic() - started
@@ -228,10 +232,13 @@ def run_schedule(
     tmp: Path,
     min_faults: int = 0,
     max_seconds: float | None = None,
+    first: tuple[str, ...] = (),
     log: Callable[[str], None] = print,
 ) -> ScheduleResult:
     """Run faults for ``seconds`` (and until ``min_faults`` faults, but never past
-    ``max_seconds``), then heal, resume what was cancelled, let every job end, and check."""
+    ``max_seconds``), then heal, resume what was cancelled, let every job end, and check.
+    ``first``: faults injected before the random ones (still at random moments), so that a
+    short schedule is sure to include them."""
     rng = random.Random(seed)
     result = ScheduleResult(seed=seed, seconds=0.0)
     stream = Stream(rig, rng)
@@ -253,7 +260,8 @@ def run_schedule(
             _retry(stream.top_up)
             _retry(stream.maybe_cancel_or_resume)
             time.sleep(rng.uniform(1.0, 5.0))  # a random moment in the work
-            name = rng.choice(FAULT_NAMES)
+            queued = first[len(result.faults) :]
+            name = queued[0] if queued else rng.choice(FAULT_NAMES)
             at = time.monotonic() - started
             pending = _retry(lambda: bool(stream.active()))
             lasted = inject(rig, name, rng)
@@ -361,17 +369,25 @@ def _check(stream: Stream, result: ScheduleResult, tmp: Path) -> None:
 
 @contextlib.contextmanager
 def schedule_rig() -> Iterator[tuple[Rig, Path]]:
-    """A rig of its own (private PostgreSQL on a small disk, private Redis, two workers),
-    torn down afterwards whatever happened."""
+    """A rig of its own (private PostgreSQL on a small disk, private Redis, two workers on
+    two lab hosts whose links can be cut), torn down afterwards whatever happened."""
     tmp = Path(tempfile.mkdtemp(prefix="ls-schedule-"))
-    postgres = faults.private_postgres()
+    lab = Lab()
     try:
-        store = Store(postgres.url())
-        store.migrate()
-        with faults.open_rig(store, postgres, tmp, aof=False, slow_s=SLOW_S) as rig:
-            rig.cluster.start()
-            rig.cluster.start()
-            yield rig, tmp
-        store.close()
+        subnet = random.SystemRandom().randrange(1, 255)  # apart from another lab's
+        here = lab.attach_here(subnet)
+        for number in (1, 2):
+            lab.add_host(f"w{number}", f"{subnet}.{number + 1}")
+        postgres = faults.private_postgres(host=here)
+        try:
+            store = Store(postgres.url())
+            store.migrate()
+            with faults.open_rig(store, postgres, tmp, aof=False, slow_s=SLOW_S, lab=lab) as rig:
+                rig.cluster.start()
+                rig.cluster.start()
+                yield rig, tmp
+            store.close()
+        finally:
+            postgres.close()
     finally:
-        postgres.close()
+        lab.close()

@@ -30,7 +30,7 @@ from services.pipeline import cache as generator_cache
 from services.store import JobRecord, Store
 from tests.pipeline import toy_generators
 from tests.pipeline.conftest import REPO, Cluster, Worker
-from tests.pipeline.hosts import PrivatePostgres
+from tests.pipeline.hosts import Lab, PrivatePostgres
 from tests.support.net import free_port
 from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import wait_for
@@ -53,6 +53,7 @@ class Rig:
     cluster: Cluster
     sender: Celery
     postgres: PrivatePostgres
+    lab: Lab | None = None  # when the workers run on lab hosts (their links can be cut)
 
     def dispatch(self, chunk_ids: list[str]) -> None:
         for chunk_id in chunk_ids:
@@ -69,9 +70,9 @@ class Rig:
         return job
 
 
-def private_postgres() -> PrivatePostgres:
+def private_postgres(host: str = "127.0.0.1") -> PrivatePostgres:
     """A started private PostgreSQL whose data lives on a small disk of its own."""
-    server = PrivatePostgres("127.0.0.1", free_port(), disk_mb=PG_DISK_MB)
+    server = PrivatePostgres(host, free_port(), disk_mb=PG_DISK_MB)
     try:
         server.init()
         server.start()
@@ -83,10 +84,17 @@ def private_postgres() -> PrivatePostgres:
 
 @contextlib.contextmanager
 def open_rig(
-    store: Store, postgres: PrivatePostgres, tmp: Path, aof: bool, slow_s: float | None = None
+    store: Store,
+    postgres: PrivatePostgres,
+    tmp: Path,
+    aof: bool,
+    slow_s: float | None = None,
+    lab: Lab | None = None,
 ) -> Iterator[Rig]:
-    """``slow_s``: the toys' sleep per forward pass in the workers (default: the toys')."""
-    broker = PrivateRedis(tmp, aof=aof)
+    """``slow_s``: the toys' sleep per forward pass in the workers (default: the toys').
+    ``lab``: the workers run on its hosts, in turn, and reach the PostgreSQL and the Redis
+    (on the lab's address here, postgres.host) over their own links."""
+    broker = PrivateRedis(tmp, aof=aof, host=postgres.host)
     broker.start()
     env = {
         **({"SPECTRA_TEST_SLOW_S": str(slow_s)} if slow_s is not None else {}),
@@ -98,11 +106,11 @@ def open_rig(
         "MKL_NUM_THREADS": "1",
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
-    cluster = Cluster(env, tmp)
+    cluster = Cluster(env, tmp, netns=[h.netns for h in lab.hosts.values()] if lab else [])
     sender = Celery(f"fault-rig-{uuid.uuid4().hex[:4]}")
     configure(sender, Settings(broker_url=broker.url))
     try:
-        yield Rig(store, broker, cluster, sender, postgres)
+        yield Rig(store, broker, cluster, sender, postgres, lab)
     finally:
         cluster.stop_all()
         sender.close()
@@ -169,10 +177,25 @@ def disk_full(rig: Rig, seconds: float) -> None:
         rig.postgres.free_disk()
 
 
-def cut_off_worker(rig: Rig, seconds: float) -> None:
-    """A worker cut off from everything for ``seconds`` as by a cut link (SIGSTOP of its
-    processes: no beat, no write, no message), then back: its chunk went to another worker
-    meanwhile, and it must write nothing more for it."""
+def cut_host_link(rig: Rig, seconds: float) -> None:
+    """The link of a live worker's host cut for ``seconds`` (its packets to the PostgreSQL
+    and the Redis go nowhere, its connections hang, it computes on), then restored: its
+    chunk may have gone to another worker meanwhile, and it must then write nothing more
+    for it. Needs a rig whose workers run on lab hosts."""
+    assert rig.lab is not None, "a host link cut needs the workers on lab hosts (open_rig lab)"
+    victim = live_workers(rig)[-1]
+    host = next(h for h in rig.lab.hosts.values() if h.netns == victim.netns)
+    rig.lab.cut(host)
+    try:
+        time.sleep(seconds)
+    finally:
+        rig.lab.restore(host)
+
+
+def freeze_worker(rig: Rig, seconds: float) -> None:
+    """A worker frozen for ``seconds`` (SIGSTOP of its processes, as a stalled VM or a swap
+    storm: no beat, no write, no message), then thawed: its chunk may have gone to another
+    worker meanwhile, and it must then write nothing more for it."""
     victim = live_workers(rig)[-1]
     group = os.getpgid(victim.pid)
     os.killpg(group, signal.SIGSTOP)

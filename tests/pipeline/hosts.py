@@ -2,9 +2,11 @@
 the shared one), and "hosts" made of Linux network namespaces joined by a bridge.
 
 The namespaces' links carry addresses from the benchmarking range 198.18.0.0/15 (RFC 2544),
-never a private or a public one, and the bridge lives in a namespace of its own: no traffic of
-these tests touches the machine's own network namespace. Everything is torn down by the
-owner's ``close``, which the fixtures call in a finaliser, so also when a test fails.
+never a private or a public one, and the bridge lives in a namespace of its own. Only a lab
+that ``attach_here`` joins to the tests' own namespace reaches it, over a veth of its own and a
+/24 of that range (servers the tests start here listen on it; the shared PostgreSQL and Redis
+never do). Everything is torn down by the owner's ``close``, which the fixtures call in a
+finaliser, so also when a test fails.
 """
 
 from __future__ import annotations
@@ -231,6 +233,7 @@ class Lab:
         self.tag = uuid.uuid4().hex[:5]
         self.switch = f"ls{self.tag}-sw"
         self.hosts: dict[str, Host] = {}
+        self.here: str | None = None  # the tests' own end of attach_here's link
         self.processes: list[subprocess.Popen[bytes]] = []
         self.directory = Path(tempfile.mkdtemp(prefix="ls-lab-"))
         self.directory.chmod(0o755)
@@ -269,6 +272,22 @@ class Lab:
         host = Host(name, netns, address, port)
         self.hosts[name] = host
         return host
+
+    def attach_here(self, subnet: int) -> str:
+        """Join the tests' own network namespace to the bridge, as one more host at
+        198.18.SUBNET.1/24, and return that address: a server started here on it is reached
+        by the lab's hosts (give them addresses in the same /24: add_host(name, "SUBNET.2")),
+        and cutting a host's link cuts it off from that server. A /24 of its own per lab, so
+        two labs attached at once route apart."""
+        assert 1 <= subnet <= 254, "the third octet of 198.18.SUBNET.0/24"
+        self.here = f"ls{self.tag}-up"
+        address = f"{LAB_PREFIX}.{subnet}.1"
+        run(["ip", "link", "add", self.here, "type", "veth", "peer", "name", "p-here"])
+        run(["ip", "link", "set", "p-here", "netns", self.switch])
+        run(["ip", "-n", self.switch, "link", "set", "p-here", "master", "br0", "up"])
+        run(["ip", "addr", "add", f"{address}/24", "dev", self.here])
+        run(["ip", "link", "set", self.here, "up"])
+        return address
 
     def cut(self, host: Host) -> None:
         """Pull the host's cable: its packets go nowhere, its connections hang, it lives on."""
@@ -335,6 +354,8 @@ class Lab:
                 process.wait(timeout=10)
         for host in self.hosts.values():
             run(["ip", "netns", "del", host.netns], check=False)
+        if self.here is not None:  # its peer went with the switch; never leave one behind
+            run(["ip", "link", "del", self.here], check=False)
         run(["ip", "netns", "del", self.switch], check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -58,6 +58,8 @@ from tests.pipeline.faults import (
 from tests.pipeline.hosts import Host, Lab, PrivatePostgres, Probe
 from tests.support.waiting import finished, wait_for
 
+pytestmark = pytest.mark.slow  # minutes of faults: started first, beside the short tests
+
 RECOVERY_LIMIT_S = 30.0
 # Longer than the lease's staleness: heartbeats cannot be written for longer than a dead
 # worker's would be silent, and still nothing may be charged to a latent.

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import pytest
 import torch
 from celery import Celery
 
@@ -29,6 +30,8 @@ from tests.pipeline.conftest import MAX_ATTEMPTS, Cluster
 from tests.support.redis_server import PrivateRedis
 from tests.support.waiting import finished, wait_for
 from worker.celery_app import CHUNK_QUEUE, CHUNK_TASK
+
+pytestmark = pytest.mark.slow  # a minute of worker scenarios: started first
 
 TOY_FILE = Path(toy_generators.__file__).resolve()
 SLOW_MODEL = f"python:{TOY_FILE}:slow"

@@ -17,7 +17,8 @@ class PrivateRedis:
     """Without persistence a restart loses every message; ``aof`` keeps every message across
     a restart (append-only file, fsync always)."""
 
-    def __init__(self, directory: Path, *, aof: bool = False) -> None:
+    def __init__(self, directory: Path, *, aof: bool = False, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
         self.directory = directory
         self.aof = aof
@@ -25,7 +26,7 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -42,7 +43,11 @@ class PrivateRedis:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
+                # Off only where it listens on a lab address (tests/pipeline/hosts.py), which
+                # its protected mode would refuse as not local; loopback keeps the default.
+                "--protected-mode",
+                "yes" if self.host == "127.0.0.1" else "no",
                 "--save",
                 "",
                 "--dir",
