@@ -260,12 +260,16 @@ def _estimate_alone(probe: Probe, request: Request, device: str, batch: int) -> 
         working = int(max(probe.hvp_bytes.at(1), probe.hvp_bytes.at(k)))
         peak = base + working + 3 * d * ncv * 8
         # The gradient's graph is built once per code, then each product is one single-vector
-        # double-backward pass. The k residual checks run as one batch, counted at the single
-        # product's cost: the fitted line is unreliable below its smallest batch.
+        # double-backward pass. The k residual checks run as one batch: its measured cost
+        # where the probe timed batches that small or smaller, else k single products (the
+        # fitted line is unreliable below its smallest batch).
+        measured_batch = bool(probe.hvp_points) and min(b for b, _, _ in probe.hvp_points) <= k
+        residuals = probe.seconds("hvp", k) if measured_batch else k * probe.hvp_single_seconds
         seconds = (
             probe.prepare_seconds
             + probe.hvp_graph_seconds
-            + (products + k) * probe.hvp_single_seconds
+            + products * probe.hvp_single_seconds
+            + residuals
         )
         stored = d * k * (8 if request.vector_dtype == "float64" else 4) + 16 * d
         return CodeEstimate("lanczos", products, None, products, peak, working, seconds, stored)

@@ -121,6 +121,9 @@ SELECT spectrum_id, dtype, rows, cols,
        END AS payload
 FROM eigenvectors WHERE spectrum_id = ANY(%(ids)s)
 """
+# One spectrum's (the API's and the comparisons' usual read): an equality, where adapting a
+# one-element array parameter would cost more than the rest of the client's side of the read.
+_ONE_VECTOR_SQL_POSTGRES = _VECTOR_SQL_POSTGRES.replace("= ANY(%(ids)s)", "= %(id)s")
 
 
 class SpectraQuery(TypedDict, total=False):
@@ -272,10 +275,11 @@ class ResultQueryStore(StoreConnection):
     def _vector_rows_postgres(
         conn: Connection, spectrum_ids: list[str], k: int | None
     ) -> list[Any]:
+        one = len(spectrum_ids) == 1
         return run_on_driver(
             conn,
-            _VECTOR_SQL_POSTGRES,
-            {"k": k, "ids": spectrum_ids},
+            _ONE_VECTOR_SQL_POSTGRES if one else _VECTOR_SQL_POSTGRES,
+            {"k": k, "id": spectrum_ids[0]} if one else {"k": k, "ids": spectrum_ids},
             row_factory=namedtuple_row,
             binary=True,
         )
