@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: lint, format, types, docs, migrations, tests.
 #   bash deploy/check.sh [PYTEST_ARGS...]    (arguments go to both pytest runs)
-# CHECK_TEST_WORKERS sets how many processes run the parallel tier (default: one per CPU).
+# CHECK_TEST_WORKERS sets how many processes run the tests (default: two per CPU).
 set -euo pipefail
 venv="${VENV:-.venv}"
 bin="$venv/bin"
@@ -28,19 +28,23 @@ elif command -v docker-compose >/dev/null 2>&1; then
     docker-compose -f docker-compose.yml --env-file deploy/example.env config --quiet
 fi
 
-# Two pytest runs. The parallel tier is every test that computes on the CPU or on its own
-# database (each test has its own PostgreSQL database or SQLite file, so processes share no
-# state); a file stays in one process (--dist loadfile) so its module fixtures start once.
-# The serial tier holds the tests that measure time or memory of processes they start (workers,
-# servers, a browser, network namespaces): two of them at once on a small machine would
-# measure each other.
-# Both tiers run even when the first fails, so one run shows every failure; a tier that a
-# filter leaves empty (pytest's exit 5, e.g. `-k` naming tests of the other tier) is no failure.
-serial=(tests/pipeline tests/api tests/ui)
+# Two pytest runs. The first runs every test not marked `timed`, whole modules at a time
+# (--dist loadfile: a module's fixtures, a cluster of workers, a private PostgreSQL, a
+# browser, start once), in twice as many processes as there are CPUs: most of the suite's time
+# is spent waiting (on workers, restarts, outages, a browser), and a CPU-bound test gets its
+# share of the cores (tests/conftest.py sets one BLAS and OpenMP thread per process). The
+# modules with a slow test start first (tests/conftest.py orders them), so the short ones fill
+# the time beside them. Every test there has its own database (or SQLite file), its own
+# Redis and its own ports, so processes share no state. The second runs the few tests that
+# assert a wall-clock bound of about a second (`timed`), alone.
+# Both runs happen even when the first fails, so one run shows every failure; a run that a
+# filter leaves empty (pytest's exit 5, e.g. `-k` naming only tests of the other run) is no
+# failure. CHECK_TEST_WORKERS sets the first run's process count.
 status=0
-echo "== pytest, parallel tier (${CHECK_TEST_WORKERS:-auto} processes)"
-"$bin/python" -m pytest -n "${CHECK_TEST_WORKERS:-auto}" --dist loadfile \
-    $(printf -- '--ignore=%s ' "${serial[@]}") "$@" || { code=$?; [ "$code" = 5 ] || status=$code; }
-echo "== pytest, serial tier"
-"$bin/python" -m pytest "${serial[@]}" "$@" || { code=$?; [ "$code" = 5 ] || status=$code; }
+workers="${CHECK_TEST_WORKERS:-$(( $(nproc) * 2 ))}"
+echo "== pytest ($workers processes)"
+"$bin/python" -m pytest -n "$workers" --dist loadfile -m "not timed" "$@" \
+    || { code=$?; [ "$code" = 5 ] || status=$code; }
+echo "== pytest, timed tests (alone)"
+"$bin/python" -m pytest -m timed "$@" || { code=$?; [ "$code" = 5 ] || status=$code; }
 exit "$status"

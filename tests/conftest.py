@@ -21,12 +21,12 @@ import pytest
 import redis
 
 # numpy's OpenBLAS starts a busy-waiting thread per core. Beside torch's own threads and the
-# other test processes (the parallel tier runs one per core) they spin against each other on
+# other test processes (`make test` runs two per core) they spin against each other on
 # a small machine, and a small QR then takes many times its time. One BLAS thread per
 # test process; set before anything imports numpy (pytest loads this file first).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# torch's OpenMP threads spin the same way: the parallel tier (pytest-xdist, one process per
-# core) gives each process its share of the cores instead of every core to each.
+# torch's OpenMP threads spin the same way: under pytest-xdist each process gets its share of
+# the cores (at least one thread) instead of every core to each.
 _processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _processes > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _processes)))
@@ -163,3 +163,12 @@ def redis_url() -> str:
 
 # The tests' default store: a migrated PostgreSQL database of the test's own.
 store = store_fixture("migrated_pg_url")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that hold a slow test first, in their order, then the rest: `make test` hands
+    whole modules to its processes in this order (pytest-xdist --dist loadfile), so the
+    long ones start at once and the short ones fill the time beside them, instead of a long
+    one starting last and the run waiting on it alone."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: order kept within

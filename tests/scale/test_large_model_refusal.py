@@ -89,6 +89,7 @@ def test_nan_weights_of_a_large_generator_are_refused_at_load(tmp_path: Path) ->
         load_generator(f"stylegan2:{path}", space="w+")
 
 
+@pytest.mark.timed
 def test_a_large_submission_is_refused_from_counts_without_a_forward_pass(
     pg_url: str, store: Store, model: str, real_forwards: list[str]
 ) -> None:

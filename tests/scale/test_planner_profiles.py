@@ -159,6 +159,7 @@ def test_the_probe_never_tries_a_batch_its_counts_say_is_over_its_budget(
 # --------------------------------------------------------------------------- profiles
 
 
+@pytest.mark.timed
 def test_an_unprofiled_model_is_accepted_at_once_and_planned_by_a_worker(
     pg_url: str, redis_url: str, store: Store, queue: redis.Redis
 ) -> None:

@@ -40,6 +40,7 @@ def _finished(store: Store, job_id: str, timeout_s: float = 300) -> JobRecord:
     return result
 
 
+@pytest.mark.timed
 def test_a_worker_plans_an_unprofiled_job_and_the_next_is_planned_at_once(
     cluster: Cluster,  # noqa: F811
     module_store: Store,  # noqa: F811
