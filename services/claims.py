@@ -70,8 +70,8 @@ def split_control(model: str) -> tuple[str, str | None]:
 
 def _variation(member: Mapping[str, Any]) -> Variation | None:
     recorded = member.get("image_variation")
-    if not isinstance(recorded, Mapping):
-        return None
+    if not isinstance(recorded, Mapping) or recorded.get("pixel_std") is None:
+        return None  # not recorded, or not measured (a model too large to render at planning)
     return Variation(float(recorded["pixel_std"]), bool(recorded["degenerate"]))
 
 

@@ -130,7 +130,9 @@ def _member(s: LoadedSelection, a: dict[str, Any], h: dict[str, Any] | None) -> 
         "duplicates_dropped": s.duplicates_dropped,
         "partial_left_out": dict(s.partial_left_out),
         "image_variation": variation,
-        "degenerate_generator": None if variation is None else bool(variation.get("degenerate")),
+        "degenerate_generator": None
+        if variation is None or variation.get("degenerate") is None
+        else bool(variation["degenerate"]),
         "anisotropy": _anisotropy(a),
         "homogeneity": None if h is None else _homogeneity(h),
         "spectrum_bands": {

@@ -36,6 +36,7 @@ from .models import (
     list_schemes,
     load_generator,
     sampled_image_variation,
+    unmeasured_image_variation,
 )
 from .registry import JOB_METHODS, METHOD_REGISTRY, MethodInfo
 from .sefa import sefa
@@ -104,6 +105,7 @@ __all__ = [
     "load_generator",
     "metric_columns",
     "sampled_image_variation",
+    "unmeasured_image_variation",
     "sefa",
     "spectrum_from_metric",
     "summary_of",

@@ -22,7 +22,9 @@ from services.geometry import (
     InvalidOptionError,
     sampled_image_variation,
     sefa,
+    unmeasured_image_variation,
 )
+from services.geometry.models.contract import renders_at_load
 from services.geometry.sefa import sefa_options
 
 # The model and its pure checks live in services.job_spec (torch-free); re-exported here.
@@ -215,7 +217,16 @@ _variations: weakref.WeakKeyDictionary[Generator, dict[str, Any]] = weakref.Weak
 def _image_variation(generator: Generator) -> dict[str, Any]:
     found = _variations.get(generator)
     if found is None:
-        found = _variations[generator] = sampled_image_variation(generator)
+        # A large generator's images are not rendered in the process that plans it (the API):
+        # eight of its images at once can take more memory than that process has.
+        found = _variations[generator] = (
+            sampled_image_variation(generator)
+            if renders_at_load(generator)
+            else unmeasured_image_variation(
+                "the model is too large to render where jobs are planned (its load-time "
+                "check ran on torch's meta device); its images are first computed by a worker"
+            )
+        )
     return found
 
 

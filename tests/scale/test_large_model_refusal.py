@@ -16,7 +16,7 @@ from torch import nn
 
 from api.app import create_app
 from api.cli import main as cli_main
-from services.dispatch import InProcessDispatcher
+from services.dispatch import CeleryDispatcher, InProcessDispatcher
 from services.geometry import load_generator
 from services.geometry.models.contract import (
     CHECK_CODES,
@@ -27,6 +27,7 @@ from services.geometry.models.contract import (
 from services.store import Store
 from tests.api.conftest import assert_problem, bearer, make_settings
 from tests.support.checkpoints import write_random_checkpoint
+from tests.support.redis_server import PrivateRedis
 
 # Exact route, W+ (d = 14 x 512 = 7168), float64: H alone is 0.4 GiB, over this budget.
 BUDGET_GB = 0.25
@@ -141,3 +142,33 @@ def test_spectra_run_refuses_a_large_job_within_seconds(
     assert "method='lanczos'" in out.err + out.out
     assert set(real_forwards) <= {"Mapping"}, real_forwards
     assert elapsed < 10.0, elapsed
+
+
+def test_an_accepted_large_submission_renders_no_image_in_the_request(
+    tmp_path: Path, pg_url: str, store: Store, model: str, real_forwards: list[str]
+) -> None:
+    """Lanczos fits where the exact route does not: the job is accepted, and the request that
+    accepts it renders nothing either (eight images of a large generator at once can take
+    more memory than the API has): the job records its image variation as not measured."""
+    broker = PrivateRedis(tmp_path)  # the planning message goes to a Redis of this test's own
+    broker.start()
+    try:
+        settings = make_settings(
+            pg_url, extra_models=model, max_latent_dim=8192, broker_url=broker.url
+        )
+        app = create_app(settings=settings, store=store, dispatcher=CeleryDispatcher(settings))
+        headers = bearer(store.create_api_key("alice", ["read", "submit"])[1])
+        warm_meta_device()
+        with TestClient(app) as client:
+            real_forwards.clear()
+            response = client.post(
+                "/v1/jobs", json={"model": model, **SPEC, "method": "lanczos"}, headers=headers
+            )
+    finally:
+        broker.stop()
+    assert response.status_code == 202, response.text
+    assert set(real_forwards) <= {"Mapping"}, real_forwards
+    job = store.get_job(response.json()["id"])
+    variation = job.resolved["generator"]["facts"]["image_variation"]
+    assert variation["pixel_std"] is None and variation["degenerate"] is None
+    assert "too large to render where jobs are planned" in variation["not_measured"]

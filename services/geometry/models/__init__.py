@@ -28,7 +28,12 @@ from .capabilities import (
 from .controls import base_model_name, parse_control
 from .generator import Generator, file_sha256, state_dict_sha256
 from .registry import load_generator
-from .variation import DEGENERATE_PIXEL_STD, image_variation, sampled_image_variation
+from .variation import (
+    DEGENERATE_PIXEL_STD,
+    image_variation,
+    sampled_image_variation,
+    unmeasured_image_variation,
+)
 
 __all__ = [
     "ALL_SPACES",
@@ -54,5 +59,6 @@ __all__ = [
     "load_generator",
     "parse_control",
     "sampled_image_variation",
+    "unmeasured_image_variation",
     "state_dict_sha256",
 ]

@@ -28,6 +28,15 @@ from .generator import Generator, module_device, module_tensors, to_channels_las
 # forward (a 64-px DCGAN or StyleGAN2 stays well under it); above it, values wait for a worker.
 VALUE_CHECK_ACTIVATIONS = 2**22
 CHECK_CODES = 2
+# The fact a large generator's load records (its images were not rendered at load).
+LOAD_CHECK_FACT = "load_check"
+
+
+def renders_at_load(generator: Generator) -> bool:
+    """Whether the load-time check rendered real images: false for a generator whose forward
+    is too large to run where it is loaded (a request that plans it), which must then not be
+    rendered there for any other reason either."""
+    return LOAD_CHECK_FACT not in generator.facts
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ def check_contract(generator: Generator) -> None:
         _adopt_channels_last(generator)
         return
     _check_finite_weights(generator)
-    generator.facts["load_check"] = (
+    generator.facts[LOAD_CHECK_FACT] = (
         f"shapes on torch's meta device and finite weights; {shapes.activations} activation "
         f"values for {CHECK_CODES} codes exceed the {VALUE_CHECK_ACTIVATIONS} of a load-time "
         "forward, so images are first computed (and checked finite) by a worker; "

@@ -67,6 +67,17 @@ def image_variation(generator: Generator, codes: np.ndarray) -> dict[str, Any]:
     }
 
 
+def unmeasured_image_variation(reason: str) -> dict[str, Any]:
+    """What is recorded where the variation was not measured, and why: `degenerate` unknown."""
+    return {
+        "pixel_std": None,
+        "degenerate": None,
+        "threshold": DEGENERATE_PIXEL_STD,
+        "codes": 0,
+        "not_measured": reason,
+    }
+
+
 def sampled_image_variation(generator: Generator) -> dict[str, Any]:
     """`image_variation` over the generator's own `VARIATION_CODES` codes sampled with seed 0."""
     return image_variation(generator, generator.sample(VARIATION_CODES, seed=0))
