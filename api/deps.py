@@ -89,14 +89,18 @@ def ensure_device_served(device: str | None, dispatcher: Dispatcher, field: str 
     )
 
 
-def reject_unknown_query_parameters(request: Request) -> None:
+async def reject_unknown_query_parameters(request: Request) -> None:
     """A query parameter the route does not take is refused (422 naming it), not ignored: a
-    misspelt filter (``?staus=failed``) would otherwise silently widen the selection."""
+    misspelt filter (``?staus=failed``) would otherwise silently widen the selection.
+    async: a plain function dependency would cost every request a trip through the thread
+    pool, for no I/O."""
+    if not request.query_params:
+        return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = {param.alias for param in _all_query_params(dependant)}
+    known = _known_query_params(route, dependant)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise ApiProblem(
@@ -107,6 +111,20 @@ def reject_unknown_query_parameters(request: Request) -> None:
             field=unknown[0],
             slug="validation-error",
         )
+
+
+# Kept on the route object itself: routes compare by value (no weak dictionary can hold
+# them) and go with their app.
+_KNOWN_QUERY_PARAMS = "_spectra_known_query_params"
+
+
+def _known_query_params(route: Any, dependant: Any) -> frozenset[str]:
+    """The route's query parameter names, collected once per route."""
+    known: frozenset[str] | None = getattr(route, _KNOWN_QUERY_PARAMS, None)
+    if known is None:
+        known = frozenset(param.alias for param in _all_query_params(dependant))
+        setattr(route, _KNOWN_QUERY_PARAMS, known)
+    return known
 
 
 def _all_query_params(dependant: Any) -> list[Any]:

@@ -8,12 +8,11 @@ never a database error. An id parameter arrives in the route as the full id.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Query
 
 from api.deps import resolved_id
-from api.errors import ApiProblem
 from services.patterns import TEXT_PATTERN
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "JobIdQuery",
     "LatentSetIdPath",
     "SpectrumIdPath",
-    "only_query",
     "text_query",
 ]
 
@@ -46,23 +44,3 @@ JobIdQuery = Annotated[str | None, resolved_id("job", "job_id", in_query=True, r
 
 def text_query(max_length: int = 200, description: str | None = None) -> object:
     return Query(min_length=1, max_length=max_length, pattern=TEXT_PATTERN, description=description)
-
-
-def only_query(*names: str) -> Any:
-    """A route dependency refusing query parameters the route does not take: a misspelt filter
-    (``?modle=...``) would otherwise be ignored and the answer silently widened. Async, so the
-    hot read routes do not take a worker thread for it."""
-
-    async def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - set(names))
-        if unknown:
-            raise ApiProblem(
-                422,
-                "Unknown query parameter",
-                f"unknown query parameter {', '.join(repr(u) for u in unknown)}; this route "
-                f"takes {', '.join(names)}",
-                field=unknown[0],
-                slug="unknown-query-parameter",
-            )
-
-    return Depends(check)

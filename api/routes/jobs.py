@@ -21,7 +21,7 @@ from api.deps import (
 )
 from api.errors import ApiProblem, problem_responses, validation_error
 from api.metrics import ApiMetrics
-from api.params import JobIdPath, only_query, text_query
+from api.params import JobIdPath, text_query
 from api.schemas import (
     JobDetail,
     JobList,
@@ -195,7 +195,6 @@ def submit_job_upload(
     response_model=JobList,
     responses=PROBLEM_RESPONSES,
     summary="List jobs",
-    dependencies=[only_query("status", "model", "limit", "offset")],
 )
 def list_jobs(
     request: Request,

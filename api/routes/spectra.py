@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from api.auth import Principal, ReadPrincipal
 from api.deps import get_store
 from api.errors import ApiProblem
-from api.params import JobIdQuery, SpectrumIdPath, only_query, text_query
+from api.params import JobIdQuery, SpectrumIdPath, text_query
 from api.routes.jobs import PROBLEM_RESPONSES
 from api.schemas import (
     Eigenvectors,
@@ -63,9 +63,6 @@ def _not_visible(spectrum_id: str) -> NotFoundError:
     "/spectra",
     response_model=SpectrumList,
     responses=PROBLEM_RESPONSES,
-    dependencies=[
-        only_query("job_id", "model", "distance", "method", "order_by", "limit", "offset")
-    ],
     summary="Query stored spectra by job or by (model, distance, method), paginated",
 )
 async def list_spectra(
