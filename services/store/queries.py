@@ -114,16 +114,16 @@ def _vector_query(spectrum_ids: list[str], k: int | None) -> Select[Any]:
 
 # The same query as _vector_query, for psycopg's binary result format: bytea in text format is
 # hex, twice the bytes to send and to decode (bench/bench_store.py measures the difference).
-_VECTOR_SQL_POSTGRES = """
+_VECTOR_SELECT_POSTGRES = """
 SELECT spectrum_id, dtype, rows, cols,
        CASE WHEN %(k)s::int IS NULL THEN data
             ELSE substr(data, 1, %(k)s::int * cols * CASE WHEN dtype = 'float64' THEN 8 ELSE 4 END)
        END AS payload
-FROM eigenvectors WHERE spectrum_id = ANY(%(ids)s)
-"""
+FROM eigenvectors WHERE spectrum_id"""
+_VECTOR_SQL_POSTGRES = _VECTOR_SELECT_POSTGRES + " = ANY(%(ids)s)\n"
 # One spectrum's (the API's and the comparisons' usual read): an equality, where adapting a
 # one-element array parameter would cost more than the rest of the client's side of the read.
-_ONE_VECTOR_SQL_POSTGRES = _VECTOR_SQL_POSTGRES.replace("= ANY(%(ids)s)", "= %(id)s")
+_ONE_VECTOR_SQL_POSTGRES = _VECTOR_SELECT_POSTGRES + " = %(id)s\n"
 
 
 class SpectraQuery(TypedDict, total=False):
