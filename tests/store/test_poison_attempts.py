@@ -5,7 +5,7 @@ leave the next poison latent short of its own cap when the chunk's cap is reache
 
 from __future__ import annotations
 
-from services.store import ChunkRecord, Store
+from services.store import ChunkRecord, JobRecord, Store
 
 from .helpers import make_job, save
 
@@ -17,6 +17,22 @@ def _claim(store: Store, chunk_id: str) -> ChunkRecord:
     claimed = store.claim_chunk(chunk_id, WORKER, MAX_ATTEMPTS)
     assert claimed is not None, store.get_chunk(chunk_id)
     return claimed
+
+
+def _claimed_chunk(store: Store, n_latents: int) -> tuple[JobRecord, ChunkRecord]:
+    """A job of one chunk of ``n_latents``, its first run claimed."""
+    job = make_job(store, n_latents=n_latents, chunk_size=n_latents)
+    (chunk,) = store.list_chunks(job.id)
+    _claim(store, chunk.id)
+    return job, chunk
+
+
+def _assert_exhausted(store: Store, chunk_id: str) -> None:
+    """The next claim finds the chunk's own cap reached and closes it failed."""
+    assert store.claim_chunk(chunk_id, WORKER, MAX_ATTEMPTS) is None
+    final = store.get_chunk(chunk_id)
+    assert final.status == "failed"
+    assert final.error == f"attempts exhausted ({MAX_ATTEMPTS} of {MAX_ATTEMPTS})"
 
 
 def _dies_on(store: Store, chunk_id: str, latent_index: int) -> None:
@@ -44,9 +60,7 @@ def _poison(store: Store, chunk_id: str, latent_index: int) -> ChunkRecord:
 def test_a_run_requeued_before_it_reached_a_latent_does_not_close_the_chunk_on_the_next_poison_latent(
     store: Store,
 ) -> None:
-    job = make_job(store, n_latents=2, chunk_size=2)
-    (chunk,) = store.list_chunks(job.id)
-    _claim(store, chunk.id)
+    job, chunk = _claimed_chunk(store, 2)
     claimed = _poison(store, chunk.id, 0)  # this claim records latent 0 and gives back 3
     assert claimed.attempts == 1
     assert [f.latent_index for f in store.latent_failures(job.id)] == [0]
@@ -67,9 +81,7 @@ def test_a_run_requeued_before_it_reached_a_latent_does_not_close_the_chunk_on_t
 def test_the_first_run_requeued_before_it_reached_a_latent_leaves_the_poison_latent_its_cap(
     store: Store,
 ) -> None:
-    job = make_job(store, n_latents=1, chunk_size=1)
-    (chunk,) = store.list_chunks(job.id)
-    _claim(store, chunk.id)
+    job, chunk = _claimed_chunk(store, 1)
     _requeued_before_its_first_latent(store, chunk.id, 0)
     _claim(store, chunk.id)
     claimed = _poison(store, chunk.id, 0)
@@ -85,28 +97,21 @@ def test_the_first_run_requeued_before_it_reached_a_latent_leaves_the_poison_lat
 def test_runs_that_never_reach_a_latent_still_close_the_chunk_after_a_poison_latent(
     store: Store,
 ) -> None:
-    job = make_job(store, n_latents=2, chunk_size=2)
-    (chunk,) = store.list_chunks(job.id)
-    _claim(store, chunk.id)
+    job, chunk = _claimed_chunk(store, 2)
     _poison(store, chunk.id, 0)
     for _ in range(MAX_ATTEMPTS - 1):  # e.g. the model's load kills every run from here on
         assert store.requeue_chunk(chunk.id, older_than_s=0)
         _claim(store, chunk.id)
     assert store.requeue_chunk(chunk.id, older_than_s=0)
 
-    assert store.claim_chunk(chunk.id, WORKER, MAX_ATTEMPTS) is None
-    final = store.get_chunk(chunk.id)
-    assert final.status == "failed"
-    assert final.error == f"attempts exhausted ({MAX_ATTEMPTS} of {MAX_ATTEMPTS})"
+    _assert_exhausted(store, chunk.id)
     assert [f.latent_index for f in store.latent_failures(job.id)] == [0]
 
 
 def test_runs_that_died_on_a_latent_that_then_got_its_result_stay_charged_to_the_chunk(
     store: Store,
 ) -> None:
-    job = make_job(store, n_latents=2, chunk_size=2)
-    (chunk,) = store.list_chunks(job.id)
-    _claim(store, chunk.id)
+    job, chunk = _claimed_chunk(store, 2)
     for _ in range(MAX_ATTEMPTS - 1):  # latent 0 kills two runs, then a third computes it
         _dies_on(store, chunk.id, 0)
         _claim(store, chunk.id)
@@ -114,10 +119,7 @@ def test_runs_that_died_on_a_latent_that_then_got_its_result_stay_charged_to_the
     assert save(store, job.id, 0)
     assert store.requeue_chunk(chunk.id, older_than_s=0)  # that run ends before latent 1
 
-    assert store.claim_chunk(chunk.id, WORKER, MAX_ATTEMPTS) is None
-    final = store.get_chunk(chunk.id)
-    assert final.status == "failed"
-    assert final.error == f"attempts exhausted ({MAX_ATTEMPTS} of {MAX_ATTEMPTS})"
+    _assert_exhausted(store, chunk.id)
     assert store.latent_failures(job.id) == []
 
 
@@ -127,9 +129,7 @@ def test_a_run_handed_back_for_the_store_charges_neither_the_chunk_nor_the_laten
     """Two runs died on latent 0; the third is handed back because the store was unavailable
     (release_chunk): its attempt is given back, and the mark it clears takes the two deaths
     with it, so they are not left charged to the chunk's cap either."""
-    job = make_job(store, n_latents=1, chunk_size=1)
-    (chunk,) = store.list_chunks(job.id)
-    _claim(store, chunk.id)
+    job, chunk = _claimed_chunk(store, 1)
     for _ in range(2):
         _dies_on(store, chunk.id, 0)
         _claim(store, chunk.id)
