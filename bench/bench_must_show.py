@@ -31,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]  # run as a script: tests' helpers, results_io
 
+from bench_api import group_cpu_seconds  # noqa: E402
 from results_io import Table, write_results  # noqa: E402
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -46,22 +47,18 @@ def _peak_rss(pid: int) -> int | None:
     return None
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+def _wait_until_idle(groups: list[int], timeout_s: float = 120.0) -> None:
+    """Until these process groups (a worker and its pool child each) together use under 5 %
+    of a core over a second."""
 
+    def cpu_seconds() -> float:
+        return sum(group_cpu_seconds(group) for group in groups)
 
-def _wait_until_idle(pids: list[int], timeout_s: float = 120.0) -> None:
-    """Until these processes together use under 5 % of a core over a second."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        before = _cpu_seconds(pids)
+        before = cpu_seconds()
         time.sleep(1.0)
-        if _cpu_seconds(pids) - before < 0.05:
+        if cpu_seconds() - before < 0.05:
             return
     raise RuntimeError(f"the workers did not go idle within {timeout_s:g} s")
 
@@ -121,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cluster.start("must-b")
             # A pool child is still importing its libraries for seconds after its worker says
             # ready: a probe then would measure that as the workers' contention.
-            _wait_until_idle([p for w in cluster.workers for p in (w.pid, *w.pool_children())])
+            _wait_until_idle([w.pid for w in cluster.workers])  # each leads its own group
             # The planner probes with the workers' one thread, and measures how much the two
             # workers computing at once on this host slow each other, so its times are theirs.
             settings = Settings(
