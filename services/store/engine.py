@@ -70,6 +70,9 @@ def make_read_engine(url: str, engine: Engine) -> Engine:
     return create_engine(
         normalise_url(url),
         isolation_level="AUTOCOMMIT",
+        # Nothing to reset: an autocommit connection holds no transaction, and the rollback
+        # SQLAlchemy sends by default on return is a driver call per read for nothing.
+        pool_reset_on_return=None,
         pool_size=10,
         max_overflow=0,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},

@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg.rows import RowFactory, dict_row
+from psycopg.rows import RowFactory
 from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import Connection
@@ -63,13 +63,9 @@ class ReadPlan(Generic[_T]):
 
 
 def fetch(conn: Connection, read: PreparedRead, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The rows of ``read`` as dicts keyed by column name, timestamps aware and in UTC."""
-    if conn.dialect.name != "postgresql":
-        return [dict(row) for row in conn.execute(read.statement, dict(params)).mappings()]
-    rows: list[dict[str, Any]] = run_on_driver(
-        conn, read.postgres_sql, params, row_factory=dict_row
-    )
-    return in_utc(rows, read)
+    """The rows of ``read`` as dicts keyed by column name through SQLAlchemy (SQLite; on
+    PostgreSQL the store runs reads on the driver, see DriverReads)."""
+    return [dict(row) for row in conn.execute(read.statement, dict(params)).mappings()]
 
 
 def in_utc(rows: list[dict[str, Any]], read: PreparedRead) -> list[dict[str, Any]]:
@@ -81,25 +77,28 @@ def in_utc(rows: list[dict[str, Any]], read: PreparedRead) -> list[dict[str, Any
     return rows
 
 
-def run_on_driver(
-    conn: Connection,
-    sql: str,
-    params: Mapping[str, Any],
-    *,
-    row_factory: RowFactory[Any],
-    binary: bool = False,
-) -> list[Any]:
-    """Every row of one PostgreSQL query, run on ``conn``'s psycopg connection. A dead
-    connection is invalidated and reported as Disconnected (the Store retries reads once)."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor(binary=binary, row_factory=row_factory) as cursor:
-            cursor.execute(sql, params)
-            rows: list[Any] = cursor.fetchall()
-            return rows
-    except psycopg.OperationalError as error:
-        if driver.broken or driver.closed:
-            conn.invalidate(error)
-            raise Disconnected(str(error)) from error
-        raise
+class DriverReads:
+    """Reads straight on one pooled PostgreSQL connection's psycopg connection."""
+
+    def __init__(self, driver: psycopg.Connection[Any]) -> None:
+        self._driver = driver
+
+    def rows(
+        self,
+        sql: str,
+        params: Mapping[str, Any],
+        *,
+        row_factory: RowFactory[Any],
+        binary: bool = False,
+    ) -> list[Any]:
+        """Every row of one query. A dead connection is reported as Disconnected (its pool
+        drops it; the Store retries reads once)."""
+        try:
+            with self._driver.cursor(binary=binary, row_factory=row_factory) as cursor:
+                cursor.execute(sql, params)
+                rows: list[Any] = cursor.fetchall()
+                return rows
+        except psycopg.OperationalError as error:
+            if self._driver.broken or self._driver.closed:
+                raise Disconnected(str(error)) from error
+            raise

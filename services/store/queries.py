@@ -18,7 +18,6 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.engine import Connection
 
 from .codecs import (
     check_page,
@@ -28,7 +27,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
-from .prepared import PreparedRead, ReadPlan, prepare, run_on_driver
+from .prepared import DriverReads, PreparedRead, ReadPlan, prepare
 from .records import (
     SpectrumRecord,
     SpectrumSummaryRecord,
@@ -124,6 +123,16 @@ _VECTOR_SQL_POSTGRES = _VECTOR_SELECT_POSTGRES + " = ANY(%(ids)s)\n"
 # One spectrum's (the API's and the comparisons' usual read): an equality, where adapting a
 # one-element array parameter would cost more than the rest of the client's side of the read.
 _ONE_VECTOR_SQL_POSTGRES = _VECTOR_SELECT_POSTGRES + " = %(id)s\n"
+
+
+def _vector_rows_postgres(reads: DriverReads, spectrum_ids: list[str], k: int | None) -> list[Any]:
+    one = len(spectrum_ids) == 1
+    return reads.rows(
+        _ONE_VECTOR_SQL_POSTGRES if one else _VECTOR_SQL_POSTGRES,
+        {"k": k, "id": spectrum_ids[0]} if one else {"k": k, "ids": spectrum_ids},
+        row_factory=namedtuple_row,
+        binary=True,
+    )
 
 
 class SpectraQuery(TypedDict, total=False):
@@ -246,15 +255,22 @@ class ResultQueryStore(StoreConnection):
         if k is not None and non_negative_int(k, "k") == 0:
             raise InvalidDataError("k must be a positive integer")
         found: dict[str, Any] = {}
-        with self._read() as conn:
-            for start in range(0, len(spectrum_ids), IDS_PER_QUERY):
-                batch = spectrum_ids[start : start + IDS_PER_QUERY]
-                fetched: Sequence[Any] = (
-                    self._vector_rows_postgres(conn, batch, k)
-                    if self._postgres
-                    else conn.execute(_vector_query(batch, k)).all()
-                )
-                found.update((row.spectrum_id, row) for row in fetched)
+        batches = [
+            spectrum_ids[start : start + IDS_PER_QUERY]
+            for start in range(0, len(spectrum_ids), IDS_PER_QUERY)
+        ]
+        if self._postgres:
+            with self._driver_read() as reads:
+                for batch in batches:
+                    found.update(
+                        (row.spectrum_id, row) for row in _vector_rows_postgres(reads, batch, k)
+                    )
+        else:
+            with self._read() as conn:
+                for batch in batches:
+                    found.update(
+                        (row.spectrum_id, row) for row in conn.execute(_vector_query(batch, k))
+                    )
         arrays = []
         for spectrum_id in spectrum_ids:
             row = found.get(spectrum_id)
@@ -270,19 +286,6 @@ class ResultQueryStore(StoreConnection):
             matrix = np.array(from_le(row.payload, row.dtype, (rows, row.cols)))
             arrays.append(matrix.T)
         return arrays
-
-    @staticmethod
-    def _vector_rows_postgres(
-        conn: Connection, spectrum_ids: list[str], k: int | None
-    ) -> list[Any]:
-        one = len(spectrum_ids) == 1
-        return run_on_driver(
-            conn,
-            _ONE_VECTOR_SQL_POSTGRES if one else _VECTOR_SQL_POSTGRES,
-            {"k": k, "id": spectrum_ids[0]} if one else {"k": k, "ids": spectrum_ids},
-            row_factory=namedtuple_row,
-            binary=True,
-        )
 
     @retry_read
     def eigenvalue_matrix(
