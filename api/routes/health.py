@@ -20,7 +20,8 @@ READY_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # async: a liveness probe should not wait for a thread-pool slot behind slow requests.
     return {"status": "ok"}
 
 
