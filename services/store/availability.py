@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import psycopg
 import psycopg_pool
@@ -97,10 +98,16 @@ def store_errors() -> Iterator[None]:
     try:
         yield
     except BaseException as error:
-        mine = translated(error)
-        if mine is None or mine is error:
-            raise
-        raise mine from error
+        raise_translated(error)
+
+
+def raise_translated(error: BaseException) -> NoReturn:
+    """Raise the store's own error for ``error`` (from it), or ``error`` itself when it is not
+    about availability or is the store's already."""
+    mine = translated(error)
+    if mine is None or mine is error:
+        raise error
+    raise mine from error
 
 
 # The one set of "wait and send again" errors: the worker's retries and the API's 503.

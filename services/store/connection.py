@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .async_reads import AsyncReads
-from .availability import STORE_FULL_MESSAGE, store_errors
+from .availability import STORE_FULL_MESSAGE, raise_translated, store_errors
 from .engine import (
     SQLITE_BEGIN_OPTION,
     broken_foreign_keys,
@@ -63,6 +63,39 @@ def retry_read(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+class PooledDriverRead:
+    """``with`` a pooled read connection's DriverReads; the connection goes back to the pool
+    after the block, a dead one dropped from it (the caller's retry_read runs the read again),
+    and a driver's availability error becomes the store's own, as in store_errors.
+
+    SQLAlchemy's Connection around the driver's (built, reset and torn down per call) cost a
+    small read more CPU than psycopg's own round trip, and so, to a lesser degree, did two
+    generator-based context managers: hence a plain class."""
+
+    __slots__ = ("_engine", "_pooled")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pooled: Any = None
+
+    def __enter__(self) -> DriverReads:
+        try:
+            self._pooled = self._engine.raw_connection()
+        except BaseException as error:
+            raise_translated(error)
+        driver = self._pooled.driver_connection
+        assert driver is not None  # a checked-out connection has its driver's
+        return DriverReads(driver, self._pooled.info)
+
+    def __exit__(self, _kind: object, error: BaseException | None, _trace: object) -> None:
+        pooled, self._pooled = self._pooled, None
+        if isinstance(error, Disconnected):
+            pooled.invalidate(error)
+        pooled.close()
+        if error is not None:
+            raise_translated(error)
+
+
 class StoreConnection:
     """What every part of the Store shares: the engines and the transaction helpers."""
 
@@ -98,23 +131,10 @@ class StoreConnection:
         with store_errors(), self._reader.connect() as conn:
             yield conn
 
-    @contextmanager
-    def _driver_read(self) -> Iterator[DriverReads]:
-        """PostgreSQL: reads straight on a pooled read connection's psycopg connection.
-        SQLAlchemy's Connection around it (built, reset and torn down per call) cost a small
-        read more CPU than psycopg's own round trip. A dead connection is dropped from the
-        pool; the caller's retry_read runs the read again."""
-        with store_errors():
-            pooled = self._reader.raw_connection()
-            driver = pooled.driver_connection
-            assert driver is not None  # a checked-out connection has its driver's
-            try:
-                yield DriverReads(driver)
-            except Disconnected as error:
-                pooled.invalidate(error)
-                raise
-            finally:
-                pooled.close()
+    def _driver_read(self) -> PooledDriverRead:
+        """PostgreSQL: reads straight on a pooled read connection's psycopg connection (see
+        PooledDriverRead)."""
+        return PooledDriverRead(self._reader)
 
     @retry_read
     def _run_read(self, plan: ReadPlan[_R]) -> _R:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
-from psycopg.rows import namedtuple_row
+from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import (
     LargeBinary,
     Select,
@@ -135,6 +135,25 @@ def _vector_rows_postgres(reads: DriverReads, spectrum_ids: list[str], k: int | 
     )
 
 
+def _check_k(k: int | None) -> None:
+    if k is not None and non_negative_int(k, "k") == 0:
+        raise InvalidDataError("k must be a positive integer")
+
+
+def _vectors_of(
+    spectrum_id: str, k: int | None, dtype: str, stored: int, cols: int, payload: bytes
+) -> np.ndarray:
+    """The (d, k) columns of one stored blob of ``stored`` rows of ``cols`` (its top ``k``)."""
+    rows = stored if k is None else k
+    if rows > stored:
+        raise InvalidDataError(
+            f"asked for the top {k} eigenvectors but spectrum {spectrum_id} stores only {stored}"
+        )
+    # A copy makes the result writable; the transpose is a view: (k, d) rows -> (d, k).
+    matrix = np.array(from_le(payload, dtype, (rows, cols)))
+    return matrix.T
+
+
 class SpectraQuery(TypedDict, total=False):
     """A page of stored spectra: each filter given narrows the selection (``owner``: only that
     owner's jobs); ``order_by`` is one of SPECTRUM_ORDERS (default latent_index), prefixed
@@ -233,7 +252,26 @@ class ResultQueryStore(StoreConnection):
     def eigenvectors(self, spectrum_id: str, k: int | None = None) -> np.ndarray:
         """(d, k) eigenvectors as columns in their stored dtype, the top ``k`` (all when None).
         Reads only the first k·d·itemsize bytes of the blob."""
+        if self._postgres:
+            return self._one_spectrum_vectors(spectrum_id, k)
         return self._read_vectors([spectrum_id], k)[0]
+
+    @retry_read
+    def _one_spectrum_vectors(self, spectrum_id: str, k: int | None) -> np.ndarray:
+        """eigenvectors on PostgreSQL: one row, without the many-spectra read's batching (the
+        API's, the comparisons' and the plots' usual read)."""
+        _check_k(k)
+        with self._driver_read() as reads:
+            found = reads.rows(
+                _ONE_VECTOR_SQL_POSTGRES,
+                {"k": k, "id": spectrum_id},
+                row_factory=tuple_row,
+                binary=True,
+            )
+        if not found:
+            raise NotFoundError(f"no eigenvectors stored for spectrum {spectrum_id!r}")
+        _, dtype, stored, cols, payload = found[0]
+        return _vectors_of(spectrum_id, k, dtype, stored, cols, payload)
 
     def top_k_eigenvectors(self, spectrum_ids: Sequence[str], k: int) -> np.ndarray:
         """(n, d, k): the top-k eigenvectors of each spectrum, in the order given. All must
@@ -252,8 +290,7 @@ class ResultQueryStore(StoreConnection):
 
     @retry_read
     def _read_vectors(self, spectrum_ids: list[str], k: int | None) -> list[np.ndarray]:
-        if k is not None and non_negative_int(k, "k") == 0:
-            raise InvalidDataError("k must be a positive integer")
+        _check_k(k)
         found: dict[str, Any] = {}
         batches = [
             spectrum_ids[start : start + IDS_PER_QUERY]
@@ -276,15 +313,7 @@ class ResultQueryStore(StoreConnection):
             row = found.get(spectrum_id)
             if row is None:
                 raise NotFoundError(f"no eigenvectors stored for spectrum {spectrum_id!r}")
-            rows = row.rows if k is None else k
-            if rows > row.rows:
-                raise InvalidDataError(
-                    f"asked for the top {k} eigenvectors but spectrum {spectrum_id} stores "
-                    f"only {row.rows}"
-                )
-            # A copy makes the result writable; the transpose is a view: (k, d) rows -> (d, k).
-            matrix = np.array(from_le(row.payload, row.dtype, (rows, row.cols)))
-            arrays.append(matrix.T)
+            arrays.append(_vectors_of(spectrum_id, k, row.dtype, row.rows, row.cols, row.payload))
         return arrays
 
     @retry_read

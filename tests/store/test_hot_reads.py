@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import psycopg
 import pytest
+from psycopg.rows import tuple_row
 from sqlalchemy import text
 
 from services.store import InvalidDataError, NotFoundError, Store
+from services.store.prepared import _KEPT_CURSORS, DriverReads
 from tests.conftest import PG_ADMIN_DSN
 
 from .helpers import make_job, save
@@ -255,3 +258,34 @@ def test_async_reads_survive_killed_connections(pg_store: Store) -> None:
             await pg_store.close_async_reads()
 
     assert asyncio.run(main()) == [4, 4, 4]
+
+
+def test_driver_reads_keep_a_cursor_only_after_a_small_one_row_result(pg_url: str) -> None:
+    """A kept cursor holds its last result until the next read: a small one-row answer may
+    stay, a large or many-row one must go at once; a cursor of another connection is never
+    reused (the pool clears its per-connection dict on reconnecting; this does not rely on it)."""
+    kept: dict[str, Any] = {}
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as driver:
+        reads = DriverReads(driver, kept)
+        one = reads.rows("SELECT 1 AS one", {}, row_factory=tuple_row)
+        assert one == [(1,)]
+        [first] = kept[_KEPT_CURSORS].values()
+        assert reads.rows("SELECT 2 AS two", {}, row_factory=tuple_row) == [(2,)]
+        [again] = kept[_KEPT_CURSORS].values()
+        assert again is first  # reused, not a new cursor per read
+
+        big = reads.rows(
+            "SELECT repeat('x', %(n)s) AS big", {"n": (1 << 20) + 1}, row_factory=tuple_row
+        )
+        assert len(big[0][0]) == (1 << 20) + 1
+        assert kept[_KEPT_CURSORS] == {} and first.closed  # its 1 MiB result went with it
+        many = reads.rows("SELECT generate_series(1, 3)", {}, row_factory=tuple_row)
+        assert many == [(1,), (2,), (3,)]
+        assert kept[_KEPT_CURSORS] == {}
+
+        reads.rows("SELECT 1", {}, row_factory=tuple_row)
+        [stale] = kept[_KEPT_CURSORS].values()
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as other:
+        assert DriverReads(other, kept).rows("SELECT 3", {}, row_factory=tuple_row) == [(3,)]
+        [fresh] = kept[_KEPT_CURSORS].values()
+        assert fresh is not stale and fresh.connection is other
