@@ -64,7 +64,7 @@ def translated(error: BaseException) -> StoreUnavailable | None:
     """The store's error for a driver error, or None when it is not about availability."""
     if isinstance(error, StoreUnavailable):
         return error
-    if isinstance(error, sa_exc.DBAPIError) and _full_sqlstate(error):
+    if _full_sqlstate(error):
         return StoreFull(STORE_FULL_MESSAGE)
     if not isinstance(error, DRIVER_UNAVAILABLE_ERRORS):
         return None
@@ -88,8 +88,12 @@ def translated(error: BaseException) -> StoreUnavailable | None:
     )
 
 
-def _full_sqlstate(error: sa_exc.DBAPIError) -> bool:
-    return getattr(error.orig, "sqlstate", None) in _FULL_SQLSTATES
+def _full_sqlstate(error: BaseException) -> bool:
+    """A database that cannot write, said by psycopg's error (raised by the store's reads and
+    writes on the driver) or by SQLAlchemy's around it. (A read-only transaction is not an
+    OperationalError to psycopg, so the availability errors' types alone would miss it.)"""
+    driver_error = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    return isinstance(driver_error, psycopg.Error) and driver_error.sqlstate in _FULL_SQLSTATES
 
 
 @contextmanager

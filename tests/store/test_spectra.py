@@ -9,12 +9,13 @@ import threading
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import DBAPIError
 
-from services.store import InvalidDataError, NotFoundError, SpectrumToSave, Store
+from services.store import InvalidDataError, NotFoundError, SpectrumToSave, Store, StoreFull
 from services.store.queries import _VECTOR_SQL_POSTGRES
+from tests.conftest import PG_ADMIN_DSN
 
 from .helpers import count_rows, make_job, save, spectrum_arrays
 
@@ -337,7 +338,8 @@ def test_a_failure_inside_the_transaction_leaves_no_partial_rows(pg_store: Store
                 "FOR EACH ROW EXECUTE FUNCTION refuse()"
             )
         )
-    with pytest.raises(DBAPIError, match="disk full"):
+    # The write's statements run on the driver: its own error, untranslated (not availability).
+    with pytest.raises(psycopg.Error, match="disk full"):
         save(pg_store, job.id, 0)
     assert count_rows(pg_store, "spectra") == 0
     assert pg_store.get_job(job.id).n_done == 0
@@ -428,3 +430,18 @@ def test_column_blocks_round_trip_and_are_idempotent(store: Store) -> None:
         store.save_column_block(job.id, 0, 6, 8, metric[:, :3])
     with pytest.raises(NotFoundError):
         store.save_column_block("nope", 0, 0, 3, metric[:, :3])
+
+
+def test_a_spectrum_written_to_a_read_only_database_is_store_full(migrated_pg_url: str) -> None:
+    """The write's statements run on the driver, whose error for a read-only transaction is
+    not an OperationalError: it must still read as StoreFull (work waits and resumes), not
+    as a failure of the latent."""
+    with Store(migrated_pg_url) as store:
+        job = make_job(store)
+    database = migrated_pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    with Store(migrated_pg_url) as store:  # new sessions take the setting
+        with pytest.raises(StoreFull):
+            save(store, job.id, 0)
+        assert store.get_job(job.id).n_done == 0  # reads go on
