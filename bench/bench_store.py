@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
 from services.store import ChunkPlan, Store
 from services.store.codecs import sha256_hex
 from services.store.queries import _ONE_VECTOR_SQL_POSTGRES
 from services.store.results import (
-    _COUNT_SPECTRUM_POSTGRES,
-    _INSERT_SPECTRUM_POSTGRES,
+    _COUNT_SPECTRUM_SQL,
+    _INSERT_SPECTRUM_SQL,
     SpectrumToSave,
     _prepared,
 )
@@ -114,9 +113,7 @@ class _StoreSqlOnPsycopg:
     schema costs, so that store / this is what the store's code adds per call."""
 
     def __init__(self, url: str) -> None:
-        dialect = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
-        self.insert_sql = str(_INSERT_SPECTRUM_POSTGRES.compile(dialect=dialect))
-        self.count_sql = str(_COUNT_SPECTRUM_POSTGRES.compile(dialect=dialect))
+        self.insert_sql, self.count_sql = _INSERT_SPECTRUM_SQL, _COUNT_SPECTRUM_SQL
         self.conn = psycopg.connect(url.replace("+psycopg", ""))
         self.reader = psycopg.connect(url.replace("+psycopg", ""), autocommit=True)
         self.cursor = self.reader.cursor(binary=True)

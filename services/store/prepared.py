@@ -1,11 +1,13 @@
-"""Reads built once and, on PostgreSQL, run straight on the driver: the API's hot reads.
+"""Statements built once and, on PostgreSQL, run straight on the driver: the API's hot reads,
+one spectrum's eigenvectors, and a spectrum's write.
 
-Through SQLAlchemy a small SELECT costs several times the CPU that psycopg alone needs
+Through SQLAlchemy a small statement costs several times the CPU that psycopg alone needs
 (building the statement, its cache key, the execution context and the result wrapper); at
-the API's request rates that was most of a request (figures: README, bench/bench_store.py). A ``PreparedRead`` keeps the statement as
-SQLAlchemy Core, so the SQL is written once and SQLite runs it through SQLAlchemy as before,
-and compiles it once for PostgreSQL, whose rows come back from psycopg as plain dicts. Values
-are always bound by name (``bindparam``), never embedded, so the compiled text is reusable.
+the API's request rates that was most of a request (figures: bench/results, store and API).
+A ``PreparedRead`` keeps the statement as SQLAlchemy Core, so the SQL is written once and
+SQLite runs it through SQLAlchemy as before, and compiles it once for PostgreSQL, whose rows
+come back from psycopg as plain dicts. Values are always bound by name (``bindparam``), never
+embedded, so the compiled text is reusable.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from psycopg.rows import RowFactory
 from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import ClauseElement
 
 from .models import UTCDateTime
 
@@ -40,10 +43,15 @@ class PreparedRead:
     utc_columns: tuple[str, ...]
 
 
+def postgres_sql(statement: ClauseElement) -> str:
+    """``statement`` compiled once for psycopg, its parameters bound by name (%(name)s)."""
+    return str(statement.compile(dialect=_POSTGRESQL))
+
+
 def prepare(statement: Select[Any]) -> PreparedRead:
     return PreparedRead(
         statement=statement,
-        postgres_sql=str(statement.compile(dialect=_POSTGRESQL)),
+        postgres_sql=postgres_sql(statement),
         utc_columns=tuple(
             str(column.key)
             for column in statement.selected_columns
@@ -86,8 +94,8 @@ _KEPT_CURSORS = "spectra-kept-cursors"
 class DriverReads:
     """Reads straight on one pooled PostgreSQL connection's psycopg connection, on a cursor
     kept with that connection between checkouts (``kept``: the pool's per-connection dict).
-    A new cursor looks up its type loaders again, which cost a one-row read about a tenth of
-    its time; a cursor that holds more than a small one-row result is closed instead."""
+    A new cursor looks up its type loaders again, a noticeable part of a one-row read; a
+    cursor that holds more than a small one-row result is closed instead."""
 
     def __init__(self, driver: psycopg.Connection[Any], kept: dict[Any, Any]) -> None:
         self._driver = driver
@@ -135,3 +143,19 @@ def _small_one_row(rows: list[Any]) -> bool:
     values = rows[0].values() if isinstance(rows[0], dict) else rows[0]
     held = sum(len(value) for value in values if isinstance(value, bytes | str))
     return held <= _KEPT_RESULT_BYTES
+
+
+def in_transaction(conn: Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Run one statement of ``conn``'s transaction on its psycopg connection; its first row,
+    if any. A connection found dead is invalidated, so that the pool does not hand it out
+    again (as SQLAlchemy's own execution would have)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if cursor.description is not None else None
+    except psycopg.OperationalError as error:
+        if driver.broken or driver.closed:
+            conn.invalidate(error)
+        raise

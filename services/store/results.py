@@ -10,7 +10,6 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
-import psycopg
 from sqlalchemy import (
     Column,
     Select,
@@ -18,7 +17,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import Connection
 
 from .codecs import (
@@ -37,7 +35,7 @@ from .errors import InvalidDataError
 from .failures import count_done, record_failure_once
 from .jobs import job_closed, job_not_found, require_open_job
 from .models import utcnow
-from .prepared import ReadPlan, prepare
+from .prepared import ReadPlan, in_transaction, postgres_sql, prepare
 from .records import (
     VECTOR_DTYPES,
     LatentFailureRecord,
@@ -135,25 +133,8 @@ WHERE id = :job_id
 """
 )
 
-_POSTGRESQL = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
-_INSERT_SPECTRUM_SQL = str(_INSERT_SPECTRUM_POSTGRES.compile(dialect=_POSTGRESQL))
-_COUNT_SPECTRUM_SQL = str(_COUNT_SPECTRUM_POSTGRES.compile(dialect=_POSTGRESQL))
-
-
-def _on_driver(conn: Connection, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    """Run one statement of ``conn``'s transaction on its psycopg connection; its first row,
-    if any. A connection found dead is invalidated, so that the pool does not hand it out
-    again (SQLAlchemy's own execution would have done that)."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone() if cursor.description is not None else None
-    except psycopg.OperationalError as error:
-        if driver.broken or driver.closed:
-            conn.invalidate(error)
-        raise
+_INSERT_SPECTRUM_SQL = postgres_sql(_INSERT_SPECTRUM_POSTGRES)
+_COUNT_SPECTRUM_SQL = postgres_sql(_COUNT_SPECTRUM_POSTGRES)
 
 
 @dataclass(frozen=True)
@@ -352,7 +333,7 @@ class ResultStore(StoreConnection):
         """save_spectrum on PostgreSQL: two statements (see _INSERT_SPECTRUM_POSTGRES), run on
         the transaction's own psycopg connection (SQLAlchemy's execution of a statement of 25
         parameters costs more client time than psycopg's)."""
-        answer = _on_driver(
+        answer = in_transaction(
             conn,
             _INSERT_SPECTRUM_SQL,
             {
@@ -372,7 +353,7 @@ class ResultStore(StoreConnection):
             raise job_closed(spectrum["job_id"], status)
         if not stored:
             return False
-        _on_driver(
+        in_transaction(
             conn,
             _COUNT_SPECTRUM_SQL,
             {
