@@ -133,26 +133,30 @@ class _StoreSqlOnPsycopg:
         self.reader.close()
 
 
+def _spectrum(
+    job_id: str, index: int, arrays: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> SpectrumToSave:
+    code, eigenvalues, vectors = arrays
+    return SpectrumToSave(
+        job_id,
+        index,
+        code,
+        eigenvalues,
+        vectors,
+        summary=SUMMARY,
+        diagnostics={"wall_time_s": 1.0},
+        model="bench",
+        distance="mse",
+        method="jacobian",
+        dtype="float32",
+    )
+
+
 def _store_sql_params(
     job_id: str, index: int, arrays: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two statements' parameters as save_spectrum builds them, for latent ``index``."""
-    code, eigenvalues, vectors = arrays
-    row, vector_dtype, data = _prepared(
-        SpectrumToSave(
-            job_id,
-            index,
-            code,
-            eigenvalues,
-            vectors,
-            summary=SUMMARY,
-            diagnostics={"wall_time_s": 1.0},
-            model="bench",
-            distance="mse",
-            method="jacobian",
-            dtype="float32",
-        )
-    )
+    row, vector_dtype, data = _prepared(_spectrum(job_id, index, arrays))
     insert = {
         **row,
         "diagnostics": json.dumps(row["diagnostics"]),
@@ -220,23 +224,10 @@ def run(repeats: int, d: int) -> dict[str, Any]:
                 [ChunkPlan(0, [0])],
             )
             inputs = [_arrays(d, seed) for seed in range(n)]
-            summary = SUMMARY
 
             def write(index: int) -> bool:
-                code, eigenvalues, vectors = inputs[index]
-                return store.save_spectrum(
-                    job.id,
-                    index,
-                    code,
-                    eigenvalues,
-                    vectors,
-                    summary=summary,
-                    diagnostics={"wall_time_s": 1.0},
-                    model="bench",
-                    distance="mse",
-                    method="jacobian",
-                    dtype="float32",
-                )
+                # save_spectrum's own path: it builds this and stores a batch of one.
+                return store.save_spectra([_spectrum(job.id, index, inputs[index])])[0]
 
             def as_rows(index: int) -> bytes:
                 return np.ascontiguousarray(inputs[index][2].T).tobytes()
