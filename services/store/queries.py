@@ -27,7 +27,7 @@ from .codecs import (
 )
 from .connection import StoreConnection, retry_read
 from .errors import InvalidDataError, NotFoundError
-from .prepared import DriverReads, PreparedRead, ReadPlan, prepare
+from .prepared import PreparedRead, ReadPlan, prepare
 from .records import (
     SpectrumRecord,
     SpectrumSummaryRecord,
@@ -125,18 +125,9 @@ _VECTOR_SQL_POSTGRES = _VECTOR_SELECT_POSTGRES + " = ANY(%(ids)s)\n"
 _ONE_VECTOR_SQL_POSTGRES = _VECTOR_SELECT_POSTGRES + " = %(id)s\n"
 
 
-def _vector_rows_postgres(reads: DriverReads, spectrum_ids: list[str], k: int | None) -> list[Any]:
-    one = len(spectrum_ids) == 1
-    return reads.rows(
-        _ONE_VECTOR_SQL_POSTGRES if one else _VECTOR_SQL_POSTGRES,
-        {"k": k, "id": spectrum_ids[0]} if one else {"k": k, "ids": spectrum_ids},
-        row_factory=namedtuple_row,
-        binary=True,
-    )
-
-
-def _check_k(k: int | None) -> None:
-    if k is not None and non_negative_int(k, "k") == 0:
+def _check_k(k: int | None, *, required: bool = False) -> None:
+    """A positive k, or None (all) where it is not ``required``."""
+    if (k is None and required) or (k is not None and non_negative_int(k, "k") == 0):
         raise InvalidDataError("k must be a positive integer")
 
 
@@ -276,8 +267,7 @@ class ResultQueryStore(StoreConnection):
     def top_k_eigenvectors(self, spectrum_ids: Sequence[str], k: int) -> np.ndarray:
         """(n, d, k): the top-k eigenvectors of each spectrum, in the order given. All must
         share d; float32 and float64 together come back as float64."""
-        if k is None or non_negative_int(k, "k") == 0:
-            raise InvalidDataError("k must be a positive integer")
+        _check_k(k, required=True)
         if not spectrum_ids:
             raise InvalidDataError("give at least one spectrum id")
         blocks = self._read_vectors(list(spectrum_ids), k)
@@ -299,9 +289,13 @@ class ResultQueryStore(StoreConnection):
         if self._postgres:
             with self._driver_read() as reads:
                 for batch in batches:
-                    found.update(
-                        (row.spectrum_id, row) for row in _vector_rows_postgres(reads, batch, k)
+                    rows = reads.rows(
+                        _VECTOR_SQL_POSTGRES,
+                        {"k": k, "ids": batch},
+                        row_factory=namedtuple_row,
+                        binary=True,
                     )
+                    found.update((row.spectrum_id, row) for row in rows)
         else:
             with self._read() as conn:
                 for batch in batches:
