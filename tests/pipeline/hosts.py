@@ -282,8 +282,14 @@ class Lab:
         assert 1 <= subnet <= 254, "the third octet of 198.18.SUBNET.0/24"
         self.here = f"ls{self.tag}-up"
         address = f"{LAB_PREFIX}.{subnet}.1"
-        run(["ip", "link", "add", self.here, "type", "veth", "peer", "name", "p-here"])
-        run(["ip", "link", "set", "p-here", "netns", self.switch])
+        # Made in the switch's namespace, its other end put straight into this process's, as
+        # add_host does: the switch's end never exists here under a name another lab (another
+        # test process) could be creating at the same moment.
+        here_netns = str(os.getpid())
+        run(
+            ["ip", "-n", self.switch, "link", "add", "p-here", "type", "veth"]
+            + ["peer", "name", self.here, "netns", here_netns]
+        )
         run(["ip", "-n", self.switch, "link", "set", "p-here", "master", "br0", "up"])
         run(["ip", "addr", "add", f"{address}/24", "dev", self.here])
         run(["ip", "link", "set", self.here, "up"])
